@@ -1,0 +1,64 @@
+//! # mmkit — the whole of Linux `mmap` for Rust
+//!
+//! Map files and memory safely, see what the kernel does with them, and (in later
+//! releases) share memory between processes and page memory in from any source.
+//!
+//! | pillar | module | what it gives |
+//! |---|---|---|
+//! | map | [`map`] | file and anonymous mappings, shared or private, any offset; flush, protect, advise, lock, residency, remap, huge pages, typed and atomic views |
+//! | observe | [`probe`] | per-mapping RSS/PSS/dirty from smaps, fault counters, locked memory |
+//! | tour | [`tour`] | live checks of what the Linux docs claim about `mmap` |
+//!
+//! ## Safety model
+//!
+//! - Private anonymous memory ([`Memory`]) is lent as `&[u8]`/`&mut [u8]`: nothing outside
+//!   this process can change it.
+//! - File and shared mappings ([`Mapping`]) can change behind a borrow (another process, a
+//!   truncation), so the safe API copies in and out and gives atomic views; borrowing a
+//!   slice is `unsafe`, with the conditions written on the method.
+//! - Advice that throws contents away needs `&mut self`, and is `unsafe` where a slice
+//!   could still observe the change later (`MADV_FREE` on [`Memory`]).
+//! - Every `unsafe` block in this crate carries a `// SAFETY:` comment; the syscalls go
+//!   through one private module.
+//!
+//! ## Example
+//!
+//! ```
+//! use mmkit::{MapOptions, Protection};
+//! let dir = tempfile::tempdir()?;
+//! let path = dir.path().join("data");
+//! std::fs::write(&path, vec![b'x'; 10_000])?;
+//!
+//! // A shared, writable mapping starting at an unaligned offset.
+//! let file = std::fs::OpenOptions::new().read(true).write(true).open(&path)?;
+//! let mut map = MapOptions::new().offset(5000).write().map(&file)?;
+//! map.write_at(0, b"hello")?;
+//! map.flush()?;
+//! assert_eq!(&std::fs::read(&path)?[5000..5005], b"hello");
+//!
+//! // Protection is checked: a write to read-only pages is an error, not a crash.
+//! map.protect(Protection::READ)?;
+//! assert!(map.write_at(0, b"x").is_err());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+#![deny(missing_docs)]
+#![deny(unsafe_op_in_unsafe_fn)]
+
+mod error;
+pub mod map;
+pub mod probe;
+pub mod process;
+mod sys;
+pub mod tour;
+
+pub use error::{Error, ErrorKind, Op, Result};
+pub use map::{
+    Advice, Discard, FlushMode, HugePageSize, LockMode, MapKind, MapOptions, Mapping, Memory,
+    Protection, RemapMode, Residency,
+};
+
+/// The size of a base page on this machine, in bytes.
+pub fn page_size() -> usize {
+    sys::page_size()
+}

@@ -1,0 +1,242 @@
+//! [`Mapping`]: a file mapping (shared or private) or shared anonymous memory.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU32, AtomicU64};
+
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
+
+use super::region::Region;
+use super::{region_ops, Discard, FlushMode, Protection};
+use crate::error::{Error, ErrorKind, Op, Result};
+
+/// A file mapping, shared or private, or shared anonymous memory; unmapped on drop.
+///
+/// # Safety model
+///
+/// The bytes of a `Mapping` can change behind any borrow: another process writes the
+/// file or the shared memory, or truncates the file (and a touch past the new end raises
+/// SIGBUS). Rust's `&[u8]` promises the bytes do not change while borrowed, so the safe
+/// API never lends one. It copies instead ([`read_at`](Self::read_at),
+/// [`write_at`](Self::write_at), [`read_value`](Self::read_value)) and offers atomic views
+/// ([`atomic_u32s`](Self::atomic_u32s)), whose types allow concurrent change.
+/// [`as_slice`](Self::as_slice) and [`as_mut_slice`](Self::as_mut_slice) lend slices for
+/// callers who can promise no one else changes or truncates the file while they hold one.
+///
+/// Copies check the protection each page has (see [`protect`](Self::protect)), so an
+/// access the pages do not allow is an `Err(Protected)`, not a SIGSEGV.
+///
+/// ```
+/// use mmkit::{FlushMode, MapOptions};
+/// # let dir = tempfile::tempdir()?;
+/// # let path = dir.path().join("counter");
+/// let file = std::fs::OpenOptions::new().read(true).write(true).create(true).open(&path)?;
+/// file.set_len(4096)?;
+/// let mut map = MapOptions::new().write().map(&file)?;
+/// map.write_value(0, &42u64)?;
+/// map.flush()?;
+/// assert_eq!(&std::fs::read(&path)?[..8], &42u64.to_ne_bytes());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug)]
+pub struct Mapping {
+    region: Region,
+}
+
+impl Mapping {
+    pub(crate) fn from_region(region: Region) -> Mapping {
+        Mapping { region }
+    }
+
+    region_ops!();
+
+    /// The file's path, when known (for messages; the mapping does not hold the file open).
+    pub fn path(&self) -> Option<&Path> {
+        self.region.path()
+    }
+
+    /// A raw mutable pointer to the first byte of the view; valid until drop or a moving
+    /// `remap`. Writing through it skips the protection checks.
+    pub fn as_mut_ptr(&mut self) -> *mut u8 {
+        self.region.ptr()
+    }
+
+    /// Copy `buf.len()` bytes at `off` out of the mapping.
+    ///
+    /// # Errors
+    /// `OutOfRange` past the view, `Protected` when the pages are not readable.
+    pub fn read_at(&self, off: usize, buf: &mut [u8]) -> Result<()> {
+        self.region
+            .check_access(Op::Read, off, buf.len(), Protection::READ)?;
+        // SAFETY: the range is inside the view and readable; the destination is a distinct
+        // buffer. Bytes another process changes concurrently are copied as they are found.
+        unsafe {
+            std::ptr::copy_nonoverlapping(self.region.ptr().add(off), buf.as_mut_ptr(), buf.len())
+        };
+        Ok(())
+    }
+
+    /// Copy `data` into the mapping at `off`.
+    ///
+    /// # Errors
+    /// `OutOfRange` past the view, `Protected` when the pages are not writable.
+    pub fn write_at(&mut self, off: usize, data: &[u8]) -> Result<()> {
+        self.region
+            .check_access(Op::Write, off, data.len(), Protection::WRITE)?;
+        // SAFETY: the range is inside the view and writable; `&mut self` means no borrow of
+        // the view is live in this process.
+        unsafe {
+            std::ptr::copy_nonoverlapping(data.as_ptr(), self.region.ptr().add(off), data.len())
+        };
+        Ok(())
+    }
+
+    /// Read a value of a plain-data type at `off` (any alignment).
+    ///
+    /// # Errors
+    /// As [`read_at`](Self::read_at).
+    pub fn read_value<T: FromBytes + IntoBytes>(&self, off: usize) -> Result<T> {
+        let mut value = T::new_zeroed();
+        self.read_at(off, value.as_mut_bytes())?;
+        Ok(value)
+    }
+
+    /// Write a value of a plain-data type at `off` (any alignment).
+    ///
+    /// # Errors
+    /// As [`write_at`](Self::write_at).
+    pub fn write_value<T: IntoBytes + Immutable>(&mut self, off: usize, value: &T) -> Result<()> {
+        self.write_at(off, value.as_bytes())
+    }
+
+    /// `count` atomic 32-bit words at `off`, for counters and flags shared with other
+    /// processes. `off` must be 4-byte aligned in memory and the pages read-write.
+    ///
+    /// # Errors
+    /// `Layout` when misaligned, `OutOfRange`, `Protected`.
+    pub fn atomic_u32s(&self, off: usize, count: usize) -> Result<&[AtomicU32]> {
+        let ptr = self.atomic_range(off, count, std::mem::size_of::<AtomicU32>())?;
+        // SAFETY: the range is inside the view, aligned, readable and writable; atomics
+        // allow concurrent change by anyone; the borrow ties the slice to `&self`, and
+        // `remap`/`protect` need `&mut self`.
+        Ok(unsafe { std::slice::from_raw_parts(ptr.cast::<AtomicU32>(), count) })
+    }
+
+    /// `count` atomic 64-bit words at `off` (8-byte aligned). See [`atomic_u32s`](Self::atomic_u32s).
+    ///
+    /// # Errors
+    /// `Layout` when misaligned, `OutOfRange`, `Protected`.
+    pub fn atomic_u64s(&self, off: usize, count: usize) -> Result<&[AtomicU64]> {
+        let ptr = self.atomic_range(off, count, std::mem::size_of::<AtomicU64>())?;
+        // SAFETY: as in `atomic_u32s`, with 8-byte alignment checked.
+        Ok(unsafe { std::slice::from_raw_parts(ptr.cast::<AtomicU64>(), count) })
+    }
+
+    fn atomic_range(&self, off: usize, count: usize, size: usize) -> Result<*mut u8> {
+        let len = count
+            .checked_mul(size)
+            .ok_or_else(|| self.region.err(Op::View, ErrorKind::LengthOverflow, off, 0))?;
+        self.region
+            .check_access(Op::View, off, len, Protection::READ_WRITE)?;
+        // SAFETY: checked to lie inside the view.
+        let ptr = unsafe { self.region.ptr().add(off) };
+        if ptr as usize % size != 0 {
+            return Err(self
+                .region
+                .err(Op::View, ErrorKind::Layout, off, len)
+                .detail(format!("not {size}-byte aligned")));
+        }
+        Ok(ptr)
+    }
+
+    /// Borrow the view as a byte slice.
+    ///
+    /// # Safety
+    /// While the slice lives, no process may write the mapped bytes (through this or any
+    /// other mapping of the file, or `write(2)` to it) and no one may truncate the file
+    /// below the view; and the pages must stay readable.
+    pub unsafe fn as_slice(&self) -> &[u8] {
+        // SAFETY: the view is mapped for `len` bytes; the caller promises the rest.
+        unsafe { std::slice::from_raw_parts(self.region.ptr(), self.region.len()) }
+    }
+
+    /// Borrow the view as a mutable byte slice.
+    ///
+    /// # Safety
+    /// As [`as_slice`](Self::as_slice), and the pages must be writable.
+    pub unsafe fn as_mut_slice(&mut self) -> &mut [u8] {
+        // SAFETY: the view is mapped for `len` bytes; `&mut self` is exclusive here and the
+        // caller promises no other writer.
+        unsafe { std::slice::from_raw_parts_mut(self.region.ptr(), self.region.len()) }
+    }
+
+    /// Borrow the view as a slice of `T` (size and alignment checked).
+    ///
+    /// # Safety
+    /// As [`as_slice`](Self::as_slice).
+    ///
+    /// # Errors
+    /// `Layout` when the length is not a multiple of `T`'s size or the start is misaligned.
+    pub unsafe fn as_typed<T: FromBytes + KnownLayout + Immutable>(&self) -> Result<&[T]> {
+        // SAFETY: forwarded from the caller.
+        let bytes = unsafe { self.as_slice() };
+        <[T]>::ref_from_bytes(bytes).map_err(|e| layout_err(&self.region, e.to_string()))
+    }
+
+    /// Write dirty pages of the whole view back to the file and wait (`msync(MS_SYNC)`).
+    /// No-op for anonymous memory.
+    ///
+    /// # Errors
+    /// `EIO` and the like from the file system.
+    #[doc(alias = "msync")]
+    pub fn flush(&self) -> Result<()> {
+        self.region.flush(0, self.region.len(), FlushMode::Sync)
+    }
+
+    /// Write back `len` bytes at `off` (widened to whole pages), waiting or not.
+    ///
+    /// # Errors
+    /// `OutOfRange`, or the file system's error.
+    pub fn flush_range(&self, off: usize, len: usize, mode: FlushMode) -> Result<()> {
+        self.region.flush(off, len, mode)
+    }
+
+    /// Change the protection of the whole view (`mprotect`).
+    ///
+    /// Safe: no borrow can be live (`&mut self`), and later copies check the new
+    /// protection. Raw pointers from `as_mut_ptr` are not checked.
+    ///
+    /// # Errors
+    /// `EACCES` asking write of a read-only shared file mapping.
+    #[doc(alias = "mprotect")]
+    pub fn protect(&mut self, prot: Protection) -> Result<()> {
+        let len = self.region.len();
+        self.protect_range(0, len, prot)
+    }
+
+    /// Change the protection of `len` bytes at `off`; the range must be whole pages (it may
+    /// end at the end of the view).
+    ///
+    /// # Errors
+    /// `Unaligned`, `OutOfRange`, or the kernel's refusal.
+    pub fn protect_range(&mut self, off: usize, len: usize, prot: Protection) -> Result<()> {
+        // SAFETY: `&mut self`: no borrow into the view is live; copies check protection.
+        unsafe { self.region.protect(off, len, prot) }
+    }
+
+    /// Throw away pages of `len` bytes at `off` (whole pages); see [`Discard`] for what a
+    /// later read sees.
+    ///
+    /// # Errors
+    /// `Unaligned`, `OutOfRange`, or the kernel's refusal (`EINVAL` for `Remove` on a file
+    /// system without hole punching).
+    pub fn discard(&mut self, off: usize, len: usize, how: Discard) -> Result<()> {
+        // SAFETY: `&mut self`: no borrow into the view is live, and the safe API only copies.
+        unsafe { self.region.discard(off, len, how) }
+    }
+}
+
+pub(crate) fn layout_err(region: &Region, why: String) -> Error {
+    region
+        .err(Op::View, ErrorKind::Layout, 0, region.len())
+        .detail(why)
+}

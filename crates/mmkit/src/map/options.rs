@@ -1,0 +1,443 @@
+//! [`MapOptions`]: the builder that checks a request up front (file type and open mode,
+//! offset, length) and makes the mapping.
+
+use std::fs::File;
+use std::os::fd::{AsFd, BorrowedFd};
+use std::path::{Path, PathBuf};
+
+use rustix::fs::{FileType, OFlags};
+use rustix::mm::MapFlags;
+
+use super::region::{RawParts, Region};
+use super::{HugePageSize, LockMode, MapKind, Mapping, Memory, Protection};
+use crate::error::{os_hint, Error, ErrorKind, Op, Result};
+use crate::sys;
+
+const PROC_SUPER_MAGIC: i64 = 0x9fa0;
+const SYSFS_MAGIC: i64 = 0x6265_6572;
+
+/// A builder for every kind of mapping.
+///
+/// Defaults: the whole file from offset 0, shared, read-only; for anonymous memory the
+/// length is required.
+///
+/// ```
+/// use mmkit::MapOptions;
+/// # let dir = tempfile::tempdir()?;
+/// # let path = dir.path().join("data");
+/// std::fs::write(&path, b"hello, mapped world")?;
+/// // Any offset works, aligned or not.
+/// let map = MapOptions::new().offset(7).map_path(&path)?;
+/// let mut buf = [0u8; 6];
+/// map.read_at(0, &mut buf)?;
+/// assert_eq!(&buf, b"mapped");
+///
+/// // Private anonymous memory lends ordinary slices.
+/// let mut mem = MapOptions::new().len(1 << 20).map_anon()?;
+/// mem[..5].copy_from_slice(b"zeros");
+/// assert!(mem[5..].iter().all(|&b| b == 0));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct MapOptions {
+    offset: u64,
+    len: Option<usize>,
+    write: bool,
+    private: bool,
+    populate: bool,
+    no_reserve: bool,
+    huge_tlb: Option<HugePageSize>,
+    thp: bool,
+    lock: Option<LockMode>,
+    name: Option<String>,
+    past_eof: bool,
+}
+
+impl MapOptions {
+    /// Defaults: whole file, shared, read-only.
+    pub fn new() -> MapOptions {
+        MapOptions::default()
+    }
+
+    /// Start `offset` bytes into the file. Need not be page-aligned: mmkit maps from the
+    /// page below and starts the view at the offset.
+    pub fn offset(&mut self, offset: u64) -> &mut Self {
+        self.offset = offset;
+        self
+    }
+
+    /// Map `len` bytes (default: from the offset to the end of the file).
+    pub fn len(&mut self, len: usize) -> &mut Self {
+        self.len = Some(len);
+        self
+    }
+
+    /// Map for reading and writing. With [`shared`](Self::shared) writes reach the file;
+    /// the file must be open for writing.
+    pub fn write(&mut self) -> &mut Self {
+        self.write = true;
+        self
+    }
+
+    /// `MAP_SHARED` (the default): writes are seen by the file and by other processes.
+    pub fn shared(&mut self) -> &mut Self {
+        self.private = false;
+        self
+    }
+
+    /// `MAP_PRIVATE`: writes are copy-on-write and stay in this process.
+    pub fn private(&mut self) -> &mut Self {
+        self.private = true;
+        self
+    }
+
+    /// `MAP_PRIVATE` with write access: a private, writable copy that works on a file
+    /// opened read-only.
+    pub fn copy_on_write(&mut self) -> &mut Self {
+        self.private().write()
+    }
+
+    /// `MAP_POPULATE`: fault every page in now (read-ahead for files).
+    pub fn populate(&mut self) -> &mut Self {
+        self.populate = true;
+        self
+    }
+
+    /// `MAP_NORESERVE`: reserve no swap space (writes may then fail with SIGSEGV under
+    /// memory pressure when overcommit is strict).
+    pub fn no_reserve(&mut self) -> &mut Self {
+        self.no_reserve = true;
+        self
+    }
+
+    /// `MAP_HUGETLB`: back anonymous memory with pages of the hugetlb pool. The length is
+    /// rounded up to the page size. Fails when the pool (`vm.nr_hugepages`) is short.
+    pub fn huge_tlb(&mut self, size: HugePageSize) -> &mut Self {
+        self.huge_tlb = Some(size);
+        self
+    }
+
+    /// `MADV_HUGEPAGE` after mapping, so the kernel may use transparent huge pages.
+    /// Anonymous memory is also aligned to 2 MiB so that whole huge pages fit.
+    pub fn transparent_huge(&mut self) -> &mut Self {
+        self.thp = true;
+        self
+    }
+
+    /// Lock the pages in memory once mapped (`mlock`, or `mlock2(MLOCK_ONFAULT)`).
+    pub fn lock(&mut self, mode: LockMode) -> &mut Self {
+        self.lock = Some(mode);
+        self
+    }
+
+    /// Name anonymous memory in `/proc/PID/maps` as `[anon:NAME]` (`PR_SET_VMA_ANON_NAME`).
+    pub fn name(&mut self, name: &str) -> &mut Self {
+        self.name = Some(name.to_string());
+        self
+    }
+
+    /// Allow the range to end past the last page of the file. Touching a page wholly past
+    /// the end raises SIGBUS; use this when the file will grow before those pages are used.
+    pub fn allow_past_eof(&mut self) -> &mut Self {
+        self.past_eof = true;
+        self
+    }
+
+    /// Open `path` with the access the options need and map it.
+    pub fn map_path(&self, path: impl AsRef<Path>) -> Result<Mapping> {
+        let path = path.as_ref();
+        let want_write = self.write && !self.private;
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(want_write)
+            .open(path)
+            .map_err(|e| {
+                let errno = rustix::io::Errno::from_io_error(&e).unwrap_or(rustix::io::Errno::IO);
+                Error::os(Op::Open, errno).with_path(Some(path))
+            })?;
+        self.map_fd(file.as_fd(), Some(path.to_path_buf()))
+    }
+
+    /// Map an open file. Its open mode is checked against the options first.
+    pub fn map(&self, file: &File) -> Result<Mapping> {
+        self.map_fd(file.as_fd(), fd_path(file.as_fd()))
+    }
+
+    /// Map an open file descriptor (a `File`, a memfd, a shared-memory object).
+    pub fn map_fd(&self, fd: BorrowedFd<'_>, path: Option<PathBuf>) -> Result<Mapping> {
+        let (file_len, regular) = check_file(fd, path.as_deref(), self.write && !self.private)?;
+        let len = match (regular, self.len) {
+            (true, _) => self.file_range(file_len, path.as_deref())?,
+            (false, Some(len)) => len,
+            (false, None) => {
+                return Err(Error::new(Op::Map, ErrorKind::Unsupported)
+                    .with_path(path.as_deref())
+                    .detail("a device has no length to default to")
+                    .hint("give the length with .len(bytes)"))
+            }
+        };
+        let kind = if self.private {
+            MapKind::FilePrivate
+        } else {
+            MapKind::FileShared
+        };
+        self.make(Some(fd), len, kind, path)
+            .map(Mapping::from_region)
+    }
+
+    /// Private anonymous memory: zero-filled, readable and writable, lent as slices.
+    pub fn map_anon(&self) -> Result<Memory> {
+        let len = self.anon_len()?;
+        self.make(None, len, MapKind::AnonPrivate, None)
+            .map(Memory::from_region)
+    }
+
+    /// Shared anonymous memory: zero-filled, seen by children after `fork`.
+    pub fn map_anon_shared(&self) -> Result<Mapping> {
+        let len = self.anon_len()?;
+        self.make(None, len, MapKind::AnonShared, None)
+            .map(Mapping::from_region)
+    }
+
+    fn anon_len(&self) -> Result<usize> {
+        self.len.ok_or_else(|| {
+            Error::new(Op::Map, ErrorKind::Unsupported)
+                .detail("anonymous memory needs a length")
+                .hint("call .len(bytes)")
+        })
+    }
+
+    /// The view's length for a file of `file_len` bytes.
+    fn file_range(&self, file_len: u64, path: Option<&Path>) -> Result<usize> {
+        let err = |kind| {
+            Error::new(Op::Map, kind)
+                .with_path(path)
+                .at(self.offset, self.len.unwrap_or(0) as u64)
+        };
+        if self.offset > file_len {
+            return Err(err(ErrorKind::OffsetPastEnd).detail(format!(
+                "offset is past the end of the file ({file_len} bytes)"
+            )));
+        }
+        let len = match self.len {
+            Some(l) => l,
+            None => usize::try_from(file_len - self.offset)
+                .map_err(|_| err(ErrorKind::LengthOverflow))?,
+        };
+        let end = self
+            .offset
+            .checked_add(len as u64)
+            .ok_or_else(|| err(ErrorKind::LengthOverflow))?;
+        let page = sys::page_size() as u64;
+        if !self.past_eof && end.div_ceil(page) > file_len.div_ceil(page) {
+            return Err(err(ErrorKind::RangePastEnd)
+                .detail(format!("range ends at {end}, past the last page of the file ({file_len} bytes)"))
+                .hint("grow the file first (File::set_len), or allow_past_eof() if it will grow before use"));
+        }
+        Ok(len)
+    }
+
+    fn make(
+        &self,
+        fd: Option<BorrowedFd<'_>>,
+        len: usize,
+        kind: MapKind,
+        path: Option<PathBuf>,
+    ) -> Result<Region> {
+        let page = sys::page_size();
+        let granule = self.huge_tlb.map_or(page, HugePageSize::bytes);
+        let delta = (self.offset % page as u64) as usize;
+        let aligned_offset = self.offset - delta as u64;
+        let prot = if self.write || fd.is_none() {
+            Protection::READ_WRITE
+        } else {
+            Protection::READ
+        };
+        let ctx = |e: Error| e.with_path(path.as_deref()).at(self.offset, len as u64);
+        let map_len = delta
+            .checked_add(len)
+            .and_then(|l| l.checked_next_multiple_of(granule))
+            .filter(|&l| l <= isize::MAX as usize)
+            .ok_or_else(|| ctx(Error::new(Op::Map, ErrorKind::LengthOverflow)))?;
+        let parts = |base, map_len| RawParts {
+            base,
+            map_len,
+            delta,
+            len,
+            granule,
+            kind,
+            huge: self.huge_tlb.is_some(),
+            path: path.clone(),
+            prot,
+        };
+        if len == 0 {
+            // SAFETY: no mapping is adopted.
+            return Ok(unsafe { Region::from_raw(parts(None, 0)) });
+        }
+        let base = self
+            .mmap_aligned(fd, map_len, prot, kind, aligned_offset)
+            .map_err(|e| {
+                let err = ctx(Error::os(Op::Map, e));
+                match os_hint(Op::Map, e.raw_os_error(), self.huge_tlb.is_some()) {
+                    Some(h) => err.hint(h),
+                    None => err,
+                }
+            })?;
+        // SAFETY: `base, map_len` was just mapped by us with protection `prot`.
+        let region = unsafe { Region::from_raw(parts(Some(base), map_len)) };
+        self.finish(&region)?;
+        Ok(region)
+    }
+
+    /// `mmap`, aligned to 2 MiB for transparent huge anonymous memory.
+    fn mmap_aligned(
+        &self,
+        fd: Option<BorrowedFd<'_>>,
+        map_len: usize,
+        prot: Protection,
+        kind: MapKind,
+        offset: u64,
+    ) -> std::result::Result<std::ptr::NonNull<u8>, rustix::io::Errno> {
+        let mut flags = if kind.is_shared() {
+            MapFlags::SHARED
+        } else {
+            MapFlags::PRIVATE
+        };
+        if self.populate {
+            flags |= MapFlags::POPULATE;
+        }
+        if self.no_reserve {
+            flags |= MapFlags::NORESERVE;
+        }
+        if let Some(size) = self.huge_tlb {
+            flags |= MapFlags::HUGETLB | MapFlags::from_bits_retain(size.flag_bits());
+        }
+        let align = if self.thp && fd.is_none() && self.huge_tlb.is_none() {
+            2 << 20
+        } else {
+            0
+        };
+        if align == 0 {
+            // SAFETY: map_len > 0; no MAP_FIXED.
+            return unsafe {
+                sys::mmap(
+                    std::ptr::null_mut(),
+                    map_len,
+                    prot.prot_flags(),
+                    flags,
+                    fd,
+                    offset,
+                )
+            };
+        }
+        // Reserve enough to find an aligned start, then map over it and trim the rest.
+        let reserve = map_len + align;
+        // SAFETY: a fresh PROT_NONE reservation; nothing of ours is there.
+        let r = unsafe {
+            sys::mmap(
+                std::ptr::null_mut(),
+                reserve,
+                rustix::mm::ProtFlags::empty(),
+                MapFlags::PRIVATE | MapFlags::NORESERVE,
+                None,
+                0,
+            )?
+        };
+        let start = (r.as_ptr() as usize).next_multiple_of(align);
+        let head = start - r.as_ptr() as usize;
+        // SAFETY: `start..start+map_len` lies in our reservation, so MAP_FIXED replaces only it.
+        let p = unsafe {
+            sys::mmap(
+                start as *mut u8,
+                map_len,
+                prot.prot_flags(),
+                flags | MapFlags::FIXED,
+                None,
+                0,
+            )
+        };
+        // SAFETY: unmap the unused head and tail of our own reservation.
+        unsafe {
+            if head > 0 {
+                let _ = sys::munmap(r, head);
+            }
+            let tail = reserve - head - map_len;
+            if tail > 0 {
+                let _ = sys::munmap(
+                    std::ptr::NonNull::new_unchecked((start + map_len) as *mut u8),
+                    tail,
+                );
+            }
+        }
+        p
+    }
+
+    /// Apply the options that act on a live mapping: THP advice, lock, name.
+    fn finish(&self, region: &Region) -> Result<()> {
+        let len = region.len();
+        if self.thp {
+            region.advise(0, len, super::Advice::HugePage)?;
+        }
+        if let Some(mode) = self.lock {
+            region.lock(0, len, mode)?;
+        }
+        if let Some(name) = &self.name {
+            if region.kind().is_file() {
+                return Err(Error::new(Op::Name, ErrorKind::Unsupported)
+                    .detail("only anonymous memory can be named; a file mapping shows its path"));
+            }
+            region.set_name(name)?;
+        }
+        Ok(())
+    }
+}
+
+/// Check the file can be mapped as asked; returns its length and whether it is a regular file.
+fn check_file(fd: BorrowedFd<'_>, path: Option<&Path>, shared_write: bool) -> Result<(u64, bool)> {
+    let open_err = |e| {
+        Error::os(Op::Open, e)
+            .with_path(path)
+            .hint("the file descriptor is not open, or was opened with O_PATH")
+    };
+    let flags = rustix::fs::fcntl_getfl(fd).map_err(open_err)?;
+    if flags.contains(OFlags::PATH) {
+        return Err(open_err(rustix::io::Errno::BADF));
+    }
+    let acc = flags & OFlags::RWMODE;
+    if acc == OFlags::WRONLY {
+        return Err(Error::new(Op::Map, ErrorKind::NoReadAccess)
+            .with_path(path)
+            .hint("open it with read access too"));
+    }
+    if shared_write && acc == OFlags::RDONLY {
+        return Err(Error::new(Op::Map, ErrorKind::ReadOnlyFile)
+            .with_path(path)
+            .hint("open the file for writing, or map it copy_on_write() for private changes"));
+    }
+    let st = rustix::fs::fstat(fd).map_err(|e| Error::os(Op::Open, e).with_path(path))?;
+    let ft = FileType::from_raw_mode(st.st_mode);
+    let what = match ft {
+        FileType::RegularFile | FileType::BlockDevice | FileType::CharacterDevice => None,
+        FileType::Directory => Some("a directory"),
+        FileType::Fifo => Some("a pipe (FIFO)"),
+        FileType::Socket => Some("a socket"),
+        _ => Some("not a regular file"),
+    };
+    let pseudo = rustix::fs::fstatfs(fd)
+        .map(|s| matches!(s.f_type, PROC_SUPER_MAGIC | SYSFS_MAGIC))
+        .unwrap_or(false);
+    let what = what.or(pseudo.then_some("a /proc or /sys file, which has no pages to map"));
+    if let Some(what) = what {
+        return Err(Error::new(Op::Map, ErrorKind::NotMappable)
+            .with_path(path)
+            .detail(format!("cannot map {what}"))
+            .hint("read it with read() instead; only regular files, block devices and memory objects map"));
+    }
+    Ok((st.st_size as u64, ft == FileType::RegularFile))
+}
+
+/// The path behind an open descriptor, for error messages.
+fn fd_path(fd: BorrowedFd<'_>) -> Option<PathBuf> {
+    use std::os::fd::AsRawFd;
+    std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd())).ok()
+}

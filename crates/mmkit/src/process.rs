@@ -1,0 +1,169 @@
+//! Child processes for showing cross-process behaviour: run a closure in a `fork`ed
+//! child, learn how it ended (exit code or signal), kill it at a chosen moment.
+//!
+//! Used by the tour and the tests to show what another process sees of a mapping, and
+//! that a bad access ends a process with the signal the docs promise.
+//!
+//! Wraps [`fork(2)`](https://man7.org/linux/man-pages/man2/fork.2.html),
+//! [`waitpid(2)`](https://man7.org/linux/man-pages/man2/waitpid.2.html) and
+//! [`kill(2)`](https://man7.org/linux/man-pages/man2/kill.2.html).
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+
+use crate::error::{Error, Op, Result};
+
+/// How a child process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// It called `exit` with this code.
+    Code(i32),
+    /// A signal ended it.
+    Signal(i32),
+}
+
+impl Exit {
+    /// The signal's name, for signals the tour and tests meet.
+    pub fn describe(self) -> String {
+        match self {
+            Exit::Code(c) => format!("exit code {c}"),
+            Exit::Signal(s) => format!("killed by {}", signal_name(s)),
+        }
+    }
+}
+
+/// `SIGSEGV`, `SIGBUS`, … for a signal number.
+pub fn signal_name(sig: i32) -> String {
+    match sig {
+        libc::SIGSEGV => "SIGSEGV".into(),
+        libc::SIGBUS => "SIGBUS".into(),
+        libc::SIGKILL => "SIGKILL".into(),
+        libc::SIGABRT => "SIGABRT".into(),
+        libc::SIGTERM => "SIGTERM".into(),
+        n => format!("signal {n}"),
+    }
+}
+
+/// A forked child, with a socket to it for "ready" handshakes.
+#[derive(Debug)]
+pub struct Child {
+    pid: libc::pid_t,
+    sock: UnixStream,
+    reaped: bool,
+}
+
+/// The child's end of the handshake socket.
+#[derive(Debug)]
+pub struct ChildLink {
+    sock: UnixStream,
+}
+
+impl ChildLink {
+    /// Tell the parent one byte's worth of news (e.g. "the write is done").
+    pub fn send(&mut self, byte: u8) {
+        let _ = self.sock.write_all(&[byte]);
+    }
+}
+
+/// Run `f` in a new child process made by `fork`; the child exits with `f`'s return value.
+///
+/// # Safety
+/// When other threads exist, the child has only the calling thread and any lock they
+/// held stays locked there forever: `f` must not take locks another thread may hold (the
+/// allocator is fork-safe in glibc; `std::io::stdout` is not). `f` must not unwind: a
+/// panic in the child aborts it.
+///
+/// # Errors
+/// The kernel's refusal to fork (`EAGAIN`, `ENOMEM`).
+pub unsafe fn fork<F: FnOnce(&mut ChildLink) -> i32>(f: F) -> Result<Child> {
+    let (parent_sock, child_sock) = UnixStream::pair().map_err(|e| os_err(&e))?;
+    // SAFETY: the caller upholds the fork-safety contract above for `f`.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(os_err(&std::io::Error::last_os_error()));
+    }
+    if pid == 0 {
+        drop(parent_sock);
+        let mut link = ChildLink { sock: child_sock };
+        let code =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&mut link))).unwrap_or(101);
+        // SAFETY: `_exit` ends the child at once without running the parent's atexit
+        // handlers or flushing buffers it inherited.
+        unsafe { libc::_exit(code) };
+    }
+    Ok(Child {
+        pid,
+        sock: parent_sock,
+        reaped: false,
+    })
+}
+
+fn os_err(e: &std::io::Error) -> Error {
+    Error::os(
+        Op::Process,
+        rustix::io::Errno::from_io_error(e).unwrap_or(rustix::io::Errno::IO),
+    )
+}
+
+impl Child {
+    /// The child's process id.
+    pub fn pid(&self) -> i32 {
+        self.pid
+    }
+
+    /// Wait for the child's next handshake byte (`None` when it ended without sending).
+    pub fn recv(&mut self) -> Option<u8> {
+        let mut b = [0u8];
+        self.sock.read_exact(&mut b).ok().map(|_| b[0])
+    }
+
+    /// Send the child a signal (`kill(2)`).
+    ///
+    /// # Errors
+    /// `ESRCH` when it already ended and was reaped.
+    pub fn signal(&self, sig: i32) -> Result<()> {
+        // SAFETY: kill has no memory effects; `pid` is our unreaped child, so the id
+        // cannot have been reused.
+        if unsafe { libc::kill(self.pid, sig) } != 0 {
+            return Err(os_err(&std::io::Error::last_os_error()));
+        }
+        Ok(())
+    }
+
+    /// Wait for the child to end (`waitpid`).
+    ///
+    /// # Errors
+    /// The kernel's refusal (`ECHILD`).
+    pub fn wait(mut self) -> Result<Exit> {
+        let mut status = 0;
+        loop {
+            // SAFETY: `status` is a valid out-pointer; `pid` is our child.
+            let rc = unsafe { libc::waitpid(self.pid, &mut status, 0) };
+            if rc == self.pid {
+                break;
+            }
+            let e = std::io::Error::last_os_error();
+            if e.kind() != std::io::ErrorKind::Interrupted {
+                return Err(os_err(&e));
+            }
+        }
+        self.reaped = true;
+        if libc::WIFSIGNALED(status) {
+            Ok(Exit::Signal(libc::WTERMSIG(status)))
+        } else {
+            Ok(Exit::Code(libc::WEXITSTATUS(status)))
+        }
+    }
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        if !self.reaped {
+            // SAFETY: our unreaped child; kill and reap it so no zombie is left.
+            unsafe {
+                libc::kill(self.pid, libc::SIGKILL);
+                libc::waitpid(self.pid, std::ptr::null_mut(), 0);
+            }
+        }
+    }
+}

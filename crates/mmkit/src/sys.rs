@@ -1,0 +1,199 @@
+//! The one small layer that calls the memory-management syscalls.
+//!
+//! Everything above this module works with owned types ([`crate::Mapping`],
+//! [`crate::Memory`]) and never calls the kernel directly. Each function here names the
+//! call it makes and links its man page; `rustix` is used where it has the call and
+//! `libc` where it does not (`mincore`, `prctl(PR_SET_VMA)`, `getrusage`).
+//!
+//! All functions that take an address are `unsafe`: the caller promises the range is a
+//! mapping it owns (or, for `mmap` with a hint, that nothing of its own lives there).
+
+use std::os::fd::BorrowedFd;
+use std::ptr::NonNull;
+
+use rustix::io::Errno;
+use rustix::mm::{self, MapFlags, MlockFlags, MprotectFlags, MremapFlags, MsyncFlags, ProtFlags};
+
+/// The size of a base page, in bytes.
+pub(crate) fn page_size() -> usize {
+    rustix::param::page_size()
+}
+
+/// `mmap(2)`: map `len` bytes of `fd` at `offset`, or anonymous memory when `fd` is `None`.
+///
+/// <https://man7.org/linux/man-pages/man2/mmap.2.html>
+///
+/// # Safety
+/// `len` is non-zero. With `MAP_FIXED` in `flags`, nothing the program still uses may live at
+/// `hint` (the kernel replaces it).
+pub(crate) unsafe fn mmap(
+    hint: *mut u8,
+    len: usize,
+    prot: ProtFlags,
+    flags: MapFlags,
+    fd: Option<BorrowedFd<'_>>,
+    offset: u64,
+) -> Result<NonNull<u8>, Errno> {
+    debug_assert!(len > 0);
+    let ptr = match fd {
+        // SAFETY: forwarded from the caller; a file mapping with a hint is only a hint.
+        Some(fd) => unsafe { mm::mmap(hint.cast(), len, prot, flags, fd, offset)? },
+        // SAFETY: as above, for anonymous memory.
+        None => unsafe { mm::mmap_anonymous(hint.cast(), len, prot, flags)? },
+    };
+    Ok(NonNull::new(ptr.cast()).expect("mmap returned NULL without MAP_FIXED at 0"))
+}
+
+/// `munmap(2)`: remove the mapping of `[ptr, ptr+len)`.
+///
+/// <https://man7.org/linux/man-pages/man2/munmap.2.html>
+///
+/// # Safety
+/// The range belongs to a mapping the caller owns, and nothing refers into it afterwards.
+pub(crate) unsafe fn munmap(ptr: NonNull<u8>, len: usize) -> Result<(), Errno> {
+    // SAFETY: forwarded from the caller.
+    unsafe { mm::munmap(ptr.as_ptr().cast(), len) }
+}
+
+/// `msync(2)` with `MS_SYNC` or `MS_ASYNC`.
+///
+/// <https://man7.org/linux/man-pages/man2/msync.2.html>
+///
+/// # Safety
+/// `ptr` is page-aligned and the range lies in a mapping the caller owns.
+pub(crate) unsafe fn msync(ptr: *mut u8, len: usize, sync: bool) -> Result<(), Errno> {
+    let flags = if sync {
+        MsyncFlags::SYNC
+    } else {
+        MsyncFlags::ASYNC
+    };
+    // SAFETY: forwarded from the caller; msync does not change memory contents.
+    unsafe { mm::msync(ptr.cast(), len, flags) }
+}
+
+/// `mprotect(2)`.
+///
+/// <https://man7.org/linux/man-pages/man2/mprotect.2.html>
+///
+/// # Safety
+/// The range lies in a mapping the caller owns, and no reference into it relies on an
+/// access the new protection removes.
+pub(crate) unsafe fn mprotect(ptr: *mut u8, len: usize, prot: MprotectFlags) -> Result<(), Errno> {
+    // SAFETY: forwarded from the caller.
+    unsafe { mm::mprotect(ptr.cast(), len, prot) }
+}
+
+/// `madvise(2)`.
+///
+/// <https://man7.org/linux/man-pages/man2/madvise.2.html>
+///
+/// # Safety
+/// The range lies in a mapping the caller owns; for advice that discards contents
+/// (`DONTNEED`, `FREE`, `REMOVE`) no reference into the range is live.
+pub(crate) unsafe fn madvise(ptr: *mut u8, len: usize, advice: mm::Advice) -> Result<(), Errno> {
+    // SAFETY: forwarded from the caller.
+    unsafe { mm::madvise(ptr.cast(), len, advice) }
+}
+
+/// `mlock(2)`, or `mlock2(2)` with `MLOCK_ONFAULT` when `on_fault`.
+///
+/// <https://man7.org/linux/man-pages/man2/mlock.2.html>
+///
+/// # Safety
+/// The range lies in a mapping the caller owns.
+pub(crate) unsafe fn mlock(ptr: *mut u8, len: usize, on_fault: bool) -> Result<(), Errno> {
+    if on_fault {
+        // SAFETY: forwarded from the caller; locking never changes contents.
+        unsafe { mm::mlock_with(ptr.cast(), len, MlockFlags::ONFAULT) }
+    } else {
+        // SAFETY: as above.
+        unsafe { mm::mlock(ptr.cast(), len) }
+    }
+}
+
+/// `munlock(2)`.
+///
+/// <https://man7.org/linux/man-pages/man2/munlock.2.html>
+///
+/// # Safety
+/// The range lies in a mapping the caller owns.
+pub(crate) unsafe fn munlock(ptr: *mut u8, len: usize) -> Result<(), Errno> {
+    // SAFETY: forwarded from the caller.
+    unsafe { mm::munlock(ptr.cast(), len) }
+}
+
+/// `mincore(2)`: one byte per page, bit 0 set when the page is resident.
+///
+/// <https://man7.org/linux/man-pages/man2/mincore.2.html>
+///
+/// # Safety
+/// `ptr` is page-aligned and the range lies in a mapping the caller owns.
+pub(crate) unsafe fn mincore(ptr: *mut u8, len: usize) -> Result<Vec<u8>, Errno> {
+    let pages = len.div_ceil(page_size());
+    let mut vec = vec![0u8; pages];
+    // SAFETY: `vec` has one byte for each page of the range, as mincore writes.
+    let rc = unsafe { libc::mincore(ptr.cast(), len, vec.as_mut_ptr()) };
+    if rc != 0 {
+        return Err(Errno::from_raw_os_error(errno()));
+    }
+    Ok(vec)
+}
+
+/// `mremap(2)`: grow or shrink a mapping; with `may_move` the kernel may move it.
+///
+/// <https://man7.org/linux/man-pages/man2/mremap.2.html>
+///
+/// # Safety
+/// `[ptr, ptr+old_len)` is a whole mapping the caller owns; when `may_move`, nothing may
+/// refer to the old address afterwards.
+pub(crate) unsafe fn mremap(
+    ptr: NonNull<u8>,
+    old_len: usize,
+    new_len: usize,
+    may_move: bool,
+) -> Result<NonNull<u8>, Errno> {
+    let flags = if may_move {
+        MremapFlags::MAYMOVE
+    } else {
+        MremapFlags::empty()
+    };
+    // SAFETY: forwarded from the caller.
+    let p = unsafe { mm::mremap(ptr.as_ptr().cast(), old_len, new_len, flags)? };
+    Ok(NonNull::new(p.cast()).expect("mremap returned NULL"))
+}
+
+/// `prctl(PR_SET_VMA, PR_SET_VMA_ANON_NAME, …)`: name an anonymous range in `/proc/PID/maps`.
+///
+/// <https://man7.org/linux/man-pages/man2/PR_SET_VMA.2const.html>
+///
+/// # Safety
+/// The range lies in a mapping the caller owns.
+pub(crate) unsafe fn set_anon_name(
+    ptr: *mut u8,
+    len: usize,
+    name: &std::ffi::CStr,
+) -> Result<(), Errno> {
+    const PR_SET_VMA: libc::c_int = 0x5356_4d41;
+    const PR_SET_VMA_ANON_NAME: libc::c_ulong = 0;
+    // SAFETY: prctl reads `name` (NUL-terminated, alive for the call) and the kernel checks
+    // the range; naming changes no memory.
+    let rc = unsafe {
+        libc::prctl(
+            PR_SET_VMA,
+            PR_SET_VMA_ANON_NAME,
+            ptr as libc::c_ulong,
+            len,
+            name.as_ptr(),
+        )
+    };
+    if rc != 0 {
+        return Err(Errno::from_raw_os_error(errno()));
+    }
+    Ok(())
+}
+
+fn errno() -> i32 {
+    std::io::Error::last_os_error()
+        .raw_os_error()
+        .unwrap_or(libc::EIO)
+}
