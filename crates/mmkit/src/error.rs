@@ -268,6 +268,16 @@ fn errno_name(n: i32) -> Option<&'static str> {
     })
 }
 
+/// `EINVAL (Invalid argument)`: the errno's name and its text.
+pub(crate) fn errno_label(n: i32) -> String {
+    let text = io::Error::from_raw_os_error(n).to_string();
+    let text = text.split(" (os error").next().unwrap_or(&text).to_string();
+    match errno_name(n) {
+        Some(name) => format!("{name} ({text})"),
+        None => text,
+    }
+}
+
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let i = &self.inner;
