@@ -40,8 +40,7 @@ pub(crate) fn run(args: &TourArgs) -> anyhow::Result<()> {
     })?;
     io_result?;
     if args.json {
-        serde_json::to_writer_pretty(&mut out, &findings)?;
-        writeln!(out)?;
+        writeln!(out, "{}", serde_json::to_string_pretty(&findings)?)?;
     } else {
         let count = |v: Verdict| findings.iter().filter(|f| f.verdict == v).count();
         writeln!(

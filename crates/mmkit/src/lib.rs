@@ -62,3 +62,8 @@ pub use map::{
 pub fn page_size() -> usize {
     sys::page_size()
 }
+
+/// The README's example, compiled and run as a doc test.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctests;

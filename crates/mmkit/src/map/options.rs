@@ -14,7 +14,6 @@ use crate::error::{os_hint, Error, ErrorKind, Op, Result};
 use crate::sys;
 
 const PROC_SUPER_MAGIC: i64 = 0x9fa0;
-const SYSFS_MAGIC: i64 = 0x6265_6572;
 
 /// A builder for every kind of mapping.
 ///
@@ -159,12 +158,24 @@ impl MapOptions {
     }
 
     /// Map an open file. Its open mode is checked against the options first.
+    ///
+    /// Errors name the file (looked up through `/proc/self/fd` only when an error
+    /// happens); the mapping itself does not keep the path, so errors of later operations
+    /// on it give offsets only. Use [`map_path`](Self::map_path) to keep it.
     pub fn map(&self, file: &File) -> Result<Mapping> {
-        self.map_fd(file.as_fd(), fd_path(file.as_fd()))
+        self.map_fd(file.as_fd(), None)
     }
 
-    /// Map an open file descriptor (a `File`, a memfd, a shared-memory object).
+    /// Map an open file descriptor (a `File`, a memfd, a shared-memory object); `path`
+    /// names it in errors.
     pub fn map_fd(&self, fd: BorrowedFd<'_>, path: Option<PathBuf>) -> Result<Mapping> {
+        self.map_fd_inner(fd, path).map_err(|e| match e.path() {
+            Some(_) => e,
+            None => e.with_path(fd_path(fd).as_deref()),
+        })
+    }
+
+    fn map_fd_inner(&self, fd: BorrowedFd<'_>, path: Option<PathBuf>) -> Result<Mapping> {
         let (file_len, regular) = check_file(fd, path.as_deref(), self.write && !self.private)?;
         let len = match (regular, self.len) {
             (true, _) => self.file_range(file_len, path.as_deref())?,
@@ -423,10 +434,11 @@ fn check_file(fd: BorrowedFd<'_>, path: Option<&Path>, shared_write: bool) -> Re
         FileType::Socket => Some("a socket"),
         _ => Some("not a regular file"),
     };
-    let pseudo = rustix::fs::fstatfs(fd)
-        .map(|s| matches!(s.f_type, PROC_SUPER_MAGIC | SYSFS_MAGIC))
-        .unwrap_or(false);
-    let what = what.or(pseudo.then_some("a /proc or /sys file, which has no pages to map"));
+    // /proc files claim a length of 0 (so a default-length map would silently be empty);
+    // only then is the file system worth asking about.
+    let pseudo =
+        st.st_size == 0 && rustix::fs::fstatfs(fd).is_ok_and(|s| s.f_type == PROC_SUPER_MAGIC);
+    let what = what.or(pseudo.then_some("a /proc file, which has no pages to map"));
     if let Some(what) = what {
         return Err(Error::new(Op::Map, ErrorKind::NotMappable)
             .with_path(path)

@@ -115,7 +115,7 @@ mod tests {
         fn matches_per_page_model(ops in proptest::collection::vec((0usize..20, 0usize..20, 0u8..4), 0..30)) {
             let prots = [N, R, RW, Protection::READ | Protection::EXEC];
             let mut m = ProtMap::new(16, RW);
-            let mut model = vec![RW; 16];
+            let mut model = [RW; 16];
             for (a, b, p) in ops {
                 let (s, e) = (a.min(b), a.max(b));
                 m.set(s, e, prots[p as usize]);

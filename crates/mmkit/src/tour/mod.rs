@@ -11,7 +11,7 @@
 //! for f in mmkit::tour::run(dir.path(), |_| {})? {
 //!     println!("{} {}: {:?}", f.id, f.claim, f.verdict);
 //! }
-//! # Ok::<(), mmkit::Error>(())
+//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
 mod files;
