@@ -158,7 +158,8 @@ macro_rules! region_ops {
         ///
         /// # Errors
         /// `ENOMEM` when [`RemapMode::InPlace`]($crate::RemapMode) cannot grow in place;
-        /// `Unsupported` to or from an empty view.
+        /// `Unsupported` to or from an empty view, and for growing shared anonymous memory
+        /// (its backing object cannot grow, so new pages would raise SIGBUS).
         #[doc(alias = "mremap")]
         pub fn remap(&mut self, new_len: usize, mode: $crate::RemapMode) -> $crate::Result<()> {
             self.region.remap(new_len, mode)

@@ -393,10 +393,6 @@ impl MapOptions {
             region.lock(0, len, mode)?;
         }
         if let Some(name) = &self.name {
-            if region.kind().is_file() {
-                return Err(Error::new(Op::Name, ErrorKind::Unsupported)
-                    .detail("only anonymous memory can be named; a file mapping shows its path"));
-            }
             region.set_name(name)?;
         }
         Ok(())

@@ -295,6 +295,11 @@ impl Region {
             self.err(Op::Name, ErrorKind::Unsupported, 0, self.len)
                 .detail("the name contains a NUL byte")
         })?;
+        if self.kind.is_file() {
+            return Err(self
+                .err(Op::Name, ErrorKind::Unsupported, 0, self.len)
+                .detail("only anonymous memory can be named; a file mapping shows its path"));
+        }
         if self.map_len == 0 {
             return Ok(());
         }
@@ -324,6 +329,13 @@ impl Region {
             return Err(self.err(Op::Remap, ErrorKind::Unsupported, 0, new_len).detail(
                 "an empty mapping cannot be remapped, nor a mapping remapped to empty; map again or drop it",
             ));
+        }
+        if self.kind == MapKind::AnonShared && new_map_len > self.map_len {
+            // Its shared memory object keeps the size it was made with: pages past it
+            // would raise SIGBUS on the first touch.
+            return Err(self.err(Op::Remap, ErrorKind::Unsupported, 0, new_len).detail(
+                "shared anonymous memory cannot grow: its backing object keeps its size",
+            ).hint("map a larger region and copy, or map a file or memfd you can grow with set_len"));
         }
         if new_map_len != self.map_len {
             // SAFETY: `base, map_len` is our whole mapping and `&mut self` means no

@@ -227,14 +227,7 @@ impl HugePageSize {
 
 /// `Hugepagesize` from `/proc/meminfo`, 2 MiB where it cannot be read.
 fn default_huge_page_size() -> usize {
-    std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("Hugepagesize:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<usize>().ok())
-        })
-        .map_or(2 << 20, |kb| kb * 1024)
+    crate::probe::meminfo("Hugepagesize").map_or(2 << 20, |b| b as usize)
 }
 
 /// The four kinds of mapping.

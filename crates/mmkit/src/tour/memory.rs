@@ -151,17 +151,6 @@ fn thp_mode() -> String {
         .unwrap_or_else(|| "unavailable".into())
 }
 
-fn free_huge_pages() -> u64 {
-    std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("HugePages_Free:"))
-                .and_then(|v| v.trim().parse().ok())
-        })
-        .unwrap_or(0)
-}
-
 /// Claim 13b: THP (`AnonHugePages`) and, when the pool has pages, hugetlb.
 pub(super) fn huge_pages(_ctx: &Ctx) -> Result<Outcome> {
     let mode = thp_mode();
@@ -175,7 +164,7 @@ pub(super) fn huge_pages(_ctx: &Ctx) -> Result<Outcome> {
         mem.fill(1);
         Some(region_stats(mem.as_ptr())?.anon_huge)
     };
-    let free = free_huge_pages();
+    let free = crate::probe::meminfo("HugePages_Free").unwrap_or(0);
     let tlb = if free == 0 {
         None
     } else {
