@@ -367,6 +367,11 @@ impl MapOptions {
                 0,
             )
         };
+        if p.is_err() {
+            // SAFETY: the whole reservation is ours and nothing was mapped over it.
+            let _ = unsafe { sys::munmap(r, reserve) };
+            return p;
+        }
         // SAFETY: unmap the unused head and tail of our own reservation.
         unsafe {
             if head > 0 {

@@ -361,6 +361,15 @@ impl Region {
             self.prot
                 .resize(new_map_len / self.granule, Protection::READ_WRITE);
         }
+        if self.kind == MapKind::AnonPrivate && new_len > self.len {
+            // mremap zero-fills new pages only; bytes past the old end in its last page
+            // still hold what was there before a shrink. Grown memory reads as zeros.
+            let kept_page_end = (self.delta + self.len).next_multiple_of(self.granule) - self.delta;
+            let stale = kept_page_end.min(new_len) - self.len;
+            // SAFETY: `[len, len+stale)` lies in the view's mapped pages; `&mut self` is
+            // exclusive and the pages are writable private anonymous memory.
+            unsafe { std::ptr::write_bytes(self.ptr().add(self.len), 0, stale) };
+        }
         self.len = new_len;
         Ok(())
     }

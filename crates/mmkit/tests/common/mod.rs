@@ -1,0 +1,88 @@
+//! Helpers shared by the map-pillar integration tests: temporary files with known
+//! contents, opening them in each mode, and small checks for privileges and tools.
+//!
+//! Not every test binary uses every helper.
+#![allow(dead_code)]
+
+use std::fs::{File, OpenOptions};
+use std::path::{Path, PathBuf};
+
+/// The base page size.
+pub(crate) fn page() -> usize {
+    mmkit::page_size()
+}
+
+/// A temporary directory holding one file `data` with `bytes` in it.
+pub(crate) struct TempFile {
+    pub(crate) dir: tempfile::TempDir,
+    pub(crate) path: PathBuf,
+}
+
+impl TempFile {
+    pub(crate) fn new(bytes: &[u8]) -> TempFile {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("data");
+        std::fs::write(&path, bytes).expect("write temp file");
+        TempFile { dir, path }
+    }
+
+    /// A file of `len` bytes where byte `i` is `pattern(i)`.
+    pub(crate) fn patterned(len: usize) -> TempFile {
+        TempFile::new(&pattern(len))
+    }
+
+    pub(crate) fn read(&self) -> Vec<u8> {
+        std::fs::read(&self.path).expect("read temp file")
+    }
+
+    pub(crate) fn open_ro(&self) -> File {
+        File::open(&self.path).expect("open read-only")
+    }
+
+    pub(crate) fn open_rw(&self) -> File {
+        open_rw(&self.path)
+    }
+}
+
+pub(crate) fn open_rw(path: &Path) -> File {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .expect("open read-write")
+}
+
+/// A byte pattern that differs from page to page and within pages, and is never all zero.
+pub(crate) fn pattern(len: usize) -> Vec<u8> {
+    (0..len)
+        .map(|i| ((i % 251) as u8 ^ (i / 4096) as u8) | 1)
+        .collect()
+}
+
+pub(crate) fn is_root() -> bool {
+    rustix::process::geteuid().is_root()
+}
+
+/// Whether `prog` can be run (found on PATH).
+pub(crate) fn have_program(prog: &str) -> bool {
+    std::process::Command::new(prog)
+        .arg("--version")
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
+}
+
+/// Print the standard skip line.
+pub(crate) fn skip(reason: &str) {
+    println!("skipped: {reason}");
+}
+
+/// In a forked child about to take a deliberate SIGSEGV/SIGBUS: no core file.
+pub(crate) fn no_core_dump() {
+    let zero = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: setrlimit reads the struct we pass and changes only this process's limit.
+    unsafe { libc::setrlimit(libc::RLIMIT_CORE, &zero) };
+}

@@ -1,0 +1,166 @@
+//! Features that depend on kernel configuration or privilege: transparent huge pages,
+//! hugetlb pages (the empty pool's error, then, as root, the pool raised to 4 pages and
+//! restored by a guard even on failure), and naming anonymous regions
+//! (`CONFIG_ANON_VMA_NAME`), which is refused for file mappings.
+
+mod common;
+
+use common::{is_root, page, skip, TempFile};
+use mmkit::{ErrorKind, HugePageSize, MapOptions, Op};
+
+#[test]
+fn transparent_huge_pages_back_a_touched_region() {
+    let enabled = std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled");
+    match enabled {
+        Err(e) => return skip(&format!("no transparent huge pages ({e})")),
+        Ok(s) if s.contains("[never]") => return skip("transparent huge pages are [never]"),
+        Ok(_) => {}
+    }
+    let len = 4 << 20;
+    let mut mem = MapOptions::new()
+        .len(len)
+        .transparent_huge()
+        .map_anon()
+        .unwrap();
+    assert_eq!(
+        mem.as_ptr() as usize % (2 << 20),
+        0,
+        "aligned so whole huge pages fit"
+    );
+    for i in (0..len).step_by(page()) {
+        mem[i] = 1;
+    }
+    let stats = mmkit::probe::region_stats(mem.as_ptr()).unwrap();
+    assert!(
+        stats.anon_huge > 0,
+        "no AnonHugePages after touching 4 MiB: {stats:?}"
+    );
+}
+
+/// Restores `vm.nr_hugepages` when dropped, even if the test panics.
+struct PoolGuard(String);
+
+impl Drop for PoolGuard {
+    fn drop(&mut self) {
+        if let Err(e) = std::fs::write("/proc/sys/vm/nr_hugepages", &self.0) {
+            eprintln!(
+                "could not restore vm.nr_hugepages to {}: {e}",
+                self.0.trim()
+            );
+        }
+    }
+}
+
+fn sysctl(name: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/sys/vm/{name}"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn huge_tlb_fails_with_an_empty_pool_and_works_with_pages() {
+    let two_mib = 2 << 20;
+    if HugePageSize::Default.bytes() != two_mib {
+        return skip("the default huge page size is not 2 MiB");
+    }
+    let orig = sysctl("nr_hugepages");
+    if orig == 0 && sysctl("nr_overcommit_hugepages") == 0 {
+        let err = MapOptions::new()
+            .len(two_mib)
+            .huge_tlb(HugePageSize::Default)
+            .map_anon();
+        let err = err.unwrap_err();
+        assert_eq!(
+            (err.op(), err.errno()),
+            (Op::Map, Some(libc::ENOMEM)),
+            "{err}"
+        );
+        assert!(
+            err.hint_text().unwrap().contains("vm.nr_hugepages"),
+            "{err}"
+        );
+    } else {
+        skip("the hugetlb pool is not empty; empty-pool error not checked");
+    }
+    if !is_root() {
+        return skip("raising vm.nr_hugepages needs root");
+    }
+    let _guard = PoolGuard(format!("{orig}\n"));
+    if orig < 4 {
+        std::fs::write("/proc/sys/vm/nr_hugepages", "4\n").unwrap();
+    }
+    if sysctl("nr_hugepages") == 0 {
+        return skip("the kernel could not allocate any huge pages");
+    }
+    for size in [HugePageSize::Default, HugePageSize::Size2M] {
+        let mut mem = MapOptions::new()
+            .len(100)
+            .huge_tlb(size)
+            .map_anon()
+            .unwrap();
+        assert_eq!(mem.page_size(), two_mib);
+        assert_eq!(mem.as_ptr() as usize % two_mib, 0);
+        mem[0] = 1;
+        mem[99] = 2;
+        let stats = mmkit::probe::region_stats(mem.as_ptr()).unwrap();
+        assert!(stats.hugetlb > 0, "{stats:?}");
+        let r = mem.residency().unwrap();
+        assert_eq!((r.pages(), r.resident(), r.page_size()), (1, 1, two_mib));
+    }
+}
+
+fn maps_has(needle: &str) -> bool {
+    std::fs::read_to_string("/proc/self/maps")
+        .unwrap()
+        .contains(needle)
+}
+
+#[test]
+fn naming_anonymous_memory_works_or_is_unsupported() {
+    let mem = MapOptions::new().len(page()).map_anon().unwrap();
+    match mem.set_name("mmkit-test-a") {
+        Ok(()) => assert!(maps_has("[anon:mmkit-test-a]")),
+        Err(e) => {
+            assert_eq!(
+                (e.kind(), e.op()),
+                (ErrorKind::Unsupported, Op::Name),
+                "{e}"
+            );
+            assert!(
+                e.hint_text().unwrap().contains("CONFIG_ANON_VMA_NAME"),
+                "{e}"
+            );
+            skip("kernel lacks CONFIG_ANON_VMA_NAME");
+        }
+    }
+    match MapOptions::new()
+        .len(page())
+        .name("mmkit-test-b")
+        .map_anon()
+    {
+        Ok(_mem) => assert!(maps_has("[anon:mmkit-test-b]")),
+        Err(e) => assert_eq!(e.kind(), ErrorKind::Unsupported, "{e}"),
+    }
+    let err = mem.set_name("nul\0byte").unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unsupported);
+}
+
+#[test]
+fn naming_a_file_mapping_is_unsupported() {
+    let tf = TempFile::patterned(page());
+    let err = MapOptions::new().name("x").map_path(&tf.path).unwrap_err();
+    assert_eq!(
+        (err.kind(), err.op()),
+        (ErrorKind::Unsupported, Op::Name),
+        "{err}"
+    );
+    let map = MapOptions::new().map_path(&tf.path).unwrap();
+    let err = map.set_name("x").unwrap_err();
+    assert_eq!(
+        (err.kind(), err.op()),
+        (ErrorKind::Unsupported, Op::Name),
+        "{err}"
+    );
+}
