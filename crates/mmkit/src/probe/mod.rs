@@ -155,7 +155,10 @@ pub fn faults() -> Faults {
 /// (`HugePages_Free`). `None` when the file or the field is missing.
 pub fn meminfo(field: &str) -> Option<u64> {
     let text = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let value = text.lines().find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))?.trim();
+    let value = text
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))?
+        .trim();
     match value.strip_suffix("kB") {
         Some(kb) => kb.trim().parse::<u64>().ok().map(|v| v * 1024),
         None => value.parse().ok(),
@@ -184,13 +187,20 @@ mod tests {
         // A bare count, not kB: it must not be multiplied.
         let pages = meminfo("HugePages_Total").expect("HugePages_Total");
         assert!(pages < total);
-        assert_eq!(meminfo("MemTot"), None, "prefixes of a field are not the field");
+        assert_eq!(
+            meminfo("MemTot"),
+            None,
+            "prefixes of a field are not the field"
+        );
         assert_eq!(meminfo("NoSuchField"), None);
     }
 
     #[test]
     fn faults_count_a_first_touch() {
-        let mut mem = crate::MapOptions::new().len(1 << 20).map_anon().expect("map");
+        let mut mem = crate::MapOptions::new()
+            .len(1 << 20)
+            .map_anon()
+            .expect("map");
         let before = faults();
         mem[4096 * 100] = 1;
         assert!((faults() - before).minor >= 1);
