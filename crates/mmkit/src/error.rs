@@ -111,6 +111,12 @@ pub enum ErrorKind {
     Layout,
     /// This kernel or this mapping kind does not support the operation.
     Unsupported,
+    /// The file was truncated: the access needs a page past its new end. The guard
+    /// turned the SIGBUS into this error.
+    Truncated,
+    /// A page inside the file could not be read (its storage failed). The guard turned
+    /// the SIGBUS into this error.
+    StorageFault,
 }
 
 /// The error of every mmkit operation.
@@ -239,6 +245,8 @@ impl Error {
             ErrorKind::Protected => "pages are protected against this access".into(),
             ErrorKind::Layout => "type does not fit the bytes".into(),
             ErrorKind::Unsupported => "not supported here".into(),
+            ErrorKind::Truncated => "the file was truncated below this range".into(),
+            ErrorKind::StorageFault => "a page of the file could not be read".into(),
         }
     }
 }
@@ -321,7 +329,10 @@ impl From<Error> for io::Error {
             ErrorKind::ReadOnlyFile | ErrorKind::NoReadAccess => io::ErrorKind::PermissionDenied,
             ErrorKind::NotMappable | ErrorKind::Unsupported => io::ErrorKind::Unsupported,
             ErrorKind::Protected => io::ErrorKind::PermissionDenied,
-            ErrorKind::OffsetPastEnd | ErrorKind::RangePastEnd => io::ErrorKind::UnexpectedEof,
+            ErrorKind::OffsetPastEnd | ErrorKind::RangePastEnd | ErrorKind::Truncated => {
+                io::ErrorKind::UnexpectedEof
+            }
+            ErrorKind::StorageFault => io::Error::from_raw_os_error(libc::EIO).kind(),
             _ => io::ErrorKind::InvalidInput,
         };
         io::Error::new(kind, e)

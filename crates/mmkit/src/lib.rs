@@ -46,6 +46,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 mod error;
+pub mod guard;
 pub mod map;
 pub mod probe;
 pub mod process;

@@ -63,31 +63,77 @@ impl Mapping {
     /// Copy `buf.len()` bytes at `off` out of the mapping.
     ///
     /// # Errors
-    /// `OutOfRange` past the view, `Protected` when the pages are not readable.
+    /// `OutOfRange` past the view, `Protected` when the pages are not readable,
+    /// `Truncated` when the file no longer reaches the range (the guard caught the
+    /// SIGBUS), `StorageFault` when a page of the file could not be read.
     pub fn read_at(&self, off: usize, buf: &mut [u8]) -> Result<()> {
+        let len = buf.len();
         self.region
-            .check_access(Op::Read, off, buf.len(), Protection::READ)?;
-        // SAFETY: the range is inside the view and readable; the destination is a distinct
-        // buffer. Bytes another process changes concurrently are copied as they are found.
-        unsafe {
-            std::ptr::copy_nonoverlapping(self.region.ptr().add(off), buf.as_mut_ptr(), buf.len())
-        };
-        Ok(())
+            .access(Op::Read, off, len, Protection::READ, |src| {
+                // SAFETY: `access` checked `[src, src+len)` lies in the view, is readable and
+                // is guarded; the destination is a distinct buffer. Bytes another process
+                // changes concurrently are copied as they are found.
+                unsafe { std::ptr::copy_nonoverlapping(src, buf.as_mut_ptr(), len) }
+            })
     }
 
     /// Copy `data` into the mapping at `off`.
     ///
     /// # Errors
-    /// `OutOfRange` past the view, `Protected` when the pages are not writable.
+    /// `OutOfRange` past the view, `Protected` when the pages are not writable,
+    /// `Truncated`/`StorageFault` as for [`read_at`](Self::read_at) (the bytes that fell
+    /// on lost pages are not stored).
     pub fn write_at(&mut self, off: usize, data: &[u8]) -> Result<()> {
         self.region
-            .check_access(Op::Write, off, data.len(), Protection::WRITE)?;
-        // SAFETY: the range is inside the view and writable; `&mut self` means no borrow of
-        // the view is live in this process.
-        unsafe {
-            std::ptr::copy_nonoverlapping(data.as_ptr(), self.region.ptr().add(off), data.len())
-        };
-        Ok(())
+            .access(Op::Write, off, data.len(), Protection::WRITE, |dst| {
+                // SAFETY: `access` checked `[dst, dst+len)` lies in the view, is writable and
+                // is guarded; `&mut self` means no borrow of the view is live in this process.
+                unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), dst, data.len()) }
+            })
+    }
+
+    /// Run `f` over `len` bytes at `off`, borrowed in place, under the SIGBUS guard.
+    ///
+    /// When the file is truncated under the range while `f` runs, `f` sees zeros where
+    /// the pages were lost, its result is dropped, and the call returns `Err(Truncated)`.
+    ///
+    /// # Safety
+    /// No process may write the bytes while `f` runs (through any mapping of the file or
+    /// `write(2)`); truncation is handled by the guard.
+    ///
+    /// # Errors
+    /// As [`read_at`](Self::read_at).
+    pub unsafe fn with_bytes<R>(
+        &self,
+        off: usize,
+        len: usize,
+        f: impl FnOnce(&[u8]) -> R,
+    ) -> Result<R> {
+        self.region
+            .access(Op::Read, off, len, Protection::READ, |src| {
+                // SAFETY: `access` checked the range; the caller promises no writer.
+                f(unsafe { std::slice::from_raw_parts(src, len) })
+            })
+    }
+
+    /// The whole view as a slice, safely: only for a memfd sealed against shrinking and
+    /// writing (`F_SEAL_SHRINK | F_SEAL_WRITE`), whose bytes can never change.
+    ///
+    /// # Errors
+    /// `Unsupported` for any other mapping; `Protected` when the pages are not readable.
+    pub fn sealed_slice(&self) -> Result<&[u8]> {
+        if !self.region.frozen() {
+            return Err(self
+                .region
+                .err(Op::View, ErrorKind::Unsupported, 0, self.len())
+                .detail("only a memfd sealed with F_SEAL_SHRINK and F_SEAL_WRITE lends safe slices")
+                .hint("copy with read_at, or use the unsafe as_slice with its conditions"));
+        }
+        self.region
+            .check_access(Op::View, 0, self.len(), Protection::READ)?;
+        // SAFETY: the file can neither shrink nor be written by anyone (the seals are
+        // permanent), and the pages are readable; the borrow is tied to `&self`.
+        Ok(unsafe { self.as_slice() })
     }
 
     /// Read a value of a plain-data type at `off` (any alignment).
@@ -137,6 +183,11 @@ impl Mapping {
             .ok_or_else(|| self.region.err(Op::View, ErrorKind::LengthOverflow, off, 0))?;
         self.region
             .check_access(Op::View, off, len, Protection::READ_WRITE)?;
+        if self.region.needs_guard() {
+            return Err(self.region.err(Op::View, ErrorKind::Unsupported, off, len)
+                .detail("atomic views of a file that can shrink cannot be guarded against SIGBUS")
+                .hint("use shared anonymous memory or a memfd sealed with F_SEAL_SHRINK, or read_value/write_value"));
+        }
         // SAFETY: checked to lie inside the view.
         let ptr = unsafe { self.region.ptr().add(off) };
         if ptr as usize % size != 0 {

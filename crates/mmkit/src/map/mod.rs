@@ -34,6 +34,7 @@
 mod mapping;
 mod memory;
 mod options;
+mod poison;
 mod prot;
 mod region;
 mod residency;

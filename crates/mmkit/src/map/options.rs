@@ -5,10 +5,11 @@ use std::fs::File;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::path::{Path, PathBuf};
 
-use rustix::fs::{FileType, OFlags};
+use rustix::fs::{FileType, OFlags, SealFlags};
 use rustix::mm::MapFlags;
 
-use super::region::{RawParts, Region};
+use super::poison::FileId;
+use super::region::{FileInfo, RawParts, Region};
 use super::{HugePageSize, LockMode, MapKind, Mapping, Memory, Protection};
 use crate::error::{os_hint, Error, ErrorKind, Op, Result};
 use crate::sys;
@@ -176,9 +177,9 @@ impl MapOptions {
     }
 
     fn map_fd_inner(&self, fd: BorrowedFd<'_>, path: Option<PathBuf>) -> Result<Mapping> {
-        let (file_len, regular) = check_file(fd, path.as_deref(), self.write && !self.private)?;
-        let len = match (regular, self.len) {
-            (true, _) => self.file_range(file_len, path.as_deref())?,
+        let facts = check_file(fd, path.as_deref(), self.write && !self.private)?;
+        let len = match (facts.regular, self.len) {
+            (true, _) => self.file_range(facts.len, path.as_deref())?,
             (false, Some(len)) => len,
             (false, None) => {
                 return Err(Error::new(Op::Map, ErrorKind::Unsupported)
@@ -192,7 +193,14 @@ impl MapOptions {
         } else {
             MapKind::FileShared
         };
-        self.make(Some(fd), len, kind, path)
+        let seals = rustix::fs::fcntl_get_seals(fd).unwrap_or(SealFlags::empty());
+        let file = FileInfo {
+            offset: self.offset - self.offset % sys::page_size() as u64,
+            id: facts.id,
+            can_shrink: !seals.contains(SealFlags::SHRINK),
+            frozen: seals.contains(SealFlags::SHRINK | SealFlags::WRITE),
+        };
+        self.make(Some((fd, file)), len, kind, path)
             .map(Mapping::from_region)
     }
 
@@ -250,11 +258,12 @@ impl MapOptions {
 
     fn make(
         &self,
-        fd: Option<BorrowedFd<'_>>,
+        file: Option<(BorrowedFd<'_>, FileInfo)>,
         len: usize,
         kind: MapKind,
         path: Option<PathBuf>,
     ) -> Result<Region> {
+        let fd = file.map(|(fd, _)| fd);
         let page = sys::page_size();
         let granule = self.huge_tlb.map_or(page, HugePageSize::bytes);
         let delta = (self.offset % page as u64) as usize;
@@ -280,6 +289,7 @@ impl MapOptions {
             huge: self.huge_tlb.is_some(),
             path: path.clone(),
             prot,
+            file: file.map(|(_, info)| info),
         };
         if len == 0 {
             // SAFETY: no mapping is adopted.
@@ -404,8 +414,15 @@ impl MapOptions {
     }
 }
 
-/// Check the file can be mapped as asked; returns its length and whether it is a regular file.
-fn check_file(fd: BorrowedFd<'_>, path: Option<&Path>, shared_write: bool) -> Result<(u64, bool)> {
+/// What `check_file` learns about a file.
+struct FileFacts {
+    len: u64,
+    regular: bool,
+    id: FileId,
+}
+
+/// Check the file can be mapped as asked.
+fn check_file(fd: BorrowedFd<'_>, path: Option<&Path>, shared_write: bool) -> Result<FileFacts> {
     let open_err = |e| {
         Error::os(Op::Open, e)
             .with_path(path)
@@ -446,7 +463,14 @@ fn check_file(fd: BorrowedFd<'_>, path: Option<&Path>, shared_write: bool) -> Re
             .detail(format!("cannot map {what}"))
             .hint("read it with read() instead; only regular files, block devices and memory objects map"));
     }
-    Ok((st.st_size as u64, ft == FileType::RegularFile))
+    Ok(FileFacts {
+        len: st.st_size as u64,
+        regular: ft == FileType::RegularFile,
+        id: FileId {
+            dev: st.st_dev,
+            ino: st.st_ino,
+        },
+    })
 }
 
 /// The path behind an open descriptor, for error messages.

@@ -10,6 +10,7 @@
 use std::path::{Path, PathBuf};
 use std::ptr::NonNull;
 
+use super::poison::{diagnose, FileId, Lost, Poison};
 use super::prot::ProtMap;
 use super::{Advice, Discard, FlushMode, LockMode, MapKind, Protection, RemapMode, Residency};
 use crate::error::{os_hint, Error, ErrorKind, Op, Result};
@@ -31,6 +32,23 @@ pub(crate) struct Region {
     huge: bool,
     path: Option<PathBuf>,
     prot: ProtMap,
+    /// For file mappings: the file offset of `base`, the file's identity and seals.
+    file: Option<FileInfo>,
+    /// Pages lost to a truncation and replaced by the guard.
+    poison: Poison,
+}
+
+/// Where a file mapping's pages come from.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct FileInfo {
+    /// File offset of the mapping's first page.
+    pub(crate) offset: u64,
+    pub(crate) id: FileId,
+    /// The file may shrink (no `F_SEAL_SHRINK`): accesses need the SIGBUS guard.
+    pub(crate) can_shrink: bool,
+    /// Sealed against shrinking and writing (`F_SEAL_SHRINK | F_SEAL_WRITE`): the bytes
+    /// can never change, so slices of them are safe.
+    pub(crate) frozen: bool,
 }
 
 // SAFETY: a Region owns its mapping exclusively (like a Box<[u8]>); the raw pointer is not
@@ -51,6 +69,7 @@ pub(crate) struct RawParts {
     pub(crate) huge: bool,
     pub(crate) path: Option<PathBuf>,
     pub(crate) prot: Protection,
+    pub(crate) file: Option<FileInfo>,
 }
 
 impl Region {
@@ -71,6 +90,8 @@ impl Region {
             huge: p.huge,
             path: p.path,
             prot: ProtMap::new(p.map_len / p.granule.max(1), p.prot),
+            file: p.file,
+            poison: Poison::default(),
         }
     }
 
@@ -84,6 +105,16 @@ impl Region {
 
     pub(crate) fn path(&self) -> Option<&Path> {
         self.path.as_deref()
+    }
+
+    /// Whether accesses need the SIGBUS guard: a file mapping whose file can shrink.
+    pub(crate) fn needs_guard(&self) -> bool {
+        self.file.is_some_and(|f| f.can_shrink)
+    }
+
+    /// Whether the bytes can never change (a memfd sealed against shrinking and writing).
+    pub(crate) fn frozen(&self) -> bool {
+        self.file.is_some_and(|f| f.frozen)
     }
 
     pub(crate) fn granule(&self) -> usize {
@@ -189,6 +220,80 @@ impl Region {
         };
         Err(self.err(op, ErrorKind::Protected, off, len).detail(format!("pages do not allow {what}")).hint(
             "the mapping was made read-only or protected with protect(); protect it read-write first",
+        ))
+    }
+
+    /// Run `f` on a pointer to byte `off` of the view, after checking that `len` bytes
+    /// there are in range, allowed by the protection, and not lost; under the SIGBUS
+    /// guard for file mappings that can shrink. `f` must touch only those bytes.
+    pub(crate) fn access<R>(
+        &self,
+        op: Op,
+        off: usize,
+        len: usize,
+        need: Protection,
+        f: impl FnOnce(*mut u8) -> R,
+    ) -> Result<R> {
+        self.check_access(op, off, len, need)?;
+        // SAFETY: checked to lie inside the view (or be empty).
+        let ptr = unsafe { self.ptr().add(off) };
+        let start = self.delta + off;
+        if let Some(lost) = self.poison.overlapping(start, start + len) {
+            return Err(self.lost_err(op, lost, off, len));
+        }
+        if !self.needs_guard() || len == 0 {
+            return Ok(f(ptr));
+        }
+        crate::guard::guarded(ptr, len, || f(ptr)).map_err(|fault| {
+            let lost = self.record_fault(fault.first, fault.end);
+            self.lost_err(op, lost, off, len)
+        })
+    }
+
+    /// Remember pages `[first, end)` (addresses) the guard replaced, give them back the
+    /// protection the map says they have, and diagnose why they were lost.
+    fn record_fault(&self, first: usize, end: usize) -> Lost {
+        let base = self.base.as_ptr() as usize;
+        let (start, end) = (first - base, (end - base).min(self.map_len));
+        let (kind, file_size) = match self.file {
+            Some(f) => diagnose(f.id, self.path(), base, f.offset + start as u64),
+            None => (ErrorKind::StorageFault, None),
+        };
+        for page in start / self.granule..end.div_ceil(self.granule) {
+            let prot = self.prot.at(page);
+            if prot != Protection::READ_WRITE {
+                // SAFETY: one page of our own mapping, now anonymous memory of ours.
+                let _ = unsafe {
+                    sys::mprotect(
+                        self.base.as_ptr().add(page * self.granule),
+                        self.granule,
+                        prot.mprotect_flags(),
+                    )
+                };
+            }
+        }
+        let lost = Lost {
+            start,
+            end,
+            kind,
+            file_size,
+        };
+        self.poison.add(lost);
+        lost
+    }
+
+    fn lost_err(&self, op: Op, lost: Lost, off: usize, len: usize) -> Error {
+        let usable = lost.start.saturating_sub(self.delta);
+        let e = self.err(op, lost.kind, off, len);
+        let e = match (lost.kind, lost.file_size) {
+            (ErrorKind::Truncated, Some(size)) => e.detail(format!(
+                "the file was truncated to {size} bytes under the mapping"
+            )),
+            _ => e,
+        };
+        e.hint(format!(
+            "the first {usable} bytes of the mapping are still backed by the file; \
+             remap() to that length, or to the file's new length, to go on"
         ))
     }
 
@@ -337,6 +442,7 @@ impl Region {
                 "shared anonymous memory cannot grow: its backing object keeps its size",
             ).hint("map a larger region and copy, or map a file or memfd you can grow with set_len"));
         }
+        self.drop_lost_pages(new_map_len)?;
         if new_map_len != self.map_len {
             // SAFETY: `base, map_len` is our whole mapping and `&mut self` means no
             // reference into it is live.
@@ -371,6 +477,41 @@ impl Region {
             unsafe { std::ptr::write_bytes(self.ptr().add(self.len), 0, stale) };
         }
         self.len = new_len;
+        Ok(())
+    }
+}
+
+impl Region {
+    /// Before `mremap`: unmap every page lost to a truncation (and those after it), so
+    /// the mapping is one file area again and can grow over the file's new pages.
+    fn drop_lost_pages(&mut self, new_map_len: usize) -> Result<()> {
+        let Some(first) = self.poison.first() else {
+            return Ok(());
+        };
+        if new_map_len <= first {
+            self.poison.truncate(new_map_len);
+            return Ok(());
+        }
+        if first == 0 {
+            return Err(self
+                .err(Op::Remap, ErrorKind::Truncated, 0, self.len)
+                .detail("every page of the mapping was lost to a truncation")
+                .hint("map the file again"));
+        }
+        // SAFETY: `[base+first, base+map_len)` is the tail of our own mapping; `&mut self`
+        // means no reference into it is live.
+        unsafe {
+            sys::munmap(
+                NonNull::new_unchecked(self.base.as_ptr().add(first)),
+                self.map_len - first,
+            )
+        }
+        .map_err(|e| self.os_err(Op::Remap, e, first, self.map_len - first))?;
+        self.map_len = first;
+        self.len = self.len.min(first - self.delta);
+        self.prot
+            .resize(first / self.granule, Protection::READ_WRITE);
+        self.poison.truncate(first);
         Ok(())
     }
 }

@@ -100,29 +100,30 @@ pub(super) fn tail_zero_then_sigbus(ctx: &Ctx) -> Result<Outcome> {
     let mut tail = vec![0xffu8; 2 * page - file_len];
     map.read_at(file_len, &mut tail)?;
     let zeros = tail.iter().all(|&b| b == 0);
-    let map_ref = &map;
-    // SAFETY: the child reads one byte a whole page past the end of the file; it exists
-    // to take the SIGBUS and shares nothing with the parent but its exit status.
+    let past_ptr = map.as_ptr() as usize + 2 * page;
+    // SAFETY: the child loads one byte a whole page past the end of the file, unguarded;
+    // it exists to take the SIGBUS and shares nothing with the parent but its exit status.
     let past = unsafe {
         fork(|_| {
-            let mut b = [0u8];
-            let _ = map_ref.read_at(2 * page, &mut b);
-            // Keep the copy: a read into a buffer nobody looks at may be optimised away.
-            std::hint::black_box(b);
+            std::hint::black_box((past_ptr as *const u8).read_volatile());
             0
         })?
     }
     .wait()?;
+    let guarded = map.read_at(2 * page, &mut [0u8]).map_err(|e| e.kind());
     let measured = format!(
         "file of {file_len} bytes mapped for {} bytes: the {} bytes after the end in the last page read {}; \
-         a read one page later: child {}",
+         an unguarded load one page later: child {}; mmkit's guarded read_at there: {}",
         3 * page,
         tail.len(),
         if zeros { "as zeros" } else { "NOT as zeros" },
-        past.describe()
+        past.describe(),
+        match guarded {
+            Err(kind) => format!("Err({kind:?}), no signal"),
+            Ok(()) => "Ok (unexpected)".into(),
+        }
     );
-    Ok(Outcome::check(
-        zeros && past == Exit::Signal(libc::SIGBUS),
-        measured,
-    ))
+    let ok =
+        zeros && past == Exit::Signal(libc::SIGBUS) && guarded == Err(crate::ErrorKind::Truncated);
+    Ok(Outcome::check(ok, measured))
 }

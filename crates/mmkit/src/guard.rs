@@ -1,0 +1,238 @@
+//! The **guard** pillar: a SIGBUS inside a guarded access becomes an `Err`, not a crash.
+//!
+//! A file mapping raises SIGBUS when a page it touches has no file behind it any more
+//! (the file was truncated by anyone, or its storage failed). Every copy that
+//! [`Mapping`](crate::Mapping) makes runs as a *guarded access*:
+//!
+//! 1. A process-wide SIGBUS handler is installed once (`sigaction`), keeping the
+//!    handler that was there before.
+//! 2. The thread publishes the address range it is about to touch in a thread-local
+//!    (the registry of guarded ranges: each thread registers exactly the one range it
+//!    is accessing, for exactly as long as it accesses it).
+//! 3. On a SIGBUS whose address lies in the current thread's range, the handler maps
+//!    anonymous zero pages over the failing page and the rest of the range
+//!    (`mmap(MAP_FIXED)`), records the first failing page, and returns: the faulting
+//!    instruction runs again and completes on the new page.
+//! 4. After the access the thread sees the record, turns it into an `Err`, and the
+//!    mapping remembers the replaced pages so later accesses fail at once instead of
+//!    reading zeros.
+//! 5. Any other SIGBUS (another address, no access in progress, sent with `kill`) goes
+//!    to the previous handler; when that was the default action, the handler restores
+//!    it and lets the fault happen again (or re-raises a sent signal), so the process
+//!    dies with SIGBUS exactly as it would have without mmkit.
+//!
+//! ## Async-signal safety
+//!
+//! The handler reads and writes only const-initialised thread-locals of plain integers
+//! (no lazy initialisation, no destructor: a TLS access is a load from the thread
+//! pointer), reads atomics and a `sigaction` saved before the handler was installed,
+//! and makes raw syscalls (`mmap`, `sigaction`, `tgkill` via `raise`) through `rustix`'s
+//! direct syscall backend and libc, which touch no lock and no `errno` (libc `raise`
+//! and `sigaction` are on the POSIX async-signal-safe list). It allocates nothing and
+//! takes no lock. A fault inside an allocator or any lock-holding code cannot be ours,
+//! because guarded accesses only copy bytes.
+//!
+//! ## Limits
+//!
+//! If another library installs its own SIGBUS handler after mmkit, without chaining to
+//! mmkit's, guarded accesses can no longer recover. Install yours first: mmkit chains.
+
+use std::cell::Cell;
+use std::mem::MaybeUninit;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Once;
+
+/// The current thread's guarded access: `[start, end)` (0, 0 when none), and the first
+/// page the handler replaced (0 when none).
+#[derive(Clone, Copy)]
+struct Active {
+    start: usize,
+    end: usize,
+    failed_at: usize,
+}
+
+const IDLE: Active = Active {
+    start: 0,
+    end: 0,
+    failed_at: 0,
+};
+
+thread_local! {
+    // Invariant: `start <= end`; non-idle only between `Scope::enter` and its drop.
+    static ACTIVE: Cell<Active> = const { Cell::new(IDLE) };
+}
+
+/// Base page size, stored before the handler is installed.
+static PAGE: AtomicUsize = AtomicUsize::new(4096);
+/// The handler that was installed before ours; written once, before ours is installed
+/// (the `sigaction` syscall orders the write before any delivery).
+static mut PREVIOUS: MaybeUninit<libc::sigaction> = MaybeUninit::uninit();
+static INSTALL: Once = Once::new();
+
+/// A guarded access that found pages gone: the first replaced address and the end of
+/// the replaced range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Fault {
+    pub(crate) first: usize,
+    pub(crate) end: usize,
+}
+
+/// Install mmkit's SIGBUS handler now; otherwise the first guarded access installs it.
+///
+/// Idempotent. The handler that was installed before is kept and receives every SIGBUS
+/// that is not mmkit's; a handler another library installs later must chain to mmkit's
+/// for guarded accesses to keep recovering.
+#[doc(alias = "sigaction")]
+pub fn install() {
+    INSTALL.call_once(|| {
+        PAGE.store(crate::sys::page_size(), Ordering::Relaxed);
+        // SAFETY: `act` is fully initialised before use; PREVIOUS is written by the kernel
+        // here, once, before our handler can run; the handler is async-signal-safe (see
+        // the module docs).
+        unsafe {
+            let mut act: libc::sigaction = std::mem::zeroed();
+            act.sa_sigaction = on_sigbus as *const () as usize;
+            act.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK;
+            libc::sigemptyset(&mut act.sa_mask);
+            let prev = &raw mut PREVIOUS;
+            let rc = libc::sigaction(libc::SIGBUS, &act, (*prev).as_mut_ptr());
+            assert_eq!(rc, 0, "sigaction(SIGBUS) failed");
+        }
+    });
+}
+
+/// Run `access`, which touches only bytes in `[start, start+len)`, with SIGBUS in that
+/// range turned into `Err(Fault)`.
+///
+/// The range must lie in one mapping of the caller's, and `access` must not touch other
+/// memory that can raise SIGBUS.
+pub(crate) fn guarded<R>(
+    start: *const u8,
+    len: usize,
+    access: impl FnOnce() -> R,
+) -> Result<R, Fault> {
+    install();
+    let scope = Scope::enter(start as usize, start as usize + len);
+    let r = access();
+    let fault = scope.exit();
+    match fault {
+        Some(f) => Err(f),
+        None => Ok(r),
+    }
+}
+
+/// Publishes a range for the handler; restores the outer state on drop (also on panic).
+struct Scope {
+    outer: Active,
+    done: bool,
+}
+
+impl Scope {
+    fn enter(start: usize, end: usize) -> Scope {
+        let outer = ACTIVE.with(|a| {
+            a.replace(Active {
+                start,
+                end,
+                failed_at: 0,
+            })
+        });
+        // Keep the compiler from moving the guarded loads before the publication.
+        std::sync::atomic::compiler_fence(Ordering::SeqCst);
+        Scope { outer, done: false }
+    }
+
+    fn exit(mut self) -> Option<Fault> {
+        std::sync::atomic::compiler_fence(Ordering::SeqCst);
+        let mine = ACTIVE.with(|a| a.replace(self.outer));
+        self.done = true;
+        (mine.failed_at != 0).then(|| Fault {
+            first: mine.failed_at,
+            end: round_up(mine.end),
+        })
+    }
+}
+
+impl Drop for Scope {
+    fn drop(&mut self) {
+        if !self.done {
+            ACTIVE.with(|a| a.set(self.outer));
+        }
+    }
+}
+
+fn round_up(addr: usize) -> usize {
+    let page = PAGE.load(Ordering::Relaxed);
+    addr.div_ceil(page) * page
+}
+
+/// The SIGBUS handler. See the module docs for why each step is async-signal-safe.
+extern "C" fn on_sigbus(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
+    // SAFETY: the kernel passes a valid siginfo for an SA_SIGINFO handler.
+    let (addr, code) = unsafe { ((*info).si_addr() as usize, (*info).si_code) };
+    let active = ACTIVE.with(Cell::get);
+    if code > 0 && active.start <= addr && addr < active.end {
+        let page = PAGE.load(Ordering::Relaxed);
+        let from = addr / page * page;
+        let to = round_up(active.end);
+        // SAFETY: `[from, to)` lies in the mapping the current thread is accessing under
+        // a guard (the access range, widened to its pages, is inside one mapping of
+        // ours); replacing its pages with anonymous memory is what the guard promises.
+        let patched = unsafe {
+            rustix::mm::mmap_anonymous(
+                from as *mut libc::c_void,
+                to - from,
+                rustix::mm::ProtFlags::READ | rustix::mm::ProtFlags::WRITE,
+                rustix::mm::MapFlags::PRIVATE | rustix::mm::MapFlags::FIXED,
+            )
+        };
+        if patched.is_ok() {
+            let failed_at = if active.failed_at == 0 {
+                from
+            } else {
+                active.failed_at.min(from)
+            };
+            ACTIVE.with(|a| {
+                a.set(Active {
+                    failed_at,
+                    ..active
+                })
+            });
+            return;
+        }
+    }
+    // SAFETY: forwarding a signal we do not handle, with the kernel's own arguments.
+    unsafe { chain(sig, info, ctx) };
+}
+
+/// Hand the signal to the handler that was installed before ours.
+///
+/// # Safety
+/// Called only from `on_sigbus` with its arguments.
+unsafe fn chain(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
+    // SAFETY: PREVIOUS was written by sigaction before our handler was installed.
+    let prev = unsafe { (*(&raw const PREVIOUS)).assume_init_ref() };
+    let handler = prev.sa_sigaction;
+    if handler == libc::SIG_DFL || handler == libc::SIG_IGN {
+        // Restore the default action. A fault re-executes and now kills the process with
+        // SIGBUS; a signal sent with kill/raise is raised again (it is blocked until we
+        // return, then delivered with the default action).
+        // SAFETY: async-signal-safe libc calls with valid arguments.
+        unsafe {
+            let mut dfl: libc::sigaction = std::mem::zeroed();
+            dfl.sa_sigaction = libc::SIG_DFL;
+            libc::sigaction(sig, &dfl, std::ptr::null_mut());
+            if (*info).si_code <= 0 {
+                libc::raise(sig);
+            }
+        }
+    } else if prev.sa_flags & libc::SA_SIGINFO != 0 {
+        // SAFETY: the previous handler was installed with SA_SIGINFO, so it has this type.
+        let f: extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void) =
+            unsafe { std::mem::transmute(handler) };
+        f(sig, info, ctx);
+    } else {
+        // SAFETY: a plain handler installed without SA_SIGINFO takes the signal number.
+        let f: extern "C" fn(libc::c_int) = unsafe { std::mem::transmute(handler) };
+        f(sig);
+    }
+}
