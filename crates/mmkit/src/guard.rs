@@ -210,7 +210,7 @@ extern "C" fn on_sigbus(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut 
 /// Called only from `on_sigbus` with its arguments.
 unsafe fn chain(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
     // SAFETY: PREVIOUS was written by sigaction before our handler was installed.
-    let prev = unsafe { (*(&raw const PREVIOUS)).assume_init_ref() };
+    let prev: libc::sigaction = unsafe { (&raw const PREVIOUS).read().assume_init() };
     let handler = prev.sa_sigaction;
     if handler == libc::SIG_DFL || handler == libc::SIG_IGN {
         // Restore the default action. A fault re-executes and now kills the process with
