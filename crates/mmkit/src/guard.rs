@@ -16,6 +16,11 @@
 //! 4. After the access the thread sees the record, turns it into an `Err`, and the
 //!    mapping remembers the replaced pages so later accesses fail at once instead of
 //!    reading zeros.
+//! 6. Another thread may read a replaced page *without* faulting (it is ordinary
+//!    memory now) before step 4 has recorded it. So the handler counts every
+//!    replacement, in a process-wide counter and a "not yet recorded" count, before it
+//!    maps; a guarded access that sees either move re-checks in `/proc/self/maps` that
+//!    its whole range is still backed by its file, and fails if not.
 //! 5. Any other SIGBUS (another address, no access in progress, sent with `kill`) goes
 //!    to the previous handler; when that was the default action, the handler restores
 //!    it and lets the fault happen again (or re-raises a sent signal), so the process
@@ -49,13 +54,23 @@ struct Active {
     start: usize,
     end: usize,
     failed_at: usize,
+    /// How many replacements the handler made for this access.
+    patches: usize,
 }
 
 const IDLE: Active = Active {
     start: 0,
     end: 0,
     failed_at: 0,
+    patches: 0,
 };
+
+/// Replacements ever made in this process. Invariant: incremented (SeqCst) by the
+/// handler before its `mmap`, so a thread that reads a replaced page sees it moved.
+static PATCHES: AtomicUsize = AtomicUsize::new(0);
+/// Replacements whose thread has not yet recorded them in the mapping's lost pages.
+/// Invariant: incremented with `PATCHES`; decremented by [`settle`] after recording.
+static PENDING: AtomicUsize = AtomicUsize::new(0);
 
 thread_local! {
     // Invariant: `start <= end`; non-idle only between `Scope::enter` and its drop.
@@ -75,6 +90,24 @@ static INSTALL: Once = Once::new();
 pub(crate) struct Fault {
     pub(crate) first: usize,
     pub(crate) end: usize,
+    /// Replacements to [`settle`] once the loss is recorded.
+    pub(crate) patches: usize,
+}
+
+/// A mark to compare with [`disturbed_since`]; take it before a guarded access.
+pub(crate) fn mark() -> usize {
+    PATCHES.load(Ordering::SeqCst)
+}
+
+/// Whether any page of the process was replaced since `mark`, or a replacement is still
+/// unrecorded: then bytes read without a fault may be zeros from a replaced page.
+pub(crate) fn disturbed_since(mark: usize) -> bool {
+    PATCHES.load(Ordering::SeqCst) != mark || PENDING.load(Ordering::SeqCst) != 0
+}
+
+/// The `n` replacements of a fault are now recorded in the mapping's lost pages.
+pub(crate) fn settle(n: usize) {
+    PENDING.fetch_sub(n, Ordering::SeqCst);
 }
 
 /// Install mmkit's SIGBUS handler now; otherwise the first guarded access installs it.
@@ -134,6 +167,7 @@ impl Scope {
                 start,
                 end,
                 failed_at: 0,
+                patches: 0,
             })
         });
         // Keep the compiler from moving the guarded loads before the publication.
@@ -148,6 +182,7 @@ impl Scope {
         (mine.failed_at != 0).then(|| Fault {
             first: mine.failed_at,
             end: round_up(mine.end),
+            patches: mine.patches,
         })
     }
 }
@@ -155,7 +190,9 @@ impl Scope {
 impl Drop for Scope {
     fn drop(&mut self) {
         if !self.done {
-            ACTIVE.with(|a| a.set(self.outer));
+            // Unwinding out of a guarded access: nobody will record its replacements.
+            let mine = ACTIVE.with(|a| a.replace(self.outer));
+            settle(mine.patches);
         }
     }
 }
@@ -174,6 +211,8 @@ extern "C" fn on_sigbus(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut 
         let page = PAGE.load(Ordering::Relaxed);
         let from = addr / page * page;
         let to = round_up(active.end);
+        PENDING.fetch_add(1, Ordering::SeqCst);
+        PATCHES.fetch_add(1, Ordering::SeqCst);
         // SAFETY: `[from, to)` lies in the mapping the current thread is accessing under
         // a guard (the access range, widened to its pages, is inside one mapping of
         // ours); replacing its pages with anonymous memory is what the guard promises.
@@ -191,14 +230,17 @@ extern "C" fn on_sigbus(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut 
             } else {
                 active.failed_at.min(from)
             };
+            let patches = active.patches + 1;
             ACTIVE.with(|a| {
                 a.set(Active {
                     failed_at,
+                    patches,
                     ..active
                 })
             });
             return;
         }
+        PENDING.fetch_sub(1, Ordering::SeqCst);
     }
     // SAFETY: forwarding a signal we do not handle, with the kernel's own arguments.
     unsafe { chain(sig, info, ctx) };

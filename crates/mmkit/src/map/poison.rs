@@ -73,37 +73,49 @@ pub(crate) struct FileId {
     pub(crate) ino: u64,
 }
 
-/// Why the page at `file_offset` of the file `id` could not be read: `Truncated` when
-/// the file now ends at or before it, else `StorageFault`. Returns the file's size when
-/// it could be found (through `path`, or the path `/proc/self/maps` shows at `addr`).
+/// Why the page at `file_offset` of the file `id` could not be read: `StorageFault` when
+/// the file still reaches past it (so the page exists and its storage failed), else
+/// `Truncated`. Also returns the file's size when it could be found: through `path`, an
+/// open descriptor of this process on the same file, or another mapping of it.
 pub(crate) fn diagnose(
     id: FileId,
     path: Option<&Path>,
-    addr: usize,
     file_offset: u64,
 ) -> (ErrorKind, Option<u64>) {
-    let path = path.map(Path::to_path_buf).or_else(|| mapped_path(addr));
-    let size = path.and_then(|p| {
-        let st = rustix::fs::stat(&p).ok()?;
+    let by_path = |p: &Path| {
+        let st = rustix::fs::stat(p).ok()?;
         (st.st_dev == id.dev && st.st_ino == id.ino).then_some(st.st_size as u64)
-    });
+    };
+    let size = path
+        .and_then(by_path)
+        .or_else(|| size_by_open_fd(id))
+        .or_else(|| mapped_path(id).as_deref().and_then(by_path));
     match size {
-        Some(s) if s <= file_offset => (ErrorKind::Truncated, Some(s)),
-        Some(s) => (ErrorKind::StorageFault, Some(s)),
-        None => (ErrorKind::StorageFault, None),
+        Some(s) if s > file_offset => (ErrorKind::StorageFault, Some(s)),
+        other => (ErrorKind::Truncated, other),
     }
 }
 
-/// The path of the file mapped at `addr`, from `/proc/self/maps`.
-fn mapped_path(addr: usize) -> Option<PathBuf> {
+/// The size of the file `id` through a descriptor this process has open on it.
+fn size_by_open_fd(id: FileId) -> Option<u64> {
+    let dir = std::fs::read_dir("/proc/self/fd").ok()?;
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .find_map(|fd| {
+            // SAFETY: fstat only reads the descriptor's inode; a descriptor closed meanwhile
+            // (or reused) gives an error or a different inode, both ignored.
+            let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+            let st = rustix::fs::fstat(fd).ok()?;
+            (st.st_dev == id.dev && st.st_ino == id.ino).then_some(st.st_size as u64)
+        })
+}
+
+/// The path of some mapping of the file `id` in this process, from `/proc/self/maps`.
+fn mapped_path(id: FileId) -> Option<PathBuf> {
     let maps = procfs::process::Process::myself().ok()?.maps().ok()?;
-    let m = maps
-        .into_iter()
-        .find(|m| m.address.0 <= addr as u64 && (addr as u64) < m.address.1)?;
-    match m.pathname {
-        procfs::process::MMapPath::Path(p) => Some(p),
+    maps.into_iter().find_map(|m| match m.pathname {
+        procfs::process::MMapPath::Path(p) if m.inode == id.ino => Some(p),
         _ => None,
-    }
+    })
 }
 
 #[cfg(test)]

@@ -244,10 +244,51 @@ impl Region {
         if !self.needs_guard() || len == 0 {
             return Ok(f(ptr));
         }
-        crate::guard::guarded(ptr, len, || f(ptr)).map_err(|fault| {
-            let lost = self.record_fault(fault.first, fault.end);
-            self.lost_err(op, lost, off, len)
-        })
+        let mark = crate::guard::mark();
+        match crate::guard::guarded(ptr, len, || f(ptr)) {
+            Ok(r) if crate::guard::disturbed_since(mark) => {
+                self.verify_backed(ptr as usize, len)
+                    .map_err(|lost| self.lost_err(op, lost, off, len))?;
+                Ok(r)
+            }
+            Ok(r) => Ok(r),
+            Err(fault) => {
+                let lost = self.record_fault(fault.first, fault.end);
+                crate::guard::settle(fault.patches);
+                Err(self.lost_err(op, lost, off, len))
+            }
+        }
+    }
+
+    /// After a guarded access during which some thread's guard replaced pages: check in
+    /// `/proc/self/maps` that every page of `[addr, addr+len)` is still our file's, and
+    /// record (and return) the first stretch that is not.
+    fn verify_backed(&self, addr: usize, len: usize) -> std::result::Result<(), Lost> {
+        let Some(file) = self.file else { return Ok(()) };
+        let start = addr / self.granule * self.granule;
+        let end = (addr + len).div_ceil(self.granule) * self.granule;
+        let Ok(maps) = procfs::process::Process::myself().and_then(|p| p.maps()) else {
+            return Ok(());
+        };
+        let mut covered = start;
+        // Areas overlap `[start, end)` when they begin before its end and end after its start.
+        let overlapping = maps
+            .into_iter()
+            .filter(|m| m.address.0 < end as u64 && (start as u64) < m.address.1);
+        for m in overlapping {
+            let (lo, hi) = (m.address.0 as usize, m.address.1 as usize);
+            if lo > covered {
+                return Err(self.record_fault(covered, end)); // a hole: pages unmapped
+            }
+            if m.inode != file.id.ino {
+                return Err(self.record_fault(lo.max(start), end)); // replaced pages
+            }
+            covered = covered.max(hi);
+        }
+        if covered < end {
+            return Err(self.record_fault(covered, end));
+        }
+        Ok(())
     }
 
     /// Remember pages `[first, end)` (addresses) the guard replaced, give them back the
@@ -256,7 +297,7 @@ impl Region {
         let base = self.base.as_ptr() as usize;
         let (start, end) = (first - base, (end - base).min(self.map_len));
         let (kind, file_size) = match self.file {
-            Some(f) => diagnose(f.id, self.path(), base, f.offset + start as u64),
+            Some(f) => diagnose(f.id, self.path(), f.offset + start as u64),
             None => (ErrorKind::StorageFault, None),
         };
         for page in start / self.granule..end.div_ceil(self.granule) {
@@ -289,6 +330,10 @@ impl Region {
             (ErrorKind::Truncated, Some(size)) => e.detail(format!(
                 "the file was truncated to {size} bytes under the mapping"
             )),
+            (ErrorKind::Truncated, None) => e.detail(
+                "the file was truncated under the mapping (or its storage failed: the file \
+                 could not be inspected)",
+            ),
             _ => e,
         };
         e.hint(format!(

@@ -44,6 +44,10 @@ impl TempFile {
     }
 }
 
+pub(crate) fn open_rw_result(path: &Path) -> std::io::Result<File> {
+    OpenOptions::new().read(true).write(true).open(path)
+}
+
 pub(crate) fn open_rw(path: &Path) -> File {
     OpenOptions::new()
         .read(true)
