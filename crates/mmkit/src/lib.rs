@@ -46,6 +46,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 mod error;
+pub mod file;
 pub mod guard;
 pub mod map;
 pub mod probe;
@@ -54,6 +55,7 @@ mod sys;
 pub mod tour;
 
 pub use error::{Error, ErrorKind, Op, Result};
+pub use file::MappedFile;
 pub use map::{
     Advice, Discard, FlushMode, HugePageSize, LockMode, MapKind, MapOptions, Mapping, Memory,
     Protection, RemapMode, Residency,

@@ -55,6 +55,9 @@ impl ProtMap {
         if start >= end {
             return true;
         }
+        if let [(_, only)] = self.spans[..] {
+            return only.contains(need); // the common case: one protection throughout
+        }
         let first = self.spans.partition_point(|&(s, _)| s <= start) - 1;
         self.spans[first..]
             .iter()

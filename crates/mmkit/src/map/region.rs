@@ -147,6 +147,7 @@ impl Region {
     }
 
     /// Check that `[off, off+len)` lies in the view.
+    #[inline]
     pub(crate) fn check(&self, op: Op, off: usize, len: usize) -> Result<()> {
         match off.checked_add(len) {
             Some(end) if end <= self.len => Ok(()),
@@ -193,6 +194,7 @@ impl Region {
     }
 
     /// Whether every page touched by `[off, off+len)` allows `need`.
+    #[inline]
     pub(crate) fn allows(&self, off: usize, len: usize, need: Protection) -> bool {
         if len == 0 {
             return true;
@@ -202,6 +204,7 @@ impl Region {
     }
 
     /// Check the range lies in the view and its pages allow `need`.
+    #[inline]
     pub(crate) fn check_access(
         &self,
         op: Op,

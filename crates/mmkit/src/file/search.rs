@@ -1,0 +1,89 @@
+//! Searching a [`Mapping`] without borrowing it: windows copied out with `read_at`,
+//! overlapping by `needle.len() - 1` bytes so a match across a window edge is found, and
+//! searched with `memchr::memmem`.
+
+use memchr::memmem::{Finder, FinderRev};
+
+use crate::error::Result;
+use crate::map::Mapping;
+
+/// Bytes searched per window (plus the overlap); large enough that the copy is cheap next to
+/// the search, small enough to stay in cache.
+pub(super) const SEARCH_CHUNK: usize = 64 * 1024;
+
+/// The lowest `i` in `[start, end - needle.len()]` where `needle` occurs, searching windows of
+/// `chunk` bytes. An empty needle matches at `start`; `start > end` matches nothing.
+pub(super) fn find(
+    map: &Mapping,
+    start: usize,
+    end: usize,
+    needle: &[u8],
+    chunk: usize,
+) -> Result<Option<usize>> {
+    if start > end {
+        return Ok(None);
+    }
+    if needle.is_empty() {
+        return Ok(Some(start));
+    }
+    if end - start < needle.len() {
+        return Ok(None);
+    }
+    let chunk = chunk.max(1);
+    let window = chunk.saturating_add(needle.len() - 1);
+    let finder = Finder::new(needle);
+    let mut buf = vec![0u8; window.min(end - start)];
+    let mut s = start;
+    loop {
+        let w = window.min(end - s);
+        let b = &mut buf[..w];
+        map.read_at(s, b)?;
+        if let Some(i) = finder.find(b) {
+            return Ok(Some(s + i));
+        }
+        if s + w == end {
+            return Ok(None);
+        }
+        // Here s + window < end, so s + chunk < end and the next window holds a full needle.
+        s += chunk;
+    }
+}
+
+/// The highest `i` in `[start, end - needle.len()]` where `needle` occurs. An empty needle
+/// matches at `end`; `start > end` matches nothing.
+pub(super) fn rfind(
+    map: &Mapping,
+    start: usize,
+    end: usize,
+    needle: &[u8],
+    chunk: usize,
+) -> Result<Option<usize>> {
+    if start > end {
+        return Ok(None);
+    }
+    if needle.is_empty() {
+        return Ok(Some(end));
+    }
+    if end - start < needle.len() {
+        return Ok(None);
+    }
+    let chunk = chunk.max(1);
+    let window = chunk.saturating_add(needle.len() - 1);
+    let finder = FinderRev::new(needle);
+    let mut buf = vec![0u8; window.min(end - start)];
+    let mut e = end;
+    loop {
+        let s = e.saturating_sub(window).max(start);
+        let b = &mut buf[..e - s];
+        map.read_at(s, b)?;
+        if let Some(i) = finder.rfind(&*b) {
+            return Ok(Some(s + i));
+        }
+        if s == start {
+            return Ok(None);
+        }
+        // Here s = e - window > start: the next window ends `chunk` lower and overlaps this
+        // one by `needle.len() - 1` bytes.
+        e -= chunk;
+    }
+}
