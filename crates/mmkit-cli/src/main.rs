@@ -5,6 +5,8 @@
 
 #![forbid(unsafe_code)]
 
+mod cat;
+mod find;
 mod tour;
 
 use std::process::ExitCode;
@@ -31,21 +33,64 @@ enum Command {
     /// processes. The report gives the claim, what was measured, and a verdict: holds,
     /// differs, or skipped (with the reason). Exits 0 whenever the tour ran.
     Tour(tour::TourArgs),
+    /// Write files to stdout through mappings: large writes straight from the page cache.
+    ///
+    /// A file truncated while it is written out is reported in one line naming it (exit
+    /// 1), never a SIGBUS crash.
+    Cat(cat::CatArgs),
+    /// Find a fixed string in files: byte offsets of every match (like grep -b -o -F),
+    /// matching lines with -n, counts with -c.
+    ///
+    /// Exits 0 when something matched, 1 when nothing did, 2 on an error (as grep). A file
+    /// truncated while it is searched is an error naming it, never a SIGBUS crash.
+    Find(find::FindArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Tour(args) => tour::run(&args),
+        Command::Tour(args) => tour::run(&args).map(|()| ExitCode::SUCCESS),
+        Command::Cat(args) => cat::run(&args).map(|failed| code(failed == 0, 1)),
+        Command::Find(args) => find::run(&args).map(|(failed, found)| match (failed, found) {
+            (0, 0) => ExitCode::from(1),
+            (0, _) => ExitCode::SUCCESS,
+            _ => ExitCode::from(2),
+        }),
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("mmkit: {e:#}");
             ExitCode::FAILURE
         }
     }
+}
+
+fn code(ok: bool, failure: u8) -> ExitCode {
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(failure)
+    }
+}
+
+/// Print one error line to stderr.
+pub(crate) fn report(line: &str) {
+    eprintln!("mmkit: {line}");
+}
+
+/// The first line of an error's text (the CLI leaves the library's hints out where a
+/// one-line report is the contract).
+pub(crate) fn first_line(text: &str) -> &str {
+    text.lines().next().unwrap_or(text)
+}
+
+/// Whether an errno is EPIPE (the reader of stdout went away).
+pub(crate) fn is_epipe(errno: Option<i32>) -> bool {
+    errno.is_some_and(|n| {
+        std::io::Error::from_raw_os_error(n).kind() == std::io::ErrorKind::BrokenPipe
+    })
 }
 
 fn is_broken_pipe(e: &anyhow::Error) -> bool {

@@ -227,7 +227,7 @@ impl Error {
         }
         match self.inner.kind {
             ErrorKind::Os => match self.inner.errno {
-                Some(n) => io::Error::from_raw_os_error(n).to_string(),
+                Some(n) => errno_text(n),
                 None => "the kernel refused".into(),
             },
             ErrorKind::ReadOnlyFile => {
@@ -276,10 +276,15 @@ fn errno_name(n: i32) -> Option<&'static str> {
     })
 }
 
+/// The errno's text without std's "(os error N)" suffix: `Invalid argument`.
+fn errno_text(n: i32) -> String {
+    let text = io::Error::from_raw_os_error(n).to_string();
+    text.split(" (os error").next().unwrap_or(&text).to_string()
+}
+
 /// `EINVAL (Invalid argument)`: the errno's name and its text.
 pub(crate) fn errno_label(n: i32) -> String {
-    let text = io::Error::from_raw_os_error(n).to_string();
-    let text = text.split(" (os error").next().unwrap_or(&text).to_string();
+    let text = errno_text(n);
     match errno_name(n) {
         Some(name) => format!("{name} ({text})"),
         None => text,

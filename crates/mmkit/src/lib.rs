@@ -51,6 +51,7 @@ pub mod guard;
 pub mod map;
 pub mod probe;
 pub mod process;
+pub mod search;
 mod sys;
 pub mod tour;
 

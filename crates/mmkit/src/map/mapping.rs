@@ -116,6 +116,68 @@ impl Mapping {
             })
     }
 
+    /// Write `len` bytes at `off` to the descriptor `fd` with `write(2)`, straight from
+    /// the mapped pages (no copy in this process, few system calls); returns the bytes
+    /// written, which is `len` unless the descriptor stops taking data.
+    ///
+    /// No slice is formed: the kernel reads the pages, and a page lost to a truncation
+    /// makes it fail with `EFAULT` instead of raising SIGBUS; that becomes `Truncated`.
+    ///
+    /// # Errors
+    /// `OutOfRange`, `Protected`, `Truncated`/`StorageFault`, or the descriptor's error
+    /// (`EPIPE` for a closed pipe: with SIGPIPE ignored, as Rust programs do).
+    #[doc(alias = "write")]
+    pub fn write_to(
+        &self,
+        off: usize,
+        len: usize,
+        fd: std::os::fd::BorrowedFd<'_>,
+    ) -> Result<usize> {
+        const STEP: usize = 16 << 20;
+        self.region
+            .check_access(Op::Write, off, len, Protection::READ)?;
+        let mut done = 0;
+        while done < len {
+            let n = STEP.min(len - done);
+            let at = off + done;
+            let wrote = self
+                .region
+                .access(Op::Read, at, n, Protection::READ, |src| {
+                    // SAFETY: `[src, src+n)` is readable memory of the view (checked by
+                    // `access`); write(2) only reads it, and reports a lost page as EFAULT.
+                    let rc =
+                        unsafe { libc::write(std::os::fd::AsRawFd::as_raw_fd(&fd), src.cast(), n) };
+                    if rc < 0 {
+                        Err(std::io::Error::last_os_error())
+                    } else {
+                        Ok(rc as usize)
+                    }
+                })?;
+            match wrote {
+                Ok(0) => break,
+                Ok(w) => done += w,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) if e.raw_os_error() == Some(libc::EFAULT) => {
+                    // The kernel met a page with no file behind it: read one byte of it
+                    // under the guard to record the loss and get the diagnosis.
+                    let mut probe = [0u8];
+                    self.read_at(at, &mut probe)
+                        .map_err(|e| e.at(at as u64, (len - done) as u64))?;
+                    return Err(self
+                        .region
+                        .err(Op::Read, ErrorKind::Truncated, at, len - done)
+                        .detail("the file was truncated while it was being written out"));
+                }
+                Err(e) => {
+                    let errno =
+                        rustix::io::Errno::from_io_error(&e).unwrap_or(rustix::io::Errno::IO);
+                    return Err(Error::os(Op::Write, errno).at(at as u64, n as u64));
+                }
+            }
+        }
+        Ok(done)
+    }
+
     /// The whole view as a slice, safely: only for a memfd sealed against shrinking and
     /// writing (`F_SEAL_SHRINK | F_SEAL_WRITE`), whose bytes can never change.
     ///

@@ -1,0 +1,223 @@
+//! Fixed-string search through a mapping: every offset where a pattern occurs, or every
+//! line that holds it (as `grep -b -o -F` and `grep -n -F` report them).
+//!
+//! The mapping is read in large chunks with the guarded [`Mapping::read_at`], so a file
+//! truncated while it is searched gives `Err(Truncated)`, and another process writing the
+//! file cannot break a borrow. Matches are found with `memchr::memmem` (SIMD).
+//!
+//! ```
+//! # let dir = tempfile::tempdir()?;
+//! # let path = dir.path().join("log");
+//! std::fs::write(&path, b"one\ntwo needle\nthree\nneedle needle\n")?;
+//! let map = mmkit::MapOptions::new().map_path(&path)?;
+//! let mut offsets = Vec::new();
+//! mmkit::search::offsets(&map, b"needle", |o| Ok(offsets.push(o)))?;
+//! assert_eq!(offsets, [8, 21, 28]);
+//! let mut lines = Vec::new();
+//! mmkit::search::lines(&map, b"needle", |l| Ok(lines.push((l.number, l.text.to_vec()))))?;
+//! assert_eq!(lines, [(2, b"two needle".to_vec()), (4, b"needle needle".to_vec())]);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+use std::io;
+
+use memchr::memmem;
+
+use crate::error::{Error, ErrorKind, Op};
+use crate::Mapping;
+
+/// How much of the mapping one step copies and searches.
+const CHUNK: usize = 4 << 20;
+
+fn empty_pattern() -> io::Error {
+    Error::new(Op::Read, ErrorKind::Unsupported)
+        .detail("the pattern is empty")
+        .into()
+}
+
+/// Call `each` with the offset of every non-overlapping occurrence of `needle` in `map`,
+/// in order; returns how many there were.
+///
+/// # Errors
+/// An empty `needle`; a read error of the mapping (`Truncated`, …); the first error
+/// `each` returns.
+pub fn offsets(
+    map: &Mapping,
+    needle: &[u8],
+    mut each: impl FnMut(u64) -> io::Result<()>,
+) -> io::Result<u64> {
+    if needle.is_empty() {
+        return Err(empty_pattern());
+    }
+    let finder = memmem::Finder::new(needle);
+    let mut buf = vec![0u8; CHUNK.max(needle.len() * 2)];
+    let (mut pos, mut count) = (0usize, 0u64);
+    while pos + needle.len() <= map.len() {
+        let n = buf.len().min(map.len() - pos);
+        map.read_at(pos, &mut buf[..n])?;
+        let mut next = n + 1 - needle.len(); // where the next chunk starts, unless a match straddles
+        for hit in finder.find_iter(&buf[..n]) {
+            each((pos + hit) as u64)?;
+            count += 1;
+            next = next.max(hit + needle.len());
+        }
+        if pos + n == map.len() {
+            break;
+        }
+        pos += next;
+    }
+    Ok(count)
+}
+
+/// A line holding the pattern.
+#[derive(Debug, Clone, Copy)]
+pub struct Line<'a> {
+    /// 1-based line number.
+    pub number: u64,
+    /// Byte offset of the line's first byte.
+    pub offset: u64,
+    /// The line, without its newline.
+    pub text: &'a [u8],
+}
+
+/// Call `each` once for every line of `map` that holds `needle`, in order; returns how
+/// many lines matched (what `grep -c -F` prints).
+///
+/// # Errors
+/// As [`offsets`].
+pub fn lines(
+    map: &Mapping,
+    needle: &[u8],
+    mut each: impl FnMut(Line<'_>) -> io::Result<()>,
+) -> io::Result<u64> {
+    if needle.is_empty() {
+        return Err(empty_pattern());
+    }
+    let finder = memmem::Finder::new(needle);
+    let mut buf = vec![0u8; CHUNK];
+    let (mut pos, mut line_no, mut count) = (0usize, 1u64, 0u64);
+    while pos < map.len() {
+        let mut n = buf.len().min(map.len() - pos);
+        map.read_at(pos, &mut buf[..n])?;
+        // Search whole lines only: stop after the chunk's last newline, unless the chunk
+        // holds none (then grow it) or the mapping ends here.
+        let end = if pos + n == map.len() {
+            n
+        } else {
+            match memchr::memrchr(b'\n', &buf[..n]) {
+                Some(i) => i + 1,
+                None => {
+                    buf.resize(buf.len() * 2, 0);
+                    continue;
+                }
+            }
+        };
+        n = end;
+        let chunk = &buf[..n];
+        let mut counted = 0; // newlines before `counted` are in `line_no`
+        let mut from = 0;
+        while let Some(hit) = finder.find(&chunk[from..]).map(|h| h + from) {
+            let start = memchr::memrchr(b'\n', &chunk[..hit]).map_or(0, |i| i + 1);
+            let stop = memchr::memchr(b'\n', &chunk[hit..]).map_or(chunk.len(), |i| hit + i);
+            line_no += memchr::memchr_iter(b'\n', &chunk[counted..start]).count() as u64;
+            counted = start;
+            each(Line {
+                number: line_no,
+                offset: (pos + start) as u64,
+                text: &chunk[start..stop],
+            })?;
+            count += 1;
+            from = (stop + 1).min(chunk.len());
+            if from >= chunk.len() {
+                break;
+            }
+        }
+        line_no += memchr::memchr_iter(b'\n', &chunk[counted..]).count() as u64;
+        pos += n;
+    }
+    Ok(count)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn map_of(bytes: &[u8]) -> (tempfile::TempDir, Mapping) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("data");
+        std::fs::write(&path, bytes).unwrap();
+        let map = crate::MapOptions::new().map_path(&path).unwrap();
+        (dir, map)
+    }
+
+    fn naive_offsets(hay: &[u8], needle: &[u8]) -> Vec<u64> {
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i + needle.len() <= hay.len() {
+            if &hay[i..i + needle.len()] == needle {
+                out.push(i as u64);
+                i += needle.len();
+            } else {
+                i += 1;
+            }
+        }
+        out
+    }
+
+    fn naive_lines(hay: &[u8], needle: &[u8]) -> Vec<(u64, Vec<u8>)> {
+        let body = hay.strip_suffix(b"\n").unwrap_or(hay);
+        if hay.is_empty() {
+            return Vec::new();
+        }
+        body.split(|&b| b == b'\n')
+            .enumerate()
+            .filter(|(_, l)| memmem::find(l, needle).is_some())
+            .map(|(i, l)| (i as u64 + 1, l.to_vec()))
+            .collect()
+    }
+
+    #[test]
+    fn matches_across_chunk_boundaries() {
+        let mut hay = vec![b'.'; 3 * CHUNK + 17];
+        for at in [0, CHUNK - 3, CHUNK - 1, 2 * CHUNK - 5, hay.len() - 6] {
+            hay[at..at + 6].copy_from_slice(b"needle");
+        }
+        hay[CHUNK + 100] = b'\n';
+        let (_d, map) = map_of(&hay);
+        let mut got = Vec::new();
+        offsets(&map, b"needle", |o| Ok(got.push(o))).unwrap();
+        assert_eq!(got, naive_offsets(&hay, b"needle"));
+        let mut got = Vec::new();
+        lines(&map, b"needle", |l| {
+            Ok(got.push((l.number, l.text.to_vec())))
+        })
+        .unwrap();
+        assert_eq!(got, naive_lines(&hay, b"needle"));
+    }
+
+    #[test]
+    fn empty_pattern_and_empty_file() {
+        let (_d, map) = map_of(b"");
+        assert_eq!(offsets(&map, b"x", |_| Ok(())).unwrap(), 0);
+        assert_eq!(lines(&map, b"x", |_| Ok(())).unwrap(), 0);
+        assert!(offsets(&map, b"", |_| Ok(())).is_err());
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        #[test]
+        fn agrees_with_a_naive_search(hay in proptest::collection::vec(prop_oneof![Just(b'a'), Just(b'b'), Just(b'\n')], 0..2000),
+                                      needle in proptest::collection::vec(prop_oneof![Just(b'a'), Just(b'b'), Just(b'\n')], 1..4)) {
+            let (_d, map) = map_of(&hay);
+            let mut got = Vec::new();
+            offsets(&map, &needle, |o| Ok(got.push(o))).unwrap();
+            prop_assert_eq!(got, naive_offsets(&hay, &needle));
+            if !needle.contains(&b'\n') {
+                let mut got = Vec::new();
+                lines(&map, &needle, |l| Ok(got.push((l.number, l.text.to_vec())))).unwrap();
+                prop_assert_eq!(got, naive_lines(&hay, &needle));
+            }
+        }
+    }
+}
