@@ -11,10 +11,16 @@
 //! std::fs::write(&path, b"one\ntwo needle\nthree\nneedle needle\n")?;
 //! let map = mmkit::MapOptions::new().map_path(&path)?;
 //! let mut offsets = Vec::new();
-//! mmkit::search::offsets(&map, b"needle", |o| Ok(offsets.push(o)))?;
+//! mmkit::search::offsets(&map, b"needle", |o| {
+//!     offsets.push(o);
+//!     Ok(())
+//! })?;
 //! assert_eq!(offsets, [8, 21, 28]);
 //! let mut lines = Vec::new();
-//! mmkit::search::lines(&map, b"needle", |l| Ok(lines.push((l.number, l.text.to_vec()))))?;
+//! mmkit::search::lines(&map, b"needle", |l| {
+//!     lines.push((l.number, l.text.to_vec()));
+//!     Ok(())
+//! })?;
 //! assert_eq!(lines, [(2, b"two needle".to_vec()), (4, b"needle needle".to_vec())]);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
@@ -186,11 +192,16 @@ mod tests {
         hay[CHUNK + 100] = b'\n';
         let (_d, map) = map_of(&hay);
         let mut got = Vec::new();
-        offsets(&map, b"needle", |o| Ok(got.push(o))).unwrap();
+        offsets(&map, b"needle", |o| {
+            got.push(o);
+            Ok(())
+        })
+        .unwrap();
         assert_eq!(got, naive_offsets(&hay, b"needle"));
         let mut got = Vec::new();
         lines(&map, b"needle", |l| {
-            Ok(got.push((l.number, l.text.to_vec())))
+            got.push((l.number, l.text.to_vec()));
+            Ok(())
         })
         .unwrap();
         assert_eq!(got, naive_lines(&hay, b"needle"));
@@ -211,11 +222,18 @@ mod tests {
                                       needle in proptest::collection::vec(prop_oneof![Just(b'a'), Just(b'b'), Just(b'\n')], 1..4)) {
             let (_d, map) = map_of(&hay);
             let mut got = Vec::new();
-            offsets(&map, &needle, |o| Ok(got.push(o))).unwrap();
+            offsets(&map, &needle, |o| {
+            got.push(o);
+            Ok(())
+        }).unwrap();
             prop_assert_eq!(got, naive_offsets(&hay, &needle));
             if !needle.contains(&b'\n') {
                 let mut got = Vec::new();
-                lines(&map, &needle, |l| Ok(got.push((l.number, l.text.to_vec())))).unwrap();
+                lines(&map, &needle, |l| {
+                    got.push((l.number, l.text.to_vec()));
+                    Ok(())
+                })
+                .unwrap();
                 prop_assert_eq!(got, naive_lines(&hay, &needle));
             }
         }
