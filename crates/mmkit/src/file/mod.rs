@@ -45,40 +45,9 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
-//! ## Parity with Python's `mmap`
-//!
-//! Python's `ValueError`, `IndexError` and `TypeError` are `Err` values here: `OutOfRange`
-//! for positions and sizes, `ReadOnlyFile` for writes without write access, `Unsupported`
-//! for what the access does not allow. Offsets are `usize`, so Python's negative indices
-//! (counted from the end) have no counterpart: write `f.len() - k`.
-//!
-//! | Python | here | same | differs, and why |
-//! |---|---|---|---|
-//! | `mmap(fileno, 0, access=…, offset=…)` | [`MappedFile::options`]: [`access`](MappedFileOptions::access), [`offset`](MappedFileOptions::offset), then `open(path)` or `open_file(File)`; shortcuts [`open`](MappedFile::open), [`open_rw`](MappedFile::open_rw), [`create`](MappedFile::create), [`from_file`](MappedFile::from_file) | `ACCESS_READ`/`WRITE`/`COPY` are [`Access`]; the default access of an open file follows its open mode | Python does not open or create files; here a path can be opened, created, and given an initial length. The offset need not be page-aligned. A zero-length file maps (as an empty object) where Python raises |
-//! | `mmap(…, length=n)` | — | | the object always runs to the end of the file (so `resize` and growth have one meaning); map a window with [`MapOptions`] |
-//! | `len(m)` | [`len`](MappedFile::len) | | |
-//! | `size()` | [`size`](MappedFile::size) | the file's length from `fstat`, offset included | while a growable file has spare capacity, the file is longer than `offset + len()` until `flush`/`close` |
-//! | `tell()` | [`tell`](MappedFile::tell) | | |
-//! | `seek(pos, whence)` | [`seek`](MappedFile::seek)`(SeekFrom)` | before 0 or past the end is an error (`OutOfRange`) | returns the new position (Python 3.13 does; 3.11 returns `None`). A growable object may seek past the end, like a file: the next write fills the gap with zeros |
-//! | `read(n)`, `read()` | [`read`](MappedFile::read)`(n)` / `read(None)` | fewer bytes, or none, at the end | |
-//! | `read_byte()` | [`read_byte`](MappedFile::read_byte) `-> Option<u8>` | | `None` at the end where Python raises `ValueError`: running out is not an error in Rust's I/O |
-//! | `readline()` | [`readline`](MappedFile::readline) | up to and including `\n`, or to the end; empty at the end | |
-//! | `write(b)` | [`write`](MappedFile::write) | all or nothing; returns the length; past the end is an error | a growable object grows instead (amortised: capacity doubles, at least a page) |
-//! | `write_byte(x)` | [`write_byte`](MappedFile::write_byte) | error at the end | growable: grows |
-//! | `find(sub, start, end)` | [`find`](MappedFile::find) (from the position) / [`find_in`](MappedFile::find_in)`(sub, start..end)` | default start is the position; bounds are clamped to the length; an empty needle matches at `start`; `start > end` finds nothing | `None` for Python's `-1`; a range instead of two optional ints (`..` is the whole object, not from the position) |
-//! | `rfind(sub, start, end)` | [`rfind`](MappedFile::rfind) / [`rfind_in`](MappedFile::rfind_in) | as `find`; an empty needle matches at `end` | as `find` |
-//! | `m[i:j]` | [`get`](MappedFile::get)`(i..j) -> Vec<u8>` | bounds clamped, `j < i` gives empty | `m[i]` is `get(i..i + 1)`, empty rather than `IndexError` past the end |
-//! | `m[i:j] = b` | [`set`](MappedFile::set)`(i..j, b)` | bounds clamped; the length must match (`IndexError` there, `OutOfRange` here); the position does not move | |
-//! | `move(dest, src, count)` | [`move_within`](MappedFile::move_within) | memmove semantics, overlap either way; ranges must lie inside | |
-//! | `resize(n)` | [`resize`](MappedFile::resize) | file becomes `offset + n` bytes; the position is kept, even past the new end; `ACCESS_READ`/`COPY` refuse | resizing to 0 works (an empty object) |
-//! | `flush()`, `flush(off, size)` | [`flush`](MappedFile::flush), [`flush_range`](MappedFile::flush_range) | `msync(MS_SYNC)`; no-op for read and copy access | `flush` also cuts a growable file's spare capacity, so the file on disk is exact; `flush_range` takes any offset (widened to pages) where Python's `msync` wants a page-aligned one |
-//! | `close()`, `with` | [`close`](MappedFile::close)`(self)`, drop | unmaps and closes; no `msync` (call `flush` for durability) | `close` consumes the object, so there is no `closed` state to check; it returns the error of cutting a grown file to length, which drop ignores |
-//! | `madvise(…)` | [`mapping`](MappedFile::mapping)`().advise(…)` | | also `lock`, `residency` on the [`Mapping`] |
-//! | buffer protocol, `memoryview(m)`, `iter(m)`, `b in m` | — | | a borrowed slice of a file can change behind it (see [`Mapping::as_slice`], `unsafe`); use `get` and `find` |
-//! | `seekable()`, `readable()`, `writable()` | [`access`](MappedFile::access) | | always seekable |
-//! | `trackfd=False` (3.13) | — | | the object keeps its file open: it needs it to resize |
-//! | file-object protocol | `std::io::{Read, Write, Seek, BufRead}` | | `Write::write` writes what fits where the inherent `write` refuses (the `std::io` contract); an inherent method of the same name wins in method-call syntax, so call the trait's as `Read::read(&mut f, buf)` or pass `&mut f` to generic code |
+#![doc = include_str!("parity.md")]
 
+mod capacity;
 mod io;
 mod options;
 mod search;
@@ -692,83 +661,5 @@ impl MappedFile {
             return Ok(());
         }
         self.map.write_at(off, data)
-    }
-
-    /// Make room for `end` bytes in a growable object and zero any gap left by a seek past
-    /// the end; on return `len == end`.
-    fn grow_to(&mut self, end: usize) -> Result<()> {
-        let cap = self.map.len();
-        if end > cap {
-            let want = end
-                .max(cap.saturating_mul(2))
-                .max(crate::page_size())
-                .min(isize::MAX as usize);
-            self.len_dirty = true;
-            self.set_capacity(want)?;
-        }
-        if self.pos > self.len {
-            // Bytes past the length are zeros from `ftruncate` unless someone else wrote
-            // them; write the zeros so the gap is certain.
-            let zeros = vec![0u8; (self.pos - self.len).min(MOVE_CHUNK)];
-            let mut at = self.len;
-            while at < self.pos {
-                let n = zeros.len().min(self.pos - at);
-                self.write_at(at, &zeros[..n])?;
-                at += n;
-            }
-        }
-        self.len = end;
-        self.len_dirty = self.len != self.map.len() || self.len_dirty;
-        Ok(())
-    }
-
-    /// `ftruncate` the file to `offset + len`.
-    fn set_file_len(&self, op: Op, len: usize) -> Result<()> {
-        let total = self
-            .offset
-            .checked_add(len as u64)
-            .ok_or_else(|| self.err(op, ErrorKind::LengthOverflow, 0, len))?;
-        self.file.set_len(total).map_err(|e| {
-            io_error(op, &e, self.path())
-                .at(0, len as u64)
-                .detail(format!(
-                    "cannot set the file's length to {total} bytes: {e}"
-                ))
-        })
-    }
-
-    /// Change the file's length to `offset + cap` and the mapping to `cap` bytes: the file
-    /// first when growing, the mapping first when shrinking, so no mapped page lies past
-    /// the end of the file. `len` is cut to the new capacity.
-    fn set_capacity(&mut self, cap: usize) -> Result<()> {
-        self.rbuf.clear();
-        let old = self.map.len();
-        if cap > old {
-            self.set_file_len(Op::Remap, cap)?;
-            self.remap_to(cap)?;
-        } else if cap < old {
-            self.remap_to(cap)?;
-            self.len = self.len.min(cap);
-            self.set_file_len(Op::Remap, cap)?;
-        }
-        Ok(())
-    }
-
-    fn remap_to(&mut self, cap: usize) -> Result<()> {
-        if cap == 0 || self.map.is_empty() {
-            // mremap neither makes nor ends a mapping: map afresh.
-            self.map = map_options(self.access, self.offset, Some(cap))
-                .map_fd(self.file.as_fd(), self.path.clone())?;
-            Ok(())
-        } else {
-            self.map.remap(cap, RemapMode::MayMove)
-        }
-    }
-}
-
-impl Drop for MappedFile {
-    fn drop(&mut self) {
-        // Errors cannot be reported from drop; `close` returns them.
-        let _ = self.finish();
     }
 }
