@@ -6,6 +6,9 @@
 //! | pillar | module | what it gives |
 //! |---|---|---|
 //! | map | [`map`] | file and anonymous mappings, shared or private, any offset; flush, protect, advise, lock, residency, remap, huge pages, typed and atomic views |
+//! | guard | [`guard`] | a file truncated under a mapping gives `Err(Truncated)`, never a SIGBUS crash |
+//! | file | [`file`](mod@file) | [`MappedFile`]: a file object with Python-`mmap` parity |
+//! | search | [`search`] | fixed-string search through a mapping (offsets, lines, counts) |
 //! | observe | [`probe`] | per-mapping RSS/PSS/dirty from smaps, fault counters, locked memory |
 //! | tour | [`tour`] | live checks of what the Linux docs claim about `mmap` |
 //!
