@@ -26,6 +26,7 @@
 //! ```
 
 use std::io;
+use std::ops::ControlFlow;
 
 use memchr::memmem;
 
@@ -55,24 +56,56 @@ pub fn offsets(
     if needle.is_empty() {
         return Err(empty_pattern());
     }
+    let mut count = 0;
+    let stopped = scan(map, 0, map.len(), needle, CHUNK, |off| {
+        match each(off as u64) {
+            Ok(()) => {
+                count += 1;
+                ControlFlow::Continue(())
+            }
+            Err(e) => ControlFlow::Break(e),
+        }
+    })?;
+    match stopped {
+        Some(e) => Err(e),
+        None => Ok(count),
+    }
+}
+
+/// Visit, in order, the offset of every non-overlapping occurrence of the non-empty
+/// `needle` within `[start, end)` of `map`, reading windows of about `chunk` bytes with
+/// the guarded `read_at`; `visit` ends the search early by returning `Break`.
+pub(crate) fn scan<B>(
+    map: &Mapping,
+    start: usize,
+    end: usize,
+    needle: &[u8],
+    chunk: usize,
+    mut visit: impl FnMut(usize) -> ControlFlow<B>,
+) -> crate::Result<Option<B>> {
+    debug_assert!(!needle.is_empty());
     let finder = memmem::Finder::new(needle);
-    let mut buf = vec![0u8; CHUNK.max(needle.len() * 2)];
-    let (mut pos, mut count) = (0usize, 0u64);
-    while pos + needle.len() <= map.len() {
-        let n = buf.len().min(map.len() - pos);
+    // Each window holds at least one whole needle, so every step advances.
+    let mut buf = vec![0u8; chunk.max(needle.len() * 2).min(end.saturating_sub(start))];
+    let mut pos = start;
+    while pos + needle.len() <= end {
+        let n = buf.len().min(end - pos);
         map.read_at(pos, &mut buf[..n])?;
-        let mut next = n + 1 - needle.len(); // where the next chunk starts, unless a match straddles
+        // The next window starts where a match could still begin that did not fit in
+        // this one, or after the last match (matches do not overlap).
+        let mut next = n + 1 - needle.len();
         for hit in finder.find_iter(&buf[..n]) {
-            each((pos + hit) as u64)?;
-            count += 1;
+            if let ControlFlow::Break(b) = visit(pos + hit) {
+                return Ok(Some(b));
+            }
             next = next.max(hit + needle.len());
         }
-        if pos + n == map.len() {
+        if pos + n == end {
             break;
         }
         pos += next;
     }
-    Ok(count)
+    Ok(None)
 }
 
 /// A line holding the pattern.

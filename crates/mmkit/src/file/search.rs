@@ -1,8 +1,11 @@
-//! Searching a [`Mapping`] without borrowing it: windows copied out with `read_at`,
+//! Searching a [`Mapping`] without borrowing it: forwards with the crate's windowed
+//! scanner ([`crate::search::scan`]); backwards with windows copied out with `read_at`,
 //! overlapping by `needle.len() - 1` bytes so a match across a window edge is found, and
 //! searched with `memchr::memmem`.
 
-use memchr::memmem::{Finder, FinderRev};
+use std::ops::ControlFlow;
+
+use memchr::memmem::FinderRev;
 
 use crate::error::Result;
 use crate::map::Mapping;
@@ -29,24 +32,8 @@ pub(super) fn find(
     if end - start < needle.len() {
         return Ok(None);
     }
-    let chunk = chunk.max(1);
-    let window = chunk.saturating_add(needle.len() - 1);
-    let finder = Finder::new(needle);
-    let mut buf = vec![0u8; window.min(end - start)];
-    let mut s = start;
-    loop {
-        let w = window.min(end - s);
-        let b = &mut buf[..w];
-        map.read_at(s, b)?;
-        if let Some(i) = finder.find(b) {
-            return Ok(Some(s + i));
-        }
-        if s + w == end {
-            return Ok(None);
-        }
-        // Here s + window < end, so s + chunk < end and the next window holds a full needle.
-        s += chunk;
-    }
+    let first = crate::search::scan(map, start, end, needle, chunk.max(1), ControlFlow::Break)?;
+    Ok(first)
 }
 
 /// The highest `i` in `[start, end - needle.len()]` where `needle` occurs. An empty needle
