@@ -5,8 +5,11 @@
 
 #![forbid(unsafe_code)]
 
+mod bench;
+mod cache;
 mod cat;
 mod find;
+mod maps;
 mod tour;
 
 use std::process::ExitCode;
@@ -44,6 +47,13 @@ enum Command {
     /// Exits 0 when something matched, 1 when nothing did, 2 on an error (as grep). A file
     /// truncated while it is searched is an error naming it, never a SIGBUS crash.
     Find(find::FindArgs),
+    /// Per-mapping memory of a process (like pmap -X): RSS, PSS, dirty, swap, by kind.
+    Maps(maps::MapsArgs),
+    /// Page-cache residency of files and trees (like vmtouch and fincore): query,
+    /// touch, evict, lock.
+    Cache(cache::CacheArgs),
+    /// Compare ways to read a file: mapped scans vs read() vs pread, warm and cold.
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -56,6 +66,9 @@ fn main() -> ExitCode {
             (0, _) => ExitCode::SUCCESS,
             _ => ExitCode::from(2),
         }),
+        Command::Maps(args) => maps::run(&args),
+        Command::Cache(args) => cache::run(&args),
+        Command::Bench(args) => bench::run(&args),
     };
     match result {
         Ok(code) => code,

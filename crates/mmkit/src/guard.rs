@@ -121,12 +121,16 @@ pub fn install() {
         PAGE.store(crate::sys::page_size(), Ordering::Relaxed);
         // SAFETY: `act` is fully initialised before use; PREVIOUS is written by the kernel
         // here, once, before our handler can run; the handler is async-signal-safe (see
-        // the module docs).
+        // the module docs); the fork handler only stores to an atomic.
         unsafe {
             let mut act: libc::sigaction = std::mem::zeroed();
             act.sa_sigaction = on_sigbus as *const () as usize;
             act.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK;
             libc::sigemptyset(&mut act.sa_mask);
+            // A child made by fork has only the forking thread, which is not inside a
+            // guarded access: replacements other threads had not yet recorded can never
+            // be settled there, so the child starts with none pending.
+            libc::pthread_atfork(None, None, Some(reset_pending_in_child));
             let prev = &raw mut PREVIOUS;
             let rc = libc::sigaction(libc::SIGBUS, &act, (*prev).as_mut_ptr());
             assert_eq!(rc, 0, "sigaction(SIGBUS) failed");
@@ -195,6 +199,10 @@ impl Drop for Scope {
             settle(mine.patches);
         }
     }
+}
+
+extern "C" fn reset_pending_in_child() {
+    PENDING.store(0, Ordering::SeqCst);
 }
 
 fn round_up(addr: usize) -> usize {

@@ -48,6 +48,7 @@
 #![deny(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
+pub mod bench;
 mod error;
 pub mod file;
 pub mod guard;

@@ -17,7 +17,9 @@
 //! # Ok::<(), mmkit::Error>(())
 //! ```
 
+pub mod cache;
 mod cachestat;
+pub mod maps;
 
 pub use cachestat::{cachestat, CacheStat};
 

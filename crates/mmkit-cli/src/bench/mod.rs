@@ -1,0 +1,230 @@
+//! `mmkit bench`: compare ways to read a file (mapped scans, `read()`, `pread`), warm and
+//! cold, over a sweep of file sizes. The library ([`mmkit::bench`]) measures; this module
+//! parses arguments, shows progress, and prints a table, JSON or a chart.
+
+mod plot;
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use comfy_table::{presets, Cell, CellAlignment, ContentArrangement, Table};
+use mmkit::bench::{self, format_size, CacheState, CaseResult, Config, Method, Pattern, Report};
+
+/// Arguments of `mmkit bench`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct BenchArgs {
+    /// Measure this file instead of generated ones (it must not be written meanwhile;
+    /// cold runs evict it from the page cache).
+    file: Option<PathBuf>,
+    /// File sizes to generate, comma-separated (4K, 64K, 1M, 16M, 256M; K/M/G are
+    /// powers of 1024). Default: 4K,64K,1M,16M,256M (--quick: 4K,1M,16M).
+    #[arg(long, value_delimiter = ',', value_parser = size_arg)]
+    sizes: Vec<u64>,
+    /// Timed runs per case; the median is reported (default 5, --quick 3).
+    #[arg(long)]
+    runs: Option<usize>,
+    /// Methods, comma-separated: mmap, mmap-populate, mmap-seq, mmap-willneed, mmap-thp,
+    /// read, pread (default all).
+    #[arg(long, value_delimiter = ',', value_parser = method_arg)]
+    methods: Vec<Method>,
+    /// Access pattern.
+    #[arg(long, value_enum, default_value = "both")]
+    pattern: Which,
+    /// Page-cache state before each timed pass.
+    #[arg(long, value_enum, default_value = "both")]
+    cache: CacheArg,
+    /// A smaller, faster sweep.
+    #[arg(long)]
+    quick: bool,
+    /// Directory for the generated files (default the system temporary directory).
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// read()/pread buffer size.
+    #[arg(long, value_parser = size_arg, default_value = "1M")]
+    buffer: u64,
+    /// 4 KiB reads in one random pass.
+    #[arg(long, default_value_t = 1000)]
+    random_reads: usize,
+    /// Print the report as JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Draw throughput against file size to FILE.svg or FILE.png.
+    #[arg(long, value_name = "FILE")]
+    plot: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Which {
+    Seq,
+    Random,
+    Both,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum CacheArg {
+    Warm,
+    Cold,
+    Both,
+}
+
+fn size_arg(s: &str) -> Result<u64, String> {
+    bench::parse_size(s).ok_or_else(|| {
+        format!("`{s}` is not a size (a positive number, optionally with K, M or G)")
+    })
+}
+
+fn method_arg(s: &str) -> Result<Method, String> {
+    Method::from_name(s).ok_or_else(|| {
+        let names: Vec<&str> = Method::ALL.iter().map(|m| m.name()).collect();
+        format!("`{s}` is not a method (one of {})", names.join(", "))
+    })
+}
+
+fn config(args: &BenchArgs) -> Config {
+    let mut c = if args.quick {
+        Config::quick()
+    } else {
+        Config::default()
+    };
+    if !args.sizes.is_empty() {
+        c.sizes = args.sizes.clone();
+    }
+    if let Some(runs) = args.runs {
+        c.runs = runs.max(1);
+    }
+    if !args.methods.is_empty() {
+        c.methods = args.methods.clone();
+        c.methods.dedup();
+    }
+    c.patterns = match args.pattern {
+        Which::Seq => vec![Pattern::Seq],
+        Which::Random => vec![Pattern::Random],
+        Which::Both => vec![Pattern::Seq, Pattern::Random],
+    };
+    c.caches = match args.cache {
+        CacheArg::Warm => vec![CacheState::Warm],
+        CacheArg::Cold => vec![CacheState::Cold],
+        CacheArg::Both => vec![CacheState::Warm, CacheState::Cold],
+    };
+    c.file = args.file.clone();
+    c.dir = args.dir.clone();
+    c.buffer = usize::try_from(args.buffer).unwrap_or(usize::MAX);
+    c.random_reads = args.random_reads;
+    c
+}
+
+pub(crate) fn run(args: &BenchArgs) -> anyhow::Result<ExitCode> {
+    if let Some(plot) = &args.plot {
+        // Fail before measuring, not after.
+        plot::check_path(plot)?;
+    }
+    let config = config(args);
+    let tty = std::io::stderr().is_terminal();
+    let bar = indicatif::ProgressBar::hidden();
+    if tty {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} cases  {msg}")
+                .expect("valid template"),
+        );
+        bar.set_message("generating files");
+    }
+    let result = bench::run(&config, &mut |p| {
+        bar.set_length(p.total as u64);
+        bar.set_position(p.done as u64);
+        bar.set_message(p.case.clone());
+        if !tty {
+            eprintln!("bench: {}/{} {}", p.done, p.total, p.case);
+        }
+    });
+    bar.finish_and_clear();
+    let report = match result {
+        Ok(r) => r,
+        Err(e) => {
+            crate::report(&format!("bench: {}", crate::first_line(&e.to_string())));
+            return Ok(ExitCode::from(1));
+        }
+    };
+    if let Some(path) = &args.plot {
+        plot::draw(&report, path)?;
+    }
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        serde_json::to_writer_pretty(&mut out, &report)?;
+        writeln!(out)?;
+    } else {
+        let m = &report.machine;
+        writeln!(
+            out,
+            "machine: {} CPUs, {}, Linux {}; buffer {}, {} random 4 KiB reads a pass",
+            m.cpus,
+            m.cpu_model,
+            m.kernel,
+            format_size(report.buffer as u64),
+            report.random_reads
+        )?;
+        writeln!(out, "{}", table(&report))?;
+        writeln!(
+            out,
+            "vs read(): read()'s median time over the method's (above 1 = faster than read())"
+        )?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A duration in nanoseconds as people read it.
+fn time(ns: f64) -> String {
+    if ns < 1e3 {
+        format!("{ns:.0} ns")
+    } else if ns < 1e6 {
+        format!("{:.1} µs", ns / 1e3)
+    } else if ns < 1e9 {
+        format!("{:.2} ms", ns / 1e6)
+    } else {
+        format!("{:.2} s", ns / 1e9)
+    }
+}
+
+fn row(r: &CaseResult) -> Vec<String> {
+    vec![
+        format_size(r.size),
+        r.pattern.name().into(),
+        r.cache.name().into(),
+        r.method.name().into(),
+        time(r.median_ns),
+        format!("{} – {}", time(r.min_ns), time(r.max_ns)),
+        format!("{:.2} GB/s", r.throughput_gbps),
+        r.ops_per_sec
+            .map_or(String::new(), |o| format!("{:.0} k/s", o / 1e3)),
+        r.ratio_to_read.map_or("-".into(), |x| format!("{x:.2}x")),
+    ]
+}
+
+fn table(report: &Report) -> Table {
+    const HEADER: [&str; 9] = [
+        "size",
+        "pattern",
+        "cache",
+        "method",
+        "median",
+        "min – max",
+        "throughput",
+        "reads/s",
+        "vs read()",
+    ];
+    let mut table = Table::new();
+    table
+        .load_style(presets::NOTHING)
+        .set_content_arrangement(ContentArrangement::Disabled)
+        .set_header(HEADER.iter().map(Cell::new));
+    for r in &report.results {
+        table.add_row(row(r));
+    }
+    for i in [0, 4, 5, 6, 7, 8] {
+        if let Some(col) = table.column_mut(i) {
+            col.set_cell_alignment(CellAlignment::Right);
+        }
+    }
+    table
+}

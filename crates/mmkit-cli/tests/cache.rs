@@ -1,0 +1,313 @@
+//! `mmkit cache` through the real binary against `vmtouch` on the same files (on disk,
+//! not tmpfs): evict/touch/partial states must read the same from both tools; the lock
+//! daemon holds `VmLck` until SIGTERM; bad paths and ranges give clear one-line errors.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn mmkit() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_mmkit"))
+}
+
+fn tempdir() -> tempfile::TempDir {
+    tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir")
+}
+
+fn run(cmd: &mut Command) -> Output {
+    cmd.output().expect("run command")
+}
+
+fn ok(cmd: &mut Command) -> String {
+    let out = run(cmd);
+    assert!(
+        out.status.success(),
+        "{:?}: {}",
+        cmd,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn write(path: &Path, len: usize) -> PathBuf {
+    let data: Vec<u8> = (0..len).map(|i| (i % 253) as u8).collect();
+    std::fs::write(path, data).unwrap();
+    // On disk, so eviction is not held up by dirty pages (vmtouch -e does not sync).
+    std::fs::File::open(path).unwrap().sync_all().unwrap();
+    path.to_path_buf()
+}
+
+/// "Resident Pages: X/Y" from either tool's summary.
+fn resident(text: &str) -> (u64, u64) {
+    let line = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Resident Pages:"))
+        .unwrap_or_else(|| panic!("no Resident Pages in {text:?}"));
+    let (x, y) = line
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .split_once('/')
+        .unwrap();
+    (x.parse().unwrap(), y.parse().unwrap())
+}
+
+fn ours(path: &Path) -> (u64, u64) {
+    resident(&ok(mmkit().arg("cache").arg(path)))
+}
+
+fn vmtouch(args: &[&str], path: &Path) -> String {
+    ok(Command::new("vmtouch").args(args).arg(path))
+}
+
+/// Both tools once read-ahead has finished (the same counts twice, 50 ms apart).
+fn both_settled(path: &Path) -> ((u64, u64), (u64, u64)) {
+    let mut last = ours(path);
+    for _ in 0..100 {
+        std::thread::sleep(Duration::from_millis(50));
+        let now = ours(path);
+        if now == last {
+            return (now, resident(&vmtouch(&[], path)));
+        }
+        last = now;
+    }
+    panic!("residency did not settle");
+}
+
+#[test]
+fn summary_agrees_with_vmtouch_after_evict_touch_and_partial() {
+    let dir = tempdir();
+    let big = write(&dir.path().join("big"), 8 << 20);
+    let pages = (8 << 20) / 4096u64;
+
+    // vmtouch evicts, we see nothing resident.
+    vmtouch(&["-e"], &big);
+    assert_eq!(ours(&big), (0, pages));
+    assert_eq!(resident(&vmtouch(&[], &big)), (0, pages));
+
+    // We touch, vmtouch sees everything resident.
+    let out = ok(mmkit().args(["cache", "--touch"]).arg(&big));
+    assert!(out.contains("Touched Pages: 2048 (8M)"), "{out}");
+    assert_eq!(resident(&out), (pages, pages));
+    let v = vmtouch(&[], &big);
+    assert_eq!(resident(&v), (pages, pages));
+    assert!(v.contains("100%"), "{v}");
+
+    // We evict, vmtouch sees nothing.
+    let out = ok(mmkit().args(["cache", "--evict"]).arg(&big));
+    assert_eq!(resident(&out), (0, pages));
+    assert_eq!(resident(&vmtouch(&[], &big)), (0, pages));
+
+    // Partial: we touch a range; the range is all resident; the whole file agrees.
+    let out = ok(mmkit()
+        .args(["cache", "--touch", "--range", "1M-2M"])
+        .arg(&big));
+    assert_eq!(resident(&out), (256, 256));
+    // Read-ahead may load more than the range (up to the whole file): compare tools.
+    let (a, b) = both_settled(&big);
+    assert!(a.0 >= 256, "{a:?}");
+    assert_eq!(a, b, "partial: mmkit vs vmtouch");
+
+    // vmtouch touches a range; we agree.
+    vmtouch(&["-e"], &big);
+    vmtouch(&["-t", "-p", "4M-5M"], &big);
+    let (a, b) = both_settled(&big);
+    assert!(a.0 >= 256, "{a:?}");
+    assert_eq!(a, b, "vmtouch partial: mmkit vs vmtouch");
+    let r = resident(&ok(mmkit().args(["cache", "-p", "4M-5M"]).arg(&big)));
+    assert_eq!(r, (256, 256));
+}
+
+#[test]
+fn tree_summary_verbose_bars_and_json() {
+    let dir = tempdir();
+    let root = dir.path().join("tree");
+    std::fs::create_dir_all(root.join("a/b")).unwrap();
+    let f1 = write(&root.join("one"), 40 * 4096);
+    write(&root.join("a/two"), 3);
+    write(&root.join("a/b/three"), 0);
+    ok(Command::new("mkfifo").arg(root.join("a/fifo")));
+    ok(mmkit().args(["cache", "--touch"]).arg(&root));
+    ok(mmkit()
+        .args(["cache", "--evict", "--range", "80K-"])
+        .arg(&f1));
+
+    let out = ok(mmkit().args(["cache", "-v"]).arg(&root));
+    let v = vmtouch(&[], &root);
+    assert_eq!(resident(&out), resident(&v), "{out}\n{v}");
+    // Eviction works on whole folios: a large folio straddling 80K stays, so up to
+    // 21 + 19 pages may remain; every tool must count the same.
+    let (res, all) = resident(&out);
+    assert!(all == 41 && (21..41).contains(&res), "{out}");
+    let fincore = ok(Command::new("fincore")
+        .args(["--noheadings", "--raw", "-o", "PAGES"])
+        .arg(&f1));
+    assert_eq!(
+        fincore.trim().parse::<u64>().unwrap(),
+        res - 1,
+        "fincore of one"
+    );
+    for field in ["Files: 3", "Directories: 3"] {
+        assert!(out.contains(field) && v.contains(field), "{out}\n{v}");
+    }
+    let bar = out
+        .lines()
+        .find(|l| l.ends_with("/one"))
+        .unwrap_or_else(|| panic!("{out}"));
+    // 40 pages over 40 columns: the first 20 resident, then some, then evicted.
+    let k = (res - 1) as usize;
+    assert!(
+        bar.starts_with(&format!("[{}{}]", "#".repeat(k), ".".repeat(40 - k))),
+        "{bar}"
+    );
+    assert!(bar.contains(&format!("{k}/40")), "{bar}");
+
+    let json: serde_json::Value =
+        serde_json::from_str(&ok(mmkit().args(["cache", "--json"]).arg(&root))).unwrap();
+    assert_eq!(json["summary"]["files"], 3);
+    assert_eq!(json["summary"]["resident"], res);
+    assert_eq!(json["summary"]["pages"], 41);
+    assert_eq!(json["files"].as_array().unwrap().len(), 3);
+    assert_eq!(json["errors"].as_array().unwrap().len(), 0);
+}
+
+#[test]
+fn missing_paths_are_reported_in_one_line_after_the_others() {
+    let dir = tempdir();
+    let good = write(&dir.path().join("good"), 4096 * 3);
+    let missing = dir.path().join("missing");
+    let out = run(mmkit().arg("cache").arg(&missing).arg(&good));
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        stdout.contains("Files: 1"),
+        "the good file is measured: {stdout}"
+    );
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with(&format!("mmkit: cache: {}: ", missing.display())),
+        "{err}"
+    );
+    assert!(err.contains("No such file"), "{err}");
+
+    let out = run(mmkit().args(["cache", "--json"]).arg(&missing));
+    assert_eq!(out.status.code(), Some(1));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["errors"][0]["errno"], 2);
+}
+
+#[test]
+fn bad_ranges_are_rejected_clearly() {
+    let dir = tempdir();
+    let good = write(&dir.path().join("good"), 100);
+    for (range, says) in [
+        ("10-5", "must be after"),
+        ("5", "expected A-B"),
+        ("x-9", "not a number"),
+    ] {
+        let out = run(mmkit().args(["cache", "--range", range]).arg(&good));
+        assert_eq!(out.status.code(), Some(2), "{range}");
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert!(err.contains(says), "{range}: {err}");
+        assert!(out.stdout.is_empty());
+    }
+}
+
+fn vmlck_kb(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmLck:"))
+        .and_then(|v| v.trim().strip_suffix("kB"))
+        .map(|v| v.trim().parse().unwrap())
+        .unwrap_or(0)
+}
+
+#[test]
+fn lock_daemon_holds_until_sigterm() {
+    let dir = tempdir();
+    let file = write(&dir.path().join("hot"), 4 << 20);
+    ok(mmkit().args(["cache", "--evict"]).arg(&file));
+
+    // Without --daemon: lock, report, exit.
+    let out = ok(mmkit().args(["cache", "--lock"]).arg(&file));
+    assert!(out.contains("Locked Pages: 1024 (4M)"), "{out}");
+    assert_eq!(resident(&out), (1024, 1024));
+
+    let mut child = mmkit()
+        .args(["cache", "--lock", "--daemon"])
+        .arg(&file)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    err.read_line(&mut line).unwrap();
+    assert_eq!(
+        line.trim(),
+        "locked 1024 pages of 1 files; holding until signalled"
+    );
+    let pid = child.id();
+    assert!(vmlck_kb(pid) >= 4096, "VmLck {} kB", vmlck_kb(pid));
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(child.try_wait().unwrap().is_none(), "still holding");
+    ok(Command::new("kill").args(["-TERM", &pid.to_string()]));
+    let start = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "did not exit");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(0), "{status:?}");
+}
+
+#[test]
+fn daemon_needs_lock_and_actions_exclude_each_other() {
+    let dir = tempdir();
+    let f = write(&dir.path().join("f"), 10);
+    assert_eq!(
+        run(mmkit().args(["cache", "--daemon"]).arg(&f))
+            .status
+            .code(),
+        Some(2)
+    );
+    assert_eq!(
+        run(mmkit().args(["cache", "--touch", "--evict"]).arg(&f))
+            .status
+            .code(),
+        Some(2)
+    );
+}
+
+#[test]
+fn lock_past_rlimit_memlock_names_the_limit() {
+    let dir = tempdir();
+    let file = write(&dir.path().join("f"), 4 << 20);
+    // A 64 KiB limit and no CAP_IPC_LOCK (root would bypass the limit with it).
+    let out = run(Command::new("prlimit")
+        .arg("--memlock=65536")
+        .args([
+            "setpriv",
+            "--bounding-set",
+            "-ipc_lock",
+            "--inh-caps",
+            "-ipc_lock",
+        ])
+        .arg(env!("CARGO_BIN_EXE_mmkit"))
+        .args(["cache", "--lock", "--daemon"])
+        .arg(&file));
+    let err = String::from_utf8(out.stderr).unwrap();
+    if err.contains("setpriv:") || err.contains("prlimit:") {
+        eprintln!("skipped: cannot drop CAP_IPC_LOCK here: {err}");
+        return;
+    }
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("mmkit: cache: "), "{err}");
+    assert!(err.contains("RLIMIT_MEMLOCK is 65536 bytes"), "{err}");
+    assert!(err.contains("nothing was locked"), "{err}");
+}

@@ -1,0 +1,43 @@
+//! `mmkit bench`: ways to read a file, measured side by side in one run.
+//!
+//! Methods ([`Method`]): a fresh lazy mapping, `MAP_POPULATE`, `MADV_SEQUENTIAL`,
+//! `MADV_WILLNEED`, `MADV_HUGEPAGE`, `read(2)` into a buffer and `pread(2)` into the
+//! same buffer. Patterns ([`Pattern`]): a sequential scan (a wrapping `u64` sum, the same
+//! function for every method) and random 4 KiB reads at fixed xorshift offsets shared by
+//! all methods. Cache states ([`CacheState`]): warm (the file was read before) and cold
+//! (evicted before each timed pass with `fsync` + `posix_fadvise(DONTNEED)`, checked with
+//! `cachestat(2)`, see [`CaseResult::cached_pages_before`]).
+//!
+//! Every pass of every method returns a checksum; a method that disagrees with the others
+//! is an error. Results are medians (with min and max) over [`Config::runs`] runs, the
+//! methods interleaved within each run, with the ratio to `read()` for the same size,
+//! pattern and cache state. Tests never assert a timing; claims are these ratios.
+//!
+//! ```
+//! use mmkit::bench::{self, CacheState, Config, Method};
+//! let dir = tempfile::tempdir()?;
+//! let config = Config {
+//!     sizes: vec![4096],
+//!     runs: 1,
+//!     random_reads: 16,
+//!     dir: Some(dir.path().to_path_buf()),
+//!     ..Config::quick()
+//! };
+//! let report = bench::run(&config, &mut |_| {})?;
+//! let read = report
+//!     .results
+//!     .iter()
+//!     .find(|r| r.method == Method::Read && r.cache == CacheState::Warm)
+//!     .unwrap();
+//! assert_eq!(read.ratio_to_read, Some(1.0));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+mod cache;
+mod method;
+mod report;
+mod runner;
+
+pub use method::{CacheState, Method, Pattern};
+pub use report::{format_size, parse_size, CaseResult, Machine, Report};
+pub use runner::{run, Config, Progress};

@@ -1,0 +1,331 @@
+//! The bench loop: files, warm-up, interleaved timed runs, checks, medians.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use super::cache;
+use super::method::{io_err, pass, random_offsets, CacheState, Method, Pattern, Target, BLOCK};
+use super::report::{format_size, CaseResult, Machine, Report};
+use crate::error::{Error, ErrorKind, Op, Result};
+
+/// What to measure.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// File sizes to generate (ignored when [`file`](Self::file) is set).
+    pub sizes: Vec<u64>,
+    /// Measure this file instead of generated ones. It must not be written while the
+    /// bench runs (mapped methods read it in place); a cold run evicts its pages.
+    pub file: Option<PathBuf>,
+    /// Where to generate files (a fresh subdirectory, removed afterwards); default the
+    /// system temporary directory.
+    pub dir: Option<PathBuf>,
+    /// Timed runs per case (the median is reported).
+    pub runs: usize,
+    /// Methods to compare.
+    pub methods: Vec<Method>,
+    /// Patterns to run.
+    pub patterns: Vec<Pattern>,
+    /// Cache states to run.
+    pub caches: Vec<CacheState>,
+    /// `read`/`pread` buffer size in bytes.
+    pub buffer: usize,
+    /// 4 KiB reads in one `random` pass.
+    pub random_reads: usize,
+    /// A warm timed run repeats the pass until about this long.
+    pub min_run_time: Duration,
+}
+
+impl Default for Config {
+    /// Sizes 4 KiB, 64 KiB, 1 MiB, 16 MiB, 256 MiB; 5 runs; every method, pattern and
+    /// cache state; 1 MiB buffer; 1000 random reads.
+    fn default() -> Config {
+        Config {
+            sizes: vec![4 << 10, 64 << 10, 1 << 20, 16 << 20, 256 << 20],
+            file: None,
+            dir: None,
+            runs: 5,
+            methods: Method::ALL.to_vec(),
+            patterns: vec![Pattern::Seq, Pattern::Random],
+            caches: vec![CacheState::Warm, CacheState::Cold],
+            buffer: 1 << 20,
+            random_reads: 1000,
+            min_run_time: Duration::from_millis(20),
+        }
+    }
+}
+
+impl Config {
+    /// A quick sweep: 4 KiB, 1 MiB, 16 MiB; 3 runs; 5 ms warm runs.
+    pub fn quick() -> Config {
+        Config {
+            sizes: vec![4 << 10, 1 << 20, 16 << 20],
+            runs: 3,
+            min_run_time: Duration::from_millis(5),
+            ..Config::default()
+        }
+    }
+}
+
+/// Progress of a run, given to the callback after each finished case.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Progress {
+    /// Cases (size × pattern × cache, all methods) finished.
+    pub done: usize,
+    /// Cases in the run.
+    pub total: usize,
+    /// The case just finished, e.g. `16 MiB seq cold`.
+    pub case: String,
+}
+
+/// A directory of generated files, removed on drop.
+struct Scratch(PathBuf);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn bad(detail: impl Into<String>) -> Error {
+    Error::new(Op::Open, ErrorKind::Unsupported).detail(detail)
+}
+
+fn generate(path: &Path, size: u64) -> Result<File> {
+    use std::io::Write;
+    let open_err = |e| io_err(Op::Open, e).with_path(Some(path));
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(path)
+        .map_err(open_err)?;
+    let mut x = 0x2545_F491_4F6C_DD1Du64 ^ size;
+    let mut chunk = vec![0u8; 1 << 20];
+    let mut left = size;
+    while left > 0 {
+        for w in chunk.chunks_exact_mut(8) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            w.copy_from_slice(&x.to_ne_bytes());
+        }
+        let n = left.min(chunk.len() as u64) as usize;
+        f.write_all(&chunk[..n]).map_err(open_err)?;
+        left -= n as u64;
+    }
+    f.sync_all().map_err(open_err)?;
+    Ok(f)
+}
+
+/// Run the bench; `progress` is called after each case.
+///
+/// # Errors
+/// A missing or unreadable file, a directory, an empty file; a file system refusing the
+/// generated files; any method failing; methods disagreeing on a checksum
+/// (`Unsupported`, naming the methods and the case).
+pub fn run(config: &Config, progress: &mut dyn FnMut(&Progress)) -> Result<Report> {
+    if config.runs == 0 || config.methods.is_empty() || config.buffer == 0 {
+        return Err(bad("runs, methods and buffer must be non-zero"));
+    }
+    let mut scratch = None;
+    let files: Vec<(File, u64)> = match &config.file {
+        Some(path) => {
+            let file = File::open(path).map_err(|e| io_err(Op::Open, e).with_path(Some(path)))?;
+            let meta = file
+                .metadata()
+                .map_err(|e| io_err(Op::Open, e).with_path(Some(path)))?;
+            if !meta.is_file() {
+                return Err(Error::new(Op::Open, ErrorKind::NotMappable)
+                    .with_path(Some(path))
+                    .detail("not a regular file"));
+            }
+            if meta.len() == 0 {
+                return Err(bad("the file is empty").with_path(Some(path)));
+            }
+            vec![(file, meta.len())]
+        }
+        None => {
+            let base = config.dir.clone().unwrap_or_else(std::env::temp_dir);
+            let dir = base.join(format!("mmkit-bench-{}", std::process::id()));
+            std::fs::create_dir_all(&dir).map_err(|e| io_err(Op::Open, e).with_path(Some(&dir)))?;
+            let dir = scratch.insert(Scratch(dir)).0.clone();
+            let mut files = Vec::new();
+            for &size in &config.sizes {
+                let path = dir.join(format!("bench-{size}.dat"));
+                files.push((generate(&path, size)?, size));
+            }
+            files
+        }
+    };
+    let total = files.len() * config.patterns.len() * config.caches.len();
+    let mut done = 0;
+    let mut buf = vec![1u8; config.buffer.max(BLOCK)];
+    let mut results = Vec::new();
+    for (file, size) in &files {
+        let offsets = random_offsets(*size, config.random_reads);
+        for &pattern in &config.patterns {
+            for &cache in &config.caches {
+                let mut target = Target {
+                    file,
+                    size: *size,
+                    buf: &mut buf,
+                    offsets: &offsets,
+                };
+                results.extend(case(config, pattern, cache, &mut target)?);
+                done += 1;
+                progress(&Progress {
+                    done,
+                    total,
+                    case: format!("{} {} {}", format_size(*size), pattern.name(), cache.name()),
+                });
+            }
+        }
+    }
+    drop(scratch);
+    Ok(Report {
+        machine: Machine::current(),
+        file: config.file.clone(),
+        buffer: config.buffer,
+        random_reads: config.random_reads,
+        results,
+    })
+}
+
+/// Per-method state within a case.
+struct Timing {
+    method: Method,
+    passes: u32,
+    per_pass: Vec<Duration>,
+    cached_before: Option<u64>,
+}
+
+fn check(expected: &mut Option<(Method, u64)>, method: Method, sum: u64, what: &str) -> Result<()> {
+    match *expected {
+        None => *expected = Some((method, sum)),
+        Some((m, s)) if s != sum => {
+            return Err(Error::new(Op::Read, ErrorKind::Unsupported).detail(format!(
+                "{what}: {} gave checksum {sum:#x} but {} gave {s:#x}",
+                method.name(),
+                m.name()
+            )))
+        }
+        Some(_) => {}
+    }
+    Ok(())
+}
+
+fn case(
+    config: &Config,
+    pattern: Pattern,
+    cache: CacheState,
+    t: &mut Target<'_>,
+) -> Result<Vec<CaseResult>> {
+    let what = format!(
+        "{} {} {}",
+        format_size(t.size),
+        pattern.name(),
+        cache.name()
+    );
+    let mut expected = None;
+    // Warm-up: every method once untimed (touches buffers, checks the sums), then one
+    // timed pass (warm) to choose how many passes a run repeats.
+    cache::warm(t.file, t.buf)?;
+    let mut timings = Vec::new();
+    for &method in &config.methods {
+        let sum = pass(method, pattern, t)?;
+        check(&mut expected, method, sum, &what)?;
+        let passes = match cache {
+            CacheState::Cold => 1,
+            CacheState::Warm => {
+                let start = Instant::now();
+                let sum = pass(method, pattern, t)?;
+                let took = start.elapsed().max(Duration::from_nanos(100));
+                check(&mut expected, method, sum, &what)?;
+                (config.min_run_time.as_nanos() / took.as_nanos()).clamp(1, 100_000) as u32
+            }
+        };
+        timings.push(Timing {
+            method,
+            passes,
+            per_pass: Vec::new(),
+            cached_before: None,
+        });
+    }
+    for _ in 0..config.runs {
+        for timing in &mut timings {
+            if cache == CacheState::Cold {
+                cache::evict(t.file)?;
+            }
+            let cached = cache::cached_pages(t.file);
+            timing.cached_before = match (timing.cached_before, cached) {
+                (Some(a), Some(b)) => Some(a.max(b)),
+                (a, b) => a.or(b),
+            };
+            let start = Instant::now();
+            for _ in 0..timing.passes {
+                let sum = std::hint::black_box(pass(timing.method, pattern, t)?);
+                check(&mut expected, timing.method, sum, &what)?;
+            }
+            timing.per_pass.push(start.elapsed() / timing.passes);
+        }
+    }
+    let checksum = expected.map_or(0, |(_, s)| s);
+    let bytes_per_pass = match pattern {
+        Pattern::Seq => t.size,
+        Pattern::Random => t
+            .offsets
+            .iter()
+            .map(|&o| (t.size - o).min(BLOCK as u64))
+            .sum(),
+    };
+    let median = |v: &mut Vec<Duration>| {
+        v.sort();
+        let n = v.len();
+        let mid = if n % 2 == 1 {
+            v[n / 2].as_secs_f64()
+        } else {
+            (v[n / 2 - 1].as_secs_f64() + v[n / 2].as_secs_f64()) / 2.0
+        };
+        (mid * 1e9).max(1.0)
+    };
+    let mut out: Vec<CaseResult> = timings
+        .into_iter()
+        .map(|mut tm| {
+            let median_ns = median(&mut tm.per_pass);
+            CaseResult {
+                size: t.size,
+                pattern,
+                cache,
+                method: tm.method,
+                runs: tm.per_pass.len(),
+                passes_per_run: tm.passes,
+                median_ns,
+                min_ns: tm.per_pass[0].as_secs_f64() * 1e9,
+                max_ns: tm.per_pass[tm.per_pass.len() - 1].as_secs_f64() * 1e9,
+                bytes_per_pass,
+                throughput_gbps: bytes_per_pass as f64 / median_ns,
+                ops_per_sec: (pattern == Pattern::Random)
+                    .then(|| t.offsets.len() as f64 / (median_ns / 1e9)),
+                ratio_to_read: None,
+                checksum,
+                cached_pages_before: tm.cached_before,
+            }
+        })
+        .collect();
+    if let Some(read) = out
+        .iter()
+        .find(|r| r.method == Method::Read)
+        .map(|r| r.median_ns)
+    {
+        for r in &mut out {
+            r.ratio_to_read = Some(if r.method == Method::Read {
+                1.0
+            } else {
+                read / r.median_ns
+            });
+        }
+    }
+    Ok(out)
+}

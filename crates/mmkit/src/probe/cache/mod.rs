@@ -1,0 +1,584 @@
+//! Page-cache residency of files and directory trees, as `vmtouch` and `fincore` report
+//! it, and the actions that change it: touch (load), evict, lock.
+//!
+//! | step | syscall |
+//! |---|---|
+//! | walk | `lstat`/`stat` through [`walkdir`], `st_dev` compared with the root's |
+//! | resident pages | [`mmap(2)`](https://man7.org/linux/man-pages/man2/mmap.2.html) read-only + [`mincore(2)`](https://man7.org/linux/man-pages/man2/mincore.2.html) |
+//! | dirty, writeback, evicted | [`cachestat(2)`](https://man7.org/linux/man-pages/man2/cachestat.2.html) (Linux 6.5+; left out when `ENOSYS`) |
+//! | touch | `MADV_POPULATE_READ` (5.14+), else a read of every page through the mapping |
+//! | evict | `fdatasync` then [`posix_fadvise(POSIX_FADV_DONTNEED)`](https://man7.org/linux/man-pages/man2/posix_fadvise.2.html) |
+//! | lock | `mlock` / `mlock2(MLOCK_ONFAULT)` on mappings held by a [`LockedSet`] |
+//!
+//! A file that cannot be opened or mapped is recorded in [`Report::errors`] and the walk
+//! goes on. Non-regular files (FIFOs, sockets, devices) are skipped without being opened.
+//! [`ByteRange`] limits everything to a part of each file; [`Termination`] lets a process
+//! hold a [`LockedSet`] until SIGTERM or SIGINT. Eviction drops whole folios only: a
+//! large folio straddling the edge of a range stays cached.
+//!
+//! ```
+//! use mmkit::probe::cache::{Action, CacheOptions};
+//! let dir = tempfile::tempdir()?;
+//! std::fs::create_dir(dir.path().join("sub"))?;
+//! std::fs::write(dir.path().join("sub/data"), vec![7u8; 5 * mmkit::page_size()])?;
+//! std::fs::write(dir.path().join("empty"), b"")?;
+//!
+//! let opts = CacheOptions::new();
+//! let (report, _) = opts.run(&[dir.path()], Action::Touch, &mut |_| {});
+//! assert_eq!(report.summary.files, 2);
+//! assert_eq!(report.summary.directories, 2);
+//! assert_eq!(report.summary.pages, 5);
+//! assert_eq!(report.summary.resident, 5); // touched: all in the page cache
+//!
+//! let (report, _) = opts.run(&[dir.path()], Action::Evict, &mut |_| {});
+//! assert!(report.errors.is_empty());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+use std::collections::HashSet;
+use std::fs::File;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use globset::{Glob, GlobSet, GlobSetBuilder};
+
+use crate::error::{Error, ErrorKind, Op, Result};
+use crate::{Advice, LockMode, MapOptions, Mapping};
+
+mod range;
+mod signal;
+
+pub use range::{ByteRange, ParseRangeError};
+pub use signal::Termination;
+
+/// What [`CacheOptions::run`] does to each file before it measures it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Action {
+    /// Only measure.
+    #[default]
+    Query,
+    /// Load every page of the range into the page cache.
+    Touch,
+    /// Write dirty pages back, then drop the range from the page cache.
+    Evict,
+    /// Map and `mlock` the range; the mappings are returned in a [`LockedSet`].
+    Lock,
+}
+
+/// How to walk and what to measure; [`run`](Self::run) does the work.
+#[derive(Debug, Clone)]
+pub struct CacheOptions {
+    recursive: bool,
+    include: Vec<String>,
+    exclude: Vec<String>,
+    cross_mounts: bool,
+    follow: bool,
+    range: Option<ByteRange>,
+    keep_pages: bool,
+    lock_mode: LockMode,
+}
+
+impl Default for CacheOptions {
+    fn default() -> Self {
+        CacheOptions::new()
+    }
+}
+
+impl CacheOptions {
+    /// Recursive, no globs, one file system, symlinks not followed, whole files.
+    pub fn new() -> CacheOptions {
+        CacheOptions {
+            recursive: true,
+            include: Vec::new(),
+            exclude: Vec::new(),
+            cross_mounts: false,
+            follow: false,
+            range: None,
+            keep_pages: false,
+            lock_mode: LockMode::Now,
+        }
+    }
+
+    /// Descend into directories (default); `false` looks at a directory's files only.
+    pub fn recursive(&mut self, yes: bool) -> &mut Self {
+        self.recursive = yes;
+        self
+    }
+
+    /// Only files whose name or path below the root matches `glob` (any of several).
+    pub fn include(&mut self, glob: &str) -> &mut Self {
+        self.include.push(glob.to_string());
+        self
+    }
+
+    /// Leave out files and directories whose name or path below the root matches `glob`.
+    pub fn exclude(&mut self, glob: &str) -> &mut Self {
+        self.exclude.push(glob.to_string());
+        self
+    }
+
+    /// Descend into other file systems mounted below a root (default: stay on the root's).
+    pub fn cross_mounts(&mut self, yes: bool) -> &mut Self {
+        self.cross_mounts = yes;
+        self
+    }
+
+    /// Follow symbolic links (default: skip them).
+    pub fn follow(&mut self, yes: bool) -> &mut Self {
+        self.follow = yes;
+        self
+    }
+
+    /// Apply everything to this byte range of each file only.
+    pub fn range(&mut self, range: Option<ByteRange>) -> &mut Self {
+        self.range = range;
+        self
+    }
+
+    /// Keep each file's page-by-page residency in [`FileEntry::map`] (for bars).
+    pub fn keep_pages(&mut self, yes: bool) -> &mut Self {
+        self.keep_pages = yes;
+        self
+    }
+
+    /// How [`Action::Lock`] locks: [`LockMode::Now`] (default) loads and locks every
+    /// page; [`LockMode::OnFault`] locks only what is resident now or touched later, so
+    /// locking a big, partly cached file does not read it all in.
+    pub fn lock_mode(&mut self, mode: LockMode) -> &mut Self {
+        self.lock_mode = mode;
+        self
+    }
+
+    /// Walk `paths`, apply `action` to each regular file, and measure it. `progress` is
+    /// called after each file with the totals so far.
+    ///
+    /// Never fails as a whole: a path that is missing, or a file that cannot be opened,
+    /// mapped or locked, is an entry of [`Report::errors`]. The [`LockedSet`] holds the
+    /// locked mappings for [`Action::Lock`] (empty otherwise); the locks last until it
+    /// is dropped.
+    pub fn run<P: AsRef<Path>>(
+        &self,
+        paths: &[P],
+        action: Action,
+        progress: &mut dyn FnMut(&Summary),
+    ) -> (Report, LockedSet) {
+        let mut w = Walker {
+            opts: self,
+            action,
+            report: Report::default(),
+            locked: LockedSet::default(),
+            seen: HashSet::new(),
+            cachestat: true,
+            progress,
+        };
+        w.report.summary.page_size = crate::page_size() as u64;
+        match (self.globs(&self.include), self.globs(&self.exclude)) {
+            (Ok(inc), Ok(exc)) => {
+                for p in paths {
+                    w.walk(p.as_ref(), &inc, &exc);
+                }
+            }
+            (Err(e), _) | (_, Err(e)) => w.report.errors.push(PathError {
+                path: PathBuf::new(),
+                error: e,
+            }),
+        }
+        if !w.cachestat {
+            let s = &mut w.report.summary;
+            (s.dirty, s.writeback, s.evicted) = (None, None, None);
+        }
+        (w.report, w.locked)
+    }
+
+    fn globs(&self, globs: &[String]) -> Result<Option<GlobSet>> {
+        if globs.is_empty() {
+            return Ok(None);
+        }
+        let mut b = GlobSetBuilder::new();
+        for g in globs {
+            b.add(Glob::new(g).map_err(|e| {
+                Error::new(Op::Probe, ErrorKind::Unsupported).detail(format!("bad glob {g:?}: {e}"))
+            })?);
+        }
+        b.build().map(Some).map_err(|e| {
+            Error::new(Op::Probe, ErrorKind::Unsupported).detail(format!("bad globs: {e}"))
+        })
+    }
+}
+
+/// Totals over every file measured, in pages of [`page_size`](Self::page_size) bytes.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Summary {
+    /// Regular files measured (without the ones in [`Report::errors`]).
+    pub files: u64,
+    /// Directories walked (the roots included).
+    pub directories: u64,
+    /// Pages the files (or their ranges) cover.
+    pub pages: u64,
+    /// Of those, pages in the page cache (`mincore`).
+    pub resident: u64,
+    /// Bytes the files (or their ranges) cover.
+    pub bytes: u64,
+    /// The page size.
+    pub page_size: u64,
+    /// Dirty pages (`cachestat`); `None` when the kernel lacks it.
+    pub dirty: Option<u64>,
+    /// Pages under write-back (`cachestat`).
+    pub writeback: Option<u64>,
+    /// Pages evicted recently (`cachestat`).
+    pub evicted: Option<u64>,
+    /// Pages the action worked on: touched, evicted or locked.
+    pub acted: u64,
+}
+
+impl Summary {
+    /// Resident bytes (resident pages times the page size, at most [`bytes`](Self::bytes)
+    /// rounded up to pages).
+    pub fn resident_bytes(&self) -> u64 {
+        self.resident * self.page_size
+    }
+
+    /// Resident pages as a percentage of all pages (100 for no pages).
+    pub fn percent(&self) -> f64 {
+        if self.pages == 0 {
+            100.0
+        } else {
+            self.resident as f64 * 100.0 / self.pages as f64
+        }
+    }
+
+    fn add(&mut self, e: &FileEntry) {
+        self.files += 1;
+        self.pages += e.pages;
+        self.resident += e.resident;
+        self.bytes += e.bytes;
+        if let Some(c) = e.cachestat {
+            *self.dirty.get_or_insert(0) += c.dirty;
+            *self.writeback.get_or_insert(0) += c.writeback;
+            *self.evicted.get_or_insert(0) += c.evicted;
+        }
+    }
+}
+
+/// One regular file's residency.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct FileEntry {
+    /// The path as walked.
+    pub path: PathBuf,
+    /// The file's size in bytes.
+    pub size: u64,
+    /// The range measured: byte offset and length (the whole file without a range).
+    pub offset: u64,
+    /// Bytes of the range.
+    pub bytes: u64,
+    /// Pages the range covers.
+    pub pages: u64,
+    /// Resident pages of the range (`mincore`).
+    pub resident: u64,
+    /// `cachestat` of the range, when the kernel has it.
+    pub cachestat: Option<crate::probe::CacheStat>,
+    /// Page-by-page residency, kept with [`CacheOptions::keep_pages`].
+    #[serde(skip)]
+    pub map: Vec<bool>,
+}
+
+impl FileEntry {
+    /// A residency bar of `width` columns: `#` where most pages of the bucket are
+    /// resident, `.` elsewhere (empty without [`CacheOptions::keep_pages`] or pages).
+    pub fn bar(&self, width: usize) -> String {
+        let n = self.map.len();
+        if n == 0 || width == 0 {
+            return String::new();
+        }
+        let cols = width.min(n);
+        (0..cols)
+            .map(|c| {
+                let (a, b) = (c * n / cols, ((c + 1) * n / cols).max(c * n / cols + 1));
+                let res = self.map[a..b].iter().filter(|&&r| r).count();
+                if res * 2 > b - a {
+                    '#'
+                } else {
+                    '.'
+                }
+            })
+            .collect()
+    }
+}
+
+/// A path that could not be measured, and why.
+#[derive(Debug)]
+pub struct PathError {
+    /// The path.
+    pub path: PathBuf,
+    /// What failed.
+    pub error: Error,
+}
+
+impl serde::Serialize for PathError {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut st = s.serialize_struct("PathError", 3)?;
+        st.serialize_field("path", &self.path)?;
+        st.serialize_field("error", &self.error.to_string())?;
+        st.serialize_field("errno", &self.error.errno())?;
+        st.end()
+    }
+}
+
+/// What [`CacheOptions::run`] found.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct Report {
+    /// Totals.
+    pub summary: Summary,
+    /// Each regular file measured, in walk order.
+    pub files: Vec<FileEntry>,
+    /// Paths that could not be measured.
+    pub errors: Vec<PathError>,
+}
+
+/// Locked mappings: the pages stay resident until this is dropped (`munmap` unlocks).
+#[derive(Debug, Default)]
+pub struct LockedSet {
+    maps: Vec<Mapping>,
+    pages: u64,
+}
+
+impl LockedSet {
+    /// Files locked.
+    pub fn files(&self) -> usize {
+        self.maps.len()
+    }
+
+    /// Pages locked (with [`LockMode::OnFault`]: pages that will stay once touched).
+    pub fn pages(&self) -> u64 {
+        self.pages
+    }
+
+    /// Whether nothing is locked.
+    pub fn is_empty(&self) -> bool {
+        self.maps.is_empty()
+    }
+}
+
+struct Walker<'a> {
+    opts: &'a CacheOptions,
+    action: Action,
+    report: Report,
+    locked: LockedSet,
+    /// (dev, ino) of files with more than one link already measured.
+    seen: HashSet<(u64, u64)>,
+    cachestat: bool,
+    progress: &'a mut dyn FnMut(&Summary),
+}
+
+fn io_err(op: Op, e: &std::io::Error) -> Error {
+    let errno = rustix::io::Errno::from_io_error(e).unwrap_or(rustix::io::Errno::IO);
+    Error::os(op, errno)
+}
+
+fn matches(set: &Option<GlobSet>, rel: &Path, name: &std::ffi::OsStr) -> bool {
+    set.as_ref()
+        .is_some_and(|s| s.is_match(name) || s.is_match(rel))
+}
+
+impl Walker<'_> {
+    fn walk(&mut self, root: &Path, inc: &Option<GlobSet>, exc: &Option<GlobSet>) {
+        if let Err(e) = std::fs::metadata(root) {
+            let e = std::fs::symlink_metadata(root).err().unwrap_or(e);
+            self.fail(root, io_err(Op::Open, &e));
+            return;
+        }
+        let mut wd = walkdir::WalkDir::new(root)
+            .follow_links(self.opts.follow)
+            .same_file_system(!self.opts.cross_mounts);
+        if !self.opts.recursive {
+            wd = wd.max_depth(1);
+        }
+        let mut it = wd.into_iter();
+        while let Some(entry) = it.next() {
+            let entry = match entry {
+                Ok(e) => e,
+                Err(e) => {
+                    let path = e.path().unwrap_or(root).to_path_buf();
+                    let err = match e.io_error() {
+                        Some(io) => io_err(Op::Open, io),
+                        None => Error::new(Op::Open, ErrorKind::Unsupported).detail(e.to_string()),
+                    };
+                    self.fail(&path, err);
+                    continue;
+                }
+            };
+            let depth = entry.depth();
+            let rel = entry.path().strip_prefix(root).unwrap_or(entry.path());
+            if depth > 0 && matches(exc, rel, entry.file_name()) {
+                if entry.file_type().is_dir() {
+                    it.skip_current_dir();
+                }
+                continue;
+            }
+            let ft = entry.file_type();
+            if ft.is_dir() {
+                self.report.summary.directories += 1;
+                continue;
+            }
+            if !ft.is_file() {
+                continue; // FIFOs, sockets, devices, and symlinks not followed
+            }
+            if inc.is_some() && depth > 0 && !matches(inc, rel, entry.file_name()) {
+                continue;
+            }
+            self.file(entry.path());
+            (self.progress)(&self.report.summary);
+        }
+    }
+
+    fn fail(&mut self, path: &Path, error: Error) {
+        self.report.errors.push(PathError {
+            path: path.to_path_buf(),
+            error,
+        });
+    }
+
+    fn open(path: &Path) -> std::io::Result<File> {
+        let open = |flags| {
+            std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(flags)
+                .open(path)
+        };
+        // O_NOATIME where allowed (owner or root), so measuring does not write inodes.
+        match open(libc::O_NOATIME | libc::O_NONBLOCK) {
+            Err(e) if e.raw_os_error() == Some(libc::EPERM) => open(libc::O_NONBLOCK),
+            r => r,
+        }
+    }
+
+    fn file(&mut self, path: &Path) {
+        match self.measure(path) {
+            Ok(Some(entry)) => {
+                self.report.summary.add(&entry);
+                self.report.files.push(entry);
+            }
+            Ok(None) => {}
+            Err(e) => self.fail(path, e),
+        }
+    }
+
+    /// Act on and measure one file; `None` for a hard link already counted or a file
+    /// that is not regular after all.
+    fn measure(&mut self, path: &Path) -> Result<Option<FileEntry>> {
+        let file = Self::open(path).map_err(|e| io_err(Op::Open, &e))?;
+        let meta = file.metadata().map_err(|e| io_err(Op::Open, &e))?;
+        if !meta.is_file() {
+            return Ok(None);
+        }
+        if meta.nlink() > 1 && !self.seen.insert((meta.dev(), meta.ino())) {
+            return Ok(None);
+        }
+        let size = meta.len();
+        let (off, len) = self.opts.range.unwrap_or_default().clamp(size);
+        let ps = crate::page_size() as u64;
+        let pages = if len == 0 {
+            0
+        } else {
+            (off + len).div_ceil(ps) - off / ps
+        };
+        let mut entry = FileEntry {
+            path: path.to_path_buf(),
+            size,
+            offset: off,
+            bytes: len,
+            pages,
+            ..FileEntry::default()
+        };
+        if pages == 0 {
+            return Ok(Some(entry));
+        }
+        if self.action == Action::Evict {
+            evict(&file, off, len)?;
+            self.report.summary.acted += pages;
+        }
+        let map = MapOptions::new().map(&file)?;
+        let (o, l) = (off as usize, len as usize);
+        match self.action {
+            Action::Touch => {
+                touch(&map, o, l)?;
+                self.report.summary.acted += pages;
+            }
+            Action::Lock => {
+                map.lock_range(o, l, self.opts.lock_mode)?;
+                self.report.summary.acted += pages;
+            }
+            _ => {}
+        }
+        let res = map.residency_range(o, l)?;
+        entry.resident = res.resident() as u64;
+        if self.opts.keep_pages {
+            entry.map = res.iter().collect();
+        }
+        if self.cachestat {
+            match crate::probe::cachestat(&file, off, len) {
+                Ok(c) => entry.cachestat = Some(c),
+                Err(e) if e.errno() == Some(libc::ENOSYS) => self.cachestat = false,
+                Err(_) => {}
+            }
+        }
+        if self.action == Action::Lock {
+            self.locked.pages += pages;
+            self.locked.maps.push(map);
+        }
+        Ok(Some(entry))
+    }
+}
+
+/// Load `len` bytes at `off` of a mapping into memory: `MADV_POPULATE_READ`, else a read
+/// of one byte of every page (guarded: a truncated file is an error, not SIGBUS).
+fn touch(map: &Mapping, off: usize, len: usize) -> Result<()> {
+    if map.advise_range(off, len, Advice::PopulateRead).is_ok() {
+        return Ok(());
+    }
+    let _ = map.advise_range(off, len, Advice::WillNeed);
+    let ps = crate::page_size();
+    let mut b = [0u8; 1];
+    let mut at = off - off % ps;
+    while at < off + len {
+        map.read_at(at.max(off), &mut b)?;
+        at += ps;
+    }
+    Ok(())
+}
+
+/// Drop `len` bytes at `off` of `file` from the page cache: dirty pages are written back
+/// first (`fdatasync`), since `POSIX_FADV_DONTNEED` leaves dirty pages in place.
+///
+/// # Errors
+/// The kernel's refusal of `fdatasync` or `posix_fadvise`.
+#[doc(alias = "posix_fadvise")]
+pub fn evict(file: &File, off: u64, len: u64) -> Result<()> {
+    rustix::fs::fdatasync(file)
+        .map_err(|e| Error::os(Op::Flush, e).detail(format!("fdatasync: {e}")))?;
+    let n = std::num::NonZeroU64::new(len);
+    rustix::fs::fadvise(file, off, n, rustix::fs::Advice::DontNeed).map_err(|e| {
+        Error::os(Op::Advise, e)
+            .at(off, len)
+            .detail(format!("posix_fadvise(DONTNEED): {e}"))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bar_marks_mostly_resident_buckets() {
+        let e = FileEntry {
+            map: [true, true, false, false, true, false, false, false].to_vec(),
+            ..FileEntry::default()
+        };
+        assert_eq!(e.bar(4), "#...");
+        assert_eq!(e.bar(8), "##..#...");
+        assert_eq!(e.bar(40), "##..#...");
+        assert_eq!(FileEntry::default().bar(40), "");
+    }
+}
