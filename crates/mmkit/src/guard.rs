@@ -94,15 +94,30 @@ pub(crate) struct Fault {
     pub(crate) patches: usize,
 }
 
-/// A mark to compare with [`disturbed_since`]; take it before a guarded access.
-pub(crate) fn mark() -> usize {
-    PATCHES.load(Ordering::SeqCst)
+/// The state of the replacement counters at the start of a guarded access.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Mark {
+    patches: usize,
+    pending: bool,
 }
 
-/// Whether any page of the process was replaced since `mark`, or a replacement is still
-/// unrecorded: then bytes read without a fault may be zeros from a replaced page.
-pub(crate) fn disturbed_since(mark: usize) -> bool {
-    PATCHES.load(Ordering::SeqCst) != mark || PENDING.load(Ordering::SeqCst) != 0
+/// Take a mark to compare with [`disturbed_since`]. Take it *before* checking the
+/// mapping's lost pages: a replacement recorded after that check is then either counted
+/// after the mark, or was still pending when the mark was taken.
+pub(crate) fn mark() -> Mark {
+    let patches = PATCHES.load(Ordering::SeqCst);
+    Mark {
+        patches,
+        pending: PENDING.load(Ordering::SeqCst) != 0,
+    }
+}
+
+/// Whether any page of the process may have been replaced, unrecorded, while the access
+/// since `mark` ran: then bytes read without a fault may be zeros from a replaced page.
+pub(crate) fn disturbed_since(mark: Mark) -> bool {
+    mark.pending
+        || PATCHES.load(Ordering::SeqCst) != mark.patches
+        || PENDING.load(Ordering::SeqCst) != 0
 }
 
 /// The `n` replacements of a fault are now recorded in the mapping's lost pages.

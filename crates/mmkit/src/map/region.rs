@@ -240,6 +240,8 @@ impl Region {
         self.check_access(op, off, len, need)?;
         // SAFETY: checked to lie inside the view (or be empty).
         let ptr = unsafe { self.ptr().add(off) };
+        // The mark comes before the lost-page check (see `guard::mark`).
+        let mark = crate::guard::mark();
         let start = self.delta + off;
         if let Some(lost) = self.poison.overlapping(start, start + len) {
             return Err(self.lost_err(op, lost, off, len));
@@ -247,7 +249,6 @@ impl Region {
         if !self.needs_guard() || len == 0 {
             return Ok(f(ptr));
         }
-        let mark = crate::guard::mark();
         match crate::guard::guarded(ptr, len, || f(ptr)) {
             Ok(r) if crate::guard::disturbed_since(mark) => {
                 self.verify_backed(ptr as usize, len)
