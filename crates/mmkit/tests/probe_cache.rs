@@ -334,3 +334,28 @@ fn lock_keeps_pages_resident_until_dropped() {
     assert_eq!(one(&r).resident, 0);
     drop(locked);
 }
+
+/// A plain query counts with cachestat(2); with per-page maps it uses mincore(2). On a
+/// partly cached file (evicted, then some pages read back) both must give one count.
+#[test]
+fn cachestat_count_agrees_with_mincore_pages() {
+    use std::os::unix::fs::FileExt;
+    let dir = tempdir();
+    let path = write(&dir.path().join("partial"), 64 * ps() as usize);
+    let file = std::fs::File::open(&path).unwrap();
+    mmkit::probe::cache::evict(&file, 0, 0).unwrap();
+    let mut buf = vec![0u8; 4096];
+    for page in [0u64, 9, 10, 33, 63] {
+        file.read_at(&mut buf, page * ps()).unwrap();
+    }
+    let counted = run(&CacheOptions::new(), &[&path], Action::Query);
+    let mapped = run(
+        CacheOptions::new().keep_pages(true),
+        &[&path],
+        Action::Query,
+    );
+    let by_bitmap = mapped.files[0].map.iter().filter(|&&r| r).count() as u64;
+    assert!(counted.files[0].resident >= 5, "{counted:?}");
+    assert_eq!(counted.files[0].resident, mapped.files[0].resident);
+    assert_eq!(counted.files[0].resident, by_bitmap);
+}

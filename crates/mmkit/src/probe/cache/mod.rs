@@ -499,6 +499,19 @@ impl Walker<'_> {
             evict(&file, off, len)?;
             self.report.summary.acted += pages;
         }
+        // A plain query needs only counts: cachestat(2) gives them without a mapping
+        // (open, fstat, cachestat: fewer system calls than mmap + mincore + munmap).
+        if self.action == Action::Query && !self.opts.keep_pages && self.cachestat {
+            match crate::probe::cachestat(&file, off, len) {
+                Ok(c) => {
+                    entry.resident = c.cached;
+                    entry.cachestat = Some(c);
+                    return Ok(Some(entry));
+                }
+                Err(e) if e.errno() == Some(libc::ENOSYS) => self.cachestat = false,
+                Err(_) => {} // measure with mincore below
+            }
+        }
         let map = MapOptions::new().map(&file)?;
         let (o, l) = (off as usize, len as usize);
         match self.action {
