@@ -38,6 +38,7 @@ mod method;
 mod report;
 mod runner;
 
+pub(crate) use method::scan;
 pub use method::{CacheState, Method, Pattern};
 pub use report::{format_size, parse_size, CaseResult, Machine, Report};
 pub use runner::{run, Config, Progress};

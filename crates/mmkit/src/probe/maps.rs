@@ -204,7 +204,7 @@ impl MapEntry {
 
     fn from_smaps(m: &MemoryMap) -> MapEntry {
         let get = |k: &str| m.extension.map.get(k).copied().unwrap_or(0);
-        let path = path_label(&m.pathname);
+        let path = super::path_text(&m.pathname);
         let shared = m.perms.contains(MMPermissions::SHARED);
         let kind = match m.pathname {
             // The label of a System V segment is rebuilt above; classify by the variant.
@@ -231,23 +231,6 @@ impl MapEntry {
             locked: get("Locked"),
             anon_huge: get("AnonHugePages"),
         }
-    }
-}
-
-/// The path as the kernel printed it (procfs parses it into [`MMapPath`]).
-fn path_label(p: &MMapPath) -> String {
-    match p {
-        MMapPath::Path(p) => p.display().to_string(),
-        MMapPath::Heap => "[heap]".into(),
-        MMapPath::Stack => "[stack]".into(),
-        MMapPath::TStack(t) => format!("[stack:{t}]"),
-        MMapPath::Vdso => "[vdso]".into(),
-        MMapPath::Vvar => "[vvar]".into(),
-        MMapPath::Vsyscall => "[vsyscall]".into(),
-        MMapPath::Rollup => "[rollup]".into(),
-        MMapPath::Anonymous => String::new(),
-        MMapPath::Vsys(key) => format!("/SYSV{:08x} (deleted)", *key as u32),
-        MMapPath::Other(s) => format!("[{s}]"),
     }
 }
 

@@ -60,7 +60,8 @@ fn probe_err(what: &str, e: impl std::fmt::Display) -> Error {
     Error::new(Op::Probe, ErrorKind::Unsupported).detail(format!("{what}: {e}"))
 }
 
-fn path_text(p: &MMapPath) -> String {
+/// The path as the kernel printed it (procfs parses it into [`MMapPath`]).
+pub(crate) fn path_text(p: &MMapPath) -> String {
     match p {
         MMapPath::Path(p) => p.display().to_string(),
         MMapPath::Heap => "[heap]".into(),
@@ -69,9 +70,10 @@ fn path_text(p: &MMapPath) -> String {
         MMapPath::Vdso => "[vdso]".into(),
         MMapPath::Vvar => "[vvar]".into(),
         MMapPath::Vsyscall => "[vsyscall]".into(),
+        MMapPath::Rollup => "[rollup]".into(),
         MMapPath::Anonymous => String::new(),
+        MMapPath::Vsys(key) => format!("/SYSV{:08x} (deleted)", *key as u32),
         MMapPath::Other(s) => format!("[{s}]"),
-        other => format!("{other:?}"),
     }
 }
 

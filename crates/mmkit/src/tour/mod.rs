@@ -124,21 +124,8 @@ pub(crate) fn io_err(path: &Path, e: std::io::Error) -> Error {
     Error::os(Op::Open, errno).with_path(Some(path))
 }
 
-/// Human-readable byte count: `64 KiB`, `1.5 MiB`.
-pub(crate) fn bytes(n: u64) -> String {
-    const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u < UNITS.len() - 1 {
-        v /= 1024.0;
-        u += 1;
-    }
-    if v.fract() == 0.0 {
-        format!("{v:.0} {}", UNITS[u])
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
-}
+/// Human-readable byte count: `64 KiB`, `1.5 MiB` (the same format as `mmkit bench`).
+pub(crate) use crate::bench::format_size as bytes;
 
 type Experiment = fn(&Ctx) -> Result<Outcome>;
 

@@ -10,18 +10,8 @@ use super::{bytes, Ctx, Outcome};
 use crate::error::{Error, Op, Result};
 use crate::MapOptions;
 
-/// The scan both sides do: a wrapping sum of 64-bit words, which the compiler vectorises.
-pub(crate) fn scan(bytes: &[u8]) -> u64 {
-    let mut words = bytes.chunks_exact(8);
-    let mut sum = 0u64;
-    for w in &mut words {
-        sum = sum.wrapping_add(u64::from_ne_bytes(w.try_into().expect("8 bytes")));
-    }
-    words
-        .remainder()
-        .iter()
-        .fold(sum, |s, &b| s.wrapping_add(b as u64))
-}
+/// The scan both sides do: `mmkit bench`'s wrapping sum of 64-bit words.
+use crate::bench::scan;
 
 /// A fresh lazy mapping: with large page-cache folios one fault maps a whole folio,
 /// which beats `MAP_POPULATE` (page by page) for a single pass.
