@@ -56,6 +56,7 @@ pub mod map;
 pub mod probe;
 pub mod process;
 pub mod search;
+pub mod shm;
 mod sys;
 pub mod tour;
 

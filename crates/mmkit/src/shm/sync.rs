@@ -1,0 +1,585 @@
+//! Process-shared synchronisation living inside shared memory.
+//!
+//! - [`RobustMutex`]: a robust mutex (below).
+//! - [`Semaphore`]: a counting semaphore (`post`, `wait`, `wait_timeout`) for events
+//!   between processes.
+//!
+//! [`RobustMutex`] is a futex-based mutex over one 4-byte word of shared memory (a
+//! [`Mapping`] made with [`MapOptions::map_anon_shared`](crate::MapOptions) and inherited
+//! over `fork`, a named segment, a memfd). It is *robust*, like a
+//! `PTHREAD_MUTEX_ROBUST` mutex: when the owner dies holding it (`kill -9`, a crash), the
+//! next locker gets [`LockResult::OwnerDied`] instead of a deadlock, repairs the shared
+//! state and calls [`RobustMutexGuard::mark_consistent`]. A guard from `OwnerDied` that is
+//! dropped without `mark_consistent` leaves the mutex *not recoverable*: every later lock
+//! fails with `ENOTRECOVERABLE`, as `pthread_mutex_lock` does.
+//!
+//! Wraps [`futex(2)`](https://man7.org/linux/man-pages/man2/futex.2.html) (`FUTEX_WAIT`
+//! with a timeout, `FUTEX_WAKE`; never `FUTEX_PRIVATE_FLAG`, so waiters in other
+//! processes are found through the shared page) and
+//! [`gettid(2)`](https://man7.org/linux/man-pages/man2/gettid.2.html); owner liveness is
+//! read from [`/proc/TID/stat`](https://man7.org/linux/man-pages/man5/proc_pid_stat.5.html).
+//!
+//! # The protocol
+//!
+//! The lock word follows the kernel's robust-futex layout
+//! (`Documentation/locking/robust-futex-ABI.rst`): the owner's TID in the low 30 bits
+//! (0 = free), [`FUTEX_OWNER_DIED`] (bit 30) and [`FUTEX_WAITERS`] (bit 31).
+//!
+//! - **lock**: CAS `0 → tid`. Otherwise set the waiters bit and `FUTEX_WAIT` on the
+//!   observed value for at most 20 ms. On each timeout the waiter reads the owner's
+//!   state from `/proc/TID/stat`; if the thread is gone (or a zombie), it CASes the word
+//!   from exactly that value to `its tid | OWNER_DIED | WAITERS` and returns
+//!   `OwnerDied`. Only one waiter can win that CAS.
+//! - **unlock** (guard drop): swap the word to 0 (or to the not-recoverable value) and,
+//!   if the waiters bit was set, `FUTEX_WAKE` one waiter (all of them for not-recoverable).
+//!
+//! Why not the kernel's own robust list (`set_robust_list(2)`)? glibc registers one list
+//! head per thread for its pthread robust mutexes; replacing it would break them, and
+//! sharing it would mean writing glibc's private list layout. Checking liveness in the
+//! waiter needs neither.
+//!
+//! # Limits
+//!
+//! - **TID reuse.** A dead owner is recognised by its TID no longer naming a live
+//!   thread. If the kernel hands that TID to a new thread before a waiter looks (it
+//!   reuses ids only after wrapping `kernel.pid_max`, by default 4 194 304), the waiter
+//!   takes the new thread for the owner and keeps waiting. A pidfd would close this gap
+//!   but cannot be shared through memory.
+//! - **One PID namespace.** All users must see the same TIDs (not across containers).
+//! - **Detection latency.** A waiter notices a dead owner within about one poll
+//!   interval (20 ms); a live owner is never taken over.
+//! - **Not re-entrant.** Locking twice from the same thread fails with `EDEADLK`.
+//! - A guard is bound to its thread (the word holds that thread's TID): it is not `Send`.
+//!
+//! # Example
+//!
+//! ```
+//! use mmkit::shm::sync::{LockResult, RobustMutex};
+//! use mmkit::process::Exit;
+//! use mmkit::MapOptions;
+//!
+//! let lock_map = MapOptions::new().len(4096).map_anon_shared()?;
+//! let counter = MapOptions::new().len(4096).map_anon_shared()?;
+//! let mutex = RobustMutex::from_mapping(&lock_map, 0)?;
+//! let count = &counter.atomic_u64s(0, 1)?[0];
+//!
+//! // SAFETY: the child only locks, touches shared memory and returns.
+//! let child = unsafe {
+//!     mmkit::process::fork(|_link| {
+//!         for _ in 0..100 {
+//!             let Ok(guard) = mutex.lock() else { return 1 };
+//!             let g = guard.into_guard();
+//!             // A read-modify-write made safe by the lock.
+//!             let v = count.load(std::sync::atomic::Ordering::Relaxed);
+//!             count.store(v + 1, std::sync::atomic::Ordering::Relaxed);
+//!             drop(g);
+//!         }
+//!         0
+//!     })
+//! }?;
+//! for _ in 0..100 {
+//!     let guard = mutex.lock()?;
+//!     assert!(matches!(guard, LockResult::Acquired(_)));
+//!     let v = count.load(std::sync::atomic::Ordering::Relaxed);
+//!     count.store(v + 1, std::sync::atomic::Ordering::Relaxed);
+//! }
+//! assert_eq!(child.wait()?, Exit::Code(0));
+//! assert_eq!(count.load(std::sync::atomic::Ordering::Relaxed), 200);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use rustix::io::Errno;
+use rustix::thread::futex;
+
+use crate::error::{Error, Op, Result};
+use crate::map::Mapping;
+
+/// Bit 31 of the lock word: some thread may be sleeping in `FUTEX_WAIT` on it.
+pub const FUTEX_WAITERS: u32 = 0x8000_0000;
+/// Bit 30 of the lock word: the owner took the lock over from a dead owner and has not
+/// yet called [`RobustMutexGuard::mark_consistent`].
+pub const FUTEX_OWNER_DIED: u32 = 0x4000_0000;
+/// The low 30 bits of the lock word: the owner's TID, 0 when free.
+pub const FUTEX_TID_MASK: u32 = 0x3fff_ffff;
+
+/// The TID field of a mutex that is not recoverable. No thread has this id:
+/// `kernel.pid_max` is at most 2^22.
+const NOT_RECOVERABLE: u32 = FUTEX_TID_MASK;
+
+/// How long a waiter sleeps in `FUTEX_WAIT` before it checks that the owner lives.
+const POLL: Duration = Duration::from_millis(20);
+
+/// A robust, process-shared mutex: a view over a 4-byte-aligned `u32` in shared memory.
+///
+/// The word must start at 0 (free); shared anonymous memory and new segments are zeroed.
+/// The mutex protects no data by itself (the data lives in shared memory beside it):
+/// hold the guard while reading and writing that data. A hot lock is best given its own
+/// cache line (as crossbeam's `CachePadded`), away from the data other processes write.
+///
+/// See the [module docs](self) for the protocol and its limits.
+#[derive(Clone, Copy)]
+pub struct RobustMutex<'a> {
+    /// The lock word. Invariants (for every process that maps it):
+    /// - `word & FUTEX_TID_MASK` is 0 (free), the TID of the one thread holding a guard,
+    ///   or `NOT_RECOVERABLE` (terminal: nothing but a fresh word leaves it);
+    /// - only the holder changes the TID field away from its own TID (unlock), except a
+    ///   waiter that has seen the holder dead, which CASes from the exact value it read;
+    /// - `FUTEX_WAITERS` is set before any thread sleeps on the word and stays set until
+    ///   the holder's unlock clears the word (it may be set with no sleeper: one spare wake);
+    /// - `FUTEX_OWNER_DIED` is set only together with a live holder's TID, from takeover
+    ///   until `mark_consistent`.
+    word: &'a AtomicU32,
+}
+
+impl fmt::Debug for RobustMutex<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let w = self.word.load(Ordering::Relaxed);
+        f.debug_struct("RobustMutex")
+            .field("owner", &(w & FUTEX_TID_MASK))
+            .field("waiters", &(w & FUTEX_WAITERS != 0))
+            .field("owner_died", &(w & FUTEX_OWNER_DIED != 0))
+            .finish()
+    }
+}
+
+/// What a successful lock found.
+#[must_use = "dropping the result unlocks the mutex at once"]
+#[derive(Debug)]
+pub enum LockResult<'a> {
+    /// The lock was taken normally; the protected state is consistent.
+    Acquired(RobustMutexGuard<'a>),
+    /// The previous owner died holding the lock (`EOWNERDEAD`): the protected state may be
+    /// half-updated. Repair it, then call [`RobustMutexGuard::mark_consistent`]; dropping
+    /// the guard without doing so makes the mutex not recoverable.
+    OwnerDied(RobustMutexGuard<'a>),
+}
+
+impl<'a> LockResult<'a> {
+    /// The guard, whichever way the lock was taken.
+    pub fn into_guard(self) -> RobustMutexGuard<'a> {
+        match self {
+            LockResult::Acquired(g) | LockResult::OwnerDied(g) => g,
+        }
+    }
+
+    /// Whether the previous owner died holding the lock.
+    pub fn is_owner_died(&self) -> bool {
+        matches!(self, LockResult::OwnerDied(_))
+    }
+}
+
+/// Proof that this thread holds a [`RobustMutex`]; unlocks on drop.
+#[must_use = "dropping the guard unlocks the mutex at once"]
+pub struct RobustMutexGuard<'a> {
+    word: &'a AtomicU32,
+    /// Taken over from a dead owner and not yet marked consistent.
+    inconsistent: bool,
+    /// The word holds this thread's TID: the guard must stay on this thread.
+    _not_send: PhantomData<*const ()>,
+}
+
+impl fmt::Debug for RobustMutexGuard<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RobustMutexGuard")
+            .field("inconsistent", &self.inconsistent)
+            .finish()
+    }
+}
+
+impl<'a> RobustMutex<'a> {
+    /// The size of the lock word in bytes.
+    pub const SIZE: usize = 4;
+
+    /// A mutex over `word`, which must live in memory every user maps shared and start
+    /// at 0. The word is not reset: an existing lock state is adopted as it is.
+    pub fn new(word: &'a AtomicU32) -> RobustMutex<'a> {
+        RobustMutex { word }
+    }
+
+    /// A mutex over the 4-byte word at `off` in `map`.
+    ///
+    /// # Errors
+    /// As [`Mapping::atomic_u32s`]: `Layout` when `off` is not 4-byte aligned,
+    /// `OutOfRange`, `Protected`, `Unsupported` for a file that can shrink.
+    pub fn from_mapping(map: &'a Mapping, off: usize) -> Result<RobustMutex<'a>> {
+        Ok(RobustMutex::new(&map.atomic_u32s(off, 1)?[0]))
+    }
+
+    /// Lock, waiting as long as it takes (`FUTEX_WAIT`).
+    ///
+    /// # Errors
+    /// `Os` with errno `ENOTRECOVERABLE` when an earlier `OwnerDied` guard was dropped
+    /// unrepaired; `EDEADLK` when this thread holds it already; the kernel's refusal of
+    /// `futex` (`EFAULT`, `ENOSYS`).
+    #[doc(alias = "pthread_mutex_lock")]
+    pub fn lock(&self) -> Result<LockResult<'a>> {
+        self.lock_until(None)
+    }
+
+    /// Lock, waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// As [`lock`](Self::lock), and `Os` with errno `ETIMEDOUT` when `timeout` passed
+    /// with the lock held by a live thread.
+    #[doc(alias = "pthread_mutex_timedlock")]
+    pub fn lock_timeout(&self, timeout: Duration) -> Result<LockResult<'a>> {
+        self.lock_until(Some(Instant::now() + timeout))
+    }
+
+    /// Lock only if that needs no waiting: `Ok(None)` when a live thread holds it.
+    ///
+    /// # Errors
+    /// As [`lock`](Self::lock).
+    #[doc(alias = "pthread_mutex_trylock")]
+    pub fn try_lock(&self) -> Result<Option<LockResult<'a>>> {
+        let tid = current_tid();
+        let cur = self.word.load(Ordering::Relaxed);
+        if cur & FUTEX_TID_MASK == 0 {
+            return Ok(self.acquire(cur, tid | (cur & FUTEX_WAITERS)));
+        }
+        self.check_state(cur, tid)?;
+        if owner_dead(cur & FUTEX_TID_MASK) {
+            return Ok(self.take_over(cur, tid));
+        }
+        Ok(None)
+    }
+
+    /// Whether some thread holds the lock now (a snapshot, for diagnostics).
+    pub fn is_locked(&self) -> bool {
+        self.word.load(Ordering::Relaxed) & FUTEX_TID_MASK != 0
+    }
+
+    fn lock_until(&self, deadline: Option<Instant>) -> Result<LockResult<'a>> {
+        let tid = current_tid();
+        // Once this thread has slept, others may still sleep: keep the waiters bit set
+        // when taking the lock so the unlock wakes the next one (Drepper, "Futexes Are
+        // Tricky", mutex 2).
+        let mut waited = false;
+        loop {
+            let cur = self.word.load(Ordering::Relaxed);
+            if cur & FUTEX_TID_MASK == 0 {
+                let waiters = if waited { FUTEX_WAITERS } else { 0 };
+                match self.acquire(cur, tid | waiters | (cur & FUTEX_WAITERS)) {
+                    Some(r) => return Ok(r),
+                    None => continue,
+                }
+            }
+            self.check_state(cur, tid)?;
+            let expect = cur | FUTEX_WAITERS;
+            if cur != expect
+                && self
+                    .word
+                    .compare_exchange(cur, expect, Ordering::Relaxed, Ordering::Relaxed)
+                    .is_err()
+            {
+                continue;
+            }
+            waited = true;
+            let mut slice = POLL;
+            if let Some(d) = deadline {
+                let left = d.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    if owner_dead(cur & FUTEX_TID_MASK) {
+                        if let Some(r) = self.take_over(expect, tid) {
+                            return Ok(r);
+                        }
+                        continue;
+                    }
+                    return Err(Error::os(Op::Process, Errno::TIMEDOUT)
+                        .detail(format!(
+                            "robust mutex still held by thread {} when the timeout passed",
+                            cur & FUTEX_TID_MASK
+                        ))
+                        .hint("the owner is alive and has not unlocked; wait longer or find why it holds the lock"));
+                }
+                slice = slice.min(left);
+            }
+            let ts = futex::Timespec {
+                tv_sec: slice.as_secs() as _,
+                tv_nsec: slice.subsec_nanos() as _,
+            };
+            // FUTEX_WAIT (shared: no FUTEX_PRIVATE_FLAG) sleeps only while the word is
+            // still `expect`; EAGAIN means it changed, EINTR a signal: look again.
+            match futex::wait(self.word, futex::Flags::empty(), expect, Some(&ts)) {
+                Ok(()) | Err(Errno::AGAIN) | Err(Errno::INTR) => {}
+                Err(Errno::TIMEDOUT) => {
+                    if owner_dead(expect & FUTEX_TID_MASK) {
+                        if let Some(r) = self.take_over(expect, tid) {
+                            return Ok(r);
+                        }
+                    }
+                }
+                Err(e) => {
+                    return Err(Error::os(Op::Process, e).detail(format!(
+                        "futex wait on a robust mutex failed: {}",
+                        crate::error::errno_label(e.raw_os_error())
+                    )))
+                }
+            }
+        }
+    }
+
+    /// CAS the free word `cur` to `new` (holding `tid`); `None` if it changed meanwhile.
+    fn acquire(&self, cur: u32, new: u32) -> Option<LockResult<'a>> {
+        self.word
+            .compare_exchange(cur, new, Ordering::Acquire, Ordering::Relaxed)
+            .ok()
+            .map(|_| LockResult::Acquired(self.guard(false)))
+    }
+
+    /// CAS the word from `seen` (a dead owner's value) to `tid | OWNER_DIED`, keeping the
+    /// waiters bit. Only one waiter can win: the others see a live owner (the winner).
+    fn take_over(&self, seen: u32, tid: u32) -> Option<LockResult<'a>> {
+        let new = tid | FUTEX_OWNER_DIED | (seen & FUTEX_WAITERS);
+        self.word
+            .compare_exchange(seen, new, Ordering::Acquire, Ordering::Relaxed)
+            .ok()
+            .map(|_| LockResult::OwnerDied(self.guard(true)))
+    }
+
+    /// Errors for a held word: not recoverable, or held by this very thread.
+    fn check_state(&self, cur: u32, tid: u32) -> Result<()> {
+        let owner = cur & FUTEX_TID_MASK;
+        if owner == NOT_RECOVERABLE {
+            return Err(Error::os(Op::Process, Errno::NOTRECOVERABLE)
+                .detail("robust mutex is not recoverable: a lock taken over from a dead owner was released without mark_consistent")
+                .hint("call mark_consistent() on an OwnerDied guard after repairing the shared state; re-create the mutex word to use it again"));
+        }
+        if owner == tid {
+            return Err(Error::os(Op::Process, Errno::DEADLK)
+                .detail(format!("thread {tid} already holds this robust mutex"))
+                .hint("drop the first guard before locking again; the mutex is not re-entrant"));
+        }
+        Ok(())
+    }
+
+    fn guard(&self, inconsistent: bool) -> RobustMutexGuard<'a> {
+        RobustMutexGuard {
+            word: self.word,
+            inconsistent,
+            _not_send: PhantomData,
+        }
+    }
+}
+
+impl RobustMutexGuard<'_> {
+    /// Declare the protected state repaired after [`LockResult::OwnerDied`]; the mutex
+    /// then unlocks normally. A no-op on a normally acquired guard.
+    #[doc(alias = "pthread_mutex_consistent")]
+    pub fn mark_consistent(&mut self) {
+        if self.inconsistent {
+            // Only the holder changes OWNER_DIED; waiters may add FUTEX_WAITERS meanwhile.
+            self.word.fetch_and(!FUTEX_OWNER_DIED, Ordering::Relaxed);
+            self.inconsistent = false;
+        }
+    }
+
+    /// Whether this guard came from a dead owner and is not yet marked consistent.
+    pub fn is_inconsistent(&self) -> bool {
+        self.inconsistent
+    }
+}
+
+impl Drop for RobustMutexGuard<'_> {
+    fn drop(&mut self) {
+        let (next, wake) = if self.inconsistent {
+            (NOT_RECOVERABLE, i32::MAX as u32)
+        } else {
+            (0, 1)
+        };
+        // Release: the protected writes happen before the next owner's Acquire CAS.
+        let prev = self.word.swap(next, Ordering::Release);
+        if prev & FUTEX_WAITERS != 0 || next != 0 {
+            // FUTEX_WAKE (shared). Its only errors are EFAULT/EINVAL on a bad word, which
+            // a live borrow of mapped memory rules out; nothing to report from a drop.
+            let _ = futex::wake(self.word, futex::Flags::empty(), wake);
+        }
+    }
+}
+
+/// Bit 31 of a semaphore word: some thread may be sleeping on it.
+const SEM_WAITERS: u32 = 0x8000_0000;
+/// The low 31 bits of a semaphore word: the count.
+const SEM_COUNT: u32 = 0x7fff_ffff;
+
+/// A process-shared counting semaphore over a 4-byte-aligned `u32` in shared memory:
+/// [`post`](Self::post) adds one and wakes a sleeper, [`wait`](Self::wait) takes one or
+/// sleeps in `FUTEX_WAIT` until there is one (`sem_post`/`sem_wait` with a futex).
+///
+/// The word starts at 0 (nothing posted) in zeroed shared memory. Unlike the mutex it has
+/// no owner, so a process that dies simply posts no more: bound waits with
+/// [`wait_timeout`](Self::wait_timeout) when the poster may die.
+#[derive(Clone, Copy)]
+pub struct Semaphore<'a> {
+    /// The semaphore word. Invariants:
+    /// - `word & SEM_COUNT` is the number of posts not yet taken; only `post` raises it
+    ///   (never past `SEM_COUNT`) and only a successful CAS in `try_wait` lowers it;
+    /// - `SEM_WAITERS` is set before any thread sleeps on the word; `post` clears it and
+    ///   then wakes every sleeper, who set it again if they must sleep again.
+    word: &'a AtomicU32,
+}
+
+impl fmt::Debug for Semaphore<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let w = self.word.load(Ordering::Relaxed);
+        f.debug_struct("Semaphore")
+            .field("count", &(w & SEM_COUNT))
+            .field("waiters", &(w & SEM_WAITERS != 0))
+            .finish()
+    }
+}
+
+impl<'a> Semaphore<'a> {
+    /// The size of the semaphore word in bytes.
+    pub const SIZE: usize = 4;
+
+    /// A semaphore over `word`, which must live in memory every user maps shared.
+    pub fn new(word: &'a AtomicU32) -> Semaphore<'a> {
+        Semaphore { word }
+    }
+
+    /// A semaphore over the 4-byte word at `off` in `map`.
+    ///
+    /// # Errors
+    /// As [`Mapping::atomic_u32s`].
+    pub fn from_mapping(map: &'a Mapping, off: usize) -> Result<Semaphore<'a>> {
+        Ok(Semaphore::new(&map.atomic_u32s(off, 1)?[0]))
+    }
+
+    /// The count now (a snapshot).
+    pub fn value(&self) -> u32 {
+        self.word.load(Ordering::Relaxed) & SEM_COUNT
+    }
+
+    /// Add one and wake the sleepers (`FUTEX_WAKE`).
+    ///
+    /// # Errors
+    /// `Os` with errno `EOVERFLOW` when the count is at its maximum (2^31 - 1).
+    #[doc(alias = "sem_post")]
+    pub fn post(&self) -> Result<()> {
+        let mut cur = self.word.load(Ordering::Relaxed);
+        loop {
+            if cur & SEM_COUNT == SEM_COUNT {
+                return Err(Error::os(Op::Process, Errno::OVERFLOW)
+                    .detail("semaphore count is at its maximum (2^31 - 1)"));
+            }
+            // Release: what the poster wrote happens before the taker's Acquire CAS.
+            match self.word.compare_exchange_weak(
+                cur,
+                (cur & SEM_COUNT) + 1,
+                Ordering::Release,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => break,
+                Err(now) => cur = now,
+            }
+        }
+        if cur & SEM_WAITERS != 0 {
+            // FUTEX_WAKE (shared) every sleeper; the ones that find nothing sleep again.
+            let _ = futex::wake(self.word, futex::Flags::empty(), i32::MAX as u32);
+        }
+        Ok(())
+    }
+
+    /// Take one if the count is above zero, without waiting.
+    #[doc(alias = "sem_trywait")]
+    pub fn try_wait(&self) -> bool {
+        let mut cur = self.word.load(Ordering::Relaxed);
+        while cur & SEM_COUNT != 0 {
+            match self.word.compare_exchange_weak(
+                cur,
+                cur - 1,
+                Ordering::Acquire,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return true,
+                Err(now) => cur = now,
+            }
+        }
+        false
+    }
+
+    /// Take one, sleeping as long as it takes.
+    ///
+    /// # Errors
+    /// The kernel's refusal of `futex` (`EFAULT`, `ENOSYS`).
+    #[doc(alias = "sem_wait")]
+    pub fn wait(&self) -> Result<()> {
+        self.wait_until(None).map(|_| ())
+    }
+
+    /// Take one, sleeping at most `timeout`: `Ok(false)` when it passed with nothing posted.
+    ///
+    /// # Errors
+    /// As [`wait`](Self::wait).
+    #[doc(alias = "sem_timedwait")]
+    pub fn wait_timeout(&self, timeout: Duration) -> Result<bool> {
+        self.wait_until(Some(Instant::now() + timeout))
+    }
+
+    fn wait_until(&self, deadline: Option<Instant>) -> Result<bool> {
+        loop {
+            if self.try_wait() {
+                return Ok(true);
+            }
+            let cur = self.word.load(Ordering::Relaxed);
+            if cur & SEM_COUNT != 0 {
+                continue;
+            }
+            if cur & SEM_WAITERS == 0
+                && self
+                    .word
+                    .compare_exchange(cur, cur | SEM_WAITERS, Ordering::Relaxed, Ordering::Relaxed)
+                    .is_err()
+            {
+                continue;
+            }
+            let ts = match deadline {
+                None => None,
+                Some(d) => {
+                    let left = d.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return Ok(false);
+                    }
+                    Some(futex::Timespec {
+                        tv_sec: left.as_secs() as _,
+                        tv_nsec: left.subsec_nanos() as _,
+                    })
+                }
+            };
+            // FUTEX_WAIT (shared) while the word is still "empty, waiters".
+            match futex::wait(self.word, futex::Flags::empty(), SEM_WAITERS, ts.as_ref()) {
+                Ok(()) | Err(Errno::AGAIN) | Err(Errno::INTR) | Err(Errno::TIMEDOUT) => {}
+                Err(e) => {
+                    return Err(Error::os(Op::Process, e).detail(format!(
+                        "futex wait on a semaphore failed: {}",
+                        crate::error::errno_label(e.raw_os_error())
+                    )))
+                }
+            }
+        }
+    }
+}
+
+fn current_tid() -> u32 {
+    rustix::thread::gettid().as_raw_nonzero().get() as u32
+}
+
+/// Whether thread `tid` has ended: `/proc/TID/stat` is gone, or it is a zombie (`Z`) or
+/// dead (`X`) and only waits to be reaped. Any other answer counts as alive.
+fn owner_dead(tid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{tid}/stat")) {
+        Err(e) => e.kind() == std::io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::ESRCH),
+        // "pid (comm) S ...": the state follows the last ')' (comm may hold ')').
+        Ok(s) => matches!(
+            s.rfind(')')
+                .and_then(|i| s[i + 1..].trim_start().chars().next()),
+            Some('Z' | 'X' | 'x')
+        ),
+    }
+}
