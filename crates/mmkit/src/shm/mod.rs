@@ -2,7 +2,12 @@
 //!
 //! - [`segment`]: named POSIX shared memory (`shm_open`) and sealed memfds passed over a
 //!   Unix socket.
+//! - [`memfd`]: sealed memfds and descriptor passing (`SCM_RIGHTS`).
 //! - [`sync`]: process-shared synchronisation living inside shared memory.
 
+pub mod memfd;
 pub mod segment;
 pub mod sync;
+
+pub use memfd::{recv_fd, send_fd, Memfd, ReceivedSegment, SealedSegment, Seals};
+pub use segment::{Segment, SegmentOptions};
