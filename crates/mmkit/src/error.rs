@@ -58,6 +58,10 @@ pub enum Op {
     Process,
     /// Reading `/proc` or another kernel counter.
     Probe,
+    /// Send a message on a channel.
+    Send,
+    /// Receive a message from a channel.
+    Receive,
 }
 
 impl Op {
@@ -79,6 +83,8 @@ impl Op {
             Op::View => "view",
             Op::Process => "child process",
             Op::Probe => "probe",
+            Op::Send => "send",
+            Op::Receive => "receive",
         }
     }
 }
@@ -117,6 +123,19 @@ pub enum ErrorKind {
     /// A page inside the file could not be read (its storage failed). The guard turned
     /// the SIGBUS into this error.
     StorageFault,
+    /// The process at the other end of a channel died (its pid no longer names a live
+    /// process); everything it committed before dying was still delivered.
+    PeerDied,
+    /// The other end of a channel closed it, and nothing is left to receive.
+    Closed,
+    /// The role is taken: a live process is already attached (a second producer or
+    /// consumer on a single-producer single-consumer ring).
+    Busy,
+    /// A message does not fit: it is larger than the ring accepts.
+    TooLarge,
+    /// Shared state breaks its invariants (a bad record length, a position out of
+    /// order): a process wrote the memory without following the protocol.
+    Corrupt,
 }
 
 /// The error of every mmkit operation.
@@ -247,6 +266,11 @@ impl Error {
             ErrorKind::Unsupported => "not supported here".into(),
             ErrorKind::Truncated => "the file was truncated below this range".into(),
             ErrorKind::StorageFault => "a page of the file could not be read".into(),
+            ErrorKind::PeerDied => "the process at the other end died".into(),
+            ErrorKind::Closed => "the other end closed the channel".into(),
+            ErrorKind::Busy => "another live process holds this role".into(),
+            ErrorKind::TooLarge => "the message is larger than the ring accepts".into(),
+            ErrorKind::Corrupt => "shared state breaks the protocol's invariants".into(),
         }
     }
 }
@@ -338,6 +362,9 @@ impl From<Error> for io::Error {
                 io::ErrorKind::UnexpectedEof
             }
             ErrorKind::StorageFault => io::Error::from_raw_os_error(libc::EIO).kind(),
+            ErrorKind::PeerDied | ErrorKind::Closed => io::ErrorKind::BrokenPipe,
+            ErrorKind::Busy => io::ErrorKind::AddrInUse,
+            ErrorKind::Corrupt => io::ErrorKind::InvalidData,
             _ => io::ErrorKind::InvalidInput,
         };
         io::Error::new(kind, e)

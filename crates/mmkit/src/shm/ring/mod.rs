@@ -1,0 +1,381 @@
+//! A channel of byte messages between processes through a ring in shared memory.
+//!
+//! One [`Producer`] and one [`Consumer`] (single-producer single-consumer), in the same
+//! process or in two, exchange messages of any size up to a quarter of the ring. The ring
+//! is a header page followed by a power-of-two data area, in any shared memory: fork-
+//! inherited anonymous memory ([`Ring::anonymous`]), a named segment
+//! ([`Ring::create_named`], [`Ring::open_named`]) or a mapping you made
+//! ([`RingOptions::init`], [`Ring::attach`]).
+//!
+//! - **Zero-copy**: a writer [`reserve`](Producer::reserve)s space, fills it in place and
+//!   [`commit`](Reservation::commit)s; a reader borrows a [`Message`] straight from the
+//!   ring and releases it by dropping it. [`Producer::send`] and `Message::to_vec` (a slice's) copy
+//!   for convenience.
+//! - **Blocking and not**: `send`/`reserve`/`recv` wait, `try_*` never wait, `*_timeout`
+//!   wait at most a duration. A waiter spins briefly (about
+//!   [`RingOptions::spin`], 20 µs by default) and then sleeps in `FUTEX_WAIT`: an idle
+//!   channel burns no CPU.
+//! - **Numbered messages**: the ring numbers every committed message (0, 1, 2, …;
+//!   [`Message::seq`]); a restarted producer continues the numbering
+//!   ([`Producer::next_seq`]).
+//! - **A peer that dies**: a waiter checks, every 10 ms of sleep, that the process at the
+//!   other end lives. A consumer receives everything the dead producer committed and then
+//!   gets [`ErrorKind::PeerDied`]; a producer waiting for
+//!   space gets it when the consumer died. A new process can then attach to the free role
+//!   and carry on where the dead one stopped (a dead consumer's unreleased message is
+//!   delivered again). A peer that closed on purpose (drop) gives
+//!   [`ErrorKind::Closed`] once the ring is empty.
+//!
+//! Wraps [`futex(2)`](https://man7.org/linux/man-pages/man2/futex.2.html) (`FUTEX_WAIT`
+//! with a timeout and `FUTEX_WAKE`, shared between processes) and reads
+//! [`/proc/PID/stat`](https://man7.org/linux/man-pages/man5/proc_pid_stat.5.html) to learn
+//! whether a peer lives.
+//!
+//! # The protocol
+//!
+//! `head` counts the bytes the producer has committed, `tail` the bytes the consumer has
+//! released; both only grow, and `tail <= head <= tail + capacity`. Only the producer
+//! writes `head` and the bytes in `[head, tail + capacity)`; only the consumer writes
+//! `tail`. A record is a 16-byte header (payload length, sequence number) and the payload,
+//! padded to 16 bytes; a record never wraps: when it does not fit before the end of the
+//! data area, a padding record fills the rest and the record starts at offset 0.
+//!
+//! - **commit**: write the record, then store `head` with `Release`. The consumer loads
+//!   `head` with `Acquire`, so every byte below it is complete when it reads it. A
+//!   producer that dies before the store leaves nothing visible.
+//! - **release**: store `tail` with `Release` (the producer's `Acquire` load orders its
+//!   later writes after the consumer's reads).
+//! - **sleeping**: a waiter sets its `waiting` flag, issues a `SeqCst` fence, and looks at
+//!   the position once more before `FUTEX_WAIT`; the other side stores its position,
+//!   fences, and wakes only if the flag is set. One of the two always sees the other
+//!   (Dekker's argument), so no wake-up is lost.
+//!
+//! # Safety
+//!
+//! The ring lends slices of shared memory ([`Message`] derefs to `&[u8]`,
+//! [`Reservation`] to `&mut [u8]`). That is sound only while every process mapping the
+//! memory follows this protocol: a process that writes the ring's memory by other means
+//! (or shrinks a named segment under it) races with those slices. This is why the
+//! constructors over named segments and caller-made mappings are `unsafe`;
+//! [`Ring::anonymous`] is safe because only this process and its `fork` children, which
+//! reach the memory through the same `Ring`, can see it. A ring that holds corrupt
+//! positions or record lengths is reported as
+//! [`ErrorKind::Corrupt`], never read out of bounds.
+//!
+//! # Example
+//!
+//! ```
+//! use mmkit::shm::ring::Ring;
+//!
+//! let ring = Ring::anonymous(64 * 1024)?;
+//! let mut tx = ring.producer()?;
+//! let mut rx = ring.consumer()?;
+//!
+//! tx.send(b"hello")?;
+//! let mut r = tx.reserve(5)?;          // zero-copy: fill the ring in place
+//! r.copy_from_slice(b"world");
+//! r.commit();
+//!
+//! let m = rx.recv()?;                 // borrowed from the ring
+//! assert_eq!((&*m, m.seq()), (&b"hello"[..], 0));
+//! drop(m);                            // released: the space is the producer's again
+//! assert_eq!(rx.recv()?.to_vec(), b"world");
+//! assert!(rx.try_recv()?.is_none());
+//! # Ok::<(), mmkit::Error>(())
+//! ```
+
+mod consumer;
+mod layout;
+mod producer;
+mod wait;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use consumer::{Consumer, Message};
+pub use producer::{Producer, Reservation};
+
+use crate::error::{Error, ErrorKind, Op, Result};
+use crate::map::{MapOptions, Mapping};
+use crate::shm::segment::{Segment, SegmentOptions};
+use layout::{Header, HEADER_BYTES, RECORD_HEADER};
+
+/// How to build a ring: data capacity and how long a waiter spins before it sleeps.
+#[derive(Debug, Clone, Copy)]
+pub struct RingOptions {
+    capacity: usize,
+    spin: Duration,
+}
+
+impl Default for RingOptions {
+    fn default() -> Self {
+        RingOptions::new()
+    }
+}
+
+impl RingOptions {
+    /// 1 MiB of data, 20 µs of spinning.
+    pub fn new() -> RingOptions {
+        RingOptions {
+            capacity: 1 << 20,
+            spin: Duration::from_micros(20),
+        }
+    }
+
+    /// Bytes of message data: a power of two, at least 4096. Messages may be up to a
+    /// quarter of it, less 16 bytes.
+    pub fn capacity(&mut self, bytes: usize) -> &mut Self {
+        self.capacity = bytes;
+        self
+    }
+
+    /// How long a waiter spins (checking the ring) before it sleeps in `FUTEX_WAIT`.
+    /// Zero sleeps at once; a longer spin lowers latency and costs CPU while waiting.
+    pub fn spin(&mut self, spin: Duration) -> &mut Self {
+        self.spin = spin;
+        self
+    }
+
+    /// The bytes of shared memory a ring of this capacity needs (header page + data).
+    pub fn shared_bytes(&self) -> usize {
+        HEADER_BYTES + self.capacity
+    }
+
+    /// A ring in new shared anonymous memory, inherited by `fork` children.
+    ///
+    /// # Errors
+    /// A capacity that is not a power of two ≥ 4096; the mapping's errors.
+    pub fn anonymous(&self) -> Result<Ring> {
+        self.check()?;
+        let map = MapOptions::new()
+            .len(self.shared_bytes())
+            .map_anon_shared()?;
+        // SAFETY: new anonymous memory; only this process and its fork children, which
+        // reach it through this `Ring`, can see it.
+        unsafe { self.init(map) }
+    }
+
+    /// Create a named segment (exclusive, mode 0600) holding a new ring.
+    ///
+    /// # Safety
+    /// Every process that opens the segment must use it only through [`Ring`] (see the
+    /// [module docs](self#safety)).
+    ///
+    /// # Errors
+    /// As [`Segment::create`]; a bad capacity.
+    pub unsafe fn create_named(&self, name: &str) -> Result<Ring> {
+        self.check()?;
+        let seg = SegmentOptions::new().create(name, self.shared_bytes() as u64)?;
+        let map = seg.map()?;
+        // SAFETY: the segment is new (O_EXCL); the caller promises its users follow
+        // the protocol.
+        unsafe { self.init(map) }
+    }
+
+    /// Lay a new, empty ring over the start of `map` (which must be zeroed or hold no
+    /// live ring: nobody may be attached).
+    ///
+    /// # Safety
+    /// As [`Ring::attach`].
+    ///
+    /// # Errors
+    /// A bad capacity, or `map` too small for it.
+    pub unsafe fn init(&self, mut map: Mapping) -> Result<Ring> {
+        self.check()?;
+        if map.len() < self.shared_bytes() {
+            return Err(Error::new(Op::Map, ErrorKind::OutOfRange)
+                .at(0, map.len() as u64)
+                .detail(format!(
+                    "a ring of {} data bytes needs {} bytes of shared memory, the mapping has {}",
+                    self.capacity,
+                    self.shared_bytes(),
+                    map.len()
+                )));
+        }
+        let base = map.as_mut_ptr();
+        // SAFETY: the mapping is at least HEADER_BYTES long and page-aligned; the
+        // header holds only atomics; the caller promises no one else uses it yet.
+        let header = unsafe { &*(base as *const Header) };
+        header.initialise(self.capacity as u64);
+        Ok(Ring::from_parts(map, self.spin))
+    }
+
+    fn check(&self) -> Result<()> {
+        let c = self.capacity;
+        if c < 4096 || !c.is_power_of_two() || c > (1 << 40) {
+            return Err(Error::new(Op::Map, ErrorKind::OutOfRange).detail(format!(
+                "ring capacity {c} must be a power of two from 4096 to 2^40 bytes"
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// A ring channel in shared memory: the handle both ends are made from.
+///
+/// Cloning is cheap (the mapping is shared); the roles are taken with
+/// [`producer`](Ring::producer) and [`consumer`](Ring::consumer).
+#[derive(Clone)]
+pub struct Ring {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Ring {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let h = self.inner.header();
+        f.debug_struct("Ring")
+            .field("capacity", &self.inner.capacity)
+            .field("head", &h.head())
+            .field("tail", &h.tail())
+            .finish()
+    }
+}
+
+/// The mapping and the values read from the header once, at attach.
+pub(crate) struct Inner {
+    map: Mapping,
+    base: *mut u8,
+    pub(crate) capacity: u64,
+    pub(crate) spin: Duration,
+}
+
+// SAFETY: `base` points into `map`, which lives as long as `Inner`; all access to the
+// shared memory goes through atomics or through the ring protocol, which gives each
+// byte range to one side at a time.
+unsafe impl Send for Inner {}
+// SAFETY: as above; `Inner` has no interior state of its own besides the shared memory.
+unsafe impl Sync for Inner {}
+
+impl Inner {
+    pub(crate) fn header(&self) -> &Header {
+        // SAFETY: the mapping starts with a `Header` (checked at attach) and lives as
+        // long as `self`; the header is all atomics.
+        unsafe { &*(self.base as *const Header) }
+    }
+
+    /// The data area's first byte.
+    pub(crate) fn data(&self) -> *mut u8 {
+        // SAFETY: the mapping is HEADER_BYTES + capacity long (checked at attach).
+        unsafe { self.base.add(HEADER_BYTES) }
+    }
+
+    /// The largest payload a record may carry: records up to a quarter of the ring keep
+    /// a producer's half-written record from ever overlapping the last committed one
+    /// (which a restarted producer reads back for its sequence number).
+    pub(crate) fn max_message(&self) -> usize {
+        (self.capacity / 4) as usize - RECORD_HEADER
+    }
+}
+
+impl Ring {
+    /// A ring of `capacity` data bytes in new shared anonymous memory, for a parent and
+    /// its `fork` children: [`RingOptions::anonymous`] with default options.
+    ///
+    /// # Errors
+    /// A capacity that is not a power of two ≥ 4096; the mapping's errors.
+    pub fn anonymous(capacity: usize) -> Result<Ring> {
+        RingOptions::new().capacity(capacity).anonymous()
+    }
+
+    /// Create a named segment holding a new ring of `capacity` data bytes.
+    ///
+    /// # Safety
+    /// As [`RingOptions::create_named`].
+    ///
+    /// # Errors
+    /// As [`RingOptions::create_named`].
+    pub unsafe fn create_named(name: &str, capacity: usize) -> Result<Ring> {
+        // SAFETY: forwarded to the caller.
+        unsafe { RingOptions::new().capacity(capacity).create_named(name) }
+    }
+
+    /// Open the ring in an existing named segment.
+    ///
+    /// # Safety
+    /// As [`Ring::attach`].
+    ///
+    /// # Errors
+    /// As [`Segment::open`]; a segment that holds no ring, or a damaged one.
+    pub unsafe fn open_named(name: &str) -> Result<Ring> {
+        let map = Segment::open(name)?.map()?;
+        // SAFETY: forwarded to the caller.
+        unsafe { Ring::attach(map) }
+    }
+
+    /// Use the ring that [`RingOptions::init`] laid over `map`, checking its header.
+    ///
+    /// # Safety
+    /// Every process mapping this memory must use it only through [`Ring`], and none may
+    /// shrink it: the ring lends slices of it (see the [module docs](self#safety)).
+    ///
+    /// # Errors
+    /// No ring there (bad magic or version), or a capacity that does not match the size
+    /// of the mapping.
+    pub unsafe fn attach(mut map: Mapping) -> Result<Ring> {
+        let base = map.as_mut_ptr();
+        if map.len() < HEADER_BYTES {
+            return Err(layout::not_a_ring(map.len(), "too small for the header"));
+        }
+        // SAFETY: at least HEADER_BYTES long, page-aligned, all atomics.
+        let header = unsafe { &*(base as *const Header) };
+        header.check(map.len())?;
+        Ok(Ring::from_parts(map, RingOptions::new().spin))
+    }
+
+    fn from_parts(mut map: Mapping, spin: Duration) -> Ring {
+        let base = map.as_mut_ptr();
+        // SAFETY: the header was initialised or checked by the caller.
+        let capacity = unsafe { &*(base as *const Header) }.capacity();
+        Ring {
+            inner: Arc::new(Inner {
+                map,
+                base,
+                capacity,
+                spin,
+            }),
+        }
+    }
+
+    /// Data bytes in the ring.
+    pub fn capacity(&self) -> usize {
+        self.inner.capacity as usize
+    }
+
+    /// The largest message the ring accepts: a quarter of the capacity less 16 bytes.
+    pub fn max_message(&self) -> usize {
+        self.inner.max_message()
+    }
+
+    /// Bytes committed and not yet released (records and padding included).
+    pub fn used(&self) -> usize {
+        let h = self.inner.header();
+        h.head().saturating_sub(h.tail()) as usize
+    }
+
+    /// The pids attached as producer and consumer (0 when the role is free).
+    pub fn peers(&self) -> (u32, u32) {
+        let h = self.inner.header();
+        (h.producer_pid(), h.consumer_pid())
+    }
+
+    /// Take the producer role: see [`Producer`].
+    ///
+    /// # Errors
+    /// [`ErrorKind::Busy`] when a live process already produces; a damaged ring.
+    pub fn producer(&self) -> Result<Producer> {
+        Producer::attach(self.inner.clone())
+    }
+
+    /// Take the consumer role: see [`Consumer`].
+    ///
+    /// # Errors
+    /// [`ErrorKind::Busy`] when a live process already consumes.
+    pub fn consumer(&self) -> Result<Consumer> {
+        Consumer::attach(self.inner.clone())
+    }
+
+    /// The mapping under the ring (to inspect it; writing it breaks the ring).
+    pub fn mapping(&self) -> &Mapping {
+        &self.inner.map
+    }
+}

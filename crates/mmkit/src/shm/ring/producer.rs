@@ -1,0 +1,375 @@
+//! The writing end of a ring: reserve space, fill it in place, commit.
+
+use std::ops::{Deref, DerefMut};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::layout::{corrupt, record_size, RecordHeader, NO_RECORD, PAD, RECORD_HEADER};
+use super::wait::{claim, my_pid, wake, Wait, Woken};
+use super::Inner;
+use crate::error::{Error, ErrorKind, Op, Result};
+
+/// The producing end of a [`Ring`](super::Ring): one per ring at a time.
+///
+/// Made by [`Ring::producer`](super::Ring::producer), which claims the role for this
+/// process (taking it over from a dead producer). Dropping it closes the producing side:
+/// the consumer drains what was committed and then gets
+/// [`ErrorKind::Closed`] until another producer attaches.
+pub struct Producer {
+    inner: Arc<Inner>,
+    /// Our copy of the shared `head` (we are its only writer).
+    head: u64,
+    /// The consumer's `tail` when we last looked: it only grows, so free space is at
+    /// least `capacity - (head - tail_seen)`.
+    tail_seen: u64,
+    next_seq: u64,
+    spin: Duration,
+    pid: u32,
+}
+
+impl std::fmt::Debug for Producer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Producer")
+            .field("head", &self.head)
+            .field("next_seq", &self.next_seq)
+            .finish()
+    }
+}
+
+// A producer may move to another thread; it is not shared (`&mut self` everywhere).
+// SAFETY: `Inner` is Send + Sync; the fields are plain values.
+unsafe impl Send for Producer {}
+
+impl Producer {
+    pub(crate) fn attach(inner: Arc<Inner>) -> Result<Producer> {
+        let pid = my_pid();
+        let h = inner.header();
+        if let Err(holder) = claim(&h.peers.producer_pid, pid) {
+            return Err(Error::new(Op::Send, ErrorKind::Busy)
+                .detail(format!("process {holder} is this ring's producer"))
+                .hint("a ring has one producer at a time; the role frees when it closes or dies"));
+        }
+        h.peers.producer_closed.store(0, Ordering::Release);
+        let mut p = Producer {
+            head: h.head(),
+            tail_seen: h.tail(),
+            next_seq: 0,
+            spin: inner.spin,
+            pid,
+            inner,
+        };
+        p.check_positions()?;
+        p.next_seq = p.recover_seq()?;
+        Ok(p)
+    }
+
+    /// The sequence number the next committed message gets. A producer that takes over
+    /// from a dead one continues its numbering: messages it committed keep theirs.
+    pub fn next_seq(&self) -> u64 {
+        self.next_seq
+    }
+
+    /// The largest message this ring accepts.
+    pub fn max_message(&self) -> usize {
+        self.inner.max_message()
+    }
+
+    /// How long this producer spins before sleeping when the ring is full.
+    pub fn set_spin(&mut self, spin: Duration) {
+        self.spin = spin;
+    }
+
+    /// Copy `msg` into the ring as one message, waiting for space; its sequence number.
+    ///
+    /// # Errors
+    /// [`ErrorKind::TooLarge`]; while waiting for space, [`ErrorKind::PeerDied`] or
+    /// [`ErrorKind::Closed`] when the consumer is gone; [`ErrorKind::Corrupt`].
+    pub fn send(&mut self, msg: &[u8]) -> Result<u64> {
+        let mut r = self.reserve(msg.len())?;
+        r.copy_from_slice(msg);
+        Ok(r.commit())
+    }
+
+    /// As [`send`](Self::send) without waiting: `Ok(None)` when the ring is full.
+    ///
+    /// # Errors
+    /// As [`send`](Self::send).
+    pub fn try_send(&mut self, msg: &[u8]) -> Result<Option<u64>> {
+        self.send_deadline(msg, Some(Instant::now()))
+    }
+
+    /// As [`send`](Self::send) waiting at most `timeout`: `Ok(None)` when it passed.
+    ///
+    /// # Errors
+    /// As [`send`](Self::send).
+    pub fn send_timeout(&mut self, msg: &[u8], timeout: Duration) -> Result<Option<u64>> {
+        self.send_deadline(msg, Some(Instant::now() + timeout))
+    }
+
+    fn send_deadline(&mut self, msg: &[u8], deadline: Option<Instant>) -> Result<Option<u64>> {
+        Ok(self.reserve_deadline(msg.len(), deadline)?.map(|mut r| {
+            r.copy_from_slice(msg);
+            r.commit()
+        }))
+    }
+
+    /// Reserve `len` bytes in the ring, waiting for space: fill them through the
+    /// [`Reservation`] and [`commit`](Reservation::commit). Nothing is visible to the
+    /// consumer before the commit; a reservation dropped uncommitted is abandoned.
+    ///
+    /// # Errors
+    /// As [`send`](Self::send).
+    pub fn reserve(&mut self, len: usize) -> Result<Reservation<'_>> {
+        match self.reserve_deadline(len, None)? {
+            Some(r) => Ok(r),
+            None => unreachable!("a wait without a deadline does not time out"),
+        }
+    }
+
+    /// As [`reserve`](Self::reserve) without waiting: `Ok(None)` when the ring is full.
+    ///
+    /// # Errors
+    /// As [`send`](Self::send).
+    pub fn try_reserve(&mut self, len: usize) -> Result<Option<Reservation<'_>>> {
+        self.reserve_deadline(len, Some(Instant::now()))
+    }
+
+    /// As [`reserve`](Self::reserve) waiting at most `timeout`: `Ok(None)` when it passed.
+    ///
+    /// # Errors
+    /// As [`send`](Self::send).
+    pub fn reserve_timeout(
+        &mut self,
+        len: usize,
+        timeout: Duration,
+    ) -> Result<Option<Reservation<'_>>> {
+        self.reserve_deadline(len, Some(Instant::now() + timeout))
+    }
+
+    fn reserve_deadline(
+        &mut self,
+        len: usize,
+        deadline: Option<Instant>,
+    ) -> Result<Option<Reservation<'_>>> {
+        let max = self.inner.max_message();
+        if len > max {
+            return Err(Error::new(Op::Send, ErrorKind::TooLarge)
+                .at(0, len as u64)
+                .detail(format!(
+                    "a {len}-byte message does not fit: this ring takes at most {max} bytes"
+                ))
+                .hint("make the ring larger (capacity is 4x the largest message plus 64)"));
+        }
+        let cap = self.inner.capacity;
+        let need = record_size(len);
+        let pos = self.head & (cap - 1);
+        let room_to_end = cap - pos;
+        let total = if need <= room_to_end {
+            need
+        } else {
+            room_to_end + need
+        };
+        if !self.wait_for_space(total, deadline)? {
+            return Ok(None);
+        }
+        let start = if need <= room_to_end {
+            self.head
+        } else {
+            self.write_header(pos, PAD, u64::MAX);
+            self.head + room_to_end
+        };
+        Ok(Some(Reservation {
+            producer: self,
+            start,
+            len,
+            reserved: len,
+        }))
+    }
+
+    /// Make sure `total` bytes are free; `false` if the deadline passed first.
+    fn wait_for_space(&mut self, total: u64, deadline: Option<Instant>) -> Result<bool> {
+        let cap = self.inner.capacity;
+        if self.head + total - self.tail_seen <= cap {
+            return Ok(true);
+        }
+        let inner = self.inner.clone();
+        let h = inner.header();
+        let head = self.head;
+        let fits = || head + total - h.tail() <= cap;
+        let gone = || h.peers.consumer_closed.load(Ordering::Acquire) != 0;
+        loop {
+            self.tail_seen = h.tail();
+            self.check_positions()?;
+            if fits() {
+                return Ok(true);
+            }
+            if gone() {
+                return Err(Error::new(Op::Send, ErrorKind::Closed)
+                    .detail("the ring is full and its consumer closed it"));
+            }
+            let wait = Wait {
+                line: &h.space_free,
+                peer: &h.peers.consumer_pid,
+                spin: self.spin,
+                deadline,
+                op: Op::Send,
+            };
+            match wait.until(|| fits() || gone())? {
+                Woken::Ready => continue,
+                Woken::TimedOut => return Ok(false),
+                Woken::PeerDied(pid) => {
+                    return Err(Error::new(Op::Send, ErrorKind::PeerDied).detail(format!(
+                        "the ring is full and its consumer (pid {pid}) died"
+                    )))
+                }
+            }
+        }
+    }
+
+    /// Check `tail_seen <= head <= tail_seen + capacity` against what the consumer wrote.
+    fn check_positions(&self) -> Result<()> {
+        let (head, tail, cap) = (self.head, self.tail_seen, self.inner.capacity);
+        if tail > head || head - tail > cap || head % 16 != 0 {
+            return Err(corrupt(
+                Op::Send,
+                format!("head {head}, tail {tail}, capacity {cap}"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The sequence number after the newest record, read back from the ring.
+    fn recover_seq(&self) -> Result<u64> {
+        let last = self.inner.header().prod.last_start.load(Ordering::Acquire);
+        if last == NO_RECORD {
+            if self.head != 0 {
+                return Err(corrupt(Op::Send, "records but no last record".into()));
+            }
+            return Ok(0);
+        }
+        let cap = self.inner.capacity;
+        let hdr = self.read_header(last & (cap - 1));
+        let in_range = last % 16 == 0 && last <= self.head + cap;
+        if !in_range || hdr.len == PAD || hdr.len as usize > self.inner.max_message() {
+            return Err(corrupt(
+                Op::Send,
+                format!("last record at {last} (length {})", hdr.len),
+            ));
+        }
+        // Committed (below head): continue after it; not yet (the producer died between
+        // writing it and moving head): it is abandoned, reuse its number.
+        Ok(if last < self.head {
+            hdr.seq + 1
+        } else {
+            hdr.seq
+        })
+    }
+
+    fn write_header(&self, pos: u64, len: u32, seq: u64) {
+        let hdr = RecordHeader { len, flags: 0, seq };
+        // SAFETY: `pos` is 16-aligned and at least 16 bytes before the end of the data
+        // area; the bytes at [head, tail + capacity) are the producer's alone.
+        unsafe {
+            std::ptr::write(
+                self.inner.data().add(pos as usize) as *mut RecordHeader,
+                hdr,
+            )
+        };
+    }
+
+    fn read_header(&self, pos: u64) -> RecordHeader {
+        // SAFETY: 16-aligned inside the data area; the record there is ours (written
+        // by a producer, not being written now: we hold the role).
+        unsafe { std::ptr::read(self.inner.data().add(pos as usize) as *const RecordHeader) }
+    }
+
+    /// Publish the record at `start` (logical) with `len` payload bytes.
+    fn commit(&mut self, start: u64, len: usize) -> u64 {
+        let cap = self.inner.capacity;
+        let seq = self.next_seq;
+        self.write_header(start & (cap - 1), len as u32, seq);
+        let h = self.inner.header();
+        h.prod.last_start.store(start, Ordering::Release);
+        self.head = start + record_size(len);
+        h.prod.head.store(self.head, Ordering::Release);
+        wake(&h.data_ready);
+        self.next_seq += 1;
+        seq
+    }
+}
+
+impl Drop for Producer {
+    fn drop(&mut self) {
+        let h = self.inner.header();
+        h.peers.producer_closed.store(1, Ordering::Release);
+        let _ =
+            h.peers
+                .producer_pid
+                .compare_exchange(self.pid, 0, Ordering::AcqRel, Ordering::Relaxed);
+        wake(&h.data_ready);
+    }
+}
+
+/// Space reserved in the ring, written in place: derefs to `&mut [u8]` of the reserved
+/// length. [`commit`](Self::commit) publishes it; dropping it abandons it.
+pub struct Reservation<'a> {
+    producer: &'a mut Producer,
+    /// Logical position of the record (its header).
+    start: u64,
+    len: usize,
+    reserved: usize,
+}
+
+impl std::fmt::Debug for Reservation<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reservation")
+            .field("start", &self.start)
+            .field("len", &self.len)
+            .finish()
+    }
+}
+
+impl Reservation<'_> {
+    /// Shorten the message to `len` bytes (at most the reserved length), e.g. after
+    /// reserving the most a message could need.
+    ///
+    /// # Panics
+    /// When `len` exceeds the reserved length.
+    pub fn truncate(&mut self, len: usize) {
+        assert!(
+            len <= self.reserved,
+            "truncate({len}) past the reserved {}",
+            self.reserved
+        );
+        self.len = len;
+    }
+
+    /// Publish the message; its sequence number.
+    pub fn commit(self) -> u64 {
+        self.producer.commit(self.start, self.len)
+    }
+
+    fn payload(&self) -> *mut u8 {
+        let cap = self.producer.inner.capacity;
+        let pos = (self.start & (cap - 1)) as usize + RECORD_HEADER;
+        // SAFETY: the record fits before the end of the data area (reserve checked).
+        unsafe { self.producer.inner.data().add(pos) }
+    }
+}
+
+impl Deref for Reservation<'_> {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        // SAFETY: the reserved bytes lie past `head`, inside free space that only this
+        // producer writes and the consumer does not read until the commit.
+        unsafe { std::slice::from_raw_parts(self.payload(), self.len) }
+    }
+}
+
+impl DerefMut for Reservation<'_> {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        // SAFETY: as in `deref`; `&mut self` makes this the only view.
+        unsafe { std::slice::from_raw_parts_mut(self.payload(), self.len) }
+    }
+}

@@ -1,0 +1,147 @@
+//! Waiting for the other side of a ring: spin briefly, then sleep in `FUTEX_WAIT`,
+//! checking every [`SLICE`] that the peer still lives.
+
+use std::sync::atomic::{fence, AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use rustix::io::Errno;
+use rustix::thread::futex;
+
+use super::layout::WakeLine;
+use crate::error::{Error, Op, Result};
+use crate::shm::sync::owner_dead;
+
+/// The longest sleep between two checks that the peer lives.
+pub(crate) const SLICE: Duration = Duration::from_millis(10);
+
+/// Why a wait ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Woken {
+    /// `ready` returned true: look again.
+    Ready,
+    /// The deadline passed.
+    TimedOut,
+    /// The peer with this pid died (and `ready` was still false after it did).
+    PeerDied(u32),
+}
+
+/// What a wait sleeps on and whom it watches.
+pub(crate) struct Wait<'a> {
+    pub(crate) line: &'a WakeLine,
+    pub(crate) peer: &'a AtomicU32,
+    pub(crate) spin: Duration,
+    pub(crate) deadline: Option<Instant>,
+    pub(crate) op: Op,
+}
+
+impl Wait<'_> {
+    /// Wait until `ready()` holds, the deadline passes or the peer dies.
+    ///
+    /// # Errors
+    /// A futex failure other than a timeout, a signal or a changed word.
+    pub(crate) fn until(&self, ready: impl Fn() -> bool) -> Result<Woken> {
+        if self.spin_until(&ready) {
+            return Ok(Woken::Ready);
+        }
+        loop {
+            let seen = self.line.seq.load(Ordering::Acquire);
+            self.line.waiting.store(1, Ordering::Relaxed);
+            fence(Ordering::SeqCst);
+            if ready() {
+                self.line.waiting.store(0, Ordering::Relaxed);
+                return Ok(Woken::Ready);
+            }
+            let mut slice = SLICE;
+            if let Some(d) = self.deadline {
+                slice = slice.min(d.saturating_duration_since(Instant::now()));
+            }
+            let woke = self.sleep(seen, slice);
+            self.line.waiting.store(0, Ordering::Relaxed);
+            woke?;
+            if ready() {
+                return Ok(Woken::Ready);
+            }
+            if self.deadline.is_some_and(|d| Instant::now() >= d) {
+                return Ok(Woken::TimedOut);
+            }
+            let pid = self.peer.load(Ordering::Acquire);
+            if pid != 0 && owner_dead(pid) {
+                return Ok(if ready() {
+                    Woken::Ready
+                } else {
+                    Woken::PeerDied(pid)
+                });
+            }
+        }
+    }
+
+    /// Spin for up to `self.spin` (or the deadline); whether `ready()` came true.
+    fn spin_until(&self, ready: &impl Fn() -> bool) -> bool {
+        if self.spin.is_zero() {
+            return false;
+        }
+        let start = Instant::now();
+        let mut end = start + self.spin;
+        if let Some(d) = self.deadline {
+            end = end.min(d);
+        }
+        loop {
+            for _ in 0..64 {
+                if ready() {
+                    return true;
+                }
+                std::hint::spin_loop();
+            }
+            if Instant::now() >= end {
+                return false;
+            }
+        }
+    }
+
+    /// `FUTEX_WAIT` on the line's word while it is still `seen`, at most `slice`.
+    fn sleep(&self, seen: u32, slice: Duration) -> Result<()> {
+        let ts = futex::Timespec {
+            tv_sec: slice.as_secs() as _,
+            tv_nsec: slice.subsec_nanos() as _,
+        };
+        // Shared futex (no FUTEX_PRIVATE_FLAG): the waker may be another process.
+        match futex::wait(&self.line.seq, futex::Flags::empty(), seen, Some(&ts)) {
+            Ok(()) | Err(Errno::AGAIN | Errno::INTR | Errno::TIMEDOUT) => Ok(()),
+            Err(e) => Err(Error::os(self.op, e).detail(format!(
+                "futex wait on the ring failed: {}",
+                crate::error::errno_label(e.raw_os_error())
+            ))),
+        }
+    }
+}
+
+/// After publishing a position: wake the other side if it sleeps (or is about to).
+pub(crate) fn wake(line: &WakeLine) {
+    fence(Ordering::SeqCst);
+    if line.waiting.load(Ordering::Relaxed) != 0 {
+        line.seq.fetch_add(1, Ordering::Release);
+        let _ = futex::wake(&line.seq, futex::Flags::empty(), 1);
+    }
+}
+
+/// This process's pid, as stored in the ring's peer words.
+pub(crate) fn my_pid() -> u32 {
+    rustix::process::getpid().as_raw_nonzero().get() as u32
+}
+
+/// Take a role word: free (0) or held by a dead process. `Err(pid)` names the live
+/// holder.
+pub(crate) fn claim(word: &AtomicU32, me: u32) -> std::result::Result<(), u32> {
+    loop {
+        let cur = word.load(Ordering::Acquire);
+        if cur != 0 && (cur == me || !owner_dead(cur)) {
+            return Err(cur);
+        }
+        if word
+            .compare_exchange(cur, me, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
+            return Ok(());
+        }
+    }
+}
