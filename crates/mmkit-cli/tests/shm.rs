@@ -203,6 +203,23 @@ fn cat_survives_the_segment_shrinking_midway() {
     assert!(err.contains(&n.0) && err.contains("truncated"), "{err}");
 }
 
+#[test]
+fn cat_into_a_closed_pipe_is_success() {
+    let n = Name::new("pipe");
+    assert!(shm(&["create", &n.0, "--size", "64M"]).status.success());
+    let mut child = mmkit()
+        .args(["shm", "cat", &n.0])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut head = [0u8; 10];
+    child.stdout.take().unwrap().read_exact(&mut head).unwrap(); // then closed
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{:?}: {}", out.status, stderr(&out));
+    assert_eq!(stderr(&out), "");
+}
+
 /// Run a Python script with the segment name as `sys.argv[1]`; its stdout.
 ///
 /// Python before 3.13 registers every segment it opens with its resource_tracker, which
