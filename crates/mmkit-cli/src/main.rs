@@ -10,6 +10,7 @@ mod cache;
 mod cat;
 mod find;
 mod maps;
+mod shm;
 mod tour;
 
 use std::process::ExitCode;
@@ -54,6 +55,15 @@ enum Command {
     Cache(cache::CacheArgs),
     /// Compare ways to read a file: mapped scans vs read() vs pread, warm and cold.
     Bench(bench::BenchArgs),
+    /// Named shared-memory segments: list, create, remove, read and write them.
+    ///
+    /// A segment is a named block of memory (POSIX shm_open) that any process can map by
+    /// its name to share bytes with others, with no copying. Linux keeps each one as a file
+    /// in the tmpfs at /dev/shm, so it stays there, holding RAM, until it is removed
+    /// (`mmkit shm rm`) or the machine reboots, even after every process using it exits.
+    /// The names are the ones Python's multiprocessing.shared_memory.SharedMemory uses:
+    /// SharedMemory(name="frames") and `mmkit shm cat frames` see the same bytes.
+    Shm(shm::ShmArgs),
 }
 
 fn main() -> ExitCode {
@@ -69,6 +79,7 @@ fn main() -> ExitCode {
         Command::Maps(args) => maps::run(&args),
         Command::Cache(args) => cache::run(&args),
         Command::Bench(args) => bench::run(&args),
+        Command::Shm(args) => shm::run(&args),
     };
     match result {
         Ok(code) => code,

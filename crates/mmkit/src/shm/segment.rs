@@ -326,6 +326,18 @@ impl Segment {
         Ok(st.st_size as u64)
     }
 
+    /// Set the size to `new_size` bytes:
+    /// [`ftruncate(2)`](https://man7.org/linux/man-pages/man2/ftruncate.2.html). Growing
+    /// adds zero bytes; shrinking drops the tail, and other processes touching it through
+    /// their mappings fault there (mmkit's guarded copies report `Truncated`).
+    ///
+    /// # Errors
+    /// `ENOSPC`/`ENOMEM` when the tmpfs is full, `EFBIG`/`EINVAL` for an impossible size.
+    pub fn resize(&self, new_size: u64) -> Result<()> {
+        rustix::fs::ftruncate(&self.fd, new_size)
+            .map_err(|e| seg_err(e, &self.name, "cannot set the size").at(0, new_size))
+    }
+
     /// Map the whole segment shared and read-write (`MAP_SHARED`, `PROT_READ|PROT_WRITE`).
     /// Another process may shrink it, so reads are guarded: a truncated segment gives
     /// `Err(Truncated)`, not SIGBUS.
@@ -370,5 +382,22 @@ mod tests {
             Some(libc::ENAMETOOLONG)
         );
         assert!(normalize(&"x".repeat(NAME_MAX)).is_ok());
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore)]
+    fn resize_grows_with_zeros_and_shrinks() {
+        let name = format!("mmkit-resize-{}", std::process::id());
+        let seg = Segment::create(&name, 4096).unwrap();
+        seg.map().unwrap().write_at(4095, b"x").unwrap();
+        seg.resize(3 * 4096).unwrap();
+        assert_eq!(seg.size().unwrap(), 3 * 4096);
+        let mut tail = [1u8; 4097];
+        seg.map().unwrap().read_at(4095, &mut tail).unwrap();
+        assert_eq!(tail[0], b'x');
+        assert!(tail[1..].iter().all(|&b| b == 0));
+        seg.resize(100).unwrap();
+        assert_eq!(seg.size().unwrap(), 100);
+        Segment::unlink(&name).unwrap();
     }
 }

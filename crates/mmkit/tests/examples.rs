@@ -1,0 +1,40 @@
+//! The examples run as a user runs them (`cargo run --example`), and check themselves: each
+//! prints a `verified:` line only when what it demonstrates held.
+
+use std::process::Command;
+
+#[test]
+#[cfg_attr(miri, ignore)]
+fn student_records_example_verifies_itself() {
+    let out = Command::new(env!("CARGO"))
+        .args([
+            "run",
+            "--quiet",
+            "--offline",
+            "-p",
+            "mmkit",
+            "--example",
+            "student_records",
+        ])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("run cargo");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    // The writer is a second process with its own pid.
+    let pids = |who: &str| -> Vec<String> {
+        stdout
+            .lines()
+            .filter_map(|l| l.strip_prefix(who))
+            .map(|rest| rest.split(']').next().unwrap_or("").to_string())
+            .collect()
+    };
+    let (parent, writer) = (pids("[parent sees pid "), pids("[writer sees pid "));
+    assert_eq!((parent.len(), writer.len()), (3, 3), "{stdout}");
+    assert_ne!(parent[0], writer[0], "{stdout}");
+    assert!(
+        stdout.contains("verified: the parent saw all 3 updates of the writer"),
+        "{stdout}"
+    );
+}
