@@ -572,7 +572,7 @@ fn current_tid() -> u32 {
 
 /// Whether thread `tid` has ended: `/proc/TID/stat` is gone, or it is a zombie (`Z`) or
 /// dead (`X`) and only waits to be reaped. Any other answer counts as alive.
-fn owner_dead(tid: u32) -> bool {
+pub(crate) fn owner_dead(tid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{tid}/stat")) {
         Err(e) => e.kind() == std::io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::ESRCH),
         // "pid (comm) S ...": the state follows the last ')' (comm may hold ')').
