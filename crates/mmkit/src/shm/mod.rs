@@ -4,13 +4,16 @@
 //!   Unix socket.
 //! - [`memfd`]: sealed memfds and descriptor passing (`SCM_RIGHTS`).
 //! - [`sync`]: process-shared synchronisation living inside shared memory.
+//! - [`condvar`]: a process-shared condition variable paired with the robust mutex.
 //! - [`typed`]: a typed value behind a checked header, initialised exactly once.
 
+pub mod condvar;
 pub mod memfd;
 pub mod segment;
 pub mod sync;
 pub mod typed;
 
+pub use condvar::Condvar;
 pub use memfd::{recv_fd, send_fd, Memfd, ReceivedSegment, SealedSegment, Seals};
 pub use segment::{Segment, SegmentOptions};
 pub use typed::{Shared, SharedOptions, SharedSafe};
