@@ -300,3 +300,18 @@ fn plain_data_is_copied_across_processes() {
     assert_eq!(shared.read().unwrap(), [5, 6, 7, 8]);
     assert_eq!(Shared::<[u64; 4]>::offset(), HEADER_SIZE);
 }
+
+#[test]
+fn a_panicking_initialiser_hands_the_claim_back() {
+    let name = Name::new("panic");
+    let caught = std::panic::catch_unwind(|| {
+        opts().create_or_open_segment::<Counters>(&name.0, |_| panic!("init failed"))
+    });
+    assert!(caught.is_err());
+    // Without the claim given back this would wait for a live initialiser and time out.
+    let (_seg, shared) = SharedOptions::new(1)
+        .timeout(Duration::from_secs(30))
+        .create_or_open_segment::<Counters>(&name.0, |s| s.with(|c| c.seeded.store(7, Relaxed)))
+        .unwrap();
+    assert_eq!(shared.with(|c| c.seeded.load(Relaxed)).unwrap(), 7);
+}

@@ -419,20 +419,32 @@ impl<T> Shared<T> {
             })?;
             let zeros = vec![0u8; std::mem::size_of::<T>()];
             self.map.write_at(Self::offset(), &zeros)?;
-            init(self)?;
+            // A panic in `init` gives the claim back too, then goes on unwinding.
+            let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| init(self)));
+            match ran {
+                Ok(r) => r?,
+                Err(panic) => {
+                    self.unclaim(me);
+                    std::panic::resume_unwind(panic);
+                }
+            }
             // Release: every write above happens before a peer's Acquire load of READY.
             self.header(|h| h.state.store(READY, Ordering::Release))?;
             published = true;
             Ok(())
         })();
         if !published {
-            // Give the claim back (only if still ours) so another process may try.
-            let _ = self.header(|h| {
-                h.state
-                    .compare_exchange(me, UNINIT, Ordering::Release, Ordering::Relaxed)
-            });
+            self.unclaim(me);
         }
         result
+    }
+
+    /// Give the claim `me` back (only if still ours) so another process may try.
+    fn unclaim(&self, me: u32) {
+        let _ = self.header(|h| {
+            h.state
+                .compare_exchange(me, UNINIT, Ordering::Release, Ordering::Relaxed)
+        });
     }
 
     /// Compare an initialised header with what this program expects.
