@@ -244,3 +244,40 @@ fn a_waiter_relocks_with_owner_died_when_the_owner_is_killed() {
         assert!(!w.mutex.is_locked());
     }
 }
+
+/// A notifier that spins on `try_lock` grabs the mutex the moment `wait` releases it and
+/// notifies at once: the narrowest window between the waiter's read of the word and
+/// its sleep. A lost wakeup there leaves the wait to time out, and the test fails.
+#[test]
+fn a_notifier_spinning_on_the_lock_loses_no_wakeup() {
+    const ROUNDS: u64 = 2000;
+    let map = shared();
+    let w = words(&map);
+    let turn = w.slot; // odd: the waiter asks; even: the notifier answered
+    let notifier = spawn(|| {
+        let end = std::time::Instant::now() + LIMIT;
+        while turn.load(Relaxed) < 2 * ROUNDS {
+            if std::time::Instant::now() > end {
+                return Err(LOST_WAKEUP);
+            }
+            let Some(r) = w.mutex.try_lock().map_err(|_| LOCK_FAILED)? else {
+                continue;
+            };
+            let t = turn.load(Relaxed);
+            if t % 2 == 1 {
+                turn.store(t + 1, Relaxed);
+                drop(r);
+                w.not_empty.notify_one();
+            }
+        }
+        Ok(())
+    });
+    for i in 0..ROUNDS {
+        let g = w.mutex.lock_timeout(LIMIT).unwrap().into_guard();
+        turn.store(2 * i + 1, Relaxed);
+        let g = wait_for(&w.not_empty, g, || turn.load(Relaxed) == 2 * i + 2)
+            .unwrap_or_else(|code| panic!("round {i}: exit code {code} (5: lost wakeup)"));
+        drop(g);
+    }
+    assert_eq!(notifier.wait().unwrap(), Exit::Code(0));
+}
