@@ -239,6 +239,28 @@ impl Mapping {
         Ok(unsafe { std::slice::from_raw_parts(ptr.cast::<AtomicU64>(), count) })
     }
 
+    /// Run `f` on a pointer to `len` bytes at `off` of read-write pages, under the SIGBUS
+    /// guard when the file can shrink (a truncation under the range gives `Err(Truncated)`
+    /// and `f` finishes on zero pages). For the typed views of [`crate::shm::typed`].
+    ///
+    /// # Safety
+    /// `f` must touch only `[ptr, ptr+len)`, and only with atomic accesses: other
+    /// processes may write the bytes at any time.
+    pub(crate) unsafe fn with_shared_ptr<R>(
+        &self,
+        off: usize,
+        len: usize,
+        f: impl FnOnce(*mut u8) -> R,
+    ) -> Result<R> {
+        self.region
+            .access(Op::View, off, len, Protection::READ_WRITE, f)
+    }
+
+    /// Whether the file behind the mapping can shrink (accesses need the SIGBUS guard).
+    pub(crate) fn can_shrink(&self) -> bool {
+        self.region.needs_guard()
+    }
+
     fn atomic_range(&self, off: usize, count: usize, size: usize) -> Result<*mut u8> {
         let len = count
             .checked_mul(size)

@@ -26,6 +26,27 @@
 //! slices — except a memfd sealed against shrinking and writing, which lends
 //! [`Mapping::sealed_slice`].
 //!
+//! ## Resizing a segment that others have mapped
+//!
+//! [`Segment::resize`] sets a new size with `ftruncate`. Nothing tells the peers: each
+//! mapping keeps the length it was made or last remapped with. The rule:
+//!
+//! - **Grow.** Peers keep working on the old range. To reach the new bytes a peer reads
+//!   the size with [`Segment::size`] (`fstat` on its own descriptor) and calls
+//!   [`Mapping::remap`] with it (`RemapMode::MayMove`). Until then an access past its
+//!   old length is `Err(OutOfRange)`.
+//! - **Shrink.** A peer touching a page past the new end would get SIGBUS; mmkit's guard
+//!   turns that into `Err(Truncated)` (the lost pages are replaced and remembered, so
+//!   later accesses to them fail at once, and no crash happens). On `Truncated` the peer
+//!   reads [`Segment::size`] and remaps to it, then carries on inside the new size.
+//! - **How peers learn of a change** other than by an error: keep a size or generation
+//!   word in a header the resizer updates — after `ftruncate` for a grow, before it for
+//!   a shrink (and shrink only once peers can take `Truncated`) — and have peers compare
+//!   it with what they mapped, e.g. before each batch of work.
+//! - For this reason lasting atomic views and `&T` are refused on segments (a shrink
+//!   cannot be guarded under a borrow); use copies, or
+//!   [`Shared::with`](super::typed::Shared::with), which runs under the guard.
+//!
 //! ## Example
 //!
 //! ```
@@ -327,12 +348,26 @@ impl Segment {
     }
 
     /// Set the size to `new_size` bytes:
-    /// [`ftruncate(2)`](https://man7.org/linux/man-pages/man2/ftruncate.2.html). Growing
-    /// adds zero bytes; shrinking drops the tail, and other processes touching it through
-    /// their mappings fault there (mmkit's guarded copies report `Truncated`).
+    /// [`ftruncate(2)`](https://man7.org/linux/man-pages/man2/ftruncate.2.html). New
+    /// bytes read as zero. Peers that mapped the segment must remap; see
+    /// [resizing](self#resizing-a-segment-that-others-have-mapped).
+    ///
+    /// ```
+    /// use mmkit::shm::segment::Segment;
+    /// let name = format!("mmkit-resize-doc-{}", std::process::id());
+    /// let seg = Segment::create(&name, 4096)?;
+    /// let mut map = seg.map()?;
+    /// seg.resize(3 * 4096)?;
+    /// map.remap(seg.size()? as usize, mmkit::RemapMode::MayMove)?;
+    /// map.write_at(8192, b"grown")?;
+    /// Segment::unlink(&name)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     ///
     /// # Errors
-    /// `ENOSPC`/`ENOMEM` when the tmpfs is full, `EFBIG`/`EINVAL` for an impossible size.
+    /// `EFBIG`/`EINVAL` for a size the file system refuses, `ENOSPC`/`ENOMEM` when the
+    /// tmpfs is full.
+    #[doc(alias = "ftruncate")]
     pub fn resize(&self, new_size: u64) -> Result<()> {
         rustix::fs::ftruncate(&self.fd, new_size)
             .map_err(|e| seg_err(e, &self.name, "cannot set the size").at(0, new_size))

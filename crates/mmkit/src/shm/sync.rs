@@ -367,7 +367,13 @@ impl<'a> RobustMutex<'a> {
     }
 }
 
-impl RobustMutexGuard<'_> {
+impl<'a> RobustMutexGuard<'a> {
+    /// The mutex this guard holds, to unlock and relock it around a condition-variable
+    /// wait.
+    pub(crate) fn mutex(&self) -> RobustMutex<'a> {
+        RobustMutex::new(self.word)
+    }
+
     /// Declare the protected state repaired after [`LockResult::OwnerDied`]; the mutex
     /// then unlocks normally. A no-op on a normally acquired guard.
     #[doc(alias = "pthread_mutex_consistent")]
