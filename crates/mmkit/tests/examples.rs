@@ -38,3 +38,39 @@ fn student_records_example_verifies_itself() {
         "{stdout}"
     );
 }
+
+#[test]
+#[cfg_attr(miri, ignore)]
+fn producer_consumer_example_verifies_itself() {
+    let out = Command::new(env!("CARGO"))
+        .args([
+            "run",
+            "--quiet",
+            "--offline",
+            "-p",
+            "mmkit",
+            "--example",
+            "producer_consumer",
+        ])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("run cargo");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    let pids: Vec<&str> = stdout
+        .lines()
+        .next()
+        .unwrap_or("")
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|w| !w.is_empty())
+        .collect();
+    assert_eq!(pids.len(), 2, "{stdout}");
+    assert_ne!(pids[0], pids[1], "two processes: {stdout}");
+    assert!(stdout.contains("consumer got #75000: sensor"), "{stdout}");
+    assert!(
+        stdout.contains("producer ended with exit code 0"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("verified: 100000 readings"), "{stdout}");
+}

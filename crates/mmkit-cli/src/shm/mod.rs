@@ -12,6 +12,8 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::process::ExitCode;
 
+mod bench;
+
 use anyhow::bail;
 use comfy_table::{presets, Cell, CellAlignment, ContentArrangement, Table};
 use mmkit::shm::segment::{Segment, SegmentOptions, SHM_DIR};
@@ -28,7 +30,8 @@ Examples:
   printf 'hello' | mmkit shm write frames --offset 4K
   mmkit shm cat frames --offset 4K --len 5
   mmkit shm ls --json
-  mmkit shm rm frames")]
+  mmkit shm rm frames
+  mmkit shm bench --sizes 64,1K,64K --json")]
 pub(crate) struct ShmArgs {
     #[command(subcommand)]
     command: ShmCommand,
@@ -50,6 +53,12 @@ enum ShmCommand {
     Cat(CatArgs),
     /// Copy stdin into a segment at an offset, through a mapping of it.
     Write(WriteArgs),
+    /// Measure mmkit's ring channel against a pipe and a Unix socket between two
+    /// processes: messages per second and round-trip latency (p50, p99, p99.9) for each
+    /// message size, and the machine's floor (two processes spinning on shared words).
+    ///
+    /// Takes about 10-20 s with the defaults; --quick for a glance.
+    Bench(bench::BenchArgs),
 }
 
 pub(crate) fn run(args: &ShmArgs) -> anyhow::Result<ExitCode> {
@@ -59,6 +68,7 @@ pub(crate) fn run(args: &ShmArgs) -> anyhow::Result<ExitCode> {
         ShmCommand::Rm(a) => rm(a),
         ShmCommand::Cat(a) => cat(a),
         ShmCommand::Write(a) => write(a),
+        ShmCommand::Bench(a) => bench::run(a),
     }
 }
 
@@ -80,7 +90,7 @@ fn bytes_arg(s: &str) -> Result<u64, String> {
 }
 
 /// A segment size: a byte count above zero.
-fn size_arg(s: &str) -> Result<u64, String> {
+pub(crate) fn size_arg(s: &str) -> Result<u64, String> {
     match bytes_arg(s)? {
         0 => Err("a segment needs at least 1 byte (an empty one cannot be mapped)".into()),
         n => Ok(n),

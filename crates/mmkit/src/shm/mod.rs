@@ -8,6 +8,7 @@
 //! - [`condvar`]: a process-shared condition variable paired with the robust mutex.
 //! - [`typed`]: a typed value behind a checked header, initialised exactly once.
 
+pub mod bench;
 pub mod condvar;
 pub mod memfd;
 pub mod ring;

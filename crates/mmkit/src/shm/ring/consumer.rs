@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::layout::{corrupt, record_size, RecordHeader, PAD, RECORD_HEADER};
-use super::wait::{claim, my_pid, wake, Wait, Woken};
+use super::wait::{claim, my_pid, register_fast_wake, wake, Wait, Woken};
 use super::Inner;
 use crate::error::{Error, ErrorKind, Op, Result};
 
@@ -24,6 +24,8 @@ pub struct Consumer {
     head_seen: u64,
     spin: Duration,
     pid: u32,
+    /// Registered for `membarrier`: wakes need no fence (see `wait::wake`).
+    fast_wake: bool,
 }
 
 impl std::fmt::Debug for Consumer {
@@ -55,6 +57,7 @@ impl Consumer {
             tail,
             spin: inner.spin,
             pid,
+            fast_wake: register_fast_wake(),
             inner,
         })
     }
@@ -96,6 +99,9 @@ impl Consumer {
     }
 
     fn recv_deadline(&mut self, deadline: Option<Instant>) -> Result<Option<Message<'_>>> {
+        if self.available()? {
+            return self.next_message().map(Some);
+        }
         let inner = self.inner.clone();
         let h = inner.header();
         let tail = self.tail;
@@ -121,10 +127,11 @@ impl Consumer {
             match wait.until(ready)? {
                 Woken::Ready => continue,
                 Woken::TimedOut => return Ok(None),
-                Woken::PeerDied(pid) => return Err(Error::new(Op::Receive, ErrorKind::PeerDied)
-                    .detail(format!(
+                Woken::PeerDied(pid) => {
+                    return Err(Error::new(Op::Receive, ErrorKind::PeerDied).detail(format!(
                     "the ring's producer (pid {pid}) died; every message it committed was received"
-                ))),
+                )))
+                }
             }
         }
     }
@@ -202,7 +209,7 @@ impl Consumer {
         self.tail = next_tail;
         let h = self.inner.header();
         h.cons.tail.store(next_tail, Ordering::Release);
-        wake(&h.space_free);
+        wake(&h.space_free, self.fast_wake);
     }
 }
 
@@ -214,7 +221,7 @@ impl Drop for Consumer {
             h.peers
                 .consumer_pid
                 .compare_exchange(self.pid, 0, Ordering::AcqRel, Ordering::Relaxed);
-        wake(&h.space_free);
+        wake(&h.space_free, self.fast_wake);
     }
 }
 

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::layout::{corrupt, record_size, RecordHeader, NO_RECORD, PAD, RECORD_HEADER};
-use super::wait::{claim, my_pid, wake, Wait, Woken};
+use super::wait::{claim, my_pid, register_fast_wake, wake, Wait, Woken};
 use super::Inner;
 use crate::error::{Error, ErrorKind, Op, Result};
 
@@ -26,6 +26,8 @@ pub struct Producer {
     next_seq: u64,
     spin: Duration,
     pid: u32,
+    /// Registered for `membarrier`: wakes need no fence (see `wait::wake`).
+    fast_wake: bool,
 }
 
 impl std::fmt::Debug for Producer {
@@ -57,6 +59,7 @@ impl Producer {
             next_seq: 0,
             spin: inner.spin,
             pid,
+            fast_wake: register_fast_wake(),
             inner,
         };
         p.check_positions()?;
@@ -293,7 +296,7 @@ impl Producer {
         h.prod.last_start.store(start, Ordering::Release);
         self.head = start + record_size(len);
         h.prod.head.store(self.head, Ordering::Release);
-        wake(&h.data_ready);
+        wake(&h.data_ready, self.fast_wake);
         self.next_seq += 1;
         seq
     }
@@ -307,7 +310,7 @@ impl Drop for Producer {
             h.peers
                 .producer_pid
                 .compare_exchange(self.pid, 0, Ordering::AcqRel, Ordering::Relaxed);
-        wake(&h.data_ready);
+        wake(&h.data_ready, self.fast_wake);
     }
 }
 

@@ -1,7 +1,7 @@
 //! Waiting for the other side of a ring: spin briefly, then sleep in `FUTEX_WAIT`,
 //! checking every [`SLICE`] that the peer still lives.
 
-use std::sync::atomic::{fence, AtomicU32, Ordering};
+use std::sync::atomic::{compiler_fence, fence, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use rustix::io::Errno;
@@ -47,6 +47,7 @@ impl Wait<'_> {
             let seen = self.line.seq.load(Ordering::Acquire);
             self.line.waiting.store(1, Ordering::Relaxed);
             fence(Ordering::SeqCst);
+            heavy_barrier();
             if ready() {
                 self.line.waiting.store(0, Ordering::Relaxed);
                 return Ok(Woken::Ready);
@@ -116,12 +117,38 @@ impl Wait<'_> {
 }
 
 /// After publishing a position: wake the other side if it sleeps (or is about to).
-pub(crate) fn wake(line: &WakeLine) {
-    fence(Ordering::SeqCst);
+///
+/// `registered` says this process registered for `MEMBARRIER_CMD_GLOBAL_EXPEDITED`
+/// ([`register_fast_wake`]): then a compiler fence is enough here, because a sleeper
+/// issues `membarrier(2)` between setting its flag and its last look, which runs a full
+/// barrier on every CPU running this process (the asymmetric form of Dekker's pattern:
+/// the hot path pays nothing, the rare sleep pays an IPI). Otherwise a `SeqCst` fence.
+pub(crate) fn wake(line: &WakeLine, registered: bool) {
+    if registered {
+        compiler_fence(Ordering::SeqCst);
+    } else {
+        fence(Ordering::SeqCst);
+    }
     if line.waiting.load(Ordering::Relaxed) != 0 {
         line.seq.fetch_add(1, Ordering::Release);
         let _ = futex::wake(&line.seq, futex::Flags::empty(), 1);
     }
+}
+
+/// Register this process for [`membarrier(2)`](https://man7.org/linux/man-pages/man2/membarrier.2.html)
+/// `MEMBARRIER_CMD_GLOBAL_EXPEDITED`, so its wakers may skip the fence (see [`wake`]).
+/// `false` when the kernel refuses (then wakers fence).
+pub(crate) fn register_fast_wake() -> bool {
+    use rustix::thread::{membarrier, MembarrierCommand};
+    membarrier(MembarrierCommand::RegisterGlobalExpedited).is_ok()
+}
+
+/// Run a full memory barrier on every CPU running a registered process: the sleeper's
+/// half of [`wake`]'s bargain. Without kernel support, registration failed too, and the
+/// wakers fence.
+fn heavy_barrier() {
+    use rustix::thread::{membarrier, MembarrierCommand};
+    let _ = membarrier(MembarrierCommand::GlobalExpedited);
 }
 
 /// This process's pid, as stored in the ring's peer words.

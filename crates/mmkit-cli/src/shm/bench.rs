@@ -1,0 +1,168 @@
+//! `mmkit shm bench`: presents [`mmkit::shm::bench`] as a table or JSON.
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use clap::Args;
+use comfy_table::{presets, Cell, CellAlignment, ContentArrangement, Table};
+use mmkit::shm::bench::{Row, ShmBenchOptions, ShmBenchReport, Transport};
+
+/// Options of `mmkit shm bench`.
+#[derive(Debug, Args)]
+pub(crate) struct BenchArgs {
+    /// Message sizes (bytes; K, M suffixes), comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "64,1K,64K", value_parser = super::size_arg)]
+    sizes: Vec<u64>,
+    /// Round trips per latency measurement.
+    #[arg(long, default_value_t = 20_000)]
+    rounds: usize,
+    /// Bytes to send per throughput measurement (between 2 000 and 2 000 000 messages).
+    #[arg(long, default_value = "256M", value_parser = super::size_arg)]
+    bytes: u64,
+    /// Ring capacity: a power of two, at least 4x the largest message plus 64.
+    #[arg(long, default_value = "1M", value_parser = super::size_arg)]
+    capacity: u64,
+    /// Fewer messages and round trips (a quick look, noisier figures).
+    #[arg(long)]
+    quick: bool,
+    /// Pin the parent to CPU 0 and the child to CPU 1 (by default the scheduler places
+    /// them; pinning was slower on the VMs this was measured on).
+    #[arg(long)]
+    pin: bool,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+pub(crate) fn run(args: &BenchArgs) -> anyhow::Result<ExitCode> {
+    let mut opts = ShmBenchOptions {
+        sizes: args.sizes.iter().map(|&s| s as usize).collect(),
+        bytes_per_run: args.bytes,
+        rounds: args.rounds,
+        ring_capacity: args.capacity as usize,
+        pin: args.pin,
+    };
+    if args.quick {
+        opts.bytes_per_run = opts.bytes_per_run.min(16 << 20);
+        opts.rounds = opts.rounds.min(2_000);
+    }
+    let tty = std::io::stderr().is_terminal();
+    let report = mmkit::shm::bench::run(&opts, |what| {
+        if tty {
+            eprint!("\r\x1b[Kmeasuring {what}…");
+        }
+    })?;
+    if tty {
+        eprint!("\r\x1b[K");
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", render(&report));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn render(report: &ShmBenchReport) -> String {
+    let mut table = Table::new();
+    table
+        .load_style(presets::NOTHING)
+        .set_content_arrangement(ContentArrangement::Disabled)
+        .set_header(
+            [
+                "size",
+                "transport",
+                "msgs/s",
+                "throughput",
+                "vs pipe",
+                "rtt p50",
+                "p99",
+                "p99.9",
+            ]
+            .iter()
+            .map(Cell::new),
+        );
+    for r in &report.rows {
+        table.add_row(row(report, r));
+    }
+    for i in [0, 2, 3, 4, 5, 6, 7] {
+        if let Some(col) = table.column_mut(i) {
+            col.set_cell_alignment(CellAlignment::Right);
+        }
+    }
+    let mut out = format!("{table}\n");
+    out.push_str(&summary(report));
+    out
+}
+
+fn row(report: &ShmBenchReport, r: &Row) -> Vec<String> {
+    let spin = r.transport == Transport::SpinLimit;
+    let pipe = report.row(Transport::Pipe, r.size);
+    let vs_pipe = match (spin, pipe) {
+        (false, Some(p)) if p.msgs_per_sec > 0.0 => {
+            format!("{:.1}x", r.msgs_per_sec / p.msgs_per_sec)
+        }
+        _ => "-".into(),
+    };
+    let dash = |v: String| if spin { "-".to_string() } else { v };
+    vec![
+        if spin {
+            "8 B".into()
+        } else {
+            mmkit::bench::format_size(r.size as u64)
+        },
+        r.transport.name().into(),
+        dash(format!("{:.2} M", r.msgs_per_sec / 1e6)),
+        dash(format!("{:.2} GB/s", r.bytes_per_sec / 1e9)),
+        vs_pipe,
+        ns(r.rtt.p50_ns),
+        ns(r.rtt.p99_ns),
+        ns(r.rtt.p999_ns),
+    ]
+}
+
+fn ns(v: f64) -> String {
+    if v >= 10_000.0 {
+        format!("{:.1} µs", v / 1000.0)
+    } else {
+        format!("{v:.0} ns")
+    }
+}
+
+/// The two targets: 64-byte throughput against a pipe, round trip against the spin limit.
+fn summary(report: &ShmBenchReport) -> String {
+    let mut out = String::new();
+    let spin = report.row(Transport::SpinLimit, 8).map(|r| r.rtt.p50_ns);
+    for size in report
+        .rows
+        .iter()
+        .filter(|r| r.transport == Transport::Ring)
+        .map(|r| r.size)
+    {
+        let (Some(ring), Some(pipe)) = (
+            report.row(Transport::Ring, size),
+            report.row(Transport::Pipe, size),
+        ) else {
+            continue;
+        };
+        out.push_str(&format!(
+            "{}: ring {:.1}x the messages/s of a pipe, round trip {:.1}x faster (p50)",
+            mmkit::bench::format_size(size as u64),
+            ring.msgs_per_sec / pipe.msgs_per_sec,
+            pipe.rtt.p50_ns / ring.rtt.p50_ns,
+        ));
+        if let Some(s) = spin.filter(|s| *s > 0.0) {
+            out.push_str(&format!(
+                "; {:.2}x the spin limit's round trip",
+                ring.rtt.p50_ns / s
+            ));
+        }
+        out.push('\n');
+    }
+    if !report.pinned {
+        out.push_str(
+            "note: one CPU: parent and child share it, round trips include a context switch\n",
+        );
+    }
+    out
+}

@@ -1,0 +1,95 @@
+//! `mmkit shm bench` through the real binary: every transport measured at every size,
+//! figures that are internally consistent, and clear errors for impossible settings.
+
+use std::process::Command;
+
+fn bench(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_mmkit"))
+        .args(["shm", "bench"])
+        .args(args)
+        .output()
+        .expect("run mmkit")
+}
+
+#[test]
+fn json_report_has_every_transport_and_size_with_ordered_percentiles() {
+    let out = bench(&[
+        "--sizes", "64,4K", "--bytes", "1M", "--rounds", "500", "--json",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rows = v["rows"].as_array().unwrap();
+    // The spin limit, then ring, pipe and unix socket at each size.
+    assert_eq!(rows.len(), 1 + 2 * 3, "{v}");
+    assert_eq!(rows[0]["transport"], "spin_limit");
+    for size in [64u64, 4096] {
+        for t in ["ring", "pipe", "unix_socket"] {
+            let r = rows
+                .iter()
+                .find(|r| r["transport"] == t && r["size"] == size)
+                .unwrap_or_else(|| panic!("no {t} row at {size}: {v}"));
+            // 1 MiB over the size, at least 2000 messages.
+            let want = (1u64 << 20) / size;
+            assert_eq!(r["messages"].as_u64().unwrap(), want.max(2000), "{r}");
+            let per_sec = r["msgs_per_sec"].as_f64().unwrap();
+            let bytes_per_sec = r["bytes_per_sec"].as_f64().unwrap();
+            assert!(per_sec > 0.0, "{r}");
+            assert!(
+                (bytes_per_sec / per_sec - size as f64).abs() < 1e-6 * size as f64,
+                "{r}"
+            );
+            let rtt = &r["rtt"];
+            let p = |k: &str| rtt[k].as_f64().unwrap();
+            assert!(p("min_ns") > 0.0, "{r}");
+            assert!(
+                p("min_ns") <= p("p50_ns") && p("p50_ns") <= p("p99_ns"),
+                "{r}"
+            );
+            assert!(p("p99_ns") <= p("p999_ns"), "{r}");
+        }
+    }
+}
+
+#[test]
+fn table_names_the_ratios_against_a_pipe_and_the_spin_limit() {
+    let out = bench(&["--sizes", "64", "--bytes", "512K", "--rounds", "300"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for word in [
+        "spin limit",
+        "ring",
+        "pipe",
+        "unix socket",
+        "rtt p50",
+        "p99.9",
+    ] {
+        assert!(stdout.contains(word), "{word}: {stdout}");
+    }
+    assert!(
+        stdout.contains("64 B: ring") && stdout.contains("the messages/s of a pipe"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("the spin limit's round trip"), "{stdout}");
+}
+
+#[test]
+fn messages_too_large_for_the_ring_and_bad_capacities_are_errors() {
+    let out = bench(&["--sizes", "64K", "--capacity", "64K", "--rounds", "10"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("need a ring of at least 512 KiB"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+
+    let out = bench(&["--sizes", "64", "--capacity", "5000", "--rounds", "10"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("power of two"), "{stderr}");
+}

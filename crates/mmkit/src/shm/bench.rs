@@ -1,0 +1,471 @@
+//! `mmkit shm bench`: the ring channel against a pipe and a Unix socket, between two
+//! processes, in one run.
+//!
+//! For each message size it measures, per transport:
+//!
+//! - **throughput**: the parent sends `count` messages as fast as it can, a forked child
+//!   receives them; messages per second from the first send to the child's "done";
+//! - **round trip**: the parent sends one message, the child echoes it back, `rounds`
+//!   times; the p50, p99 and p99.9 of the round-trip times.
+//!
+//! A fourth line measures the machine's limit for a round trip through shared memory:
+//! two processes spinning on one atomic word each, with no protocol at all. Each
+//! measurement is taken after a warm-up pass (first touches of memory are slow in a VM).
+//! The processes are left to the scheduler unless `pin` asks for CPUs 0 and 1.
+//!
+//! Forks a child per measurement, so it must run in a single-threaded process (the
+//! `mmkit` CLI is); otherwise it returns an error rather than fork unsafely.
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::error::{Error, ErrorKind, Op, Result};
+use crate::map::MapOptions;
+use crate::process::{fork, Child, ChildLink, Exit};
+use crate::shm::ring::{Consumer, Producer, RingOptions};
+
+/// The transports compared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Transport {
+    /// mmkit's ring channel (two rings for round trips).
+    Ring,
+    /// A pair of pipes; one `write` and one `read_exact` per message.
+    Pipe,
+    /// A `socketpair(AF_UNIX, SOCK_STREAM)`; one `write` and one `read_exact` a message.
+    UnixSocket,
+    /// Two atomics spun on in shared memory: the floor for any shared-memory round trip.
+    SpinLimit,
+}
+
+impl Transport {
+    /// The name used in tables and JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            Transport::Ring => "ring",
+            Transport::Pipe => "pipe",
+            Transport::UnixSocket => "unix socket",
+            Transport::SpinLimit => "spin limit",
+        }
+    }
+}
+
+/// What to measure.
+#[derive(Debug, Clone)]
+pub struct ShmBenchOptions {
+    /// Message sizes in bytes.
+    pub sizes: Vec<usize>,
+    /// Total bytes to send per throughput measurement (the count is this over the size,
+    /// between 2 000 and 2 000 000 messages).
+    pub bytes_per_run: u64,
+    /// Round trips per latency measurement.
+    pub rounds: usize,
+    /// Ring data capacity in bytes.
+    pub ring_capacity: usize,
+    /// Pin the parent to CPU 0 and the child to CPU 1.
+    pub pin: bool,
+}
+
+impl Default for ShmBenchOptions {
+    fn default() -> Self {
+        ShmBenchOptions {
+            sizes: vec![64, 1024, 65536],
+            bytes_per_run: 256 << 20,
+            rounds: 20_000,
+            ring_capacity: 1 << 20,
+            pin: false,
+        }
+    }
+}
+
+/// Round-trip percentiles in nanoseconds.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Latency {
+    /// Median.
+    pub p50_ns: f64,
+    /// 99th percentile.
+    pub p99_ns: f64,
+    /// 99.9th percentile.
+    pub p999_ns: f64,
+    /// Fastest.
+    pub min_ns: f64,
+}
+
+/// One transport at one size.
+#[derive(Debug, Clone, Serialize)]
+pub struct Row {
+    /// Which transport.
+    pub transport: Transport,
+    /// Message size in bytes.
+    pub size: usize,
+    /// Messages sent in the throughput run (0 for the spin limit).
+    pub messages: u64,
+    /// Messages per second (0 for the spin limit).
+    pub msgs_per_sec: f64,
+    /// Payload bytes per second.
+    pub bytes_per_sec: f64,
+    /// Round trips.
+    pub rtt: Latency,
+}
+
+/// The whole run.
+#[derive(Debug, Clone, Serialize)]
+pub struct ShmBenchReport {
+    /// Every measurement, by size then transport.
+    pub rows: Vec<Row>,
+    /// Whether parent and child were pinned to different CPUs.
+    pub pinned: bool,
+    /// CPUs online.
+    pub cpus: usize,
+}
+
+impl ShmBenchReport {
+    /// The row for `transport` at `size`.
+    pub fn row(&self, transport: Transport, size: usize) -> Option<&Row> {
+        self.rows
+            .iter()
+            .find(|r| r.transport == transport && r.size == size)
+    }
+}
+
+/// Run the benchmark; `progress` is told what is being measured.
+///
+/// # Errors
+/// A multi-threaded caller; a size the ring cannot carry; a child that failed.
+pub fn run(opts: &ShmBenchOptions, mut progress: impl FnMut(&str)) -> Result<ShmBenchReport> {
+    check_single_threaded()?;
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    // Not pinned: on this kind of VM, pinning both ends to fixed CPUs made ring round
+    // trips about 3x slower (1 µs against 0.3 µs) than letting the scheduler place them.
+    let pinned = opts.pin && cpus >= 2;
+    let mut rows = Vec::new();
+    progress("spin limit");
+    rows.push(spin_limit(opts.rounds, pinned)?);
+    for &size in &opts.sizes {
+        let max = opts.ring_capacity / 4 - 16;
+        if size > max {
+            return Err(Error::new(Op::Send, ErrorKind::TooLarge).detail(format!(
+                "{size}-byte messages need a ring of at least {} (--capacity)",
+                crate::bench::format_size((4 * (size + 16)).next_power_of_two() as u64)
+            )));
+        }
+        let count = (opts.bytes_per_run / size.max(1) as u64).clamp(2_000, 2_000_000);
+        for t in [Transport::Ring, Transport::Pipe, Transport::UnixSocket] {
+            progress(&format!("{} {size} B", t.name()));
+            rows.push(measure(t, size, count, opts, pinned)?);
+        }
+    }
+    Ok(ShmBenchReport { rows, pinned, cpus })
+}
+
+fn check_single_threaded() -> Result<()> {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let threads = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Threads:"))
+        .and_then(|v| v.trim().parse::<usize>().ok());
+    if threads != Some(1) {
+        return Err(Error::new(Op::Process, ErrorKind::Unsupported)
+            .detail("the shm bench forks children and must run in a single-threaded process")
+            .hint("run it through the `mmkit shm bench` command"));
+    }
+    Ok(())
+}
+
+/// Fork `f` as a child pinned to CPU 1 (when pinning).
+fn spawn(pinned: bool, f: impl FnOnce(&mut ChildLink) -> i32) -> Result<Child> {
+    // SAFETY: the process has a single thread (checked in `run`), so no lock can be held
+    // by a thread that does not exist in the child; `fork` catches a panic.
+    unsafe {
+        fork(move |link| {
+            if pinned {
+                pin(1);
+            }
+            f(link)
+        })
+    }
+}
+
+fn pin(cpu: usize) {
+    let mut set = rustix::thread::CpuSet::new();
+    set.set(cpu);
+    let _ = rustix::thread::sched_setaffinity(None, &set);
+}
+
+fn finish(child: Child, what: &str) -> Result<()> {
+    match child.wait()? {
+        Exit::Code(0) => Ok(()),
+        other => Err(Error::new(Op::Process, ErrorKind::Unsupported)
+            .detail(format!("the {what} child ended with {}", other.describe()))),
+    }
+}
+
+fn measure(
+    t: Transport,
+    size: usize,
+    count: u64,
+    o: &ShmBenchOptions,
+    pinned: bool,
+) -> Result<Row> {
+    if pinned {
+        pin(0);
+    }
+    // Warm-up passes, then the measured ones.
+    throughput(t, size, count / 10 + 1, o.ring_capacity, pinned)?;
+    let secs = throughput(t, size, count, o.ring_capacity, pinned)?;
+    round_trips(t, size, o.rounds / 10 + 1, o.ring_capacity, pinned)?;
+    let rtt = round_trips(t, size, o.rounds, o.ring_capacity, pinned)?;
+    let per_sec = count as f64 / secs;
+    Ok(Row {
+        transport: t,
+        size,
+        messages: count,
+        msgs_per_sec: per_sec,
+        bytes_per_sec: per_sec * size as f64,
+        rtt,
+    })
+}
+
+/// Byte streams both ways: (parent writes, child reads) and (child writes, parent reads).
+struct Streams {
+    to_child: (std::fs::File, std::fs::File),
+    to_parent: (std::fs::File, std::fs::File),
+}
+
+fn streams(t: Transport) -> Result<Streams> {
+    let os = |e: std::io::Error| {
+        Error::os(
+            Op::Process,
+            rustix::io::Errno::from_io_error(&e).unwrap_or(rustix::io::Errno::IO),
+        )
+    };
+    let pipe = || -> Result<(std::fs::File, std::fs::File)> {
+        let (r, w) = rustix::pipe::pipe().map_err(|e| Error::os(Op::Process, e))?;
+        Ok((std::fs::File::from(w), std::fs::File::from(r)))
+    };
+    match t {
+        Transport::Pipe => Ok(Streams {
+            to_child: pipe()?,
+            to_parent: pipe()?,
+        }),
+        _ => {
+            let (a, b) = UnixStream::pair().map_err(os)?;
+            let (a2, b2) = (a.try_clone().map_err(os)?, b.try_clone().map_err(os)?);
+            let f = |s: UnixStream| std::fs::File::from(std::os::fd::OwnedFd::from(s));
+            Ok(Streams {
+                to_child: (f(a), f(b)),
+                to_parent: (f(b2), f(a2)),
+            })
+        }
+    }
+}
+
+/// Seconds to move `count` messages of `size` bytes from parent to child.
+fn throughput(t: Transport, size: usize, count: u64, cap: usize, pinned: bool) -> Result<f64> {
+    let msg = vec![0x5au8; size];
+    match t {
+        Transport::Ring => {
+            let ring = RingOptions::new().capacity(cap).anonymous()?;
+            let mut child = spawn(pinned, |link| {
+                let Ok(mut rx) = ring.consumer() else {
+                    return 2;
+                };
+                link.send(b'r');
+                let code = drain_ring(&mut rx, size, count);
+                link.send(b'd');
+                code
+            })?;
+            let mut tx = ring.producer()?;
+            child.recv();
+            let start = Instant::now();
+            for _ in 0..count {
+                tx.send(&msg)?;
+            }
+            child.recv();
+            let secs = start.elapsed().as_secs_f64();
+            finish(child, "ring reader")?;
+            Ok(secs)
+        }
+        _ => {
+            let s = streams(t)?;
+            let (mut w, mut r) = s.to_child;
+            let mut child = spawn(pinned, move |link| {
+                link.send(b'r');
+                let mut buf = vec![0u8; size];
+                for _ in 0..count {
+                    if r.read_exact(&mut buf).is_err() || buf[size - 1] != 0x5a {
+                        return 3;
+                    }
+                }
+                link.send(b'd');
+                0
+            })?;
+            child.recv();
+            let start = Instant::now();
+            for _ in 0..count {
+                w.write_all(&msg).map_err(|e| io_err(&e))?;
+            }
+            child.recv();
+            let secs = start.elapsed().as_secs_f64();
+            finish(child, "stream reader")?;
+            Ok(secs)
+        }
+    }
+}
+
+fn drain_ring(rx: &mut Consumer, size: usize, count: u64) -> i32 {
+    for _ in 0..count {
+        match rx.recv() {
+            Ok(m) if m.len() == size && m.last() == Some(&0x5a) => {}
+            _ => return 3,
+        }
+    }
+    0
+}
+
+fn io_err(e: &std::io::Error) -> Error {
+    Error::os(
+        Op::Send,
+        rustix::io::Errno::from_io_error(e).unwrap_or(rustix::io::Errno::IO),
+    )
+}
+
+/// Percentiles of `rounds` round trips of `size`-byte messages.
+fn round_trips(
+    t: Transport,
+    size: usize,
+    rounds: usize,
+    cap: usize,
+    pinned: bool,
+) -> Result<Latency> {
+    let mut times = Vec::with_capacity(rounds);
+    let msg = vec![0x5au8; size];
+    match t {
+        Transport::Ring => {
+            let there = RingOptions::new().capacity(cap).anonymous()?;
+            let back = RingOptions::new().capacity(cap).anonymous()?;
+            let child = spawn(pinned, |_| echo_ring(&there, &back, rounds))?;
+            let (mut tx, mut rx) = (there.producer()?, back.consumer()?);
+            for _ in 0..rounds {
+                let start = Instant::now();
+                tx.send(&msg)?;
+                let m = rx.recv()?;
+                times.push(start.elapsed());
+                drop(m);
+            }
+            finish(child, "ring echo")?;
+        }
+        _ => {
+            let s = streams(t)?;
+            let (mut w, mut r) = (s.to_child.0, s.to_parent.1);
+            let (mut cr, mut cw) = (s.to_child.1, s.to_parent.0);
+            let child = spawn(pinned, move |_| {
+                let mut buf = vec![0u8; size];
+                for _ in 0..rounds {
+                    if cr.read_exact(&mut buf).is_err() || cw.write_all(&buf).is_err() {
+                        return 3;
+                    }
+                }
+                0
+            })?;
+            let mut buf = vec![0u8; size];
+            for _ in 0..rounds {
+                let start = Instant::now();
+                w.write_all(&msg).map_err(|e| io_err(&e))?;
+                r.read_exact(&mut buf).map_err(|e| io_err(&e))?;
+                times.push(start.elapsed());
+            }
+            finish(child, "stream echo")?;
+        }
+    }
+    Ok(percentiles(&mut times))
+}
+
+fn echo_ring(there: &crate::shm::ring::Ring, back: &crate::shm::ring::Ring, rounds: usize) -> i32 {
+    let (Ok(mut rx), Ok(mut tx)) = (there.consumer(), back.producer()) else {
+        return 2;
+    };
+    for _ in 0..rounds {
+        if echo_one(&mut rx, &mut tx).is_err() {
+            return 3;
+        }
+    }
+    0
+}
+
+fn echo_one(rx: &mut Consumer, tx: &mut Producer) -> Result<()> {
+    let m = rx.recv()?;
+    let mut r = tx.reserve(m.len())?;
+    r.copy_from_slice(&m);
+    r.commit();
+    Ok(())
+}
+
+/// Round trips through two atomics spun on: the parent stores `i` in `ping` and spins
+/// until the child stores `i` in `pong`.
+fn spin_limit(rounds: usize, pinned: bool) -> Result<Row> {
+    if pinned {
+        pin(0);
+    }
+    let words = MapOptions::new().len(4096).map_anon_shared()?;
+    // Two words on different cache lines.
+    let w = words.atomic_u64s(0, 32)?;
+    let (ping, pong) = (&w[0], &w[16]);
+    let total = rounds + rounds / 10;
+    let child = spawn(pinned, |_| {
+        for i in 1..=total as u64 {
+            spin_for(ping, i);
+            pong.store(i, Ordering::Release);
+        }
+        0
+    })?;
+    let mut times = Vec::with_capacity(rounds);
+    for i in 1..=total as u64 {
+        let start = Instant::now();
+        ping.store(i, Ordering::Release);
+        spin_for(pong, i);
+        if i as usize > total - rounds {
+            times.push(start.elapsed());
+        }
+    }
+    finish(child, "spin echo")?;
+    Ok(Row {
+        transport: Transport::SpinLimit,
+        size: 8,
+        messages: 0,
+        msgs_per_sec: 0.0,
+        bytes_per_sec: 0.0,
+        rtt: percentiles(&mut times),
+    })
+}
+
+fn spin_for(word: &AtomicU64, value: u64) {
+    let start = Instant::now();
+    let mut n = 0u32;
+    while word.load(Ordering::Acquire) != value {
+        std::hint::spin_loop();
+        n = n.wrapping_add(1);
+        // A peer that died leaves us spinning: give up after 10 s.
+        if n % 4096 == 0 && start.elapsed() > Duration::from_secs(10) {
+            return;
+        }
+    }
+}
+
+fn percentiles(times: &mut [Duration]) -> Latency {
+    times.sort_unstable();
+    let at = |q: f64| {
+        let i = ((times.len() as f64 * q) as usize).min(times.len().saturating_sub(1));
+        times.get(i).map_or(0.0, |d| d.as_nanos() as f64)
+    };
+    Latency {
+        p50_ns: at(0.5),
+        p99_ns: at(0.99),
+        p999_ns: at(0.999),
+        min_ns: at(0.0),
+    }
+}
