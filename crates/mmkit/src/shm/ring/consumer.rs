@@ -121,10 +121,11 @@ impl Consumer {
             match wait.until(ready)? {
                 Woken::Ready => continue,
                 Woken::TimedOut => return Ok(None),
-                Woken::PeerDied(pid) => return Err(Error::new(Op::Receive, ErrorKind::PeerDied)
-                    .detail(format!(
+                Woken::PeerDied(pid) => {
+                    return Err(Error::new(Op::Receive, ErrorKind::PeerDied).detail(format!(
                     "the ring's producer (pid {pid}) died; every message it committed was received"
-                ))),
+                )))
+                }
             }
         }
     }
