@@ -254,16 +254,16 @@ impl ZstdSource {
     fn decode_chunk(&self, i: usize, start: u64) -> Result<Vec<u8>> {
         let f = &self.index.frames[i];
         let mut slot = self.cursor.lock().unwrap_or_else(|p| p.into_inner());
-        if !matches!(&*slot, Some(c) if c.frame == i && c.pos <= start) {
-            let dec = frame_decoder(&self.file, f).map_err(|e| self.decode_err(f, e))?;
-            *slot = Some(Cursor {
-                frame: i,
-                pos: 0,
-                dec,
-            });
-        }
-        let Some(cur) = slot.as_mut() else {
-            unreachable!("the cursor was set above");
+        let cur = match slot.as_mut() {
+            Some(c) if c.frame == i && c.pos <= start => c,
+            _ => {
+                let dec = frame_decoder(&self.file, f).map_err(|e| self.decode_err(f, e))?;
+                slot.insert(Cursor {
+                    frame: i,
+                    pos: 0,
+                    dec,
+                })
+            }
         };
         let n = CHUNK.min(f.usize - start) as usize;
         let mut out = vec![0u8; n];
