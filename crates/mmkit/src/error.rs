@@ -134,7 +134,8 @@ pub enum ErrorKind {
     /// A message does not fit: it is larger than the ring accepts.
     TooLarge,
     /// Shared state breaks its invariants (a bad record length, a position out of
-    /// order): a process wrote the memory without following the protocol.
+    /// order): a process wrote the memory without following the protocol. Also a file
+    /// whose format is damaged (a truncated or undecodable zstd file).
     Corrupt,
 }
 

@@ -9,6 +9,7 @@
 //! | guard | [`guard`] | a file truncated under a mapping gives `Err(Truncated)`, never a SIGBUS crash |
 //! | file | [`file`](mod@file) | [`MappedFile`]: a file object with Python-`mmap` parity |
 //! | search | [`search`] | fixed-string search through a mapping (offsets, lines, counts) |
+//! | page | [`pager`] | data sources for demand paging: files, generated data, zstd files read at random |
 //! | observe | [`probe`] | per-mapping RSS/PSS/dirty from smaps, fault counters, locked memory |
 //! | tour | [`tour`] | live checks of what the Linux docs claim about `mmap` |
 //!
@@ -53,6 +54,7 @@ mod error;
 pub mod file;
 pub mod guard;
 pub mod map;
+pub mod pager;
 pub mod probe;
 pub mod process;
 pub mod search;

@@ -1,0 +1,324 @@
+//! The frame index of a zstd file: where each frame lies, compressed and uncompressed.
+//!
+//! Built from the seekable format's seek table when the file ends with one, else by
+//! walking the frames: each frame header gives its content size, each 3-byte block
+//! header the block's compressed size (RFC 8878, sections 3.1.1 and 3.1.1.2).
+
+use std::fs::File;
+use std::path::Path;
+
+use super::super::source::{io_err, pread_full};
+use crate::{Error, ErrorKind, Op, Result};
+
+/// The magic number starting a zstd frame.
+pub(super) const FRAME_MAGIC: u32 = 0xFD2F_B528;
+/// Skippable frames start with `0x184D2A50..=0x184D2A5F`.
+const SKIPPABLE_MASK: u32 = 0xFFFF_FFF0;
+const SKIPPABLE_BASE: u32 = 0x184D_2A50;
+/// The skippable magic number the seekable format uses for its seek table.
+pub(super) const SEEK_TABLE_MAGIC: u32 = 0x184D_2A5E;
+/// The magic number closing a seek table's footer.
+pub(super) const SEEKABLE_MAGIC: u32 = 0x8F92_EAB1;
+/// The seek table footer: frame count (4), descriptor (1), magic (4).
+pub(super) const FOOTER_LEN: u64 = 9;
+
+/// One frame of the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Frame {
+    /// Where the frame starts in the compressed file.
+    pub(super) coff: u64,
+    /// The frame's compressed size in bytes.
+    pub(super) csize: u64,
+    /// Where its bytes start in the uncompressed data.
+    pub(super) uoff: u64,
+    /// Its uncompressed size in bytes.
+    pub(super) usize: u64,
+}
+
+/// What the index was built from.
+#[derive(Debug)]
+pub(super) struct Index {
+    pub(super) frames: Vec<Frame>,
+    /// Whether a seek table gave the frames (no walk was needed).
+    pub(super) seek_table: bool,
+    /// How many frames had no content size in their header (each was decompressed once
+    /// at open to learn it).
+    pub(super) unsized_frames: usize,
+}
+
+/// A `Corrupt` error about the file at `path`.
+pub(super) fn corrupt(op: Op, path: &Path, offset: u64, detail: String) -> Error {
+    Error::new(op, ErrorKind::Corrupt)
+        .with_path(Some(path))
+        .at(offset, 0)
+        .detail(detail)
+        .hint("the file is damaged or not zstd; check it with `zstd -t`")
+}
+
+/// Read exactly `buf.len()` bytes at `off`, or say the file ends too soon.
+fn read_exact(file: &File, path: &Path, off: u64, buf: &mut [u8], what: &str) -> Result<()> {
+    let n = pread_full(file, off, buf).map_err(|e| {
+        io_err(Op::Open, &e)
+            .with_path(Some(path))
+            .at(off, buf.len() as u64)
+    })?;
+    if n < buf.len() {
+        return Err(corrupt(
+            Op::Open,
+            path,
+            off,
+            format!("truncated: the file ends inside {what} at offset {off}"),
+        ));
+    }
+    Ok(())
+}
+
+fn le32(b: &[u8]) -> u32 {
+    u32::from_le_bytes([b[0], b[1], b[2], b[3]])
+}
+
+/// Build the index of the file (`len` bytes). `measure` decompresses a frame whose
+/// header has no content size and returns its size.
+pub(super) fn build(
+    file: &File,
+    path: &Path,
+    len: u64,
+    measure: &dyn Fn(&Frame) -> Result<u64>,
+) -> Result<Index> {
+    if let Some(frames) = read_seek_table(file, path, len)? {
+        return Ok(Index {
+            frames,
+            seek_table: true,
+            unsized_frames: 0,
+        });
+    }
+    walk(file, path, len, measure)
+}
+
+/// Walk the frames from the start, skipping skippable frames.
+fn walk(
+    file: &File,
+    path: &Path,
+    len: u64,
+    measure: &dyn Fn(&Frame) -> Result<u64>,
+) -> Result<Index> {
+    let mut frames = Vec::new();
+    let (mut coff, mut uoff, mut unsized_frames) = (0u64, 0u64, 0usize);
+    while coff < len {
+        let mut head = [0u8; 8];
+        let n = (len - coff).min(8) as usize;
+        read_exact(file, path, coff, &mut head[..n.max(4)], "a frame header")?;
+        let magic = le32(&head);
+        if magic & SKIPPABLE_MASK == SKIPPABLE_BASE {
+            read_exact(file, path, coff, &mut head, "a skippable frame header")?;
+            coff += 8 + u64::from(le32(&head[4..]));
+            if coff > len {
+                return Err(corrupt(
+                    Op::Open,
+                    path,
+                    coff,
+                    "truncated: a skippable frame ends past the end of the file".into(),
+                ));
+            }
+            continue;
+        }
+        if magic != FRAME_MAGIC {
+            return Err(corrupt(
+                Op::Open,
+                path,
+                coff,
+                format!("no zstd frame at offset {coff} (magic {magic:#010x})"),
+            ));
+        }
+        let (csize, content) = frame_extent(file, path, coff, len)?;
+        let mut frame = Frame {
+            coff,
+            csize,
+            uoff,
+            usize: content.unwrap_or(0),
+        };
+        if content.is_none() {
+            frame.usize = measure(&frame)?;
+            unsized_frames += 1;
+        }
+        uoff = uoff
+            .checked_add(frame.usize)
+            .ok_or_else(|| corrupt(Op::Open, path, coff, "uncompressed size overflows".into()))?;
+        frames.push(frame);
+        coff += csize;
+    }
+    Ok(Index {
+        frames,
+        seek_table: false,
+        unsized_frames,
+    })
+}
+
+/// The parsed frame header: its length and the content size, if written.
+fn parse_header(h: &[u8; 18]) -> Option<(u64, Option<u64>)> {
+    let fhd = h[4];
+    let fcs_flag = fhd >> 6;
+    let single = fhd & 0x20 != 0;
+    if fhd & 0x08 != 0 {
+        return None; // reserved bit set
+    }
+    let did_len = [0usize, 1, 2, 4][usize::from(fhd & 3)];
+    let fcs_len = match (fcs_flag, single) {
+        (0, false) => 0,
+        (0, true) => 1,
+        (1, _) => 2,
+        (2, _) => 4,
+        _ => 8,
+    };
+    let at = 5 + usize::from(!single) + did_len;
+    let mut bytes = [0u8; 8];
+    bytes[..fcs_len].copy_from_slice(&h[at..at + fcs_len]);
+    let raw = u64::from_le_bytes(bytes);
+    let content = match fcs_len {
+        0 => None,
+        2 => Some(raw + 256),
+        _ => Some(raw),
+    };
+    Some(((at + fcs_len) as u64, content))
+}
+
+/// The compressed size of the frame at `coff` (header, blocks and checksum) and its
+/// content size when the header gives one.
+fn frame_extent(file: &File, path: &Path, coff: u64, len: u64) -> Result<(u64, Option<u64>)> {
+    let mut h = [0u8; 18];
+    let n = (len - coff).min(18) as usize;
+    read_exact(file, path, coff, &mut h[..n], "a frame header")?;
+    let bad = || {
+        corrupt(
+            Op::Open,
+            path,
+            coff,
+            format!("bad zstd frame header at offset {coff}"),
+        )
+    };
+    let (hlen, content) = parse_header(&h).ok_or_else(bad)?;
+    if hlen > n as u64 {
+        return Err(bad());
+    }
+    let checksum = h[4] & 0x04 != 0;
+    let mut pos = coff + hlen;
+    loop {
+        let mut b = [0u8; 3];
+        read_exact(file, path, pos, &mut b, "a block header")?;
+        let head = u32::from(b[0]) | u32::from(b[1]) << 8 | u32::from(b[2]) << 16;
+        let (last, kind, size) = (head & 1 != 0, (head >> 1) & 3, u64::from(head >> 3));
+        let body = match kind {
+            0 | 2 => size,
+            1 => 1,
+            _ => {
+                return Err(corrupt(
+                    Op::Open,
+                    path,
+                    pos,
+                    format!("reserved block type at offset {pos}"),
+                ))
+            }
+        };
+        pos += 3 + body;
+        if last {
+            break;
+        }
+    }
+    pos += if checksum { 4 } else { 0 };
+    if pos > len {
+        return Err(corrupt(
+            Op::Open,
+            path,
+            coff,
+            format!("truncated: the frame at offset {coff} ends at {pos}, past the end of the file ({len} bytes)"),
+        ));
+    }
+    Ok((pos - coff, content))
+}
+
+/// The frames listed by a seek table at the end of the file, if there is one.
+///
+/// A footer with the seekable magic but a table that does not add up to the file is an
+/// error: the file claims to be seekable and is not.
+fn read_seek_table(file: &File, path: &Path, len: u64) -> Result<Option<Vec<Frame>>> {
+    if len < 8 + FOOTER_LEN {
+        return Ok(None);
+    }
+    let mut foot = [0u8; FOOTER_LEN as usize];
+    read_exact(
+        file,
+        path,
+        len - FOOTER_LEN,
+        &mut foot,
+        "the seek table footer",
+    )?;
+    if le32(&foot[5..]) != SEEKABLE_MAGIC {
+        return Ok(None);
+    }
+    let count = u64::from(le32(&foot));
+    let entry = if foot[4] & 0x80 != 0 { 12 } else { 8 };
+    let bad = |what: &str| {
+        corrupt(
+            Op::Open,
+            path,
+            len - FOOTER_LEN,
+            format!("bad seek table: {what}"),
+        )
+    };
+    let table_len = count * entry + FOOTER_LEN;
+    let start = len
+        .checked_sub(8 + table_len)
+        .ok_or_else(|| bad("longer than the file"))?;
+    let mut table = vec![0u8; (8 + table_len) as usize];
+    read_exact(file, path, start, &mut table, "the seek table")?;
+    if le32(&table) != SEEK_TABLE_MAGIC || u64::from(le32(&table[4..])) != table_len {
+        return Err(bad("its skippable frame header does not match the footer"));
+    }
+    let mut frames = Vec::with_capacity(count as usize);
+    let (mut coff, mut uoff) = (0u64, 0u64);
+    for e in table[8..8 + (count * entry) as usize].chunks_exact(entry as usize) {
+        let (csize, usize) = (u64::from(le32(e)), u64::from(le32(&e[4..])));
+        frames.push(Frame {
+            coff,
+            csize,
+            uoff,
+            usize,
+        });
+        coff += csize;
+        uoff += usize;
+    }
+    if coff != start {
+        return Err(bad(&format!(
+            "its frames add up to {coff} compressed bytes, but the table starts at {start}"
+        )));
+    }
+    Ok(Some(frames))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_header;
+
+    #[test]
+    fn header_sizes() {
+        let mut h = [0u8; 18];
+        h[..4].copy_from_slice(&super::FRAME_MAGIC.to_le_bytes());
+        // Single segment, 1-byte content size 200.
+        h[4] = 0x20;
+        h[5] = 200;
+        assert_eq!(parse_header(&h), Some((6, Some(200))));
+        // Window descriptor, 2-byte content size (value + 256).
+        h[4] = 0x40;
+        h[6..8].copy_from_slice(&1000u16.to_le_bytes());
+        assert_eq!(parse_header(&h), Some((8, Some(1256))));
+        // No content size, 4-byte dictionary id.
+        h[4] = 0x03;
+        assert_eq!(parse_header(&h), Some((10, None)));
+        // 8-byte content size.
+        h[4] = 0xe0;
+        h[5..13].copy_from_slice(&(5u64 << 32).to_le_bytes());
+        assert_eq!(parse_header(&h), Some((13, Some(5 << 32))));
+        h[4] = 0x08;
+        assert_eq!(parse_header(&h), None);
+    }
+}
