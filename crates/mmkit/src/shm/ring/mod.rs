@@ -45,10 +45,19 @@
 //!   producer that dies before the store leaves nothing visible.
 //! - **release**: store `tail` with `Release` (the producer's `Acquire` load orders its
 //!   later writes after the consumer's reads).
-//! - **sleeping**: a waiter sets its `waiting` flag, issues a `SeqCst` fence, and looks at
-//!   the position once more before `FUTEX_WAIT`; the other side stores its position,
-//!   fences, and wakes only if the flag is set. One of the two always sees the other
-//!   (Dekker's argument), so no wake-up is lost.
+//! - **sleeping**: a waiter sets its `waiting` flag, issues a `SeqCst` fence and a
+//!   [`membarrier(2)`](https://man7.org/linux/man-pages/man2/membarrier.2.html)
+//!   (`MEMBARRIER_CMD_GLOBAL_EXPEDITED`), and looks at the position once more before
+//!   `FUTEX_WAIT`; the other side stores its position and wakes only if the flag is set.
+//!   Every process that attaches registers for that membarrier, so the hot side needs
+//!   only a compiler fence: the sleeper's membarrier runs a full barrier on every CPU
+//!   running it, and one of the two always sees the other (Dekker's argument, made
+//!   asymmetric: the rare sleep pays an IPI, each commit and release pays nothing).
+//!   Where the kernel refuses the registration, the hot side falls back to a `SeqCst`
+//!   fence. No wake-up is lost either way.
+//!
+//! Single producer, single consumer: a multi-producer ring is not built. With several
+//! producers, give each its own ring (the consumer polls them with `try_recv`).
 //!
 //! # Safety
 //!
