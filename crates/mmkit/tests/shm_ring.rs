@@ -272,20 +272,21 @@ fn damaged_positions_and_foreign_memory_are_errors() {
     let mut tx = ring.producer().unwrap();
     let mut rx = ring.consumer().unwrap();
     tx.send(b"fine").unwrap();
-    // Another mapping of the segment, written without the protocol. The header
-    // layout: head is the first word of the second 128-byte line; the first record's
-    // header starts the data area (offset 4096).
+    // Another mapping of the segment, written without the protocol. The first record's
+    // header starts the data area (offset 4096): length, flags, mark (seq + 1).
     let mut raw = mmkit::shm::Segment::open(&name).unwrap().map().unwrap();
-    raw.write_at(128, &(1u64 << 20).to_le_bytes()).unwrap();
-    let e = rx.recv().unwrap_err();
-    assert_eq!(e.kind(), ErrorKind::Corrupt, "{e}");
-    assert!(e.to_string().contains("head 1048576"), "{e}");
-    raw.write_at(128, &32u64.to_le_bytes()).unwrap();
     raw.write_at(4096, &(1u32 << 30).to_le_bytes()).unwrap();
     let e = rx.recv().unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Corrupt, "{e}");
     assert!(e.to_string().contains("record of length 1073741824"), "{e}");
-    drop((tx, rx, ring));
+    // Positions out of order: tail (first word of the third 128-byte line) past head.
+    raw.write_at(4096, &4u32.to_le_bytes()).unwrap();
+    raw.write_at(256, &(1u64 << 20).to_le_bytes()).unwrap();
+    drop(tx);
+    let e = ring.producer().unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Corrupt, "{e}");
+    assert!(e.to_string().contains("tail 1048576"), "{e}");
+    drop((rx, ring));
     mmkit::shm::Segment::unlink(&name).unwrap();
 
     // A segment that holds no ring.
@@ -332,4 +333,156 @@ fn a_named_ring_is_shared_with_a_forked_process_that_opens_it() {
     }
     assert_eq!(child.wait().unwrap(), Exit::Code(0));
     mmkit::shm::Segment::unlink(&name).unwrap();
+}
+
+/// A named ring and a second, raw mapping of it to put it in the states a process
+/// killed between two stores leaves behind. Header words: `head` 128, `last_start` 136,
+/// `last_seq` 144 (producer line); `tail` 256, `next_seq` 264 (consumer line). Record
+/// slots start at 4096: length u32, flags u32, mark u64 (seq + 1).
+struct Crashed {
+    name: String,
+    ring: Ring,
+    raw: mmkit::Mapping,
+}
+
+impl Crashed {
+    fn new(tag: &str) -> Crashed {
+        let name = format!("mmkit-ring-{tag}-{}", std::process::id());
+        // SAFETY: only this test uses the segment; it writes the header on purpose to
+        // reproduce what a dying peer leaves.
+        let ring = unsafe { Ring::create_named(&name, 4096) }.unwrap();
+        let raw = mmkit::shm::Segment::open(&name).unwrap().map().unwrap();
+        Crashed { name, ring, raw }
+    }
+
+    fn set(&mut self, off: usize, v: u64) {
+        self.raw.write_at(off, &v.to_le_bytes()).unwrap();
+    }
+
+    fn get(&self, off: usize) -> u64 {
+        let mut b = [0u8; 8];
+        self.raw.read_at(off, &mut b).unwrap();
+        u64::from_le_bytes(b)
+    }
+}
+
+impl Drop for Crashed {
+    fn drop(&mut self) {
+        let _ = mmkit::shm::Segment::unlink(&self.name);
+    }
+}
+
+#[test]
+fn a_producer_dead_after_its_commit_point_is_finished_by_the_next() {
+    let mut c = Crashed::new("after-commit");
+    let mut tx = c.ring.producer().unwrap();
+    tx.send(b"first").unwrap();
+    drop(tx);
+    // Died after the mark, before head: head still 0.
+    assert_eq!(c.get(128), 32);
+    c.set(128, 0);
+    let mut tx = c.ring.producer().unwrap();
+    assert_eq!(tx.next_seq(), 1);
+    assert_eq!(c.get(128), 32, "head repaired");
+    tx.send(b"second").unwrap();
+    let mut rx = c.ring.consumer().unwrap();
+    assert_eq!(
+        &*rx.recv_timeout(Duration::from_secs(5))
+            .unwrap()
+            .expect("a message within 5 s"),
+        b"first"
+    );
+    let m = rx
+        .recv_timeout(Duration::from_secs(5))
+        .unwrap()
+        .expect("a message within 5 s");
+    assert_eq!((&*m, m.seq()), (&b"second"[..], 1));
+}
+
+#[test]
+fn a_producer_dead_before_its_commit_point_leaves_nothing_visible() {
+    let mut c = Crashed::new("before-commit");
+    let mut tx = c.ring.producer().unwrap();
+    tx.send(b"first").unwrap();
+    drop(tx);
+    // Died after announcing record 1 at 32, before marking it.
+    c.set(144, 1);
+    c.set(136, 32);
+    let mut tx = c.ring.producer().unwrap();
+    assert_eq!(tx.next_seq(), 1, "the unmarked record's number is reused");
+    let mut rx = c.ring.consumer().unwrap();
+    assert_eq!(
+        rx.recv_timeout(Duration::from_secs(5))
+            .unwrap()
+            .expect("a message within 5 s")
+            .seq(),
+        0
+    );
+    assert!(rx.try_recv().unwrap().is_none());
+    tx.send(b"again").unwrap();
+    let m = rx
+        .recv_timeout(Duration::from_secs(5))
+        .unwrap()
+        .expect("a message within 5 s");
+    assert_eq!((&*m, m.seq()), (&b"again"[..], 1));
+}
+
+#[test]
+fn a_producer_dead_before_marking_the_padding_is_finished_by_the_next() {
+    let mut c = Crashed::new("pad");
+    let mut tx = c.ring.producer().unwrap();
+    let mut rx = c.ring.consumer().unwrap();
+    // A 16-byte record, then 1024-byte ones: the fifth record needs padding at 3088.
+    let big = [3u8; 1000];
+    tx.send(b"").unwrap();
+    for _ in 0..3 {
+        tx.send(&big).unwrap();
+    }
+    for _ in 0..4 {
+        rx.recv_timeout(Duration::from_secs(5))
+            .unwrap()
+            .expect("a message within 5 s")
+            .release();
+    }
+    tx.send(&big).unwrap();
+    drop(tx);
+    assert_eq!(c.get(128), 4096 + 1024);
+    // Died after marking record 4 at the lap start, before the padding and head.
+    c.set(4096 + 3088 + 8, 0);
+    c.set(128, 3088);
+    assert!(
+        rx.try_recv().unwrap().is_none(),
+        "padding unmarked: record 4 not reachable"
+    );
+    let tx = c.ring.producer().unwrap();
+    assert_eq!(tx.next_seq(), 5);
+    assert_eq!(c.get(128), 4096 + 1024);
+    let m = rx
+        .recv_timeout(Duration::from_secs(5))
+        .unwrap()
+        .expect("a message within 5 s");
+    assert_eq!((m.len(), m.seq()), (1000, 4));
+}
+
+#[test]
+fn a_consumer_dead_between_its_two_stores_gets_the_message_again() {
+    let mut c = Crashed::new("consumer");
+    let mut tx = c.ring.producer().unwrap();
+    tx.send(b"zero").unwrap();
+    tx.send(b"one").unwrap();
+    let mut rx = c.ring.consumer().unwrap();
+    rx.recv_timeout(Duration::from_secs(5))
+        .unwrap()
+        .expect("a message within 5 s")
+        .release();
+    drop(rx);
+    assert_eq!((c.get(256), c.get(264)), (32, 1));
+    // Died releasing message 1: next_seq stored, tail not.
+    c.set(264, 2);
+    let mut rx = c.ring.consumer().unwrap();
+    let m = rx
+        .recv_timeout(Duration::from_secs(5))
+        .unwrap()
+        .expect("a message within 5 s");
+    assert_eq!((&*m, m.seq()), (&b"one"[..], 1));
 }

@@ -5,7 +5,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::layout::{corrupt, record_size, RecordHeader, PAD, RECORD_HEADER};
+use super::layout::{corrupt, record_size, PAD, RECORD_HEADER};
 use super::wait::{claim, my_pid, register_fast_wake, wake, Wait, Woken};
 use super::Inner;
 use crate::error::{Error, ErrorKind, Op, Result};
@@ -20,8 +20,9 @@ pub struct Consumer {
     /// Our copy of the shared `tail` plus any padding skipped since (we are its only
     /// writer; the padding is released with the next message).
     tail: u64,
-    /// The producer's `head` when we last looked: everything below it is committed.
-    head_seen: u64,
+    /// The sequence number of the next message: the record at `tail` is committed when
+    /// its mark reads `expect + 1`.
+    expect: u64,
     spin: Duration,
     pid: u32,
     /// Registered for `membarrier`: wakes need no fence (see `wait::wake`).
@@ -32,7 +33,7 @@ impl std::fmt::Debug for Consumer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Consumer")
             .field("tail", &self.tail)
-            .field("head_seen", &self.head_seen)
+            .field("expect", &self.expect)
             .finish()
     }
 }
@@ -52,8 +53,20 @@ impl Consumer {
         }
         h.peers.consumer_closed.store(0, Ordering::Release);
         let tail = h.tail();
+        let next = h.cons.next_seq.load(Ordering::Acquire);
+        // A consumer that died between storing `next_seq` and `tail` left the record
+        // (or padding) at `tail` marked with the number before: it was not released.
+        let mark = inner
+            .slot(tail & (inner.capacity - 1))
+            .mark
+            .load(Ordering::Acquire);
+        let expect = if next > 0 && mark == next {
+            next - 1
+        } else {
+            next
+        };
         Ok(Consumer {
-            head_seen: tail,
+            expect,
             tail,
             spin: inner.spin,
             pid,
@@ -104,8 +117,6 @@ impl Consumer {
         }
         let inner = self.inner.clone();
         let h = inner.header();
-        let tail = self.tail;
-        let ready = || h.head() != tail || h.peers.producer_closed.load(Ordering::Acquire) != 0;
         loop {
             if self.available()? {
                 return self.next_message().map(Some);
@@ -117,6 +128,12 @@ impl Consumer {
                 return Err(Error::new(Op::Receive, ErrorKind::Closed)
                     .detail("the producer closed the ring and every message was received"));
             }
+            let slot = inner.slot(self.tail & (inner.capacity - 1));
+            let want = self.expect + 1;
+            let ready = || {
+                slot.mark.load(Ordering::Acquire) == want
+                    || h.peers.producer_closed.load(Ordering::Acquire) != 0
+            };
             let wait = Wait {
                 line: &h.data_ready,
                 peer: &h.peers.producer_pid,
@@ -136,58 +153,43 @@ impl Consumer {
         }
     }
 
-    /// Whether a committed message waits (reloading `head` when ours is used up).
+    /// Whether the next message is committed: its slot carries the expected mark.
+    /// Padding (marked like the record after it) is skipped on the way.
     fn available(&mut self) -> Result<bool> {
-        if self.tail != self.head_seen {
-            return Ok(true);
-        }
-        let head = self.inner.header().head();
-        let cap = self.inner.capacity;
-        if head < self.tail || head - self.tail > cap || head % 16 != 0 {
-            return Err(corrupt(
-                Op::Receive,
-                format!("head {head}, tail {}, capacity {cap}", self.tail),
-            ));
-        }
-        self.head_seen = head;
-        Ok(head != self.tail)
-    }
-
-    /// The message at `tail` (skipping padding); `tail != head_seen` on entry.
-    fn next_message(&mut self) -> Result<Message<'_>> {
         let cap = self.inner.capacity;
         loop {
             let pos = self.tail & (cap - 1);
-            // SAFETY: `pos` is 16-aligned inside the data area; the record below
-            // `head_seen` is complete (Acquire on head) and the producer does not write
-            // it again before we release it.
-            let hdr = unsafe {
-                std::ptr::read(self.inner.data().add(pos as usize) as *const RecordHeader)
-            };
-            let room_to_end = cap - pos;
-            if hdr.len == PAD {
-                if self.tail + room_to_end >= self.head_seen {
-                    return Err(self.bad_record(pos, "padding with no record after it"));
-                }
-                self.tail += room_to_end;
-                continue;
+            let slot = self.inner.slot(pos);
+            if slot.mark.load(Ordering::Acquire) != self.expect + 1 {
+                return Ok(false);
             }
-            let len = hdr.len as usize;
-            let size = record_size(len);
-            if len > self.inner.max_message()
-                || size > room_to_end
-                || self.tail + size > self.head_seen
-            {
-                return Err(self.bad_record(pos, &format!("record of length {len}")));
+            if slot.len.load(Ordering::Relaxed) != PAD {
+                return Ok(true);
             }
-            return Ok(Message {
-                ptr: self.payload(pos),
-                len,
-                seq: hdr.seq,
-                next_tail: self.tail + size,
-                consumer: self,
-            });
+            if pos == 0 {
+                // Padding fills the rest of a lap; a whole lap of it is never written.
+                return Err(self.bad_record(pos, "padding over a whole lap"));
+            }
+            self.tail += cap - pos;
         }
+    }
+
+    /// The committed message at `tail` (`available` returned true).
+    fn next_message(&mut self) -> Result<Message<'_>> {
+        let cap = self.inner.capacity;
+        let pos = self.tail & (cap - 1);
+        let len = self.inner.slot(pos).len.load(Ordering::Relaxed) as usize;
+        let size = record_size(len);
+        if len > self.inner.max_message() || size > cap - pos {
+            return Err(self.bad_record(pos, &format!("record of length {len}")));
+        }
+        Ok(Message {
+            ptr: self.payload(pos),
+            len,
+            seq: self.expect,
+            next_tail: self.tail + size,
+            consumer: self,
+        })
     }
 
     fn payload(&self, pos: u64) -> *const u8 {
@@ -199,15 +201,17 @@ impl Consumer {
         corrupt(
             Op::Receive,
             format!(
-                "{what} at offset {pos} (tail {}, head {})",
-                self.tail, self.head_seen
+                "{what} at offset {pos} (tail {}, message {})",
+                self.tail, self.expect
             ),
         )
     }
 
-    fn release(&mut self, next_tail: u64) {
+    fn release(&mut self, seq: u64, next_tail: u64) {
         self.tail = next_tail;
+        self.expect = seq + 1;
         let h = self.inner.header();
+        h.cons.next_seq.store(seq + 1, Ordering::Relaxed);
         h.cons.tail.store(next_tail, Ordering::Release);
         wake(&h.space_free, self.fast_wake);
     }
@@ -258,14 +262,15 @@ impl Message<'_> {
 impl Deref for Message<'_> {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
-        // SAFETY: the record lies in [tail, head): committed, complete, and not written
-        // by the producer until this message is released (which needs `self`).
+        // SAFETY: the record's mark was read with Acquire: it is complete, and the
+        // producer does not write it again until this message is released (which needs
+        // `self`).
         unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
     }
 }
 
 impl Drop for Message<'_> {
     fn drop(&mut self) {
-        self.consumer.release(self.next_tail);
+        self.consumer.release(self.seq, self.next_tail);
     }
 }

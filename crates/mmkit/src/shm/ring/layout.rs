@@ -11,7 +11,7 @@ use crate::error::{Error, ErrorKind, Op};
 
 /// Bytes before the data area: one page, so the data starts page-aligned.
 pub(crate) const HEADER_BYTES: usize = 4096;
-/// Bytes of a record header: payload length (u32), flags (u32), sequence number (u64).
+/// Bytes of a record header: payload length (u32), flags (u32), commit mark (u64).
 pub(crate) const RECORD_HEADER: usize = 16;
 /// The length field of a padding record, which fills the data area to its end.
 pub(crate) const PAD: u32 = u32::MAX;
@@ -19,7 +19,7 @@ pub(crate) const PAD: u32 = u32::MAX;
 pub(crate) const NO_RECORD: u64 = u64::MAX;
 
 const MAGIC: u64 = u64::from_le_bytes(*b"MMKRING\0");
-const VERSION: u32 = 1;
+const VERSION: u32 = 2;
 
 /// Written once by the creator; `magic` is stored last, with `Release`.
 #[repr(C, align(128))]
@@ -32,20 +32,28 @@ struct Fixed {
 /// Written only by the producer.
 #[repr(C, align(128))]
 pub(crate) struct ProducerLine {
-    /// Bytes committed, ever. Invariant: `tail <= head <= tail + capacity`, a multiple
-    /// of 16. Stored with `Release` after the records below it are complete.
+    /// Bytes committed, ever, as of the last finished commit. Invariant:
+    /// `tail <= head <= tail + capacity`, a multiple of 16. It may lag one record behind
+    /// the marks after a producer died inside a commit; the next producer repairs it.
     pub(crate) head: AtomicU64,
-    /// Where the newest record (committed or being committed) starts, stored before
-    /// `head`: a restarted producer reads that record's sequence number back.
+    /// Where the newest record (committed or being committed) starts; stored (after
+    /// `last_seq`) before that record's mark, so a restarted producer can tell whether
+    /// the commit it interrupted passed its commit point.
     pub(crate) last_start: AtomicU64,
+    /// The sequence number of the record at `last_start`.
+    pub(crate) last_seq: AtomicU64,
 }
 
 /// Written only by the consumer.
 #[repr(C, align(128))]
 pub(crate) struct ConsumerLine {
     /// Bytes released, ever; stored with `Release` after the consumer's last read of
-    /// them. Only grows.
+    /// them. Only grows; always at a record (or padding) boundary.
     pub(crate) tail: AtomicU64,
+    /// The sequence number expected at `tail`, stored just before `tail`: after a
+    /// consumer died between the two stores it is one ahead, which the record at `tail`
+    /// (marked with the number before) reveals.
+    pub(crate) next_seq: AtomicU64,
 }
 
 /// A sleeping place: one side sleeps on `seq`, the other wakes it.
@@ -86,13 +94,18 @@ pub(crate) struct Header {
 
 const _: () = assert!(std::mem::size_of::<Header>() <= HEADER_BYTES);
 
-/// A record's header as it sits in the data area (16-byte aligned).
+/// A record's header as it sits in the data area (16-byte aligned), all atomics.
+///
+/// `mark` is the commit point: the producer stores `seq + 1` with `Release` after the
+/// payload and `len`; a consumer expecting `seq` takes the record once it loads exactly
+/// that with `Acquire`. Padding carries the mark of the record after it. A slot holds 0
+/// until written, and before the producer commits a record it zeroes the slot after it
+/// (when that slot is free), so the consumer never mistakes old payload bytes for a mark.
 #[repr(C)]
-#[derive(Clone, Copy, Debug)]
 pub(crate) struct RecordHeader {
-    pub(crate) len: u32,
-    pub(crate) flags: u32,
-    pub(crate) seq: u64,
+    pub(crate) len: AtomicU32,
+    pub(crate) flags: AtomicU32,
+    pub(crate) mark: AtomicU64,
 }
 
 /// The bytes a record of `len` payload bytes takes: header plus payload rounded up to 16.
@@ -108,7 +121,9 @@ impl Header {
         self.fixed.capacity.store(capacity, Ordering::Relaxed);
         self.prod.head.store(0, Ordering::Relaxed);
         self.prod.last_start.store(NO_RECORD, Ordering::Relaxed);
+        self.prod.last_seq.store(0, Ordering::Relaxed);
         self.cons.tail.store(0, Ordering::Relaxed);
+        self.cons.next_seq.store(0, Ordering::Relaxed);
         for line in [&self.data_ready, &self.space_free] {
             line.seq.store(0, Ordering::Relaxed);
             line.waiting.store(0, Ordering::Relaxed);

@@ -36,15 +36,23 @@
 //! `head` counts the bytes the producer has committed, `tail` the bytes the consumer has
 //! released; both only grow, and `tail <= head <= tail + capacity`. Only the producer
 //! writes `head` and the bytes in `[head, tail + capacity)`; only the consumer writes
-//! `tail`. A record is a 16-byte header (payload length, sequence number) and the payload,
-//! padded to 16 bytes; a record never wraps: when it does not fit before the end of the
-//! data area, a padding record fills the rest and the record starts at offset 0.
+//! `tail`. A record is a 16-byte header (payload length, a commit *mark*) and the
+//! payload, padded to 16 bytes; a record never wraps: when it does not fit before the end
+//! of the data area, a padding record fills the rest and the record starts at offset 0.
 //!
-//! - **commit**: write the record, then store `head` with `Release`. The consumer loads
-//!   `head` with `Acquire`, so every byte below it is complete when it reads it. A
-//!   producer that dies before the store leaves nothing visible.
-//! - **release**: store `tail` with `Release` (the producer's `Acquire` load orders its
-//!   later writes after the consumer's reads).
+//! - **commit**: write the payload and length; zero the next slot if it is free (so old
+//!   bytes there never pass for a mark); store `last_seq`/`last_start`; store the mark
+//!   `seq + 1` with `Release` — the commit point; mark the padding, if any; store `head`.
+//!   The consumer never reads `head`: it polls the mark of the slot at its `tail`, so a
+//!   message costs it the cache lines of the message and nothing else.
+//! - **release**: store `next_seq`, then `tail` with `Release` (the producer's `Acquire`
+//!   load orders its later writes after the consumer's reads).
+//! - **a producer killed mid-commit**: before the mark, nothing was visible and the next
+//!   producer reuses the number; after it, the next producer finds the mark through
+//!   `last_start` and finishes the commit (padding and `head`).
+//! - **a consumer killed mid-release**: `next_seq` one ahead of `tail` is recognised by
+//!   the mark at `tail`; the message there was not released and is delivered again.
+//!
 //! - **sleeping**: a waiter sets its `waiting` flag, issues a `SeqCst` fence and a
 //!   [`membarrier(2)`](https://man7.org/linux/man-pages/man2/membarrier.2.html)
 //!   (`MEMBARRIER_CMD_GLOBAL_EXPEDITED`), and looks at the position once more before
@@ -205,6 +213,11 @@ impl RingOptions {
         // SAFETY: the mapping is at least HEADER_BYTES long and page-aligned; the
         // header holds only atomics; the caller promises no one else uses it yet.
         let header = unsafe { &*(base as *const Header) };
+        // SAFETY: the data area starts HEADER_BYTES in (page-aligned) and holds at
+        // least one record header; all its fields are atomics.
+        let first = unsafe { &*(base.add(HEADER_BYTES) as *const layout::RecordHeader) };
+        // The consumer's first look is at offset 0: no old bytes may pass for a mark.
+        first.mark.store(0, std::sync::atomic::Ordering::Relaxed);
         header.initialise(self.capacity as u64);
         Ok(Ring::from_parts(map, self.spin))
     }
@@ -266,6 +279,15 @@ impl Inner {
     pub(crate) fn data(&self) -> *mut u8 {
         // SAFETY: the mapping is HEADER_BYTES + capacity long (checked at attach).
         unsafe { self.base.add(HEADER_BYTES) }
+    }
+
+    /// The record header at physical offset `pos` of the data area.
+    pub(crate) fn slot(&self, pos: u64) -> &layout::RecordHeader {
+        debug_assert!(pos % 16 == 0 && pos + 16 <= self.capacity);
+        // SAFETY: `pos` is 16-aligned and at least 16 bytes before the end of the data
+        // area (every caller masks a position with `capacity - 1`, and positions are
+        // multiples of 16); the header is all atomics.
+        unsafe { &*(self.data().add(pos as usize) as *const layout::RecordHeader) }
     }
 
     /// The largest payload a record may carry: records up to a quarter of the ring keep

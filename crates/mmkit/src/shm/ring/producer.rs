@@ -5,7 +5,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::layout::{corrupt, record_size, RecordHeader, NO_RECORD, PAD, RECORD_HEADER};
+use super::layout::{corrupt, record_size, NO_RECORD, PAD, RECORD_HEADER};
 use super::wait::{claim, my_pid, register_fast_wake, wake, Wait, Woken};
 use super::Inner;
 use crate::error::{Error, ErrorKind, Op, Result};
@@ -62,8 +62,8 @@ impl Producer {
             fast_wake: register_fast_wake(),
             inner,
         };
+        p.recover()?;
         p.check_positions()?;
-        p.next_seq = p.recover_seq()?;
         Ok(p)
     }
 
@@ -176,15 +176,16 @@ impl Producer {
         if !self.wait_for_space(total, deadline)? {
             return Ok(None);
         }
-        let start = if need <= room_to_end {
-            self.head
+        // A record never wraps: padding fills the rest of the lap (written at commit).
+        let (start, pad) = if need <= room_to_end {
+            (self.head, None)
         } else {
-            self.write_header(pos, PAD, u64::MAX);
-            self.head + room_to_end
+            (self.head + room_to_end, Some(self.head))
         };
         Ok(Some(Reservation {
             producer: self,
             start,
+            pad,
             len,
             reserved: len,
         }))
@@ -242,60 +243,89 @@ impl Producer {
         Ok(())
     }
 
-    /// The sequence number after the newest record, read back from the ring.
-    fn recover_seq(&self) -> Result<u64> {
-        let last = self.inner.header().prod.last_start.load(Ordering::Acquire);
+    /// Find where the last producer stopped: the sequence number to use next, and
+    /// `head` moved past a commit that died after its commit point (the record's mark).
+    fn recover(&mut self) -> Result<()> {
+        let inner = self.inner.clone();
+        let h = inner.header();
+        let last = h.prod.last_start.load(Ordering::Acquire);
         if last == NO_RECORD {
             if self.head != 0 {
                 return Err(corrupt(Op::Send, "records but no last record".into()));
             }
-            return Ok(0);
+            self.next_seq = 0;
+            return Ok(());
         }
-        let cap = self.inner.capacity;
-        let hdr = self.read_header(last & (cap - 1));
-        let in_range = last % 16 == 0 && last <= self.head + cap;
-        if !in_range || hdr.len == PAD || hdr.len as usize > self.inner.max_message() {
+        let seq = h.prod.last_seq.load(Ordering::Acquire);
+        let cap = inner.capacity;
+        if last % 16 != 0 || last > self.head + cap {
             return Err(corrupt(
                 Op::Send,
-                format!("last record at {last} (length {})", hdr.len),
+                format!("last record at {last}, head {}", self.head),
             ));
         }
-        // Committed (below head): continue after it; not yet (the producer died between
-        // writing it and moving head): it is abandoned, reuse its number.
-        Ok(if last < self.head {
-            hdr.seq + 1
-        } else {
-            hdr.seq
-        })
+        let slot = inner.slot(last & (cap - 1));
+        if slot.mark.load(Ordering::Acquire) != seq + 1 {
+            // Died before the commit point: the record was never visible; reuse its number.
+            self.next_seq = seq;
+            return Ok(());
+        }
+        let len = slot.len.load(Ordering::Relaxed);
+        if len == PAD || len as usize > inner.max_message() {
+            return Err(corrupt(
+                Op::Send,
+                format!("last record at {last} has length {len}"),
+            ));
+        }
+        let end = last + record_size(len as usize);
+        if end > self.head {
+            // Died after the commit point: finish the commit (padding, then head).
+            if last > self.head {
+                let pos = self.head & (cap - 1);
+                if last != self.head + (cap - pos) {
+                    return Err(corrupt(
+                        Op::Send,
+                        format!("last record at {last}, head {}", self.head),
+                    ));
+                }
+                let pad = inner.slot(pos);
+                pad.len.store(PAD, Ordering::Relaxed);
+                pad.mark.store(seq + 1, Ordering::Release);
+            }
+            self.head = end;
+            h.prod.head.store(end, Ordering::Release);
+        }
+        self.next_seq = seq + 1;
+        Ok(())
     }
 
-    fn write_header(&self, pos: u64, len: u32, seq: u64) {
-        let hdr = RecordHeader { len, flags: 0, seq };
-        // SAFETY: `pos` is 16-aligned and at least 16 bytes before the end of the data
-        // area; the bytes at [head, tail + capacity) are the producer's alone.
-        unsafe {
-            std::ptr::write(
-                self.inner.data().add(pos as usize) as *mut RecordHeader,
-                hdr,
-            )
-        };
-    }
-
-    fn read_header(&self, pos: u64) -> RecordHeader {
-        // SAFETY: 16-aligned inside the data area; the record there is ours (written
-        // by a producer, not being written now: we hold the role).
-        unsafe { std::ptr::read(self.inner.data().add(pos as usize) as *const RecordHeader) }
-    }
-
-    /// Publish the record at `start` (logical) with `len` payload bytes.
-    fn commit(&mut self, start: u64, len: usize) -> u64 {
-        let cap = self.inner.capacity;
-        let seq = self.next_seq;
-        self.write_header(start & (cap - 1), len as u32, seq);
-        let h = self.inner.header();
+    /// Publish the record at `start` (logical) with `len` payload bytes, and the padding
+    /// at `pad` before it if the record starts a new lap.
+    ///
+    /// The order is the protocol: length; zero the slot after the record (when free);
+    /// `last_seq` and `last_start`; the mark (the commit point); the padding's mark;
+    /// `head`; then wake the consumer.
+    fn commit(&mut self, start: u64, pad: Option<u64>, len: usize) -> u64 {
+        let inner = &*self.inner;
+        let (cap, seq) = (inner.capacity, self.next_seq);
+        let end = start + record_size(len);
+        let slot = inner.slot(start & (cap - 1));
+        slot.len.store(len as u32, Ordering::Relaxed);
+        if end < self.tail_seen + cap {
+            // Free space: the consumer will look here next, so no old bytes may remain.
+            inner.slot(end & (cap - 1)).mark.store(0, Ordering::Relaxed);
+        }
+        let h = inner.header();
+        h.prod.last_seq.store(seq, Ordering::Relaxed);
         h.prod.last_start.store(start, Ordering::Release);
-        self.head = start + record_size(len);
-        h.prod.head.store(self.head, Ordering::Release);
+        slot.mark.store(seq + 1, Ordering::Release);
+        if let Some(p) = pad {
+            let pad = inner.slot(p & (cap - 1));
+            pad.len.store(PAD, Ordering::Relaxed);
+            pad.mark.store(seq + 1, Ordering::Release);
+        }
+        self.head = end;
+        h.prod.head.store(end, Ordering::Release);
         wake(&h.data_ready, self.fast_wake);
         self.next_seq += 1;
         seq
@@ -320,6 +350,8 @@ pub struct Reservation<'a> {
     producer: &'a mut Producer,
     /// Logical position of the record (its header).
     start: u64,
+    /// Logical position of the padding before it, when it starts a new lap.
+    pad: Option<u64>,
     len: usize,
     reserved: usize,
 }
@@ -350,7 +382,7 @@ impl Reservation<'_> {
 
     /// Publish the message; its sequence number.
     pub fn commit(self) -> u64 {
-        self.producer.commit(self.start, self.len)
+        self.producer.commit(self.start, self.pad, self.len)
     }
 
     fn payload(&self) -> *mut u8 {
