@@ -76,7 +76,7 @@ impl Default for ShmBenchOptions {
             sizes: vec![64, 1024, 65536],
             bytes_per_run: 256 << 20,
             rounds: 20_000,
-            ring_capacity: 1 << 20,
+            ring_capacity: 4 << 20,
             pin: false,
         }
     }
