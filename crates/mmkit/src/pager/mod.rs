@@ -46,10 +46,11 @@
 //!   every fault, and dropping the pager closes it, stops the handlers, then unmaps.
 //! - Where userfaultfd is refused (`EPERM`), building fails with an error naming the
 //!   three ways to allow it: root or `CAP_SYS_PTRACE`, `sysctl
-//!   vm.unprivileged_userfaultfd=1`, or access to `/dev/userfaultfd`. Before failing it
-//!   tries `/dev/userfaultfd` and then `UFFD_USER_MODE_ONLY` (allowed to any user; the
-//!   kernel's own accesses to the region, e.g. a `read(2)` into it, then fail with
-//!   `EFAULT`): see [`Pager::uffd_kind`].
+//!   vm.unprivileged_userfaultfd=1`, or access to `/dev/userfaultfd` (it tries that
+//!   device before failing). [`PagerOptions::user_mode_only`] accepts instead a
+//!   `UFFD_USER_MODE_ONLY` descriptor, which any user may open, but with which the
+//!   kernel's own accesses to unfilled pages (a `write(2)` from the region) fail with
+//!   `EFAULT`: see [`Pager::uffd_kind`].
 //!
 //! ## Sources
 //!

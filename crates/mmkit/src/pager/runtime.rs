@@ -26,6 +26,7 @@ pub struct PagerOptions {
     readahead: usize,
     threads: usize,
     budget: Option<u64>,
+    user_mode_only: bool,
 }
 
 impl Default for PagerOptions {
@@ -41,7 +42,19 @@ impl PagerOptions {
             readahead: DEFAULT_READAHEAD,
             threads: 1,
             budget: None,
+            user_mode_only: false,
         }
+    }
+
+    /// Accept a userfaultfd that serves only faults taken in user mode
+    /// (`UFFD_USER_MODE_ONLY`), which any user may open, when a full one is refused.
+    ///
+    /// The kernel's own accesses to pages not yet filled then fail instead of waiting: a
+    /// `write(2)` from the region returns `EFAULT`. Touch the data in user mode (read it,
+    /// or copy it out with [`Pager::read_at`]) before handing it to a system call.
+    pub fn user_mode_only(&mut self, allow: bool) -> &mut PagerOptions {
+        self.user_mode_only = allow;
+        self
     }
 
     /// The largest read-ahead window, in pages (at least 1; 1 turns read-ahead off).
@@ -103,7 +116,7 @@ impl PagerOptions {
                 stop: None,
             });
         }
-        let uffd = Uffd::open(FEATURE_POISON).map_err(open_error)?;
+        let uffd = Uffd::open(FEATURE_POISON, self.user_mode_only).map_err(open_error)?;
         // SAFETY: a fresh anonymous mapping, no hint; length non-zero.
         let ptr = unsafe {
             crate::sys::mmap(
@@ -179,7 +192,8 @@ pub(crate) fn open_error(e: Errno) -> Error {
             ))
             .hint(
                 "run as root or with CAP_SYS_PTRACE; or `sysctl vm.unprivileged_userfaultfd=1`; \
-                 or grant access to /dev/userfaultfd (its group, or an ACL)",
+                 or grant access to /dev/userfaultfd (its group, or an ACL); \
+                 or accept user-mode faults only with PagerOptions::user_mode_only(true)",
             );
     }
     if e == Errno::NOSYS {

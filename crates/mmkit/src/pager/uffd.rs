@@ -142,22 +142,24 @@ unsafe fn ioctl<T>(fd: RawFd, req: libc::c_ulong, arg: *mut T) -> Result<(), Err
 }
 
 impl Uffd {
-    /// Open a userfaultfd (`O_CLOEXEC | O_NONBLOCK`): `userfaultfd(2)`; on `EPERM`,
-    /// `/dev/userfaultfd` with `USERFAULTFD_IOC_NEW`; failing that, `userfaultfd(2)` with
-    /// `UFFD_USER_MODE_ONLY`. Then the `UFFDIO_API` handshake asking for `want` features
-    /// (those the kernel lacks are left out, not refused).
+    /// Open a userfaultfd (`O_CLOEXEC | O_NONBLOCK`): `userfaultfd(2)`; on failure,
+    /// `/dev/userfaultfd` with `USERFAULTFD_IOC_NEW`; failing that, when
+    /// `user_mode_only`, `userfaultfd(2)` with `UFFD_USER_MODE_ONLY`. Then the
+    /// `UFFDIO_API` handshake asking for `want` features (those the kernel lacks are
+    /// left out, not refused).
     ///
     /// Returns the errno of the first attempt when all fail.
-    pub(crate) fn open(want: u64) -> Result<Uffd, Errno> {
+    pub(crate) fn open(want: u64, user_mode_only: bool) -> Result<Uffd, Errno> {
         let flags = libc::O_CLOEXEC | libc::O_NONBLOCK;
         let (fd, opened) = match sys_userfaultfd(flags) {
             Ok(fd) => (fd, Opened::Syscall),
             Err(first) => match dev_userfaultfd(flags) {
                 Ok(fd) => (fd, Opened::Device),
-                Err(_) => match sys_userfaultfd(flags | UFFD_USER_MODE_ONLY) {
+                Err(_) if user_mode_only => match sys_userfaultfd(flags | UFFD_USER_MODE_ONLY) {
                     Ok(fd) => (fd, Opened::UserModeOnly),
                     Err(_) => return Err(first),
                 },
+                Err(_) => return Err(first),
             },
         };
         // The API is set once per descriptor: ask for `want`; a kernel lacking one of
@@ -166,7 +168,7 @@ impl Uffd {
             Ok(f) => f,
             Err(Errno::INVAL) if want != 0 => {
                 drop(fd);
-                return Uffd::open(0);
+                return Uffd::open(0, user_mode_only);
             }
             Err(e) => return Err(e),
         };
