@@ -346,3 +346,66 @@ fn close_wakes_blocked_readers_with_err() {
         drop(pager);
     }
 }
+
+#[test]
+fn budget_bounds_resident_memory_measured_in_smaps() {
+    let budget = 1 << 20;
+    let len = 4 * budget;
+    let ra = 32;
+    let src: Arc<dyn Source> = Arc::new(hashed(len as u64));
+    let want = expected(&*src);
+    let Some(pager) = build(
+        PagerOptions::new().budget(budget as u64).readahead(ra),
+        Arc::clone(&src),
+    ) else {
+        return;
+    };
+    let limit = (budget + ra * PAGE) as u64;
+    let rss = || {
+        mmkit::probe::region_stats(pager.as_ptr())
+            .expect("smaps of the region")
+            .rss
+    };
+    let mut max_rss = 0;
+    let mut buf = vec![0u8; PAGE];
+    // Twice sequentially, through the slice and through read_at.
+    for pass in 0..2 {
+        for p in 0..len / PAGE {
+            let off = p * PAGE;
+            if pass == 0 {
+                assert_eq!(&pager.as_slice()[off..off + PAGE], &want[off..off + PAGE]);
+            } else {
+                pager.read_at(off, &mut buf).unwrap();
+                assert_eq!(&buf[..], &want[off..off + PAGE], "page {p}");
+            }
+            if p % 32 == 0 {
+                max_rss = max_rss.max(rss());
+            }
+        }
+    }
+    // Then randomly, from four threads.
+    random_check(&pager, &want, 300);
+    max_rss = max_rss.max(rss());
+    let st = pager.stats();
+    assert!(max_rss <= limit, "RSS {max_rss} over {limit}: {st:?}");
+    assert!(pager.resident_pages() * PAGE <= budget, "{st:?}");
+    // Every page was read at least twice: the budget made the pager evict and refill.
+    assert!(st.pages_filled >= 2 * (len / PAGE) as u64, "{st:?}");
+    assert!(
+        st.evictions >= st.pages_filled - (budget / PAGE) as u64,
+        "{st:?}"
+    );
+    println!("max RSS {max_rss} of budget {budget}: {st:?}");
+}
+
+#[test]
+fn budget_makes_the_pager_read_only() {
+    let Some(mut pager) = build(
+        PagerOptions::new().budget(64 * 1024),
+        Arc::new(hashed(1 << 20)),
+    ) else {
+        return;
+    };
+    let e = pager.as_mut_slice().unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Unsupported);
+}
