@@ -11,8 +11,9 @@ use std::sync::{Arc, Mutex};
 
 use rustix::io::Errno;
 
-use super::uffd::{Uffd, UffdMsg, EVENT_PAGEFAULT, FEATURE_POISON};
+use super::uffd::{Uffd, UffdMsg, EVENT_PAGEFAULT, FEATURE_POISON, PAGEFAULT_FLAG_WP};
 use super::Source;
+use crate::{Error, Op, Result};
 
 /// Page state bits. Invariant: `PRESENT` is set only after the page was copied in, and
 /// cleared before it is discarded; `FAILED` is set before the page is poisoned and
@@ -22,6 +23,9 @@ pub(crate) const PRESENT: u8 = 1;
 pub(crate) const REFERENCED: u8 = 2;
 /// The source failed to read this page; the fault was answered with a poisoned page.
 pub(crate) const FAILED: u8 = 4;
+/// Written since it was filled or last written back. Invariant (with write-protect
+/// tracking): a present page without `DIRTY` is write-protected.
+pub(crate) const DIRTY: u8 = 8;
 
 /// Counters behind `PagerStats`; each only ever grows.
 #[derive(Debug, Default)]
@@ -73,6 +77,12 @@ pub(crate) struct Shared {
     pub(crate) readahead: usize,
     /// Resident page budget, when set.
     pub(crate) budget: Option<usize>,
+    /// Dirty tracking by write-protect faults: pages are copied in write-protected, and
+    /// the first write to one marks it `DIRTY`. Without it, every present page counts
+    /// as dirty for write-back.
+    pub(crate) wp: bool,
+    /// Held by `flush`, so two flushes do not interleave.
+    flushing: Mutex<()>,
     /// Pages present or reserved for a fill in progress. Invariant (with a budget): at
     /// most `budget`; changed only under the `clock` lock when increasing.
     pub(crate) resident: AtomicUsize,
@@ -104,6 +114,7 @@ impl Shared {
         stop: OwnedFd,
         readahead: usize,
         budget: Option<usize>,
+        wp: bool,
     ) -> Shared {
         Shared {
             source,
@@ -116,6 +127,8 @@ impl Shared {
             state: (0..pages).map(|_| AtomicU8::new(0)).collect(),
             readahead,
             budget,
+            wp,
+            flushing: Mutex::new(()),
             resident: AtomicUsize::new(0),
             seq: Mutex::new(Seq {
                 next: usize::MAX,
@@ -192,7 +205,12 @@ pub(crate) fn serve(shared: Arc<Shared>) {
             }
         };
         for m in &msgs[..n] {
-            if m.event == EVENT_PAGEFAULT {
+            if m.event != EVENT_PAGEFAULT {
+                continue;
+            }
+            if m.flags & PAGEFAULT_FLAG_WP != 0 {
+                write_fault(&shared, m.address as usize);
+            } else {
                 fault(&shared, &mut bounce, m.address as usize);
             }
         }
@@ -261,7 +279,7 @@ fn fault(shared: &Shared, bounce: &mut Bounce, addr: usize) {
         match unsafe {
             shared
                 .uffd
-                .copy(dst + done, buf.as_ptr().add(done), bytes - done)
+                .copy(dst + done, buf.as_ptr().add(done), bytes - done, shared.wp)
         } {
             Ok(k) => {
                 for p in (done / page)..((done + k) / page) {
@@ -356,6 +374,9 @@ fn make_room(shared: &Shared, n: usize) {
             shared.state[i].fetch_and(!REFERENCED, Ordering::AcqRel);
             continue;
         }
+        if s & DIRTY != 0 {
+            continue;
+        }
         shared.state[i].fetch_and(!PRESENT, Ordering::AcqRel);
         let addr = (shared.base + i * shared.page) as *mut u8;
         // SAFETY: the page lies in the pager's region. Pages of a pager with a budget
@@ -369,4 +390,79 @@ fn make_room(shared: &Shared, n: usize) {
         }
     }
     shared.resident.fetch_add(n, Ordering::AcqRel);
+}
+
+/// The first write to a write-protected page: mark it dirty, then lift the protection
+/// (which wakes the writer).
+fn write_fault(shared: &Shared, addr: usize) {
+    let page = shared.page;
+    let i = (addr - shared.base) / page;
+    shared.state[i].fetch_or(DIRTY, Ordering::AcqRel);
+    let start = shared.base + i * page;
+    if let Err(e) = shared.uffd.writeprotect(start, page, false) {
+        note_error(shared, format!("UFFDIO_WRITEPROTECT: {e}"));
+        let _ = shared.uffd.wake(start, page);
+    }
+}
+
+/// Write the dirty pages back to the source (clipped at its length), write-protect them
+/// again, then `sync` the source. The caller guarantees no thread writes the region
+/// meanwhile (writes need `&mut Pager`).
+pub(crate) fn flush(shared: &Shared, len: usize) -> Result<()> {
+    let _one = shared.flushing.lock().unwrap_or_else(|p| p.into_inner());
+    let page = shared.page;
+    let is_dirty = |i: usize| {
+        let s = shared.state[i].load(Ordering::Acquire);
+        if shared.wp {
+            s & DIRTY != 0
+        } else {
+            s & PRESENT != 0
+        }
+    };
+    let mut i = 0;
+    while i < shared.pages {
+        if !is_dirty(i) {
+            i += 1;
+            continue;
+        }
+        let mut j = i + 1;
+        while j < shared.pages && is_dirty(j) {
+            j += 1;
+        }
+        // Protect first: a write racing the copy below would fault and be marked dirty
+        // again rather than be lost (none can race: writes need `&mut Pager`).
+        let start = shared.base + i * page;
+        if shared.wp {
+            shared
+                .uffd
+                .writeprotect(start, (j - i) * page, true)
+                .map_err(|e| {
+                    Error::os(Op::Flush, e)
+                        .at((i * page) as u64, ((j - i) * page) as u64)
+                        .detail(format!("UFFDIO_WRITEPROTECT: {e}"))
+                })?;
+            for p in i..j {
+                shared.state[p].fetch_and(!DIRTY, Ordering::AcqRel);
+            }
+        }
+        let end = (j * page).min(len);
+        let n = end - i * page;
+        // SAFETY: `[start, start+n)` lies in the region, its pages are present (dirty
+        // implies present), and nothing writes them during the flush (see above).
+        let data = unsafe { std::slice::from_raw_parts(start as *const u8, n) };
+        if let Err(e) = shared.source.write_at((i * page) as u64, data) {
+            if shared.wp {
+                for p in i..j {
+                    shared.state[p].fetch_or(DIRTY, Ordering::AcqRel);
+                }
+                let _ = shared.uffd.writeprotect(start, (j - i) * page, false);
+            }
+            return Err(e);
+        }
+        let c = &shared.counters;
+        c.writebacks.fetch_add((j - i) as u64, Ordering::Relaxed);
+        c.bytes_written.fetch_add(n as u64, Ordering::Relaxed);
+        i = j;
+    }
+    shared.source.sync()
 }

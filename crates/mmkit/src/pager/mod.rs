@@ -36,7 +36,12 @@
 //!   (`MADV_DONTNEED`) and the next touch faults and refills it with the same bytes (a
 //!   source must give the same bytes for the same offset); a pager with a budget gives
 //!   no write access, so nothing written can be lost.
-//! - Writes need `&mut Pager` ([`Pager::as_mut_slice`]).
+//! - Writes need `&mut Pager` ([`Pager::as_mut_slice`]). With a writable source the
+//!   region is registered in write-protect mode too: pages are copied in
+//!   write-protected (`UFFDIO_COPY_MODE_WP`), the first write to one takes a
+//!   write-protect fault that marks it dirty and lifts the protection
+//!   (`UFFDIO_WRITEPROTECT`), and [`Pager::flush`] (or drop) writes the dirty pages back
+//!   and protects them again.
 //! - Errors cannot travel through a plain memory access. A page the source fails to
 //!   read, and every fault after [`Pager::close`], is answered with `UFFDIO_POISON`
 //!   (Linux 6.6+): the access raises SIGBUS. [`Pager::read_at`] copies under mmkit's

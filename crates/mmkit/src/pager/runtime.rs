@@ -12,7 +12,7 @@ use std::thread::JoinHandle;
 use rustix::io::Errno;
 use rustix::mm::{MapFlags, ProtFlags};
 
-use super::handler::{self, Shared, FAILED, PRESENT};
+use super::handler::{self, Shared, DIRTY, FAILED, PRESENT};
 use super::uffd::{Opened, Uffd, FEATURE_POISON};
 use super::Source;
 use crate::{Error, ErrorKind, Op, Result};
@@ -130,13 +130,20 @@ impl PagerOptions {
         }
         .map_err(|e| Error::os(Op::Map, e).at(0, mapped as u64))?;
         let region = Region { ptr, len: mapped };
-        uffd.register_missing(ptr.as_ptr() as usize, mapped)
-            .map_err(|e| {
-                Error::os(Op::Pager, e).at(0, mapped as u64).detail(format!(
-                    "UFFDIO_REGISTER: {}",
-                    crate::error::errno_label(e.raw_os_error())
-                ))
-            })?;
+        // Dirty tracking for a source that takes write-back: write-protect faults.
+        let mut wp = source.writable();
+        let mut reg = uffd.register(ptr.as_ptr() as usize, mapped, wp);
+        if reg == Err(Errno::INVAL) && wp {
+            // A kernel without anonymous write-protect: write back every present page.
+            wp = false;
+            reg = uffd.register(ptr.as_ptr() as usize, mapped, false);
+        }
+        reg.map_err(|e| {
+            Error::os(Op::Pager, e).at(0, mapped as u64).detail(format!(
+                "UFFDIO_REGISTER: {}",
+                crate::error::errno_label(e.raw_os_error())
+            ))
+        })?;
         let (stop_r, stop_w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
             .map_err(|e| Error::os(Op::Pager, e))?;
         let pages = mapped / page;
@@ -154,6 +161,7 @@ impl PagerOptions {
             stop_r,
             readahead,
             budget,
+            wp,
         ));
         let mut pager = Pager {
             region: Some((region, Arc::clone(&shared))),
@@ -326,8 +334,12 @@ impl Pager {
         unsafe { std::slice::from_raw_parts(self.as_ptr(), self.len) }
     }
 
-    /// The data as a mutable slice. Writes stay in memory: without write-back they are
-    /// not sent to the source.
+    /// The data as a mutable slice.
+    ///
+    /// With a [writable](Source::writable) source, the pages written are tracked (each
+    /// page is filled write-protected; its first write takes a write-protect fault that
+    /// marks it dirty) and [`flush`](Pager::flush) or drop writes them back. With a
+    /// read-only source, writes stay in memory.
     ///
     /// # Errors
     ///
@@ -416,7 +428,8 @@ impl Pager {
     /// Stop serving data: every fault pending now or later is answered with an error
     /// (a poisoned page), so threads blocked in [`read_at`](Pager::read_at) return
     /// `Err(Closed)` instead of waiting; pages already filled stay readable through
-    /// [`as_slice`](Pager::as_slice). Dropping the pager closes it first.
+    /// [`as_slice`](Pager::as_slice). Dropping the pager flushes it, then closes it.
+    /// A closed pager is not flushed on drop; [`flush`](Pager::flush) still works.
     ///
     /// A fault whose source read is already running finishes it (the reader then gets
     /// `Err(Closed)` all the same).
@@ -431,6 +444,36 @@ impl Pager {
         self.region
             .as_ref()
             .is_some_and(|(_, s)| s.closed.load(Ordering::Acquire))
+    }
+
+    /// Write the pages written since the last flush back to the source (`write_at`, the
+    /// last page clipped at [`len`](Pager::len)), protect them again so the next write
+    /// is seen, and [`sync`](Source::sync) the source. Does nothing for a read-only
+    /// source. Dropping the pager flushes too, ignoring errors: call this to see them.
+    ///
+    /// On a kernel without write-protect for anonymous memory, every page filled so far
+    /// is written back.
+    ///
+    /// # Errors
+    ///
+    /// The source's `write_at` or `sync` error; pages not written stay dirty.
+    pub fn flush(&self) -> Result<()> {
+        match &self.region {
+            Some((_, s)) if self.source.writable() => handler::flush(s, self.len),
+            _ => Ok(()),
+        }
+    }
+
+    /// Pages written since the last [`flush`](Pager::flush) (0 for a read-only source).
+    pub fn dirty_pages(&self) -> usize {
+        match &self.region {
+            Some((_, s)) if s.wp => s
+                .state
+                .iter()
+                .filter(|p| p.load(Ordering::Relaxed) & DIRTY != 0)
+                .count(),
+            _ => 0,
+        }
     }
 
     /// Pages of the region the pager counts as resident now (filled and not evicted).
@@ -467,6 +510,10 @@ impl Pager {
 
 impl Drop for Pager {
     fn drop(&mut self) {
+        if !self.is_closed() {
+            // Errors are lost here; `flush` reports them.
+            let _ = self.flush();
+        }
         self.close();
         // Closing the write end makes the pipe readable (end of file) for every handler.
         drop(self.stop.take());

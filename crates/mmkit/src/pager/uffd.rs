@@ -24,6 +24,14 @@ const UFFD_USER_MODE_ONLY: libc::c_int = 1;
 pub(crate) const FEATURE_POISON: u64 = 1 << 14;
 /// `UFFDIO_REGISTER_MODE_MISSING`.
 const REGISTER_MODE_MISSING: u64 = 1;
+/// `UFFDIO_REGISTER_MODE_WP`.
+const REGISTER_MODE_WP: u64 = 2;
+/// `UFFDIO_COPY_MODE_WP`: install the pages write-protected.
+const COPY_MODE_WP: u64 = 2;
+/// `UFFDIO_WRITEPROTECT_MODE_WP`.
+const WRITEPROTECT_MODE_WP: u64 = 1;
+/// `UFFD_PAGEFAULT_FLAG_WP`: the fault is a write to a write-protected page.
+pub(crate) const PAGEFAULT_FLAG_WP: u64 = 2;
 /// `UFFD_EVENT_PAGEFAULT`.
 pub(crate) const EVENT_PAGEFAULT: u8 = 0x12;
 
@@ -38,6 +46,8 @@ const UFFDIO_REGISTER: libc::c_ulong = ioc(IOC_READ_WRITE, 0x00, size_of::<Uffdi
 const UFFDIO_WAKE: libc::c_ulong = ioc(IOC_READ, 0x02, size_of::<UffdioRange>());
 const UFFDIO_COPY: libc::c_ulong = ioc(IOC_READ_WRITE, 0x03, size_of::<UffdioCopy>());
 const UFFDIO_ZEROPAGE: libc::c_ulong = ioc(IOC_READ_WRITE, 0x04, size_of::<UffdioZeropage>());
+const UFFDIO_WRITEPROTECT: libc::c_ulong =
+    ioc(IOC_READ_WRITE, 0x06, size_of::<UffdioWriteprotect>());
 const UFFDIO_POISON: libc::c_ulong = ioc(IOC_READ_WRITE, 0x08, size_of::<UffdioPoison>());
 /// `USERFAULTFD_IOC_NEW` on `/dev/userfaultfd` (`_IO(0xAA, 0)`).
 const USERFAULTFD_IOC_NEW: libc::c_ulong = ioc(0, 0x00, 0);
@@ -77,6 +87,12 @@ struct UffdioZeropage {
     range: UffdioRange,
     mode: u64,
     zeropage: i64,
+}
+
+#[repr(C)]
+struct UffdioWriteprotect {
+    range: UffdioRange,
+    mode: u64,
 }
 
 #[repr(C)]
@@ -179,14 +195,15 @@ impl Uffd {
         })
     }
 
-    /// `UFFDIO_REGISTER` `[start, start+len)` in missing mode.
-    pub(crate) fn register_missing(&self, start: usize, len: usize) -> Result<(), Errno> {
+    /// `UFFDIO_REGISTER` `[start, start+len)` in missing mode, and write-protect mode
+    /// too when `wp`.
+    pub(crate) fn register(&self, start: usize, len: usize, wp: bool) -> Result<(), Errno> {
         let mut reg = UffdioRegister {
             range: UffdioRange {
                 start: start as u64,
                 len: len as u64,
             },
-            mode: REGISTER_MODE_MISSING,
+            mode: REGISTER_MODE_MISSING | if wp { REGISTER_MODE_WP } else { 0 },
             ioctls: 0,
         };
         // SAFETY: `reg` is the structure UFFDIO_REGISTER reads and writes.
@@ -194,7 +211,7 @@ impl Uffd {
     }
 
     /// `UFFDIO_COPY`: copy `len` bytes at `src` into `dst` (page-aligned, registered),
-    /// waking the threads that fault on it.
+    /// waking the threads that fault on it; with `wp` the pages start write-protected.
     ///
     /// Returns how many bytes were copied: all of them, or fewer when a page of the
     /// range was already present (`EEXIST` after a partial copy), in which case the
@@ -208,13 +225,14 @@ impl Uffd {
         dst: usize,
         src: *const u8,
         len: usize,
+        wp: bool,
     ) -> Result<usize, Errno> {
         loop {
             let mut c = UffdioCopy {
                 dst: dst as u64,
                 src: src as u64,
                 len: len as u64,
-                mode: 0,
+                mode: if wp { COPY_MODE_WP } else { 0 },
                 copy: 0,
             };
             // SAFETY: `c` is the structure UFFDIO_COPY reads and writes; the ranges are
@@ -243,6 +261,26 @@ impl Uffd {
         // SAFETY: `z` is the structure UFFDIO_ZEROPAGE reads and writes; the kernel checks
         // the range is registered on this descriptor.
         unsafe { ioctl(self.fd.as_raw_fd(), UFFDIO_ZEROPAGE, &mut z) }
+    }
+
+    /// `UFFDIO_WRITEPROTECT`: protect the range (`protect`), or lift the protection and
+    /// wake the threads waiting on it.
+    pub(crate) fn writeprotect(
+        &self,
+        start: usize,
+        len: usize,
+        protect: bool,
+    ) -> Result<(), Errno> {
+        let mut w = UffdioWriteprotect {
+            range: UffdioRange {
+                start: start as u64,
+                len: len as u64,
+            },
+            mode: if protect { WRITEPROTECT_MODE_WP } else { 0 },
+        };
+        // SAFETY: `w` is the structure UFFDIO_WRITEPROTECT reads; the kernel checks the
+        // range is registered in write-protect mode on this descriptor.
+        unsafe { ioctl(self.fd.as_raw_fd(), UFFDIO_WRITEPROTECT, &mut w) }
     }
 
     /// `UFFDIO_POISON` over one range: touching it raises `SIGBUS` (`BUS_MCEERR_AR`).
@@ -345,6 +383,7 @@ mod tests {
         assert_eq!(UFFDIO_COPY, 0xc028_aa03);
         assert_eq!(UFFDIO_ZEROPAGE, 0xc020_aa04);
         assert_eq!(UFFDIO_POISON, 0xc020_aa08);
+        assert_eq!(UFFDIO_WRITEPROTECT, 0xc018_aa06);
         assert_eq!(USERFAULTFD_IOC_NEW, 0xaa00);
     }
 }
