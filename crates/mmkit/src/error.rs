@@ -62,6 +62,8 @@ pub enum Op {
     Send,
     /// Receive a message from a channel.
     Receive,
+    /// Setting up or running a pager (`userfaultfd`).
+    Pager,
 }
 
 impl Op {
@@ -85,6 +87,7 @@ impl Op {
             Op::Probe => "probe",
             Op::Send => "send",
             Op::Receive => "receive",
+            Op::Pager => "pager",
         }
     }
 }

@@ -1,0 +1,530 @@
+//! The [`Pager`]: a region of memory whose pages are read from a [`Source`] on first
+//! touch, served by handler threads through `userfaultfd(2)`.
+//!
+//! See the [module docs](super) for the example and the safety model.
+
+use std::os::fd::OwnedFd;
+use std::ptr::NonNull;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use rustix::io::Errno;
+use rustix::mm::{MapFlags, ProtFlags};
+
+use super::handler::{self, Shared, DIRTY, FAILED, PRESENT};
+use super::uffd::{Opened, Uffd, FEATURE_POISON};
+use super::Source;
+use crate::{Error, ErrorKind, Op, Result};
+
+/// Default maximum read-ahead window: 32 pages (128 KiB with 4 KiB pages).
+const DEFAULT_READAHEAD: usize = 32;
+
+/// How to build a [`Pager`]: read-ahead, handler threads, memory budget.
+#[derive(Debug, Clone)]
+pub struct PagerOptions {
+    readahead: usize,
+    threads: usize,
+    budget: Option<u64>,
+    user_mode_only: bool,
+}
+
+impl Default for PagerOptions {
+    fn default() -> Self {
+        PagerOptions::new()
+    }
+}
+
+impl PagerOptions {
+    /// One handler thread, read-ahead up to 32 pages, no memory budget.
+    pub fn new() -> PagerOptions {
+        PagerOptions {
+            readahead: DEFAULT_READAHEAD,
+            threads: 1,
+            budget: None,
+            user_mode_only: false,
+        }
+    }
+
+    /// Accept a userfaultfd that serves only faults taken in user mode
+    /// (`UFFD_USER_MODE_ONLY`), which any user may open, when a full one is refused.
+    ///
+    /// The kernel's own accesses to pages not yet filled then fail instead of waiting: a
+    /// `write(2)` from the region returns `EFAULT`. Touch the data in user mode (read it,
+    /// or copy it out with [`Pager::read_at`]) before handing it to a system call.
+    pub fn user_mode_only(&mut self, allow: bool) -> &mut PagerOptions {
+        self.user_mode_only = allow;
+        self
+    }
+
+    /// The largest read-ahead window, in pages (at least 1; 1 turns read-ahead off).
+    ///
+    /// A fault right after the last run filled doubles the window (1, 2, 4, ... up to
+    /// `max_pages`) and fills that many pages with one source read and one copy; any
+    /// other fault resets it to one page.
+    pub fn readahead(&mut self, max_pages: usize) -> &mut PagerOptions {
+        self.readahead = max_pages.max(1);
+        self
+    }
+
+    /// How many handler threads serve faults (at least 1).
+    pub fn threads(&mut self, n: usize) -> &mut PagerOptions {
+        self.threads = n.max(1);
+        self
+    }
+
+    /// Keep at most `bytes` of the region resident (rounded down to pages, at least one
+    /// page): before a fill would go over, clean pages are discarded
+    /// (`MADV_DONTNEED`) in clock order, and read again from the source when touched.
+    ///
+    /// A pager with a budget gives no write access ([`Pager::as_mut_slice`] fails):
+    /// dirty pages would be lost on eviction.
+    pub fn budget(&mut self, bytes: u64) -> &mut PagerOptions {
+        self.budget = Some(bytes);
+        self
+    }
+
+    /// Reserve the region, open and register the userfaultfd, start the handlers.
+    ///
+    /// # Errors
+    ///
+    /// - `Op::Pager`, `EPERM`, when this process may not use userfaultfd; the hint names
+    ///   the three ways to allow it.
+    /// - `Op::Map` when the region cannot be reserved; `Op::Pager` with the errno when
+    ///   the handshake or registration fails.
+    pub fn build(&self, source: Arc<dyn Source>) -> Result<Pager> {
+        let page = crate::sys::page_size();
+        let len = source.len();
+        let mapped = usize::try_from(len)
+            .ok()
+            .and_then(|l| l.checked_next_multiple_of(page))
+            .ok_or_else(|| {
+                Error::new(Op::Pager, ErrorKind::LengthOverflow)
+                    .at(0, len)
+                    .detail(format!(
+                        "{} does not fit the address space",
+                        source.describe()
+                    ))
+            })?;
+        if mapped == 0 {
+            return Ok(Pager {
+                region: None,
+                len: 0,
+                source,
+                budget: false,
+                threads: Vec::new(),
+                stop: None,
+            });
+        }
+        let uffd = Uffd::open(FEATURE_POISON, self.user_mode_only).map_err(open_error)?;
+        // SAFETY: a fresh anonymous mapping, no hint; length non-zero.
+        let ptr = unsafe {
+            crate::sys::mmap(
+                std::ptr::null_mut(),
+                mapped,
+                ProtFlags::READ | ProtFlags::WRITE,
+                MapFlags::PRIVATE | MapFlags::NORESERVE,
+                None,
+                0,
+            )
+        }
+        .map_err(|e| Error::os(Op::Map, e).at(0, mapped as u64))?;
+        let region = Region { ptr, len: mapped };
+        // Dirty tracking for a source that takes write-back: write-protect faults.
+        let mut wp = source.writable();
+        let mut reg = uffd.register(ptr.as_ptr() as usize, mapped, wp);
+        if reg == Err(Errno::INVAL) && wp {
+            // A kernel without anonymous write-protect: write back every present page.
+            wp = false;
+            reg = uffd.register(ptr.as_ptr() as usize, mapped, false);
+        }
+        reg.map_err(|e| {
+            Error::os(Op::Pager, e).at(0, mapped as u64).detail(format!(
+                "UFFDIO_REGISTER: {}",
+                crate::error::errno_label(e.raw_os_error())
+            ))
+        })?;
+        let (stop_r, stop_w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+            .map_err(|e| Error::os(Op::Pager, e))?;
+        let pages = mapped / page;
+        let budget = self.budget.map(|b| ((b as usize) / page).max(1));
+        let readahead = match budget {
+            Some(b) => self.readahead.min(b),
+            None => self.readahead,
+        };
+        let shared = Arc::new(Shared::new(
+            Arc::clone(&source),
+            uffd,
+            ptr.as_ptr() as usize,
+            pages,
+            page,
+            stop_r,
+            readahead,
+            budget,
+            wp,
+        ));
+        let mut pager = Pager {
+            region: Some((region, Arc::clone(&shared))),
+            len: len as usize,
+            source,
+            budget: budget.is_some(),
+            threads: Vec::new(),
+            stop: Some(stop_w),
+        };
+        for i in 0..self.threads {
+            let s = Arc::clone(&shared);
+            let t = std::thread::Builder::new()
+                .name(format!("mmkit-pager-{i}"))
+                .spawn(move || handler::serve(s))
+                .map_err(|e| {
+                    super::source::io_err(Op::Pager, &e)
+                        .detail(format!("spawn handler thread: {e}"))
+                })?;
+            pager.threads.push(t);
+        }
+        Ok(pager)
+    }
+}
+
+/// The error for a userfaultfd that cannot be opened.
+pub(crate) fn open_error(e: Errno) -> Error {
+    let err = Error::os(Op::Pager, e);
+    if e == Errno::PERM || e == Errno::ACCESS {
+        let sysctl = std::fs::read_to_string("/proc/sys/vm/unprivileged_userfaultfd")
+            .map(|s| s.trim().to_string())
+            .unwrap_or_else(|_| "?".into());
+        return err
+            .detail(format!(
+                "this process may not use userfaultfd (vm.unprivileged_userfaultfd = {sysctl}, \
+                 no access to /dev/userfaultfd)"
+            ))
+            .hint(
+                "run as root or with CAP_SYS_PTRACE; or `sysctl vm.unprivileged_userfaultfd=1`; \
+                 or grant access to /dev/userfaultfd (its group, or an ACL); \
+                 or accept user-mode faults only with PagerOptions::user_mode_only(true)",
+            );
+    }
+    if e == Errno::NOSYS {
+        return err.detail("this kernel has no userfaultfd (CONFIG_USERFAULTFD off)".to_string());
+    }
+    err
+}
+
+/// The reserved memory, unmapped on drop.
+#[derive(Debug)]
+struct Region {
+    ptr: NonNull<u8>,
+    len: usize,
+}
+
+impl Drop for Region {
+    fn drop(&mut self) {
+        // SAFETY: our own mapping; whoever owns the region drops it only once no borrow
+        // of it is live and no handler thread runs.
+        let _ = unsafe { crate::sys::munmap(self.ptr, self.len) };
+    }
+}
+
+/// What a pager has done so far. All counts since it was built.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct PagerStats {
+    /// Missing-page faults the handlers received.
+    pub faults: u64,
+    /// Pages copied in (the faulting pages and their read-ahead).
+    pub pages_filled: u64,
+    /// Pages filled by read-ahead, not by their own fault.
+    pub readahead_pages: u64,
+    /// Faults that continued a sequential run (they grew the read-ahead window).
+    pub readahead_hits: u64,
+    /// Pages discarded to stay within the budget.
+    pub evictions: u64,
+    /// Pages written back to the source.
+    pub writebacks: u64,
+    /// Bytes read from the source.
+    pub bytes_read: u64,
+    /// Bytes written back to the source.
+    pub bytes_written: u64,
+    /// Faults answered with an error (the source failed, or the pager was closed).
+    pub failed_faults: u64,
+    /// Faults on a page already filled when the handler got to them (two threads
+    /// touching one page, or the kernel reporting a retried fault again): answered
+    /// with a wake. Counted in `faults` too.
+    pub spurious_faults: u64,
+}
+
+/// A region of memory paged in from a [`Source`] by `userfaultfd` handler threads.
+///
+/// Built with [`PagerOptions::build`]. See the [module docs](super) for the safety model:
+/// why [`as_slice`](Pager::as_slice) is safe, and when to use
+/// [`read_at`](Pager::read_at) instead.
+pub struct Pager {
+    /// `None` for an empty source (nothing mapped, no handler).
+    region: Option<(Region, Arc<Shared>)>,
+    len: usize,
+    source: Arc<dyn Source>,
+    budget: bool,
+    threads: Vec<JoinHandle<()>>,
+    /// Write end of the stop pipe; dropping it wakes every handler to exit.
+    stop: Option<OwnedFd>,
+}
+
+// SAFETY: the region is memory this pager owns; shared access gives only reads of bytes
+// that, once filled, keep their values (see the module docs), and writes need `&mut`.
+unsafe impl Send for Pager {}
+// SAFETY: as above; `&Pager` methods only read the region or touch atomics.
+unsafe impl Sync for Pager {}
+
+impl std::fmt::Debug for Pager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pager")
+            .field("ptr", &self.as_ptr())
+            .field("len", &self.len)
+            .field("source", &self.source.describe())
+            .field("threads", &self.threads.len())
+            .finish()
+    }
+}
+
+impl Pager {
+    /// Start of the region (dangling for an empty source).
+    pub fn as_ptr(&self) -> *const u8 {
+        match &self.region {
+            Some((r, _)) => r.ptr.as_ptr(),
+            None => NonNull::dangling().as_ptr(),
+        }
+    }
+
+    /// Length of the data, in bytes: the source's length when the pager was built.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the source was empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The source the pages come from.
+    pub fn source(&self) -> &Arc<dyn Source> {
+        &self.source
+    }
+
+    /// How the userfaultfd was obtained: `"userfaultfd"`, `"/dev/userfaultfd"`, or
+    /// `"userfaultfd (user-mode only)"`, where the kernel's own accesses to the region
+    /// (a `read(2)` into it) fail with `EFAULT`. `None` for an empty source.
+    pub fn uffd_kind(&self) -> Option<&'static str> {
+        self.region.as_ref().map(|(_, s)| match s.uffd.opened {
+            Opened::Syscall => "userfaultfd",
+            Opened::Device => "/dev/userfaultfd",
+            Opened::UserModeOnly => "userfaultfd (user-mode only)",
+        })
+    }
+
+    /// The data as a slice; pages are read from the source as they are touched.
+    ///
+    /// Touching a page the source cannot read, or any page not yet filled after
+    /// [`close`](Pager::close), raises SIGBUS (the process dies, loudly, as with any
+    /// unhandled SIGBUS; on kernels before 6.6 it reads zeros instead). Use
+    /// [`read_at`](Pager::read_at) when the source can fail or another thread may close
+    /// the pager.
+    pub fn as_slice(&self) -> &[u8] {
+        // SAFETY: `len` bytes of our own private mapping; they are only written through
+        // `&mut self` (or refilled with the same bytes after an eviction), see the
+        // module docs.
+        unsafe { std::slice::from_raw_parts(self.as_ptr(), self.len) }
+    }
+
+    /// The data as a mutable slice.
+    ///
+    /// With a [writable](Source::writable) source, the pages written are tracked (each
+    /// page is filled write-protected; its first write takes a write-protect fault that
+    /// marks it dirty) and [`flush`](Pager::flush) or drop writes them back. With a
+    /// read-only source, writes stay in memory.
+    ///
+    /// # Errors
+    ///
+    /// `Unsupported` when the pager has a budget (eviction would drop the writes).
+    pub fn as_mut_slice(&mut self) -> Result<&mut [u8]> {
+        if self.budget {
+            return Err(Error::new(Op::Write, ErrorKind::Unsupported)
+                .detail("a pager with a memory budget is read-only")
+                .hint("build it without .budget() to write"));
+        }
+        // SAFETY: as in `as_slice`, and `&mut self` makes this the only borrow.
+        Ok(unsafe { std::slice::from_raw_parts_mut(self.as_ptr().cast_mut(), self.len) })
+    }
+
+    /// Copy `buf.len()` bytes at `offset` into `buf`, paging them in as needed.
+    ///
+    /// Each page is copied under mmkit's SIGBUS guard, so a page the source failed to
+    /// read, or a read racing [`close`](Pager::close), returns `Err` instead of
+    /// crashing or hanging.
+    ///
+    /// # Errors
+    ///
+    /// - `OutOfRange` when the range ends past [`len`](Pager::len).
+    /// - `Closed` when the pager was closed before or during the read.
+    /// - `StorageFault` when the source failed to read a page of the range (the detail
+    ///   has the source's error).
+    pub fn read_at(&self, offset: usize, buf: &mut [u8]) -> Result<()> {
+        let end = offset
+            .checked_add(buf.len())
+            .filter(|&e| e <= self.len)
+            .ok_or_else(|| {
+                Error::new(Op::Read, ErrorKind::OutOfRange)
+                    .at(offset as u64, buf.len() as u64)
+                    .detail(format!("the pager holds {} bytes", self.len))
+            })?;
+        let Some((_, shared)) = &self.region else {
+            return Ok(());
+        };
+        let page = shared.page;
+        let mut at = offset;
+        while at < end {
+            let n = (at / page * page + page).min(end) - at;
+            self.check_page(shared, at / page, offset, buf.len())?;
+            // SAFETY: `at < len`, inside our region.
+            let src = unsafe { self.as_ptr().add(at) };
+            let dst = &mut buf[at - offset..at - offset + n];
+            let r = crate::guard::guarded(src, n, || {
+                // SAFETY: `src` is valid for `n` bytes of our region (the guard catches
+                // the SIGBUS of a poisoned page); `dst` is a distinct buffer.
+                unsafe { std::ptr::copy_nonoverlapping(src, dst.as_mut_ptr(), n) }
+            });
+            if let Err(f) = r {
+                crate::guard::settle(f.patches);
+            }
+            // The page state is set before a page is poisoned, so this sees any failure
+            // the copy ran into, and any zero page a closed pager handed out.
+            self.check_page(shared, at / page, offset, buf.len())?;
+            at += n;
+        }
+        Ok(())
+    }
+
+    fn check_page(&self, shared: &Shared, page: usize, offset: usize, len: usize) -> Result<()> {
+        if shared.closed.load(Ordering::Acquire) {
+            return Err(Error::new(Op::Read, ErrorKind::Closed)
+                .at(offset as u64, len as u64)
+                .detail("the pager was closed"));
+        }
+        if shared.state[page].load(Ordering::Acquire) & FAILED != 0 {
+            let why = shared
+                .last_error
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone()
+                .unwrap_or_default();
+            return Err(Error::new(Op::Read, ErrorKind::StorageFault)
+                .at(offset as u64, len as u64)
+                .detail(format!(
+                    "{} could not read page {page}: {why}",
+                    self.source.describe()
+                )));
+        }
+        Ok(())
+    }
+
+    /// Stop serving data: every fault pending now or later is answered with an error
+    /// (a poisoned page), so threads blocked in [`read_at`](Pager::read_at) return
+    /// `Err(Closed)` instead of waiting; pages already filled stay readable through
+    /// [`as_slice`](Pager::as_slice). Dropping the pager flushes it, then closes it.
+    /// A closed pager is not flushed on drop; [`flush`](Pager::flush) still works.
+    ///
+    /// A fault whose source read is already running finishes it (the reader then gets
+    /// `Err(Closed)` all the same).
+    pub fn close(&self) {
+        if let Some((_, s)) = &self.region {
+            s.closed.store(true, Ordering::Release);
+        }
+    }
+
+    /// Whether [`close`](Pager::close) was called.
+    pub fn is_closed(&self) -> bool {
+        self.region
+            .as_ref()
+            .is_some_and(|(_, s)| s.closed.load(Ordering::Acquire))
+    }
+
+    /// Write the pages written since the last flush back to the source (`write_at`, the
+    /// last page clipped at [`len`](Pager::len)), protect them again so the next write
+    /// is seen, and [`sync`](Source::sync) the source. Does nothing for a read-only
+    /// source. Dropping the pager flushes too, ignoring errors: call this to see them.
+    ///
+    /// On a kernel without write-protect for anonymous memory, every page filled so far
+    /// is written back.
+    ///
+    /// # Errors
+    ///
+    /// The source's `write_at` or `sync` error; pages not written stay dirty.
+    pub fn flush(&self) -> Result<()> {
+        match &self.region {
+            Some((_, s)) if self.source.writable() => handler::flush(s, self.len),
+            _ => Ok(()),
+        }
+    }
+
+    /// Pages written since the last [`flush`](Pager::flush) (0 for a read-only source).
+    pub fn dirty_pages(&self) -> usize {
+        match &self.region {
+            Some((_, s)) if s.wp => s
+                .state
+                .iter()
+                .filter(|p| p.load(Ordering::Relaxed) & DIRTY != 0)
+                .count(),
+            _ => 0,
+        }
+    }
+
+    /// Pages of the region the pager counts as resident now (filled and not evicted).
+    pub fn resident_pages(&self) -> usize {
+        self.region.as_ref().map_or(0, |(_, s)| {
+            s.state
+                .iter()
+                .filter(|p| p.load(Ordering::Relaxed) & PRESENT != 0)
+                .count()
+        })
+    }
+
+    /// The counters so far.
+    pub fn stats(&self) -> PagerStats {
+        let Some((_, s)) = &self.region else {
+            return PagerStats::default();
+        };
+        let c = &s.counters;
+        let l = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+        PagerStats {
+            faults: l(&c.faults),
+            pages_filled: l(&c.pages_filled),
+            readahead_pages: l(&c.readahead_pages),
+            readahead_hits: l(&c.readahead_hits),
+            evictions: l(&c.evictions),
+            writebacks: l(&c.writebacks),
+            bytes_read: l(&c.bytes_read),
+            bytes_written: l(&c.bytes_written),
+            failed_faults: l(&c.failed_faults),
+            spurious_faults: l(&c.spurious_faults),
+        }
+    }
+}
+
+impl Drop for Pager {
+    fn drop(&mut self) {
+        if !self.is_closed() {
+            // Errors are lost here; `flush` reports them.
+            let _ = self.flush();
+        }
+        self.close();
+        // Closing the write end makes the pipe readable (end of file) for every handler.
+        drop(self.stop.take());
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+        if let Some((region, shared)) = self.region.take() {
+            // Handlers have exited; dropping the last `Shared` closes the userfaultfd,
+            // then the region is unmapped (`&mut self`: no borrow of it is live).
+            drop(shared);
+            drop(region);
+        }
+    }
+}

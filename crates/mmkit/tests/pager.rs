@@ -1,0 +1,411 @@
+//! The pager against its sources: random access from several threads compared byte for
+//! byte with the source (generated data, a real file, zstd files made by mmkit and by
+//! the `zstd` CLI), read-ahead and its counters, the memory budget measured in smaps,
+//! closing while readers are blocked, and the error when userfaultfd is refused.
+//!
+//! Tests that need userfaultfd print `skipped: <reason>` where it is not allowed.
+
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mmkit::pager::{
+    compress_seekable, FileSource, FnSource, Pager, PagerOptions, Source, ZstdSource,
+};
+use mmkit::ErrorKind;
+
+const PAGE: usize = 4096;
+
+/// A byte that depends on its whole offset (a hash), so a page at the wrong place shows.
+fn hash_byte(off: u64) -> u8 {
+    let mut x = off.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    x ^= x >> 29;
+    x = x.wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    (x ^ (x >> 32)) as u8
+}
+
+fn hashed(len: u64) -> FnSource {
+    FnSource::new(len, |off, buf| {
+        for (i, b) in buf.iter_mut().enumerate() {
+            *b = hash_byte(off + i as u64);
+        }
+    })
+}
+
+fn expected(src: &dyn Source) -> Vec<u8> {
+    let mut v = vec![0u8; (src.len() as usize).next_multiple_of(PAGE)];
+    src.read_at(0, &mut v).expect("read the source");
+    v.truncate(src.len() as usize);
+    v
+}
+
+/// Build a pager, or print why userfaultfd is not usable here and return `None`.
+fn build(opts: &PagerOptions, src: Arc<dyn Source>) -> Option<Pager> {
+    match opts.build(src) {
+        Ok(p) => Some(p),
+        Err(e) if e.op() == mmkit::Op::Pager && e.errno() == Some(libc::EPERM) => {
+            println!("skipped: userfaultfd not allowed here: {e}");
+            None
+        }
+        Err(e) => panic!("build: {e}"),
+    }
+}
+
+/// xorshift, for reproducible random offsets.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+/// Four threads read random ranges (through the slice and through `read_at`) and compare
+/// them with `want`.
+fn random_check(pager: &Pager, want: &[u8], reads_per_thread: usize) {
+    std::thread::scope(|s| {
+        for t in 0..4u64 {
+            s.spawn(move || {
+                let mut rng = Rng(0x1234_5678 + t * 7919);
+                let mut buf = vec![0u8; 3 * PAGE];
+                for i in 0..reads_per_thread {
+                    let off = (rng.next() % want.len() as u64) as usize;
+                    let n = ((rng.next() % (3 * PAGE) as u64) as usize + 1).min(want.len() - off);
+                    if i % 2 == 0 {
+                        assert_eq!(
+                            &pager.as_slice()[off..off + n],
+                            &want[off..off + n],
+                            "slice at {off}"
+                        );
+                    } else {
+                        pager.read_at(off, &mut buf[..n]).expect("read_at");
+                        assert_eq!(&buf[..n], &want[off..off + n], "read_at at {off}");
+                    }
+                }
+            });
+        }
+    });
+}
+
+#[test]
+fn random_access_from_four_threads_matches_generated_source() {
+    // Not a whole number of pages: the last page is short.
+    let len = 3 * 1024 * 1024 + 123;
+    let src: Arc<dyn Source> = Arc::new(hashed(len));
+    let want = expected(&*src);
+    for threads in [1, 2] {
+        let Some(pager) = build(PagerOptions::new().threads(threads), Arc::clone(&src)) else {
+            return;
+        };
+        assert_eq!(pager.len(), len as usize);
+        random_check(&pager, &want, 400);
+        // Then everything, so every page was filled exactly once.
+        assert_eq!(pager.as_slice(), &want[..]);
+        let st = pager.stats();
+        let pages = (len as usize).div_ceil(PAGE) as u64;
+        assert_eq!(st.pages_filled, pages, "{st:?}");
+        // Two threads faulting on one page both queue a fault; one fill serves both.
+        assert!(st.bytes_read >= pages * PAGE as u64, "{st:?}");
+        assert_eq!(st.failed_faults, 0);
+    }
+}
+
+#[test]
+fn random_access_matches_a_real_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("data");
+    let data: Vec<u8> = (0..2_000_000u64).map(hash_byte).collect();
+    std::fs::write(&path, &data).unwrap();
+    let src = Arc::new(FileSource::open(&path).unwrap());
+    let Some(pager) = build(PagerOptions::new().threads(2), src) else {
+        return;
+    };
+    random_check(&pager, &data, 300);
+    assert_eq!(pager.as_slice(), &data[..]);
+}
+
+fn zstd_data() -> Vec<u8> {
+    // Half noise, half text, so frames compress differently.
+    (0..1_500_000u64)
+        .map(|i| {
+            if i < 750_000 {
+                hash_byte(i)
+            } else {
+                b"pager pages page by page "[(i % 25) as usize]
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn random_access_matches_a_seekable_zstd_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("data.zst");
+    let data = zstd_data();
+    let mut out = std::fs::File::create(&path).unwrap();
+    compress_seekable(&mut &data[..], &mut out, 64 * 1024, 3).unwrap();
+    drop(out);
+    let src = Arc::new(ZstdSource::open(&path).unwrap());
+    let Some(pager) = build(&PagerOptions::new(), src) else {
+        return;
+    };
+    random_check(&pager, &data, 200);
+    assert_eq!(pager.as_slice(), &data[..]);
+}
+
+#[test]
+fn random_access_matches_a_zstd_cli_file() {
+    if Command::new("zstd")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .status()
+        .is_err()
+    {
+        println!("skipped: zstd CLI not installed");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let raw = dir.path().join("data");
+    let data = zstd_data();
+    std::fs::write(&raw, &data).unwrap();
+    let st = Command::new("zstd")
+        .args(["-q", "-3", "-f"])
+        .arg(&raw)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let src = Arc::new(ZstdSource::open(dir.path().join("data.zst")).unwrap());
+    let Some(pager) = build(&PagerOptions::new(), src) else {
+        return;
+    };
+    random_check(&pager, &data, 100);
+    assert_eq!(pager.as_slice(), &data[..]);
+}
+
+#[test]
+fn sequential_scan_is_read_ahead_in_growing_windows() {
+    let pages = 1000usize;
+    for ra in [1usize, 8, 32] {
+        let src: Arc<dyn Source> = Arc::new(hashed((pages * PAGE) as u64));
+        let Some(pager) = build(PagerOptions::new().readahead(ra), src) else {
+            return;
+        };
+        let mut sum = 0u64;
+        for i in (0..pages * PAGE).step_by(PAGE) {
+            sum += u64::from(pager.as_slice()[i]);
+        }
+        assert!(sum > 0);
+        let st = pager.stats();
+        assert_eq!(st.pages_filled, pages as u64, "ra {ra}: {st:?}");
+        // The window grows 1, 2, 4, ... ra: the first log2(ra)+1 faults cover 2ra-1 pages,
+        // then one fault per ra pages.
+        let ramp = ra.trailing_zeros() as usize + 1;
+        let want = ramp + (pages - (2 * ra - 1)).div_ceil(ra);
+        assert_eq!(
+            st.faults - st.spurious_faults,
+            want as u64,
+            "ra {ra}: {st:?}"
+        );
+        assert_eq!(st.readahead_pages, (pages - want) as u64, "ra {ra}: {st:?}");
+        assert_eq!(st.readahead_hits, want as u64 - 1, "ra {ra}: {st:?}");
+    }
+}
+
+#[test]
+fn random_faults_do_not_read_ahead() {
+    let pages = 512usize;
+    let src: Arc<dyn Source> = Arc::new(hashed((pages * PAGE) as u64));
+    let Some(pager) = build(PagerOptions::new().readahead(32), src) else {
+        return;
+    };
+    // Every third page, backwards: never the page after the last run.
+    for p in (0..pages).rev().step_by(3) {
+        assert_eq!(pager.as_slice()[p * PAGE], hash_byte((p * PAGE) as u64));
+    }
+    let st = pager.stats();
+    let touched = pages.div_ceil(3) as u64;
+    assert_eq!(st.pages_filled, touched, "{st:?}");
+    assert_eq!(st.faults - st.spurious_faults, touched, "{st:?}");
+    assert_eq!((st.readahead_pages, st.readahead_hits), (0, 0), "{st:?}");
+}
+
+#[test]
+fn empty_source_gives_an_empty_pager() {
+    let pager = PagerOptions::new()
+        .build(Arc::new(hashed(0)))
+        .expect("an empty pager needs no userfaultfd");
+    assert!(pager.is_empty());
+    assert_eq!(pager.as_slice(), &[] as &[u8]);
+    pager.read_at(0, &mut []).unwrap();
+    assert_eq!(
+        pager.read_at(0, &mut [0]).unwrap_err().kind(),
+        ErrorKind::OutOfRange
+    );
+}
+
+#[test]
+fn read_past_the_end_is_out_of_range() {
+    let Some(pager) = build(&PagerOptions::new(), Arc::new(hashed(5000))) else {
+        return;
+    };
+    let mut buf = [0u8; 10];
+    pager.read_at(4990, &mut buf).unwrap();
+    let e = pager.read_at(4991, &mut buf).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::OutOfRange);
+    assert_eq!(
+        pager.read_at(usize::MAX, &mut buf).unwrap_err().kind(),
+        ErrorKind::OutOfRange
+    );
+}
+
+#[test]
+fn a_failing_source_gives_err_from_read_at() {
+    struct Flaky;
+    impl Source for Flaky {
+        fn len(&self) -> u64 {
+            (16 * PAGE) as u64
+        }
+        fn read_at(&self, offset: u64, buf: &mut [u8]) -> mmkit::Result<()> {
+            if offset == (5 * PAGE) as u64 {
+                // Borrow a real error: reading a directory.
+                let dir = tempfile::tempdir().unwrap();
+                return FileSource::open(dir.path()).map(|_| ());
+            }
+            buf.fill(1);
+            Ok(())
+        }
+        fn describe(&self) -> String {
+            "flaky".into()
+        }
+    }
+    let Some(pager) = build(PagerOptions::new().readahead(1), Arc::new(Flaky)) else {
+        return;
+    };
+    let mut buf = vec![0u8; PAGE];
+    pager.read_at(4 * PAGE, &mut buf).unwrap();
+    assert!(buf.iter().all(|&b| b == 1));
+    let e = pager.read_at(5 * PAGE + 10, &mut buf[..100]).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::StorageFault, "{e}");
+    assert!(e.to_string().contains("flaky"), "{e}");
+    // Again: still an error, never zeros.
+    let e = pager.read_at(5 * PAGE, &mut buf[..1]).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::StorageFault, "{e}");
+    // The pages around it are fine.
+    pager.read_at(6 * PAGE, &mut buf).unwrap();
+    assert!(buf.iter().all(|&b| b == 1));
+    assert_eq!(pager.stats().failed_faults, 1);
+}
+
+#[test]
+fn close_wakes_blocked_readers_with_err() {
+    for round in 0..3 {
+        // 50 ms a page: the readers are blocked in faults when the pager closes.
+        let src = FnSource::new((64 * PAGE) as u64, |off, buf| {
+            std::thread::sleep(Duration::from_millis(50) * (buf.len() / PAGE) as u32);
+            for (i, b) in buf.iter_mut().enumerate() {
+                *b = hash_byte(off + i as u64);
+            }
+        });
+        let Some(pager) = build(PagerOptions::new().readahead(1), Arc::new(src)) else {
+            return;
+        };
+        let started = Instant::now();
+        let results: Vec<_> = std::thread::scope(|s| {
+            let readers: Vec<_> = (0..4)
+                .map(|t| {
+                    let pager = &pager;
+                    s.spawn(move || {
+                        let mut buf = vec![0u8; 16 * PAGE];
+                        let r = pager.read_at(t * 16 * PAGE, &mut buf);
+                        (r, started.elapsed())
+                    })
+                })
+                .collect();
+            std::thread::sleep(Duration::from_millis(120));
+            pager.close();
+            readers.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        for (t, (r, took)) in results.iter().enumerate() {
+            let e = r.as_ref().expect_err("a reader blocked at close gets Err");
+            assert_eq!(e.kind(), ErrorKind::Closed, "round {round} thread {t}: {e}");
+            // 64 pages at 50 ms would take 3.2 s: every reader stopped long before.
+            assert!(
+                *took < Duration::from_millis(3000),
+                "round {round} thread {t} took {took:?}"
+            );
+        }
+        assert!(pager.is_closed());
+        // Pages filled before close stay readable; new reads are refused.
+        let mut b = [0u8; 1];
+        assert_eq!(
+            pager.read_at(0, &mut b).unwrap_err().kind(),
+            ErrorKind::Closed
+        );
+        drop(pager);
+    }
+}
+
+#[test]
+fn budget_bounds_resident_memory_measured_in_smaps() {
+    let budget = 1 << 20;
+    let len = 4 * budget;
+    let ra = 32;
+    let src: Arc<dyn Source> = Arc::new(hashed(len as u64));
+    let want = expected(&*src);
+    let Some(pager) = build(
+        PagerOptions::new().budget(budget as u64).readahead(ra),
+        Arc::clone(&src),
+    ) else {
+        return;
+    };
+    let limit = (budget + ra * PAGE) as u64;
+    let rss = || {
+        mmkit::probe::region_stats(pager.as_ptr())
+            .expect("smaps of the region")
+            .rss
+    };
+    let mut max_rss = 0;
+    let mut buf = vec![0u8; PAGE];
+    // Twice sequentially, through the slice and through read_at.
+    for pass in 0..2 {
+        for p in 0..len / PAGE {
+            let off = p * PAGE;
+            if pass == 0 {
+                assert_eq!(&pager.as_slice()[off..off + PAGE], &want[off..off + PAGE]);
+            } else {
+                pager.read_at(off, &mut buf).unwrap();
+                assert_eq!(&buf[..], &want[off..off + PAGE], "page {p}");
+            }
+            if p % 32 == 0 {
+                max_rss = max_rss.max(rss());
+            }
+        }
+    }
+    // Then randomly, from four threads.
+    random_check(&pager, &want, 300);
+    max_rss = max_rss.max(rss());
+    let st = pager.stats();
+    assert!(max_rss <= limit, "RSS {max_rss} over {limit}: {st:?}");
+    assert!(pager.resident_pages() * PAGE <= budget, "{st:?}");
+    // Every page was read at least twice: the budget made the pager evict and refill.
+    assert!(st.pages_filled >= 2 * (len / PAGE) as u64, "{st:?}");
+    assert!(
+        st.evictions >= st.pages_filled - (budget / PAGE) as u64,
+        "{st:?}"
+    );
+    println!("max RSS {max_rss} of budget {budget}: {st:?}");
+}
+
+#[test]
+fn budget_makes_the_pager_read_only() {
+    let Some(mut pager) = build(
+        PagerOptions::new().budget(64 * 1024),
+        Arc::new(hashed(1 << 20)),
+    ) else {
+        return;
+    };
+    let e = pager.as_mut_slice().unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Unsupported);
+}
