@@ -10,6 +10,7 @@ mod cache;
 mod cat;
 mod find;
 mod maps;
+mod page;
 mod shm;
 mod tour;
 
@@ -64,6 +65,9 @@ enum Command {
     /// The names are the ones Python's multiprocessing.shared_memory.SharedMemory uses:
     /// SharedMemory(name="frames") and `mmkit shm cat frames` see the same bytes.
     Shm(shm::ShmArgs),
+    /// User-space demand paging with userfaultfd: stream a file (or a zstd file's
+    /// uncompressed bytes) through a pager, print its counters, benchmark it.
+    Page(page::PageArgs),
 }
 
 fn main() -> ExitCode {
@@ -80,6 +84,7 @@ fn main() -> ExitCode {
         Command::Cache(args) => cache::run(&args),
         Command::Bench(args) => bench::run(&args),
         Command::Shm(args) => shm::run(&args),
+        Command::Page(args) => page::run(&args),
     };
     match result {
         Ok(code) => code,

@@ -1,0 +1,211 @@
+//! `mmkit page` through the real binary: `cat` byte for byte against the file and
+//! against `zstd -dc`, `stats` counters that match the scan, `bench` JSON, and errors.
+
+use std::process::{Command, Output};
+
+fn mmkit(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_mmkit"))
+        .args(args)
+        .output()
+        .expect("run mmkit")
+}
+
+/// Whether this process may use userfaultfd (CI runs as root, where it must work).
+fn uffd_allowed() -> bool {
+    let root = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .and_then(|v| v.split_whitespace().nth(1).map(|e| e == "0"))
+        })
+        .unwrap_or(false);
+    let sysctl = std::fs::read_to_string("/proc/sys/vm/unprivileged_userfaultfd")
+        .map(|s| s.trim() == "1")
+        .unwrap_or(false);
+    if !(root || sysctl) {
+        println!("skipped: userfaultfd needs root or vm.unprivileged_userfaultfd=1");
+    }
+    root || sysctl
+}
+
+fn data(len: usize) -> Vec<u8> {
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    (0..len)
+        .map(|i| {
+            if i % 3 == 0 {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+            }
+            // Half compressible, half not.
+            if (i / 65536) % 2 == 0 {
+                (i % 251) as u8
+            } else {
+                x as u8
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn cat_streams_the_file_and_the_zstd_cli_output_byte_for_byte() {
+    if !uffd_allowed() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("data.bin");
+    let bytes = data(3 * 1024 * 1024 + 4321);
+    std::fs::write(&path, &bytes).unwrap();
+    let out = mmkit(&["page", "cat", "--stats", path.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.stdout == bytes, "page cat differs from the file");
+    let err = String::from_utf8_lossy(&out.stderr);
+    let filled = err
+        .lines()
+        .find(|l| l.contains("pages filled"))
+        .and_then(|l| l.split_whitespace().last())
+        .and_then(|n| n.parse::<usize>().ok());
+    assert_eq!(filled, Some(bytes.len().div_ceil(4096)), "{err}");
+
+    if Command::new("zstd").arg("--version").output().is_err() {
+        println!("skipped: zstd CLI not installed");
+        return;
+    }
+    let zst = dir.path().join("data.bin.zst");
+    let st = Command::new("zstd")
+        .args(["-q", "-f", "-o"])
+        .arg(&zst)
+        .arg(&path)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let reference = Command::new("zstd").arg("-dc").arg(&zst).output().unwrap();
+    let out = mmkit(&["page", "cat", "--zstd", zst.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.stdout == reference.stdout,
+        "page cat --zstd differs from zstd -dc"
+    );
+    assert!(out.stdout == bytes);
+}
+
+#[test]
+fn stats_counts_one_fill_per_page_and_read_ahead_for_a_sequential_scan() {
+    if !uffd_allowed() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("data.bin");
+    std::fs::write(&path, data(1 << 20)).unwrap();
+    let p = path.to_str().unwrap();
+    let json = |args: &[&str]| -> serde_json::Value {
+        let out = mmkit(args);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let seq = json(&["page", "stats", "--json", "--readahead", "16", p]);
+    let st = &seq["stats"];
+    assert_eq!(st["pages_filled"], 256, "{seq}");
+    assert_eq!(st["bytes_read"], 1 << 20, "{seq}");
+    let faults = st["faults"].as_u64().unwrap();
+    assert!(
+        (16..=64).contains(&faults),
+        "256 pages, windows up to 16: {seq}"
+    );
+    assert_eq!(
+        st["readahead_pages"].as_u64().unwrap() + faults - st["spurious_faults"].as_u64().unwrap(),
+        256,
+        "{seq}"
+    );
+    // No read-ahead: a fault a page.
+    let one = json(&["page", "stats", "--json", "--readahead", "1", p]);
+    assert_eq!(one["stats"]["readahead_pages"], 0, "{one}");
+    assert_eq!(one["checksum"], seq["checksum"], "same bytes either way");
+    // A budget keeps the resident set down by evicting.
+    let budget = json(&["page", "stats", "--json", "--budget", "64K", p]);
+    assert!(
+        budget["stats"]["evictions"].as_u64().unwrap() >= 256 - 16 - 32,
+        "{budget}"
+    );
+    assert_eq!(budget["checksum"], seq["checksum"]);
+}
+
+#[test]
+fn bench_reports_every_method_and_the_fault_latencies() {
+    if !uffd_allowed() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = mmkit(&[
+        "page",
+        "bench",
+        "--size",
+        "4M",
+        "--runs",
+        "1",
+        "--json",
+        "--dir",
+        dir.path().to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rows = v["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 6, "{v}");
+    for r in rows {
+        assert!(r["bytes_per_sec"].as_f64().unwrap() > 0.0, "{r}");
+        if r["method"] == "kernel mmap" {
+            assert_eq!(r["vs_kernel"].as_f64().unwrap(), 1.0, "{r}");
+        }
+    }
+    assert_eq!(v["sequential_stats"]["pages_filled"], 1024, "{v}");
+    assert!(v["fault"]["pager_p50_ns"].as_f64().unwrap() > 0.0, "{v}");
+    assert!(v["fault"]["kernel_p50_ns"].as_f64().unwrap() > 0.0, "{v}");
+    // The test file is removed afterwards.
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+}
+
+#[test]
+fn bad_files_are_one_line_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let plain = dir.path().join("plain.txt");
+    std::fs::write(&plain, b"not compressed at all").unwrap();
+    let cases: [(Vec<String>, &str); 3] = [
+        (vec!["cat".into(), "/nonexistent/x".into()], "No such file"),
+        (
+            vec!["cat".into(), dir.path().display().to_string()],
+            "directory",
+        ),
+        (
+            vec!["cat".into(), "--zstd".into(), plain.display().to_string()],
+            "zstd",
+        ),
+    ];
+    for (args, want) in cases {
+        let mut full = vec!["page".to_string()];
+        full.extend(args.iter().cloned());
+        let refs: Vec<&str> = full.iter().map(String::as_str).collect();
+        let out = mmkit(&refs);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert!(err.contains(want), "{args:?}: {err}");
+        assert!(err.lines().count() <= 2, "{args:?}: {err}");
+        assert!(out.stdout.is_empty());
+    }
+}

@@ -1,0 +1,382 @@
+//! `mmkit page bench`: the pager against a kernel file mapping of the same data and
+//! against `pread`, in one run.
+//!
+//! On one warm file (in the page cache, so the comparison is of the fault paths, not of
+//! the disk) it measures:
+//!
+//! - a **sequential scan** of the whole file (a sum of 64-bit words): through a new
+//!   pager (every page filled by its handler, with read-ahead), through a new kernel
+//!   mapping (`MAP_SHARED`, faults with fault-around), and with 1 MiB `pread`s;
+//! - **random 4 KiB reads** at fixed page offsets, by the same three;
+//! - the latency of **one fault**: a pager without read-ahead against a kernel minor
+//!   fault on a warm file page, each touch 2 MiB from the last (past fault-around and
+//!   large folios).
+//!
+//! Every pass is checked against the sum of the file, and the median of `runs` passes is
+//! reported, with the throughput ratio to the kernel mapping.
+
+use std::fs::File;
+use std::io::Write;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use super::{FileSource, PagerOptions, PagerStats};
+use crate::bench::{random_offsets, scan};
+use crate::error::{Error, ErrorKind, Op, Result};
+use crate::map::MapOptions;
+
+/// What to measure.
+#[derive(Debug, Clone)]
+pub struct PageBenchOptions {
+    /// Bytes of the test file.
+    pub size: u64,
+    /// The pager's largest read-ahead window, in pages.
+    pub readahead: usize,
+    /// Random 4 KiB reads per pass.
+    pub random_reads: usize,
+    /// Passes per measurement (the median is reported).
+    pub runs: usize,
+    /// Touches timed for the one-fault latency.
+    pub faults: usize,
+    /// Where to write the test file (the system's temporary directory by default).
+    pub dir: Option<PathBuf>,
+}
+
+impl Default for PageBenchOptions {
+    fn default() -> Self {
+        PageBenchOptions {
+            size: 256 << 20,
+            readahead: 32,
+            random_reads: 20_000,
+            runs: 5,
+            faults: 2_000,
+            dir: None,
+        }
+    }
+}
+
+/// One method on one access pattern.
+#[derive(Debug, Clone, Serialize)]
+pub struct PageRow {
+    /// `sequential` or `random`.
+    pub pattern: &'static str,
+    /// `pager`, `kernel mmap` or `pread`.
+    pub method: &'static str,
+    /// Median time of a pass, milliseconds.
+    pub median_ms: f64,
+    /// Fastest pass.
+    pub min_ms: f64,
+    /// Slowest pass.
+    pub max_ms: f64,
+    /// Bytes per second of the median pass.
+    pub bytes_per_sec: f64,
+    /// This method's throughput over the kernel mapping's, same pattern.
+    pub vs_kernel: f64,
+}
+
+/// One-fault service times, nanoseconds.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct FaultLatency {
+    /// Median time of a touch served by the pager (no read-ahead).
+    pub pager_p50_ns: f64,
+    /// 99th percentile of the same.
+    pub pager_p99_ns: f64,
+    /// Median time of a kernel minor fault on a warm file page.
+    pub kernel_p50_ns: f64,
+    /// 99th percentile of the same.
+    pub kernel_p99_ns: f64,
+}
+
+/// The whole run.
+#[derive(Debug, Clone, Serialize)]
+pub struct PageBenchReport {
+    /// Bytes of the test file.
+    pub size: u64,
+    /// The pager's read-ahead window, in pages.
+    pub readahead: usize,
+    /// Every measurement.
+    pub rows: Vec<PageRow>,
+    /// One-fault latency.
+    pub fault: FaultLatency,
+    /// The pager's counters after one sequential pass.
+    pub sequential_stats: PagerStats,
+}
+
+/// Run the benchmark; `progress` is told what is being measured.
+///
+/// # Errors
+/// The test file cannot be written; userfaultfd is not allowed; a pass read bytes that
+/// differ from the file (a bug, reported rather than timed).
+pub fn run(opts: &PageBenchOptions, mut progress: impl FnMut(&str)) -> Result<PageBenchReport> {
+    let dir = opts.dir.clone().unwrap_or_else(std::env::temp_dir);
+    let file = TestFile::create(&dir, opts.size)?;
+    let want = file.sum()?;
+    let offsets = random_offsets(opts.size, opts.random_reads);
+    let want_random = file.random_sum(&offsets)?;
+    let mut rows = Vec::new();
+    let mut stats = PagerStats::default();
+    for pattern in ["sequential", "random"] {
+        let mut times: [Vec<Duration>; 3] = Default::default();
+        for _ in 0..opts.runs.max(1) {
+            for (i, method) in ["pager", "kernel mmap", "pread"].into_iter().enumerate() {
+                progress(&format!("{pattern} {method}"));
+                let (t, sum, st) = file.pass(method, pattern, &offsets, opts.readahead)?;
+                let expect = if pattern == "sequential" {
+                    want
+                } else {
+                    want_random
+                };
+                if sum != expect {
+                    return Err(Error::new(Op::Read, ErrorKind::Corrupt).detail(format!(
+                        "{method} {pattern} pass summed {sum:#x}, the file sums to {expect:#x}"
+                    )));
+                }
+                if let (Some(st), "sequential") = (st, pattern) {
+                    stats = st;
+                }
+                times[i].push(t);
+            }
+        }
+        let bytes = if pattern == "sequential" {
+            opts.size
+        } else {
+            (offsets.len() * 4096) as u64
+        };
+        rows.extend(rows_for(pattern, &mut times, bytes));
+    }
+    progress("one-fault latency");
+    let fault = file.fault_latency(opts.faults)?;
+    Ok(PageBenchReport {
+        size: opts.size,
+        readahead: opts.readahead,
+        rows,
+        fault,
+        sequential_stats: stats,
+    })
+}
+
+fn rows_for(pattern: &'static str, times: &mut [Vec<Duration>; 3], bytes: u64) -> Vec<PageRow> {
+    let median = |t: &mut Vec<Duration>| {
+        t.sort_unstable();
+        t[t.len() / 2]
+    };
+    let kernel = median(&mut times[1]).as_secs_f64();
+    ["pager", "kernel mmap", "pread"]
+        .into_iter()
+        .zip(times.iter_mut())
+        .map(|(method, t)| {
+            let m = median(t).as_secs_f64();
+            PageRow {
+                pattern,
+                method,
+                median_ms: m * 1e3,
+                min_ms: t[0].as_secs_f64() * 1e3,
+                max_ms: t[t.len() - 1].as_secs_f64() * 1e3,
+                bytes_per_sec: bytes as f64 / m,
+                vs_kernel: kernel / m,
+            }
+        })
+        .collect()
+}
+
+/// The test file, removed on drop.
+struct TestFile {
+    path: PathBuf,
+    file: File,
+    size: u64,
+}
+
+impl TestFile {
+    /// Write `size` bytes of xorshift data, so sums catch any misplaced page.
+    fn create(dir: &Path, size: u64) -> Result<TestFile> {
+        let path = dir.join(format!("mmkit-page-bench-{}", std::process::id()));
+        let io = |e: std::io::Error| crate::bench::io_err(Op::Write, e).with_path(Some(&path));
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(io)?;
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let mut chunk = vec![0u8; 1 << 20];
+        let mut left = size;
+        while left > 0 {
+            for w in chunk.chunks_exact_mut(8) {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                w.copy_from_slice(&x.to_le_bytes());
+            }
+            let n = left.min(chunk.len() as u64) as usize;
+            file.write_all(&chunk[..n]).map_err(io)?;
+            left -= n as u64;
+        }
+        Ok(TestFile { path, file, size })
+    }
+
+    /// The sum of the whole file, read with `pread` (also warms the page cache).
+    fn sum(&self) -> Result<u64> {
+        self.pread_scan()
+    }
+
+    fn random_sum(&self, offsets: &[u64]) -> Result<u64> {
+        let mut buf = vec![0u8; 4096];
+        let mut sum = 0u64;
+        for &off in offsets {
+            let n = self.read_at(off, &mut buf)?;
+            sum = sum.wrapping_add(scan(&buf[..n]));
+        }
+        Ok(sum)
+    }
+
+    fn read_at(&self, off: u64, buf: &mut [u8]) -> Result<usize> {
+        let want = (self.size - off).min(buf.len() as u64) as usize;
+        self.file
+            .read_exact_at(&mut buf[..want], off)
+            .map_err(|e| crate::bench::io_err(Op::Read, e).with_path(Some(&self.path)))?;
+        Ok(want)
+    }
+
+    fn pread_scan(&self) -> Result<u64> {
+        let mut buf = vec![0u8; 1 << 20];
+        let (mut off, mut sum) = (0u64, 0u64);
+        while off < self.size {
+            let n = self.read_at(off, &mut buf)?;
+            sum = sum.wrapping_add(scan(&buf[..n]));
+            off += n as u64;
+        }
+        Ok(sum)
+    }
+
+    /// One timed pass: its time, its sum, and the pager's counters if it used one.
+    fn pass(
+        &self,
+        method: &str,
+        pattern: &str,
+        offsets: &[u64],
+        readahead: usize,
+    ) -> Result<(Duration, u64, Option<PagerStats>)> {
+        let seq = pattern == "sequential";
+        match method {
+            "pager" => {
+                let src = Arc::new(FileSource::open(&self.path)?);
+                let pager = PagerOptions::new().readahead(readahead).build(src)?;
+                let start = Instant::now();
+                let sum = scan_bytes(pager.as_slice(), seq, offsets);
+                Ok((start.elapsed(), sum, Some(pager.stats())))
+            }
+            "kernel mmap" => {
+                let map = MapOptions::new().map(&self.file)?;
+                let start = Instant::now();
+                // SAFETY: the file is this benchmark's own, in a private temporary name;
+                // nothing truncates or writes it while the slice lives.
+                let sum = scan_bytes(unsafe { map.as_slice() }, seq, offsets);
+                Ok((start.elapsed(), sum, None))
+            }
+            _ => {
+                let start = Instant::now();
+                let sum = if seq {
+                    self.pread_scan()?
+                } else {
+                    self.random_sum(offsets)?
+                };
+                Ok((start.elapsed(), sum, None))
+            }
+        }
+    }
+
+    /// Median and p99 of single touches: the pager without read-ahead, and the kernel.
+    fn fault_latency(&self, touches: usize) -> Result<FaultLatency> {
+        const STRIDE: usize = 2 << 20;
+        let per_region = (self.size as usize / STRIDE).max(1);
+        let (mut pager, mut kernel) = (Vec::new(), Vec::new());
+        while pager.len() < touches {
+            let src = Arc::new(FileSource::open(&self.path)?);
+            let p = PagerOptions::new().readahead(1).build(src)?;
+            time_touches(p.as_slice(), STRIDE, per_region, &mut pager);
+        }
+        while kernel.len() < touches {
+            let map = MapOptions::new().map(&self.file)?;
+            // SAFETY: as in `pass`: the file is ours and unchanged.
+            time_touches(unsafe { map.as_slice() }, STRIDE, per_region, &mut kernel);
+        }
+        let pct = |v: &mut Vec<f64>, q: f64| {
+            v.sort_by(f64::total_cmp);
+            v[((v.len() as f64 * q) as usize).min(v.len() - 1)]
+        };
+        Ok(FaultLatency {
+            pager_p50_ns: pct(&mut pager, 0.5),
+            pager_p99_ns: pct(&mut pager, 0.99),
+            kernel_p50_ns: pct(&mut kernel, 0.5),
+            kernel_p99_ns: pct(&mut kernel, 0.99),
+        })
+    }
+}
+
+impl Drop for TestFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+fn scan_bytes(bytes: &[u8], seq: bool, offsets: &[u64]) -> u64 {
+    if seq {
+        return scan(bytes);
+    }
+    offsets.iter().fold(0u64, |sum, &off| {
+        let off = off as usize;
+        let end = (off + 4096).min(bytes.len());
+        sum.wrapping_add(scan(&bytes[off..end]))
+    })
+}
+
+/// Time one read of a byte every `stride` bytes, `count` of them, into `out` (ns).
+fn time_touches(bytes: &[u8], stride: usize, count: usize, out: &mut Vec<f64>) {
+    for i in 0..count {
+        let off = i * stride + (i * 4096) % stride;
+        if off >= bytes.len() {
+            break;
+        }
+        let start = Instant::now();
+        std::hint::black_box(bytes[off]);
+        out.push(start.elapsed().as_nanos() as f64);
+    }
+}
+
+/// Read a whole pager in 1 MiB steps, or `random` 4 KiB blocks at fixed page offsets,
+/// through [`Pager::read_at`](super::Pager::read_at) (guarded: a failing source is an
+/// `Err`, not SIGBUS). Returns the sum of the bytes' 64-bit words and the time taken.
+///
+/// # Errors
+/// The source failed on a page, or the pager was closed.
+pub fn scan_pager(pager: &super::Pager, random: Option<usize>) -> Result<(u64, Duration)> {
+    let start = Instant::now();
+    let mut sum = 0u64;
+    let len = pager.len();
+    match random {
+        None => {
+            let mut buf = vec![0u8; 1 << 20];
+            let mut off = 0;
+            while off < len {
+                let n = (len - off).min(buf.len());
+                pager.read_at(off, &mut buf[..n])?;
+                sum = sum.wrapping_add(scan(&buf[..n]));
+                off += n;
+            }
+        }
+        Some(count) => {
+            let mut buf = [0u8; 4096];
+            for off in random_offsets(len as u64, count) {
+                let off = off as usize;
+                let n = (len - off).min(buf.len());
+                pager.read_at(off, &mut buf[..n])?;
+                sum = sum.wrapping_add(scan(&buf[..n]));
+            }
+        }
+    }
+    Ok((sum, start.elapsed()))
+}
