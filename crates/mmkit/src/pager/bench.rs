@@ -50,7 +50,7 @@ impl Default for PageBenchOptions {
     fn default() -> Self {
         PageBenchOptions {
             size: 256 << 20,
-            readahead: 32,
+            readahead: 256,
             random_reads: 20_000,
             runs: 5,
             faults: 2_000,
@@ -104,6 +104,11 @@ pub struct PageBenchReport {
     pub fault: FaultLatency,
     /// The pager's counters after one sequential pass.
     pub sequential_stats: PagerStats,
+    /// Nanoseconds a page to touch fresh private anonymous memory of the same size (the
+    /// median of the runs): the floor for any pager that fills private pages, since
+    /// every fill allocates one. A kernel file mapping allocates nothing: it maps the
+    /// page cache.
+    pub anon_touch_ns_per_page: f64,
 }
 
 /// Run the benchmark; `progress` is told what is being measured.
@@ -150,12 +155,19 @@ pub fn run(opts: &PageBenchOptions, mut progress: impl FnMut(&str)) -> Result<Pa
     }
     progress("one-fault latency");
     let fault = file.fault_latency(opts.faults)?;
+    progress("fresh anonymous memory");
+    let mut touch = Vec::new();
+    for _ in 0..opts.runs.max(1) {
+        touch.push(anon_touch_ns_per_page(opts.size)?);
+    }
+    touch.sort_by(f64::total_cmp);
     Ok(PageBenchReport {
         size: opts.size,
         readahead: opts.readahead,
         rows,
         fault,
         sequential_stats: stats,
+        anon_touch_ns_per_page: touch[touch.len() / 2],
     })
 }
 
@@ -321,6 +333,20 @@ impl Drop for TestFile {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.path);
     }
+}
+
+/// Write one byte a page into new private anonymous memory of `size` bytes: the time
+/// a page.
+fn anon_touch_ns_per_page(size: u64) -> Result<f64> {
+    let mut mem = MapOptions::new().len(size as usize).map_anon()?;
+    let page = mem.page_size();
+    let start = Instant::now();
+    for off in (0..mem.len()).step_by(page) {
+        mem[off] = 1;
+    }
+    let took = start.elapsed();
+    std::hint::black_box(&mem);
+    Ok(took.as_nanos() as f64 / (mem.len() / page) as f64)
 }
 
 fn scan_bytes(bytes: &[u8], seq: bool, offsets: &[u64]) -> u64 {
