@@ -3,9 +3,8 @@
 
 use std::process::Command;
 
-#[test]
-#[cfg_attr(miri, ignore)]
-fn student_records_example_verifies_itself() {
+/// Run `cargo run --example NAME` as a user would; its stdout, after checking it exited 0.
+fn run_example(name: &str) -> String {
     let out = Command::new(env!("CARGO"))
         .args([
             "run",
@@ -14,14 +13,21 @@ fn student_records_example_verifies_itself() {
             "-p",
             "mmkit",
             "--example",
-            "student_records",
+            name,
         ])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
         .expect("run cargo");
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(out.status.success(), "{name}: {stdout}\n{stderr}");
+    stdout
+}
+
+#[test]
+#[cfg_attr(miri, ignore)]
+fn student_records_example_verifies_itself() {
+    let stdout = run_example("student_records");
     // The writer is a second process with its own pid.
     let pids = |who: &str| -> Vec<String> {
         stdout
@@ -42,22 +48,7 @@ fn student_records_example_verifies_itself() {
 #[test]
 #[cfg_attr(miri, ignore)]
 fn producer_consumer_example_verifies_itself() {
-    let out = Command::new(env!("CARGO"))
-        .args([
-            "run",
-            "--quiet",
-            "--offline",
-            "-p",
-            "mmkit",
-            "--example",
-            "producer_consumer",
-        ])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("run cargo");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stdout}\n{stderr}");
+    let stdout = run_example("producer_consumer");
     let pids: Vec<&str> = stdout
         .lines()
         .next()

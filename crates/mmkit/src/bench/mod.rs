@@ -41,4 +41,5 @@ mod runner;
 pub(crate) use method::{io_err, random_offsets, scan};
 pub use method::{CacheState, Method, Pattern};
 pub use report::{format_size, parse_size, CaseResult, Machine, Report};
+pub(crate) use runner::generate;
 pub use runner::{run, Config, Progress};

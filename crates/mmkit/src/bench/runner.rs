@@ -91,7 +91,8 @@ fn bad(detail: impl Into<String>) -> Error {
     Error::new(Op::Open, ErrorKind::Unsupported).detail(detail)
 }
 
-fn generate(path: &Path, size: u64) -> Result<File> {
+/// Write `size` bytes of xorshift data to `path` (created or truncated) and sync them.
+pub(crate) fn generate(path: &Path, size: u64) -> Result<File> {
     use std::io::Write;
     let open_err = |e| io_err(Op::Open, e).with_path(Some(path));
     let mut f = std::fs::OpenOptions::new()

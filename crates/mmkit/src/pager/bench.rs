@@ -16,7 +16,6 @@
 //! reported, with the throughput ratio to the kernel mapping.
 
 use std::fs::File;
-use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -206,27 +205,9 @@ impl TestFile {
     /// Write `size` bytes of xorshift data, so sums catch any misplaced page.
     fn create(dir: &Path, size: u64) -> Result<TestFile> {
         let path = dir.join(format!("mmkit-page-bench-{}", std::process::id()));
-        let io = |e: std::io::Error| crate::bench::io_err(Op::Write, e).with_path(Some(&path));
-        let mut file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(&path)
-            .map_err(io)?;
-        let mut x = 0x2545_f491_4f6c_dd1du64;
-        let mut chunk = vec![0u8; 1 << 20];
-        let mut left = size;
-        while left > 0 {
-            for w in chunk.chunks_exact_mut(8) {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                w.copy_from_slice(&x.to_le_bytes());
-            }
-            let n = left.min(chunk.len() as u64) as usize;
-            file.write_all(&chunk[..n]).map_err(io)?;
-            left -= n as u64;
-        }
+        let file = crate::bench::generate(&path, size).inspect_err(|_| {
+            let _ = std::fs::remove_file(&path);
+        })?;
         Ok(TestFile { path, file, size })
     }
 
