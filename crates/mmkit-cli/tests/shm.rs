@@ -278,3 +278,44 @@ fn python_and_mmkit_see_the_same_bytes() {
     assert_eq!(seen, b"from mmkit");
     assert!(n.path().exists(), "Python's exit must not unlink it");
 }
+
+#[test]
+fn a_reader_without_write_permission_can_cat_but_not_write() {
+    use std::os::unix::process::CommandExt;
+    let root = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .and_then(|v| v.split_whitespace().nth(1).map(|e| e == "0"))
+        })
+        .unwrap_or(false);
+    if !root {
+        println!("skipped: needs root to run the reader as user nobody");
+        return;
+    }
+    let n = Name::new("readonly");
+    let out = shm_with_input(&["write", &n.0, "--create"], b"public bytes");
+    assert!(out.status.success(), "{}", stderr(&out));
+    std::fs::set_permissions(
+        n.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o644),
+    )
+    .unwrap();
+    let as_nobody = |args: &[&str]| {
+        mmkit()
+            .arg("shm")
+            .args(args)
+            .uid(65534)
+            .gid(65534)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let out = as_nobody(&["cat", &n.0]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(out.stdout, b"public bytes");
+    let out = as_nobody(&["write", &n.0]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("EACCES"), "{}", stderr(&out));
+}

@@ -306,7 +306,8 @@ struct CatArgs {
 
 fn cat(args: &CatArgs) -> anyhow::Result<ExitCode> {
     let err = |e: mmkit::Error| seg_error("cat", &args.name, &e);
-    let seg = Segment::open(&args.name).map_err(err)?;
+    // Read-only: permission to read the segment is enough.
+    let seg = Segment::open_read_only(&args.name).map_err(err)?;
     let size = seg.size().map_err(err)?;
     if args.offset > size {
         bail!(

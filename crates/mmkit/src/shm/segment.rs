@@ -230,6 +230,7 @@ impl SegmentOptions {
                         fd,
                         name: short.to_string(),
                         created: true,
+                        writable: true,
                     });
                 }
                 Err(Errno::EXIST) if self.open_or_create => match open_rw(short) {
@@ -248,16 +249,22 @@ impl SegmentOptions {
 }
 
 fn open_rw(short: &str) -> Result<Segment> {
-    let fd = rustix::shm::open(short, rustix::shm::OFlags::RDWR, Mode::empty())
+    open_with(short, rustix::shm::OFlags::RDWR)
+}
+
+fn open_with(short: &str, flags: rustix::shm::OFlags) -> Result<Segment> {
+    let fd = rustix::shm::open(short, flags, Mode::empty())
         .map_err(|e| seg_err(e, short, "cannot open the segment"))?;
     Ok(Segment {
         fd,
         name: short.to_string(),
         created: false,
+        writable: flags.contains(rustix::shm::OFlags::RDWR),
     })
 }
 
-/// A named POSIX shared-memory segment, open read-write.
+/// A named POSIX shared-memory segment, open read-write (or read-only, with
+/// [`Segment::open_read_only`]).
 ///
 /// Closing it (drop) does not remove the name: call [`Segment::unlink`], as with Python's
 /// `SharedMemory.unlink()`.
@@ -266,6 +273,8 @@ pub struct Segment {
     fd: OwnedFd,
     name: String,
     created: bool,
+    /// Opened `O_RDWR` (else `O_RDONLY`, by [`Segment::open_read_only`]).
+    writable: bool,
 }
 
 impl Segment {
@@ -283,6 +292,15 @@ impl Segment {
     /// `ENAMETOOLONG` for a bad name.
     pub fn open(name: &str) -> Result<Segment> {
         open_rw(normalize(name)?)
+    }
+
+    /// Open an existing segment read-only: `shm_open(3)` with `O_RDONLY`. Its mapping is
+    /// read-only too; enough permission to read is enough.
+    ///
+    /// # Errors
+    /// As [`open`](Self::open).
+    pub fn open_read_only(name: &str) -> Result<Segment> {
+        open_with(normalize(name)?, rustix::shm::OFlags::RDONLY)
     }
 
     /// Remove the name:
@@ -373,17 +391,19 @@ impl Segment {
             .map_err(|e| seg_err(e, &self.name, "cannot set the size").at(0, new_size))
     }
 
-    /// Map the whole segment shared and read-write (`MAP_SHARED`, `PROT_READ|PROT_WRITE`).
+    /// Map the whole segment shared and read-write (`MAP_SHARED`, `PROT_READ|PROT_WRITE`;
+    /// read-only for a segment opened with [`open_read_only`](Self::open_read_only)).
     /// Another process may shrink it, so reads are guarded: a truncated segment gives
     /// `Err(Truncated)`, not SIGBUS.
     ///
     /// # Errors
     /// As [`MapOptions::map_fd`]; a segment of size 0 cannot be mapped.
     pub fn map(&self) -> Result<Mapping> {
-        MapOptions::new()
-            .write()
-            .shared()
-            .map_fd(self.fd.as_fd(), Some(self.path()))
+        let mut opts = MapOptions::new();
+        if self.writable {
+            opts.write();
+        }
+        opts.shared().map_fd(self.fd.as_fd(), Some(self.path()))
     }
 
     /// The descriptor, e.g. to pass it with [`send_fd`].
