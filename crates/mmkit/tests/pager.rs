@@ -399,7 +399,7 @@ fn budget_bounds_resident_memory_measured_in_smaps() {
 }
 
 #[test]
-fn budget_makes_the_pager_read_only() {
+fn a_budget_over_a_read_only_source_refuses_writes() {
     let Some(mut pager) = build(
         PagerOptions::new().budget(64 * 1024),
         Arc::new(hashed(1 << 20)),

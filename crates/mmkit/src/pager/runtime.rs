@@ -77,8 +77,9 @@ impl PagerOptions {
     /// page): before a fill would go over, clean pages are discarded
     /// (`MADV_DONTNEED`) in clock order, and read again from the source when touched.
     ///
-    /// A pager with a budget gives no write access ([`Pager::as_mut_slice`] fails):
-    /// dirty pages would be lost on eviction.
+    /// With a [writable](Source::writable) source, a dirty page is written back before
+    /// it is discarded. A pager of a read-only source with a budget gives no write
+    /// access ([`Pager::as_mut_slice`] fails): its writes would be lost on eviction.
     pub fn budget(&mut self, bytes: u64) -> &mut PagerOptions {
         self.budget = Some(bytes);
         self
@@ -111,7 +112,7 @@ impl PagerOptions {
                 region: None,
                 len: 0,
                 source,
-                budget: false,
+                read_only: false,
                 threads: Vec::new(),
                 stop: None,
             });
@@ -167,7 +168,7 @@ impl PagerOptions {
             region: Some((region, Arc::clone(&shared))),
             len: len as usize,
             source,
-            budget: budget.is_some(),
+            read_only: budget.is_some() && !wp,
             threads: Vec::new(),
             stop: Some(stop_w),
         };
@@ -262,7 +263,8 @@ pub struct Pager {
     region: Option<(Region, Arc<Shared>)>,
     len: usize,
     source: Arc<dyn Source>,
-    budget: bool,
+    /// A budget without write-back: writes would be lost on eviction.
+    read_only: bool,
     threads: Vec<JoinHandle<()>>,
     /// Write end of the stop pipe; dropping it wakes every handler to exit.
     stop: Option<OwnedFd>,
@@ -343,12 +345,13 @@ impl Pager {
     ///
     /// # Errors
     ///
-    /// `Unsupported` when the pager has a budget (eviction would drop the writes).
+    /// `Unsupported` when the pager has a budget and a read-only source (eviction would
+    /// drop the writes).
     pub fn as_mut_slice(&mut self) -> Result<&mut [u8]> {
-        if self.budget {
+        if self.read_only {
             return Err(Error::new(Op::Write, ErrorKind::Unsupported)
-                .detail("a pager with a memory budget is read-only")
-                .hint("build it without .budget() to write"));
+                .detail("a pager with a memory budget over a read-only source is read-only")
+                .hint("build it without .budget() to write, or over a writable source"));
         }
         // SAFETY: as in `as_slice`, and `&mut self` makes this the only borrow.
         Ok(unsafe { std::slice::from_raw_parts_mut(self.as_ptr().cast_mut(), self.len) })
