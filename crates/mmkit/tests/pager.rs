@@ -300,15 +300,19 @@ fn a_failing_source_gives_err_from_read_at() {
 
 #[test]
 fn close_wakes_blocked_readers_with_err() {
-    for round in 0..3 {
+    for round in 0..4 {
         // 50 ms a page: the readers are blocked in faults when the pager closes.
+        let handlers = 1 + round % 2;
         let src = FnSource::new((64 * PAGE) as u64, |off, buf| {
             std::thread::sleep(Duration::from_millis(50) * (buf.len() / PAGE) as u32);
             for (i, b) in buf.iter_mut().enumerate() {
                 *b = hash_byte(off + i as u64);
             }
         });
-        let Some(pager) = build(PagerOptions::new().readahead(1), Arc::new(src)) else {
+        let Some(pager) = build(
+            PagerOptions::new().readahead(1).threads(handlers),
+            Arc::new(src),
+        ) else {
             return;
         };
         let started = Instant::now();
@@ -354,48 +358,53 @@ fn budget_bounds_resident_memory_measured_in_smaps() {
     let ra = 32;
     let src: Arc<dyn Source> = Arc::new(hashed(len as u64));
     let want = expected(&*src);
-    let Some(pager) = build(
-        PagerOptions::new().budget(budget as u64).readahead(ra),
-        Arc::clone(&src),
-    ) else {
-        return;
-    };
-    let limit = (budget + ra * PAGE) as u64;
-    let rss = || {
-        mmkit::probe::region_stats(pager.as_ptr())
-            .expect("smaps of the region")
-            .rss
-    };
-    let mut max_rss = 0;
-    let mut buf = vec![0u8; PAGE];
-    // Twice sequentially, through the slice and through read_at.
-    for pass in 0..2 {
-        for p in 0..len / PAGE {
-            let off = p * PAGE;
-            if pass == 0 {
-                assert_eq!(&pager.as_slice()[off..off + PAGE], &want[off..off + PAGE]);
-            } else {
-                pager.read_at(off, &mut buf).unwrap();
-                assert_eq!(&buf[..], &want[off..off + PAGE], "page {p}");
-            }
-            if p % 32 == 0 {
-                max_rss = max_rss.max(rss());
+    for handlers in [1, 2] {
+        let Some(pager) = build(
+            PagerOptions::new()
+                .budget(budget as u64)
+                .readahead(ra)
+                .threads(handlers),
+            Arc::clone(&src),
+        ) else {
+            return;
+        };
+        let limit = (budget + ra * PAGE) as u64;
+        let rss = || {
+            mmkit::probe::region_stats(pager.as_ptr())
+                .expect("smaps of the region")
+                .rss
+        };
+        let mut max_rss = 0;
+        let mut buf = vec![0u8; PAGE];
+        // Twice sequentially, through the slice and through read_at.
+        for pass in 0..2 {
+            for p in 0..len / PAGE {
+                let off = p * PAGE;
+                if pass == 0 {
+                    assert_eq!(&pager.as_slice()[off..off + PAGE], &want[off..off + PAGE]);
+                } else {
+                    pager.read_at(off, &mut buf).unwrap();
+                    assert_eq!(&buf[..], &want[off..off + PAGE], "page {p}");
+                }
+                if p % 32 == 0 {
+                    max_rss = max_rss.max(rss());
+                }
             }
         }
+        // Then randomly, from four threads.
+        random_check(&pager, &want, 300);
+        max_rss = max_rss.max(rss());
+        let st = pager.stats();
+        assert!(max_rss <= limit, "RSS {max_rss} over {limit}: {st:?}");
+        assert!(pager.resident_pages() * PAGE <= budget, "{st:?}");
+        // Every page was read at least twice: the budget made the pager evict and refill.
+        assert!(st.pages_filled >= 2 * (len / PAGE) as u64, "{st:?}");
+        assert!(
+            st.evictions >= st.pages_filled - (budget / PAGE) as u64,
+            "{st:?}"
+        );
+        println!("{handlers} handlers: max RSS {max_rss} of budget {budget}: {st:?}");
     }
-    // Then randomly, from four threads.
-    random_check(&pager, &want, 300);
-    max_rss = max_rss.max(rss());
-    let st = pager.stats();
-    assert!(max_rss <= limit, "RSS {max_rss} over {limit}: {st:?}");
-    assert!(pager.resident_pages() * PAGE <= budget, "{st:?}");
-    // Every page was read at least twice: the budget made the pager evict and refill.
-    assert!(st.pages_filled >= 2 * (len / PAGE) as u64, "{st:?}");
-    assert!(
-        st.evictions >= st.pages_filled - (budget / PAGE) as u64,
-        "{st:?}"
-    );
-    println!("max RSS {max_rss} of budget {budget}: {st:?}");
 }
 
 #[test]
