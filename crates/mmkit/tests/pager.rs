@@ -418,3 +418,52 @@ fn a_budget_over_a_read_only_source_refuses_writes() {
     let e = pager.as_mut_slice().unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Unsupported);
 }
+
+const SLICE_CHILD_ENV: &str = "MMKIT_PAGER_SLICE_AFTER_CLOSE_CHILD";
+
+#[test]
+fn a_slice_access_after_close_dies_with_sigbus_never_reads_zeros() {
+    use std::os::unix::process::ExitStatusExt;
+    if build(&PagerOptions::new(), Arc::new(hashed(4096))).is_none() {
+        return;
+    }
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "slice_after_close_child",
+            "--ignored",
+            "--nocapture",
+        ])
+        .env(SLICE_CHILD_ENV, "1")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("filled page still readable"), "{text}");
+    assert!(
+        !text.contains("read an unfilled page after close"),
+        "{text}"
+    );
+    assert_eq!(
+        out.status.signal(),
+        Some(libc::SIGBUS),
+        "{:?}\n{text}",
+        out.status
+    );
+}
+
+/// Runs only in the child started above: expected to die with SIGBUS.
+#[test]
+#[ignore = "run by a_slice_access_after_close_dies_with_sigbus_never_reads_zeros"]
+fn slice_after_close_child() {
+    assert!(std::env::var_os(SLICE_CHILD_ENV).is_some());
+    let pager = PagerOptions::new()
+        .readahead(1)
+        .build(Arc::new(hashed((8 * PAGE) as u64)))
+        .unwrap();
+    let first = pager.as_slice()[0];
+    pager.close();
+    assert_eq!(pager.as_slice()[0], first);
+    println!("filled page still readable");
+    let b = std::hint::black_box(pager.as_slice())[5 * PAGE];
+    println!("read an unfilled page after close: {b}");
+}
