@@ -131,6 +131,9 @@ impl PagerOptions {
         }
         .map_err(|e| Error::os(Op::Map, e).at(0, mapped as u64))?;
         let region = Region { ptr, len: mapped };
+        // SAFETY: the range is the mapping just made; naming changes no memory. A kernel
+        // without CONFIG_ANON_VMA_NAME refuses, and the region stays unnamed.
+        let _ = unsafe { crate::sys::set_anon_name(ptr.as_ptr(), mapped, c"mmkit pager") };
         // Dirty tracking for a source that takes write-back: write-protect faults.
         let mut wp = source.writable();
         let mut reg = uffd.register(ptr.as_ptr() as usize, mapped, wp);
