@@ -268,7 +268,8 @@ fn a_failing_source_gives_err_from_read_at() {
             (16 * PAGE) as u64
         }
         fn read_at(&self, offset: u64, buf: &mut [u8]) -> mmkit::Result<()> {
-            if offset == (5 * PAGE) as u64 {
+            let bad = (5 * PAGE) as u64;
+            if offset <= bad && bad < offset + buf.len() as u64 {
                 // Borrow a real error: reading a directory.
                 let dir = tempfile::tempdir().unwrap();
                 return FileSource::open(dir.path()).map(|_| ());
@@ -280,10 +281,13 @@ fn a_failing_source_gives_err_from_read_at() {
             "flaky".into()
         }
     }
-    let Some(pager) = build(PagerOptions::new().readahead(1), Arc::new(Flaky)) else {
+    let Some(pager) = build(PagerOptions::new().readahead(8), Arc::new(Flaky)) else {
         return;
     };
     let mut buf = vec![0u8; PAGE];
+    // Page 3, then 4: sequential, so 4 is filled with read-ahead over the bad page 5;
+    // that read fails, and page 4 is filled alone.
+    pager.read_at(3 * PAGE, &mut buf).unwrap();
     pager.read_at(4 * PAGE, &mut buf).unwrap();
     assert!(buf.iter().all(|&b| b == 1));
     let e = pager.read_at(5 * PAGE + 10, &mut buf[..100]).unwrap_err();

@@ -220,3 +220,17 @@ fn a_budget_writes_dirty_pages_back_before_evicting_them() {
         println!("threads {threads}: {:?}", pager.stats());
     }
 }
+
+#[test]
+fn a_closed_pager_still_writes_back_on_drop() {
+    let src = Arc::new(MemSource::new(vec![0u8; 8 * PAGE]));
+    let Some(mut pager) = build(&PagerOptions::new(), src.clone()) else {
+        return;
+    };
+    pager.as_mut_slice().unwrap()[2 * PAGE + 1] = 7;
+    pager.close();
+    assert_eq!(pager.dirty_pages(), 1);
+    drop(pager);
+    assert_eq!(src.to_vec()[2 * PAGE + 1], 7);
+    assert_eq!(src.writes(), 1);
+}

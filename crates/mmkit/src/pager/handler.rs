@@ -248,10 +248,19 @@ fn fault(shared: &Shared, bounce: &mut Bounce, addr: usize) {
         n += 1;
     }
     make_room(shared, n);
-    let bytes = n * page;
+    let mut bytes = n * page;
     let buf = bounce.slice(bytes);
     let offset = (first * page) as u64;
-    if let Err(e) = shared.source.read_at(offset, buf) {
+    let mut read = shared.source.read_at(offset, buf);
+    if read.is_err() && n > 1 {
+        // The failure may lie in the read-ahead: fill the faulting page alone.
+        release(shared, n - 1);
+        n = 1;
+        bytes = page;
+        read = shared.source.read_at(offset, &mut buf[..page]);
+    }
+    let buf = &buf[..bytes];
+    if let Err(e) = read {
         release(shared, n);
         note_error(shared, e.to_string());
         shared.state[first].fetch_or(FAILED, Ordering::SeqCst);

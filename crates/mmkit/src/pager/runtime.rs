@@ -346,6 +346,9 @@ impl Pager {
     /// marks it dirty) and [`flush`](Pager::flush) or drop writes them back. With a
     /// read-only source, writes stay in memory.
     ///
+    /// As with [`as_slice`](Pager::as_slice), touching a page not yet filled after
+    /// [`close`](Pager::close), or one the source failed to read, raises SIGBUS.
+    ///
     /// # Errors
     ///
     /// `Unsupported` when the pager has a budget and a read-only source (eviction would
@@ -434,8 +437,8 @@ impl Pager {
     /// Stop serving data: every fault pending now or later is answered with an error
     /// (a poisoned page), so threads blocked in [`read_at`](Pager::read_at) return
     /// `Err(Closed)` instead of waiting; pages already filled stay readable through
-    /// [`as_slice`](Pager::as_slice). Dropping the pager flushes it, then closes it.
-    /// A closed pager is not flushed on drop; [`flush`](Pager::flush) still works.
+    /// [`as_slice`](Pager::as_slice), and pages written are still written back by
+    /// [`flush`](Pager::flush). Dropping the pager flushes it, then closes it.
     ///
     /// A fault whose source read is already running finishes it (the reader then gets
     /// `Err(Closed)` all the same).
@@ -516,10 +519,9 @@ impl Pager {
 
 impl Drop for Pager {
     fn drop(&mut self) {
-        if !self.is_closed() {
-            // Errors are lost here; `flush` reports them.
-            let _ = self.flush();
-        }
+        // Errors are lost here; `flush` reports them. Dirty pages are present, so this
+        // needs no fault served and works on a closed pager too.
+        let _ = self.flush();
         self.close();
         // Closing the write end makes the pipe readable (end of file) for every handler.
         drop(self.stop.take());
