@@ -231,6 +231,7 @@ impl Drop for Region {
 
 /// What a pager has done so far. All counts since it was built.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
 pub struct PagerStats {
     /// Missing-page faults the handlers received.
     pub faults: u64,
