@@ -9,7 +9,7 @@
 //! | guard | [`guard`] | a file truncated under a mapping gives `Err(Truncated)`, never a SIGBUS crash |
 //! | file | [`file`](mod@file) | [`MappedFile`]: a file object with Python-`mmap` parity |
 //! | search | [`search`] | fixed-string search through a mapping (offsets, lines, counts) |
-//! | page | [`pager`] | data sources for demand paging: files, generated data, zstd files read at random |
+//! | page | [`pager`] | user-space demand paging over `userfaultfd`: a region filled on first touch from a file, generated data or a zstd file, with read-ahead, a memory budget and write-back |
 //! | observe | [`probe`] | per-mapping RSS/PSS/dirty from smaps, fault counters, locked memory |
 //! | tour | [`tour`] | live checks of what the Linux docs claim about `mmap` |
 //!

@@ -268,7 +268,8 @@ fn a_failing_source_gives_err_from_read_at() {
             (16 * PAGE) as u64
         }
         fn read_at(&self, offset: u64, buf: &mut [u8]) -> mmkit::Result<()> {
-            if offset == (5 * PAGE) as u64 {
+            let bad = (5 * PAGE) as u64;
+            if offset <= bad && bad < offset + buf.len() as u64 {
                 // Borrow a real error: reading a directory.
                 let dir = tempfile::tempdir().unwrap();
                 return FileSource::open(dir.path()).map(|_| ());
@@ -280,10 +281,13 @@ fn a_failing_source_gives_err_from_read_at() {
             "flaky".into()
         }
     }
-    let Some(pager) = build(PagerOptions::new().readahead(1), Arc::new(Flaky)) else {
+    let Some(pager) = build(PagerOptions::new().readahead(8), Arc::new(Flaky)) else {
         return;
     };
     let mut buf = vec![0u8; PAGE];
+    // Page 3, then 4: sequential, so 4 is filled with read-ahead over the bad page 5;
+    // that read fails, and page 4 is filled alone.
+    pager.read_at(3 * PAGE, &mut buf).unwrap();
     pager.read_at(4 * PAGE, &mut buf).unwrap();
     assert!(buf.iter().all(|&b| b == 1));
     let e = pager.read_at(5 * PAGE + 10, &mut buf[..100]).unwrap_err();
@@ -300,15 +304,19 @@ fn a_failing_source_gives_err_from_read_at() {
 
 #[test]
 fn close_wakes_blocked_readers_with_err() {
-    for round in 0..3 {
+    for round in 0..4 {
         // 50 ms a page: the readers are blocked in faults when the pager closes.
+        let handlers = 1 + round % 2;
         let src = FnSource::new((64 * PAGE) as u64, |off, buf| {
             std::thread::sleep(Duration::from_millis(50) * (buf.len() / PAGE) as u32);
             for (i, b) in buf.iter_mut().enumerate() {
                 *b = hash_byte(off + i as u64);
             }
         });
-        let Some(pager) = build(PagerOptions::new().readahead(1), Arc::new(src)) else {
+        let Some(pager) = build(
+            PagerOptions::new().readahead(1).threads(handlers),
+            Arc::new(src),
+        ) else {
             return;
         };
         let started = Instant::now();
@@ -354,52 +362,57 @@ fn budget_bounds_resident_memory_measured_in_smaps() {
     let ra = 32;
     let src: Arc<dyn Source> = Arc::new(hashed(len as u64));
     let want = expected(&*src);
-    let Some(pager) = build(
-        PagerOptions::new().budget(budget as u64).readahead(ra),
-        Arc::clone(&src),
-    ) else {
-        return;
-    };
-    let limit = (budget + ra * PAGE) as u64;
-    let rss = || {
-        mmkit::probe::region_stats(pager.as_ptr())
-            .expect("smaps of the region")
-            .rss
-    };
-    let mut max_rss = 0;
-    let mut buf = vec![0u8; PAGE];
-    // Twice sequentially, through the slice and through read_at.
-    for pass in 0..2 {
-        for p in 0..len / PAGE {
-            let off = p * PAGE;
-            if pass == 0 {
-                assert_eq!(&pager.as_slice()[off..off + PAGE], &want[off..off + PAGE]);
-            } else {
-                pager.read_at(off, &mut buf).unwrap();
-                assert_eq!(&buf[..], &want[off..off + PAGE], "page {p}");
-            }
-            if p % 32 == 0 {
-                max_rss = max_rss.max(rss());
+    for handlers in [1, 2] {
+        let Some(pager) = build(
+            PagerOptions::new()
+                .budget(budget as u64)
+                .readahead(ra)
+                .threads(handlers),
+            Arc::clone(&src),
+        ) else {
+            return;
+        };
+        let limit = (budget + ra * PAGE) as u64;
+        let rss = || {
+            mmkit::probe::region_stats(pager.as_ptr())
+                .expect("smaps of the region")
+                .rss
+        };
+        let mut max_rss = 0;
+        let mut buf = vec![0u8; PAGE];
+        // Twice sequentially, through the slice and through read_at.
+        for pass in 0..2 {
+            for p in 0..len / PAGE {
+                let off = p * PAGE;
+                if pass == 0 {
+                    assert_eq!(&pager.as_slice()[off..off + PAGE], &want[off..off + PAGE]);
+                } else {
+                    pager.read_at(off, &mut buf).unwrap();
+                    assert_eq!(&buf[..], &want[off..off + PAGE], "page {p}");
+                }
+                if p % 32 == 0 {
+                    max_rss = max_rss.max(rss());
+                }
             }
         }
+        // Then randomly, from four threads.
+        random_check(&pager, &want, 300);
+        max_rss = max_rss.max(rss());
+        let st = pager.stats();
+        assert!(max_rss <= limit, "RSS {max_rss} over {limit}: {st:?}");
+        assert!(pager.resident_pages() * PAGE <= budget, "{st:?}");
+        // Every page was read at least twice: the budget made the pager evict and refill.
+        assert!(st.pages_filled >= 2 * (len / PAGE) as u64, "{st:?}");
+        assert!(
+            st.evictions >= st.pages_filled - (budget / PAGE) as u64,
+            "{st:?}"
+        );
+        println!("{handlers} handlers: max RSS {max_rss} of budget {budget}: {st:?}");
     }
-    // Then randomly, from four threads.
-    random_check(&pager, &want, 300);
-    max_rss = max_rss.max(rss());
-    let st = pager.stats();
-    assert!(max_rss <= limit, "RSS {max_rss} over {limit}: {st:?}");
-    assert!(pager.resident_pages() * PAGE <= budget, "{st:?}");
-    // Every page was read at least twice: the budget made the pager evict and refill.
-    assert!(st.pages_filled >= 2 * (len / PAGE) as u64, "{st:?}");
-    assert!(
-        st.evictions >= st.pages_filled - (budget / PAGE) as u64,
-        "{st:?}"
-    );
-    println!("max RSS {max_rss} of budget {budget}: {st:?}");
 }
 
 #[test]
-fn budget_makes_the_pager_read_only() {
+fn a_budget_over_a_read_only_source_refuses_writes() {
     let Some(mut pager) = build(
         PagerOptions::new().budget(64 * 1024),
         Arc::new(hashed(1 << 20)),
@@ -408,4 +421,53 @@ fn budget_makes_the_pager_read_only() {
     };
     let e = pager.as_mut_slice().unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Unsupported);
+}
+
+const SLICE_CHILD_ENV: &str = "MMKIT_PAGER_SLICE_AFTER_CLOSE_CHILD";
+
+#[test]
+fn a_slice_access_after_close_dies_with_sigbus_never_reads_zeros() {
+    use std::os::unix::process::ExitStatusExt;
+    if build(&PagerOptions::new(), Arc::new(hashed(4096))).is_none() {
+        return;
+    }
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "slice_after_close_child",
+            "--ignored",
+            "--nocapture",
+        ])
+        .env(SLICE_CHILD_ENV, "1")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("filled page still readable"), "{text}");
+    assert!(
+        !text.contains("read an unfilled page after close"),
+        "{text}"
+    );
+    assert_eq!(
+        out.status.signal(),
+        Some(libc::SIGBUS),
+        "{:?}\n{text}",
+        out.status
+    );
+}
+
+/// Runs only in the child started above: expected to die with SIGBUS.
+#[test]
+#[ignore = "run by a_slice_access_after_close_dies_with_sigbus_never_reads_zeros"]
+fn slice_after_close_child() {
+    assert!(std::env::var_os(SLICE_CHILD_ENV).is_some());
+    let pager = PagerOptions::new()
+        .readahead(1)
+        .build(Arc::new(hashed((8 * PAGE) as u64)))
+        .unwrap();
+    let first = pager.as_slice()[0];
+    pager.close();
+    assert_eq!(pager.as_slice()[0], first);
+    println!("filled page still readable");
+    let b = std::hint::black_box(pager.as_slice())[5 * PAGE];
+    println!("read an unfilled page after close: {b}");
 }

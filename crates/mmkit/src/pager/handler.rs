@@ -248,10 +248,19 @@ fn fault(shared: &Shared, bounce: &mut Bounce, addr: usize) {
         n += 1;
     }
     make_room(shared, n);
-    let bytes = n * page;
+    let mut bytes = n * page;
     let buf = bounce.slice(bytes);
     let offset = (first * page) as u64;
-    if let Err(e) = shared.source.read_at(offset, buf) {
+    let mut read = shared.source.read_at(offset, buf);
+    if read.is_err() && n > 1 {
+        // The failure may lie in the read-ahead: fill the faulting page alone.
+        release(shared, n - 1);
+        n = 1;
+        bytes = page;
+        read = shared.source.read_at(offset, &mut buf[..page]);
+    }
+    let buf = &buf[..bytes];
+    if let Err(e) = read {
         release(shared, n);
         note_error(shared, e.to_string());
         shared.state[first].fetch_or(FAILED, Ordering::SeqCst);
@@ -374,14 +383,16 @@ fn make_room(shared: &Shared, n: usize) {
             shared.state[i].fetch_and(!REFERENCED, Ordering::AcqRel);
             continue;
         }
-        if s & DIRTY != 0 {
+        if s & DIRTY != 0 && !write_back_page(shared, i) {
             continue;
         }
         shared.state[i].fetch_and(!PRESENT, Ordering::AcqRel);
         let addr = (shared.base + i * shared.page) as *mut u8;
-        // SAFETY: the page lies in the pager's region. Pages of a pager with a budget
-        // are never written (no `&mut` access is given out), so discarding one loses
-        // nothing: the next touch faults as missing and reads the same bytes again.
+        // SAFETY: the page lies in the pager's region. It is clean: never written, or
+        // written back just now under write-protection (a write since then waits in a
+        // write-protect fault, and finds the page missing: it is filled again from the
+        // source, which has the written-back bytes). Discarding it loses nothing: the
+        // next touch faults as missing and reads the same bytes again.
         let r =
             unsafe { crate::sys::madvise(addr, shared.page, rustix::mm::Advice::LinuxDontNeed) };
         if r.is_ok() {
@@ -392,13 +403,27 @@ fn make_room(shared: &Shared, n: usize) {
     shared.resident.fetch_add(n, Ordering::AcqRel);
 }
 
+/// With a budget, the eviction lock: write faults, evictions and flushes take it, so a
+/// page is never written back, dirtied and discarded at once.
+fn evict_lock(shared: &Shared) -> Option<std::sync::MutexGuard<'_, Clock>> {
+    shared
+        .budget
+        .map(|_| shared.clock.lock().unwrap_or_else(|p| p.into_inner()))
+}
+
 /// The first write to a write-protected page: mark it dirty, then lift the protection
 /// (which wakes the writer).
 fn write_fault(shared: &Shared, addr: usize) {
     let page = shared.page;
     let i = (addr - shared.base) / page;
-    shared.state[i].fetch_or(DIRTY, Ordering::AcqRel);
     let start = shared.base + i * page;
+    let _evict = evict_lock(shared);
+    if shared.state[i].load(Ordering::Acquire) & PRESENT == 0 {
+        // Evicted while the write waited: it runs again and faults as missing.
+        let _ = shared.uffd.wake(start, page);
+        return;
+    }
+    shared.state[i].fetch_or(DIRTY, Ordering::AcqRel);
     if let Err(e) = shared.uffd.writeprotect(start, page, false) {
         note_error(shared, format!("UFFDIO_WRITEPROTECT: {e}"));
         let _ = shared.uffd.wake(start, page);
@@ -410,6 +435,8 @@ fn write_fault(shared: &Shared, addr: usize) {
 /// meanwhile (writes need `&mut Pager`).
 pub(crate) fn flush(shared: &Shared, len: usize) -> Result<()> {
     let _one = shared.flushing.lock().unwrap_or_else(|p| p.into_inner());
+    // No eviction while pages are cleaned and copied out.
+    let _evict = evict_lock(shared);
     let page = shared.page;
     let is_dirty = |i: usize| {
         let s = shared.state[i].load(Ordering::Acquire);
@@ -465,4 +492,29 @@ pub(crate) fn flush(shared: &Shared, len: usize) -> Result<()> {
         i = j;
     }
     shared.source.sync()
+}
+
+/// Before evicting dirty page `i` (the eviction lock held): write-protect it, write it
+/// back, mark it clean. `false` (page left dirty and writable) when that fails.
+fn write_back_page(shared: &Shared, i: usize) -> bool {
+    let page = shared.page;
+    let start = shared.base + i * page;
+    if shared.uffd.writeprotect(start, page, true).is_err() {
+        return false;
+    }
+    let len = shared.source.len() as usize;
+    let n = ((i + 1) * page).min(len) - i * page;
+    // SAFETY: the page is present (dirty implies present; evictions are serialised by
+    // the eviction lock) and write-protected: nothing writes it while it is read.
+    let data = unsafe { std::slice::from_raw_parts(start as *const u8, n) };
+    if let Err(e) = shared.source.write_at((i * page) as u64, data) {
+        note_error(shared, e.to_string());
+        let _ = shared.uffd.writeprotect(start, page, false);
+        return false;
+    }
+    shared.state[i].fetch_and(!DIRTY, Ordering::AcqRel);
+    let c = &shared.counters;
+    c.writebacks.fetch_add(1, Ordering::Relaxed);
+    c.bytes_written.fetch_add(n as u64, Ordering::Relaxed);
+    true
 }

@@ -34,8 +34,9 @@
 //!   A page, once filled, keeps the source's bytes; so [`Pager::as_slice`] is safe: its
 //!   bytes cannot change behind the borrow. Eviction under a budget discards a page
 //!   (`MADV_DONTNEED`) and the next touch faults and refills it with the same bytes (a
-//!   source must give the same bytes for the same offset); a pager with a budget gives
-//!   no write access, so nothing written can be lost.
+//!   source must give the same bytes for the same offset). A dirty page is written back
+//!   (under write-protection) before it is discarded; a pager with a budget over a
+//!   read-only source gives no write access, so nothing written can be lost.
 //! - Writes need `&mut Pager` ([`Pager::as_mut_slice`]). With a writable source the
 //!   region is registered in write-protect mode too: pages are copied in
 //!   write-protected (`UFFDIO_COPY_MODE_WP`), the first write to one takes a

@@ -77,8 +77,9 @@ impl PagerOptions {
     /// page): before a fill would go over, clean pages are discarded
     /// (`MADV_DONTNEED`) in clock order, and read again from the source when touched.
     ///
-    /// A pager with a budget gives no write access ([`Pager::as_mut_slice`] fails):
-    /// dirty pages would be lost on eviction.
+    /// With a [writable](Source::writable) source, a dirty page is written back before
+    /// it is discarded. A pager of a read-only source with a budget gives no write
+    /// access ([`Pager::as_mut_slice`] fails): its writes would be lost on eviction.
     pub fn budget(&mut self, bytes: u64) -> &mut PagerOptions {
         self.budget = Some(bytes);
         self
@@ -111,7 +112,7 @@ impl PagerOptions {
                 region: None,
                 len: 0,
                 source,
-                budget: false,
+                read_only: false,
                 threads: Vec::new(),
                 stop: None,
             });
@@ -130,6 +131,9 @@ impl PagerOptions {
         }
         .map_err(|e| Error::os(Op::Map, e).at(0, mapped as u64))?;
         let region = Region { ptr, len: mapped };
+        // SAFETY: the range is the mapping just made; naming changes no memory. A kernel
+        // without CONFIG_ANON_VMA_NAME refuses, and the region stays unnamed.
+        let _ = unsafe { crate::sys::set_anon_name(ptr.as_ptr(), mapped, c"mmkit pager") };
         // Dirty tracking for a source that takes write-back: write-protect faults.
         let mut wp = source.writable();
         let mut reg = uffd.register(ptr.as_ptr() as usize, mapped, wp);
@@ -167,7 +171,7 @@ impl PagerOptions {
             region: Some((region, Arc::clone(&shared))),
             len: len as usize,
             source,
-            budget: budget.is_some(),
+            read_only: budget.is_some() && !wp,
             threads: Vec::new(),
             stop: Some(stop_w),
         };
@@ -227,6 +231,7 @@ impl Drop for Region {
 
 /// What a pager has done so far. All counts since it was built.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
 pub struct PagerStats {
     /// Missing-page faults the handlers received.
     pub faults: u64,
@@ -262,7 +267,8 @@ pub struct Pager {
     region: Option<(Region, Arc<Shared>)>,
     len: usize,
     source: Arc<dyn Source>,
-    budget: bool,
+    /// A budget without write-back: writes would be lost on eviction.
+    read_only: bool,
     threads: Vec<JoinHandle<()>>,
     /// Write end of the stop pipe; dropping it wakes every handler to exit.
     stop: Option<OwnedFd>,
@@ -341,14 +347,18 @@ impl Pager {
     /// marks it dirty) and [`flush`](Pager::flush) or drop writes them back. With a
     /// read-only source, writes stay in memory.
     ///
+    /// As with [`as_slice`](Pager::as_slice), touching a page not yet filled after
+    /// [`close`](Pager::close), or one the source failed to read, raises SIGBUS.
+    ///
     /// # Errors
     ///
-    /// `Unsupported` when the pager has a budget (eviction would drop the writes).
+    /// `Unsupported` when the pager has a budget and a read-only source (eviction would
+    /// drop the writes).
     pub fn as_mut_slice(&mut self) -> Result<&mut [u8]> {
-        if self.budget {
+        if self.read_only {
             return Err(Error::new(Op::Write, ErrorKind::Unsupported)
-                .detail("a pager with a memory budget is read-only")
-                .hint("build it without .budget() to write"));
+                .detail("a pager with a memory budget over a read-only source is read-only")
+                .hint("build it without .budget() to write, or over a writable source"));
         }
         // SAFETY: as in `as_slice`, and `&mut self` makes this the only borrow.
         Ok(unsafe { std::slice::from_raw_parts_mut(self.as_ptr().cast_mut(), self.len) })
@@ -428,8 +438,8 @@ impl Pager {
     /// Stop serving data: every fault pending now or later is answered with an error
     /// (a poisoned page), so threads blocked in [`read_at`](Pager::read_at) return
     /// `Err(Closed)` instead of waiting; pages already filled stay readable through
-    /// [`as_slice`](Pager::as_slice). Dropping the pager flushes it, then closes it.
-    /// A closed pager is not flushed on drop; [`flush`](Pager::flush) still works.
+    /// [`as_slice`](Pager::as_slice), and pages written are still written back by
+    /// [`flush`](Pager::flush). Dropping the pager flushes it, then closes it.
     ///
     /// A fault whose source read is already running finishes it (the reader then gets
     /// `Err(Closed)` all the same).
@@ -510,10 +520,9 @@ impl Pager {
 
 impl Drop for Pager {
     fn drop(&mut self) {
-        if !self.is_closed() {
-            // Errors are lost here; `flush` reports them.
-            let _ = self.flush();
-        }
+        // Errors are lost here; `flush` reports them. Dirty pages are present, so this
+        // needs no fault served and works on a closed pager too.
+        let _ = self.flush();
         self.close();
         // Closing the write end makes the pipe readable (end of file) for every handler.
         drop(self.stop.take());

@@ -197,6 +197,8 @@ impl Uffd {
 
     /// `UFFDIO_REGISTER` `[start, start+len)` in missing mode, and write-protect mode
     /// too when `wp`.
+    ///
+    /// <https://man7.org/linux/man-pages/man2/ioctl_userfaultfd.2.html>
     pub(crate) fn register(&self, start: usize, len: usize, wp: bool) -> Result<(), Errno> {
         let mut reg = UffdioRegister {
             range: UffdioRange {
@@ -216,6 +218,8 @@ impl Uffd {
     /// Returns how many bytes were copied: all of them, or fewer when a page of the
     /// range was already present (`EEXIST` after a partial copy), in which case the
     /// caller skips that page and goes on. `Err(EEXIST)` when the first page was present.
+    ///
+    /// <https://man7.org/linux/man-pages/man2/ioctl_userfaultfd.2.html>
     ///
     /// # Safety
     /// `src` is valid for reading `len` bytes; `dst` lies in a range registered on this
@@ -249,6 +253,8 @@ impl Uffd {
     }
 
     /// `UFFDIO_ZEROPAGE` over one range (page-aligned, registered).
+    ///
+    /// <https://man7.org/linux/man-pages/man2/ioctl_userfaultfd.2.html>
     pub(crate) fn zeropage(&self, start: usize, len: usize) -> Result<(), Errno> {
         let mut z = UffdioZeropage {
             range: UffdioRange {
@@ -265,6 +271,8 @@ impl Uffd {
 
     /// `UFFDIO_WRITEPROTECT`: protect the range (`protect`), or lift the protection and
     /// wake the threads waiting on it.
+    ///
+    /// <https://man7.org/linux/man-pages/man2/ioctl_userfaultfd.2.html>
     pub(crate) fn writeprotect(
         &self,
         start: usize,
@@ -284,6 +292,8 @@ impl Uffd {
     }
 
     /// `UFFDIO_POISON` over one range: touching it raises `SIGBUS` (`BUS_MCEERR_AR`).
+    ///
+    /// <https://man7.org/linux/man-pages/man2/ioctl_userfaultfd.2.html>
     pub(crate) fn poison(&self, start: usize, len: usize) -> Result<(), Errno> {
         let mut p = UffdioPoison {
             range: UffdioRange {
@@ -299,6 +309,8 @@ impl Uffd {
     }
 
     /// `UFFDIO_WAKE`: wake the threads waiting on faults in the range.
+    ///
+    /// <https://man7.org/linux/man-pages/man2/ioctl_userfaultfd.2.html>
     pub(crate) fn wake(&self, start: usize, len: usize) -> Result<(), Errno> {
         let mut r = UffdioRange {
             start: start as u64,
@@ -330,6 +342,8 @@ impl Uffd {
 }
 
 /// `userfaultfd(2)`.
+///
+/// <https://man7.org/linux/man-pages/man2/userfaultfd.2.html>
 fn sys_userfaultfd(flags: libc::c_int) -> Result<OwnedFd, Errno> {
     // SAFETY: the syscall takes one int and returns a new descriptor or -1.
     let fd = unsafe { libc::syscall(libc::SYS_userfaultfd, flags) };
@@ -341,6 +355,8 @@ fn sys_userfaultfd(flags: libc::c_int) -> Result<OwnedFd, Errno> {
 }
 
 /// `open("/dev/userfaultfd")` then `ioctl(USERFAULTFD_IOC_NEW, flags)`.
+///
+/// <https://docs.kernel.org/admin-guide/mm/userfaultfd.html#dev-userfaultfd>
 fn dev_userfaultfd(flags: libc::c_int) -> Result<OwnedFd, Errno> {
     let dev = OpenOptions::new()
         .read(true)
@@ -359,6 +375,8 @@ fn dev_userfaultfd(flags: libc::c_int) -> Result<OwnedFd, Errno> {
 }
 
 /// `UFFDIO_API` handshake; returns the features granted.
+///
+/// <https://man7.org/linux/man-pages/man2/UFFDIO_API.2const.html>
 fn api(fd: &OwnedFd, features: u64) -> Result<u64, Errno> {
     let mut a = UffdioApi {
         api: UFFD_API,
