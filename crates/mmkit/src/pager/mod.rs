@@ -50,6 +50,9 @@
 //!   SIGBUS (loud, never wrong data) — use `read_at` when the source can fail or another
 //!   thread may close the pager. No thread is left waiting on a fault: handlers answer
 //!   every fault, and dropping the pager closes it, stops the handlers, then unmaps.
+//! - `fork`: a child gets a copy of the region but not the pager (its handler threads
+//!   and userfaultfd registration stay with the parent): it sees the pages filled before
+//!   the fork, and the rest of its copy reads as zeros. Build a pager in the child.
 //! - Where userfaultfd is refused (`EPERM`), building fails with an error naming the
 //!   three ways to allow it: root or `CAP_SYS_PTRACE`, `sysctl
 //!   vm.unprivileged_userfaultfd=1`, or access to `/dev/userfaultfd` (it tries that
