@@ -7,6 +7,8 @@ use std::process::{Child, Command, Stdio};
 
 use serde_json::Value;
 
+mod common;
+
 fn mmkit() -> Command {
     Command::new(env!("CARGO_BIN_EXE_mmkit"))
 }
@@ -478,13 +480,7 @@ fn help_teaches() {
 #[test]
 fn unreadable_process_says_why_and_what_to_do() {
     // As an unprivileged user, the smaps of pid 1 (root's init) cannot be read.
-    let root = std::fs::read_to_string("/proc/self/status")
-        .map(|s| {
-            s.lines()
-                .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
-        })
-        .unwrap_or(false);
-    if !root || !has("setpriv") {
+    if !common::is_root() || !has("setpriv") {
         println!("skipped: needs root and setpriv to run mmkit as nobody");
         return;
     }

@@ -3,6 +3,8 @@
 
 use std::process::{Command, Output};
 
+mod common;
+
 fn mmkit(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_mmkit"))
         .args(args)
@@ -12,14 +14,7 @@ fn mmkit(args: &[&str]) -> Output {
 
 /// Whether this process may use userfaultfd (CI runs as root, where it must work).
 fn uffd_allowed() -> bool {
-    let root = std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("Uid:"))
-                .and_then(|v| v.split_whitespace().nth(1).map(|e| e == "0"))
-        })
-        .unwrap_or(false);
+    let root = common::is_root();
     let sysctl = std::fs::read_to_string("/proc/sys/vm/unprivileged_userfaultfd")
         .map(|s| s.trim() == "1")
         .unwrap_or(false);

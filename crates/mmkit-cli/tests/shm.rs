@@ -5,6 +5,8 @@ use std::io::{Read, Write};
 use std::os::unix::process::ExitStatusExt;
 use std::process::{Command, Output, Stdio};
 
+mod common;
+
 fn mmkit() -> Command {
     Command::new(env!("CARGO_BIN_EXE_mmkit"))
 }
@@ -282,14 +284,7 @@ fn python_and_mmkit_see_the_same_bytes() {
 #[test]
 fn a_reader_without_write_permission_can_cat_but_not_write() {
     use std::os::unix::process::CommandExt;
-    let root = std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("Uid:"))
-                .and_then(|v| v.split_whitespace().nth(1).map(|e| e == "0"))
-        })
-        .unwrap_or(false);
+    let root = common::is_root();
     if !root {
         println!("skipped: needs root to run the reader as user nobody");
         return;

@@ -14,6 +14,9 @@ use mmkit::pager::{
 };
 use mmkit::ErrorKind;
 
+mod pager_common;
+use pager_common::{build, Rng};
+
 const PAGE: usize = 4096;
 
 /// A byte that depends on its whole offset (a hash), so a page at the wrong place shows.
@@ -37,29 +40,6 @@ fn expected(src: &dyn Source) -> Vec<u8> {
     src.read_at(0, &mut v).expect("read the source");
     v.truncate(src.len() as usize);
     v
-}
-
-/// Build a pager, or print why userfaultfd is not usable here and return `None`.
-fn build(opts: &PagerOptions, src: Arc<dyn Source>) -> Option<Pager> {
-    match opts.build(src) {
-        Ok(p) => Some(p),
-        Err(e) if e.op() == mmkit::Op::Pager && e.errno() == Some(libc::EPERM) => {
-            println!("skipped: userfaultfd not allowed here: {e}");
-            None
-        }
-        Err(e) => panic!("build: {e}"),
-    }
-}
-
-/// xorshift, for reproducible random offsets.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
 }
 
 /// Four threads read random ranges (through the slice and through `read_at`) and compare

@@ -5,30 +5,12 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use mmkit::pager::{FileSource, MemSource, Pager, PagerOptions, Source};
+use mmkit::pager::{FileSource, MemSource, Pager, PagerOptions};
+
+mod pager_common;
+use pager_common::{build, Rng};
 
 const PAGE: usize = 4096;
-
-fn build(opts: &PagerOptions, src: Arc<dyn Source>) -> Option<Pager> {
-    match opts.build(src) {
-        Ok(p) => Some(p),
-        Err(e) if e.errno() == Some(libc::EPERM) => {
-            println!("skipped: userfaultfd not allowed here: {e}");
-            None
-        }
-        Err(e) => panic!("build: {e}"),
-    }
-}
-
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-}
 
 /// Four threads each write `per_thread` short random runs into their quarter of the
 /// pager; the same writes are applied to `model`. Returns the pages written.

@@ -1,0 +1,11 @@
+//! Shared by the CLI tests.
+
+/// Whether the tests run as root (effective uid 0, from `/proc/self/status`).
+pub(crate) fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .map(|s| {
+            s.lines()
+                .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
+        })
+        .unwrap_or(false)
+}

@@ -1,0 +1,32 @@
+//! Shared by the pager tests: building a pager that may be refused, and reproducible
+//! random numbers.
+
+#![allow(dead_code)]
+
+use std::sync::Arc;
+
+use mmkit::pager::{Pager, PagerOptions, Source};
+
+/// Build a pager, or print why userfaultfd is not usable here and return `None`.
+pub(crate) fn build(opts: &PagerOptions, src: Arc<dyn Source>) -> Option<Pager> {
+    match opts.build(src) {
+        Ok(p) => Some(p),
+        Err(e) if e.op() == mmkit::Op::Pager && e.errno() == Some(libc::EPERM) => {
+            println!("skipped: userfaultfd not allowed here: {e}");
+            None
+        }
+        Err(e) => panic!("build: {e}"),
+    }
+}
+
+/// xorshift, for reproducible random offsets.
+pub(crate) struct Rng(pub(crate) u64);
+
+impl Rng {
+    pub(crate) fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
