@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+use crate::bench::io_err;
 use crate::error::{Error, ErrorKind, Op, Result};
 use crate::map::MapOptions;
 use crate::process::{fork, Child, ChildLink, Exit};
@@ -237,12 +238,7 @@ struct Streams {
 }
 
 fn streams(t: Transport) -> Result<Streams> {
-    let os = |e: std::io::Error| {
-        Error::os(
-            Op::Process,
-            rustix::io::Errno::from_io_error(&e).unwrap_or(rustix::io::Errno::IO),
-        )
-    };
+    let os = |e| io_err(Op::Process, e);
     let pipe = || -> Result<(std::fs::File, std::fs::File)> {
         let (r, w) = rustix::pipe::pipe().map_err(|e| Error::os(Op::Process, e))?;
         Ok((std::fs::File::from(w), std::fs::File::from(r)))
@@ -307,7 +303,7 @@ fn throughput(t: Transport, size: usize, count: u64, cap: usize, pinned: bool) -
             child.recv();
             let start = Instant::now();
             for _ in 0..count {
-                w.write_all(&msg).map_err(|e| io_err(&e))?;
+                w.write_all(&msg).map_err(|e| io_err(Op::Send, e))?;
             }
             child.recv();
             let secs = start.elapsed().as_secs_f64();
@@ -325,13 +321,6 @@ fn drain_ring(rx: &mut Consumer, size: usize, count: u64) -> i32 {
         }
     }
     0
-}
-
-fn io_err(e: &std::io::Error) -> Error {
-    Error::os(
-        Op::Send,
-        rustix::io::Errno::from_io_error(e).unwrap_or(rustix::io::Errno::IO),
-    )
 }
 
 /// Percentiles of `rounds` round trips of `size`-byte messages.
@@ -375,8 +364,8 @@ fn round_trips(
             let mut buf = vec![0u8; size];
             for _ in 0..rounds {
                 let start = Instant::now();
-                w.write_all(&msg).map_err(|e| io_err(&e))?;
-                r.read_exact(&mut buf).map_err(|e| io_err(&e))?;
+                w.write_all(&msg).map_err(|e| io_err(Op::Send, e))?;
+                r.read_exact(&mut buf).map_err(|e| io_err(Op::Send, e))?;
                 times.push(start.elapsed());
             }
             finish(child, "stream echo")?;
