@@ -1,7 +1,7 @@
 //! # mmkit — the whole of Linux `mmap` for Rust
 //!
-//! Map files and memory safely, see what the kernel does with them, and (in later
-//! releases) share memory between processes and page memory in from any source.
+//! Map files and memory safely, share memory between processes, page memory in from any
+//! source, and see what the kernel does with all of it.
 //!
 //! | pillar | module | what it gives |
 //! |---|---|---|
@@ -9,6 +9,7 @@
 //! | guard | [`guard`] | a file truncated under a mapping gives `Err(Truncated)`, never a SIGBUS crash |
 //! | file | [`file`](mod@file) | [`MappedFile`]: a file object with Python-`mmap` parity |
 //! | search | [`search`] | fixed-string search through a mapping (offsets, lines, counts) |
+//! | share | [`shm`] | named and memfd segments, typed shared structs, robust mutex, condvar and semaphore in shared memory, a ring channel between processes |
 //! | page | [`pager`] | user-space demand paging over `userfaultfd`: a region filled on first touch from a file, generated data or a zstd file, with read-ahead, a memory budget and write-back |
 //! | observe | [`probe`] | per-mapping RSS/PSS/dirty from smaps, fault counters, locked memory |
 //! | tour | [`tour`] | live checks of what the Linux docs claim about `mmap` |
