@@ -12,6 +12,9 @@
 //! state and calls [`RobustMutexGuard::mark_consistent`]. A guard from `OwnerDied` that is
 //! dropped without `mark_consistent` leaves the mutex *not recoverable*: every later lock
 //! fails with `ENOTRECOVERABLE`, as `pthread_mutex_lock` does.
+//! A holder that took the lock over (`OwnerDied`) and dies too before
+//! `mark_consistent` passes `OwnerDied` on to the next locker, again as pthreads do: the
+//! state is still unrepaired.
 //!
 //! Wraps [`futex(2)`](https://man7.org/linux/man-pages/man2/futex.2.html) (`FUTEX_WAIT`
 //! with a timeout, `FUTEX_WAKE`; never `FUTEX_PRIVATE_FLAG`, so waiters in other
