@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::layout::{corrupt, record_size, PAD, RECORD_HEADER};
-use super::wait::{claim, my_pid, register_fast_wake, wake, Wait, Woken};
+use super::wait::{leave_role, my_pid, register_fast_wake, take_role, wake, Wait, Woken};
 use super::Inner;
 use crate::error::{Error, ErrorKind, Op, Result};
 
@@ -46,12 +46,14 @@ impl Consumer {
     pub(crate) fn attach(inner: Arc<Inner>) -> Result<Consumer> {
         let pid = my_pid();
         let h = inner.header();
-        if let Err(holder) = claim(&h.peers.consumer_pid, pid) {
-            return Err(Error::new(Op::Receive, ErrorKind::Busy)
-                .detail(format!("process {holder} is this ring's consumer"))
-                .hint("a ring has one consumer at a time; the role frees when it closes or dies"));
-        }
-        h.peers.consumer_closed.store(0, Ordering::Release);
+        let peers = &h.peers;
+        take_role(
+            &peers.consumer_pid,
+            &peers.consumer_closed,
+            pid,
+            "consumer",
+            Op::Receive,
+        )?;
         let tail = h.tail();
         let next = h.cons.next_seq.load(Ordering::Acquire);
         // A consumer that died between storing `next_seq` and `tail` left the record
@@ -220,12 +222,9 @@ impl Consumer {
 impl Drop for Consumer {
     fn drop(&mut self) {
         let h = self.inner.header();
-        h.peers.consumer_closed.store(1, Ordering::Release);
-        let _ =
-            h.peers
-                .consumer_pid
-                .compare_exchange(self.pid, 0, Ordering::AcqRel, Ordering::Relaxed);
-        wake(&h.space_free, self.fast_wake);
+        let peers = &h.peers;
+        let (pid, closed) = (&peers.consumer_pid, &peers.consumer_closed);
+        leave_role(pid, closed, self.pid, &h.space_free, self.fast_wake);
     }
 }
 

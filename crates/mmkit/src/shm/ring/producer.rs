@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::layout::{corrupt, record_size, NO_RECORD, PAD, RECORD_HEADER};
-use super::wait::{claim, my_pid, register_fast_wake, wake, Wait, Woken};
+use super::wait::{leave_role, my_pid, register_fast_wake, take_role, wake, Wait, Woken};
 use super::Inner;
 use crate::error::{Error, ErrorKind, Op, Result};
 
@@ -47,12 +47,14 @@ impl Producer {
     pub(crate) fn attach(inner: Arc<Inner>) -> Result<Producer> {
         let pid = my_pid();
         let h = inner.header();
-        if let Err(holder) = claim(&h.peers.producer_pid, pid) {
-            return Err(Error::new(Op::Send, ErrorKind::Busy)
-                .detail(format!("process {holder} is this ring's producer"))
-                .hint("a ring has one producer at a time; the role frees when it closes or dies"));
-        }
-        h.peers.producer_closed.store(0, Ordering::Release);
+        let peers = &h.peers;
+        take_role(
+            &peers.producer_pid,
+            &peers.producer_closed,
+            pid,
+            "producer",
+            Op::Send,
+        )?;
         let mut p = Producer {
             head: h.head(),
             tail_seen: h.tail(),
@@ -335,12 +337,9 @@ impl Producer {
 impl Drop for Producer {
     fn drop(&mut self) {
         let h = self.inner.header();
-        h.peers.producer_closed.store(1, Ordering::Release);
-        let _ =
-            h.peers
-                .producer_pid
-                .compare_exchange(self.pid, 0, Ordering::AcqRel, Ordering::Relaxed);
-        wake(&h.data_ready, self.fast_wake);
+        let peers = &h.peers;
+        let (pid, closed) = (&peers.producer_pid, &peers.producer_closed);
+        leave_role(pid, closed, self.pid, &h.data_ready, self.fast_wake);
     }
 }
 

@@ -156,9 +156,46 @@ pub(crate) fn my_pid() -> u32 {
     rustix::process::getpid().as_raw_nonzero().get() as u32
 }
 
+/// Take a role (`"producer"` or `"consumer"`) for process `me`: claim its pid word (see
+/// [`claim`]) and clear its closed flag.
+///
+/// # Errors
+/// [`ErrorKind::Busy`](crate::ErrorKind::Busy), naming the live process that holds it.
+pub(crate) fn take_role(
+    pid: &AtomicU32,
+    closed: &AtomicU32,
+    me: u32,
+    role: &str,
+    op: Op,
+) -> Result<()> {
+    if let Err(holder) = claim(pid, me) {
+        return Err(Error::new(op, crate::ErrorKind::Busy)
+            .detail(format!("process {holder} is this ring's {role}"))
+            .hint(format!(
+                "a ring has one {role} at a time; the role frees when it closes or dies"
+            )));
+    }
+    closed.store(0, Ordering::Release);
+    Ok(())
+}
+
+/// Give a role up: mark it closed, free its pid word if it is still `me`'s, and wake the
+/// other side (sleeping on `line`) so it sees the close.
+pub(crate) fn leave_role(
+    pid: &AtomicU32,
+    closed: &AtomicU32,
+    me: u32,
+    line: &WakeLine,
+    registered: bool,
+) {
+    closed.store(1, Ordering::Release);
+    let _ = pid.compare_exchange(me, 0, Ordering::AcqRel, Ordering::Relaxed);
+    wake(line, registered);
+}
+
 /// Take a role word: free (0) or held by a dead process. `Err(pid)` names the live
 /// holder.
-pub(crate) fn claim(word: &AtomicU32, me: u32) -> std::result::Result<(), u32> {
+fn claim(word: &AtomicU32, me: u32) -> std::result::Result<(), u32> {
     loop {
         let cur = word.load(Ordering::Acquire);
         if cur != 0 && (cur == me || !owner_dead(cur)) {
