@@ -33,6 +33,16 @@ fn shm(args: &[&str]) -> Output {
     run(mmkit().arg("shm").args(args).stdin(Stdio::null()))
 }
 
+/// Start `mmkit shm cat NAME` with stdout and stderr piped.
+fn spawn_cat(name: &str) -> std::process::Child {
+    mmkit()
+        .args(["shm", "cat", name])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
@@ -181,12 +191,7 @@ fn errors_name_the_segment_and_exit_nonzero() {
 fn cat_survives_the_segment_shrinking_midway() {
     let n = Name::new("shrink");
     assert!(shm(&["create", &n.0, "--size", "256M"]).status.success());
-    let mut child = mmkit()
-        .args(["shm", "cat", &n.0])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_cat(&n.0);
     let mut stdout = child.stdout.take().unwrap();
     let mut head = vec![0u8; 1 << 20];
     stdout.read_exact(&mut head).unwrap();
@@ -209,12 +214,7 @@ fn cat_survives_the_segment_shrinking_midway() {
 fn cat_into_a_closed_pipe_is_success() {
     let n = Name::new("pipe");
     assert!(shm(&["create", &n.0, "--size", "64M"]).status.success());
-    let mut child = mmkit()
-        .args(["shm", "cat", &n.0])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_cat(&n.0);
     let mut head = [0u8; 10];
     child.stdout.take().unwrap().read_exact(&mut head).unwrap(); // then closed
     let out = child.wait_with_output().unwrap();

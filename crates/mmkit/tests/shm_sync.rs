@@ -72,6 +72,12 @@ fn incrementer(mutex: RobustMutex<'_>, data: &mut Mapping, n: u32) -> Child {
 /// Fork a child that takes the lock, marks the state dirty, half-updates it (a += 1),
 /// reports over its link and then keeps updating (b catches up, a runs ahead again)
 /// until it is killed, so the kill lands at a random point.
+/// `kill -9` a child and check that the signal ended it.
+fn kill(victim: Child) {
+    victim.signal(libc::SIGKILL).unwrap();
+    assert_eq!(victim.wait().unwrap(), Exit::Signal(libc::SIGKILL));
+}
+
 fn holder(mutex: RobustMutex<'_>, data: &mut Mapping) -> Child {
     // SAFETY: as in `incrementer`.
     let mut child = unsafe {
@@ -166,8 +172,7 @@ fn kill_9_of_holders_gives_owner_died_and_loses_no_update() {
             }
             // The parent recovers after reaping (the TID is gone from /proc).
             _ => {
-                victim.signal(libc::SIGKILL).unwrap();
-                assert_eq!(victim.wait().unwrap(), Exit::Signal(libc::SIGKILL));
+                kill(victim);
                 recover_in_parent(mutex, &mut data, round);
             }
         }
@@ -213,8 +218,7 @@ fn unrepaired_release_makes_the_mutex_not_recoverable() {
     let mut data = shared();
     let mutex = RobustMutex::from_mapping(&lock_map, 0).unwrap();
     let victim = holder(mutex, &mut data);
-    victim.signal(libc::SIGKILL).unwrap();
-    assert_eq!(victim.wait().unwrap(), Exit::Signal(libc::SIGKILL));
+    kill(victim);
 
     let r = mutex.lock_timeout(LIMIT).unwrap();
     assert!(r.is_owner_died());
@@ -244,8 +248,7 @@ fn a_recovering_owner_that_dies_too_passes_owner_died_on() {
     let mut data = shared();
     let mutex = RobustMutex::from_mapping(&lock_map, 0).unwrap();
     let victim = holder(mutex, &mut data);
-    victim.signal(libc::SIGKILL).unwrap();
-    assert_eq!(victim.wait().unwrap(), Exit::Signal(libc::SIGKILL));
+    kill(victim);
     // The second owner takes over and dies before repairing.
     // SAFETY: as in `incrementer`.
     let mut second = unsafe {
