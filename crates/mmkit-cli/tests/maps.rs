@@ -13,15 +13,6 @@ fn mmkit() -> Command {
     Command::new(env!("CARGO_BIN_EXE_mmkit"))
 }
 
-fn has(tool: &str) -> bool {
-    Command::new(tool)
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
 /// Kills the child when the test ends, passed or failed.
 struct KillOnDrop(Child);
 
@@ -61,8 +52,7 @@ struct Python {
 }
 
 fn python_with_mappings() -> Option<Python> {
-    if !has("python3") {
-        println!("skipped: python3 not found");
+    if !common::peer("python3", "python3") {
         return None;
     }
     let dir = tempfile::tempdir().expect("temp dir");
@@ -241,8 +231,7 @@ fn totals_match_pmap_and_kinds_are_right() {
     let Some(py) = python_with_mappings() else {
         return;
     };
-    if !has("pmap") {
-        println!("skipped: pmap not found");
+    if !common::peer("pmap", "procps") {
         return;
     }
     let pid = py.child.0.id();
@@ -480,8 +469,11 @@ fn help_teaches() {
 #[test]
 fn unreadable_process_says_why_and_what_to_do() {
     // As an unprivileged user, the smaps of pid 1 (root's init) cannot be read.
-    if !common::is_root() || !has("setpriv") {
-        println!("skipped: needs root and setpriv to run mmkit as nobody");
+    if !common::is_root() {
+        common::skip("needs root to run mmkit as nobody");
+        return;
+    }
+    if !common::peer("setpriv", "util-linux") {
         return;
     }
     let out = Command::new("setpriv")
@@ -492,7 +484,7 @@ fn unreadable_process_says_why_and_what_to_do() {
         .expect("run setpriv");
     let err = String::from_utf8(out.stderr).unwrap();
     if err.contains("Permission denied") && !err.starts_with("mmkit") {
-        println!("skipped: nobody cannot run the test binary: {err}");
+        common::skip(&format!("nobody cannot run the test binary: {err}"));
         return;
     }
     assert_eq!(out.status.code(), Some(1), "{err}");

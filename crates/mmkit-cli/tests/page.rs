@@ -19,7 +19,7 @@ fn uffd_allowed() -> bool {
         .map(|s| s.trim() == "1")
         .unwrap_or(false);
     if !(root || sysctl) {
-        println!("skipped: userfaultfd needs root or vm.unprivileged_userfaultfd=1");
+        common::skip("userfaultfd needs root or vm.unprivileged_userfaultfd=1");
     }
     root || sysctl
 }
@@ -67,8 +67,7 @@ fn cat_streams_the_file_and_the_zstd_cli_output_byte_for_byte() {
         .and_then(|n| n.parse::<usize>().ok());
     assert_eq!(filled, Some(bytes.len().div_ceil(4096)), "{err}");
 
-    if Command::new("zstd").arg("--version").output().is_err() {
-        println!("skipped: zstd CLI not installed");
+    if !common::peer("zstd", "zstd") {
         return;
     }
     let zst = dir.path().join("data.bin.zst");

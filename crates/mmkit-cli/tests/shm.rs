@@ -250,8 +250,7 @@ def attach(**kw):
 
 #[test]
 fn python_and_mmkit_see_the_same_bytes() {
-    if Command::new("python3").arg("--version").output().is_err() {
-        eprintln!("skipped: no python3");
+    if !common::peer("python3", "python3") {
         return;
     }
     let n = Name::new("py");
@@ -286,7 +285,7 @@ fn a_reader_without_write_permission_can_cat_but_not_write() {
     use std::os::unix::process::CommandExt;
     let root = common::is_root();
     if !root {
-        println!("skipped: needs root to run the reader as user nobody");
+        common::skip("needs root to run the reader as user nobody");
         return;
     }
     let n = Name::new("readonly");

@@ -8,7 +8,7 @@ mod common;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{have_program, page, skip, TempFile};
+use common::{page, peer, TempFile};
 use mmkit::process::{ChildLink, Exit};
 use mmkit::{Advice, MapOptions};
 
@@ -64,8 +64,8 @@ fn python(script: &str, path: &std::path::Path) -> String {
 
 #[test]
 fn a_python_peer_and_this_crate_see_each_others_writes() {
-    if !have_program("python3") {
-        return skip("python3 is not installed");
+    if !peer("python3", "python3") {
+        return;
     }
     let tf = TempFile::new(&vec![b'.'; 3 * page()]);
     let file = tf.open_rw();

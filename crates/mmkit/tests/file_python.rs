@@ -10,6 +10,8 @@ use std::process::Command;
 
 use mmkit::MappedFile;
 
+mod common;
+
 /// Python's side: apply each line of the ops file, print one result line each.
 const SCRIPT: &str = r#"
 import mmap, sys
@@ -257,13 +259,7 @@ fn hex_py(b: &[u8]) -> String {
 
 #[test]
 fn matches_python_mmap() {
-    let found = Command::new("python3")
-        .arg("-c")
-        .arg("import mmap")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !found {
-        println!("skipped: python3 not found");
+    if !common::peer("python3", "python3") {
         return;
     }
     for seed in [0x9e37_79b9_7f4a_7c15u64, 42, 7_777_777] {

@@ -5,7 +5,7 @@
 //!
 //! Tests that need userfaultfd print `skipped: <reason>` where it is not allowed.
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -137,13 +137,7 @@ fn random_access_matches_a_seekable_zstd_file() {
 
 #[test]
 fn random_access_matches_a_zstd_cli_file() {
-    if Command::new("zstd")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .status()
-        .is_err()
-    {
-        println!("skipped: zstd CLI not installed");
+    if !pager_common::peer("zstd", "zstd") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();

@@ -10,22 +10,24 @@ use std::sync::Arc;
 
 use mmkit::pager::{FnSource, PagerOptions};
 
+mod common;
+
 const CHILD_ENV: &str = "MMKIT_PAGER_UNPRIVILEGED_CHILD";
 const CHILD_TEST: &str = "unprivileged_child";
 
 #[test]
 fn refused_userfaultfd_names_the_ways_to_allow_it() {
     if !rustix::process::geteuid().is_root() {
-        println!("skipped: needs root to drop to nobody");
+        common::skip("needs root to drop to nobody");
         return;
     }
     let sysctl =
         std::fs::read_to_string("/proc/sys/vm/unprivileged_userfaultfd").unwrap_or_default();
     if sysctl.trim() != "0" {
-        println!(
-            "skipped: vm.unprivileged_userfaultfd is {:?}, not 0",
+        common::skip(&format!(
+            "vm.unprivileged_userfaultfd is {:?}, not 0",
             sysctl.trim()
-        );
+        ));
         return;
     }
     let exe = std::env::current_exe().unwrap();
@@ -48,7 +50,7 @@ fn refused_userfaultfd_names_the_ways_to_allow_it() {
         String::from_utf8_lossy(&out.stderr)
     );
     if text.contains("Permission denied") && !text.contains("refused as expected") {
-        println!("skipped: nobody cannot run the test binary here: {text}");
+        common::skip(&format!("nobody cannot run the test binary here: {text}"));
         return;
     }
     assert!(out.status.success(), "child failed:\n{text}");

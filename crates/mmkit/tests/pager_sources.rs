@@ -14,6 +14,8 @@ use std::process::{Command, Stdio};
 use mmkit::pager::{compress_seekable, FileSource, FnSource, MemSource, Source, ZstdSource};
 use mmkit::{ErrorKind, Op};
 
+mod common;
+
 const PAGE: usize = 4096;
 
 /// Deterministic bytes: an incompressible (xorshift) half, then a compressible half.
@@ -80,14 +82,7 @@ fn check_random(src: &dyn Source, data: &[u8], n: usize, seed: u64) {
 }
 
 fn zstd_cli() -> bool {
-    let ok = Command::new("zstd")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok {
-        println!("skipped: zstd CLI not installed");
-    }
-    ok
+    common::peer("zstd", "zstd")
 }
 
 fn run(cmd: &mut Command) -> Vec<u8> {

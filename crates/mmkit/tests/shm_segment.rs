@@ -7,6 +7,8 @@ use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use mmkit::process::{fork, Exit};
+
+mod common;
 use mmkit::shm::segment::{
     recv_fd, send_fd, Memfd, ReceivedSegment, Seals, Segment, SegmentOptions,
 };
@@ -107,6 +109,9 @@ fn mode_is_0600_by_default_and_settable() {
 }
 
 fn python() -> Option<&'static str> {
+    if !common::peer("python3", "python3") {
+        return None;
+    }
     let ok = Command::new("python3")
         .arg("-c")
         .arg("import multiprocessing.shared_memory")
@@ -116,7 +121,7 @@ fn python() -> Option<&'static str> {
     if ok {
         Some("python3")
     } else {
-        println!("skipped: python3 not found");
+        common::skip("python3 has no multiprocessing.shared_memory (Python 3.8 or later has it)");
         None
     }
 }
@@ -288,7 +293,7 @@ fn recv_from_closed_peer_is_an_error() {
 #[test]
 fn open_forbidden_is_eacces_with_hint() {
     if rustix::process::geteuid().as_raw() != 0 {
-        println!("skipped: needs root to switch to another user");
+        common::skip("needs root to switch to another user");
         return;
     }
     let name = Name::new("acces");

@@ -1,4 +1,11 @@
 //! Shared by the CLI tests.
+#![allow(dead_code)]
+
+#[path = "../../../mmkit/tests/common/peer.rs"]
+mod peer;
+
+#[allow(unused_imports)] // Not every test binary skips.
+pub(crate) use peer::{peer, skip};
 
 /// Whether the tests run as root (effective uid 0, from `/proc/self/status`).
 pub(crate) fn is_root() -> bool {

@@ -4,6 +4,11 @@
 //! Not every test binary uses every helper.
 #![allow(dead_code)]
 
+mod peer;
+
+#[allow(unused_imports)] // Not every test binary skips.
+pub(crate) use peer::{peer, skip};
+
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
 
@@ -65,20 +70,6 @@ pub(crate) fn pattern(len: usize) -> Vec<u8> {
 
 pub(crate) fn is_root() -> bool {
     rustix::process::geteuid().is_root()
-}
-
-/// Whether `prog` can be run (found on PATH).
-pub(crate) fn have_program(prog: &str) -> bool {
-    std::process::Command::new(prog)
-        .arg("--version")
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false)
-}
-
-/// Print the standard skip line.
-pub(crate) fn skip(reason: &str) {
-    println!("skipped: {reason}");
 }
 
 /// In a forked child about to take a deliberate SIGSEGV/SIGBUS: no core file.
