@@ -313,3 +313,82 @@ fn a_reader_without_write_permission_can_cat_but_not_write() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("EACCES"), "{}", stderr(&out));
 }
+
+#[test]
+fn a_link_planted_by_nobody_is_refused_listed_apart_and_removable() {
+    use std::os::unix::process::CommandExt;
+    if !common::is_root() {
+        let _ = std::io::stderr().write_all(b"skipped: needs root to plant the link as nobody\n");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let victim = dir.path().join("victim");
+    std::fs::write(&victim, b"root only").unwrap();
+    let n = Name::new("link");
+    let planted = Command::new("ln")
+        .args(["-s", victim.to_str().unwrap(), n.path().to_str().unwrap()])
+        .uid(65534)
+        .gid(65534)
+        .status()
+        .unwrap();
+    assert!(planted.success());
+
+    for (args, input) in [
+        (vec!["cat", &n.0], &b""[..]),
+        (vec!["write", &n.0], &b"overwrite"[..]),
+        (vec!["write", &n.0, "--create"], &b"overwrite"[..]),
+        (vec!["create", &n.0, "--size", "4K", "--exist-ok"], &b""[..]),
+    ] {
+        let out = shm_with_input(&args, input);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+        assert!(
+            err.contains("symbolic link") && err.contains(&format!("mmkit shm rm {}", n.0)),
+            "{args:?}: {err}"
+        );
+    }
+    assert_eq!(std::fs::read(&victim).unwrap(), b"root only");
+
+    // ls does not list it as a segment (nor stat through it), and says what it is.
+    let out = shm(&["ls", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        !list
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["name"] == n.0.as_str()),
+        "{list}"
+    );
+    assert!(
+        stderr(&out).contains(&format!("{} is a symbolic link", n.path().display())),
+        "{}",
+        stderr(&out)
+    );
+
+    // rm removes the link itself, not its target.
+    let out = shm(&["rm", &n.0]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(std::fs::symlink_metadata(n.path()).is_err());
+    assert_eq!(std::fs::read(&victim).unwrap(), b"root only");
+}
+
+#[test]
+fn bad_names_are_one_line_errors() {
+    let long = "n".repeat(300);
+    for name in ["", "a/b", "/", "..", long.as_str()] {
+        for args in [
+            vec!["create", name, "--size", "4K"],
+            vec!["cat", name],
+            vec!["rm", name],
+        ] {
+            let out = shm(&args);
+            let err = stderr(&out);
+            assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+            assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+            assert!(err.contains("bad segment name"), "{args:?}: {err}");
+        }
+    }
+}

@@ -75,6 +75,11 @@ fn table_names_the_ratios_against_a_pipe_and_the_spin_limit() {
         "{stdout}"
     );
     assert!(stdout.contains("the spin limit's round trip"), "{stdout}");
+    // The note says where the two ends ran, from what was measured.
+    assert!(
+        stdout.contains("note: ") && stdout.contains("CPU"),
+        "{stdout}"
+    );
 }
 
 #[test]
@@ -92,4 +97,96 @@ fn messages_too_large_for_the_ring_and_bad_capacities_are_errors() {
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("power of two"), "{stderr}");
+}
+
+/// The CPUs this process may run on, from the `Cpus_allowed_list` of /proc/self/status.
+fn allowed_cpus() -> usize {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let list = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+        .unwrap()
+        .trim()
+        .to_string();
+    list.split(',')
+        .map(|part| match part.split_once('-') {
+            Some((a, b)) => b.parse::<usize>().unwrap() - a.parse::<usize>().unwrap() + 1,
+            None => 1,
+        })
+        .sum()
+}
+
+fn json(args: &[&str], taskset: Option<&str>) -> serde_json::Value {
+    let mut cmd = match taskset {
+        Some(cpu) => {
+            let mut c = Command::new("taskset");
+            c.args(["-c", cpu, env!("CARGO_BIN_EXE_mmkit")]);
+            c
+        }
+        None => Command::new(env!("CARGO_BIN_EXE_mmkit")),
+    };
+    let out = cmd
+        .args(["shm", "bench", "--sizes", "64", "--bytes", "64K", "--json"])
+        .args(args)
+        .output()
+        .expect("run mmkit");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn one_cpu_is_said_only_when_true() {
+    // Restricted to one CPU (as `taskset -c 0` does): the note says one CPU, also with
+    // --pin, which needs two.
+    if Command::new("taskset").arg("--version").output().is_err() {
+        let _ =
+            std::io::Write::write_all(&mut std::io::stderr(), b"skipped: taskset not installed\n");
+    } else {
+        for pin in [&[][..], &["--pin"][..]] {
+            let v = json(&[&["--rounds", "50"][..], pin].concat(), Some("0"));
+            assert_eq!(v["cpus"], 1, "{v}");
+            assert_eq!(v["placement"], "one_cpu", "{v}");
+            assert_eq!(v["pinned"], false, "{v}");
+            let note = v["note"].as_str().unwrap();
+            assert!(note.starts_with("one CPU"), "{note}");
+        }
+    }
+
+    let cpus = allowed_cpus();
+    if cpus < 2 {
+        let _ = std::io::Write::write_all(&mut std::io::stderr(), b"skipped: needs two CPUs\n");
+        return;
+    }
+    // Unpinned on several CPUs: "one CPU" only if the measured spin limit says the two
+    // ends shared one; the note follows the spin row of the same report.
+    let v = json(&["--rounds", "300"], None);
+    assert_eq!(v["cpus"].as_u64().unwrap() as usize, cpus, "{v}");
+    assert_eq!(v["pinned"], false, "{v}");
+    let spin = v["rows"][0]["rtt"]["p50_ns"].as_f64().unwrap();
+    let note = v["note"].as_str().unwrap();
+    assert!(!note.contains("one CPU available"), "{note}");
+    let want = if spin >= 1000.0 {
+        "shared_cpu"
+    } else {
+        "separate_cpus"
+    };
+    assert_eq!(v["placement"], want, "{v}");
+    assert!(
+        note.contains(&format!("{cpus} CPUs available, not pinned")),
+        "{note}"
+    );
+
+    // Pinned: the two CPUs are named.
+    let v = json(&["--rounds", "300", "--pin"], None);
+    assert_eq!(v["placement"], "pinned", "{v}");
+    assert_eq!(v["pinned"], true, "{v}");
+    let pins = v["pinned_cpus"].as_array().unwrap();
+    assert_eq!(pins.len(), 2, "{v}");
+    assert_ne!(pins[0], pins[1], "{v}");
+    let note = v["note"].as_str().unwrap();
+    assert!(note.contains("pinned to CPU"), "{note}");
 }

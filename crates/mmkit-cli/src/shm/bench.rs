@@ -27,8 +27,9 @@ pub(crate) struct BenchArgs {
     /// Fewer messages and round trips (a quick look, noisier figures).
     #[arg(long)]
     quick: bool,
-    /// Pin the parent to CPU 0 and the child to CPU 1 (by default the scheduler places
-    /// them; pinning was slower on the VMs this was measured on).
+    /// Pin the parent and the child to two different CPUs, the first two this process
+    /// may run on (by default the scheduler places them; pinning was slower on the VMs
+    /// this was measured on). The report's note says where they ran.
     #[arg(long)]
     pin: bool,
     /// Print the report as JSON.
@@ -161,10 +162,6 @@ fn summary(report: &ShmBenchReport) -> String {
         }
         out.push('\n');
     }
-    if !report.pinned {
-        out.push_str(
-            "note: one CPU: parent and child share it, round trips include a context switch\n",
-        );
-    }
+    out.push_str(&format!("note: {}\n", report.note));
     out
 }

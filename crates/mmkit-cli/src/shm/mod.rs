@@ -40,11 +40,15 @@ pub(crate) struct ShmArgs {
 #[derive(Debug, clap::Subcommand)]
 enum ShmCommand {
     /// List the segments in /dev/shm: size, mode, owner, last change; sorted by name.
+    ///
+    /// Symbolic links there are not segments: they are not listed (nor followed), and
+    /// each is named in a note on stderr.
     Ls(LsArgs),
     /// Create a segment of a given size, zero-filled; fails if the name exists.
     Create(CreateArgs),
     /// Remove segments (shm_unlink). Processes that have one mapped keep it until they
-    /// unmap it; the name is free at once.
+    /// unmap it; the name is free at once. A symbolic link is removed itself, never the
+    /// file it points to.
     Rm(RmArgs),
     /// Write a segment's bytes to stdout, straight from a mapping of it.
     ///
@@ -160,6 +164,16 @@ fn ls(args: &LsArgs) -> anyhow::Result<ExitCode> {
             modified: utc(meta.mtime()),
             name,
         });
+    }
+    // Symbolic links are never segments (opens refuse them, O_NOFOLLOW) and are left out
+    // of the list, unfollowed; one named like a segment may be planted, so say so.
+    for (name, kind) in Segment::list_others().map_err(|e| seg_error("ls", SHM_DIR, &e))? {
+        if kind == "a symbolic link" {
+            crate::report(&format!(
+                "shm ls: {SHM_DIR}/{name} is a symbolic link, not a segment (segments never \
+                 follow links); `mmkit shm rm {name}` removes the link"
+            ));
+        }
     }
     let mut out = std::io::stdout().lock();
     if args.json {

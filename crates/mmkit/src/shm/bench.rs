@@ -11,7 +11,14 @@
 //! A fourth line measures the machine's limit for a round trip through shared memory:
 //! two processes spinning on one atomic word each, with no protocol at all. Each
 //! measurement is taken after a warm-up pass (first touches of memory are slow in a VM).
-//! The processes are left to the scheduler unless `pin` asks for CPUs 0 and 1.
+//! The processes are left to the scheduler unless `pin` asks for two CPUs (the first two
+//! this process may run on).
+//!
+//! The report says where the two ends ran ([`Placement`]): on one CPU when only one is
+//! available (`sched_getaffinity`), on the two pinned CPUs, or — unpinned — what the
+//! spin limit shows: a spin round trip of about 100–300 ns needs the ends on two CPUs,
+//! while one of a microsecond or more means they took turns on one CPU (each hop waits
+//! for the other to be scheduled).
 //!
 //! Forks a child per measurement, so it must run in a single-threaded process (the
 //! `mmkit` CLI is); otherwise it returns an error rather than fork unsafely.
@@ -67,7 +74,8 @@ pub struct ShmBenchOptions {
     pub rounds: usize,
     /// Ring data capacity in bytes.
     pub ring_capacity: usize,
-    /// Pin the parent to CPU 0 and the child to CPU 1.
+    /// Pin the parent and the child to two different CPUs (the first two this process
+    /// may run on); ignored when only one is available.
     pub pin: bool,
 }
 
@@ -113,6 +121,43 @@ pub struct Row {
     pub rtt: Latency,
 }
 
+/// Where the parent and the child ran during the run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Placement {
+    /// Only one CPU is available to the process: both ends share it.
+    OneCpu,
+    /// Pinned to two different CPUs.
+    Pinned,
+    /// Not pinned, and the spin limit shows the ends ran on different CPUs.
+    SeparateCpus,
+    /// Not pinned, several CPUs available, but the spin limit's round trip (a
+    /// microsecond or more) shows the ends took turns on one CPU: the machine is busy,
+    /// or a CPU quota limits the process.
+    SharedCpu,
+}
+
+/// A spin round trip (p50) at or above this means the two ends shared a CPU: across two
+/// CPUs it is a cache-line transfer each way, 100–300 ns; on one CPU each hop waits for
+/// a context switch.
+pub const SHARED_CPU_SPIN_NS: f64 = 1_000.0;
+
+impl Placement {
+    /// Judge the placement from the CPUs available, the pinning and the spin limit's
+    /// median round trip.
+    pub fn judge(cpus: usize, pinned: bool, spin_p50_ns: f64) -> Placement {
+        if cpus <= 1 {
+            Placement::OneCpu
+        } else if pinned {
+            Placement::Pinned
+        } else if spin_p50_ns >= SHARED_CPU_SPIN_NS {
+            Placement::SharedCpu
+        } else {
+            Placement::SeparateCpus
+        }
+    }
+}
+
 /// The whole run.
 #[derive(Debug, Clone, Serialize)]
 pub struct ShmBenchReport {
@@ -120,8 +165,14 @@ pub struct ShmBenchReport {
     pub rows: Vec<Row>,
     /// Whether parent and child were pinned to different CPUs.
     pub pinned: bool,
-    /// CPUs online.
+    /// The CPUs they were pinned to (parent, child), when pinned.
+    pub pinned_cpus: Option<(usize, usize)>,
+    /// CPUs this process may run on (`sched_getaffinity`).
     pub cpus: usize,
+    /// Where the two ends ran.
+    pub placement: Placement,
+    /// One sentence saying so, for people.
+    pub note: String,
 }
 
 impl ShmBenchReport {
@@ -139,13 +190,21 @@ impl ShmBenchReport {
 /// A multi-threaded caller; a size the ring cannot carry; a child that failed.
 pub fn run(opts: &ShmBenchOptions, mut progress: impl FnMut(&str)) -> Result<ShmBenchReport> {
     check_single_threaded()?;
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    // Not pinned: on this kind of VM, pinning both ends to fixed CPUs made ring round
-    // trips about 3x slower (1 µs against 0.3 µs) than letting the scheduler place them.
-    let pinned = opts.pin && cpus >= 2;
+    let allowed = allowed_cpus();
+    let cpus = allowed.len().max(1);
+    // Not pinned by default: on this kind of VM, pinning both ends to fixed CPUs made
+    // ring round trips about 3x slower (1 µs against 0.3 µs) than letting the scheduler
+    // place them.
+    let pins = match allowed[..] {
+        [a, b, ..] if opts.pin => Some((a, b)),
+        _ => None,
+    };
     let mut rows = Vec::new();
     progress("spin limit");
-    rows.push(spin_limit(opts.rounds, pinned)?);
+    let spin = spin_limit(opts.rounds, pins)?;
+    let placement = Placement::judge(cpus, pins.is_some(), spin.rtt.p50_ns);
+    let note = describe(placement, cpus, pins, spin.rtt.p50_ns, opts.pin);
+    rows.push(spin);
     for &size in &opts.sizes {
         let max = opts.ring_capacity / 4 - 16;
         if size > max {
@@ -157,10 +216,66 @@ pub fn run(opts: &ShmBenchOptions, mut progress: impl FnMut(&str)) -> Result<Shm
         let count = (opts.bytes_per_run / size.max(1) as u64).clamp(2_000, 2_000_000);
         for t in [Transport::Ring, Transport::Pipe, Transport::UnixSocket] {
             progress(&format!("{} {size} B", t.name()));
-            rows.push(measure(t, size, count, opts, pinned)?);
+            rows.push(measure(t, size, count, opts, pins)?);
         }
     }
-    Ok(ShmBenchReport { rows, pinned, cpus })
+    Ok(ShmBenchReport {
+        rows,
+        pinned: pins.is_some(),
+        pinned_cpus: pins,
+        cpus,
+        placement,
+        note,
+    })
+}
+
+/// The CPUs this process may run on, ascending (`sched_getaffinity`; all online CPUs
+/// when that fails).
+fn allowed_cpus() -> Vec<usize> {
+    match rustix::thread::sched_getaffinity(None) {
+        Ok(set) => (0..rustix::thread::CpuSet::MAX_CPU)
+            .filter(|&c| set.is_set(c))
+            .collect(),
+        Err(_) => (0..std::thread::available_parallelism().map_or(1, |n| n.get())).collect(),
+    }
+}
+
+/// The note on where the ends ran.
+fn describe(
+    placement: Placement,
+    cpus: usize,
+    pins: Option<(usize, usize)>,
+    spin_ns: f64,
+    asked_pin: bool,
+) -> String {
+    let spin = if spin_ns >= 10_000.0 {
+        format!("{:.1} µs", spin_ns / 1000.0)
+    } else {
+        format!("{spin_ns:.0} ns")
+    };
+    match (placement, pins) {
+        (Placement::OneCpu, _) => format!(
+            "one CPU available: parent and child share it, round trips include a context \
+             switch{}",
+            if asked_pin {
+                " (--pin needs two CPUs)"
+            } else {
+                ""
+            }
+        ),
+        (Placement::Pinned, Some((a, b))) => {
+            format!("{cpus} CPUs available; parent pinned to CPU {a}, child to CPU {b}")
+        }
+        (Placement::SharedCpu, _) => format!(
+            "{cpus} CPUs available, not pinned, but the spin round trip of {spin} shows \
+             parent and child took turns on one CPU (a busy machine or a CPU quota): round \
+             trips include context switches"
+        ),
+        _ => format!(
+            "{cpus} CPUs available, not pinned; the spin round trip of {spin} shows parent \
+             and child ran on different CPUs"
+        ),
+    }
 }
 
 fn check_single_threaded() -> Result<()> {
@@ -177,17 +292,27 @@ fn check_single_threaded() -> Result<()> {
     Ok(())
 }
 
-/// Fork `f` as a child pinned to CPU 1 (when pinning).
-fn spawn(pinned: bool, f: impl FnOnce(&mut ChildLink) -> i32) -> Result<Child> {
+/// CPUs to pin (parent, child) to, when pinning.
+type Pins = Option<(usize, usize)>;
+
+/// Fork `f` as a child pinned to the child's CPU (when pinning).
+fn spawn(pins: Pins, f: impl FnOnce(&mut ChildLink) -> i32) -> Result<Child> {
     // SAFETY: the process has a single thread (checked in `run`), so no lock can be held
     // by a thread that does not exist in the child; `fork` catches a panic.
     unsafe {
         fork(move |link| {
-            if pinned {
-                pin(1);
+            if let Some((_, child)) = pins {
+                pin(child);
             }
             f(link)
         })
+    }
+}
+
+/// Pin the parent to its CPU (when pinning).
+fn pin_parent(pins: Pins) {
+    if let Some((parent, _)) = pins {
+        pin(parent);
     }
 }
 
@@ -210,11 +335,9 @@ fn measure(
     size: usize,
     count: u64,
     o: &ShmBenchOptions,
-    pinned: bool,
+    pinned: Pins,
 ) -> Result<Row> {
-    if pinned {
-        pin(0);
-    }
+    pin_parent(pinned);
     // Warm-up passes, then the measured ones.
     throughput(t, size, count / 10 + 1, o.ring_capacity, pinned)?;
     let secs = throughput(t, size, count, o.ring_capacity, pinned)?;
@@ -261,7 +384,7 @@ fn streams(t: Transport) -> Result<Streams> {
 }
 
 /// Seconds to move `count` messages of `size` bytes from parent to child.
-fn throughput(t: Transport, size: usize, count: u64, cap: usize, pinned: bool) -> Result<f64> {
+fn throughput(t: Transport, size: usize, count: u64, cap: usize, pinned: Pins) -> Result<f64> {
     let msg = vec![0x5au8; size];
     match t {
         Transport::Ring => {
@@ -329,7 +452,7 @@ fn round_trips(
     size: usize,
     rounds: usize,
     cap: usize,
-    pinned: bool,
+    pinned: Pins,
 ) -> Result<Latency> {
     let mut times = Vec::with_capacity(rounds);
     let msg = vec![0x5au8; size];
@@ -396,10 +519,8 @@ fn echo_one(rx: &mut Consumer, tx: &mut Producer) -> Result<()> {
 
 /// Round trips through two atomics spun on: the parent stores `i` in `ping` and spins
 /// until the child stores `i` in `pong`.
-fn spin_limit(rounds: usize, pinned: bool) -> Result<Row> {
-    if pinned {
-        pin(0);
-    }
+fn spin_limit(rounds: usize, pinned: Pins) -> Result<Row> {
+    pin_parent(pinned);
     let words = MapOptions::new().len(4096).map_anon_shared()?;
     // Two words on different cache lines.
     let w = words.atomic_u64s(0, 32)?;
@@ -438,6 +559,11 @@ fn spin_for(word: &AtomicU64, value: u64) {
     while word.load(Ordering::Acquire) != value {
         std::hint::spin_loop();
         n = n.wrapping_add(1);
+        // A peer on another CPU answers within a few hundred spins; one sharing this CPU
+        // cannot answer until we give the CPU up (else each hop costs a time slice).
+        if n % 16_384 == 0 {
+            std::thread::yield_now();
+        }
         // A peer that died leaves us spinning: give up after 10 s.
         if n % 4096 == 0 && start.elapsed() > Duration::from_secs(10) {
             return;

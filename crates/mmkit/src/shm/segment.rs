@@ -75,10 +75,10 @@
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::PathBuf;
 
-use rustix::fs::Mode;
+use rustix::fs::{FileType, Mode, OFlags};
 use rustix::io::Errno;
 
-use crate::error::{Error, Op, Result};
+use crate::error::{Error, ErrorKind, Op, Result};
 use crate::map::{MapOptions, Mapping};
 
 pub use super::memfd::{recv_fd, send_fd, Memfd, ReceivedSegment, SealedSegment, Seals};
@@ -131,6 +131,60 @@ fn normalize(name: &str) -> Result<&str> {
     Ok(short)
 }
 
+/// The UTF-8 names in `/dev/shm` with their file type as the directory entry gives it
+/// (no link is followed), sorted by name.
+fn shm_entries() -> Result<Vec<(String, Option<FileType>)>> {
+    let dir_err = |e: &std::io::Error| {
+        Error::os(Op::Open, io_errno(e))
+            .with_path(Some(std::path::Path::new(SHM_DIR)))
+            .detail(format!("cannot list segments: {e}"))
+    };
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(SHM_DIR).map_err(|e| dir_err(&e))? {
+        let entry = entry.map_err(|e| dir_err(&e))?;
+        // DirEntry::file_type does not follow symbolic links.
+        let ft = entry.file_type().ok().map(|t| {
+            use std::os::unix::fs::FileTypeExt;
+            if t.is_file() {
+                FileType::RegularFile
+            } else if t.is_symlink() {
+                FileType::Symlink
+            } else if t.is_dir() {
+                FileType::Directory
+            } else if t.is_fifo() {
+                FileType::Fifo
+            } else if t.is_socket() {
+                FileType::Socket
+            } else if t.is_char_device() {
+                FileType::CharacterDevice
+            } else if t.is_block_device() {
+                FileType::BlockDevice
+            } else {
+                FileType::Unknown
+            }
+        });
+        if let Some(name) = entry.file_name().to_str() {
+            names.push((name.to_string(), ft));
+        }
+    }
+    names.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(names)
+}
+
+/// "a symbolic link", "a directory", ... for messages.
+pub(super) fn file_kind(ft: FileType) -> &'static str {
+    match ft {
+        FileType::RegularFile => "a regular file",
+        FileType::Directory => "a directory",
+        FileType::Symlink => "a symbolic link",
+        FileType::Fifo => "a FIFO",
+        FileType::Socket => "a socket",
+        FileType::CharacterDevice => "a character device",
+        FileType::BlockDevice => "a block device",
+        _ => "an unknown kind of file",
+    }
+}
+
 fn shm_path(short: &str) -> PathBuf {
     PathBuf::from(SHM_DIR).join(short)
 }
@@ -151,11 +205,24 @@ fn seg_err(errno: Errno, short: &str, what: &str) -> Error {
             "the segment's mode or owner forbids this; check `ls -l {}`",
             path.display()
         )),
+        Errno::LOOP => Some(format!(
+            "someone made /{short} a link to another file; check `ls -l {}`, then remove \
+             the link (not its target) with Segment::unlink(\"{short}\")",
+            path.display()
+        )),
         _ => None,
+    };
+    // O_NOFOLLOW on a symbolic link: say what it is, and how to remove it, in one line.
+    let why = match errno {
+        Errno::LOOP => format!(
+            "it is a symbolic link, which segments never follow; remove it with \
+             `mmkit shm rm {short}`"
+        ),
+        _ => errno_text(errno),
     };
     let err = Error::os(Op::Open, errno)
         .with_path(Some(&path))
-        .detail(format!("{what}: {}", errno_text(errno)));
+        .detail(format!("{what}: {why}"));
     match hint {
         Some(h) => err.hint(h),
         None => err,
@@ -209,23 +276,62 @@ impl SegmentOptions {
 
     /// Create the segment `name` (`"name"` or `"/name"`) with `size` bytes, zero-filled.
     ///
-    /// `shm_open(O_CREAT | O_EXCL | O_RDWR)` then `ftruncate`. If the size cannot be set,
+    /// `shm_open(O_CREAT | O_EXCL | O_RDWR | O_NOFOLLOW)`, an exclusive
+    /// [`flock(2)`](https://man7.org/linux/man-pages/man2/flock.2.html) on the new
+    /// descriptor, then `ftruncate`, then the lock is let go. If the size cannot be set,
     /// the new name is unlinked again.
     ///
+    /// # Zero-length segments
+    ///
+    /// Between `shm_open` and `ftruncate` a new segment has 0 bytes. The creator holds
+    /// the lock over that window, so with
+    /// [`open_or_create`](Self::open_or_create) an opener that finds 0 bytes takes the
+    /// lock without waiting: busy means a live creator is sizing it (the opener waits
+    /// for it, microseconds); free means the creator died before sizing it (the lock
+    /// went with its descriptors), and the opener sizes the segment itself, at once.
+    /// Sizing is grow-only under the lock, so nobody's mapping is shrunk: a creator whose
+    /// segment was sized by an opener in the instant before it took the lock keeps the
+    /// name and `created() == true`, and grows the segment to its size if it is smaller.
+    /// An opener that sized a dead creator's segment reports `created() == false`; use
+    /// [`Shared`](super::typed::Shared) when contents need initialising exactly once.
+    /// (Creators that take no lock, such as Python's `SharedMemory`, can still be sized
+    /// first by an opener in their window; their own `ftruncate` then sets their size.)
+    ///
     /// # Errors
-    /// `EEXIST` when it exists (and `open_or_create` was not asked), `EACCES`, `EINVAL` /
-    /// `ENAMETOOLONG` for a bad name, `ENOSPC`/`ENOMEM` from `ftruncate`.
+    /// `EEXIST` when it exists (and `open_or_create` was not asked), `ELOOP` when the
+    /// name is a symbolic link (never followed), `EACCES`, `EINVAL` / `ENAMETOOLONG` for
+    /// a bad name, `ENOSPC`/`ENOMEM` from `ftruncate`, `EWOULDBLOCK` when another process
+    /// holds the sizing lock of a zero-length segment for more than 10 s.
     pub fn create(&self, name: &str, size: u64) -> Result<Segment> {
+        self.create_pausing(name, size, |_| {})
+    }
+
+    /// [`create`](Self::create) that calls `pause("opened")` right after `shm_open` made
+    /// the name and `pause("locked")` once the sizing lock is held, before `ftruncate`:
+    /// a test stops or kills the creator there. Not part of the API.
+    #[doc(hidden)]
+    pub fn create_pausing(
+        &self,
+        name: &str,
+        size: u64,
+        mut pause: impl FnMut(&'static str),
+    ) -> Result<Segment> {
         let short = normalize(name)?;
-        let excl = rustix::shm::OFlags::CREATE | rustix::shm::OFlags::EXCL;
+        let excl = OFlags::CREATE | OFlags::EXCL | OFlags::RDWR;
         let mode = Mode::from_bits_truncate(self.mode);
         loop {
-            match rustix::shm::open(short, excl | rustix::shm::OFlags::RDWR, mode) {
+            match open_name(short, excl, mode) {
                 Ok(fd) => {
-                    if let Err(e) = rustix::fs::ftruncate(&fd, size) {
+                    pause("opened");
+                    let sized = lock_sizing(&fd, short).and_then(|()| {
+                        pause("locked");
+                        grow_to(&fd, short, size)
+                    });
+                    if let Err(e) = sized {
                         let _ = rustix::shm::unlink(short);
-                        return Err(seg_err(e, short, "cannot set the size").at(0, size));
+                        return Err(e);
                     }
+                    unlock_sizing(&fd);
                     return Ok(Segment {
                         fd,
                         name: short.to_string(),
@@ -234,8 +340,8 @@ impl SegmentOptions {
                     });
                 }
                 Err(Errno::EXIST) if self.open_or_create => match open_rw(short) {
-                    Ok(mut seg) => {
-                        seg.created = false;
+                    Ok(seg) => {
+                        seg.size_if_empty(size)?;
                         return Ok(seg);
                     }
                     // Unlinked between the two calls: try creating again.
@@ -248,19 +354,89 @@ impl SegmentOptions {
     }
 }
 
-fn open_rw(short: &str) -> Result<Segment> {
-    open_with(short, rustix::shm::OFlags::RDWR)
+/// `shm_open(3)` as glibc does it — `open("/dev/shm/NAME", flags | O_NOFOLLOW |
+/// O_CLOEXEC)` — plus `O_NONBLOCK`, so that a FIFO planted under a segment's name cannot
+/// block the open (it is refused by [`Segment::check_regular`]); the flag is cleared
+/// again. rustix's `shm::open` leaves `O_NOFOLLOW` out, so a symbolic link planted in
+/// the world-writable `/dev/shm` would be followed.
+fn open_name(short: &str, flags: OFlags, mode: Mode) -> std::result::Result<OwnedFd, Errno> {
+    let fd = rustix::fs::open(
+        shm_path(short),
+        flags | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK,
+        mode,
+    )?;
+    let fl = rustix::fs::fcntl_getfl(&fd)?;
+    rustix::fs::fcntl_setfl(&fd, fl - OFlags::NONBLOCK)?;
+    Ok(fd)
 }
 
-fn open_with(short: &str, flags: rustix::shm::OFlags) -> Result<Segment> {
-    let fd = rustix::shm::open(short, flags, Mode::empty())
+/// How long an opener waits for a live process holding the sizing lock of a
+/// zero-length segment (a creator holds it for one `ftruncate`).
+const SIZING_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Take the exclusive sizing lock (`flock(LOCK_EX | LOCK_NB)`, retried with short naps
+/// while a live process holds it, up to [`SIZING_LOCK_WAIT`]).
+fn lock_sizing(fd: &OwnedFd, short: &str) -> Result<()> {
+    use rustix::fs::FlockOperation;
+    let deadline = std::time::Instant::now() + SIZING_LOCK_WAIT;
+    let mut nap = std::time::Duration::from_micros(100);
+    loop {
+        match rustix::fs::flock(fd, FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => return Ok(()),
+            Err(Errno::INTR) => continue,
+            Err(Errno::WOULDBLOCK) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(nap);
+                nap = (nap * 2).min(std::time::Duration::from_millis(10));
+            }
+            Err(Errno::WOULDBLOCK) => {
+                return Err(Error::os(Op::Open, Errno::WOULDBLOCK)
+                    .with_path(Some(&shm_path(short)))
+                    .detail(format!(
+                        "segment /{short} has 0 bytes and another process has held its sizing \
+                         lock (flock) for {SIZING_LOCK_WAIT:?}"
+                    ))
+                    .hint(format!(
+                        "`grep FLOCK /proc/locks` names the holder; if the segment is not \
+                         wanted, remove it with Segment::unlink(\"{short}\") or `mmkit shm rm {short}`"
+                    )))
+            }
+            Err(e) => return Err(seg_err(e, short, "cannot lock the segment to size it")),
+        }
+    }
+}
+
+fn unlock_sizing(fd: &OwnedFd) {
+    let _ = rustix::fs::flock(fd, rustix::fs::FlockOperation::Unlock);
+}
+
+/// Under the sizing lock: grow the segment to `size` bytes if it is smaller (never
+/// shrink: a peer may have mapped what another process sized).
+fn grow_to(fd: &OwnedFd, short: &str, size: u64) -> Result<()> {
+    let now = rustix::fs::fstat(fd)
+        .map_err(|e| seg_err(e, short, "fstat"))?
+        .st_size as u64;
+    if now < size {
+        rustix::fs::ftruncate(fd, size)
+            .map_err(|e| seg_err(e, short, "cannot set the size").at(0, size))?;
+    }
+    Ok(())
+}
+
+fn open_rw(short: &str) -> Result<Segment> {
+    open_with(short, OFlags::RDWR)
+}
+
+fn open_with(short: &str, flags: OFlags) -> Result<Segment> {
+    let fd = open_name(short, flags, Mode::empty())
         .map_err(|e| seg_err(e, short, "cannot open the segment"))?;
-    Ok(Segment {
+    let seg = Segment {
         fd,
         name: short.to_string(),
         created: false,
-        writable: flags.contains(rustix::shm::OFlags::RDWR),
-    })
+        writable: flags.contains(OFlags::RDWR),
+    };
+    seg.check_regular()?;
+    Ok(seg)
 }
 
 /// A named POSIX shared-memory segment, open read-write (or read-only, with
@@ -285,11 +461,14 @@ impl Segment {
     }
 
     /// Open an existing segment read-write:
-    /// [`shm_open(3)`](https://man7.org/linux/man-pages/man3/shm_open.3.html) with `O_RDWR`.
+    /// [`shm_open(3)`](https://man7.org/linux/man-pages/man3/shm_open.3.html) with `O_RDWR`
+    /// (and `O_NOFOLLOW`, as glibc: a symbolic link planted under the name in the
+    /// world-writable `/dev/shm` is refused, never followed).
     ///
     /// # Errors
-    /// `ENOENT` when there is none, `EACCES` when its mode forbids it, `EINVAL` /
-    /// `ENAMETOOLONG` for a bad name.
+    /// `ENOENT` when there is none, `EACCES` when its mode forbids it, `ELOOP` when the
+    /// name is a symbolic link, `NotMappable` when it is not a regular file (a FIFO or a
+    /// directory), `EINVAL` / `ENAMETOOLONG` for a bad name.
     pub fn open(name: &str) -> Result<Segment> {
         open_rw(normalize(name)?)
     }
@@ -300,12 +479,15 @@ impl Segment {
     /// # Errors
     /// As [`open`](Self::open).
     pub fn open_read_only(name: &str) -> Result<Segment> {
-        open_with(normalize(name)?, rustix::shm::OFlags::RDONLY)
+        open_with(normalize(name)?, OFlags::RDONLY)
     }
 
     /// Remove the name:
     /// [`shm_unlink(3)`](https://man7.org/linux/man-pages/man3/shm_unlink.3.html). Open
     /// descriptors and mappings stay valid; the memory is freed when the last goes.
+    ///
+    /// A symbolic link under the name is removed itself (`unlink(2)` never follows the
+    /// last component), never its target.
     ///
     /// # Errors
     /// `ENOENT` when there is none, `EACCES` when not allowed.
@@ -322,21 +504,26 @@ impl Segment {
     /// # Errors
     /// Reading the directory failed.
     pub fn list() -> Result<Vec<String>> {
-        let dir_err = |e: &std::io::Error| {
-            Error::os(Op::Open, io_errno(e))
-                .with_path(Some(std::path::Path::new(SHM_DIR)))
-                .detail(format!("cannot list segments: {e}"))
-        };
-        let mut names = Vec::new();
-        for entry in std::fs::read_dir(SHM_DIR).map_err(|e| dir_err(&e))? {
-            let entry = entry.map_err(|e| dir_err(&e))?;
-            let is_file = entry.file_type().map(|t| t.is_file()).unwrap_or(false);
-            if let (true, Some(name)) = (is_file, entry.file_name().to_str()) {
-                names.push(name.to_string());
-            }
-        }
-        names.sort();
-        Ok(names)
+        Ok(shm_entries()?
+            .into_iter()
+            .filter(|(_, ft)| *ft == Some(FileType::RegularFile))
+            .map(|(name, _)| name)
+            .collect())
+    }
+
+    /// The entries of `/dev/shm` that are not segments, sorted, each with what it is
+    /// ("a symbolic link", "a directory", "a FIFO", ...). Read with `lstat` semantics:
+    /// a symbolic link is reported as one, never followed. A link here named like a
+    /// segment is worth a look: nobody needs one, and segments refuse to follow it.
+    ///
+    /// # Errors
+    /// Reading the directory failed.
+    pub fn list_others() -> Result<Vec<(String, &'static str)>> {
+        Ok(shm_entries()?
+            .into_iter()
+            .filter(|(_, ft)| *ft != Some(FileType::RegularFile))
+            .map(|(name, ft)| (name, ft.map_or("an entry of unknown kind", file_kind)))
+            .collect())
     }
 
     /// The name without the leading `/` (as Python's `SharedMemory.name`).
@@ -399,11 +586,64 @@ impl Segment {
     /// # Errors
     /// As [`MapOptions::map_fd`]; a segment of size 0 cannot be mapped.
     pub fn map(&self) -> Result<Mapping> {
+        if self.size()? == 0 {
+            return Err(Error::new(Op::Map, ErrorKind::Unsupported)
+                .with_path(Some(&self.path()))
+                .detail(format!(
+                    "segment /{} has 0 bytes: its creator has not sized it yet, or died \
+                     before it did",
+                    self.name
+                ))
+                .hint(format!(
+                    "SegmentOptions::open_or_create sizes an empty segment; or remove it with \
+                     Segment::unlink(\"{0}\") or `mmkit shm rm {0}`",
+                    self.name
+                )));
+        }
         let mut opts = MapOptions::new();
         if self.writable {
             opts.write();
         }
         opts.shared().map_fd(self.fd.as_fd(), Some(self.path()))
+    }
+
+    /// Refuse a name that is not a regular file (a FIFO, a directory or a socket
+    /// someone put in `/dev/shm`): it is no segment.
+    fn check_regular(&self) -> Result<()> {
+        let st = rustix::fs::fstat(&self.fd).map_err(|e| seg_err(e, &self.name, "fstat"))?;
+        let ft = FileType::from_raw_mode(st.st_mode);
+        if ft == FileType::RegularFile {
+            return Ok(());
+        }
+        Err(Error::new(Op::Open, ErrorKind::NotMappable)
+            .with_path(Some(&self.path()))
+            .detail(format!(
+                "/{} is {}, not a shared-memory segment (a regular file)",
+                self.name,
+                file_kind(ft)
+            ))
+            .hint(format!(
+                "check `ls -l {}`; remove it if it is not wanted",
+                self.path().display()
+            )))
+    }
+
+    /// For `open_or_create` on a name that exists: a zero-length segment is sized to
+    /// `size` under the sizing lock (see [`SegmentOptions::create`]).
+    fn size_if_empty(&self, size: u64) -> Result<()> {
+        if self.size()? != 0 {
+            return Ok(());
+        }
+        let fd = &self.fd;
+        lock_sizing(fd, &self.name)?;
+        // Still empty under the lock? Then its creator died before sizing it (or has not
+        // locked it yet): size it. Otherwise the creator, which held the lock, sized it.
+        let sized = match self.size() {
+            Ok(0) => grow_to(fd, &self.name, size),
+            other => other.map(drop),
+        };
+        unlock_sizing(fd);
+        sized
     }
 
     /// The descriptor, e.g. to pass it with [`send_fd`].

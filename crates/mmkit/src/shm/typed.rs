@@ -257,8 +257,13 @@ impl SharedOptions {
     }
 
     /// Create the named segment `name` with room for `T`, or open it when it exists,
-    /// then [`create_or_open`](Self::create_or_open) `T` in it. Handles the window in
-    /// which a peer has created the name but not yet set its size (it is waited for).
+    /// then [`create_or_open`](Self::create_or_open) `T` in it.
+    ///
+    /// A zero-length segment (a peer's create is `shm_open`, then `ftruncate`) is
+    /// handled by [`SegmentOptions::create`]: a live creator still sizing it is waited
+    /// for (it holds the sizing lock for one `ftruncate`), and one that died before
+    /// sizing it is taken over at once — the segment is sized here and `T` initialised
+    /// by the usual protocol — never after a timeout.
     ///
     /// # Errors
     /// As [`SegmentOptions::create`] and [`create_or_open`](Self::create_or_open);
@@ -272,12 +277,6 @@ impl SharedOptions {
         let seg = SegmentOptions::new()
             .open_or_create()
             .create(name, need as u64)?;
-        let deadline = Instant::now() + self.timeout;
-        let mut nap = Duration::from_millis(1);
-        // A peer's create is shm_open then ftruncate: size 0 means "not yet sized".
-        while seg.size()? == 0 {
-            self.nap(UNINIT, deadline, &mut nap)?;
-        }
         let shared = self.create_or_open(seg.map()?, init)?;
         Ok((seg, shared))
     }
