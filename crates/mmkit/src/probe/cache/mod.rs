@@ -519,7 +519,10 @@ impl Walker<'_> {
         let range = self.opts.range.unwrap_or_default();
         if root && range.start > 0 && range.start >= size {
             return Err(Error::new(Op::Probe, ErrorKind::OffsetPastEnd)
-                .at(range.start, range.end.map_or(0, |e| e - range.start))
+                .at(
+                    range.start,
+                    range.end.map_or(0, |e| e.saturating_sub(range.start)),
+                )
                 .detail(format!(
                     "the range starts past the end of the file ({size} bytes)"
                 ))
