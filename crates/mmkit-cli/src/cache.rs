@@ -62,14 +62,28 @@ pub(crate) struct CacheArgs {
     #[arg(short = 'd', long, requires = "lock")]
     daemon: bool,
     /// Only this byte range of each file: A-B, A- or -B, with K/M/G suffixes.
-    #[arg(short = 'p', long, value_name = "A-B")]
-    range: Option<ByteRange>,
+    // Parsed in `run`, so a bad range is one line like every other error; hyphen values
+    // let `-B` through.
+    #[arg(short = 'p', long, value_name = "A-B", allow_hyphen_values = true)]
+    range: Option<String>,
     /// Print JSON: {action, summary, files, errors}; sizes in bytes, counts in pages.
     #[arg(long)]
     json: bool,
 }
 
 pub(crate) fn run(args: &CacheArgs) -> anyhow::Result<ExitCode> {
+    let range = match args
+        .range
+        .as_deref()
+        .map(str::parse::<ByteRange>)
+        .transpose()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            crate::report(&format!("cache: {e}"));
+            return Ok(ExitCode::from(2));
+        }
+    };
     let action = match (args.touch, args.evict, args.lock) {
         (true, _, _) => Action::Touch,
         (_, true, _) => Action::Evict,
@@ -86,7 +100,7 @@ pub(crate) fn run(args: &CacheArgs) -> anyhow::Result<ExitCode> {
     let mut opts = CacheOptions::new();
     opts.follow(args.follow)
         .cross_mounts(args.cross_mounts)
-        .range(args.range)
+        .range(range)
         .keep_pages(args.verbose)
         .lock_mode(if args.on_fault {
             LockMode::OnFault
@@ -174,6 +188,9 @@ fn print_text(
     elapsed: f64,
 ) -> std::io::Result<()> {
     let s = &report.summary;
+    if s.files == 0 && !report.errors.is_empty() {
+        return Ok(()); // nothing was measured: the errors say why, and no totals mislead
+    }
     if args.verbose {
         for f in &report.files {
             let bar = f.bar(40);
@@ -199,17 +216,27 @@ fn print_text(
         _ => None,
     };
     if let Some(label) = label {
-        writeln!(out, "{label:>16}: {} ({})", s.acted, human(s.acted * ps))?;
+        writeln!(
+            out,
+            "{label:>16}: {} ({})",
+            s.acted,
+            human(s.acted.saturating_mul(ps))
+        )?;
     }
+    // As vmtouch: no percentage of no pages.
+    let share = if s.pages == 0 {
+        String::new()
+    } else {
+        format!("  {}%", percent(s.percent()))
+    };
     writeln!(
         out,
-        "{:>16}: {}/{}  {}/{}  {}%",
+        "{:>16}: {}/{}  {}/{}{share}",
         "Resident Pages",
         s.resident,
         s.pages,
         human(s.resident_bytes()),
-        human(s.pages * ps),
-        percent(s.percent())
+        human(s.pages.saturating_mul(ps)),
     )?;
     if let (Some(d), Some(w), Some(e)) = (s.dirty, s.writeback, s.evicted) {
         writeln!(

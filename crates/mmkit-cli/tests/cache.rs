@@ -324,3 +324,141 @@ fn lock_past_rlimit_memlock_names_the_limit() {
     assert!(err.contains("RLIMIT_MEMLOCK is 65536 bytes"), "{err}");
     assert!(err.contains("nothing was locked"), "{err}");
 }
+
+/// Run `cmd` to its end, but kill it and fail if it is still running after about ten
+/// seconds: a guard against a hang, not a timing assertion.
+fn run_or_kill(cmd: &mut Command) -> Output {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn mmkit");
+    for _ in 0..200 {
+        if child.try_wait().expect("try_wait").is_some() {
+            return child.wait_with_output().expect("collect output");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let out = child.wait_with_output().expect("reap killed child");
+    panic!(
+        "{cmd:?} hung and was killed; stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Issue 10, defect 6: nothing measured means no summary (no "0/0 100%"), one line per
+/// bad path, and a non-zero exit; with a good path too, the good one is reported.
+#[test]
+fn nothing_measured_prints_no_summary() {
+    let dir = tempdir();
+    let good = write(&dir.path().join("good"), 4096 * 2);
+    let missing = dir.path().join("missing");
+    let out = run_or_kill(mmkit().arg("cache").arg(&missing));
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(stdout.is_empty(), "a summary of nothing: {stdout}");
+    assert_eq!(String::from_utf8(out.stderr).unwrap().lines().count(), 1);
+
+    let out = run_or_kill(mmkit().arg("cache").arg(&good).arg(&missing));
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(stdout.contains("Files: 1"), "{stdout}");
+    assert_eq!(resident(&stdout).1, 2, "{stdout}");
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains(&*missing.to_string_lossy()), "{err}");
+
+    // An empty directory is measured (0 files): a summary, but no percentage of 0 pages.
+    let empty = dir.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let out = run_or_kill(mmkit().arg("cache").arg(&empty));
+    assert_eq!(out.status.code(), Some(0));
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(resident(&stdout), (0, 0), "{stdout}");
+    assert!(!stdout.contains('%'), "a percentage of no pages: {stdout}");
+}
+
+/// Issue 10, defect 1 for `cache`: a FIFO (no writer), a socket or a device named on the
+/// command line is an error at once (its line, and a hint), never a hang; in a tree they
+/// are skipped.
+#[test]
+fn special_files_named_as_roots_are_errors_at_once() {
+    let dir = tempdir();
+    let good = write(&dir.path().join("good"), 4096);
+    let fifo = dir.path().join("fifo");
+    assert!(Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    let socket = dir.path().join("socket");
+    let _listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    for (special, kind) in [
+        (fifo.as_path(), "pipe"),
+        (socket.as_path(), "socket"),
+        (Path::new("/dev/null"), "device"),
+    ] {
+        let out = run_or_kill(mmkit().arg("cache").arg(special).arg(&good));
+        assert_eq!(out.status.code(), Some(1), "{kind}");
+        let stdout = String::from_utf8(out.stdout).unwrap();
+        assert!(stdout.contains("Files: 1"), "{kind}: {stdout}");
+        // The error's line names the path and what it is; a hint line may follow.
+        let err = String::from_utf8(out.stderr).unwrap();
+        let first = err.lines().next().unwrap_or_default();
+        assert!(err.lines().count() <= 2, "{kind}: {err}");
+        assert!(
+            first.contains(&*special.to_string_lossy()) && first.contains(kind),
+            "{kind}: {err}"
+        );
+    }
+    // The directory holding them: the FIFO and the socket are skipped, not opened.
+    let out = run_or_kill(mmkit().arg("cache").arg(dir.path()));
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8(out.stdout).unwrap().contains("Files: 1"));
+}
+
+/// Hostile `--range` values: one line of error (exit 2), or for `-B` a valid range;
+/// never a panic. A range past the end of a named file is an error for that file.
+#[test]
+fn hostile_ranges_give_one_line_never_a_panic() {
+    let dir = tempdir();
+    let good = write(&dir.path().join("good"), 100);
+    for (range, says) in [
+        ("0", "expected A-B"),
+        ("0-0", "must be after"),
+        ("9-3", "must be after"),
+        ("99999999999999999999-", "too large"),
+        ("0-99999999999999999999", "too large"),
+        ("16777216T-", "too large"),
+        ("-1-5", "not a number"),
+        ("--5", "not a number"),
+        ("", "expected A-B"),
+    ] {
+        let out = run_or_kill(mmkit().args(["cache", "--range", range]).arg(&good));
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert_eq!(out.status.code(), Some(2), "{range:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "{range:?}: {err}");
+        assert!(err.contains(says), "{range:?}: {err}");
+        assert!(!err.contains("panicked"), "{range:?}: {err}");
+        assert!(out.stdout.is_empty(), "{range:?}");
+    }
+    // `-B` is a range from 0 (vmtouch's form), also written as a separate argument.
+    let out = run_or_kill(mmkit().args(["cache", "--range", "-50"]).arg(&good));
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(resident(&String::from_utf8(out.stdout).unwrap()).1, 1);
+    // Past the end of the file: an error naming it, no summary, exit 1.
+    let out = run_or_kill(mmkit().args(["cache", "--range", "1G-2G"]).arg(&good));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty());
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.lines().count() <= 2, "{err}");
+    assert!(
+        err.lines()
+            .next()
+            .unwrap_or_default()
+            .contains("past the end"),
+        "{err}"
+    );
+}

@@ -186,3 +186,75 @@ fn find_survives_truncation_midway() {
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.contains("many") && err.contains("truncated"), "{err}");
 }
+
+/// Run `cmd` to its end, but kill it and fail if it is still running after about ten
+/// seconds: a guard against the hang this checks for, not a timing assertion.
+fn run_or_kill(cmd: &mut Command) -> Output {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn mmkit");
+    for _ in 0..200 {
+        if child.try_wait().expect("try_wait").is_some() {
+            return child.wait_with_output().expect("collect output");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let out = child.wait_with_output().expect("reap killed child");
+    panic!(
+        "{cmd:?} hung and was killed; stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A FIFO, a bound Unix socket and a directory in `dir` (the listener keeps the socket).
+fn special_files(dir: &Path) -> ([PathBuf; 3], std::os::unix::net::UnixListener) {
+    let fifo = dir.join("fifo");
+    let made = Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("run mkfifo");
+    assert!(made.success(), "mkfifo failed");
+    let socket = dir.join("socket");
+    let listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    let sub = dir.join("sub");
+    std::fs::create_dir(&sub).unwrap();
+    ([fifo, socket, sub], listener)
+}
+
+/// Issue 10, defect 1: `cat` and `find` on a FIFO (no writer), a socket or a directory
+/// fail at once with one line naming the file, go on with the next file, and exit 1 (cat)
+/// or 2 (find).
+#[test]
+fn cat_and_find_refuse_special_files_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = text_file(dir.path(), "good", 10);
+    let (specials, _listener) = special_files(dir.path());
+    for (special, kind) in specials.iter().zip(["pipe", "socket", "directory"]) {
+        let out = run_or_kill(mmkit().arg("cat").arg(special).arg(&good));
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert_eq!(out.status.code(), Some(1), "cat {kind}: {err}");
+        assert_eq!(out.stdout, std::fs::read(&good).unwrap(), "cat {kind}");
+        assert_eq!(err.lines().count(), 1, "cat {kind}: {err}");
+        assert!(
+            err.contains(&*special.to_string_lossy()) && err.contains(kind),
+            "cat {kind}: {err}"
+        );
+
+        let out = run_or_kill(mmkit().args(["find", "needle"]).arg(special).arg(&good));
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert_eq!(out.status.code(), Some(2), "find {kind}: {err}");
+        assert!(
+            String::from_utf8(out.stdout).unwrap().contains("good:"),
+            "find {kind}: the good file is still searched"
+        );
+        assert_eq!(err.lines().count(), 1, "find {kind}: {err}");
+        assert!(
+            err.contains(&*special.to_string_lossy()) && err.contains(kind),
+            "find {kind}: {err}"
+        );
+    }
+}

@@ -291,3 +291,103 @@ fn conversion_to_io_error_keeps_a_sensible_kind_and_the_source() {
     assert_eq!(err.kind(), io::ErrorKind::NotFound);
     assert_eq!(map_missing(&tf.path).unwrap(), 5000);
 }
+
+/// Run `f` on a thread and wait for it for at most a minute: a guard against a hang (the
+/// defect was an open that never returns), not a timing assertion. If it does hang on
+/// `fifo`, opening the FIFO for writing releases the blocked open before the test fails.
+fn without_hanging<T: Send + 'static>(
+    what: &str,
+    fifo: Option<&std::path::Path>,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    match rx.recv_timeout(std::time::Duration::from_secs(60)) {
+        Ok(v) => v,
+        Err(_) => {
+            if let Some(p) = fifo {
+                let _ = OpenOptions::new()
+                    .write(true)
+                    .custom_flags(libc::O_NONBLOCK)
+                    .open(p);
+            }
+            panic!("{what} did not return: it blocks on the special file");
+        }
+    }
+}
+
+/// Issue 10, defect 1: every way to map a path refuses a FIFO, a Unix socket and a
+/// directory at once with `NotMappable` naming the path, and never waits for a writer.
+#[test]
+fn special_paths_are_refused_at_once_by_every_opener() {
+    use mmkit::MappedFile;
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("fifo");
+    rustix::fs::mkfifoat(
+        rustix::fs::CWD,
+        &fifo,
+        rustix::fs::Mode::from_raw_mode(0o600),
+    )
+    .unwrap();
+    let socket = dir.path().join("socket");
+    let _listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    let subdir = dir.path().join("dir");
+    std::fs::create_dir(&subdir).unwrap();
+
+    type Opener = fn(&std::path::Path) -> mmkit::Result<()>;
+    let openers: [(&str, Opener); 7] = [
+        ("map_path", |p| MapOptions::new().map_path(p).map(drop)),
+        ("map_path write", |p| {
+            MapOptions::new().write().map_path(p).map(drop)
+        }),
+        ("map_path copy_on_write", |p| {
+            MapOptions::new().copy_on_write().map_path(p).map(drop)
+        }),
+        ("MappedFile::open", |p| MappedFile::open(p).map(drop)),
+        ("MappedFile::open_rw", |p| MappedFile::open_rw(p).map(drop)),
+        ("MappedFile create+truncate", |p| {
+            MappedFile::options()
+                .create(true)
+                .truncate(true)
+                .set_len(page())
+                .open(p)
+                .map(drop)
+        }),
+        ("MappedFile copy", |p| {
+            MappedFile::options()
+                .access(mmkit::file::Access::Copy)
+                .open(p)
+                .map(drop)
+        }),
+    ];
+    for (path, kind, is_fifo) in [
+        (&fifo, "pipe", true),
+        (&socket, "socket", false),
+        (&subdir, "directory", false),
+    ] {
+        for (name, open) in openers {
+            let p = path.clone();
+            let err = without_hanging(name, is_fifo.then_some(path.as_path()), move || {
+                open(&p).unwrap_err()
+            });
+            assert_eq!(err.kind(), ErrorKind::NotMappable, "{name} {kind}: {err}");
+            assert_eq!(err.path(), Some(path.as_path()), "{name} {kind}: {err}");
+            assert!(err.to_string().contains(kind), "{name} {kind}: {err}");
+        }
+    }
+    // Still a FIFO (create did not replace it), and nothing was written into it.
+    let meta = std::fs::symlink_metadata(&fifo).unwrap();
+    assert!(std::os::unix::fs::FileTypeExt::is_fifo(&meta.file_type()));
+}
+
+#[test]
+fn truncate_and_set_len_refuse_a_device() {
+    let err = mmkit::MappedFile::options()
+        .truncate(true)
+        .open("/dev/zero")
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unsupported, "{err}");
+    assert!(err.to_string().contains("device"), "{err}");
+}

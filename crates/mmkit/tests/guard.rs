@@ -324,3 +324,58 @@ fn sealed_memfds_need_no_guard_and_lend_slices() {
         ErrorKind::Unsupported
     );
 }
+
+/// Issue 10, defect 3: a file cut to one page and grown back while another thread reads
+/// its second page. Whatever the size is when the guard diagnoses the fault, the page was
+/// lost to a truncation, never to a storage failure: every error is `Truncated`.
+#[test]
+fn a_truncation_that_grows_back_is_not_a_storage_fault() {
+    use std::os::unix::fs::FileExt;
+    const READS: usize = 20_000;
+    let tf = TempFile::patterned(2 * page());
+    let file = tf.open_rw();
+    let stop = AtomicBool::new(false);
+    let (mut ok, mut truncated, mut storage) = (0usize, 0usize, 0usize);
+    std::thread::scope(|s| {
+        let cutter = s.spawn(|| {
+            let fill = vec![7u8; page()];
+            let mut cycles = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                file.set_len(page() as u64).expect("truncate");
+                file.write_all_at(&fill, page() as u64).expect("grow back");
+                cycles += 1;
+            }
+            cycles
+        });
+        for _ in 0..READS {
+            let map = MapOptions::new()
+                .len(2 * page())
+                .allow_past_eof()
+                .map(&file)
+                .expect("map");
+            match map.read_at(page(), &mut [0u8; 1]) {
+                Ok(()) => ok += 1,
+                Err(e) if e.kind() == ErrorKind::Truncated => truncated += 1,
+                Err(e) if e.kind() == ErrorKind::StorageFault => {
+                    storage += 1;
+                    if storage == 1 {
+                        eprintln!("first storage fault: {e}");
+                    }
+                }
+                Err(e) => panic!("unexpected error: {e}"),
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+        let cycles = cutter.join().expect("truncating thread panicked");
+        println!(
+            "{READS} reads over {cycles} truncate/grow cycles: {ok} read, {truncated} \
+             Truncated, {storage} StorageFault"
+        );
+    });
+    assert_eq!(
+        storage,
+        0,
+        "{storage} of {} errors were StorageFault",
+        storage + truncated
+    );
+}

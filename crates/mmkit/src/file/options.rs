@@ -1,9 +1,9 @@
 //! [`MappedFileOptions`]: how a [`MappedFile`] opens its file, and the [`Access`] it has.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use rustix::fs::OFlags;
+use rustix::fs::{FileType, OFlags};
 
 use super::MappedFile;
 use crate::error::{Error, ErrorKind, Op, Result};
@@ -72,8 +72,9 @@ impl MappedFileOptions {
         self
     }
 
-    /// Cut the file to length 0 first (`O_TRUNC`; for [`open_file`](Self::open_file),
-    /// `set_len(0)`). Combine with [`set_len`](Self::set_len) for a zero-filled file.
+    /// Cut the file to length 0 first (`ftruncate`, once the open file is known to be a
+    /// regular file: a FIFO or device is never cut). Combine with
+    /// [`set_len`](Self::set_len) for a zero-filled file.
     pub fn truncate(&mut self, yes: bool) -> &mut Self {
         self.truncate = yes;
         self
@@ -112,14 +113,9 @@ impl MappedFileOptions {
     pub fn open(&self, path: impl AsRef<Path>) -> Result<MappedFile> {
         let path = path.as_ref();
         let access = self.resolve(None, Some(path))?;
-        let file = OpenOptions::new()
-            .read(true)
-            .write(access == Access::Write)
-            .create(self.create)
-            .truncate(self.truncate)
-            .open(path)
-            .map_err(|e| io_error(Op::Open, &e, Some(path)))?;
-        self.finish(file, Some(path.to_path_buf()), access, false)
+        // Never O_TRUNC: the file is cut in `finish`, once it is known to be a regular file.
+        let file = crate::map::open_for_map(path, access == Access::Write, self.create)?;
+        self.finish(file, Some(path.to_path_buf()), access)
     }
 
     /// Map an open file, taking ownership of it (it is closed with the `MappedFile`).
@@ -140,7 +136,7 @@ impl MappedFileOptions {
             Access::Read
         };
         let access = self.resolve(Some(fd_access), None)?;
-        self.finish(file, None, access, self.truncate)
+        self.finish(file, None, access)
     }
 
     /// The access to use, checking it against the options that change the file.
@@ -168,15 +164,25 @@ impl MappedFileOptions {
         }
     }
 
-    fn finish(
-        &self,
-        file: File,
-        path: Option<PathBuf>,
-        access: Access,
-        truncate: bool,
-    ) -> Result<MappedFile> {
+    fn finish(&self, file: File, path: Option<PathBuf>, access: Access) -> Result<MappedFile> {
         let p = path.as_deref();
-        if truncate {
+        let changes_len = self.truncate || self.set_len.is_some();
+        if changes_len {
+            // Cut or extend only a regular file: a FIFO, socket or directory is refused as
+            // the mapping would refuse it, and a device has no length to set.
+            let st = rustix::fs::fstat(&file).map_err(|e| Error::os(Op::Open, e).with_path(p))?;
+            let ft = FileType::from_raw_mode(st.st_mode);
+            if let Some(what) = crate::map::unmappable(ft) {
+                return Err(crate::map::not_mappable(what, p));
+            }
+            if ft != FileType::RegularFile {
+                return Err(Error::new(Op::Open, ErrorKind::Unsupported)
+                    .with_path(p)
+                    .detail("truncate and set_len change a regular file's length; this is a device")
+                    .hint("leave truncate and set_len out to map a device"));
+            }
+        }
+        if self.truncate {
             file.set_len(0).map_err(|e| io_error(Op::Open, &e, p))?;
         }
         if let Some(len) = self.set_len {

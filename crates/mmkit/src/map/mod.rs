@@ -33,6 +33,7 @@
 
 mod mapping;
 mod memory;
+mod open;
 mod options;
 mod poison;
 mod prot;
@@ -42,6 +43,7 @@ mod types;
 
 pub use mapping::Mapping;
 pub use memory::Memory;
+pub(crate) use open::{not_mappable, open_for_map, unmappable};
 pub use options::MapOptions;
 pub use residency::Residency;
 pub use types::{

@@ -147,14 +147,7 @@ impl MapOptions {
     pub fn map_path(&self, path: impl AsRef<Path>) -> Result<Mapping> {
         let path = path.as_ref();
         let want_write = self.write && !self.private;
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(want_write)
-            .open(path)
-            .map_err(|e| {
-                let errno = rustix::io::Errno::from_io_error(&e).unwrap_or(rustix::io::Errno::IO);
-                Error::os(Op::Open, errno).with_path(Some(path))
-            })?;
+        let file = super::open::open_for_map(path, want_write, false)?;
         self.map_fd(file.as_fd(), Some(path.to_path_buf()))
     }
 
@@ -445,23 +438,14 @@ fn check_file(fd: BorrowedFd<'_>, path: Option<&Path>, shared_write: bool) -> Re
     }
     let st = rustix::fs::fstat(fd).map_err(|e| Error::os(Op::Open, e).with_path(path))?;
     let ft = FileType::from_raw_mode(st.st_mode);
-    let what = match ft {
-        FileType::RegularFile | FileType::BlockDevice | FileType::CharacterDevice => None,
-        FileType::Directory => Some("a directory"),
-        FileType::Fifo => Some("a pipe (FIFO)"),
-        FileType::Socket => Some("a socket"),
-        _ => Some("not a regular file"),
-    };
+    let what = super::open::unmappable(ft);
     // /proc files claim a length of 0 (so a default-length map would silently be empty);
     // only then is the file system worth asking about.
     let pseudo =
         st.st_size == 0 && rustix::fs::fstatfs(fd).is_ok_and(|s| s.f_type == PROC_SUPER_MAGIC);
     let what = what.or(pseudo.then_some("a /proc file, which has no pages to map"));
     if let Some(what) = what {
-        return Err(Error::new(Op::Map, ErrorKind::NotMappable)
-            .with_path(path)
-            .detail(format!("cannot map {what}"))
-            .hint("read it with read() instead; only regular files, block devices and memory objects map"));
+        return Err(super::open::not_mappable(what, path));
     }
     Ok(FileFacts {
         len: st.st_size as u64,

@@ -2,11 +2,16 @@
 //! anonymous pages: later accesses to them fail at once instead of reading zeros.
 //!
 //! Also the after-the-fact diagnosis of a guarded fault: was the file truncated below
-//! the page (its size now says so), or is the page inside the file and unreadable?
+//! the page, or is the page inside the file and unreadable? Reading the page again
+//! decides, not the file's size now (it may have grown back since the fault).
 
+use std::fs::File;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
+
+use rustix::fs::{Mode, OFlags};
 
 use crate::error::ErrorKind;
 
@@ -73,54 +78,137 @@ pub(crate) struct FileId {
     pub(crate) ino: u64,
 }
 
-/// Why the page at `file_offset` of the file `id` could not be read: `StorageFault` when
-/// the file still reaches past it (so the page exists and its storage failed), else
-/// `Truncated`. Also returns the file's size when it could be found: through `path`, an
-/// open descriptor of this process on the same file, or another mapping of it.
+/// Why the page at `file_offset` of the file `id` could not be read, and the file's size
+/// when it could be found.
+///
+/// The fault happened a moment ago; the file may have been cut and grown back since, so
+/// its size now proves nothing. The page is read again with `pread` through a descriptor
+/// of the same file (found through `path`, a descriptor this process has open on it, or
+/// another mapping of it): `StorageFault` only when that read fails (`EIO` and the like),
+/// so the page really cannot be read; `Truncated` when it reads (the file was cut below
+/// the page and has grown back), reads nothing (the file ends before it), or the file
+/// cannot be found or opened at all.
 pub(crate) fn diagnose(
     id: FileId,
     path: Option<&Path>,
     file_offset: u64,
 ) -> (ErrorKind, Option<u64>) {
-    let by_path = |p: &Path| {
-        let st = rustix::fs::stat(p).ok()?;
-        (st.st_dev == id.dev && st.st_ino == id.ino).then_some(st.st_size as u64)
+    let Some(file) = open_same_file(id, path) else {
+        return (ErrorKind::Truncated, None);
     };
-    let size = path
-        .and_then(by_path)
-        .or_else(|| size_by_open_fd(id))
-        .or_else(|| mapped_path(id).as_deref().and_then(by_path));
-    match size {
-        Some(s) if s > file_offset => (ErrorKind::StorageFault, Some(s)),
-        other => (ErrorKind::Truncated, other),
+    let size = rustix::fs::fstat(&file).ok().map(|st| st.st_size as u64);
+    if size.is_some_and(|s| s <= file_offset) {
+        return (ErrorKind::Truncated, size);
+    }
+    // One byte brings the whole page in (or fails as the fault did).
+    let mut byte = [0u8; 1];
+    let read = loop {
+        match file.read_at(&mut byte, file_offset) {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            r => break r,
+        }
+    };
+    (verdict(&read), size)
+}
+
+/// A page the guard lost is a storage fault only when reading it again fails.
+fn verdict(read: &std::io::Result<usize>) -> ErrorKind {
+    match read {
+        Err(_) => ErrorKind::StorageFault,
+        Ok(_) => ErrorKind::Truncated,
     }
 }
 
-/// The size of the file `id` through a descriptor this process has open on it.
-fn size_by_open_fd(id: FileId) -> Option<u64> {
-    let dir = std::fs::read_dir("/proc/self/fd").ok()?;
-    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
-        .find_map(|fd| {
-            // SAFETY: fstat only reads the descriptor's inode; a descriptor closed meanwhile
-            // (or reused) gives an error or a different inode, both ignored.
-            let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
-            let st = rustix::fs::fstat(fd).ok()?;
-            (st.st_dev == id.dev && st.st_ino == id.ino).then_some(st.st_size as u64)
-        })
+/// A fresh read-only descriptor of the file `id`, opened through `path`, through
+/// `/proc/self/fd` (a descriptor this process has open on it), or through a mapping of it
+/// in `/proc/self/maps`; each checked with `fstat` to be that file.
+fn open_same_file(id: FileId, path: Option<&Path>) -> Option<File> {
+    if let Some(f) = path.and_then(|p| open_if_same(id, p)) {
+        return Some(f);
+    }
+    if let Some(f) = open_by_fd(id) {
+        return Some(f);
+    }
+    mapped_paths(id)
+        .into_iter()
+        .find_map(|p| open_if_same(id, &p))
 }
 
-/// The path of some mapping of the file `id` in this process, from `/proc/self/maps`.
-fn mapped_path(id: FileId) -> Option<PathBuf> {
-    let maps = procfs::process::Process::myself().ok()?.maps().ok()?;
-    maps.into_iter().find_map(|m| match m.pathname {
-        procfs::process::MMapPath::Path(p) if m.inode == id.ino => Some(p),
-        _ => None,
-    })
+/// Open `path` read-only when it names the file `id` (`stat` first, so nothing else is
+/// opened; non-blocking, so a path replaced by a FIFO meanwhile cannot hang).
+fn open_if_same(id: FileId, path: &Path) -> Option<File> {
+    let same = |st: &rustix::fs::Stat| st.st_dev == id.dev && st.st_ino == id.ino;
+    if !same(&rustix::fs::stat(path).ok()?) {
+        return None;
+    }
+    let flags = OFlags::RDONLY | OFlags::NONBLOCK | OFlags::CLOEXEC | OFlags::NOCTTY;
+    let fd = rustix::fs::open(path, flags, Mode::empty()).ok()?;
+    if !same(&rustix::fs::fstat(&fd).ok()?) {
+        return None;
+    }
+    let now = rustix::fs::fcntl_getfl(&fd).ok()?;
+    rustix::fs::fcntl_setfl(&fd, now - OFlags::NONBLOCK).ok()?;
+    Some(File::from(fd))
+}
+
+/// The file `id` reopened through `/proc/self/fd/N` for a descriptor this process has
+/// open on it (its own open mode does not matter: the reopening reads).
+fn open_by_fd(id: FileId) -> Option<File> {
+    let dir = std::fs::read_dir("/proc/self/fd").ok()?;
+    dir.filter_map(|e| e.ok())
+        .find_map(|e| open_if_same(id, &e.path()))
+}
+
+/// Paths that reach the file `id` through this process's mappings of it: the mapping's
+/// own `/proc/self/map_files` entry (the very file, even when deleted or renamed; needs
+/// `CAP_SYS_ADMIN` or `CAP_CHECKPOINT_RESTORE`), then the path `/proc/self/maps` shows.
+fn mapped_paths(id: FileId) -> Vec<PathBuf> {
+    let Ok(maps) = procfs::process::Process::myself().and_then(|p| p.maps()) else {
+        return Vec::new();
+    };
+    let mut paths = Vec::new();
+    for m in maps.into_iter().filter(|m| m.inode == id.ino) {
+        let (lo, hi) = m.address;
+        paths.push(PathBuf::from(format!("/proc/self/map_files/{lo:x}-{hi:x}")));
+        if let procfs::process::MMapPath::Path(p) = m.pathname {
+            paths.push(p);
+        }
+    }
+    paths
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_failing_read_is_a_storage_fault() {
+        let eio = std::io::Error::from_raw_os_error(libc::EIO);
+        assert_eq!(verdict(&Err(eio)), ErrorKind::StorageFault);
+        assert_eq!(verdict(&Ok(1)), ErrorKind::Truncated);
+        assert_eq!(verdict(&Ok(0)), ErrorKind::Truncated);
+    }
+
+    #[test]
+    fn a_regrown_file_is_diagnosed_as_truncated() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("data");
+        std::fs::write(&path, vec![1u8; 8192]).unwrap();
+        let st = rustix::fs::stat(&path).unwrap();
+        let id = FileId {
+            dev: st.st_dev,
+            ino: st.st_ino,
+        };
+        // Through the path, and (no path) through a descriptor this process holds.
+        assert_eq!(
+            diagnose(id, Some(&path), 4096),
+            (ErrorKind::Truncated, Some(8192))
+        );
+        let held = File::open(&path).unwrap();
+        assert_eq!(diagnose(id, None, 4096), (ErrorKind::Truncated, Some(8192)));
+        assert_eq!(diagnose(id, None, 8192), (ErrorKind::Truncated, Some(8192)));
+        drop(held);
+    }
 
     #[test]
     fn overlap_and_truncate() {

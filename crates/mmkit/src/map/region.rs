@@ -302,6 +302,7 @@ impl Region {
         let (start, end) = (first - base, (end - base).min(self.map_len));
         let (kind, file_size) = match self.file {
             Some(f) => diagnose(f.id, self.path(), f.offset + start as u64),
+            // Not reached: only file mappings are guarded.
             None => (ErrorKind::StorageFault, None),
         };
         for page in start / self.granule..end.div_ceil(self.granule) {
@@ -330,7 +331,11 @@ impl Region {
     fn lost_err(&self, op: Op, lost: Lost, off: usize, len: usize) -> Error {
         let usable = lost.start.saturating_sub(self.delta);
         let e = self.err(op, lost.kind, off, len);
+        let lost_at = self.file.map_or(0, |f| f.offset + lost.start as u64);
         let e = match (lost.kind, lost.file_size) {
+            (ErrorKind::Truncated, Some(size)) if size > lost_at => e.detail(format!(
+                "the file was truncated under the mapping (it has grown back to {size} bytes since)"
+            )),
             (ErrorKind::Truncated, Some(size)) => e.detail(format!(
                 "the file was truncated to {size} bytes under the mapping"
             )),

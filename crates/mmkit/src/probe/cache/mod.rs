@@ -11,7 +11,8 @@
 //! | lock | `mlock` / `mlock2(MLOCK_ONFAULT)` on mappings held by a [`LockedSet`] |
 //!
 //! A file that cannot be opened or mapped is recorded in [`Report::errors`] and the walk
-//! goes on. Non-regular files (FIFOs, sockets, devices) are skipped without being opened.
+//! goes on. Non-regular files (FIFOs, sockets, devices) in a tree are skipped without
+//! being opened; one named as a root is an error (`NotMappable`), also without an open.
 //! [`ByteRange`] limits everything to a part of each file; [`Termination`] lets a process
 //! hold a [`LockedSet`] until SIGTERM or SIGINT. Eviction drops whole folios only: a
 //! large folio straddling the edge of a range stays cached.
@@ -377,6 +378,22 @@ fn io_err(op: Op, e: &std::io::Error) -> Error {
     Error::os(op, errno)
 }
 
+/// What a file type is when it is neither a regular file nor a directory.
+fn special(ft: &std::fs::FileType) -> Option<&'static str> {
+    use std::os::unix::fs::FileTypeExt;
+    Some(if ft.is_dir() || ft.is_file() {
+        return None;
+    } else if ft.is_fifo() {
+        "a pipe (FIFO)"
+    } else if ft.is_socket() {
+        "a socket"
+    } else if ft.is_block_device() || ft.is_char_device() {
+        "a device"
+    } else {
+        "not a regular file"
+    })
+}
+
 fn matches(set: &Option<GlobSet>, rel: &Path, name: &std::ffi::OsStr) -> bool {
     set.as_ref()
         .is_some_and(|s| s.is_match(name) || s.is_match(rel))
@@ -384,9 +401,25 @@ fn matches(set: &Option<GlobSet>, rel: &Path, name: &std::ffi::OsStr) -> bool {
 
 impl Walker<'_> {
     fn walk(&mut self, root: &Path, inc: &Option<GlobSet>, exc: &Option<GlobSet>) {
-        if let Err(e) = std::fs::metadata(root) {
-            let e = std::fs::symlink_metadata(root).err().unwrap_or(e);
-            self.fail(root, io_err(Op::Open, &e));
+        let meta = match std::fs::metadata(root) {
+            Ok(m) => m,
+            Err(e) => {
+                let e = std::fs::symlink_metadata(root).err().unwrap_or(e);
+                self.fail(root, io_err(Op::Open, &e));
+                return;
+            }
+        };
+        // Special files are skipped inside a tree, but one named as a root is a mistake
+        // worth saying (and is never opened: a FIFO would wait for a writer).
+        if let Some(what) = special(&meta.file_type()) {
+            self.fail(
+                root,
+                Error::new(Op::Probe, ErrorKind::NotMappable)
+                    .detail(format!(
+                        "cannot measure {what}: it has no pages in the page cache"
+                    ))
+                    .hint("give regular files or directories"),
+            );
             return;
         }
         let mut wd = walkdir::WalkDir::new(root)
@@ -428,7 +461,7 @@ impl Walker<'_> {
             if inc.is_some() && depth > 0 && !matches(inc, rel, entry.file_name()) {
                 continue;
             }
-            self.file(entry.path());
+            self.file(entry.path(), depth == 0);
             (self.progress)(&self.report.summary);
         }
     }
@@ -454,8 +487,9 @@ impl Walker<'_> {
         }
     }
 
-    fn file(&mut self, path: &Path) {
-        match self.measure(path) {
+    /// Measure one file; `root` when it was named itself rather than found in a tree.
+    fn file(&mut self, path: &Path, root: bool) {
+        match self.measure(path, root) {
             Ok(Some(entry)) => {
                 self.report.summary.add(&entry);
                 self.report.files.push(entry);
@@ -466,18 +500,35 @@ impl Walker<'_> {
     }
 
     /// Act on and measure one file; `None` for a hard link already counted or a file
-    /// that is not regular after all.
-    fn measure(&mut self, path: &Path) -> Result<Option<FileEntry>> {
+    /// that is not regular after all. A range that starts past the end of a file named
+    /// as a `root` is an error (in a tree, such a file is measured as 0 pages).
+    fn measure(&mut self, path: &Path, root: bool) -> Result<Option<FileEntry>> {
         let file = Self::open(path).map_err(|e| io_err(Op::Open, &e))?;
         let meta = file.metadata().map_err(|e| io_err(Op::Open, &e))?;
         if !meta.is_file() {
             return Ok(None);
         }
+        // Opened non-blocking in case the path had become a FIFO; a regular file it is.
+        let flags = rustix::fs::fcntl_getfl(&file).map_err(|e| Error::os(Op::Open, e))?;
+        rustix::fs::fcntl_setfl(&file, flags - rustix::fs::OFlags::NONBLOCK)
+            .map_err(|e| Error::os(Op::Open, e))?;
         if meta.nlink() > 1 && !self.seen.insert((meta.dev(), meta.ino())) {
             return Ok(None);
         }
         let size = meta.len();
-        let (off, len) = self.opts.range.unwrap_or_default().clamp(size);
+        let range = self.opts.range.unwrap_or_default();
+        if root && range.start > 0 && range.start >= size {
+            return Err(Error::new(Op::Probe, ErrorKind::OffsetPastEnd)
+                .at(
+                    range.start,
+                    range.end.map_or(0, |e| e.saturating_sub(range.start)),
+                )
+                .detail(format!(
+                    "the range starts past the end of the file ({size} bytes)"
+                ))
+                .hint("give a range that starts inside the file"));
+        }
+        let (off, len) = range.clamp(size);
         let ps = crate::page_size() as u64;
         let pages = if len == 0 {
             0

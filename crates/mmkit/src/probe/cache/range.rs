@@ -44,10 +44,15 @@ fn parse_size(s: &str, whole: &str) -> std::result::Result<u64, ParseRangeError>
         }
         _ => (s, 1),
     };
-    let n: u64 = num.parse().map_err(|_| {
-        ParseRangeError(format!(
-            "bad range {whole:?}: {s:?} is not a number of bytes (expected A-B, e.g. 0-4M)"
-        ))
+    let n: u64 = num.parse().map_err(|e: std::num::ParseIntError| {
+        ParseRangeError(match e.kind() {
+            std::num::IntErrorKind::PosOverflow => {
+                format!("bad range {whole:?}: {s:?} is too large")
+            }
+            _ => format!(
+                "bad range {whole:?}: {s:?} is not a number of bytes (expected A-B, e.g. 0-4M)"
+            ),
+        })
     })?;
     n.checked_mul(mul)
         .ok_or_else(|| ParseRangeError(format!("bad range {whole:?}: {s:?} is too large")))
@@ -132,6 +137,17 @@ mod tests {
         assert!(r("10").is_err());
         assert!(r("x-5").is_err());
         assert!(r("1Q-5").unwrap_err().to_string().contains("suffix"));
+        assert!(r("99999999999999999999-")
+            .unwrap_err()
+            .to_string()
+            .contains("too large"));
+        assert!(r("16777216T-")
+            .unwrap_err()
+            .to_string()
+            .contains("too large"));
+        assert!(r("-1-5").unwrap_err().to_string().contains("not a number"));
+        assert!(r("--5").is_err());
+        assert!(r("").is_err() && r("-").is_ok());
         assert_eq!(r("100-200").unwrap().clamp(150), (100, 50));
         assert_eq!(r("100-").unwrap().clamp(50), (50, 0));
     }
