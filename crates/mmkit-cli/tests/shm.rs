@@ -318,7 +318,7 @@ fn a_reader_without_write_permission_can_cat_but_not_write() {
 fn a_link_planted_by_nobody_is_refused_listed_apart_and_removable() {
     use std::os::unix::process::CommandExt;
     if !common::is_root() {
-        let _ = std::io::stderr().write_all(b"skipped: needs root to plant the link as nobody\n");
+        common::skip("needs root to plant the link as nobody");
         return;
     }
     let dir = tempfile::tempdir().unwrap();

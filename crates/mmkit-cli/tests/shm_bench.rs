@@ -3,6 +3,8 @@
 
 use std::process::Command;
 
+mod common;
+
 fn bench(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_mmkit"))
         .args(["shm", "bench"])
@@ -142,10 +144,7 @@ fn json(args: &[&str], taskset: Option<&str>) -> serde_json::Value {
 fn one_cpu_is_said_only_when_true() {
     // Restricted to one CPU (as `taskset -c 0` does): the note says one CPU, also with
     // --pin, which needs two.
-    if Command::new("taskset").arg("--version").output().is_err() {
-        let _ =
-            std::io::Write::write_all(&mut std::io::stderr(), b"skipped: taskset not installed\n");
-    } else {
+    if common::peer("taskset", "util-linux") {
         for pin in [&[][..], &["--pin"][..]] {
             let v = json(&[&["--rounds", "50"][..], pin].concat(), Some("0"));
             assert_eq!(v["cpus"], 1, "{v}");
@@ -158,7 +157,7 @@ fn one_cpu_is_said_only_when_true() {
 
     let cpus = allowed_cpus();
     if cpus < 2 {
-        let _ = std::io::Write::write_all(&mut std::io::stderr(), b"skipped: needs two CPUs\n");
+        common::skip("needs two CPUs");
         return;
     }
     // Unpinned on several CPUs: "one CPU" only if the measured spin limit says the two

@@ -296,6 +296,7 @@ fn errno_name(n: i32) -> Option<&'static str> {
         libc::ETXTBSY => "ETXTBSY",
         libc::EFBIG => "EFBIG",
         libc::ENOSPC => "ENOSPC",
+        libc::ELOOP => "ELOOP",
         libc::ESPIPE => "ESPIPE",
         libc::EOVERFLOW => "EOVERFLOW",
         libc::ENOSYS => "ENOSYS",

@@ -3,7 +3,6 @@
 //! `O_NOFOLLOW`), never followed to overwrite its target; a planted FIFO does not hang
 //! an open; bad names are errors, not panics.
 
-use std::io::Write;
 use std::os::unix::process::CommandExt;
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -12,6 +11,9 @@ use std::time::Duration;
 use mmkit::shm::segment::{Segment, SegmentOptions};
 use mmkit::shm::typed::SharedOptions;
 use mmkit::ErrorKind;
+
+mod common;
+use common::skip;
 
 /// A unique segment name; removes whatever is under it on drop (never following it).
 struct Name(String);
@@ -31,10 +33,6 @@ impl Drop for Name {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(self.path());
     }
-}
-
-fn skip(why: &str) {
-    let _ = std::io::stderr().write_all(format!("skipped: {why}\n").as_bytes());
 }
 
 /// Run `prog args` as user nobody (65534) in a child process; whether it succeeded.

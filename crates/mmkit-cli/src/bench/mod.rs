@@ -91,7 +91,7 @@ fn config(args: &BenchArgs) -> Config {
         c.sizes = args.sizes.clone();
     }
     if let Some(runs) = args.runs {
-        c.runs = runs.max(1);
+        c.runs = runs;
     }
     if !args.methods.is_empty() {
         c.methods = args.methods.clone();

@@ -42,4 +42,4 @@ pub(crate) use method::{io_err, random_offsets, scan};
 pub use method::{CacheState, Method, Pattern};
 pub use report::{format_size, parse_size, CaseResult, Machine, Report};
 pub(crate) use runner::generate;
-pub use runner::{run, Config, Progress};
+pub use runner::{run, Config, Progress, MAX_BUFFER, MAX_RANDOM_READS, MAX_RUNS};

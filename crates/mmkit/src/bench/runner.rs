@@ -91,6 +91,80 @@ fn bad(detail: impl Into<String>) -> Error {
     Error::new(Op::Open, ErrorKind::Unsupported).detail(detail)
 }
 
+/// The most timed runs per case (a median of 1000 is as good as one of more).
+pub const MAX_RUNS: usize = 1000;
+/// The largest `read`/`pread` buffer (it is allocated and zeroed up front).
+pub const MAX_BUFFER: usize = 256 << 20;
+/// The most 4 KiB reads in one random pass (about a second of `pread`s here).
+pub const MAX_RANDOM_READS: usize = 1_000_000;
+
+/// Refuse numbers that cannot give a measurement in reasonable time and memory.
+fn check_limits(config: &Config) -> Result<()> {
+    let limits = [
+        ("runs", config.runs, MAX_RUNS),
+        ("buffer", config.buffer, MAX_BUFFER),
+        ("random reads", config.random_reads, MAX_RANDOM_READS),
+    ];
+    for (what, value, max) in limits {
+        if value == 0 || value > max {
+            return Err(bad(format!("{what} must be from 1 to {max}, not {value}"))
+                .hint("give a smaller number: a median of a few runs is already stable"));
+        }
+    }
+    if config.methods.is_empty() {
+        return Err(bad("no methods to compare"));
+    }
+    if config.file.is_none() && config.sizes.contains(&0) {
+        return Err(
+            bad("a file size of 0 bytes has nothing to read").hint("give sizes of 1 byte or more")
+        );
+    }
+    Ok(())
+}
+
+/// Refuse generated files that would not fit in the free space of `dir`, before
+/// writing any of them.
+fn check_space(dir: &Path, sizes: &[u64]) -> Result<()> {
+    let total = sizes
+        .iter()
+        .try_fold(0u64, |sum, &s| sum.checked_add(s))
+        .ok_or_else(|| {
+            Error::new(Op::Open, ErrorKind::LengthOverflow)
+                .detail("the sizes add up past 2^64 bytes")
+        })?;
+    let st = rustix::fs::statvfs(dir).map_err(|e| Error::os(Op::Open, e).with_path(Some(dir)))?;
+    let free = st.f_bavail.saturating_mul(st.f_frsize);
+    if total > free {
+        return Err(Error::os(Op::Open, rustix::io::Errno::NOSPC)
+            .with_path(Some(dir))
+            .detail(format!(
+                "the generated files need {}, and the file system has {} free",
+                format_size(total),
+                format_size(free)
+            ))
+            .hint("give smaller --sizes, or --dir on a file system with room"));
+    }
+    Ok(())
+}
+
+/// Open the user's file to measure: a regular, non-empty file, opened without blocking
+/// (a FIFO would otherwise wait for a writer).
+fn open_measured(path: &Path) -> Result<(File, u64)> {
+    let file = crate::map::open_for_map(path, false, false)?;
+    let meta = file
+        .metadata()
+        .map_err(|e| io_err(Op::Open, e).with_path(Some(path)))?;
+    if !meta.is_file() {
+        return Err(Error::new(Op::Open, ErrorKind::NotMappable)
+            .with_path(Some(path))
+            .detail("not a regular file"));
+    }
+    if meta.len() == 0 {
+        return Err(bad("the file is empty").with_path(Some(path)));
+    }
+    Ok((file, meta.len()))
+}
+
 /// Write `size` bytes of xorshift data to `path` (created or truncated) and sync them.
 pub(crate) fn generate(path: &Path, size: u64) -> Result<File> {
     use std::io::Write;
@@ -127,28 +201,13 @@ pub(crate) fn generate(path: &Path, size: u64) -> Result<File> {
 /// generated files; any method failing; methods disagreeing on a checksum
 /// (`Unsupported`, naming the methods and the case).
 pub fn run(config: &Config, progress: &mut dyn FnMut(&Progress)) -> Result<Report> {
-    if config.runs == 0 || config.methods.is_empty() || config.buffer == 0 {
-        return Err(bad("runs, methods and buffer must be non-zero"));
-    }
+    check_limits(config)?;
     let mut scratch = None;
     let files: Vec<(File, u64)> = match &config.file {
-        Some(path) => {
-            let file = File::open(path).map_err(|e| io_err(Op::Open, e).with_path(Some(path)))?;
-            let meta = file
-                .metadata()
-                .map_err(|e| io_err(Op::Open, e).with_path(Some(path)))?;
-            if !meta.is_file() {
-                return Err(Error::new(Op::Open, ErrorKind::NotMappable)
-                    .with_path(Some(path))
-                    .detail("not a regular file"));
-            }
-            if meta.len() == 0 {
-                return Err(bad("the file is empty").with_path(Some(path)));
-            }
-            vec![(file, meta.len())]
-        }
+        Some(path) => vec![open_measured(path)?],
         None => {
             let base = config.dir.clone().unwrap_or_else(std::env::temp_dir);
+            check_space(&base, &config.sizes)?;
             let dir = base.join(format!("mmkit-bench-{}", std::process::id()));
             std::fs::create_dir_all(&dir).map_err(|e| io_err(Op::Open, e).with_path(Some(&dir)))?;
             let dir = scratch.insert(Scratch(dir)).0.clone();

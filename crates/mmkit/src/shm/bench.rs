@@ -79,6 +79,52 @@ pub struct ShmBenchOptions {
     pub pin: bool,
 }
 
+/// The most round trips per latency measurement (seconds of pipe round trips here).
+pub const MAX_ROUNDS: usize = 1_000_000;
+
+impl ShmBenchOptions {
+    /// Refuse what cannot be measured: no sizes, a zero size, a size the ring cannot
+    /// carry, a capacity the ring refuses, rounds out of 1..=[`MAX_ROUNDS`].
+    ///
+    /// # Errors
+    /// `Unsupported` or `TooLarge`, saying which number and what to give instead.
+    pub fn check(&self) -> Result<()> {
+        let bad = |what: String| Error::new(Op::Send, ErrorKind::Unsupported).detail(what);
+        if self.rounds == 0 || self.rounds > MAX_ROUNDS {
+            return Err(bad(format!(
+                "rounds must be from 1 to {MAX_ROUNDS}, not {}",
+                self.rounds
+            )));
+        }
+        if self.sizes.is_empty() || self.sizes.contains(&0) {
+            return Err(bad("message sizes must be 1 byte or more".into()));
+        }
+        let cap = self.ring_capacity;
+        if !cap.is_power_of_two() || !(4096..=1 << 40).contains(&cap) {
+            return Err(bad(format!(
+                "ring capacity {cap} must be a power of two from 4096 to 2^40 bytes"
+            )));
+        }
+        let max = cap / 4 - 16;
+        if let Some(&size) = self.sizes.iter().find(|&&s| s > max) {
+            let need = size
+                .checked_add(16)
+                .and_then(|s| s.checked_mul(4))
+                .and_then(usize::checked_next_power_of_two)
+                .filter(|&n| n <= 1 << 40);
+            let detail = match need {
+                Some(n) => format!(
+                    "{size}-byte messages need a ring of at least {} (--capacity)",
+                    crate::bench::format_size(n as u64)
+                ),
+                None => format!("{size}-byte messages are larger than any ring can carry"),
+            };
+            return Err(Error::new(Op::Send, ErrorKind::TooLarge).detail(detail));
+        }
+        Ok(())
+    }
+}
+
 impl Default for ShmBenchOptions {
     fn default() -> Self {
         ShmBenchOptions {
@@ -189,6 +235,7 @@ impl ShmBenchReport {
 /// # Errors
 /// A multi-threaded caller; a size the ring cannot carry; a child that failed.
 pub fn run(opts: &ShmBenchOptions, mut progress: impl FnMut(&str)) -> Result<ShmBenchReport> {
+    opts.check()?;
     check_single_threaded()?;
     let allowed = allowed_cpus();
     let cpus = allowed.len().max(1);
@@ -206,13 +253,6 @@ pub fn run(opts: &ShmBenchOptions, mut progress: impl FnMut(&str)) -> Result<Shm
     let note = describe(placement, cpus, pins, spin.rtt.p50_ns, opts.pin);
     rows.push(spin);
     for &size in &opts.sizes {
-        let max = opts.ring_capacity / 4 - 16;
-        if size > max {
-            return Err(Error::new(Op::Send, ErrorKind::TooLarge).detail(format!(
-                "{size}-byte messages need a ring of at least {} (--capacity)",
-                crate::bench::format_size((4 * (size + 16)).next_power_of_two() as u64)
-            )));
-        }
         let count = (opts.bytes_per_run / size.max(1) as u64).clamp(2_000, 2_000_000);
         for t in [Transport::Ring, Transport::Pipe, Transport::UnixSocket] {
             progress(&format!("{} {size} B", t.name()));
