@@ -153,9 +153,10 @@ impl RingOptions {
         self
     }
 
-    /// The bytes of shared memory a ring of this capacity needs (header page + data).
+    /// The bytes of shared memory a ring of this capacity needs (header page + data);
+    /// `usize::MAX` for a capacity so large that no ring can have it.
     pub fn shared_bytes(&self) -> usize {
-        HEADER_BYTES + self.capacity
+        HEADER_BYTES.saturating_add(self.capacity)
     }
 
     /// A ring in new shared anonymous memory, inherited by `fork` children.
