@@ -224,11 +224,10 @@ fn print_text(
         )?;
     }
     // As vmtouch: no percentage of no pages.
-    let share = if s.pages == 0 {
-        String::new()
-    } else {
-        format!("  {}%", percent(s.percent()))
-    };
+    let share = s
+        .percent()
+        .map(|p| format!("  {}%", percent(p)))
+        .unwrap_or_default();
     writeln!(
         out,
         "{:>16}: {}/{}  {}/{}{share}",

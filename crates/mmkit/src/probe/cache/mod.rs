@@ -240,13 +240,10 @@ impl Summary {
         self.resident * self.page_size
     }
 
-    /// Resident pages as a percentage of all pages (100 for no pages).
-    pub fn percent(&self) -> f64 {
-        if self.pages == 0 {
-            100.0
-        } else {
-            self.resident as f64 * 100.0 / self.pages as f64
-        }
+    /// Resident pages as a percentage of all pages; `None` when nothing was measured
+    /// (no pages: no share of them to give).
+    pub fn percent(&self) -> Option<f64> {
+        (self.pages != 0).then(|| self.resident as f64 * 100.0 / self.pages as f64)
     }
 
     fn add(&mut self, e: &FileEntry) {
