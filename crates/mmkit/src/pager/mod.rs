@@ -96,6 +96,6 @@ mod source;
 mod uffd;
 mod zstd;
 
-pub use self::runtime::{Pager, PagerOptions, PagerStats};
+pub use self::runtime::{Pager, PagerOptions, PagerStats, MAX_READAHEAD_BYTES, MAX_THREADS};
 pub use self::source::{FileSource, FnSource, MemSource, Source};
 pub use self::zstd::{compress_seekable, CompressStats, ZstdSource};
