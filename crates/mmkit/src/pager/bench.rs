@@ -117,6 +117,7 @@ pub struct PageBenchReport {
 /// differ from the file (a bug, reported rather than timed).
 pub fn run(opts: &PageBenchOptions, mut progress: impl FnMut(&str)) -> Result<PageBenchReport> {
     let dir = opts.dir.clone().unwrap_or_else(std::env::temp_dir);
+    check_size(&dir, opts.size)?;
     let file = TestFile::create(&dir, opts.size)?;
     let want = file.sum()?;
     let offsets = random_offsets(opts.size, opts.random_reads);
@@ -168,6 +169,40 @@ pub fn run(opts: &PageBenchOptions, mut progress: impl FnMut(&str)) -> Result<Pa
         sequential_stats: stats,
         anon_touch_ns_per_page: touch[touch.len() / 2],
     })
+}
+
+/// Refuse a size the run cannot hold: the test file must fit the free space of `dir`
+/// (it would fill the disk first, then fail), and `size` bytes must fit the memory
+/// available (a pager pass and the anonymous-memory pass make all of it resident).
+fn check_size(dir: &Path, size: u64) -> Result<()> {
+    if let Ok(st) = rustix::fs::statvfs(dir) {
+        let free = st.f_bavail.saturating_mul(st.f_frsize);
+        if size > free {
+            return Err(Error::os(Op::Write, rustix::io::Errno::NOSPC)
+                .with_path(Some(dir))
+                .detail(format!(
+                    "a {size}-byte test file does not fit the {free} bytes free there"
+                ))
+                .hint("choose a smaller --size, or another --dir"));
+        }
+    }
+    let available = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find_map(|l| l.strip_prefix("MemAvailable:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .map(|kb| kb.saturating_mul(1024));
+    if let Some(avail) = available.filter(|&a| size > a) {
+        return Err(Error::os(Op::Map, rustix::io::Errno::NOMEM)
+            .at(0, size)
+            .detail(format!(
+                "the run makes {size} bytes resident, more than the {avail} bytes of memory available"
+            ))
+            .hint("choose a smaller --size"));
+    }
+    Ok(())
 }
 
 fn rows_for(pattern: &'static str, times: &mut [Vec<Duration>; 3], bytes: u64) -> Vec<PageRow> {
