@@ -58,8 +58,10 @@ struct Seq {
 #[derive(Debug)]
 pub(crate) struct Clock {
     hand: usize,
-    /// Pages reserved by `make_room` for fills in progress and not yet settled (copied
-    /// in, or given back). Invariant: at most `resident`.
+    /// Pages reserved by `make_room` for fills in progress and not yet settled by
+    /// `settle`. `resident` beyond this is pages present (a fill gives back the pages
+    /// it could not fill with `release` just before it settles, so for that moment this
+    /// may exceed `resident`: compare, never subtract).
     in_flight: usize,
 }
 
