@@ -50,14 +50,16 @@ struct PagerArgs {
     /// The file is zstd-compressed: page in its uncompressed bytes.
     #[arg(long)]
     zstd: bool,
-    /// Largest read-ahead window, in pages (1 turns read-ahead off). 256 pages (1 MiB)
-    /// brought a sequential pass to the cost of touching fresh memory here.
+    /// Largest read-ahead window, in pages (1 turns read-ahead off; larger values are
+    /// clamped to 16 MiB, the file's pages and the budget). 256 pages (1 MiB) brought
+    /// a sequential pass to the cost of touching fresh memory here.
     #[arg(long, default_value_t = 256)]
     readahead: usize,
-    /// Keep at most this much of the region resident (K, M, G suffixes).
-    #[arg(long, value_parser = crate::shm::size_arg)]
+    /// Keep at most this much of the region resident (K, M, G suffixes; at least one
+    /// page). A hard bound, whatever --threads: a fill waits for room.
+    #[arg(long, value_parser = budget_arg)]
     budget: Option<u64>,
-    /// Handler threads serving faults.
+    /// Handler threads serving faults (1 to 1024, no more than the file's pages).
     #[arg(long, default_value_t = 1)]
     threads: usize,
     /// The file to page in.
@@ -80,8 +82,8 @@ struct StatsArgs {
     /// `seq`: read all of it in order; `random`: --reads blocks of 4 KiB at random.
     #[arg(long, default_value = "seq", value_parser = ["seq", "random"])]
     pattern: String,
-    /// Random reads, for --pattern random.
-    #[arg(long, default_value_t = 10_000)]
+    /// Random reads, for --pattern random (at most 1000000000).
+    #[arg(long, default_value_t = 10_000, value_parser = reads_arg)]
     reads: usize,
     /// Print the counters as JSON.
     #[arg(long)]
@@ -93,7 +95,8 @@ struct BenchArgs {
     /// Size of the test file (K, M, G suffixes).
     #[arg(long, default_value = "256M", value_parser = crate::shm::size_arg)]
     size: u64,
-    /// The pager's largest read-ahead window, in pages.
+    /// The pager's largest read-ahead window, in pages (clamped to 16 MiB and the file's
+    /// pages).
     #[arg(long, default_value_t = 256)]
     readahead: usize,
     /// Passes per measurement; the median is reported.
@@ -108,6 +111,29 @@ struct BenchArgs {
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
+}
+
+/// The most random reads `page stats` makes: minutes of work, not years.
+const MAX_READS: usize = 1_000_000_000;
+
+/// A memory budget: a positive byte count, optionally with K, M or G.
+fn budget_arg(s: &str) -> Result<u64, String> {
+    mmkit::bench::parse_size(s).ok_or_else(|| {
+        format!(
+            "`{s}` is not a budget (a positive byte count, optionally with K, M or G; \
+             the pager keeps at least one page)"
+        )
+    })
+}
+
+/// A count of random reads, 0 to [`MAX_READS`].
+fn reads_arg(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if n <= MAX_READS => Ok(n),
+        _ => Err(format!(
+            "`{s}` is not a count of reads from 0 to {MAX_READS}"
+        )),
+    }
 }
 
 pub(crate) fn run(args: &PageArgs) -> anyhow::Result<ExitCode> {

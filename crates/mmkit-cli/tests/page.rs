@@ -1,7 +1,8 @@
 //! `mmkit page` through the real binary: `cat` byte for byte against the file and
 //! against `zstd -dc`, `stats` counters that match the scan, `bench` JSON, and errors.
 
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 mod common;
 
@@ -201,5 +202,110 @@ fn bad_files_are_one_line_errors() {
         assert!(err.contains(want), "{args:?}: {err}");
         assert!(err.lines().count() <= 2, "{args:?}: {err}");
         assert!(out.stdout.is_empty());
+    }
+}
+
+/// Run mmkit, killing it if it has not finished within two minutes (a guard against a
+/// hang, not a timing assertion): its output, and whether it had to be killed.
+fn mmkit_or_kill(args: &[&str]) -> (Output, bool) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mmkit"))
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run mmkit");
+    // Drain the pipes meanwhile, so a large output cannot block the child.
+    let mut out = child.stdout.take().unwrap();
+    let mut err = child.stderr.take().unwrap();
+    let out = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        std::io::Read::read_to_end(&mut out, &mut v).map(|_| v)
+    });
+    let err = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        std::io::Read::read_to_end(&mut err, &mut v).map(|_| v)
+    });
+    let until = Instant::now() + Duration::from_secs(120);
+    let mut killed = false;
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if Instant::now() > until {
+            child.kill().unwrap();
+            killed = true;
+            break child.wait().unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let output = Output {
+        status,
+        stdout: out.join().unwrap().unwrap(),
+        stderr: err.join().unwrap().unwrap(),
+    };
+    (output, killed)
+}
+
+#[test]
+fn huge_numbers_are_clamped_or_refused_never_a_signal_a_panic_or_a_hang() {
+    use std::os::unix::process::ExitStatusExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("data.bin");
+    let bytes = data(300_000);
+    std::fs::write(&path, &bytes).unwrap();
+    let p = path.to_str().unwrap();
+    let max = u64::MAX.to_string();
+    // Clamped to what can be used: the file comes out whole.
+    let clamped: [&[&str]; 6] = [
+        &["--readahead", "99999999999999"],
+        &["--readahead", &max],
+        &["--readahead", "4503599627370497"],
+        &["--readahead", &max, "--threads", &max, "--budget", &max],
+        &["--readahead", "0", "--threads", "0", "--budget", "1"],
+        &["--threads", "3", "--budget", "4K"],
+    ];
+    if uffd_allowed() {
+        for opts in clamped {
+            let mut args = vec!["page", "cat"];
+            args.extend_from_slice(opts);
+            args.push(p);
+            let (out, killed) = mmkit_or_kill(&args);
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(!killed, "{opts:?}: hung; {err}");
+            assert_eq!(out.status.signal(), None, "{opts:?}: {err}");
+            assert!(out.status.success(), "{opts:?}: {err}");
+            assert!(
+                out.stdout == bytes,
+                "{opts:?}: page cat differs from the file"
+            );
+        }
+    }
+    // Refused by the parser: a message naming the option, and a non-zero exit.
+    let d = dir.path().to_str().unwrap();
+    let refused: [(&[&str], &str); 5] = [
+        // A test file larger than the disk's free space: refused before writing.
+        (&["bench", "--size", "16777215G", "--dir", d], "--size"),
+        (&["cat", "--budget", "0", p], "budget"),
+        (
+            &["cat", "--readahead", "99999999999999999999999", p],
+            "readahead",
+        ),
+        (&["cat", "--threads=-1", p], "threads"),
+        (
+            &["stats", "--pattern", "random", "--reads", &max, p],
+            "reads",
+        ),
+    ];
+    for (opts, want) in refused {
+        let mut args = vec!["page"];
+        args.extend_from_slice(opts);
+        let (out, killed) = mmkit_or_kill(&args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!killed, "{opts:?}: hung; {err}");
+        assert_eq!(out.status.signal(), None, "{opts:?}: {err}");
+        assert!(!out.status.success(), "{opts:?}: {err}");
+        assert!(err.contains(want), "{opts:?}: {err}");
+        assert!(!err.contains("panicked"), "{opts:?}: {err}");
+        assert!(out.stdout.is_empty(), "{opts:?}");
     }
 }

@@ -117,6 +117,7 @@ pub struct PageBenchReport {
 /// differ from the file (a bug, reported rather than timed).
 pub fn run(opts: &PageBenchOptions, mut progress: impl FnMut(&str)) -> Result<PageBenchReport> {
     let dir = opts.dir.clone().unwrap_or_else(std::env::temp_dir);
+    check_size(&dir, opts.size)?;
     let file = TestFile::create(&dir, opts.size)?;
     let want = file.sum()?;
     let offsets = random_offsets(opts.size, opts.random_reads);
@@ -168,6 +169,40 @@ pub fn run(opts: &PageBenchOptions, mut progress: impl FnMut(&str)) -> Result<Pa
         sequential_stats: stats,
         anon_touch_ns_per_page: touch[touch.len() / 2],
     })
+}
+
+/// Refuse a size the run cannot hold: the test file must fit the free space of `dir`
+/// (it would fill the disk first, then fail), and `size` bytes must fit the memory
+/// available (a pager pass and the anonymous-memory pass make all of it resident).
+fn check_size(dir: &Path, size: u64) -> Result<()> {
+    if let Ok(st) = rustix::fs::statvfs(dir) {
+        let free = st.f_bavail.saturating_mul(st.f_frsize);
+        if size > free {
+            return Err(Error::os(Op::Write, rustix::io::Errno::NOSPC)
+                .with_path(Some(dir))
+                .detail(format!(
+                    "a {size}-byte test file does not fit the {free} bytes free there"
+                ))
+                .hint("choose a smaller --size, or another --dir"));
+        }
+    }
+    let available = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find_map(|l| l.strip_prefix("MemAvailable:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .map(|kb| kb.saturating_mul(1024));
+    if let Some(avail) = available.filter(|&a| size > a) {
+        return Err(Error::os(Op::Map, rustix::io::Errno::NOMEM)
+            .at(0, size)
+            .detail(format!(
+                "the run makes {size} bytes resident, more than the {avail} bytes of memory available"
+            ))
+            .hint("choose a smaller --size"));
+    }
+    Ok(())
 }
 
 fn rows_for(pattern: &'static str, times: &mut [Vec<Duration>; 3], bytes: u64) -> Vec<PageRow> {
@@ -354,6 +389,20 @@ fn time_touches(bytes: &[u8], stride: usize, count: usize, out: &mut Vec<f64>) {
     }
 }
 
+/// The offsets of `crate::bench::random_offsets`, one at a time: `count` 4 KiB-aligned
+/// offsets below `size` (xorshift, same seed, same sequence).
+fn random_offsets_iter(size: u64, count: usize) -> impl Iterator<Item = u64> {
+    const BLOCK: u64 = 4096;
+    let pages = size.div_ceil(BLOCK).max(1);
+    let mut x = 0x9E37_79B9_7F4A_7C15u64;
+    (0..count).map(move |_| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        (x % pages) * BLOCK
+    })
+}
+
 /// Read a whole pager in 1 MiB steps, or `random` 4 KiB blocks at fixed page offsets,
 /// through [`Pager::read_at`](super::Pager::read_at) (guarded: a failing source is an
 /// `Err`, not SIGBUS). Returns the sum of the bytes' 64-bit words and the time taken.
@@ -377,7 +426,8 @@ pub fn scan_pager(pager: &super::Pager, random: Option<usize>) -> Result<(u64, D
         }
         Some(count) => {
             let mut buf = [0u8; 4096];
-            for off in random_offsets(len as u64, count) {
+            // Made one at a time: a count in the billions must not become a vector.
+            for off in random_offsets_iter(len as u64, count) {
                 let off = off as usize;
                 let n = (len - off).min(buf.len());
                 pager.read_at(off, &mut buf[..n])?;
@@ -386,4 +436,15 @@ pub fn scan_pager(pager: &super::Pager, random: Option<usize>) -> Result<(u64, D
         }
     }
     Ok((sum, start.elapsed()))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn offsets_one_at_a_time_match_the_vector() {
+        for (size, count) in [(0u64, 3usize), (1, 5), (10 << 20, 1000)] {
+            let lazy: Vec<u64> = super::random_offsets_iter(size, count).collect();
+            assert_eq!(lazy, crate::bench::random_offsets(size, count));
+        }
+    }
 }

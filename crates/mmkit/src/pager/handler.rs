@@ -6,8 +6,9 @@
 //! counters behind [`PagerStats`](super::PagerStats).
 
 use std::os::fd::{AsRawFd, OwnedFd};
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use rustix::io::Errno;
@@ -53,10 +54,15 @@ struct Seq {
     window: usize,
 }
 
-/// The eviction clock.
+/// The eviction clock, and the budget's fills in progress.
 #[derive(Debug)]
-struct Clock {
+pub(crate) struct Clock {
     hand: usize,
+    /// Pages reserved by `make_room` for fills in progress and not yet settled by
+    /// `settle`. `resident` beyond this is pages present (a fill gives back the pages
+    /// it could not fill with `release` just before it settles, so for that moment this
+    /// may exceed `resident`: compare, never subtract).
+    in_flight: usize,
 }
 
 /// Everything the handler threads and the `Pager` share.
@@ -72,6 +78,10 @@ pub(crate) struct Shared {
     pub(crate) stop: OwnedFd,
     /// Set by `close`: faults are answered with errors from then on.
     pub(crate) closed: AtomicBool,
+    /// Set when a handler panicked or could no longer read the userfaultfd: the
+    /// pager's state is not to be trusted, and every fault from then on is answered
+    /// with an error (a `FAILED` page). Never cleared.
+    pub(crate) broken: AtomicBool,
     /// One byte a page: `PRESENT`, `REFERENCED`, `FAILED`.
     pub(crate) state: Box<[AtomicU8]>,
     /// Maximum read-ahead window, pages (>= 1).
@@ -85,10 +95,14 @@ pub(crate) struct Shared {
     /// Held by `flush`, so two flushes do not interleave.
     flushing: Mutex<()>,
     /// Pages present or reserved for a fill in progress. Invariant (with a budget): at
-    /// most `budget`; changed only under the `clock` lock when increasing.
+    /// most `budget`, always (a fill that finds no room waits for it, see
+    /// `make_room`); changed only under the `clock` lock when increasing.
     pub(crate) resident: AtomicUsize,
     seq: Mutex<Seq>,
     clock: Mutex<Clock>,
+    /// Signalled (with the `clock` lock taken) when a fill in progress settles or the
+    /// pager breaks: a fill waiting for room looks again.
+    room: Condvar,
     pub(crate) counters: Counters,
     /// The last error a source read returned, for `read_at`'s error.
     pub(crate) last_error: Mutex<Option<String>>,
@@ -125,6 +139,7 @@ impl Shared {
             page,
             stop,
             closed: AtomicBool::new(false),
+            broken: AtomicBool::new(false),
             state: (0..pages).map(|_| AtomicU8::new(0)).collect(),
             readahead,
             budget,
@@ -135,7 +150,11 @@ impl Shared {
                 next: usize::MAX,
                 window: 1,
             }),
-            clock: Mutex::new(Clock { hand: 0 }),
+            clock: Mutex::new(Clock {
+                hand: 0,
+                in_flight: 0,
+            }),
+            room: Condvar::new(),
             counters: Counters::default(),
             last_error: Mutex::new(None),
         }
@@ -143,20 +162,28 @@ impl Shared {
 }
 
 /// A page-aligned buffer for the pages on their way in (`UFFDIO_COPY` wants whole pages).
-struct Bounce {
+/// Made by `build` before the handler starts, so a size that cannot be had is an error
+/// there, not an abort in the handler.
+#[derive(Debug)]
+pub(crate) struct Bounce {
     ptr: *mut u8,
     layout: std::alloc::Layout,
 }
 
+// SAFETY: the buffer is owned memory with no thread affinity; one handler uses it.
+unsafe impl Send for Bounce {}
+
 impl Bounce {
-    fn new(len: usize, align: usize) -> Bounce {
-        let layout = std::alloc::Layout::from_size_align(len, align).expect("bounce layout");
-        // SAFETY: `len` is non-zero (at least one page).
-        let ptr = unsafe { std::alloc::alloc_zeroed(layout) };
-        if ptr.is_null() {
-            std::alloc::handle_alloc_error(layout);
+    /// `len` bytes aligned to `align`; `None` when `len` is 0, the layout is invalid,
+    /// or the allocator refuses.
+    pub(crate) fn new(len: usize, align: usize) -> Option<Bounce> {
+        if len == 0 {
+            return None;
         }
-        Bounce { ptr, layout }
+        let layout = std::alloc::Layout::from_size_align(len, align).ok()?;
+        // SAFETY: the layout has a non-zero size.
+        let ptr = unsafe { std::alloc::alloc_zeroed(layout) };
+        (!ptr.is_null()).then_some(Bounce { ptr, layout })
     }
 
     fn slice(&mut self, len: usize) -> &mut [u8] {
@@ -180,8 +207,12 @@ impl Drop for Bounce {
 const SPIN: Duration = Duration::from_micros(100);
 
 /// The body of a handler thread: serve faults until the stop pipe becomes readable.
-pub(crate) fn serve(shared: Arc<Shared>) {
-    let mut bounce = Bounce::new(shared.readahead * shared.page, shared.page);
+///
+/// No fault it reads is left unanswered: a panic while serving one (in the source, or a
+/// bug) is caught, the pager is marked broken and the fault answered with an error; if
+/// the userfaultfd cannot be read any more, every page not yet filled is poisoned, so
+/// no thread waits on a fault nobody will read.
+pub(crate) fn serve(shared: Arc<Shared>, mut bounce: Bounce) {
     let mut msgs = [UffdMsg::default(); 16];
     let mut busy = false;
     loop {
@@ -199,8 +230,10 @@ pub(crate) fn serve(shared: Arc<Shared>) {
         let n = match n {
             Ok(n) => n,
             Err(e) => {
-                note_error(&shared, format!("read(userfaultfd): {e}"));
-                return;
+                give_up(&shared, format!("read(userfaultfd): {e}"));
+                // Do not spin on an error that persists; faults are poisoned already.
+                std::thread::sleep(Duration::from_millis(10));
+                continue;
             }
         };
         busy = n > 0;
@@ -208,10 +241,82 @@ pub(crate) fn serve(shared: Arc<Shared>) {
             if m.event != EVENT_PAGEFAULT {
                 continue;
             }
-            if m.flags & PAGEFAULT_FLAG_WP != 0 {
-                write_fault(&shared, m.address as usize);
+            let addr = m.address as usize;
+            let served = catch_unwind(AssertUnwindSafe(|| {
+                if m.flags & PAGEFAULT_FLAG_WP != 0 {
+                    write_fault(&shared, addr);
+                } else {
+                    fault(&shared, &mut bounce, addr);
+                }
+            }));
+            if let Err(p) = served {
+                broke(&shared, addr, panic_text(&*p));
+            }
+        }
+    }
+}
+
+/// The message of a panic's payload.
+fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
+    p.downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(no message)".into())
+}
+
+/// Lock a mutex of the pager, whether or not a panicking thread poisoned it (the state
+/// behind every lock stays consistent across a panic, or the pager is marked broken).
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Mark the pager broken and wake every fill waiting for room (they then fail).
+fn mark_broken(shared: &Shared) {
+    shared.broken.store(true, Ordering::Release);
+    // Taken and let go so a fill between its check of `broken` and its wait cannot
+    // miss the signal.
+    drop(lock(&shared.clock));
+    shared.room.notify_all();
+}
+
+/// A handler panicked serving the fault at `addr`: the pager's state can no longer be
+/// trusted. Mark it broken (every later fault is answered with an error) and answer
+/// this one with an error, so its thread does not wait forever.
+fn broke(shared: &Shared, addr: usize, why: String) {
+    note_error(shared, format!("a pager handler thread panicked: {why}"));
+    mark_broken(shared);
+    let i = addr.wrapping_sub(shared.base) / shared.page;
+    if i < shared.pages {
+        shared.state[i].fetch_or(FAILED, Ordering::SeqCst);
+        fail(shared, i);
+    } else {
+        let _ = shared.uffd.wake(addr & !(shared.page - 1), shared.page);
+    }
+}
+
+/// The userfaultfd cannot be read: faults would queue with nobody to answer them. Mark
+/// the pager broken and poison every page not filled, so each access to one fails
+/// (SIGBUS, which `read_at` turns into `Err`) instead of waiting, and wake the waiting.
+fn give_up(shared: &Shared, why: String) {
+    if shared.broken.load(Ordering::Acquire) {
+        return;
+    }
+    note_error(shared, why);
+    mark_broken(shared);
+    // No eviction while pages are poisoned (one evicted after this would be missing,
+    // not poisoned).
+    let _evict = evict_lock(shared);
+    for i in 0..shared.pages {
+        if shared.state[i].load(Ordering::Acquire) & PRESENT == 0 {
+            shared.state[i].fetch_or(FAILED, Ordering::SeqCst);
+            let addr = shared.base + i * shared.page;
+            let r = if shared.uffd.features & FEATURE_POISON != 0 {
+                shared.uffd.poison(addr, shared.page)
             } else {
-                fault(&shared, &mut bounce, m.address as usize);
+                shared.uffd.zeropage(addr, shared.page)
+            };
+            if r.is_err() {
+                let _ = shared.uffd.wake(addr, shared.page);
             }
         }
     }
@@ -255,7 +360,23 @@ fn sleep(shared: &Shared) -> bool {
 }
 
 fn note_error(shared: &Shared, text: String) {
-    *shared.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(text);
+    *lock(&shared.last_error) = Some(text);
+}
+
+/// `source.read_at`, its error or its panic as text.
+fn read_source(shared: &Shared, offset: u64, buf: &mut [u8]) -> Result<(), String> {
+    match catch_unwind(AssertUnwindSafe(|| shared.source.read_at(offset, buf))) {
+        Ok(r) => r.map_err(|e| e.to_string()),
+        Err(p) => Err(format!("the source panicked: {}", panic_text(&*p))),
+    }
+}
+
+/// Answer the fault at page `first` with an error that stays: mark the page `FAILED`
+/// (so `read_at` reports `why`), then poison it.
+fn fail_page(shared: &Shared, first: usize, why: String) {
+    note_error(shared, why);
+    shared.state[first].fetch_or(FAILED, Ordering::SeqCst);
+    fail(shared, first);
 }
 
 /// Serve one missing-page fault at `addr`.
@@ -265,6 +386,11 @@ fn fault(shared: &Shared, bounce: &mut Bounce, addr: usize) {
     c.faults.fetch_add(1, Ordering::Relaxed);
     let first = (addr - shared.base) / page;
     if shared.closed.load(Ordering::Acquire) {
+        fail(shared, first);
+        return;
+    }
+    if shared.broken.load(Ordering::Acquire) {
+        shared.state[first].fetch_or(FAILED, Ordering::SeqCst);
         fail(shared, first);
         return;
     }
@@ -284,25 +410,35 @@ fn fault(shared: &Shared, bounce: &mut Bounce, addr: usize) {
     {
         n += 1;
     }
-    make_room(shared, n);
+    // With a budget, as many pages as there is room for (the faulting one at least).
+    let reserved = match make_room(shared, n) {
+        Ok(r) => r,
+        Err(why) => return fail_page(shared, first, why),
+    };
+    fill(shared, bounce, first, reserved);
+    settle(shared, reserved);
+}
+
+/// Read pages `first..first + n` (reserved by `make_room`) from the source and copy
+/// them in; give back the reservation of every page not filled.
+fn fill(shared: &Shared, bounce: &mut Bounce, first: usize, mut n: usize) {
+    let page = shared.page;
+    let c = &shared.counters;
     let mut bytes = n * page;
     let buf = bounce.slice(bytes);
     let offset = (first * page) as u64;
-    let mut read = shared.source.read_at(offset, buf);
+    let mut read = read_source(shared, offset, buf);
     if read.is_err() && n > 1 {
         // The failure may lie in the read-ahead: fill the faulting page alone.
         release(shared, n - 1);
         n = 1;
         bytes = page;
-        read = shared.source.read_at(offset, &mut buf[..page]);
+        read = read_source(shared, offset, &mut buf[..page]);
     }
     let buf = &buf[..bytes];
     if let Err(e) = read {
         release(shared, n);
-        note_error(shared, e.to_string());
-        shared.state[first].fetch_or(FAILED, Ordering::SeqCst);
-        fail(shared, first);
-        return;
+        return fail_page(shared, first, e);
     }
     c.bytes_read.fetch_add(bytes as u64, Ordering::Relaxed);
     // Counted before the copy, which wakes the faulting thread: a thread that reads the
@@ -399,16 +535,65 @@ fn release(shared: &Shared, n: usize) {
     }
 }
 
-/// With a budget: evict clean pages by the clock until `n` more fit, and reserve them.
-fn make_room(shared: &Shared, n: usize) {
-    let Some(budget) = shared.budget else {
+/// Settle a reservation of `reserved` pages once its fill is done (each page copied in
+/// and `PRESENT`, or given back by `release`), and tell fills waiting for room.
+fn settle(shared: &Shared, reserved: usize) {
+    if shared.budget.is_none() {
         return;
+    }
+    let mut clock = lock(&shared.clock);
+    clock.in_flight -= reserved;
+    drop(clock);
+    shared.room.notify_all();
+}
+
+/// How many of `want` pages a fill may copy in, reserved: all of them without a budget.
+///
+/// With a budget, the budget is hard: evict clean pages by the clock until `want` more
+/// fit, and reserve as many as fit, at least the faulting page (read-ahead shrinks when
+/// other fills in progress hold the rest). When fills in progress hold all of it, wait
+/// for one to settle. Every reservation is settled with `settle`.
+///
+/// # Errors
+/// The budget is full of pages that cannot be evicted (dirty, and writing them back
+/// failed) with no fill in progress to wait for; or the pager broke.
+fn make_room(shared: &Shared, want: usize) -> Result<usize, String> {
+    let Some(budget) = shared.budget else {
+        return Ok(want);
     };
-    let mut clock = shared.clock.lock().unwrap_or_else(|p| p.into_inner());
-    // Two full sweeps clear every reference bit; past that nothing present is left to
-    // take (every page is reserved by fills in progress), so go over budget, rarely.
+    let mut clock = lock(&shared.clock);
+    loop {
+        if shared.broken.load(Ordering::Acquire) {
+            return Err("the pager broke while this fault waited for room".into());
+        }
+        evict(shared, &mut clock, want, budget);
+        let resident = shared.resident.load(Ordering::Acquire);
+        if resident < budget {
+            let n = want.min(budget - resident);
+            shared.resident.fetch_add(n, Ordering::AcqRel);
+            clock.in_flight += n;
+            return Ok(n);
+        }
+        if clock.in_flight == 0 {
+            return Err(format!(
+                "the memory budget ({budget} pages) is full of written pages that could \
+                 not be written back, the last error: {}",
+                lock(&shared.last_error).clone().unwrap_or_default()
+            ));
+        }
+        clock = shared.room.wait(clock).unwrap_or_else(|p| p.into_inner());
+    }
+}
+
+/// Evict clean pages by the clock (the `clock` lock held) until `want` more fit in the
+/// budget, or two full sweeps (which clear every reference bit) found no more to take.
+fn evict(shared: &Shared, clock: &mut Clock, want: usize, budget: usize) {
     let mut steps = 0;
-    while shared.resident.load(Ordering::Acquire) + n > budget && steps < 2 * shared.pages {
+    while shared.resident.load(Ordering::Acquire) + want > budget
+        // Pages present (the rest of `resident` is fills in progress): none, none to take.
+        && shared.resident.load(Ordering::Acquire) > clock.in_flight
+        && steps < 2 * shared.pages
+    {
         let i = clock.hand;
         clock.hand = (clock.hand + 1) % shared.pages;
         steps += 1;
@@ -435,17 +620,17 @@ fn make_room(shared: &Shared, n: usize) {
         if r.is_ok() {
             shared.resident.fetch_sub(1, Ordering::AcqRel);
             shared.counters.evictions.fetch_add(1, Ordering::Relaxed);
+        } else {
+            // Still resident: keep counting it, and keep it where the clock can see it.
+            shared.state[i].fetch_or(PRESENT, Ordering::AcqRel);
         }
     }
-    shared.resident.fetch_add(n, Ordering::AcqRel);
 }
 
 /// With a budget, the eviction lock: write faults, evictions and flushes take it, so a
 /// page is never written back, dirtied and discarded at once.
-fn evict_lock(shared: &Shared) -> Option<std::sync::MutexGuard<'_, Clock>> {
-    shared
-        .budget
-        .map(|_| shared.clock.lock().unwrap_or_else(|p| p.into_inner()))
+fn evict_lock(shared: &Shared) -> Option<MutexGuard<'_, Clock>> {
+    shared.budget.map(|_| lock(&shared.clock))
 }
 
 /// The first write to a write-protected page: mark it dirty, then lift the protection
@@ -544,8 +729,15 @@ fn write_back_page(shared: &Shared, i: usize) -> bool {
     // SAFETY: the page is present (dirty implies present; evictions are serialised by
     // the eviction lock) and write-protected: nothing writes it while it is read.
     let data = unsafe { std::slice::from_raw_parts(start as *const u8, n) };
-    if let Err(e) = shared.source.write_at((i * page) as u64, data) {
-        note_error(shared, e.to_string());
+    let wrote = catch_unwind(AssertUnwindSafe(|| {
+        shared.source.write_at((i * page) as u64, data)
+    }));
+    let wrote = match wrote {
+        Ok(r) => r.map_err(|e| e.to_string()),
+        Err(p) => Err(format!("the source panicked: {}", panic_text(&*p))),
+    };
+    if let Err(e) = wrote {
+        note_error(shared, e);
         let _ = shared.uffd.writeprotect(start, page, false);
         return false;
     }

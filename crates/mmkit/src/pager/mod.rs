@@ -49,7 +49,14 @@
 //!   [guard](crate::guard), which turns that SIGBUS into `Err`; a slice access dies with
 //!   SIGBUS (loud, never wrong data) — use `read_at` when the source can fail or another
 //!   thread may close the pager. No thread is left waiting on a fault: handlers answer
-//!   every fault, and dropping the pager closes it, stops the handlers, then unmaps.
+//!   every fault, and dropping the pager closes it, stops the handlers, then unmaps. A
+//!   source that panics in `read_at` fails that page like a read error; any other
+//!   panic in a handler marks the pager broken, and that fault and every later one is
+//!   answered with an error (`StorageFault` from `read_at`, naming the panic).
+//! - The numbers of [`PagerOptions`] are clamped at `build` to what can be used
+//!   (read-ahead to the region, the budget and [`MAX_READAHEAD_BYTES`]; threads to the
+//!   region's pages and [`MAX_THREADS`]), and the budget is a hard bound on the pages
+//!   resident, whatever the number of threads faulting.
 //! - `fork`: a child gets a copy of the region but not the pager (its handler threads
 //!   and userfaultfd registration stay with the parent): it sees the pages filled before
 //!   the fork, and the rest of its copy reads as zeros. Build a pager in the child.
@@ -96,6 +103,6 @@ mod source;
 mod uffd;
 mod zstd;
 
-pub use self::runtime::{Pager, PagerOptions, PagerStats};
+pub use self::runtime::{Pager, PagerOptions, PagerStats, MAX_READAHEAD_BYTES, MAX_THREADS};
 pub use self::source::{FileSource, FnSource, MemSource, Source};
 pub use self::zstd::{compress_seekable, CompressStats, ZstdSource};

@@ -12,13 +12,20 @@ use std::thread::JoinHandle;
 use rustix::io::Errno;
 use rustix::mm::{MapFlags, ProtFlags};
 
-use super::handler::{self, Shared, DIRTY, FAILED, PRESENT};
+use super::handler::{self, Bounce, Shared, DIRTY, FAILED, PRESENT};
 use super::uffd::{Opened, Uffd, FEATURE_POISON};
 use super::Source;
 use crate::{Error, ErrorKind, Op, Result};
 
 /// Default maximum read-ahead window: 32 pages (128 KiB with 4 KiB pages).
 const DEFAULT_READAHEAD: usize = 32;
+
+/// The largest read-ahead window, in bytes: each handler thread holds a buffer this
+/// big, and a larger window only delays the faulting thread.
+pub const MAX_READAHEAD_BYTES: usize = 16 << 20;
+
+/// The most handler threads a pager starts.
+pub const MAX_THREADS: usize = 1024;
 
 /// How to build a [`Pager`]: read-ahead, handler threads, memory budget.
 #[derive(Debug, Clone)]
@@ -62,12 +69,19 @@ impl PagerOptions {
     /// A fault right after the last run filled doubles the window (1, 2, 4, ... up to
     /// `max_pages`) and fills that many pages with one source read and one copy; any
     /// other fault resets it to one page.
+    ///
+    /// [`build`](PagerOptions::build) clamps it to what can be used: the region's pages,
+    /// the [budget](PagerOptions::budget)'s pages, and [`MAX_READAHEAD_BYTES`] (16 MiB).
+    /// Each handler thread holds a buffer of the clamped window.
     pub fn readahead(&mut self, max_pages: usize) -> &mut PagerOptions {
         self.readahead = max_pages.max(1);
         self
     }
 
     /// How many handler threads serve faults (at least 1).
+    ///
+    /// [`build`](PagerOptions::build) starts no more than the region has pages, and no
+    /// more than [`MAX_THREADS`] (1024).
     pub fn threads(&mut self, n: usize) -> &mut PagerOptions {
         self.threads = n.max(1);
         self
@@ -76,6 +90,13 @@ impl PagerOptions {
     /// Keep at most `bytes` of the region resident (rounded down to pages, at least one
     /// page): before a fill would go over, clean pages are discarded
     /// (`MADV_DONTNEED`) in clock order, and read again from the source when touched.
+    ///
+    /// The bound is hard, whatever the number of handler threads and faulting threads:
+    /// each fill reserves its pages before it reads them, read-ahead shrinks to the
+    /// room left, and a fault that finds the whole budget reserved by fills in progress
+    /// waits for one of them. (Measured in `smaps`, the region's `Rss` of a stopped
+    /// process never exceeds it; a sample taken while the pager runs can, as the
+    /// kernel's walk of the region races evictions behind it and fills ahead of it.)
     ///
     /// With a [writable](Source::writable) source, a dirty page is written back before
     /// it is discarded. A pager of a read-only source with a budget gives no write
@@ -151,11 +172,29 @@ impl PagerOptions {
         let (stop_r, stop_w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
             .map_err(|e| Error::os(Op::Pager, e))?;
         let pages = mapped / page;
-        let budget = self.budget.map(|b| ((b as usize) / page).max(1));
-        let readahead = match budget {
-            Some(b) => self.readahead.min(b),
-            None => self.readahead,
-        };
+        // Every user number clamped to what can be used, before it sizes anything.
+        let budget = self
+            .budget
+            .map(|b| (usize::try_from(b).unwrap_or(usize::MAX) / page).clamp(1, pages));
+        let readahead = self
+            .readahead
+            .min(pages)
+            .min(budget.unwrap_or(pages))
+            .min(MAX_READAHEAD_BYTES / page)
+            .max(1);
+        let threads = self.threads.clamp(1, MAX_THREADS.min(pages));
+        // One read-ahead buffer a handler, allocated here so a refusal is an error.
+        let bounce_len = readahead * page;
+        let mut bounces = Vec::with_capacity(threads);
+        for _ in 0..threads {
+            bounces.push(Bounce::new(bounce_len, page).ok_or_else(|| {
+                Error::os(Op::Pager, Errno::NOMEM)
+                    .detail(format!(
+                        "a {bounce_len}-byte read-ahead buffer for each of {threads} handler threads"
+                    ))
+                    .hint("lower the read-ahead window or the number of handler threads")
+            })?);
+        }
         let shared = Arc::new(Shared::new(
             Arc::clone(&source),
             uffd,
@@ -175,11 +214,11 @@ impl PagerOptions {
             threads: Vec::new(),
             stop: Some(stop_w),
         };
-        for i in 0..self.threads {
+        for (i, bounce) in bounces.into_iter().enumerate() {
             let s = Arc::clone(&shared);
             let t = std::thread::Builder::new()
                 .name(format!("mmkit-pager-{i}"))
-                .spawn(move || handler::serve(s))
+                .spawn(move || handler::serve(s, bounce))
                 .map_err(|e| {
                     super::source::io_err(Op::Pager, &e)
                         .detail(format!("spawn handler thread: {e}"))
