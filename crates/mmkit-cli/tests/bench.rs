@@ -169,7 +169,7 @@ fn errors_are_clear() {
     let missing = dir.path().join("missing");
     let d = dir.path().to_str().unwrap();
     one_line_error(&mmkit(&["bench", missing.to_str().unwrap()]), 1, "missing");
-    one_line_error(&mmkit(&["bench", d]), 1, "not a regular file");
+    one_line_error(&mmkit(&["bench", d]), 1, "cannot map a directory");
     one_line_error(&mmkit(&["bench", "--sizes", "4K,12Q"]), 2, "12Q");
     one_line_error(&mmkit(&["bench", "--methods", "mmap,nope"]), 2, "nope");
     one_line_error(&mmkit(&["bench", "--plot", "out.gif"]), 1, ".svg or .png");

@@ -42,4 +42,5 @@ pub(crate) use method::{io_err, random_offsets, scan};
 pub use method::{CacheState, Method, Pattern};
 pub use report::{format_size, parse_size, CaseResult, Machine, Report};
 pub(crate) use runner::generate;
+pub(crate) use runner::{check_count, check_free_space};
 pub use runner::{run, Config, Progress, MAX_BUFFER, MAX_RANDOM_READS, MAX_RUNS};

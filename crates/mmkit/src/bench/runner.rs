@@ -98,19 +98,20 @@ pub const MAX_BUFFER: usize = 256 << 20;
 /// The most 4 KiB reads in one random pass (about a second of `pread`s here).
 pub const MAX_RANDOM_READS: usize = 1_000_000;
 
+/// Refuse a count outside `1..=max`: `what` names it in the error.
+pub(crate) fn check_count(what: &str, value: usize, max: usize) -> Result<()> {
+    if value == 0 || value > max {
+        return Err(bad(format!("{what} must be from 1 to {max}, not {value}"))
+            .hint("give a smaller number: a median of a few runs is already stable"));
+    }
+    Ok(())
+}
+
 /// Refuse numbers that cannot give a measurement in reasonable time and memory.
 fn check_limits(config: &Config) -> Result<()> {
-    let limits = [
-        ("runs", config.runs, MAX_RUNS),
-        ("buffer", config.buffer, MAX_BUFFER),
-        ("random reads", config.random_reads, MAX_RANDOM_READS),
-    ];
-    for (what, value, max) in limits {
-        if value == 0 || value > max {
-            return Err(bad(format!("{what} must be from 1 to {max}, not {value}"))
-                .hint("give a smaller number: a median of a few runs is already stable"));
-        }
-    }
+    check_count("runs", config.runs, MAX_RUNS)?;
+    check_count("buffer", config.buffer, MAX_BUFFER)?;
+    check_count("random reads", config.random_reads, MAX_RANDOM_READS)?;
     if config.methods.is_empty() {
         return Err(bad("no methods to compare"));
     }
@@ -132,6 +133,12 @@ fn check_space(dir: &Path, sizes: &[u64]) -> Result<()> {
             Error::new(Op::Open, ErrorKind::LengthOverflow)
                 .detail("the sizes add up past 2^64 bytes")
         })?;
+    check_free_space(dir, total)
+}
+
+/// Refuse `total` bytes of test files that would not fit in the free space of `dir`
+/// (writing them would fill the disk first, then fail).
+pub(crate) fn check_free_space(dir: &Path, total: u64) -> Result<()> {
     let st = rustix::fs::statvfs(dir).map_err(|e| Error::os(Op::Open, e).with_path(Some(dir)))?;
     let free = st.f_bavail.saturating_mul(st.f_frsize);
     if total > free {
@@ -142,7 +149,7 @@ fn check_space(dir: &Path, sizes: &[u64]) -> Result<()> {
                 format_size(total),
                 format_size(free)
             ))
-            .hint("give smaller --sizes, or --dir on a file system with room"));
+            .hint("choose a smaller size, or a --dir on a file system with room"));
     }
     Ok(())
 }

@@ -117,6 +117,13 @@ pub struct PageBenchReport {
 /// differ from the file (a bug, reported rather than timed).
 pub fn run(opts: &PageBenchOptions, mut progress: impl FnMut(&str)) -> Result<PageBenchReport> {
     let dir = opts.dir.clone().unwrap_or_else(std::env::temp_dir);
+    crate::bench::check_count("runs", opts.runs, crate::bench::MAX_RUNS)?;
+    crate::bench::check_count(
+        "random reads",
+        opts.random_reads,
+        crate::bench::MAX_RANDOM_READS,
+    )?;
+    crate::bench::check_count("faults", opts.faults, crate::bench::MAX_RANDOM_READS)?;
     check_size(&dir, opts.size)?;
     let file = TestFile::create(&dir, opts.size)?;
     let want = file.sum()?;
@@ -126,7 +133,7 @@ pub fn run(opts: &PageBenchOptions, mut progress: impl FnMut(&str)) -> Result<Pa
     let mut stats = PagerStats::default();
     for pattern in ["sequential", "random"] {
         let mut times: [Vec<Duration>; 3] = Default::default();
-        for _ in 0..opts.runs.max(1) {
+        for _ in 0..opts.runs {
             for (i, method) in ["pager", "kernel mmap", "pread"].into_iter().enumerate() {
                 progress(&format!("{pattern} {method}"));
                 let (t, sum, st) = file.pass(method, pattern, &offsets, opts.readahead)?;
@@ -157,7 +164,7 @@ pub fn run(opts: &PageBenchOptions, mut progress: impl FnMut(&str)) -> Result<Pa
     let fault = file.fault_latency(opts.faults)?;
     progress("fresh anonymous memory");
     let mut touch = Vec::new();
-    for _ in 0..opts.runs.max(1) {
+    for _ in 0..opts.runs {
         touch.push(anon_touch_ns_per_page(opts.size)?);
     }
     touch.sort_by(f64::total_cmp);
@@ -175,17 +182,7 @@ pub fn run(opts: &PageBenchOptions, mut progress: impl FnMut(&str)) -> Result<Pa
 /// (it would fill the disk first, then fail), and `size` bytes must fit the memory
 /// available (a pager pass and the anonymous-memory pass make all of it resident).
 fn check_size(dir: &Path, size: u64) -> Result<()> {
-    if let Ok(st) = rustix::fs::statvfs(dir) {
-        let free = st.f_bavail.saturating_mul(st.f_frsize);
-        if size > free {
-            return Err(Error::os(Op::Write, rustix::io::Errno::NOSPC)
-                .with_path(Some(dir))
-                .detail(format!(
-                    "a {size}-byte test file does not fit the {free} bytes free there"
-                ))
-                .hint("choose a smaller --size, or another --dir"));
-        }
-    }
+    crate::bench::check_free_space(dir, size)?;
     let available = std::fs::read_to_string("/proc/meminfo")
         .ok()
         .and_then(|m| {
