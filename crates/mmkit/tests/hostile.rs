@@ -115,7 +115,7 @@ fn mapping_options_and_region_calls() {
                 let mut mem = MapOptions::new().len(8192).map_anon().unwrap();
                 let mut map = MapOptions::new().write().map_path(&path).unwrap();
                 let mut buf = vec![0u8; len.min(1 << 16)];
-                let results = [
+                [
                     mem.residency_range(off, len).is_ok(),
                     mem.lock_range(off, len, mmkit::LockMode::Now).is_ok(),
                     mem.discard(off, len).is_ok(),
@@ -126,8 +126,7 @@ fn mapping_options_and_region_calls() {
                     map.residency_range(off, len).is_ok(),
                     map.lock_range(off, len, mmkit::LockMode::Now).is_ok(),
                     mem.remap(len, RemapMode::MayMove).is_ok(),
-                ];
-                results
+                ]
             });
             failures.extend(r.err());
         }
@@ -210,10 +209,8 @@ fn segment_sizes_and_ring_capacities() {
         let name = format!("mmkit-hostile-lib-{}-{i}", std::process::id());
         failures.extend(
             within_limit(format!("Segment::create size {size}"), move || {
-                let made = Segment::create(&name, size).and_then(|s| {
-                    let r = (s.resize(size.wrapping_mul(2)).is_ok(), s.map().is_ok());
-                    Ok(r)
-                });
+                let made = Segment::create(&name, size)
+                    .map(|s| (s.resize(size.wrapping_mul(2)).is_ok(), s.map().is_ok()));
                 let _ = Segment::unlink(&name);
                 made
             })
