@@ -284,7 +284,7 @@ fn huge_numbers_are_clamped_or_refused_never_a_signal_a_panic_or_a_hang() {
     let d = dir.path().to_str().unwrap();
     let refused: [(&[&str], &str); 5] = [
         // A test file larger than the disk's free space: refused before writing.
-        (&["bench", "--size", "16777215G", "--dir", d], "--size"),
+        (&["bench", "--size", "16777215G", "--dir", d], "free"),
         (&["cat", "--budget", "0", p], "budget"),
         (
             &["cat", "--readahead", "99999999999999999999999", p],
