@@ -3,7 +3,6 @@
 //! `O_NOFOLLOW`), never followed to overwrite its target; a planted FIFO does not hang
 //! an open; bad names are errors, not panics.
 
-use std::os::unix::process::CommandExt;
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
@@ -35,20 +34,31 @@ impl Drop for Name {
     }
 }
 
-/// Run `prog args` as user nobody (65534) in a child process; whether it succeeded.
-fn as_nobody(prog: &str, args: &[&str]) -> bool {
-    let out = Command::new(prog)
-        .args(args)
-        .uid(65534)
-        .gid(65534)
-        .output()
-        .expect("run as nobody");
+/// Plant a symbolic link at `link` pointing at `target` as user nobody (65534), in a
+/// forked child (no exec, so it works where nobody may not run programs from PATH).
+fn symlink_as_nobody(target: &std::path::Path, link: &str) {
+    let (target, link) = (target.to_path_buf(), link.to_string());
+    // SAFETY: the child drops to user nobody, makes one symlink and exits; it takes no
+    // lock another thread could hold and does not unwind.
+    let kid = unsafe {
+        mmkit::process::fork(move |_| {
+            // SAFETY: plain syscalls in the single-threaded child.
+            if libc::setgid(65534) != 0 || libc::setuid(65534) != 0 {
+                return 2;
+            }
+            match std::os::unix::fs::symlink(&target, &link) {
+                Ok(()) => 0,
+                Err(_) => 3,
+            }
+        })
+    }
+    .expect("fork");
+    let exit = kid.wait().expect("wait");
     assert!(
-        out.status.success(),
-        "{prog} {args:?} as nobody: {}",
-        String::from_utf8_lossy(&out.stderr)
+        matches!(exit, mmkit::process::Exit::Code(0)),
+        "planting the link as nobody: {}",
+        exit.describe()
     );
-    true
 }
 
 fn assert_refused_as_link(e: &mmkit::Error, what: &str) {
@@ -74,7 +84,7 @@ fn a_link_planted_by_nobody_is_refused_by_every_open_and_its_target_kept() {
     let precious = b"root's precious bytes\n".repeat(10);
     std::fs::write(&victim, &precious).unwrap();
     let name = Name::new("link");
-    as_nobody("ln", &["-s", victim.to_str().unwrap(), &name.path()]);
+    symlink_as_nobody(&victim, &name.path());
     let meta = std::fs::symlink_metadata(name.path()).unwrap();
     assert!(meta.file_type().is_symlink());
     assert_eq!(std::os::unix::fs::MetadataExt::uid(&meta), 65534);
@@ -115,7 +125,7 @@ fn a_dangling_link_is_not_created_through() {
     let dir = tempfile::tempdir().unwrap();
     let target = dir.path().join("made-by-root");
     let name = Name::new("dangling");
-    as_nobody("ln", &["-s", target.to_str().unwrap(), &name.path()]);
+    symlink_as_nobody(&target, &name.path());
     let e = SegmentOptions::new()
         .open_or_create()
         .create(&name.0, 4096)
