@@ -14,7 +14,7 @@
 //! | `read`, `readline`, `get`, `find`, `rfind` | copies out of the mapping (`memchr::memmem` for the searches) |
 //! | `write`, `set`, `move_within` | copies into the mapping |
 //! | `resize`, writes past the end of a growable file | [`ftruncate(2)`](https://man7.org/linux/man-pages/man2/ftruncate.2.html) and [`mremap(2)`](https://man7.org/linux/man-pages/man2/mremap.2.html) |
-//! | `flush`, `flush_range` | [`msync(2)`](https://man7.org/linux/man-pages/man2/msync.2.html) |
+//! | `flush`, `flush_range`, `flush_async` | [`msync(2)`](https://man7.org/linux/man-pages/man2/msync.2.html) |
 //! | `close`, drop | `ftruncate(2)` to the exact length when the file grew, `munmap(2)`, `close(2)` |
 //!
 //! ## Example
