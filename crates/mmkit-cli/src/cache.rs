@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use mmkit::probe::cache::{Action, ByteRange, CacheOptions, Report, Summary, Termination};
+use mmkit::probe::cache::{Action, ByteRange, CacheOptions, CacheReport, Summary, Termination};
 use mmkit::LockMode;
 
 /// Arguments of `mmkit cache`.
@@ -184,7 +184,7 @@ fn print_text(
     out: &mut impl Write,
     args: &CacheArgs,
     action: Action,
-    report: &Report,
+    report: &CacheReport,
     elapsed: f64,
 ) -> std::io::Result<()> {
     let s = &report.summary;

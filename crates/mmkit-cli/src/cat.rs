@@ -2,6 +2,7 @@
 
 use std::os::fd::AsFd;
 use std::path::PathBuf;
+use std::process::ExitCode;
 
 /// Arguments of `mmkit cat`.
 #[derive(Debug, clap::Args)]
@@ -11,8 +12,9 @@ pub(crate) struct CatArgs {
     files: Vec<PathBuf>,
 }
 
-/// Write each file; on a bad file, say so in one line and go on. Returns how many failed.
-pub(crate) fn run(args: &CatArgs) -> anyhow::Result<usize> {
+/// Write each file; on a bad file, say so in one line and go on. Exits 0 when every file
+/// was written, 1 otherwise (`main` maps an `Err` to 1 too).
+pub(crate) fn run(args: &CatArgs) -> anyhow::Result<ExitCode> {
     let stdout = std::io::stdout();
     let mut failed = 0;
     for path in &args.files {
@@ -21,12 +23,12 @@ pub(crate) fn run(args: &CatArgs) -> anyhow::Result<usize> {
             .and_then(|map| map.write_to(0, map.len(), stdout.as_fd()));
         match result {
             Ok(_) => {}
-            Err(e) if crate::is_epipe(e.errno()) => return Ok(failed), // the reader went away
+            Err(e) if crate::is_epipe(e.errno()) => break, // the reader went away
             Err(e) => {
                 crate::report(&format!("cat: {}", crate::first_line(&e.to_string())));
                 failed += 1;
             }
         }
     }
-    Ok(failed)
+    Ok(crate::code(failed == 0, 1))
 }

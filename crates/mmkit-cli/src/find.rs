@@ -3,6 +3,7 @@
 
 use std::io::Write;
 use std::path::PathBuf;
+use std::process::ExitCode;
 
 /// Arguments of `mmkit find`.
 #[derive(Debug, clap::Args)]
@@ -23,8 +24,10 @@ pub(crate) struct FindArgs {
     json: bool,
 }
 
-/// Search each file; a bad file is reported in one line. Returns (files failed, matches).
-pub(crate) fn run(args: &FindArgs) -> anyhow::Result<(usize, u64)> {
+/// Search each file; a bad file is reported in one line and the search goes on. Exits as
+/// grep does: 0 when something matched, 1 when nothing did, 2 when any file failed (`main`
+/// maps an `Err` from here to 2 as well).
+pub(crate) fn run(args: &FindArgs) -> anyhow::Result<ExitCode> {
     let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
     let (mut failed, mut total) = (0, 0);
     let many = args.files.len() > 1;
@@ -41,7 +44,7 @@ pub(crate) fn run(args: &FindArgs) -> anyhow::Result<(usize, u64)> {
             .and_then(|map| search(args, &map, &name, &prefix, &mut out));
         match result {
             Ok(n) => total += n,
-            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok((failed, total)),
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(exit(failed, total)),
             Err(e) => {
                 out.flush()?;
                 crate::report(&format!("find: {}", crate::first_line(&e.to_string())));
@@ -50,7 +53,16 @@ pub(crate) fn run(args: &FindArgs) -> anyhow::Result<(usize, u64)> {
         }
     }
     out.flush()?;
-    Ok((failed, total))
+    Ok(exit(failed, total))
+}
+
+/// grep's exit status: 2 on any failure, else 0 when something matched, 1 when not.
+fn exit(failed: usize, found: u64) -> ExitCode {
+    match (failed, found) {
+        (0, 0) => ExitCode::from(1),
+        (0, _) => ExitCode::SUCCESS,
+        _ => ExitCode::from(2),
+    }
 }
 
 fn search(

@@ -72,31 +72,31 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result = match cli.command {
-        Command::Tour(args) => tour::run(&args).map(|()| ExitCode::SUCCESS),
-        Command::Cat(args) => cat::run(&args).map(|failed| code(failed == 0, 1)),
-        Command::Find(args) => find::run(&args).map(|(failed, found)| match (failed, found) {
-            (0, 0) => ExitCode::from(1),
-            (0, _) => ExitCode::SUCCESS,
-            _ => ExitCode::from(2),
-        }),
-        Command::Maps(args) => maps::run(&args),
-        Command::Cache(args) => cache::run(&args),
-        Command::Bench(args) => bench::run(&args),
-        Command::Shm(args) => shm::run(&args),
-        Command::Page(args) => page::run(&args),
+    // Every subcommand returns `anyhow::Result<ExitCode>`; the second value is the exit
+    // status of an `Err`: 2 for `find` (grep's "an error occurred", 1 meaning "no match"),
+    // 1 for the rest. Argument errors exit 2 from clap before this.
+    let (result, on_error) = match cli.command {
+        Command::Tour(args) => (tour::run(&args), 1),
+        Command::Cat(args) => (cat::run(&args), 1),
+        Command::Find(args) => (find::run(&args), 2),
+        Command::Maps(args) => (maps::run(&args), 1),
+        Command::Cache(args) => (cache::run(&args), 1),
+        Command::Bench(args) => (bench::run(&args), 1),
+        Command::Shm(args) => (shm::run(&args), 1),
+        Command::Page(args) => (page::run(&args), 1),
     };
     match result {
         Ok(code) => code,
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("mmkit: {e:#}");
-            ExitCode::FAILURE
+            ExitCode::from(on_error)
         }
     }
 }
 
-fn code(ok: bool, failure: u8) -> ExitCode {
+/// Success when `ok`, else the exit status `failure`.
+pub(crate) fn code(ok: bool, failure: u8) -> ExitCode {
     if ok {
         ExitCode::SUCCESS
     } else {

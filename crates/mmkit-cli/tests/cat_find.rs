@@ -258,3 +258,66 @@ fn cat_and_find_refuse_special_files_at_once() {
         );
     }
 }
+
+/// Issue 11: `find` documents exit 2 for an error, and every kind of error keeps it — a
+/// missing file, a directory, a FIFO, a bad argument (clap's or the pattern's), and an
+/// error that ends the whole run (stdout on a full device) — never 1, which means "no
+/// match". `cat` exits 1 on the same failures.
+#[test]
+fn every_find_error_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = text_file(dir.path(), "good", 10);
+    let (specials, _listener) = special_files(dir.path());
+    let [fifo, _socket, sub] = &specials;
+    let missing = dir.path().join("missing");
+    for (kind, file) in [
+        ("missing file", &missing),
+        ("directory", sub),
+        ("FIFO", fifo),
+    ] {
+        let out = run_or_kill(mmkit().args(["find", "needle"]).arg(file));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "find, {kind}: {err}");
+        assert!(
+            err.contains(&*file.to_string_lossy()),
+            "find, {kind}: {err}"
+        );
+        let out = run_or_kill(mmkit().arg("cat").arg(file));
+        assert_eq!(out.status.code(), Some(1), "cat, {kind}");
+    }
+    let bad_arguments: [&[&str]; 4] = [
+        &["find", "needle"],                        // no file
+        &["find", "--no-such-flag", "needle", "f"], // unknown flag
+        &["find", "-n", "-c", "needle", "f"],       // conflicting flags
+        &["find", "", "f"],                         // an empty pattern
+    ];
+    for args in bad_arguments {
+        let args: Vec<_> = args
+            .iter()
+            .map(|a| {
+                if *a == "f" {
+                    good.as_os_str()
+                } else {
+                    a.as_ref()
+                }
+            })
+            .collect();
+        let out = run_or_kill(mmkit().args(&args));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "find {args:?}: {err}");
+        assert!(!err.is_empty(), "find {args:?} says why");
+    }
+    // An error that is not one file's: the output cannot be written.
+    if let Ok(full) = std::fs::OpenOptions::new().write(true).open("/dev/full") {
+        let out = mmkit()
+            .args(["find", "needle"])
+            .arg(&good)
+            .stdout(full)
+            .stderr(Stdio::piped())
+            .output()
+            .expect("run mmkit");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "find > /dev/full: {err}");
+        assert!(err.contains("No space left"), "find > /dev/full: {err}");
+    }
+}

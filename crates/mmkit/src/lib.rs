@@ -57,7 +57,12 @@ pub mod guard;
 pub mod map;
 pub mod pager;
 pub mod probe;
+#[cfg(feature = "process")]
 pub mod process;
+// Without the feature the module is internal: the tour and the shm bench fork children.
+#[cfg(not(feature = "process"))]
+#[allow(dead_code, unreachable_pub)]
+mod process;
 pub mod search;
 pub mod shm;
 mod sys;

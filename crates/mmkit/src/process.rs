@@ -1,8 +1,17 @@
-//! Child processes for showing cross-process behaviour: run a closure in a `fork`ed
-//! child, learn how it ended (exit code or signal), kill it at a chosen moment.
+//! Test support: fork a child with a pipe back. Run a closure in a `fork`ed child, learn
+//! how it ended (exit code or signal), kill it at a chosen moment; the "pipe back" is a
+//! Unix socket pair for one-byte "ready" handshakes.
 //!
-//! Used by the tour and the tests to show what another process sees of a mapping, and
-//! that a bad access ends a process with the signal the docs promise.
+//! Public only with the `process` Cargo feature (off by default); mmkit's own tests,
+//! examples, benches and doc tests turn it on through a dev-dependency on the crate
+//! itself. Inside the crate the tour and the shm bench always use it, to show what
+//! another process sees of a mapping and that a bad access ends a process with the
+//! signal the docs promise.
+//!
+//! ```toml
+//! [dev-dependencies]
+//! mmkit = { version = "0.1", features = ["process"] }
+//! ```
 //!
 //! Wraps [`fork(2)`](https://man7.org/linux/man-pages/man2/fork.2.html),
 //! [`waitpid(2)`](https://man7.org/linux/man-pages/man2/waitpid.2.html) and

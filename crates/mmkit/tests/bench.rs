@@ -2,10 +2,10 @@
 
 use std::collections::HashSet;
 
-use mmkit::bench::{self, CacheState, Config, Method, Pattern};
+use mmkit::bench::{self, BenchOptions, CacheState, Method, Pattern};
 
-fn tiny(dir: &std::path::Path) -> Config {
-    let mut c = Config::quick();
+fn tiny(dir: &std::path::Path) -> BenchOptions {
+    let mut c = BenchOptions::quick();
     c.sizes = vec![4 << 10, 64 << 10];
     c.runs = 2;
     c.random_reads = 64;

@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use mmkit::probe::cache::{Action, ByteRange, CacheOptions, Report};
+use mmkit::probe::cache::{Action, ByteRange, CacheOptions, CacheReport};
 
 mod common;
 use common::peer;
@@ -25,7 +25,7 @@ fn write(path: &Path, len: usize) -> PathBuf {
     path.to_path_buf()
 }
 
-fn run(opts: &CacheOptions, paths: &[&Path], action: Action) -> Report {
+fn run(opts: &CacheOptions, paths: &[&Path], action: Action) -> CacheReport {
     let (report, _) = opts.run(paths, action, &mut |_| {});
     assert!(report.errors.is_empty(), "{:?}", report.errors);
     report
@@ -87,7 +87,7 @@ fn settled(opts: &CacheOptions, path: &Path) -> mmkit::probe::cache::FileEntry {
     panic!("residency of {} did not settle", path.display());
 }
 
-fn one(report: &Report) -> &mmkit::probe::cache::FileEntry {
+fn one(report: &CacheReport) -> &mmkit::probe::cache::FileEntry {
     assert_eq!(report.files.len(), 1);
     &report.files[0]
 }
@@ -222,7 +222,7 @@ fn trees_follow_globs_skip_symlinks_and_fifos() {
     )
     .unwrap();
 
-    let names = |r: &Report| {
+    let names = |r: &CacheReport| {
         let mut v: Vec<String> = r
             .files
             .iter()

@@ -9,9 +9,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use mmkit::process::{fork, Exit};
 
 mod common;
-use mmkit::shm::segment::{
-    recv_fd, send_fd, Memfd, ReceivedSegment, Seals, Segment, SegmentOptions,
-};
+use mmkit::shm::{recv_fd, send_fd, Memfd, ReceivedSegment, Seals, Segment, SegmentOptions};
 
 /// A unique segment name (pid + counter); unlinks it on drop, pass or fail.
 struct Name(String);

@@ -9,7 +9,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use comfy_table::{presets, Cell, CellAlignment, ContentArrangement, Table};
-use mmkit::bench::{self, format_size, CacheState, CaseResult, Config, Method, Pattern, Report};
+use mmkit::bench::{
+    self, format_size, BenchOptions, BenchReport, CacheState, CaseResult, Method, Pattern,
+};
 
 /// Arguments of `mmkit bench`.
 #[derive(Debug, clap::Args)]
@@ -81,11 +83,11 @@ fn method_arg(s: &str) -> Result<Method, String> {
     })
 }
 
-fn config(args: &BenchArgs) -> Config {
+fn config(args: &BenchArgs) -> BenchOptions {
     let mut c = if args.quick {
-        Config::quick()
+        BenchOptions::quick()
     } else {
-        Config::default()
+        BenchOptions::default()
     };
     if !args.sizes.is_empty() {
         c.sizes = args.sizes.clone();
@@ -201,7 +203,7 @@ fn row(r: &CaseResult) -> Vec<String> {
     ]
 }
 
-fn table(report: &Report) -> Table {
+fn table(report: &BenchReport) -> Table {
     const HEADER: [&str; 9] = [
         "size",
         "pattern",

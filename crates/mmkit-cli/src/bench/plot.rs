@@ -8,13 +8,13 @@ mod svg;
 use std::path::Path;
 
 use anyhow::{bail, Context};
-use mmkit::bench::{format_size, CacheState, Method, Pattern, Report};
+use mmkit::bench::{format_size, BenchReport, CacheState, Method, Pattern};
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
 const CHART: (u32, u32) = (640, 440);
 
-fn methods(report: &Report) -> Vec<Method> {
+fn methods(report: &BenchReport) -> Vec<Method> {
     let mut methods = Vec::new();
     for r in &report.results {
         if !methods.contains(&r.method) {
@@ -62,7 +62,7 @@ pub(super) fn check_path(path: &Path) -> anyhow::Result<()> {
 }
 
 /// Draw the report to `path`.
-pub(super) fn draw(report: &Report, path: &Path) -> anyhow::Result<()> {
+pub(super) fn draw(report: &BenchReport, path: &Path) -> anyhow::Result<()> {
     let mut combos: Vec<(Pattern, CacheState)> = Vec::new();
     for r in &report.results {
         if !combos.contains(&(r.pattern, r.cache)) {
@@ -99,7 +99,7 @@ pub(super) fn draw(report: &Report, path: &Path) -> anyhow::Result<()> {
 }
 
 fn grid<DB: DrawingBackend>(
-    report: &Report,
+    report: &BenchReport,
     combos: &[(Pattern, CacheState)],
     rows: usize,
     cols: usize,

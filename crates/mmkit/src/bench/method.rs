@@ -252,7 +252,7 @@ fn mapped_pass(method: Method, pattern: Pattern, t: &mut Target<'_>) -> Result<u
     let offsets = t.offsets;
     // SAFETY: the bench owns its generated files and nothing writes them while it runs; a
     // file given by the caller must not be written during the bench (documented on
-    // `Config::file`). A truncation is caught by the guard of `with_bytes`.
+    // `BenchOptions::file`). A truncation is caught by the guard of `with_bytes`.
     unsafe {
         map.with_bytes(0, len, |bytes| match pattern {
             Pattern::Seq => scan(bytes),

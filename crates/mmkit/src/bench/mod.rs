@@ -9,19 +9,19 @@
 //! `cachestat(2)`, see [`CaseResult::cached_pages_before`]).
 //!
 //! Every pass of every method returns a checksum; a method that disagrees with the others
-//! is an error. Results are medians (with min and max) over [`Config::runs`] runs, the
+//! is an error. Results are medians (with min and max) over [`BenchOptions::runs`] runs, the
 //! methods interleaved within each run, with the ratio to `read()` for the same size,
 //! pattern and cache state. Tests never assert a timing; claims are these ratios.
 //!
 //! ```
-//! use mmkit::bench::{self, CacheState, Config, Method};
+//! use mmkit::bench::{self, CacheState, BenchOptions, Method};
 //! let dir = tempfile::tempdir()?;
-//! let config = Config {
+//! let config = BenchOptions {
 //!     sizes: vec![4096],
 //!     runs: 1,
 //!     random_reads: 16,
 //!     dir: Some(dir.path().to_path_buf()),
-//!     ..Config::quick()
+//!     ..BenchOptions::quick()
 //! };
 //! let report = bench::run(&config, &mut |_| {})?;
 //! let read = report
@@ -40,7 +40,11 @@ mod runner;
 
 pub(crate) use method::{io_err, random_offsets, scan};
 pub use method::{CacheState, Method, Pattern};
-pub use report::{format_size, parse_size, CaseResult, Machine, Report};
+#[allow(deprecated)]
+pub use report::Report;
+pub use report::{format_size, parse_size, BenchReport, CaseResult, Machine};
 pub(crate) use runner::generate;
+#[allow(deprecated)]
+pub use runner::Config;
 pub(crate) use runner::{check_count, check_free_space};
-pub use runner::{run, Config, Progress, MAX_BUFFER, MAX_RANDOM_READS, MAX_RUNS};
+pub use runner::{run, BenchOptions, Progress, MAX_BUFFER, MAX_RANDOM_READS, MAX_RUNS};

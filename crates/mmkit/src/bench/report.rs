@@ -74,9 +74,13 @@ impl Machine {
     }
 }
 
+/// The old name of [`BenchReport`].
+#[deprecated(since = "0.1.0", note = "renamed to `BenchReport`")]
+pub type Report = BenchReport;
+
 /// A whole bench run.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct Report {
+pub struct BenchReport {
     /// Where it ran.
     pub machine: Machine,
     /// The file measured, when one was given (else generated files).

@@ -6,12 +6,16 @@ use std::time::{Duration, Instant};
 
 use super::cache;
 use super::method::{io_err, pass, random_offsets, CacheState, Method, Pattern, Target, BLOCK};
-use super::report::{format_size, CaseResult, Machine, Report};
+use super::report::{format_size, BenchReport, CaseResult, Machine};
 use crate::error::{Error, ErrorKind, Op, Result};
+
+/// The old name of [`BenchOptions`].
+#[deprecated(since = "0.1.0", note = "renamed to `BenchOptions`")]
+pub type Config = BenchOptions;
 
 /// What to measure.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Config {
+pub struct BenchOptions {
     /// File sizes to generate (ignored when [`file`](Self::file) is set).
     pub sizes: Vec<u64>,
     /// Measure this file instead of generated ones. It must not be written while the
@@ -36,11 +40,11 @@ pub struct Config {
     pub min_run_time: Duration,
 }
 
-impl Default for Config {
+impl Default for BenchOptions {
     /// Sizes 4 KiB, 64 KiB, 1 MiB, 16 MiB, 256 MiB; 5 runs; every method, pattern and
     /// cache state; 1 MiB buffer; 1000 random reads.
-    fn default() -> Config {
-        Config {
+    fn default() -> BenchOptions {
+        BenchOptions {
             sizes: vec![4 << 10, 64 << 10, 1 << 20, 16 << 20, 256 << 20],
             file: None,
             dir: None,
@@ -55,14 +59,14 @@ impl Default for Config {
     }
 }
 
-impl Config {
+impl BenchOptions {
     /// A quick sweep: 4 KiB, 1 MiB, 16 MiB; 3 runs; 5 ms warm runs.
-    pub fn quick() -> Config {
-        Config {
+    pub fn quick() -> BenchOptions {
+        BenchOptions {
             sizes: vec![4 << 10, 1 << 20, 16 << 20],
             runs: 3,
             min_run_time: Duration::from_millis(5),
-            ..Config::default()
+            ..BenchOptions::default()
         }
     }
 }
@@ -108,7 +112,7 @@ pub(crate) fn check_count(what: &str, value: usize, max: usize) -> Result<()> {
 }
 
 /// Refuse numbers that cannot give a measurement in reasonable time and memory.
-fn check_limits(config: &Config) -> Result<()> {
+fn check_limits(config: &BenchOptions) -> Result<()> {
     check_count("runs", config.runs, MAX_RUNS)?;
     check_count("buffer", config.buffer, MAX_BUFFER)?;
     check_count("random reads", config.random_reads, MAX_RANDOM_READS)?;
@@ -207,7 +211,7 @@ pub(crate) fn generate(path: &Path, size: u64) -> Result<File> {
 /// A missing or unreadable file, a directory, an empty file; a file system refusing the
 /// generated files; any method failing; methods disagreeing on a checksum
 /// (`Unsupported`, naming the methods and the case).
-pub fn run(config: &Config, progress: &mut dyn FnMut(&Progress)) -> Result<Report> {
+pub fn run(config: &BenchOptions, progress: &mut dyn FnMut(&Progress)) -> Result<BenchReport> {
     check_limits(config)?;
     let mut scratch = None;
     let files: Vec<(File, u64)> = match &config.file {
@@ -251,7 +255,7 @@ pub fn run(config: &Config, progress: &mut dyn FnMut(&Progress)) -> Result<Repor
         }
     }
     drop(scratch);
-    Ok(Report {
+    Ok(BenchReport {
         machine: Machine::current(),
         file: config.file.clone(),
         buffer: config.buffer,
@@ -284,7 +288,7 @@ fn check(expected: &mut Option<(Method, u64)>, method: Method, sum: u64, what: &
 }
 
 fn case(
-    config: &Config,
+    config: &BenchOptions,
     pattern: Pattern,
     cache: CacheState,
     t: &mut Target<'_>,

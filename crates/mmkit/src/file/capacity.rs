@@ -1,6 +1,6 @@
 //! Capacity of a [`MappedFile`]: growing the file and the mapping together
 //! (geometrically, for growable objects), and cutting the file to its exact length on
-//! flush, close and drop.
+//! flush, close and drop; the `msync` of a range, waiting or not.
 
 use super::*;
 
@@ -81,5 +81,37 @@ impl Drop for MappedFile {
     fn drop(&mut self) {
         // Errors cannot be reported from drop; `close` returns them.
         let _ = self.finish();
+    }
+}
+
+impl MappedFile {
+    /// Start writing the dirty pages back and return at once (`msync(MS_ASYNC)`). Unlike
+    /// [`flush`](Self::flush) it does not cut a growable file's spare capacity. A no-op
+    /// with read or copy access.
+    ///
+    /// # Errors
+    /// The kernel's `msync` error.
+    pub fn flush_async(&self) -> Result<()> {
+        self.flush_range_with(0, self.len, FlushMode::Async)
+    }
+
+    /// Start writing back `len` bytes at `off` (widened to whole pages) and return at once.
+    ///
+    /// # Errors
+    /// As [`flush_range`](Self::flush_range).
+    pub fn flush_async_range(&self, off: usize, len: usize) -> Result<()> {
+        self.flush_range_with(off, len, FlushMode::Async)
+    }
+
+    pub(super) fn flush_range_with(&self, off: usize, len: usize, mode: FlushMode) -> Result<()> {
+        if off.checked_add(len).map_or(true, |e| e > self.len) {
+            return Err(self
+                .err(Op::Flush, ErrorKind::OutOfRange, off, len)
+                .detail(format!("range leaves the object ({} bytes)", self.len)));
+        }
+        if self.access != Access::Write || len == 0 {
+            return Ok(());
+        }
+        self.map.flush_range(off, len, mode)
     }
 }

@@ -14,7 +14,7 @@
 //! | `read`, `readline`, `get`, `find`, `rfind` | copies out of the mapping (`memchr::memmem` for the searches) |
 //! | `write`, `set`, `move_within` | copies into the mapping |
 //! | `resize`, writes past the end of a growable file | [`ftruncate(2)`](https://man7.org/linux/man-pages/man2/ftruncate.2.html) and [`mremap(2)`](https://man7.org/linux/man-pages/man2/mremap.2.html) |
-//! | `flush`, `flush_range` | [`msync(2)`](https://man7.org/linux/man-pages/man2/msync.2.html) |
+//! | `flush`, `flush_range`, `flush_async` | [`msync(2)`](https://man7.org/linux/man-pages/man2/msync.2.html) |
 //! | `close`, drop | `ftruncate(2)` to the exact length when the file grew, `munmap(2)`, `close(2)` |
 //!
 //! ## Example
@@ -621,15 +621,7 @@ impl MappedFile {
     /// # Errors
     /// `OutOfRange` unless the range lies inside the length; the kernel's `msync` error.
     pub fn flush_range(&self, off: usize, len: usize) -> Result<()> {
-        if off.checked_add(len).map_or(true, |e| e > self.len) {
-            return Err(self
-                .err(Op::Flush, ErrorKind::OutOfRange, off, len)
-                .detail(format!("range leaves the object ({} bytes)", self.len)));
-        }
-        if self.access != Access::Write || len == 0 {
-            return Ok(());
-        }
-        self.map.flush_range(off, len, FlushMode::Sync)
+        self.flush_range_with(off, len, FlushMode::Sync)
     }
 
     /// Unmap and close. A growable file that grew is cut to its exact length first; that

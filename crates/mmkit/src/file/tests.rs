@@ -535,6 +535,26 @@ fn flush_range_bounds() {
         f.flush_range(usize::MAX, 2).unwrap_err().kind(),
         ErrorKind::OutOfRange
     );
+    f.flush_async().unwrap();
+    f.flush_async_range(5000, 3).unwrap();
+    assert_eq!(
+        f.flush_async_range(9_999, 2).unwrap_err().kind(),
+        ErrorKind::OutOfRange
+    );
+}
+
+#[test]
+fn flush_async_writes_back_without_cutting_capacity() {
+    let t = tmp(b"");
+    let mut f = MappedFile::options().growable(true).open(&t.path).unwrap();
+    f.write(b"scheduled").unwrap();
+    f.flush_async().unwrap();
+    assert_eq!(&std::fs::read(&t.path).unwrap()[..9], b"scheduled");
+    let on_disk = std::fs::metadata(&t.path).unwrap().len();
+    assert_eq!(on_disk, f.capacity() as u64, "spare capacity is kept");
+    assert!(on_disk > 9);
+    f.flush().unwrap();
+    assert_eq!(std::fs::read(&t.path).unwrap(), b"scheduled");
 }
 
 #[test]

@@ -327,12 +327,44 @@ impl Mapping {
         self.region.flush(0, self.region.len(), FlushMode::Sync)
     }
 
+    /// Start writing dirty pages of the whole view back to the file and return at once
+    /// (`msync(MS_ASYNC)`); the kernel writes them in the background. No-op for anonymous
+    /// memory.
+    ///
+    /// ```
+    /// let dir = tempfile::tempdir()?;
+    /// let path = dir.path().join("log");
+    /// std::fs::write(&path, [0u8; 4096])?;
+    /// let mut map = mmkit::MapOptions::new().write().map_path(&path)?;
+    /// map.write_at(0, b"entry")?;
+    /// map.flush_async()?; // scheduled; `flush` would wait for the disk
+    /// map.flush_async_range(0, 5)?;
+    /// assert_eq!(&std::fs::read(&path)?[..5], b"entry"); // the page cache is shared
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// The file system's error.
+    #[doc(alias = "msync")]
+    pub fn flush_async(&self) -> Result<()> {
+        self.region.flush(0, self.region.len(), FlushMode::Async)
+    }
+
     /// Write back `len` bytes at `off` (widened to whole pages), waiting or not.
     ///
     /// # Errors
     /// `OutOfRange`, or the file system's error.
     pub fn flush_range(&self, off: usize, len: usize, mode: FlushMode) -> Result<()> {
         self.region.flush(off, len, mode)
+    }
+
+    /// Start writing back `len` bytes at `off` (widened to whole pages) and return at once:
+    /// [`flush_range`](Self::flush_range) with [`FlushMode::Async`].
+    ///
+    /// # Errors
+    /// `OutOfRange`, or the file system's error.
+    pub fn flush_async_range(&self, off: usize, len: usize) -> Result<()> {
+        self.region.flush(off, len, FlushMode::Async)
     }
 
     /// Change the protection of the whole view (`mprotect`).

@@ -4,7 +4,7 @@
 //! |---|---|
 //! | [`MapOptions`] `map*` | [`mmap(2)`](https://man7.org/linux/man-pages/man2/mmap.2.html) |
 //! | drop | [`munmap(2)`](https://man7.org/linux/man-pages/man2/munmap.2.html) |
-//! | `flush` | [`msync(2)`](https://man7.org/linux/man-pages/man2/msync.2.html) |
+//! | `flush`, `flush_async` | [`msync(2)`](https://man7.org/linux/man-pages/man2/msync.2.html) |
 //! | `protect` | [`mprotect(2)`](https://man7.org/linux/man-pages/man2/mprotect.2.html) |
 //! | `advise`, `discard` | [`madvise(2)`](https://man7.org/linux/man-pages/man2/madvise.2.html) |
 //! | `lock`, `unlock` | [`mlock(2)`, `mlock2(2)`, `munlock(2)`](https://man7.org/linux/man-pages/man2/mlock.2.html) |
@@ -30,6 +30,8 @@
 //! return it at a new address: raw pointers taken with `as_ptr` before are then dangling.
 //! [`RemapMode::InPlace`] never moves, and fails with `ENOMEM` when the pages after the
 //! mapping are taken.
+//!
+#![doc = include_str!("memmap2.md")]
 
 mod mapping;
 mod memory;

@@ -9,7 +9,8 @@
 //!   [`shm_open(3)`](https://man7.org/linux/man-pages/man3/shm_open.3.html),
 //!   [`shm_unlink(3)`](https://man7.org/linux/man-pages/man3/shm_unlink.3.html) and
 //!   [`ftruncate(2)`](https://man7.org/linux/man-pages/man2/ftruncate.2.html).
-//! - **Sealed memfds** ([`Memfd`], [`SealedSegment`], [`ReceivedSegment`]): nameless memory
+//! - **Sealed memfds** ([`Memfd`](super::Memfd), [`SealedSegment`](super::SealedSegment),
+//!   [`ReceivedSegment`](super::ReceivedSegment)): nameless memory
 //!   whose size (and optionally contents) is frozen by seals, passed to another process as
 //!   a file descriptor over a Unix socket. The receiver checks the seals and the size
 //!   before trusting it. Wraps
@@ -50,7 +51,7 @@
 //! ## Example
 //!
 //! ```
-//! use mmkit::shm::segment::{recv_fd, Memfd, ReceivedSegment, Seals, Segment};
+//! use mmkit::shm::{recv_fd, Memfd, ReceivedSegment, Seals, Segment};
 //!
 //! // A named segment, as Python's SharedMemory(name=..., create=True, size=4096) makes.
 //! let name = format!("mmkit-doc-{}", std::process::id());
@@ -80,8 +81,6 @@ use rustix::io::Errno;
 
 use crate::error::{Error, ErrorKind, Op, Result};
 use crate::map::{MapOptions, Mapping};
-
-pub use super::memfd::{recv_fd, send_fd, Memfd, ReceivedSegment, SealedSegment, Seals};
 
 /// Where Linux keeps `shm_open` objects: a tmpfs, one regular file a segment.
 pub const SHM_DIR: &str = "/dev/shm";
@@ -646,7 +645,7 @@ impl Segment {
         sized
     }
 
-    /// The descriptor, e.g. to pass it with [`send_fd`].
+    /// The descriptor, e.g. to pass it with [`send_fd`](super::send_fd).
     pub fn into_fd(self) -> OwnedFd {
         self.fd
     }

@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use mmkit::bench::{format_size, CacheState, Method, Pattern, Report};
+use mmkit::bench::{format_size, BenchReport, CacheState, Method, Pattern};
 
 use super::CHART;
 
@@ -38,7 +38,7 @@ fn nice(v: f64) -> f64 {
 
 /// The whole SVG document.
 pub(super) fn chart(
-    report: &Report,
+    report: &BenchReport,
     combos: &[(Pattern, CacheState)],
     cols: usize,
     (width, height): (u32, u32),
@@ -66,7 +66,7 @@ pub(super) fn chart(
 
 fn panel(
     s: &mut String,
-    report: &Report,
+    report: &BenchReport,
     pattern: Pattern,
     cache: CacheState,
     methods: &[Method],

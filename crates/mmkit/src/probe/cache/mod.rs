@@ -10,7 +10,7 @@
 //! | evict | `fdatasync` then [`posix_fadvise(POSIX_FADV_DONTNEED)`](https://man7.org/linux/man-pages/man2/posix_fadvise.2.html) |
 //! | lock | `mlock` / `mlock2(MLOCK_ONFAULT)` on mappings held by a [`LockedSet`] |
 //!
-//! A file that cannot be opened or mapped is recorded in [`Report::errors`] and the walk
+//! A file that cannot be opened or mapped is recorded in [`CacheReport::errors`] and the walk
 //! goes on. Non-regular files (FIFOs, sockets, devices) in a tree are skipped without
 //! being opened; one named as a root is an error (`NotMappable`), also without an open.
 //! [`ByteRange`] limits everything to a part of each file; [`Termination`] lets a process
@@ -155,7 +155,7 @@ impl CacheOptions {
     /// called after each file with the totals so far.
     ///
     /// Never fails as a whole: a path that is missing, or a file that cannot be opened,
-    /// mapped or locked, is an entry of [`Report::errors`]. The [`LockedSet`] holds the
+    /// mapped or locked, is an entry of [`CacheReport::errors`]. The [`LockedSet`] holds the
     /// locked mappings for [`Action::Lock`] (empty otherwise); the locks last until it
     /// is dropped.
     pub fn run<P: AsRef<Path>>(
@@ -163,11 +163,11 @@ impl CacheOptions {
         paths: &[P],
         action: Action,
         progress: &mut dyn FnMut(&Summary),
-    ) -> (Report, LockedSet) {
+    ) -> (CacheReport, LockedSet) {
         let mut w = Walker {
             opts: self,
             action,
-            report: Report::default(),
+            report: CacheReport::default(),
             locked: LockedSet::default(),
             seen: HashSet::new(),
             cachestat: true,
@@ -211,7 +211,7 @@ impl CacheOptions {
 /// Totals over every file measured, in pages of [`page_size`](Self::page_size) bytes.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Summary {
-    /// Regular files measured (without the ones in [`Report::errors`]).
+    /// Regular files measured (without the ones in [`CacheReport::errors`]).
     pub files: u64,
     /// Directories walked (the roots included).
     pub directories: u64,
@@ -324,9 +324,13 @@ impl serde::Serialize for PathError {
     }
 }
 
+/// The old name of [`CacheReport`].
+#[deprecated(since = "0.1.0", note = "renamed to `CacheReport`")]
+pub type Report = CacheReport;
+
 /// What [`CacheOptions::run`] found.
 #[derive(Debug, Default, serde::Serialize)]
-pub struct Report {
+pub struct CacheReport {
     /// Totals.
     pub summary: Summary,
     /// Each regular file measured, in walk order.
@@ -362,7 +366,7 @@ impl LockedSet {
 struct Walker<'a> {
     opts: &'a CacheOptions,
     action: Action,
-    report: Report,
+    report: CacheReport,
     locked: LockedSet,
     /// (dev, ino) of files with more than one link already measured.
     seen: HashSet<(u64, u64)>,
