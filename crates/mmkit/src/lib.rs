@@ -47,20 +47,32 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![deny(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
+#[cfg(feature = "bench")]
+#[cfg_attr(docsrs, doc(cfg(feature = "bench")))]
 pub mod bench;
 mod error;
 pub mod file;
 pub mod guard;
 pub mod map;
+#[cfg(feature = "pager")]
+#[cfg_attr(docsrs, doc(cfg(feature = "pager")))]
 pub mod pager;
+#[cfg(feature = "probe")]
+#[cfg_attr(docsrs, doc(cfg(feature = "probe")))]
 pub mod probe;
+mod proc;
 pub mod process;
 pub mod search;
+#[cfg(feature = "shm")]
+#[cfg_attr(docsrs, doc(cfg(feature = "shm")))]
 pub mod shm;
 mod sys;
+#[cfg(feature = "tour")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tour")))]
 pub mod tour;
 
 pub use error::{Error, ErrorKind, Op, Result};

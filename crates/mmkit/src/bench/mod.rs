@@ -38,9 +38,12 @@ mod method;
 mod report;
 mod runner;
 
-pub(crate) use method::{io_err, random_offsets, scan};
 pub use method::{CacheState, Method, Pattern};
 pub use report::{format_size, parse_size, CaseResult, Machine, Report};
-pub(crate) use runner::generate;
-pub(crate) use runner::{check_count, check_free_space};
+// Helpers of `shm::bench` and `pager::bench` (and `scan` of the tour): some go unused when
+// `bench` is built without `shm` or `pager`.
+#[cfg_attr(not(all(feature = "shm", feature = "pager")), allow(unused_imports))]
+pub(crate) use method::{io_err, random_offsets, scan};
+#[cfg_attr(not(feature = "pager"), allow(unused_imports))]
+pub(crate) use runner::{check_count, check_free_space, generate};
 pub use runner::{run, Config, Progress, MAX_BUFFER, MAX_RANDOM_READS, MAX_RUNS};
