@@ -14,6 +14,31 @@
 //! | observe | [`probe`] | per-mapping RSS/PSS/dirty from smaps, fault counters, locked memory |
 //! | tour | [`tour`] | live checks of what the Linux docs claim about `mmap` |
 //!
+//! ## Features
+//!
+//! The default build is map, guard, file and search, on four small dependencies (7 crates in
+//! `cargo tree -e normal`, this one included). Everything else is opt-in:
+//!
+//! | feature | modules | extra dependencies |
+//! |---|---|---|
+//! | *(default, always on)* | [`map`], [`guard`], [`file`](mod@file), [`search`], `process` | `rustix`, `libc`, `memchr`, `zerocopy` |
+//! | `shm` | `shm` | — |
+//! | `pager` | `pager` | — |
+//! | `zstd` (implies `pager`) | `pager::ZstdSource`, `pager::compress_seekable` | `zstd` (builds zstd's C sources) |
+//! | `probe` | `probe` | `procfs`, `walkdir`, `globset` |
+//! | `bench` (implies `probe`) | `bench`; `shm::bench` with `shm`, `pager::bench` with `pager` | — |
+//! | `tour` (implies `probe`, `bench`) | `tour` | — |
+//! | `serde` | `serde::Serialize` on the report types | `serde` |
+//! | `store`, `remote` | reserved for the persist pillar and remote page sources: empty for now | — |
+//!
+//! ```toml
+//! [dependencies]
+//! mmkit = { version = "0.1", features = ["shm", "pager"] }
+//! ```
+//!
+//! Types with typed views (`FromBytes`, `IntoBytes`, ...) derive them with your own
+//! `zerocopy = { version = "0.8", features = ["derive"] }`.
+//!
 //! ## Safety model
 //!
 //! - Private anonymous memory ([`Memory`]) is lent as `&[u8]`/`&mut [u8]`: nothing outside
