@@ -312,6 +312,7 @@ fn errno_text(n: i32) -> String {
 }
 
 /// `EINVAL (Invalid argument)`: the errno's name and its text.
+#[cfg_attr(not(any(feature = "shm", feature = "pager")), allow(dead_code))]
 pub(crate) fn errno_label(n: i32) -> String {
     let text = errno_text(n);
     match errno_name(n) {

@@ -14,6 +14,32 @@
 //! | observe | [`probe`] | per-mapping RSS/PSS/dirty from smaps, fault counters, locked memory |
 //! | tour | [`tour`] | live checks of what the Linux docs claim about `mmap` |
 //!
+//! ## Features
+//!
+//! The default build is map, guard, file and search, on four small dependencies (7 crates in
+//! `cargo tree -e normal`, this one included). Everything else is opt-in:
+//!
+//! | feature | modules | extra dependencies |
+//! |---|---|---|
+//! | *(default, always on)* | [`map`], [`guard`], [`file`](mod@file), [`search`] | `rustix`, `libc`, `memchr`, `zerocopy` |
+//! | `shm` | `shm` | — |
+//! | `pager` | `pager` | — |
+//! | `zstd` (implies `pager`) | `pager::ZstdSource`, `pager::compress_seekable` | `zstd` (builds zstd's C sources) |
+//! | `probe` | `probe` | `procfs`, `walkdir`, `globset` |
+//! | `bench` (implies `probe`) | `bench`; `shm::bench` with `shm`, `pager::bench` with `pager` | — |
+//! | `tour` (implies `probe`, `bench`) | `tour` | — |
+//! | `process` | `process` (test support: fork a child with a pipe back) | — |
+//! | `serde` | `serde::Serialize` on the report types | `serde` |
+//! | `store`, `remote` | reserved for the persist pillar and remote page sources: empty for now | — |
+//!
+//! ```toml
+//! [dependencies]
+//! mmkit = { version = "0.1", features = ["shm", "pager"] }
+//! ```
+//!
+//! Types with typed views (`FromBytes`, `IntoBytes`, ...) derive them with your own
+//! `zerocopy = { version = "0.8", features = ["derive"] }`.
+//!
 //! ## Safety model
 //!
 //! - Private anonymous memory ([`Memory`]) is lent as `&[u8]`/`&mut [u8]`: nothing outside
@@ -47,16 +73,24 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![deny(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
+#[cfg(feature = "bench")]
+#[cfg_attr(docsrs, doc(cfg(feature = "bench")))]
 pub mod bench;
 mod error;
 pub mod file;
 pub mod guard;
 pub mod map;
+#[cfg(feature = "pager")]
+#[cfg_attr(docsrs, doc(cfg(feature = "pager")))]
 pub mod pager;
+#[cfg(feature = "probe")]
+#[cfg_attr(docsrs, doc(cfg(feature = "probe")))]
 pub mod probe;
+mod proc;
 #[cfg(feature = "process")]
 pub mod process;
 // Without the feature the module is internal: the tour and the shm bench fork children.
@@ -64,8 +98,12 @@ pub mod process;
 #[allow(dead_code, unreachable_pub)]
 mod process;
 pub mod search;
+#[cfg(feature = "shm")]
+#[cfg_attr(docsrs, doc(cfg(feature = "shm")))]
 pub mod shm;
 mod sys;
+#[cfg(feature = "tour")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tour")))]
 pub mod tour;
 
 pub use error::{Error, ErrorKind, Op, Result};

@@ -12,6 +12,8 @@ fn run_example(name: &str) -> String {
             "--offline",
             "-p",
             "mmkit",
+            "--features",
+            "shm",
             "--example",
             name,
         ])

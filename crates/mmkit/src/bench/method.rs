@@ -8,30 +8,31 @@ use crate::error::{Error, ErrorKind, Op, Result};
 use crate::{Advice, MapOptions};
 
 /// A way to read a file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[non_exhaustive]
 pub enum Method {
     /// A fresh mapping, pages faulted in lazily by the scan.
-    #[serde(rename = "mmap")]
+    #[cfg_attr(feature = "serde", serde(rename = "mmap"))]
     MmapLazy,
     /// A fresh mapping with `MAP_POPULATE`.
-    #[serde(rename = "mmap-populate")]
+    #[cfg_attr(feature = "serde", serde(rename = "mmap-populate"))]
     MmapPopulate,
     /// A fresh mapping with `MADV_SEQUENTIAL`.
-    #[serde(rename = "mmap-seq")]
+    #[cfg_attr(feature = "serde", serde(rename = "mmap-seq"))]
     MmapSequential,
     /// A fresh mapping with `MADV_WILLNEED`.
-    #[serde(rename = "mmap-willneed")]
+    #[cfg_attr(feature = "serde", serde(rename = "mmap-willneed"))]
     MmapWillNeed,
     /// A fresh mapping with `MADV_HUGEPAGE` (file THP needs
     /// `CONFIG_READ_ONLY_THP_FOR_FS`; without it this measures the advice's cost).
-    #[serde(rename = "mmap-thp")]
+    #[cfg_attr(feature = "serde", serde(rename = "mmap-thp"))]
     MmapHugePage,
     /// `read(2)` into a buffer.
-    #[serde(rename = "read")]
+    #[cfg_attr(feature = "serde", serde(rename = "read"))]
     Read,
     /// `pread(2)` into a buffer.
-    #[serde(rename = "pread")]
+    #[cfg_attr(feature = "serde", serde(rename = "pread"))]
     Pread,
 }
 
@@ -72,8 +73,9 @@ impl Method {
 }
 
 /// An access pattern.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
-#[serde(rename_all = "kebab-case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "kebab-case"))]
 #[non_exhaustive]
 pub enum Pattern {
     /// One pass over the whole file, summed.
@@ -93,8 +95,9 @@ impl Pattern {
 }
 
 /// The page-cache state of the file before a timed pass.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
-#[serde(rename_all = "kebab-case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "kebab-case"))]
 #[non_exhaustive]
 pub enum CacheState {
     /// The file is in the page cache.

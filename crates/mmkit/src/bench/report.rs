@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use super::method::{CacheState, Method, Pattern};
 
 /// The measurements of one method for one size, pattern and cache state.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct CaseResult {
     /// File size in bytes.
     pub size: u64,
@@ -42,7 +43,8 @@ pub struct CaseResult {
 }
 
 /// The machine a report was measured on.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct Machine {
     /// CPUs available to this process.
     pub cpus: usize,
@@ -79,7 +81,8 @@ impl Machine {
 pub type Report = BenchReport;
 
 /// A whole bench run.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct BenchReport {
     /// Where it ran.
     pub machine: Machine,

@@ -246,6 +246,7 @@ impl Mapping {
     /// # Safety
     /// `f` must touch only `[ptr, ptr+len)`, and only with atomic accesses: other
     /// processes may write the bytes at any time.
+    #[cfg_attr(not(feature = "shm"), allow(dead_code))]
     pub(crate) unsafe fn with_shared_ptr<R>(
         &self,
         off: usize,
@@ -257,6 +258,7 @@ impl Mapping {
     }
 
     /// Whether the file behind the mapping can shrink (accesses need the SIGBUS guard).
+    #[cfg_attr(not(feature = "shm"), allow(dead_code))]
     pub(crate) fn can_shrink(&self) -> bool {
         self.region.needs_guard()
     }

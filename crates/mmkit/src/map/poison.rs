@@ -163,14 +163,14 @@ fn open_by_fd(id: FileId) -> Option<File> {
 /// own `/proc/self/map_files` entry (the very file, even when deleted or renamed; needs
 /// `CAP_SYS_ADMIN` or `CAP_CHECKPOINT_RESTORE`), then the path `/proc/self/maps` shows.
 fn mapped_paths(id: FileId) -> Vec<PathBuf> {
-    let Ok(maps) = procfs::process::Process::myself().and_then(|p| p.maps()) else {
+    let Ok(maps) = crate::proc::self_maps() else {
         return Vec::new();
     };
     let mut paths = Vec::new();
     for m in maps.into_iter().filter(|m| m.inode == id.ino) {
         let (lo, hi) = m.address;
         paths.push(PathBuf::from(format!("/proc/self/map_files/{lo:x}-{hi:x}")));
-        if let procfs::process::MMapPath::Path(p) = m.pathname {
+        if let Some(p) = m.path {
             paths.push(p);
         }
     }

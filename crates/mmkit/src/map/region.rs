@@ -271,7 +271,7 @@ impl Region {
         let Some(file) = self.file else { return Ok(()) };
         let start = addr / self.granule * self.granule;
         let end = (addr + len).div_ceil(self.granule) * self.granule;
-        let Ok(maps) = procfs::process::Process::myself().and_then(|p| p.maps()) else {
+        let Ok(maps) = crate::proc::self_maps() else {
             return Ok(());
         };
         let mut covered = start;

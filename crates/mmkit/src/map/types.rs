@@ -227,12 +227,13 @@ impl HugePageSize {
 
 /// `Hugepagesize` from `/proc/meminfo`, 2 MiB where it cannot be read.
 fn default_huge_page_size() -> usize {
-    crate::probe::meminfo("Hugepagesize").map_or(2 << 20, |b| b as usize)
+    crate::proc::meminfo("Hugepagesize").map_or(2 << 20, |b| b as usize)
 }
 
 /// The four kinds of mapping.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
-#[serde(rename_all = "kebab-case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "kebab-case"))]
 pub enum MapKind {
     /// A file mapped `MAP_SHARED`: writes reach the file and every process mapping it.
     FileShared,

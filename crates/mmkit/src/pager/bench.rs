@@ -21,8 +21,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
-
 use super::{FileSource, PagerOptions, PagerStats};
 use crate::bench::{random_offsets, scan};
 use crate::error::{Error, ErrorKind, Op, Result};
@@ -59,7 +57,8 @@ impl Default for PageBenchOptions {
 }
 
 /// One method on one access pattern.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct PageRow {
     /// `sequential` or `random`.
     pub pattern: &'static str,
@@ -78,7 +77,8 @@ pub struct PageRow {
 }
 
 /// One-fault service times, nanoseconds.
-#[derive(Debug, Clone, Copy, Serialize)]
+#[derive(Debug, Clone, Copy)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct FaultLatency {
     /// Median time of a touch served by the pager (no read-ahead).
     pub pager_p50_ns: f64,
@@ -91,7 +91,8 @@ pub struct FaultLatency {
 }
 
 /// The whole run.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct PageBenchReport {
     /// Bytes of the test file.
     pub size: u64,

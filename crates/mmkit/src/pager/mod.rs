@@ -96,13 +96,18 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+#[cfg(feature = "bench")]
+#[cfg_attr(docsrs, doc(cfg(feature = "bench")))]
 pub mod bench;
 mod handler;
 mod runtime;
 mod source;
 mod uffd;
+#[cfg(feature = "zstd")]
 mod zstd;
 
 pub use self::runtime::{Pager, PagerOptions, PagerStats, MAX_READAHEAD_BYTES, MAX_THREADS};
 pub use self::source::{FileSource, FnSource, MemSource, Source};
+#[cfg(feature = "zstd")]
+#[cfg_attr(docsrs, doc(cfg(feature = "zstd")))]
 pub use self::zstd::{compress_seekable, CompressStats, ZstdSource};

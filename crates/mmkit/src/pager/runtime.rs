@@ -269,7 +269,8 @@ impl Drop for Region {
 }
 
 /// What a pager has done so far. All counts since it was built.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[non_exhaustive]
 pub struct PagerStats {
     /// Missing-page faults the handlers received.

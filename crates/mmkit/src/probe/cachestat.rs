@@ -5,7 +5,8 @@ use std::os::fd::{AsFd, AsRawFd};
 use crate::error::{Error, Op, Result};
 
 /// Page-cache counts of a file range, in pages.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct CacheStat {
     /// Pages in the page cache.
     pub cached: u64,

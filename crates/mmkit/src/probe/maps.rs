@@ -52,10 +52,9 @@ use procfs::ProcError;
 use crate::error::{Error, ErrorKind, Op, Result};
 
 /// What an area of a process's address space holds.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
-)]
-#[serde(rename_all = "kebab-case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "kebab-case"))]
 #[non_exhaustive]
 pub enum AreaKind {
     /// A file mapped `MAP_SHARED`: writes reach the file.
@@ -150,7 +149,8 @@ impl std::str::FromStr for AreaKind {
 }
 
 /// One area of a process's address space (one `smaps` entry); sizes in bytes.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct MapEntry {
     /// First address.
     pub start: u64,
@@ -235,7 +235,8 @@ impl MapEntry {
 }
 
 /// Sums over a set of entries; sizes in bytes.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct MapTotals {
     /// How many entries were summed.
     pub count: usize,
@@ -282,7 +283,8 @@ impl MapTotals {
 }
 
 /// Totals per kind (only the kinds present) and over all entries.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct Totals {
     /// Sums per kind, in [`AreaKind::ALL`] order.
     pub per_kind: BTreeMap<AreaKind, MapTotals>,
@@ -303,7 +305,8 @@ impl Totals {
 }
 
 /// Every mapping of one process, in address order.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct ProcessMaps {
     /// The process id (the real one when the process was asked for as "self").
     pub pid: i32,

@@ -28,8 +28,6 @@ use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
-
 use crate::bench::io_err;
 use crate::error::{Error, ErrorKind, Op, Result};
 use crate::map::MapOptions;
@@ -37,8 +35,9 @@ use crate::process::{fork, Child, ChildLink, Exit};
 use crate::shm::ring::{Consumer, Producer, RingOptions};
 
 /// The transports compared.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
 pub enum Transport {
     /// mmkit's ring channel (two rings for round trips).
     Ring,
@@ -138,7 +137,8 @@ impl Default for ShmBenchOptions {
 }
 
 /// Round-trip percentiles in nanoseconds.
-#[derive(Debug, Clone, Copy, Serialize)]
+#[derive(Debug, Clone, Copy)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct Latency {
     /// Median.
     pub p50_ns: f64,
@@ -151,7 +151,8 @@ pub struct Latency {
 }
 
 /// One transport at one size.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct Row {
     /// Which transport.
     pub transport: Transport,
@@ -168,8 +169,9 @@ pub struct Row {
 }
 
 /// Where the parent and the child ran during the run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
 pub enum Placement {
     /// Only one CPU is available to the process: both ends share it.
     OneCpu,
@@ -205,7 +207,8 @@ impl Placement {
 }
 
 /// The whole run.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct ShmBenchReport {
     /// Every measurement, by size then transport.
     pub rows: Vec<Row>,

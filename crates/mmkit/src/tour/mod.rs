@@ -27,8 +27,9 @@ use std::path::{Path, PathBuf};
 use crate::error::{Error, ErrorKind, Op, Result};
 
 /// Whether a claim held on this machine.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "lowercase"))]
 pub enum Verdict {
     /// The measurement agrees with the claim.
     Holds,
@@ -39,7 +40,8 @@ pub enum Verdict {
 }
 
 /// One checked claim.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct Finding {
     /// The claim's number in the tour (`"13a"` for parts).
     pub id: String,
@@ -50,7 +52,7 @@ pub struct Finding {
     /// The verdict.
     pub verdict: Verdict,
     /// Why it was skipped (only for `Skipped`).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Option::is_none"))]
     pub reason: Option<String>,
 }
 

@@ -209,7 +209,8 @@ impl CacheOptions {
 }
 
 /// Totals over every file measured, in pages of [`page_size`](Self::page_size) bytes.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct Summary {
     /// Regular files measured (without the ones in [`CacheReport::errors`]).
     pub files: u64,
@@ -260,7 +261,8 @@ impl Summary {
 }
 
 /// One regular file's residency.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct FileEntry {
     /// The path as walked.
     pub path: PathBuf,
@@ -277,7 +279,7 @@ pub struct FileEntry {
     /// `cachestat` of the range, when the kernel has it.
     pub cachestat: Option<crate::probe::CacheStat>,
     /// Page-by-page residency, kept with [`CacheOptions::keep_pages`].
-    #[serde(skip)]
+    #[cfg_attr(feature = "serde", serde(skip))]
     pub map: Vec<bool>,
 }
 
@@ -313,6 +315,7 @@ pub struct PathError {
     pub error: Error,
 }
 
+#[cfg(feature = "serde")]
 impl serde::Serialize for PathError {
     fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
         use serde::ser::SerializeStruct;
@@ -329,7 +332,8 @@ impl serde::Serialize for PathError {
 pub type Report = CacheReport;
 
 /// What [`CacheOptions::run`] found.
-#[derive(Debug, Default, serde::Serialize)]
+#[derive(Debug, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct CacheReport {
     /// Totals.
     pub summary: Summary,

@@ -5,7 +5,8 @@
 ///
 /// Parsed from `A-B`, `A-` or `-B`, with optional `K`, `M`, `G` suffixes (powers of 1024),
 /// as `vmtouch -p` takes it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct ByteRange {
     /// First byte.
     pub start: u64,
