@@ -143,13 +143,6 @@ pub(crate) fn random_offsets(size: u64, count: usize) -> Vec<u64> {
         .collect()
 }
 
-pub(crate) fn io_err(op: Op, e: std::io::Error) -> Error {
-    Error::os(
-        op,
-        rustix::io::Errno::from_io_error(&e).unwrap_or(rustix::io::Errno::IO),
-    )
-}
-
 /// What a pass works on: the open file, its size, the buffer, the random offsets.
 #[derive(Debug)]
 pub(crate) struct Target<'a> {
@@ -179,10 +172,10 @@ pub(crate) fn pass(method: Method, pattern: Pattern, t: &mut Target<'_>) -> Resu
         (Method::Read, Pattern::Seq) => {
             let mut f = t.file;
             f.seek(SeekFrom::Start(0))
-                .map_err(|e| io_err(Op::Read, e))?;
+                .map_err(|e| Error::io(Op::Read, &e))?;
             let mut sum = 0u64;
             loop {
-                let n = f.read(t.buf).map_err(|e| io_err(Op::Read, e))?;
+                let n = f.read(t.buf).map_err(|e| Error::io(Op::Read, &e))?;
                 if n == 0 {
                     return Ok(sum);
                 }
@@ -195,9 +188,9 @@ pub(crate) fn pass(method: Method, pattern: Pattern, t: &mut Target<'_>) -> Resu
             for &off in t.offsets {
                 let len = block_len(t.size, off);
                 f.seek(SeekFrom::Start(off))
-                    .map_err(|e| io_err(Op::Read, e))?;
+                    .map_err(|e| Error::io(Op::Read, &e))?;
                 f.read_exact(&mut t.buf[..len])
-                    .map_err(|e| io_err(Op::Read, e))?;
+                    .map_err(|e| Error::io(Op::Read, &e))?;
                 sum = sum.wrapping_add(scan(&t.buf[..len]));
             }
             Ok(sum)
@@ -209,7 +202,7 @@ pub(crate) fn pass(method: Method, pattern: Pattern, t: &mut Target<'_>) -> Resu
                 let n = t
                     .file
                     .read_at(t.buf, off)
-                    .map_err(|e| io_err(Op::Read, e))?;
+                    .map_err(|e| Error::io(Op::Read, &e))?;
                 if n == 0 {
                     return Ok(sum);
                 }
@@ -223,7 +216,7 @@ pub(crate) fn pass(method: Method, pattern: Pattern, t: &mut Target<'_>) -> Resu
                 let len = block_len(t.size, off);
                 t.file
                     .read_exact_at(&mut t.buf[..len], off)
-                    .map_err(|e| io_err(Op::Read, e))?;
+                    .map_err(|e| Error::io(Op::Read, &e))?;
                 sum = sum.wrapping_add(scan(&t.buf[..len]));
             }
             Ok(sum)

@@ -38,7 +38,7 @@ mod method;
 mod report;
 mod runner;
 
-pub(crate) use method::{io_err, random_offsets, scan};
+pub(crate) use method::{random_offsets, scan};
 pub use method::{CacheState, Method, Pattern};
 pub use report::{format_size, parse_size, CaseResult, Machine, Report};
 pub(crate) use runner::generate;

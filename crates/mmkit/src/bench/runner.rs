@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::cache;
-use super::method::{io_err, pass, random_offsets, CacheState, Method, Pattern, Target, BLOCK};
+use super::method::{pass, random_offsets, CacheState, Method, Pattern, Target, BLOCK};
 use super::report::{format_size, CaseResult, Machine, Report};
 use crate::error::{Error, ErrorKind, Op, Result};
 
@@ -160,7 +160,7 @@ fn open_measured(path: &Path) -> Result<(File, u64)> {
     let file = crate::map::open_for_map(path, false, false)?;
     let meta = file
         .metadata()
-        .map_err(|e| io_err(Op::Open, e).with_path(Some(path)))?;
+        .map_err(|e| Error::io(Op::Open, &e).with_path(Some(path)))?;
     if !meta.is_file() {
         return Err(Error::new(Op::Open, ErrorKind::NotMappable)
             .with_path(Some(path))
@@ -175,7 +175,7 @@ fn open_measured(path: &Path) -> Result<(File, u64)> {
 /// Write `size` bytes of xorshift data to `path` (created or truncated) and sync them.
 pub(crate) fn generate(path: &Path, size: u64) -> Result<File> {
     use std::io::Write;
-    let open_err = |e| io_err(Op::Open, e).with_path(Some(path));
+    let open_err = |e| Error::io(Op::Open, &e).with_path(Some(path));
     let mut f = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
@@ -216,7 +216,8 @@ pub fn run(config: &Config, progress: &mut dyn FnMut(&Progress)) -> Result<Repor
             let base = config.dir.clone().unwrap_or_else(std::env::temp_dir);
             check_space(&base, &config.sizes)?;
             let dir = base.join(format!("mmkit-bench-{}", std::process::id()));
-            std::fs::create_dir_all(&dir).map_err(|e| io_err(Op::Open, e).with_path(Some(&dir)))?;
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| Error::io(Op::Open, &e).with_path(Some(&dir)))?;
             let dir = scratch.insert(Scratch(dir)).0.clone();
             let mut files = Vec::new();
             for &size in &config.sizes {

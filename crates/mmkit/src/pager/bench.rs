@@ -262,7 +262,7 @@ impl TestFile {
         let want = (self.size - off).min(buf.len() as u64) as usize;
         self.file
             .read_exact_at(&mut buf[..want], off)
-            .map_err(|e| crate::bench::io_err(Op::Read, e).with_path(Some(&self.path)))?;
+            .map_err(|e| Error::io(Op::Read, &e).with_path(Some(&self.path)))?;
         Ok(want)
     }
 

@@ -30,7 +30,6 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::bench::io_err;
 use crate::error::{Error, ErrorKind, Op, Result};
 use crate::map::MapOptions;
 use crate::process::{fork, Child, ChildLink, Exit};
@@ -401,7 +400,7 @@ struct Streams {
 }
 
 fn streams(t: Transport) -> Result<Streams> {
-    let os = |e| io_err(Op::Process, e);
+    let os = |e| Error::io(Op::Process, &e);
     let pipe = || -> Result<(std::fs::File, std::fs::File)> {
         let (r, w) = rustix::pipe::pipe().map_err(|e| Error::os(Op::Process, e))?;
         Ok((std::fs::File::from(w), std::fs::File::from(r)))
@@ -466,7 +465,7 @@ fn throughput(t: Transport, size: usize, count: u64, cap: usize, pinned: Pins) -
             child.recv();
             let start = Instant::now();
             for _ in 0..count {
-                w.write_all(&msg).map_err(|e| io_err(Op::Send, e))?;
+                w.write_all(&msg).map_err(|e| Error::io(Op::Send, &e))?;
             }
             child.recv();
             let secs = start.elapsed().as_secs_f64();
@@ -527,8 +526,9 @@ fn round_trips(
             let mut buf = vec![0u8; size];
             for _ in 0..rounds {
                 let start = Instant::now();
-                w.write_all(&msg).map_err(|e| io_err(Op::Send, e))?;
-                r.read_exact(&mut buf).map_err(|e| io_err(Op::Send, e))?;
+                w.write_all(&msg).map_err(|e| Error::io(Op::Send, &e))?;
+                r.read_exact(&mut buf)
+                    .map_err(|e| Error::io(Op::Send, &e))?;
                 times.push(start.elapsed());
             }
             finish(child, "stream echo")?;
