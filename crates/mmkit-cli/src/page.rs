@@ -118,7 +118,7 @@ const MAX_READS: usize = 1_000_000_000;
 
 /// A memory budget: a positive byte count, optionally with K, M or G.
 fn budget_arg(s: &str) -> Result<u64, String> {
-    mmkit::bench::parse_size(s).ok_or_else(|| {
+    mmkit::size::parse_size(s).ok_or_else(|| {
         format!(
             "`{s}` is not a budget (a positive byte count, optionally with K, M or G; \
              the pager keeps at least one page)"
@@ -298,7 +298,7 @@ fn render(r: &PageBenchReport) -> String {
     let f = &r.fault;
     format!(
         "{} file, pager read-ahead {} pages\n{t}\none fault: pager {:.1} µs (p99 {:.1}), kernel minor fault {:.2} µs (p99 {:.2}): {:.0}x\nsequential pass: {} faults filled {} pages ({} by read-ahead): {:.2} µs a page\nfresh anonymous memory: {:.2} µs a page to touch, the floor for filling private pages\n",
-        mmkit::bench::format_size(r.size),
+        mmkit::size::format_size(r.size),
         r.readahead,
         f.pager_p50_ns / 1e3,
         f.pager_p99_ns / 1e3,

@@ -60,6 +60,7 @@ pub mod probe;
 pub mod process;
 pub mod search;
 pub mod shm;
+pub mod size;
 mod sys;
 pub mod tour;
 

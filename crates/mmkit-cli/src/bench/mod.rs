@@ -9,7 +9,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use comfy_table::{presets, Cell, CellAlignment, ContentArrangement, Table};
-use mmkit::bench::{self, format_size, CacheState, CaseResult, Config, Method, Pattern, Report};
+use mmkit::bench::{self, CacheState, CaseResult, Config, Method, Pattern, Report};
+use mmkit::size::{format_size, parse_size};
 
 /// Arguments of `mmkit bench`.
 #[derive(Debug, clap::Args)]
@@ -69,7 +70,7 @@ enum CacheArg {
 }
 
 fn size_arg(s: &str) -> Result<u64, String> {
-    bench::parse_size(s).ok_or_else(|| {
+    parse_size(s).ok_or_else(|| {
         format!("`{s}` is not a size (a positive number, optionally with K, M or G)")
     })
 }

@@ -112,7 +112,7 @@ fn row(report: &ShmBenchReport, r: &Row) -> Vec<String> {
         if spin {
             "8 B".into()
         } else {
-            mmkit::bench::format_size(r.size as u64)
+            mmkit::size::format_size(r.size as u64)
         },
         r.transport.name().into(),
         dash(format!("{:.2} M", r.msgs_per_sec / 1e6)),
@@ -150,7 +150,7 @@ fn summary(report: &ShmBenchReport) -> String {
         };
         out.push_str(&format!(
             "{}: ring {:.1}x the messages/s of a pipe, round trip {:.1}x faster (p50)",
-            mmkit::bench::format_size(size as u64),
+            mmkit::size::format_size(size as u64),
             ring.msgs_per_sec / pipe.msgs_per_sec,
             pipe.rtt.p50_ns / ring.rtt.p50_ns,
         ));

@@ -81,16 +81,7 @@ fn bytes_arg(s: &str) -> Result<u64, String> {
     let bad = || {
         format!("`{s}` is not a byte count (a number, optionally with K, M, G, KiB, MiB or GiB)")
     };
-    let t = s.trim();
-    let unit_at = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (digits, unit) = t.split_at(unit_at);
-    // `parse_size` refuses 0 (a benchmark size must be positive); an offset may be 0.
-    if !digits.is_empty() && digits.bytes().all(|b| b == b'0') {
-        return mmkit::bench::parse_size(&format!("1{unit}"))
-            .map(|_| 0)
-            .ok_or_else(bad);
-    }
-    mmkit::bench::parse_size(t).ok_or_else(bad)
+    mmkit::size::parse_bytes(s).map_err(|_| bad())
 }
 
 /// A segment size: a byte count above zero.
@@ -192,7 +183,7 @@ fn ls(args: &LsArgs) -> anyhow::Result<ExitCode> {
     for e in &entries {
         table.add_row(vec![
             Cell::new(&e.name),
-            Cell::new(mmkit::bench::format_size(e.size)).set_alignment(CellAlignment::Right),
+            Cell::new(mmkit::size::format_size(e.size)).set_alignment(CellAlignment::Right),
             Cell::new(&e.mode),
             Cell::new(e.uid).set_alignment(CellAlignment::Right),
             Cell::new(&e.modified),

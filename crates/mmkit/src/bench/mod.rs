@@ -38,9 +38,10 @@ mod method;
 mod report;
 mod runner;
 
+pub use crate::size::{format_size, parse_size};
 pub(crate) use method::{random_offsets, scan};
 pub use method::{CacheState, Method, Pattern};
-pub use report::{format_size, parse_size, CaseResult, Machine, Report};
+pub use report::{CaseResult, Machine, Report};
 pub(crate) use runner::generate;
 pub(crate) use runner::{check_count, check_free_space};
 pub use runner::{run, Config, Progress, MAX_BUFFER, MAX_RANDOM_READS, MAX_RUNS};

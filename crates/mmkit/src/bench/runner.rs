@@ -6,8 +6,9 @@ use std::time::{Duration, Instant};
 
 use super::cache;
 use super::method::{pass, random_offsets, CacheState, Method, Pattern, Target, BLOCK};
-use super::report::{format_size, CaseResult, Machine, Report};
+use super::report::{CaseResult, Machine, Report};
 use crate::error::{Error, ErrorKind, Op, Result};
+use crate::size::format_size;
 
 /// What to measure.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -114,7 +114,7 @@ impl ShmBenchOptions {
             let detail = match need {
                 Some(n) => format!(
                     "{size}-byte messages need a ring of at least {} (--capacity)",
-                    crate::bench::format_size(n as u64)
+                    crate::size::format_size(n as u64)
                 ),
                 None => format!("{size}-byte messages are larger than any ring can carry"),
             };

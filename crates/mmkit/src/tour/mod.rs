@@ -120,7 +120,7 @@ pub(crate) fn pattern(i: usize) -> u8 {
 }
 
 /// Human-readable byte count: `64 KiB`, `1.5 MiB` (the same format as `mmkit bench`).
-pub(crate) use crate::bench::format_size as bytes;
+pub(crate) use crate::size::format_size as bytes;
 
 type Experiment = fn(&Ctx) -> Result<Outcome>;
 

@@ -2,7 +2,8 @@
 
 use std::fmt::Write;
 
-use mmkit::bench::{format_size, CacheState, Method, Pattern, Report};
+use mmkit::bench::{CacheState, Method, Pattern, Report};
+use mmkit::size::format_size;
 
 use super::CHART;
 
