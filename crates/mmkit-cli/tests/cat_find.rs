@@ -6,6 +6,8 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
+use mmkit::helpers::XorShift;
+
 fn mmkit() -> Command {
     Command::new(env!("CARGO_BIN_EXE_mmkit"))
 }
@@ -17,11 +19,9 @@ fn run(cmd: &mut Command) -> Output {
 /// A text file of `lines` lines, some holding "needle" (some twice, one at the very end).
 fn text_file(dir: &Path, name: &str, lines: usize) -> PathBuf {
     let mut text = String::new();
-    let mut x = 12345u64;
+    let mut rng = XorShift::new(12345);
     for i in 0..lines {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
+        let x = rng.next_u64();
         let word = [
             "alpha",
             "needle",

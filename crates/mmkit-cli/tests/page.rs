@@ -4,6 +4,8 @@
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use mmkit::helpers::XorShift;
+
 mod common;
 
 fn mmkit(args: &[&str]) -> Output {
@@ -26,13 +28,12 @@ fn uffd_allowed() -> bool {
 }
 
 fn data(len: usize) -> Vec<u8> {
-    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let mut rng = XorShift::new(0x9e37_79b9_7f4a_7c15);
+    let mut x = 0;
     (0..len)
         .map(|i| {
             if i % 3 == 0 {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
+                x = rng.next_u64();
             }
             // Half compressible, half not.
             if (i / 65536) % 2 == 0 {

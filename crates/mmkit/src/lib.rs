@@ -58,9 +58,11 @@ pub mod map;
 pub mod pager;
 pub mod probe;
 pub mod process;
+mod rng;
 pub mod search;
 pub mod shm;
 pub mod size;
+mod stats;
 mod sys;
 pub mod tour;
 
@@ -70,6 +72,14 @@ pub use map::{
     Advice, Discard, FlushMode, HugePageSize, LockMode, MapKind, MapOptions, Mapping, Memory,
     Protection, RemapMode, Residency,
 };
+
+/// Helpers the crate's own tests, benches and the CLI's tests share with it: one
+/// xorshift, one median. Not part of the API.
+#[doc(hidden)]
+pub mod helpers {
+    pub use crate::rng::XorShift;
+    pub use crate::stats::{median, median_time};
+}
 
 /// The size of a base page on this machine, in bytes.
 pub fn page_size() -> usize {

@@ -15,7 +15,8 @@ use mmkit::pager::{
 use mmkit::ErrorKind;
 
 mod pager_common;
-use pager_common::{build, Rng};
+use mmkit::helpers::XorShift;
+use pager_common::build;
 
 const PAGE: usize = 4096;
 
@@ -48,11 +49,12 @@ fn random_check(pager: &Pager, want: &[u8], reads_per_thread: usize) {
     std::thread::scope(|s| {
         for t in 0..4u64 {
             s.spawn(move || {
-                let mut rng = Rng(0x1234_5678 + t * 7919);
+                let mut rng = XorShift::new(0x1234_5678 + t * 7919);
                 let mut buf = vec![0u8; 3 * PAGE];
                 for i in 0..reads_per_thread {
-                    let off = (rng.next() % want.len() as u64) as usize;
-                    let n = ((rng.next() % (3 * PAGE) as u64) as usize + 1).min(want.len() - off);
+                    let off = (rng.next_u64() % want.len() as u64) as usize;
+                    let n =
+                        ((rng.next_u64() % (3 * PAGE) as u64) as usize + 1).min(want.len() - off);
                     if i % 2 == 0 {
                         assert_eq!(
                             &pager.as_slice()[off..off + n],

@@ -14,7 +14,8 @@ use mmkit::pager::{FnSource, Pager, PagerOptions, Source};
 use mmkit::ErrorKind;
 
 mod pager_common;
-use pager_common::{build, Rng};
+use mmkit::helpers::XorShift;
+use pager_common::build;
 
 const PAGE: usize = 4096;
 
@@ -323,11 +324,11 @@ fn budget_child() {
         for t in 0..8u64 {
             let pager = &pager;
             s.spawn(move || {
-                let mut rng = Rng(0x5151_2323 + t * 104_729);
+                let mut rng = XorShift::new(0x5151_2323 + t * 104_729);
                 let mut buf = vec![0u8; 64 << 10];
                 for _ in 0..1000 {
-                    let off = (rng.next() % len as u64) as usize;
-                    let n = ((rng.next() % buf.len() as u64) as usize + 1).min(len - off);
+                    let off = (rng.next_u64() % len as u64) as usize;
+                    let n = ((rng.next_u64() % buf.len() as u64) as usize + 1).min(len - off);
                     pager.read_at(off, &mut buf[..n]).expect("read_at");
                     for (i, &b) in buf[..n].iter().enumerate().step_by(997) {
                         assert_eq!(b, hash_byte((off + i) as u64), "at {}", off + i);

@@ -19,6 +19,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use mmkit::helpers::XorShift;
 use mmkit::process::{fork, Child, Exit};
 use mmkit::shm::ring::Ring;
 use mmkit::ErrorKind;
@@ -133,14 +134,6 @@ fn spawn(f: impl FnOnce() -> i32) -> Child {
     unsafe { fork(move |_| f()) }.unwrap()
 }
 
-/// A small xorshift for the kill schedule.
-fn next_rand(x: &mut u64) -> u64 {
-    *x ^= *x << 13;
-    *x ^= *x >> 7;
-    *x ^= *x << 17;
-    *x
-}
-
 #[test]
 fn killed_and_restarted_peers_lose_duplicate_and_corrupt_nothing() {
     let n: u64 = std::env::var("MMKIT_RING_MESSAGES")
@@ -167,7 +160,7 @@ fn killed_and_restarted_peers_lose_duplicate_and_corrupt_nothing() {
 
     let mut producer = Some(start_producer());
     let mut consumer = Some(start_consumer());
-    let (mut kills, mut rng) = ([0u32; 2], 0x2545_f491_4f6c_dd1du64);
+    let (mut kills, mut rng) = ([0u32; 2], XorShift::new(0x2545_f491_4f6c_dd1d));
     let deadline = Instant::now() + Duration::from_secs(600);
     let state = |log: &Logs<'_>| {
         format!(
@@ -189,11 +182,11 @@ fn killed_and_restarted_peers_lose_duplicate_and_corrupt_nothing() {
     };
     while !finished(log.consumer) {
         assert!(Instant::now() < deadline, "no progress: {}", state(&log));
-        std::thread::sleep(Duration::from_millis(2 + next_rand(&mut rng) % 40));
+        std::thread::sleep(Duration::from_millis(2 + rng.next_u64() % 40));
         if finished(log.consumer) {
             break;
         }
-        let kill_producer = next_rand(&mut rng) % 2 == 0 && !finished(log.producer);
+        let kill_producer = rng.next_u64() % 2 == 0 && !finished(log.producer);
         if kill_producer {
             let p = producer.take().unwrap();
             let _ = p.signal(libc::SIGKILL);

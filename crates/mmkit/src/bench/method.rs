@@ -1,5 +1,6 @@
 //! The methods, patterns and cache states, and one pass of each method.
 
+use crate::rng::XorShift;
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::os::unix::fs::FileExt;
@@ -131,16 +132,15 @@ pub(crate) fn scan(bytes: &[u8]) -> u64 {
 
 /// Fixed page-aligned offsets (xorshift64), the same for every method.
 pub(crate) fn random_offsets(size: u64, count: usize) -> Vec<u64> {
+    random_offsets_iter(size, count).collect()
+}
+
+/// The offsets of [`random_offsets`], one at a time: `count` 4 KiB-aligned offsets below
+/// `size` (same seed, same sequence).
+pub(crate) fn random_offsets_iter(size: u64, count: usize) -> impl Iterator<Item = u64> {
     let pages = size.div_ceil(BLOCK as u64).max(1);
-    let mut x = 0x9E37_79B9_7F4A_7C15u64;
-    (0..count)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x % pages) * BLOCK as u64
-        })
-        .collect()
+    let mut rng = XorShift::new(0x9E37_79B9_7F4A_7C15);
+    (0..count).map(move |_| (rng.next_u64() % pages) * BLOCK as u64)
 }
 
 /// What a pass works on: the open file, its size, the buffer, the random offsets.

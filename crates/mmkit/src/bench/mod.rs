@@ -39,7 +39,7 @@ mod report;
 mod runner;
 
 pub use crate::size::{format_size, parse_size};
-pub(crate) use method::{random_offsets, scan};
+pub(crate) use method::{random_offsets, random_offsets_iter, scan};
 pub use method::{CacheState, Method, Pattern};
 pub use report::{CaseResult, Machine, Report};
 pub(crate) use runner::generate;

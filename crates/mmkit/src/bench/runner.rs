@@ -8,7 +8,9 @@ use super::cache;
 use super::method::{pass, random_offsets, CacheState, Method, Pattern, Target, BLOCK};
 use super::report::{CaseResult, Machine, Report};
 use crate::error::{Error, ErrorKind, Op, Result};
+use crate::rng::XorShift;
 use crate::size::format_size;
+use crate::stats::median_time;
 
 /// What to measure.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -184,15 +186,12 @@ pub(crate) fn generate(path: &Path, size: u64) -> Result<File> {
         .truncate(true)
         .open(path)
         .map_err(open_err)?;
-    let mut x = 0x2545_F491_4F6C_DD1Du64 ^ size;
+    let mut rng = XorShift::new(0x2545_F491_4F6C_DD1D ^ size);
     let mut chunk = vec![0u8; 1 << 20];
     let mut left = size;
     while left > 0 {
         for w in chunk.chunks_exact_mut(8) {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            w.copy_from_slice(&x.to_ne_bytes());
+            w.copy_from_slice(&rng.next_u64().to_ne_bytes());
         }
         let n = left.min(chunk.len() as u64) as usize;
         f.write_all(&chunk[..n]).map_err(open_err)?;
@@ -349,20 +348,10 @@ fn case(
             .map(|&o| (t.size - o).min(BLOCK as u64))
             .sum(),
     };
-    let median = |v: &mut Vec<Duration>| {
-        v.sort();
-        let n = v.len();
-        let mid = if n % 2 == 1 {
-            v[n / 2].as_secs_f64()
-        } else {
-            (v[n / 2 - 1].as_secs_f64() + v[n / 2].as_secs_f64()) / 2.0
-        };
-        (mid * 1e9).max(1.0)
-    };
     let mut out: Vec<CaseResult> = timings
         .into_iter()
-        .map(|mut tm| {
-            let median_ns = median(&mut tm.per_pass);
+        .map(|tm| {
+            let median_ns = (median_time(&tm.per_pass).as_secs_f64() * 1e9).max(1.0);
             CaseResult {
                 size: t.size,
                 pattern,

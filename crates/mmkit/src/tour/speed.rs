@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use super::{bytes, Ctx, Outcome};
 use crate::error::{Error, Op, Result};
+use crate::stats::median_time;
 use crate::MapOptions;
 
 /// The scan both sides do: `mmkit bench`'s wrapping sum of 64-bit words.
@@ -56,9 +57,7 @@ fn race(
             }
         }
     }
-    ta.sort();
-    tb.sort();
-    Ok((ta[ta.len() / 2], tb[tb.len() / 2]))
+    Ok((median_time(&ta), median_time(&tb)))
 }
 
 fn compare(

@@ -1,5 +1,4 @@
-//! Shared by the pager tests: building a pager that may be refused, and reproducible
-//! random numbers.
+//! Shared by the pager tests: building a pager that may be refused.
 
 #![allow(dead_code)]
 
@@ -22,17 +21,5 @@ pub(crate) fn build(opts: &PagerOptions, src: Arc<dyn Source>) -> Option<Pager> 
             None
         }
         Err(e) => panic!("build: {e}"),
-    }
-}
-
-/// xorshift, for reproducible random offsets.
-pub(crate) struct Rng(pub(crate) u64);
-
-impl Rng {
-    pub(crate) fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
     }
 }
