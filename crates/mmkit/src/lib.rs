@@ -55,6 +55,7 @@ mod error;
 pub mod file;
 pub mod guard;
 pub mod map;
+mod meminfo;
 pub mod pager;
 pub mod probe;
 pub mod process;

@@ -227,7 +227,7 @@ impl HugePageSize {
 
 /// `Hugepagesize` from `/proc/meminfo`, 2 MiB where it cannot be read.
 fn default_huge_page_size() -> usize {
-    crate::probe::meminfo("Hugepagesize").map_or(2 << 20, |b| b as usize)
+    crate::meminfo::meminfo("Hugepagesize").map_or(2 << 20, |b| b as usize)
 }
 
 /// The four kinds of mapping.

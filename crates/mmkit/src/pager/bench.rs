@@ -183,14 +183,7 @@ pub fn run(opts: &PageBenchOptions, mut progress: impl FnMut(&str)) -> Result<Pa
 /// available (a pager pass and the anonymous-memory pass make all of it resident).
 fn check_size(dir: &Path, size: u64) -> Result<()> {
     crate::bench::check_free_space(dir, size)?;
-    let available = std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|m| {
-            m.lines()
-                .find_map(|l| l.strip_prefix("MemAvailable:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        })
-        .map(|kb| kb.saturating_mul(1024));
+    let available = crate::meminfo::meminfo("MemAvailable");
     if let Some(avail) = available.filter(|&a| size > a) {
         return Err(Error::os(Op::Map, rustix::io::Errno::NOMEM)
             .at(0, size)
