@@ -3,11 +3,12 @@
 //! prints the pager's counters, `bench` compares the pager with the kernel's own paging.
 //! The library's [`mmkit::pager`] does the work.
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use crate::progress::Progress;
 use anyhow::Context;
 use comfy_table::{presets, Cell, CellAlignment, ContentArrangement, Table};
 use mmkit::pager::bench::{PageBenchOptions, PageBenchReport};
@@ -247,15 +248,10 @@ fn bench(a: &BenchArgs) -> anyhow::Result<ExitCode> {
         opts.random_reads = 5_000;
         opts.faults = 500;
     }
-    let tty = std::io::stderr().is_terminal();
-    let report = mmkit::pager::bench::run(&opts, |what| {
-        if tty {
-            eprint!("\r\x1b[Kmeasuring {what}…");
-        }
-    })?;
-    if tty {
-        eprint!("\r\x1b[K");
-    }
+    let progress = Progress::spinner();
+    let report =
+        mmkit::pager::bench::run(&opts, |what| progress.message(format!("measuring {what}…")))?;
+    drop(progress);
     if a.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
