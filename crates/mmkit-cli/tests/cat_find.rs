@@ -8,9 +8,8 @@ use std::process::{Command, Output, Stdio};
 
 use mmkit::helpers::XorShift;
 
-fn mmkit() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_mmkit"))
-}
+mod common;
+use common::mmkit;
 
 fn run(cmd: &mut Command) -> Output {
     cmd.output().expect("run command")

@@ -6,10 +6,7 @@ use std::os::unix::process::ExitStatusExt;
 use std::process::{Command, Output, Stdio};
 
 mod common;
-
-fn mmkit() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_mmkit"))
-}
+use common::mmkit;
 
 fn run(cmd: &mut Command) -> Output {
     cmd.output().expect("run command")

@@ -1,11 +1,13 @@
 //! Shared by the CLI tests.
 #![allow(dead_code)]
 
+use std::process::{Command, Output};
+
 #[path = "../../../mmkit/tests/common/peer.rs"]
 mod peer;
 
 #[allow(unused_imports)] // Not every test binary skips.
-pub(crate) use peer::{peer, skip};
+pub(crate) use peer::{peer, resident_pages, skip};
 
 /// Whether the tests run as root (effective uid 0, from `/proc/self/status`).
 pub(crate) fn is_root() -> bool {
@@ -15,4 +17,14 @@ pub(crate) fn is_root() -> bool {
                 .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
         })
         .unwrap_or(false)
+}
+
+/// The `mmkit` binary under test, ready for its arguments.
+pub(crate) fn mmkit() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_mmkit"))
+}
+
+/// Run `mmkit ARGS` to the end: its status and output.
+pub(crate) fn mmkit_output(args: &[&str]) -> Output {
+    mmkit().args(args).output().expect("run mmkit")
 }

@@ -7,7 +7,7 @@
 mod peer;
 
 #[allow(unused_imports)] // Not every test binary skips.
-pub(crate) use peer::{peer, skip};
+pub(crate) use peer::{peer, resident_pages, skip};
 
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
