@@ -70,13 +70,7 @@ fn hex(b: &[u8]) -> String {
     if b.is_empty() {
         return "-".into();
     }
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = Vec::with_capacity(2 * b.len());
-    for &x in b {
-        s.push(DIGITS[usize::from(x >> 4)]);
-        s.push(DIGITS[usize::from(x & 15)]);
-    }
-    String::from_utf8(s).unwrap()
+    common::hex(b)
 }
 
 fn unhex(s: &str) -> Vec<u8> {

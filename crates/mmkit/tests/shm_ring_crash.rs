@@ -20,11 +20,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use mmkit::helpers::XorShift;
-use mmkit::process::{fork, Child, Exit};
+use mmkit::process::{Child, Exit};
 use mmkit::shm::ring::Ring;
 use mmkit::ErrorKind;
 
+mod common;
 mod ring_common;
+use common::spawn;
 use ring_common::Pattern;
 
 const NONE: u64 = u64::MAX;
@@ -126,12 +128,6 @@ fn consume(ring: &Ring, pat: &Pattern, log: &Logs<'_>, n: u64) -> i32 {
         }
         expect = Some(seq + 1);
     }
-}
-
-fn spawn(f: impl FnOnce() -> i32) -> Child {
-    // SAFETY: the child only uses the ring, atomics in shared memory and the pattern
-    // table (read-only); it takes no lock another thread could hold.
-    unsafe { fork(move |_| f()) }.unwrap()
 }
 
 #[test]

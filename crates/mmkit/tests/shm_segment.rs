@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use mmkit::process::{fork, Exit};
 
 mod common;
+use common::hex;
 use mmkit::shm::segment::{
     recv_fd, send_fd, Memfd, ReceivedSegment, Seals, Segment, SegmentOptions,
 };
@@ -182,10 +183,6 @@ fn mmkit_creates_python_reads() {
     assert_eq!(out.trim(), want);
     // Python did not remove it; we do.
     Segment::unlink(&name.0).unwrap();
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 const DATA: &[u8] = b"sealed data for the child";
