@@ -4,32 +4,14 @@
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
 use std::process::Command;
-use std::sync::atomic::{AtomicU32, Ordering};
 
 use mmkit::process::{fork, Exit};
 
 mod common;
-use common::hex;
+use common::{hex, Name};
 use mmkit::shm::segment::{
     recv_fd, send_fd, Memfd, ReceivedSegment, Seals, Segment, SegmentOptions,
 };
-
-/// A unique segment name (pid + counter); unlinks it on drop, pass or fail.
-struct Name(String);
-
-impl Name {
-    fn new(tag: &str) -> Name {
-        static N: AtomicU32 = AtomicU32::new(0);
-        let n = N.fetch_add(1, Ordering::Relaxed);
-        Name(format!("mmkit-test-{tag}-{}-{n}", std::process::id()))
-    }
-}
-
-impl Drop for Name {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(format!("/dev/shm/{}", self.0));
-    }
-}
 
 #[test]
 fn create_open_list_unlink_round_trip() {

@@ -5,7 +5,7 @@
 
 use std::os::unix::process::CommandExt;
 use std::process::Command;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use mmkit::shm::segment::{Segment, SegmentOptions};
@@ -13,27 +13,7 @@ use mmkit::shm::typed::SharedOptions;
 use mmkit::ErrorKind;
 
 mod common;
-use common::skip;
-
-/// A unique segment name; removes whatever is under it on drop (never following it).
-struct Name(String);
-
-impl Name {
-    fn new(tag: &str) -> Name {
-        static N: AtomicU32 = AtomicU32::new(0);
-        let n = N.fetch_add(1, Ordering::Relaxed);
-        Name(format!("mmkit-test-{tag}-{}-{n}", std::process::id()))
-    }
-    fn path(&self) -> String {
-        format!("/dev/shm/{}", self.0)
-    }
-}
-
-impl Drop for Name {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(self.path());
-    }
-}
+use common::{skip, Name};
 
 /// Run `prog args` as user nobody (65534) in a child process; whether it succeeded.
 fn as_nobody(prog: &str, args: &[&str]) -> bool {
@@ -74,7 +54,14 @@ fn a_link_planted_by_nobody_is_refused_by_every_open_and_its_target_kept() {
     let precious = b"root's precious bytes\n".repeat(10);
     std::fs::write(&victim, &precious).unwrap();
     let name = Name::new("link");
-    as_nobody("ln", &["-s", victim.to_str().unwrap(), &name.path()]);
+    as_nobody(
+        "ln",
+        &[
+            "-s",
+            victim.to_str().unwrap(),
+            name.path().to_str().unwrap(),
+        ],
+    );
     let meta = std::fs::symlink_metadata(name.path()).unwrap();
     assert!(meta.file_type().is_symlink());
     assert_eq!(std::os::unix::fs::MetadataExt::uid(&meta), 65534);
@@ -115,7 +102,14 @@ fn a_dangling_link_is_not_created_through() {
     let dir = tempfile::tempdir().unwrap();
     let target = dir.path().join("made-by-root");
     let name = Name::new("dangling");
-    as_nobody("ln", &["-s", target.to_str().unwrap(), &name.path()]);
+    as_nobody(
+        "ln",
+        &[
+            "-s",
+            target.to_str().unwrap(),
+            name.path().to_str().unwrap(),
+        ],
+    );
     let e = SegmentOptions::new()
         .open_or_create()
         .create(&name.0, 4096)

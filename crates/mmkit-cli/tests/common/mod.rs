@@ -9,6 +9,11 @@ mod peer;
 #[allow(unused_imports)] // Not every test binary skips.
 pub(crate) use peer::{peer, resident_pages, skip};
 
+#[path = "../../../mmkit/tests/common/shm_name.rs"]
+mod shm_name;
+#[allow(unused_imports)] // Only the shm tests name segments.
+pub(crate) use shm_name::Name;
+
 /// Whether the tests run as root (effective uid 0, from `/proc/self/status`).
 pub(crate) fn is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")

@@ -5,9 +5,12 @@
 #![allow(dead_code)]
 
 mod peer;
+mod shm_name;
 
 #[allow(unused_imports)] // Not every test binary skips.
 pub(crate) use peer::{peer, resident_pages, skip};
+#[allow(unused_imports)] // Only the shared-memory tests name segments.
+pub(crate) use shm_name::Name;
 
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
