@@ -8,7 +8,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{mmkit, peer, resident_pages};
+use common::{mmkit, peer, resident_pages, run_or_kill};
 
 fn tempdir() -> tempfile::TempDir {
     tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir")
@@ -304,29 +304,6 @@ fn lock_past_rlimit_memlock_names_the_limit() {
     assert!(err.contains("mmkit: cache: "), "{err}");
     assert!(err.contains("RLIMIT_MEMLOCK is 65536 bytes"), "{err}");
     assert!(err.contains("nothing was locked"), "{err}");
-}
-
-/// Run `cmd` to its end, but kill it and fail if it is still running after about ten
-/// seconds: a guard against a hang, not a timing assertion.
-fn run_or_kill(cmd: &mut Command) -> Output {
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn mmkit");
-    for _ in 0..200 {
-        if child.try_wait().expect("try_wait").is_some() {
-            return child.wait_with_output().expect("collect output");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let _ = child.kill();
-    let out = child.wait_with_output().expect("reap killed child");
-    panic!(
-        "{cmd:?} hung and was killed; stderr: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// Issue 10, defect 6: nothing measured means no summary (no "0/0 100%"), one line per

@@ -9,7 +9,7 @@ use std::process::{Command, Output, Stdio};
 use mmkit::helpers::XorShift;
 
 mod common;
-use common::mmkit;
+use common::{mmkit, run_or_kill};
 
 fn run(cmd: &mut Command) -> Output {
     cmd.output().expect("run command")
@@ -184,29 +184,6 @@ fn find_survives_truncation_midway() {
     assert_eq!(status.code(), Some(2), "{err}");
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.contains("many") && err.contains("truncated"), "{err}");
-}
-
-/// Run `cmd` to its end, but kill it and fail if it is still running after about ten
-/// seconds: a guard against the hang this checks for, not a timing assertion.
-fn run_or_kill(cmd: &mut Command) -> Output {
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn mmkit");
-    for _ in 0..200 {
-        if child.try_wait().expect("try_wait").is_some() {
-            return child.wait_with_output().expect("collect output");
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    let _ = child.kill();
-    let out = child.wait_with_output().expect("reap killed child");
-    panic!(
-        "{cmd:?} hung and was killed; stderr: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// A FIFO, a bound Unix socket and a directory in `dir` (the listener keeps the socket).

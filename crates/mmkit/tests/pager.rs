@@ -16,25 +16,9 @@ use mmkit::ErrorKind;
 
 mod pager_common;
 use mmkit::helpers::XorShift;
-use pager_common::build;
+use pager_common::{build, hash_byte, hashed};
 
 const PAGE: usize = 4096;
-
-/// A byte that depends on its whole offset (a hash), so a page at the wrong place shows.
-fn hash_byte(off: u64) -> u8 {
-    let mut x = off.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    x ^= x >> 29;
-    x = x.wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    (x ^ (x >> 32)) as u8
-}
-
-fn hashed(len: u64) -> FnSource {
-    FnSource::new(len, |off, buf| {
-        for (i, b) in buf.iter_mut().enumerate() {
-            *b = hash_byte(off + i as u64);
-        }
-    })
-}
 
 fn expected(src: &dyn Source) -> Vec<u8> {
     let mut v = vec![0u8; (src.len() as usize).next_multiple_of(PAGE)];

@@ -1,7 +1,8 @@
 //! Shared by the CLI tests.
 #![allow(dead_code)]
 
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
 
 #[path = "../../../mmkit/tests/common/peer.rs"]
 mod peer;
@@ -32,4 +33,27 @@ pub(crate) fn mmkit() -> Command {
 /// Run `mmkit ARGS` to the end: its status and output.
 pub(crate) fn mmkit_output(args: &[&str]) -> Output {
     mmkit().args(args).output().expect("run mmkit")
+}
+
+/// Run `cmd` to its end, but kill it and fail if it is still running after about ten
+/// seconds: a guard against a hang, not a timing assertion.
+pub(crate) fn run_or_kill(cmd: &mut Command) -> Output {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn mmkit");
+    for _ in 0..200 {
+        if child.try_wait().expect("try_wait").is_some() {
+            return child.wait_with_output().expect("collect output");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let out = child.wait_with_output().expect("reap killed child");
+    panic!(
+        "{cmd:?} hung and was killed; stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
