@@ -416,13 +416,10 @@ mod tests {
 
     #[test]
     fn byte_counts_take_suffixes_and_zero() {
-        assert_eq!(bytes_arg("0"), Ok(0));
+        // The parsing itself is mmkit::size's (tested there); these are the CLI's rules.
         assert_eq!(bytes_arg("0K"), Ok(0));
-        assert_eq!(bytes_arg("4K"), Ok(4096));
         assert_eq!(bytes_arg("2MiB"), Ok(2 << 20));
-        assert_eq!(bytes_arg("1G"), Ok(1 << 30));
-        assert!(bytes_arg("0x").is_err());
-        assert!(bytes_arg("-1").is_err());
+        assert!(bytes_arg("-1").unwrap_err().contains("not a byte count"));
         assert!(size_arg("0").is_err());
         assert_eq!(size_arg("123"), Ok(123));
     }
