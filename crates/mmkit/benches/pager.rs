@@ -82,13 +82,12 @@ fn main() {
             assert_eq!(s, want, "pager ra {ra}");
         }
     }
-    let base = median_time(&times[0]);
+    let base = median_time(&mut times[0]);
     println!(
         "sequential scan of {mib} MiB (warm page cache), {runs} runs, {} CPUs",
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
     for (name, v) in names.iter().zip(times.iter_mut()) {
-        v.sort();
         let m = median_time(v);
         println!(
             "{name:>12}: median {:>9.2?} (min {:>9.2?}, max {:>9.2?}) {:>7.2} GiB/s  x{:.2} of mmap_lazy",

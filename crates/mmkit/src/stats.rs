@@ -14,14 +14,14 @@ pub fn median(values: &mut [f64]) -> f64 {
     }
 }
 
-/// The median of `times`, as [`median`] takes it, to the nanosecond.
-pub fn median_time(times: &[Duration]) -> Duration {
-    let mut v = times.to_vec();
-    v.sort_unstable();
-    match v.len() {
+/// The median of `times`, as [`median`] takes it, to the nanosecond. Sorts `times`, so
+/// the first and last are the minimum and maximum afterwards.
+pub fn median_time(times: &mut [Duration]) -> Duration {
+    times.sort_unstable();
+    match times.len() {
         0 => Duration::ZERO,
-        n if n % 2 == 1 => v[n / 2],
-        n => (v[n / 2 - 1] + v[n / 2]) / 2,
+        n if n % 2 == 1 => times[n / 2],
+        n => (times[n / 2 - 1] + times[n / 2]) / 2,
     }
 }
 
@@ -35,6 +35,8 @@ mod tests {
         assert_eq!(median(&mut [3.0, 1.0, 2.0]), 2.0);
         assert_eq!(median(&mut [4.0, 1.0, 2.0, 3.0]), 2.5);
         let ms = Duration::from_millis;
-        assert_eq!(median_time(&[ms(5), ms(1), ms(3)]), ms(3));
+        let mut t = [ms(5), ms(1), ms(4), ms(3)];
+        assert_eq!(median_time(&mut t), Duration::from_micros(3500));
+        assert_eq!(t, [ms(1), ms(3), ms(4), ms(5)]);
     }
 }

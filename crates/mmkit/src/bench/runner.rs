@@ -350,8 +350,8 @@ fn case(
     };
     let mut out: Vec<CaseResult> = timings
         .into_iter()
-        .map(|tm| {
-            let median_ns = (median_time(&tm.per_pass).as_secs_f64() * 1e9).max(1.0);
+        .map(|mut tm| {
+            let median_ns = (median_time(&mut tm.per_pass).as_secs_f64() * 1e9).max(1.0);
             CaseResult {
                 size: t.size,
                 pattern,

@@ -196,7 +196,7 @@ fn check_size(dir: &Path, size: u64) -> Result<()> {
 }
 
 fn rows_for(pattern: &'static str, times: &mut [Vec<Duration>; 3], bytes: u64) -> Vec<PageRow> {
-    let kernel = median_time(&times[1]).as_secs_f64();
+    let kernel = median_time(&mut times[1]).as_secs_f64();
     ["pager", "kernel mmap", "pread"]
         .into_iter()
         .zip(times.iter_mut())

@@ -57,7 +57,7 @@ fn race(
             }
         }
     }
-    Ok((median_time(&ta), median_time(&tb)))
+    Ok((median_time(&mut ta), median_time(&mut tb)))
 }
 
 fn compare(
