@@ -2,11 +2,12 @@
 //! and touch, evict, lock. The walking and measuring is `mmkit::probe::cache`; this
 //! module presents.
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
+use crate::progress::Progress;
 use mmkit::probe::cache::{Action, ByteRange, CacheOptions, CacheReport, Summary, Termination};
 use mmkit::LockMode;
 
@@ -114,25 +115,17 @@ pub(crate) fn run(args: &CacheArgs) -> anyhow::Result<ExitCode> {
         opts.exclude(g);
     }
 
-    let bar = indicatif::ProgressBar::hidden();
-    if std::io::stderr().is_terminal() {
-        bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
-        bar.set_style(
-            indicatif::ProgressStyle::with_template("{spinner} {msg}")
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
-        );
-    }
+    let progress = Progress::spinner();
     let start = Instant::now();
     let (report, locked) = opts.run(&args.paths, action, &mut |s: &Summary| {
         if s.files % 512 == 0 {
-            bar.set_message(format!(
+            progress.message(format!(
                 "{} files, {} directories, {}/{} pages resident",
                 s.files, s.directories, s.resident, s.pages
             ));
-            bar.tick();
         }
     });
-    bar.finish_and_clear();
+    drop(progress);
     let elapsed = start.elapsed().as_secs_f64();
 
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());

@@ -11,6 +11,7 @@ mod cat;
 mod find;
 mod maps;
 mod page;
+mod progress;
 mod shm;
 mod tour;
 

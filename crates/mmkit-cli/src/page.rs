@@ -3,11 +3,12 @@
 //! prints the pager's counters, `bench` compares the pager with the kernel's own paging.
 //! The library's [`mmkit::pager`] does the work.
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use crate::progress::Progress;
 use anyhow::Context;
 use comfy_table::{presets, Cell, CellAlignment, ContentArrangement, Table};
 use mmkit::pager::bench::{PageBenchOptions, PageBenchReport};
@@ -118,7 +119,7 @@ const MAX_READS: usize = 1_000_000_000;
 
 /// A memory budget: a positive byte count, optionally with K, M or G.
 fn budget_arg(s: &str) -> Result<u64, String> {
-    mmkit::bench::parse_size(s).ok_or_else(|| {
+    mmkit::size::parse_size(s).ok_or_else(|| {
         format!(
             "`{s}` is not a budget (a positive byte count, optionally with K, M or G; \
              the pager keeps at least one page)"
@@ -247,15 +248,10 @@ fn bench(a: &BenchArgs) -> anyhow::Result<ExitCode> {
         opts.random_reads = 5_000;
         opts.faults = 500;
     }
-    let tty = std::io::stderr().is_terminal();
-    let report = mmkit::pager::bench::run(&opts, |what| {
-        if tty {
-            eprint!("\r\x1b[Kmeasuring {what}…");
-        }
-    })?;
-    if tty {
-        eprint!("\r\x1b[K");
-    }
+    let progress = Progress::spinner();
+    let report =
+        mmkit::pager::bench::run(&opts, |what| progress.message(format!("measuring {what}…")))?;
+    drop(progress);
     if a.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
@@ -298,7 +294,7 @@ fn render(r: &PageBenchReport) -> String {
     let f = &r.fault;
     format!(
         "{} file, pager read-ahead {} pages\n{t}\none fault: pager {:.1} µs (p99 {:.1}), kernel minor fault {:.2} µs (p99 {:.2}): {:.0}x\nsequential pass: {} faults filled {} pages ({} by read-ahead): {:.2} µs a page\nfresh anonymous memory: {:.2} µs a page to touch, the floor for filling private pages\n",
-        mmkit::bench::format_size(r.size),
+        mmkit::size::format_size(r.size),
         r.readahead,
         f.pager_p50_ns / 1e3,
         f.pager_p99_ns / 1e3,

@@ -1,14 +1,10 @@
 //! `mmkit bench` through the real binary: JSON shape, an SVG chart, errors. Tiny sizes,
 //! one run; no timing is asserted.
 
-use std::process::{Command, Output};
+use std::process::Output;
 
-fn mmkit(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_mmkit"))
-        .args(args)
-        .output()
-        .expect("run mmkit")
-}
+mod common;
+use common::mmkit_output;
 
 const METHODS: [&str; 7] = [
     "mmap",
@@ -24,7 +20,7 @@ const METHODS: [&str; 7] = [
 fn json_has_the_documented_shape() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().to_str().unwrap();
-    let out = mmkit(&[
+    let out = mmkit_output(&[
         "bench",
         "--quick",
         "--json",
@@ -82,7 +78,7 @@ fn json_has_the_documented_shape() {
 fn table_and_svg_plot() {
     let dir = tempfile::tempdir().unwrap();
     let svg = dir.path().join("out.svg");
-    let out = mmkit(&[
+    let out = mmkit_output(&[
         "bench",
         "--sizes",
         "4K,64K",
@@ -127,7 +123,7 @@ fn a_given_file_is_measured() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("given");
     std::fs::write(&path, vec![7u8; 20_000]).unwrap();
-    let out = mmkit(&[
+    let out = mmkit_output(&[
         "bench",
         path.to_str().unwrap(),
         "--runs",
@@ -168,9 +164,21 @@ fn errors_are_clear() {
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("missing");
     let d = dir.path().to_str().unwrap();
-    one_line_error(&mmkit(&["bench", missing.to_str().unwrap()]), 1, "missing");
-    one_line_error(&mmkit(&["bench", d]), 1, "cannot map a directory");
-    one_line_error(&mmkit(&["bench", "--sizes", "4K,12Q"]), 2, "12Q");
-    one_line_error(&mmkit(&["bench", "--methods", "mmap,nope"]), 2, "nope");
-    one_line_error(&mmkit(&["bench", "--plot", "out.gif"]), 1, ".svg or .png");
+    one_line_error(
+        &mmkit_output(&["bench", missing.to_str().unwrap()]),
+        1,
+        "missing",
+    );
+    one_line_error(&mmkit_output(&["bench", d]), 1, "cannot map a directory");
+    one_line_error(&mmkit_output(&["bench", "--sizes", "4K,12Q"]), 2, "12Q");
+    one_line_error(
+        &mmkit_output(&["bench", "--methods", "mmap,nope"]),
+        2,
+        "nope",
+    );
+    one_line_error(
+        &mmkit_output(&["bench", "--plot", "out.gif"]),
+        1,
+        ".svg or .png",
+    );
 }

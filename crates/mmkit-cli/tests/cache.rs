@@ -8,11 +8,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 mod common;
-use common::peer;
-
-fn mmkit() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_mmkit"))
-}
+use common::{mmkit, peer, resident_pages, run_or_kill};
 
 fn tempdir() -> tempfile::TempDir {
     tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir")
@@ -41,23 +37,8 @@ fn write(path: &Path, len: usize) -> PathBuf {
     path.to_path_buf()
 }
 
-/// "Resident Pages: X/Y" from either tool's summary.
-fn resident(text: &str) -> (u64, u64) {
-    let line = text
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("Resident Pages:"))
-        .unwrap_or_else(|| panic!("no Resident Pages in {text:?}"));
-    let (x, y) = line
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .split_once('/')
-        .unwrap();
-    (x.parse().unwrap(), y.parse().unwrap())
-}
-
 fn ours(path: &Path) -> (u64, u64) {
-    resident(&ok(mmkit().arg("cache").arg(path)))
+    resident_pages(&ok(mmkit().arg("cache").arg(path)))
 }
 
 fn vmtouch(args: &[&str], path: &Path) -> String {
@@ -71,7 +52,7 @@ fn both_settled(path: &Path) -> ((u64, u64), (u64, u64)) {
         std::thread::sleep(Duration::from_millis(50));
         let now = ours(path);
         if now == last {
-            return (now, resident(&vmtouch(&[], path)));
+            return (now, resident_pages(&vmtouch(&[], path)));
         }
         last = now;
     }
@@ -90,26 +71,26 @@ fn summary_agrees_with_vmtouch_after_evict_touch_and_partial() {
     // vmtouch evicts, we see nothing resident.
     vmtouch(&["-e"], &big);
     assert_eq!(ours(&big), (0, pages));
-    assert_eq!(resident(&vmtouch(&[], &big)), (0, pages));
+    assert_eq!(resident_pages(&vmtouch(&[], &big)), (0, pages));
 
     // We touch, vmtouch sees everything resident.
     let out = ok(mmkit().args(["cache", "--touch"]).arg(&big));
     assert!(out.contains("Touched Pages: 2048 (8M)"), "{out}");
-    assert_eq!(resident(&out), (pages, pages));
+    assert_eq!(resident_pages(&out), (pages, pages));
     let v = vmtouch(&[], &big);
-    assert_eq!(resident(&v), (pages, pages));
+    assert_eq!(resident_pages(&v), (pages, pages));
     assert!(v.contains("100%"), "{v}");
 
     // We evict, vmtouch sees nothing.
     let out = ok(mmkit().args(["cache", "--evict"]).arg(&big));
-    assert_eq!(resident(&out), (0, pages));
-    assert_eq!(resident(&vmtouch(&[], &big)), (0, pages));
+    assert_eq!(resident_pages(&out), (0, pages));
+    assert_eq!(resident_pages(&vmtouch(&[], &big)), (0, pages));
 
     // Partial: we touch a range; the range is all resident; the whole file agrees.
     let out = ok(mmkit()
         .args(["cache", "--touch", "--range", "1M-2M"])
         .arg(&big));
-    assert_eq!(resident(&out), (256, 256));
+    assert_eq!(resident_pages(&out), (256, 256));
     // Read-ahead may load more than the range (up to the whole file): compare tools.
     let (a, b) = both_settled(&big);
     assert!(a.0 >= 256, "{a:?}");
@@ -121,7 +102,7 @@ fn summary_agrees_with_vmtouch_after_evict_touch_and_partial() {
     let (a, b) = both_settled(&big);
     assert!(a.0 >= 256, "{a:?}");
     assert_eq!(a, b, "vmtouch partial: mmkit vs vmtouch");
-    let r = resident(&ok(mmkit().args(["cache", "-p", "4M-5M"]).arg(&big)));
+    let r = resident_pages(&ok(mmkit().args(["cache", "-p", "4M-5M"]).arg(&big)));
     assert_eq!(r, (256, 256));
 }
 
@@ -142,14 +123,14 @@ fn tree_summary_verbose_bars_and_json() {
     let out = ok(mmkit().args(["cache", "-v"]).arg(&root));
     // Eviction works on whole folios: a large folio straddling 80K stays, so up to
     // 21 + 19 pages may remain; every tool must count the same.
-    let (res, all) = resident(&out);
+    let (res, all) = resident_pages(&out);
     assert!(all == 41 && (21..41).contains(&res), "{out}");
     for field in ["Files: 3", "Directories: 3"] {
         assert!(out.contains(field), "{out}");
     }
     if peer("vmtouch", "vmtouch") {
         let v = vmtouch(&[], &root);
-        assert_eq!(resident(&out), resident(&v), "{out}\n{v}");
+        assert_eq!(resident_pages(&out), resident_pages(&v), "{out}\n{v}");
         for field in ["Files: 3", "Directories: 3"] {
             assert!(v.contains(field), "{v}");
         }
@@ -247,7 +228,7 @@ fn lock_daemon_holds_until_sigterm() {
     // Without --daemon: lock, report, exit.
     let out = ok(mmkit().args(["cache", "--lock"]).arg(&file));
     assert!(out.contains("Locked Pages: 1024 (4M)"), "{out}");
-    assert_eq!(resident(&out), (1024, 1024));
+    assert_eq!(resident_pages(&out), (1024, 1024));
 
     let mut child = mmkit()
         .args(["cache", "--lock", "--daemon"])
@@ -325,29 +306,6 @@ fn lock_past_rlimit_memlock_names_the_limit() {
     assert!(err.contains("nothing was locked"), "{err}");
 }
 
-/// Run `cmd` to its end, but kill it and fail if it is still running after about ten
-/// seconds: a guard against a hang, not a timing assertion.
-fn run_or_kill(cmd: &mut Command) -> Output {
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn mmkit");
-    for _ in 0..200 {
-        if child.try_wait().expect("try_wait").is_some() {
-            return child.wait_with_output().expect("collect output");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let _ = child.kill();
-    let out = child.wait_with_output().expect("reap killed child");
-    panic!(
-        "{cmd:?} hung and was killed; stderr: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// Issue 10, defect 6: nothing measured means no summary (no "0/0 100%"), one line per
 /// bad path, and a non-zero exit; with a good path too, the good one is reported.
 #[test]
@@ -365,7 +323,7 @@ fn nothing_measured_prints_no_summary() {
     assert_eq!(out.status.code(), Some(1));
     let stdout = String::from_utf8(out.stdout).unwrap();
     assert!(stdout.contains("Files: 1"), "{stdout}");
-    assert_eq!(resident(&stdout).1, 2, "{stdout}");
+    assert_eq!(resident_pages(&stdout).1, 2, "{stdout}");
     let err = String::from_utf8(out.stderr).unwrap();
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.contains(&*missing.to_string_lossy()), "{err}");
@@ -376,7 +334,7 @@ fn nothing_measured_prints_no_summary() {
     let out = run_or_kill(mmkit().arg("cache").arg(&empty));
     assert_eq!(out.status.code(), Some(0));
     let stdout = String::from_utf8(out.stdout).unwrap();
-    assert_eq!(resident(&stdout), (0, 0), "{stdout}");
+    assert_eq!(resident_pages(&stdout), (0, 0), "{stdout}");
     assert!(!stdout.contains('%'), "a percentage of no pages: {stdout}");
 }
 
@@ -447,7 +405,7 @@ fn hostile_ranges_give_one_line_never_a_panic() {
     // `-B` is a range from 0 (vmtouch's form), also written as a separate argument.
     let out = run_or_kill(mmkit().args(["cache", "--range", "-50"]).arg(&good));
     assert_eq!(out.status.code(), Some(0));
-    assert_eq!(resident(&String::from_utf8(out.stdout).unwrap()).1, 1);
+    assert_eq!(resident_pages(&String::from_utf8(out.stdout).unwrap()).1, 1);
     // Past the end of the file: an error naming it, no summary, exit 1.
     let out = run_or_kill(mmkit().args(["cache", "--range", "1G-2G"]).arg(&good));
     assert_eq!(out.status.code(), Some(1));

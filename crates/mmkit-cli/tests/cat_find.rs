@@ -6,9 +6,10 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-fn mmkit() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_mmkit"))
-}
+use mmkit::helpers::XorShift;
+
+mod common;
+use common::{mmkit, run_or_kill};
 
 fn run(cmd: &mut Command) -> Output {
     cmd.output().expect("run command")
@@ -17,11 +18,9 @@ fn run(cmd: &mut Command) -> Output {
 /// A text file of `lines` lines, some holding "needle" (some twice, one at the very end).
 fn text_file(dir: &Path, name: &str, lines: usize) -> PathBuf {
     let mut text = String::new();
-    let mut x = 12345u64;
+    let mut rng = XorShift::new(12345);
     for i in 0..lines {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
+        let x = rng.next_u64();
         let word = [
             "alpha",
             "needle",
@@ -185,29 +184,6 @@ fn find_survives_truncation_midway() {
     assert_eq!(status.code(), Some(2), "{err}");
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.contains("many") && err.contains("truncated"), "{err}");
-}
-
-/// Run `cmd` to its end, but kill it and fail if it is still running after about ten
-/// seconds: a guard against the hang this checks for, not a timing assertion.
-fn run_or_kill(cmd: &mut Command) -> Output {
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn mmkit");
-    for _ in 0..200 {
-        if child.try_wait().expect("try_wait").is_some() {
-            return child.wait_with_output().expect("collect output");
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    let _ = child.kill();
-    let out = child.wait_with_output().expect("reap killed child");
-    panic!(
-        "{cmd:?} hung and was killed; stderr: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// A FIFO, a bound Unix socket and a directory in `dir` (the listener keeps the socket).

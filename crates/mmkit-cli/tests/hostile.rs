@@ -64,7 +64,7 @@ fn run(c: &Case) -> Result<Ran, String> {
             .arg(env!("CARGO_BIN_EXE_mmkit"));
         cmd
     } else {
-        Command::new(env!("CARGO_BIN_EXE_mmkit"))
+        common::mmkit()
     };
     let mut child = cmd
         .args(&c.args)
@@ -429,7 +429,7 @@ impl Fixture {
 
         let tag = unique_tag();
         let segment = format!("mmkit-hostile-{tag}");
-        let st = Command::new(env!("CARGO_BIN_EXE_mmkit"))
+        let st = common::mmkit()
             .args(["shm", "create", &segment, "--size", "4K"])
             .status()
             .unwrap();

@@ -8,10 +8,7 @@ use std::process::{Child, Command, Stdio};
 use serde_json::Value;
 
 mod common;
-
-fn mmkit() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_mmkit"))
-}
+use common::mmkit;
 
 /// Kills the child when the test ends, passed or failed.
 struct KillOnDrop(Child);

@@ -4,14 +4,10 @@
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-mod common;
+use mmkit::helpers::XorShift;
 
-fn mmkit(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_mmkit"))
-        .args(args)
-        .output()
-        .expect("run mmkit")
-}
+mod common;
+use common::mmkit_output;
 
 /// Whether this process may use userfaultfd (CI runs as root, where it must work).
 fn uffd_allowed() -> bool {
@@ -26,13 +22,12 @@ fn uffd_allowed() -> bool {
 }
 
 fn data(len: usize) -> Vec<u8> {
-    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let mut rng = XorShift::new(0x9e37_79b9_7f4a_7c15);
+    let mut x = 0;
     (0..len)
         .map(|i| {
             if i % 3 == 0 {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
+                x = rng.next_u64();
             }
             // Half compressible, half not.
             if (i / 65536) % 2 == 0 {
@@ -53,7 +48,7 @@ fn cat_streams_the_file_and_the_zstd_cli_output_byte_for_byte() {
     let path = dir.path().join("data.bin");
     let bytes = data(3 * 1024 * 1024 + 4321);
     std::fs::write(&path, &bytes).unwrap();
-    let out = mmkit(&["page", "cat", "--stats", path.to_str().unwrap()]);
+    let out = mmkit_output(&["page", "cat", "--stats", path.to_str().unwrap()]);
     assert!(
         out.status.success(),
         "{}",
@@ -80,7 +75,7 @@ fn cat_streams_the_file_and_the_zstd_cli_output_byte_for_byte() {
         .unwrap();
     assert!(st.success());
     let reference = Command::new("zstd").arg("-dc").arg(&zst).output().unwrap();
-    let out = mmkit(&["page", "cat", "--zstd", zst.to_str().unwrap()]);
+    let out = mmkit_output(&["page", "cat", "--zstd", zst.to_str().unwrap()]);
     assert!(
         out.status.success(),
         "{}",
@@ -103,7 +98,7 @@ fn stats_counts_one_fill_per_page_and_read_ahead_for_a_sequential_scan() {
     std::fs::write(&path, data(1 << 20)).unwrap();
     let p = path.to_str().unwrap();
     let json = |args: &[&str]| -> serde_json::Value {
-        let out = mmkit(args);
+        let out = mmkit_output(args);
         assert!(
             out.status.success(),
             "{}",
@@ -144,7 +139,7 @@ fn bench_reports_every_method_and_the_fault_latencies() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let out = mmkit(&[
+    let out = mmkit_output(&[
         "page",
         "bench",
         "--size",
@@ -196,7 +191,7 @@ fn bad_files_are_one_line_errors() {
         let mut full = vec!["page".to_string()];
         full.extend(args.iter().cloned());
         let refs: Vec<&str> = full.iter().map(String::as_str).collect();
-        let out = mmkit(&refs);
+        let out = mmkit_output(&refs);
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
         assert!(err.contains(want), "{args:?}: {err}");
@@ -208,7 +203,7 @@ fn bad_files_are_one_line_errors() {
 /// Run mmkit, killing it if it has not finished within two minutes (a guard against a
 /// hang, not a timing assertion): its output, and whether it had to be killed.
 fn mmkit_or_kill(args: &[&str]) -> (Output, bool) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_mmkit"))
+    let mut child = common::mmkit()
         .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

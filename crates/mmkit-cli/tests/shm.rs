@@ -6,10 +6,7 @@ use std::os::unix::process::ExitStatusExt;
 use std::process::{Command, Output, Stdio};
 
 mod common;
-
-fn mmkit() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_mmkit"))
-}
+use common::{mmkit, Name};
 
 fn run(cmd: &mut Command) -> Output {
     cmd.output().expect("run command")
@@ -45,24 +42,6 @@ fn spawn_cat(name: &str) -> std::process::Child {
 
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-/// A segment name unique to this process and test, removed again on drop.
-struct Name(String);
-
-impl Name {
-    fn new(tag: &str) -> Name {
-        Name(format!("mmkit-test-{}-{tag}", std::process::id()))
-    }
-    fn path(&self) -> std::path::PathBuf {
-        std::path::Path::new("/dev/shm").join(&self.0)
-    }
-}
-
-impl Drop for Name {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(self.path());
-    }
 }
 
 #[test]

@@ -6,7 +6,7 @@ use std::process::Command;
 mod common;
 
 fn bench(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_mmkit"))
+    common::mmkit()
         .args(["shm", "bench"])
         .args(args)
         .output()
@@ -125,7 +125,7 @@ fn json(args: &[&str], taskset: Option<&str>) -> serde_json::Value {
             c.args(["-c", cpu, env!("CARGO_BIN_EXE_mmkit")]);
             c
         }
-        None => Command::new(env!("CARGO_BIN_EXE_mmkit")),
+        None => common::mmkit(),
     };
     let out = cmd
         .args(["shm", "bench", "--sizes", "64", "--bytes", "64K", "--json"])

@@ -2,15 +2,12 @@
 //! report, bad directories, and a reader that closes the pipe early.
 
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 use serde_json::Value;
 
 mod common;
-
-fn mmkit() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_mmkit"))
-}
+use common::mmkit;
 
 /// A directory on the target's disk (not tmpfs), so eviction can be observed.
 fn disk_dir() -> tempfile::TempDir {

@@ -20,6 +20,7 @@ use std::io::Write;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use mmkit::helpers::{median_time, XorShift};
 use mmkit::pager::{FileSource, PagerOptions};
 use mmkit::MapOptions;
 
@@ -40,15 +41,8 @@ fn main() {
     let len = mib << 20;
     let dir = tempfile::tempdir_in(std::env::temp_dir()).unwrap();
     let path = dir.path().join("data");
-    let mut x = 0x9E37_79B9_7F4A_7C15u64;
-    let data: Vec<u8> = (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect();
+    let mut rng = XorShift::new(0x9E37_79B9_7F4A_7C15);
+    let data: Vec<u8> = (0..len).map(|_| rng.next_u64() as u8).collect();
     let mut f = std::fs::File::create(&path).unwrap();
     f.write_all(&data).unwrap();
     f.sync_all().unwrap();
@@ -88,17 +82,13 @@ fn main() {
             assert_eq!(s, want, "pager ra {ra}");
         }
     }
-    let median = |v: &mut Vec<Duration>| {
-        v.sort();
-        v[v.len() / 2]
-    };
-    let base = median(&mut times[0]);
+    let base = median_time(&mut times[0]);
     println!(
         "sequential scan of {mib} MiB (warm page cache), {runs} runs, {} CPUs",
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
     for (name, v) in names.iter().zip(times.iter_mut()) {
-        let m = median(v);
+        let m = median_time(v);
         println!(
             "{name:>12}: median {:>9.2?} (min {:>9.2?}, max {:>9.2?}) {:>7.2} GiB/s  x{:.2} of mmap_lazy",
             m,

@@ -43,6 +43,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use mmkit::helpers::XorShift;
 use mmkit::{MapOptions, Mapping};
 
 const KIB: usize = 1 << 10;
@@ -72,32 +73,18 @@ fn scan(data: &[u8]) -> u64 {
     sum
 }
 
-/// A xorshift64 generator: deterministic, no extra crates.
-struct XorShift(u64);
-
-impl XorShift {
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        x
-    }
-}
-
 /// Write a file of `len` pseudo-random bytes, sync it, and read it back once fully so
 /// that its pages are in the page cache. Returns it opened read-only.
 fn warm_file(dir: &Path, len: usize) -> File {
     let path = dir.join(format!("data-{len}"));
-    let mut rng = XorShift(0x9E37_79B9_7F4A_7C15 ^ len as u64);
+    let mut rng = XorShift::new(0x9E37_79B9_7F4A_7C15 ^ len as u64);
     let mut f = File::create(&path).expect("create bench file");
     let mut buf = vec![0u8; CHUNK];
     let mut left = len;
     while left > 0 {
         let n = left.min(CHUNK);
         for w in buf[..n].chunks_mut(8) {
-            let x = rng.next().to_ne_bytes();
+            let x = rng.next_u64().to_ne_bytes();
             w.copy_from_slice(&x[..w.len()]);
         }
         f.write_all(&buf[..n]).expect("write bench file");
@@ -233,9 +220,9 @@ fn bench_random4k(c: &mut Criterion) {
     let name = label(RANDOM_FILE);
 
     let pages = (RANDOM_FILE / PAGE) as u64;
-    let mut rng = XorShift(0x2545_F491_4F6C_DD1D);
+    let mut rng = XorShift::new(0x2545_F491_4F6C_DD1D);
     let offsets: Vec<usize> = (0..OFFSETS)
-        .map(|_| (rng.next() % pages) as usize * PAGE)
+        .map(|_| (rng.next_u64() % pages) as usize * PAGE)
         .collect();
 
     let map = map_populated(&file);

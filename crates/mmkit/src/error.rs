@@ -186,6 +186,17 @@ impl Error {
         e
     }
 
+    /// A failed `std::io` call of `op`: the kernel's errno when the error carries one,
+    /// else `EIO` with the error's own text. The one way an [`io::Error`] becomes an
+    /// mmkit error.
+    pub(crate) fn io(op: Op, e: &io::Error) -> Error {
+        let err = Error::os(op, errno_of(e));
+        match e.raw_os_error() {
+            Some(_) => err,
+            None => err.detail(e.to_string()),
+        }
+    }
+
     pub(crate) fn with_path(mut self, path: Option<&Path>) -> Error {
         if let Some(p) = path {
             self.inner.path = Some(p.to_path_buf());
@@ -303,6 +314,12 @@ fn errno_name(n: i32) -> Option<&'static str> {
         libc::EOPNOTSUPP => "EOPNOTSUPP",
         _ => return None,
     })
+}
+
+/// The errno an [`io::Error`] carries, `EIO` when it carries none: for the few callers
+/// that keep an errno rather than an [`Error`] (see [`Error::io`]).
+pub(crate) fn errno_of(e: &io::Error) -> rustix::io::Errno {
+    rustix::io::Errno::from_io_error(e).unwrap_or(rustix::io::Errno::IO)
 }
 
 /// The errno's text without std's "(os error N)" suffix: `Invalid argument`.

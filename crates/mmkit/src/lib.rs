@@ -97,10 +97,13 @@ pub mod process;
 #[cfg(not(feature = "process"))]
 #[allow(dead_code, unreachable_pub)]
 mod process;
+mod rng;
 pub mod search;
 #[cfg(feature = "shm")]
 #[cfg_attr(docsrs, doc(cfg(feature = "shm")))]
 pub mod shm;
+pub mod size;
+mod stats;
 mod sys;
 #[cfg(feature = "tour")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tour")))]
@@ -112,6 +115,14 @@ pub use map::{
     Advice, Discard, FlushMode, HugePageSize, LockMode, MapKind, MapOptions, Mapping, Memory,
     Protection, RemapMode, Residency,
 };
+
+/// Helpers the crate's own tests, benches and the CLI's tests share with it: one
+/// xorshift, one median. Not part of the API.
+#[doc(hidden)]
+pub mod helpers {
+    pub use crate::rng::XorShift;
+    pub use crate::stats::{median, median_time};
+}
 
 /// The size of a base page on this machine, in bytes.
 pub fn page_size() -> usize {

@@ -85,11 +85,11 @@ impl ChildLink {
 /// # Errors
 /// The kernel's refusal to fork (`EAGAIN`, `ENOMEM`).
 pub unsafe fn fork<F: FnOnce(&mut ChildLink) -> i32>(f: F) -> Result<Child> {
-    let (parent_sock, child_sock) = UnixStream::pair().map_err(|e| os_err(&e))?;
+    let (parent_sock, child_sock) = UnixStream::pair().map_err(|e| Error::io(Op::Process, &e))?;
     // SAFETY: the caller upholds the fork-safety contract above for `f`.
     let pid = unsafe { libc::fork() };
     if pid < 0 {
-        return Err(os_err(&std::io::Error::last_os_error()));
+        return Err(Error::io(Op::Process, &std::io::Error::last_os_error()));
     }
     if pid == 0 {
         drop(parent_sock);
@@ -105,13 +105,6 @@ pub unsafe fn fork<F: FnOnce(&mut ChildLink) -> i32>(f: F) -> Result<Child> {
         sock: parent_sock,
         reaped: false,
     })
-}
-
-fn os_err(e: &std::io::Error) -> Error {
-    Error::os(
-        Op::Process,
-        rustix::io::Errno::from_io_error(e).unwrap_or(rustix::io::Errno::IO),
-    )
 }
 
 impl Child {
@@ -134,7 +127,7 @@ impl Child {
         // SAFETY: kill has no memory effects; `pid` is our unreaped child, so the id
         // cannot have been reused.
         if unsafe { libc::kill(self.pid, sig) } != 0 {
-            return Err(os_err(&std::io::Error::last_os_error()));
+            return Err(Error::io(Op::Process, &std::io::Error::last_os_error()));
         }
         Ok(())
     }
@@ -153,7 +146,7 @@ impl Child {
             }
             let e = std::io::Error::last_os_error();
             if e.kind() != std::io::ErrorKind::Interrupted {
-                return Err(os_err(&e));
+                return Err(Error::io(Op::Process, &e));
             }
         }
         self.reaped = true;

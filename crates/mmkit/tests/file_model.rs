@@ -7,6 +7,7 @@
 use std::io::{BufRead, Read, SeekFrom, Write};
 
 use mmkit::file::Access;
+use mmkit::helpers::XorShift;
 use mmkit::{ErrorKind, MappedFile};
 use proptest::prelude::*;
 
@@ -291,14 +292,9 @@ fn page() -> usize {
 
 fn content(len: usize, seed: u64) -> Vec<u8> {
     let alphabet = b"ab\n\0xyz";
-    let mut x = seed | 1;
+    let mut rng = XorShift::new(seed | 1);
     (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            alphabet[(x % alphabet.len() as u64) as usize]
-        })
+        .map(|_| alphabet[rng.below(alphabet.len())])
         .collect()
 }
 

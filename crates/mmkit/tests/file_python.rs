@@ -64,31 +64,13 @@ f.close()
 sys.stdout.write("\n".join(out) + "\n")
 "#;
 
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-}
+use mmkit::helpers::XorShift as Rng;
 
 fn hex(b: &[u8]) -> String {
     if b.is_empty() {
         return "-".into();
     }
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = Vec::with_capacity(2 * b.len());
-    for &x in b {
-        s.push(DIGITS[usize::from(x >> 4)]);
-        s.push(DIGITS[usize::from(x & 15)]);
-    }
-    String::from_utf8(s).unwrap()
+    common::hex(b)
 }
 
 fn unhex(s: &str) -> Vec<u8> {
@@ -263,7 +245,7 @@ fn matches_python_mmap() {
         return;
     }
     for seed in [0x9e37_79b9_7f4a_7c15u64, 42, 7_777_777] {
-        let mut rng = Rng(seed);
+        let mut rng = Rng::new(seed);
         let data = content(&mut rng);
         let ops = ops(&mut rng, &data);
         let dir = tempfile::tempdir().unwrap();

@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use common::{page, pattern, TempFile};
+use mmkit::helpers::XorShift;
 use mmkit::process::{fork, Exit};
 use mmkit::{ErrorKind, MapOptions, RemapMode};
 
@@ -20,12 +21,10 @@ const CYCLES: usize = 12;
 /// truncation error. Returns (good reads, failed reads) or panics with the violation.
 fn read_until(map: &mmkit::Mapping, want: &[u8], stop: &AtomicBool, seed: u64) -> (u64, u64) {
     let (mut good, mut failed) = (0, 0);
-    let mut x = seed | 1;
+    let mut rng = XorShift::new(seed | 1);
     let mut buf = vec![0u8; 3 * page()];
     while !stop.load(Ordering::Relaxed) {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
+        let x = rng.next_u64();
         let len = 1 + (x as usize >> 3) % buf.len();
         let off = (x as usize >> 20) % (want.len() - len);
         match map.read_at(off, &mut buf[..len]) {

@@ -15,25 +15,10 @@ use mmkit::pager::{
 use mmkit::ErrorKind;
 
 mod pager_common;
-use pager_common::{build, Rng};
+use mmkit::helpers::XorShift;
+use pager_common::{build, hash_byte, hashed};
 
 const PAGE: usize = 4096;
-
-/// A byte that depends on its whole offset (a hash), so a page at the wrong place shows.
-fn hash_byte(off: u64) -> u8 {
-    let mut x = off.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    x ^= x >> 29;
-    x = x.wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    (x ^ (x >> 32)) as u8
-}
-
-fn hashed(len: u64) -> FnSource {
-    FnSource::new(len, |off, buf| {
-        for (i, b) in buf.iter_mut().enumerate() {
-            *b = hash_byte(off + i as u64);
-        }
-    })
-}
 
 fn expected(src: &dyn Source) -> Vec<u8> {
     let mut v = vec![0u8; (src.len() as usize).next_multiple_of(PAGE)];
@@ -48,11 +33,12 @@ fn random_check(pager: &Pager, want: &[u8], reads_per_thread: usize) {
     std::thread::scope(|s| {
         for t in 0..4u64 {
             s.spawn(move || {
-                let mut rng = Rng(0x1234_5678 + t * 7919);
+                let mut rng = XorShift::new(0x1234_5678 + t * 7919);
                 let mut buf = vec![0u8; 3 * PAGE];
                 for i in 0..reads_per_thread {
-                    let off = (rng.next() % want.len() as u64) as usize;
-                    let n = ((rng.next() % (3 * PAGE) as u64) as usize + 1).min(want.len() - off);
+                    let off = (rng.next_u64() % want.len() as u64) as usize;
+                    let n =
+                        ((rng.next_u64() % (3 * PAGE) as u64) as usize + 1).min(want.len() - off);
                     if i % 2 == 0 {
                         assert_eq!(
                             &pager.as_slice()[off..off + n],

@@ -10,28 +10,14 @@ use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use mmkit::pager::{FnSource, Pager, PagerOptions, Source};
+use mmkit::pager::{Pager, PagerOptions, Source};
 use mmkit::ErrorKind;
 
 mod pager_common;
-use pager_common::{build, Rng};
+use mmkit::helpers::XorShift;
+use pager_common::{build, hash_byte, hashed};
 
 const PAGE: usize = 4096;
-
-fn hash_byte(off: u64) -> u8 {
-    let mut x = off.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    x ^= x >> 29;
-    x = x.wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    (x ^ (x >> 32)) as u8
-}
-
-fn hashed(len: u64) -> FnSource {
-    FnSource::new(len, |off, buf| {
-        for (i, b) in buf.iter_mut().enumerate() {
-            *b = hash_byte(off + i as u64);
-        }
-    })
-}
 
 /// Run `f` on its own thread; its result, or a panic saying it hung. A guard against a
 /// reader blocked forever, not a timing assertion: the limit is minutes.
@@ -323,11 +309,11 @@ fn budget_child() {
         for t in 0..8u64 {
             let pager = &pager;
             s.spawn(move || {
-                let mut rng = Rng(0x5151_2323 + t * 104_729);
+                let mut rng = XorShift::new(0x5151_2323 + t * 104_729);
                 let mut buf = vec![0u8; 64 << 10];
                 for _ in 0..1000 {
-                    let off = (rng.next() % len as u64) as usize;
-                    let n = ((rng.next() % buf.len() as u64) as usize + 1).min(len - off);
+                    let off = (rng.next_u64() % len as u64) as usize;
+                    let n = ((rng.next_u64() % buf.len() as u64) as usize + 1).min(len - off);
                     pager.read_at(off, &mut buf[..n]).expect("read_at");
                     for (i, &b) in buf[..n].iter().enumerate().step_by(997) {
                         assert_eq!(b, hash_byte((off + i) as u64), "at {}", off + i);

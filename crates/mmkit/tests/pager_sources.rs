@@ -11,6 +11,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
+use mmkit::helpers::XorShift;
 use mmkit::pager::{compress_seekable, FileSource, FnSource, MemSource, Source, ZstdSource};
 use mmkit::{ErrorKind, Op};
 
@@ -20,14 +21,11 @@ const PAGE: usize = 4096;
 
 /// Deterministic bytes: an incompressible (xorshift) half, then a compressible half.
 fn sample(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
+    let mut rng = XorShift::new(seed | 1);
     let mut v = Vec::with_capacity(len);
     for i in 0..len {
         if i < len / 2 {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            v.push(x as u8);
+            v.push(rng.next_u64() as u8);
         } else {
             v.push(b"the quick brown fox "[i % 20] ^ (i / 100_000) as u8);
         }

@@ -8,7 +8,8 @@ use std::sync::Arc;
 use mmkit::pager::{FileSource, MemSource, Pager, PagerOptions};
 
 mod pager_common;
-use pager_common::{build, Rng};
+use mmkit::helpers::XorShift;
+use pager_common::build;
 
 const PAGE: usize = 4096;
 
@@ -29,12 +30,12 @@ fn random_writes(
             .enumerate()
             .map(|(t, chunk)| {
                 s.spawn(move || {
-                    let mut rng = Rng(seed + t as u64 * 7919);
+                    let mut rng = XorShift::new(seed + t as u64 * 7919);
                     let mut ops = Vec::new();
                     for _ in 0..per_thread {
-                        let at = (rng.next() % chunk.len() as u64) as usize;
-                        let n = ((rng.next() % 300) as usize + 1).min(chunk.len() - at);
-                        let bytes: Vec<u8> = (0..n).map(|_| rng.next() as u8).collect();
+                        let at = (rng.next_u64() % chunk.len() as u64) as usize;
+                        let n = ((rng.next_u64() % 300) as usize + 1).min(chunk.len() - at);
+                        let bytes: Vec<u8> = (0..n).map(|_| rng.next_u64() as u8).collect();
                         chunk[at..at + n].copy_from_slice(&bytes);
                         ops.push((t * quarter + at, bytes));
                     }

@@ -58,18 +58,7 @@ fn vmtouch(path: &Path) -> (u64, u64) {
         .arg(path)
         .output()
         .expect("vmtouch is installed");
-    let text = String::from_utf8(out.stdout).unwrap();
-    let line = text
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("Resident Pages:"))
-        .unwrap_or_else(|| panic!("no Resident Pages in {text:?}"));
-    let (x, y) = line
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .split_once('/')
-        .unwrap();
-    (x.parse().unwrap(), y.parse().unwrap())
+    common::resident_pages(&String::from_utf8(out.stdout).unwrap())
 }
 
 /// Our resident count of `path` once read-ahead started by a touch has finished (two

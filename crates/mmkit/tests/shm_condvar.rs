@@ -11,7 +11,10 @@ use std::time::Duration;
 use mmkit::process::{Child, Exit};
 use mmkit::shm::condvar::Condvar;
 use mmkit::shm::sync::{LockResult, RobustMutex, RobustMutexGuard};
-use mmkit::{MapOptions, Mapping};
+use mmkit::Mapping;
+
+mod common;
+use common::shared;
 
 /// The bound on every wait: far beyond any honest one.
 const LIMIT: Duration = Duration::from_secs(20);
@@ -40,10 +43,6 @@ fn words(map: &Mapping) -> Words<'_> {
         slot: &map.atomic_u64s(16, 1).unwrap()[0],
         sum: &map.atomic_u64s(24, 1).unwrap()[0],
     }
-}
-
-fn shared() -> Mapping {
-    MapOptions::new().len(4096).map_anon_shared().unwrap()
 }
 
 /// Wait on `cv` until `ready()` holds; `Err(exit code)` on a lost wakeup or lock error.
@@ -103,10 +102,11 @@ fn consume(w: &Words<'_>, n: u64) -> Result<(), i32> {
     Ok(())
 }
 
+/// A child running `f`: exit code 0 for `Ok`, the code of `Err`. The children lock,
+/// touch shared atomics and return; they take no lock another thread of the harness
+/// could hold.
 fn spawn(f: impl FnOnce() -> Result<(), i32>) -> Child {
-    // SAFETY: the children lock, touch shared atomics and return; no lock another
-    // thread of the harness could hold.
-    unsafe { mmkit::process::fork(|_| f().err().unwrap_or(0)) }.unwrap()
+    common::spawn(|| f().err().unwrap_or(0))
 }
 
 #[test]

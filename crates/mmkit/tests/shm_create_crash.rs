@@ -4,34 +4,15 @@
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use mmkit::process::{fork, Child, Exit};
 use mmkit::shm::segment::{Segment, SegmentOptions};
 use mmkit::shm::typed::SharedOptions;
 
-/// A unique segment name, unlinked on drop.
-struct Name(String);
-
-impl Name {
-    fn new(tag: &str) -> Name {
-        static N: AtomicU32 = AtomicU32::new(0);
-        let n = N.fetch_add(1, Ordering::Relaxed);
-        Name(format!("mmkit-test-{tag}-{}-{n}", std::process::id()))
-    }
-    fn len(&self) -> u64 {
-        std::fs::metadata(format!("/dev/shm/{}", self.0))
-            .unwrap()
-            .len()
-    }
-}
-
-impl Drop for Name {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(format!("/dev/shm/{}", self.0));
-    }
-}
+mod common;
+use common::Name;
 
 /// A child that creates `name` with `size` bytes and stops at `step` ("opened": the name
 /// exists, no lock yet; "locked": the sizing lock is held, no size yet), says `p`, then

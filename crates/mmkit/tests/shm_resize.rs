@@ -11,26 +11,12 @@ use mmkit::process::Exit;
 use mmkit::shm::segment::Segment;
 use mmkit::{ErrorKind, MapOptions, RemapMode};
 
+mod common;
+use common::Name;
+
 const PAGE: usize = 4096;
 /// The bound on every wait: far beyond any honest one.
 const LIMIT: Duration = Duration::from_secs(20);
-
-/// A segment name unique to this process and test, unlinked on drop.
-struct Name(String);
-
-impl Name {
-    fn new(tag: &str) -> Name {
-        let n = format!("mmkit-resize-{tag}-{}", std::process::id());
-        let _ = Segment::unlink(&n);
-        Name(n)
-    }
-}
-
-impl Drop for Name {
-    fn drop(&mut self) {
-        let _ = Segment::unlink(&self.0);
-    }
-}
 
 /// Wait until `flag` is set (parent → child signal); false on timeout.
 fn wait_flag(flag: &AtomicU32) -> bool {

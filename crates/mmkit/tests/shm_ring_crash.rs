@@ -19,11 +19,14 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use mmkit::process::{fork, Child, Exit};
+use mmkit::helpers::XorShift;
+use mmkit::process::{Child, Exit};
 use mmkit::shm::ring::Ring;
 use mmkit::ErrorKind;
 
+mod common;
 mod ring_common;
+use common::spawn;
 use ring_common::Pattern;
 
 const NONE: u64 = u64::MAX;
@@ -127,20 +130,6 @@ fn consume(ring: &Ring, pat: &Pattern, log: &Logs<'_>, n: u64) -> i32 {
     }
 }
 
-fn spawn(f: impl FnOnce() -> i32) -> Child {
-    // SAFETY: the child only uses the ring, atomics in shared memory and the pattern
-    // table (read-only); it takes no lock another thread could hold.
-    unsafe { fork(move |_| f()) }.unwrap()
-}
-
-/// A small xorshift for the kill schedule.
-fn next_rand(x: &mut u64) -> u64 {
-    *x ^= *x << 13;
-    *x ^= *x >> 7;
-    *x ^= *x << 17;
-    *x
-}
-
 #[test]
 fn killed_and_restarted_peers_lose_duplicate_and_corrupt_nothing() {
     let n: u64 = std::env::var("MMKIT_RING_MESSAGES")
@@ -167,7 +156,7 @@ fn killed_and_restarted_peers_lose_duplicate_and_corrupt_nothing() {
 
     let mut producer = Some(start_producer());
     let mut consumer = Some(start_consumer());
-    let (mut kills, mut rng) = ([0u32; 2], 0x2545_f491_4f6c_dd1du64);
+    let (mut kills, mut rng) = ([0u32; 2], XorShift::new(0x2545_f491_4f6c_dd1d));
     let deadline = Instant::now() + Duration::from_secs(600);
     let state = |log: &Logs<'_>| {
         format!(
@@ -189,11 +178,11 @@ fn killed_and_restarted_peers_lose_duplicate_and_corrupt_nothing() {
     };
     while !finished(log.consumer) {
         assert!(Instant::now() < deadline, "no progress: {}", state(&log));
-        std::thread::sleep(Duration::from_millis(2 + next_rand(&mut rng) % 40));
+        std::thread::sleep(Duration::from_millis(2 + rng.next_u64() % 40));
         if finished(log.consumer) {
             break;
         }
-        let kill_producer = next_rand(&mut rng) % 2 == 0 && !finished(log.producer);
+        let kill_producer = rng.next_u64() % 2 == 0 && !finished(log.producer);
         if kill_producer {
             let p = producer.take().unwrap();
             let _ = p.signal(libc::SIGKILL);

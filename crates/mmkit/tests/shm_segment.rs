@@ -4,29 +4,12 @@
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
 use std::process::Command;
-use std::sync::atomic::{AtomicU32, Ordering};
 
 use mmkit::process::{fork, Exit};
 
 mod common;
+use common::{hex, Name};
 use mmkit::shm::{recv_fd, send_fd, Memfd, ReceivedSegment, Seals, Segment, SegmentOptions};
-
-/// A unique segment name (pid + counter); unlinks it on drop, pass or fail.
-struct Name(String);
-
-impl Name {
-    fn new(tag: &str) -> Name {
-        static N: AtomicU32 = AtomicU32::new(0);
-        let n = N.fetch_add(1, Ordering::Relaxed);
-        Name(format!("mmkit-test-{tag}-{}-{n}", std::process::id()))
-    }
-}
-
-impl Drop for Name {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(format!("/dev/shm/{}", self.0));
-    }
-}
 
 #[test]
 fn create_open_list_unlink_round_trip() {
@@ -180,10 +163,6 @@ fn mmkit_creates_python_reads() {
     assert_eq!(out.trim(), want);
     // Python did not remove it; we do.
     Segment::unlink(&name.0).unwrap();
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 const DATA: &[u8] = b"sealed data for the child";

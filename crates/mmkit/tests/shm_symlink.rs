@@ -4,7 +4,7 @@
 //! an open; bad names are errors, not panics.
 
 use std::process::Command;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use mmkit::shm::segment::{Segment, SegmentOptions};
@@ -12,32 +12,12 @@ use mmkit::shm::typed::SharedOptions;
 use mmkit::ErrorKind;
 
 mod common;
-use common::skip;
-
-/// A unique segment name; removes whatever is under it on drop (never following it).
-struct Name(String);
-
-impl Name {
-    fn new(tag: &str) -> Name {
-        static N: AtomicU32 = AtomicU32::new(0);
-        let n = N.fetch_add(1, Ordering::Relaxed);
-        Name(format!("mmkit-test-{tag}-{}-{n}", std::process::id()))
-    }
-    fn path(&self) -> String {
-        format!("/dev/shm/{}", self.0)
-    }
-}
-
-impl Drop for Name {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(self.path());
-    }
-}
+use common::{skip, Name};
 
 /// Plant a symbolic link at `link` pointing at `target` as user nobody (65534), in a
 /// forked child (no exec, so it works where nobody may not run programs from PATH).
-fn symlink_as_nobody(target: &std::path::Path, link: &str) {
-    let (target, link) = (target.to_path_buf(), link.to_string());
+fn symlink_as_nobody(target: &std::path::Path, link: &std::path::Path) {
+    let (target, link) = (target.to_path_buf(), link.to_path_buf());
     // SAFETY: the child drops to user nobody, makes one symlink and exits; it takes no
     // lock another thread could hold and does not unwind.
     let kid = unsafe {

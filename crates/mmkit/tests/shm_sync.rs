@@ -8,7 +8,10 @@ use std::time::Duration;
 
 use mmkit::process::{Child, Exit};
 use mmkit::shm::sync::{LockResult, RobustMutex};
-use mmkit::{MapOptions, Mapping};
+use mmkit::Mapping;
+
+mod common;
+use common::shared;
 
 /// The bound on every lock in these tests: far beyond any honest wait.
 const LIMIT: Duration = Duration::from_secs(60);
@@ -18,10 +21,6 @@ const COUNTER: usize = 0;
 const A: usize = 8;
 const B: usize = 16;
 const DIRTY: usize = 24;
-
-fn shared() -> Mapping {
-    MapOptions::new().len(4096).map_anon_shared().unwrap()
-}
 
 fn read(map: &Mapping, off: usize) -> u64 {
     map.read_value::<u64>(off).unwrap()

@@ -13,6 +13,9 @@ use mmkit::shm::segment::Segment;
 use mmkit::shm::typed::{Shared, SharedOptions, SharedSafe, HEADER_SIZE, MAGIC};
 use mmkit::{ErrorKind, MapOptions, Mapping};
 
+mod common;
+use common::Name;
+
 #[repr(C)]
 #[derive(Debug)]
 struct Counters {
@@ -22,23 +25,6 @@ struct Counters {
 }
 // SAFETY: repr(C), two atomic integers, no padding; any bits are valid.
 unsafe impl SharedSafe for Counters {}
-
-/// A segment name unique to this process and test, unlinked on drop.
-struct Name(String);
-
-impl Name {
-    fn new(tag: &str) -> Name {
-        let n = format!("mmkit-typed-{tag}-{}", std::process::id());
-        let _ = Segment::unlink(&n);
-        Name(n)
-    }
-}
-
-impl Drop for Name {
-    fn drop(&mut self) {
-        let _ = Segment::unlink(&self.0);
-    }
-}
 
 fn opts() -> SharedOptions {
     let mut o = SharedOptions::new(1);

@@ -4,14 +4,14 @@
 
 mod plot;
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use crate::progress::Progress;
 use comfy_table::{presets, Cell, CellAlignment, ContentArrangement, Table};
-use mmkit::bench::{
-    self, format_size, BenchOptions, BenchReport, CacheState, CaseResult, Method, Pattern,
-};
+use mmkit::bench::{self, BenchOptions, BenchReport, CacheState, CaseResult, Method, Pattern};
+use mmkit::size::{format_size, parse_size};
 
 /// Arguments of `mmkit bench`.
 #[derive(Debug, clap::Args)]
@@ -71,7 +71,7 @@ enum CacheArg {
 }
 
 fn size_arg(s: &str) -> Result<u64, String> {
-    bench::parse_size(s).ok_or_else(|| {
+    parse_size(s).ok_or_else(|| {
         format!("`{s}` is not a size (a positive number, optionally with K, M or G)")
     })
 }
@@ -122,25 +122,16 @@ pub(crate) fn run(args: &BenchArgs) -> anyhow::Result<ExitCode> {
         plot::check_path(plot)?;
     }
     let config = config(args);
-    let tty = std::io::stderr().is_terminal();
-    let bar = indicatif::ProgressBar::hidden();
-    if tty {
-        bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
-        bar.set_style(
-            indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} cases  {msg}")
-                .expect("valid template"),
-        );
-        bar.set_message("generating files");
-    }
+    let progress = Progress::bar("cases");
+    progress.message("generating files");
     let result = bench::run(&config, &mut |p| {
-        bar.set_length(p.total as u64);
-        bar.set_position(p.done as u64);
-        bar.set_message(p.case.clone());
-        if !tty {
+        progress.at(p.done as u64, p.total as u64);
+        progress.message(p.case.clone());
+        if !progress.shown() {
             eprintln!("bench: {}/{} {}", p.done, p.total, p.case);
         }
     });
-    bar.finish_and_clear();
+    drop(progress);
     let report = match result {
         Ok(r) => r,
         Err(e) => {

@@ -1,8 +1,8 @@
 //! `mmkit shm bench`: presents [`mmkit::shm::bench`] as a table or JSON.
 
-use std::io::IsTerminal;
 use std::process::ExitCode;
 
+use crate::progress::Progress;
 use clap::Args;
 use comfy_table::{presets, Cell, CellAlignment, ContentArrangement, Table};
 use mmkit::shm::bench::{Row, ShmBenchOptions, ShmBenchReport, Transport};
@@ -49,15 +49,10 @@ pub(crate) fn run(args: &BenchArgs) -> anyhow::Result<ExitCode> {
         opts.bytes_per_run = opts.bytes_per_run.min(16 << 20);
         opts.rounds = opts.rounds.min(2_000);
     }
-    let tty = std::io::stderr().is_terminal();
-    let report = mmkit::shm::bench::run(&opts, |what| {
-        if tty {
-            eprint!("\r\x1b[Kmeasuring {what}…");
-        }
-    })?;
-    if tty {
-        eprint!("\r\x1b[K");
-    }
+    let progress = Progress::spinner();
+    let report =
+        mmkit::shm::bench::run(&opts, |what| progress.message(format!("measuring {what}…")))?;
+    drop(progress);
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
@@ -112,7 +107,7 @@ fn row(report: &ShmBenchReport, r: &Row) -> Vec<String> {
         if spin {
             "8 B".into()
         } else {
-            mmkit::bench::format_size(r.size as u64)
+            mmkit::size::format_size(r.size as u64)
         },
         r.transport.name().into(),
         dash(format!("{:.2} M", r.msgs_per_sec / 1e6)),
@@ -150,7 +145,7 @@ fn summary(report: &ShmBenchReport) -> String {
         };
         out.push_str(&format!(
             "{}: ring {:.1}x the messages/s of a pipe, round trip {:.1}x faster (p50)",
-            mmkit::bench::format_size(size as u64),
+            mmkit::size::format_size(size as u64),
             ring.msgs_per_sec / pipe.msgs_per_sec,
             pipe.rtt.p50_ns / ring.rtt.p50_ns,
         ));

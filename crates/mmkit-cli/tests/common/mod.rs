@@ -1,11 +1,19 @@
 //! Shared by the CLI tests.
 #![allow(dead_code)]
 
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
 #[path = "../../../mmkit/tests/common/peer.rs"]
 mod peer;
 
 #[allow(unused_imports)] // Not every test binary skips.
-pub(crate) use peer::{peer, skip};
+pub(crate) use peer::{peer, resident_pages, skip};
+
+#[path = "../../../mmkit/tests/common/shm_name.rs"]
+mod shm_name;
+#[allow(unused_imports)] // Only the shm tests name segments.
+pub(crate) use shm_name::Name;
 
 /// Whether the tests run as root (effective uid 0, from `/proc/self/status`).
 pub(crate) fn is_root() -> bool {
@@ -15,4 +23,37 @@ pub(crate) fn is_root() -> bool {
                 .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
         })
         .unwrap_or(false)
+}
+
+/// The `mmkit` binary under test, ready for its arguments.
+pub(crate) fn mmkit() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_mmkit"))
+}
+
+/// Run `mmkit ARGS` to the end: its status and output.
+pub(crate) fn mmkit_output(args: &[&str]) -> Output {
+    mmkit().args(args).output().expect("run mmkit")
+}
+
+/// Run `cmd` to its end, but kill it and fail if it is still running after about ten
+/// seconds: a guard against a hang, not a timing assertion.
+pub(crate) fn run_or_kill(cmd: &mut Command) -> Output {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn mmkit");
+    for _ in 0..200 {
+        if child.try_wait().expect("try_wait").is_some() {
+            return child.wait_with_output().expect("collect output");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let out = child.wait_with_output().expect("reap killed child");
+    panic!(
+        "{cmd:?} hung and was killed; stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -3,7 +3,6 @@
 use std::fs::File;
 use std::io::Read;
 
-use super::method::io_err;
 use crate::error::{Error, Op, Result};
 
 /// Read the whole file once, so its pages are in the page cache.
@@ -11,8 +10,8 @@ pub(crate) fn warm(file: &File, buf: &mut [u8]) -> Result<()> {
     let mut f = file;
     use std::io::{Seek, SeekFrom};
     f.seek(SeekFrom::Start(0))
-        .map_err(|e| io_err(Op::Read, e))?;
-    while f.read(buf).map_err(|e| io_err(Op::Read, e))? != 0 {}
+        .map_err(|e| Error::io(Op::Read, &e))?;
+    while f.read(buf).map_err(|e| Error::io(Op::Read, &e))? != 0 {}
     Ok(())
 }
 

@@ -1,5 +1,6 @@
 //! The methods, patterns and cache states, and one pass of each method.
 
+use crate::rng::XorShift;
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::os::unix::fs::FileExt;
@@ -134,23 +135,15 @@ pub(crate) fn scan(bytes: &[u8]) -> u64 {
 
 /// Fixed page-aligned offsets (xorshift64), the same for every method.
 pub(crate) fn random_offsets(size: u64, count: usize) -> Vec<u64> {
-    let pages = size.div_ceil(BLOCK as u64).max(1);
-    let mut x = 0x9E37_79B9_7F4A_7C15u64;
-    (0..count)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x % pages) * BLOCK as u64
-        })
-        .collect()
+    random_offsets_iter(size, count).collect()
 }
 
-pub(crate) fn io_err(op: Op, e: std::io::Error) -> Error {
-    Error::os(
-        op,
-        rustix::io::Errno::from_io_error(&e).unwrap_or(rustix::io::Errno::IO),
-    )
+/// The offsets of [`random_offsets`], one at a time: `count` 4 KiB-aligned offsets below
+/// `size` (same seed, same sequence).
+pub(crate) fn random_offsets_iter(size: u64, count: usize) -> impl Iterator<Item = u64> {
+    let pages = size.div_ceil(BLOCK as u64).max(1);
+    let mut rng = XorShift::new(0x9E37_79B9_7F4A_7C15);
+    (0..count).map(move |_| (rng.next_u64() % pages) * BLOCK as u64)
 }
 
 /// What a pass works on: the open file, its size, the buffer, the random offsets.
@@ -182,10 +175,10 @@ pub(crate) fn pass(method: Method, pattern: Pattern, t: &mut Target<'_>) -> Resu
         (Method::Read, Pattern::Seq) => {
             let mut f = t.file;
             f.seek(SeekFrom::Start(0))
-                .map_err(|e| io_err(Op::Read, e))?;
+                .map_err(|e| Error::io(Op::Read, &e))?;
             let mut sum = 0u64;
             loop {
-                let n = f.read(t.buf).map_err(|e| io_err(Op::Read, e))?;
+                let n = f.read(t.buf).map_err(|e| Error::io(Op::Read, &e))?;
                 if n == 0 {
                     return Ok(sum);
                 }
@@ -198,9 +191,9 @@ pub(crate) fn pass(method: Method, pattern: Pattern, t: &mut Target<'_>) -> Resu
             for &off in t.offsets {
                 let len = block_len(t.size, off);
                 f.seek(SeekFrom::Start(off))
-                    .map_err(|e| io_err(Op::Read, e))?;
+                    .map_err(|e| Error::io(Op::Read, &e))?;
                 f.read_exact(&mut t.buf[..len])
-                    .map_err(|e| io_err(Op::Read, e))?;
+                    .map_err(|e| Error::io(Op::Read, &e))?;
                 sum = sum.wrapping_add(scan(&t.buf[..len]));
             }
             Ok(sum)
@@ -212,7 +205,7 @@ pub(crate) fn pass(method: Method, pattern: Pattern, t: &mut Target<'_>) -> Resu
                 let n = t
                     .file
                     .read_at(t.buf, off)
-                    .map_err(|e| io_err(Op::Read, e))?;
+                    .map_err(|e| Error::io(Op::Read, &e))?;
                 if n == 0 {
                     return Ok(sum);
                 }
@@ -226,7 +219,7 @@ pub(crate) fn pass(method: Method, pattern: Pattern, t: &mut Target<'_>) -> Resu
                 let len = block_len(t.size, off);
                 t.file
                     .read_exact_at(&mut t.buf[..len], off)
-                    .map_err(|e| io_err(Op::Read, e))?;
+                    .map_err(|e| Error::io(Op::Read, &e))?;
                 sum = sum.wrapping_add(scan(&t.buf[..len]));
             }
             Ok(sum)

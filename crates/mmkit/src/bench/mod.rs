@@ -38,16 +38,17 @@ mod method;
 mod report;
 mod runner;
 
+pub use crate::size::{format_size, parse_size};
 pub use method::{CacheState, Method, Pattern};
 #[allow(deprecated)]
 pub use report::Report;
-pub use report::{format_size, parse_size, BenchReport, CaseResult, Machine};
+pub use report::{BenchReport, CaseResult, Machine};
 // Helpers of `shm::bench` and `pager::bench` (and `scan` of the tour): some go unused when
 // `bench` is built without `shm` or `pager`.
 #[cfg_attr(not(all(feature = "shm", feature = "pager")), allow(unused_imports))]
-pub(crate) use method::{io_err, random_offsets, scan};
-#[cfg_attr(not(feature = "pager"), allow(unused_imports))]
-pub(crate) use runner::{check_count, check_free_space, generate};
+pub(crate) use method::{random_offsets, random_offsets_iter, scan};
 #[allow(deprecated)]
 pub use runner::Config;
+#[cfg_attr(not(feature = "pager"), allow(unused_imports))]
+pub(crate) use runner::{check_count, check_free_space, generate};
 pub use runner::{run, BenchOptions, Progress, MAX_BUFFER, MAX_RANDOM_READS, MAX_RUNS};

@@ -5,9 +5,12 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::cache;
-use super::method::{io_err, pass, random_offsets, CacheState, Method, Pattern, Target, BLOCK};
-use super::report::{format_size, BenchReport, CaseResult, Machine};
+use super::method::{pass, random_offsets, CacheState, Method, Pattern, Target, BLOCK};
+use super::report::{BenchReport, CaseResult, Machine};
 use crate::error::{Error, ErrorKind, Op, Result};
+use crate::rng::XorShift;
+use crate::size::format_size;
+use crate::stats::median_time;
 
 /// The old name of [`BenchOptions`].
 #[deprecated(since = "0.1.0", note = "renamed to `BenchOptions`")]
@@ -164,7 +167,7 @@ fn open_measured(path: &Path) -> Result<(File, u64)> {
     let file = crate::map::open_for_map(path, false, false)?;
     let meta = file
         .metadata()
-        .map_err(|e| io_err(Op::Open, e).with_path(Some(path)))?;
+        .map_err(|e| Error::io(Op::Open, &e).with_path(Some(path)))?;
     if !meta.is_file() {
         return Err(Error::new(Op::Open, ErrorKind::NotMappable)
             .with_path(Some(path))
@@ -179,7 +182,7 @@ fn open_measured(path: &Path) -> Result<(File, u64)> {
 /// Write `size` bytes of xorshift data to `path` (created or truncated) and sync them.
 pub(crate) fn generate(path: &Path, size: u64) -> Result<File> {
     use std::io::Write;
-    let open_err = |e| io_err(Op::Open, e).with_path(Some(path));
+    let open_err = |e| Error::io(Op::Open, &e).with_path(Some(path));
     let mut f = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
@@ -187,15 +190,12 @@ pub(crate) fn generate(path: &Path, size: u64) -> Result<File> {
         .truncate(true)
         .open(path)
         .map_err(open_err)?;
-    let mut x = 0x2545_F491_4F6C_DD1Du64 ^ size;
+    let mut rng = XorShift::new(0x2545_F491_4F6C_DD1D ^ size);
     let mut chunk = vec![0u8; 1 << 20];
     let mut left = size;
     while left > 0 {
         for w in chunk.chunks_exact_mut(8) {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            w.copy_from_slice(&x.to_ne_bytes());
+            w.copy_from_slice(&rng.next_u64().to_ne_bytes());
         }
         let n = left.min(chunk.len() as u64) as usize;
         f.write_all(&chunk[..n]).map_err(open_err)?;
@@ -220,7 +220,8 @@ pub fn run(config: &BenchOptions, progress: &mut dyn FnMut(&Progress)) -> Result
             let base = config.dir.clone().unwrap_or_else(std::env::temp_dir);
             check_space(&base, &config.sizes)?;
             let dir = base.join(format!("mmkit-bench-{}", std::process::id()));
-            std::fs::create_dir_all(&dir).map_err(|e| io_err(Op::Open, e).with_path(Some(&dir)))?;
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| Error::io(Op::Open, &e).with_path(Some(&dir)))?;
             let dir = scratch.insert(Scratch(dir)).0.clone();
             let mut files = Vec::new();
             for &size in &config.sizes {
@@ -351,20 +352,10 @@ fn case(
             .map(|&o| (t.size - o).min(BLOCK as u64))
             .sum(),
     };
-    let median = |v: &mut Vec<Duration>| {
-        v.sort();
-        let n = v.len();
-        let mid = if n % 2 == 1 {
-            v[n / 2].as_secs_f64()
-        } else {
-            (v[n / 2 - 1].as_secs_f64() + v[n / 2].as_secs_f64()) / 2.0
-        };
-        (mid * 1e9).max(1.0)
-    };
     let mut out: Vec<CaseResult> = timings
         .into_iter()
         .map(|mut tm| {
-            let median_ns = median(&mut tm.per_pass);
+            let median_ns = (median_time(&mut tm.per_pass).as_secs_f64() * 1e9).max(1.0);
             CaseResult {
                 size: t.size,
                 pattern,

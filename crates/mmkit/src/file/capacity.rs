@@ -40,7 +40,8 @@ impl MappedFile {
             .checked_add(len as u64)
             .ok_or_else(|| self.err(op, ErrorKind::LengthOverflow, 0, len))?;
         self.file.set_len(total).map_err(|e| {
-            io_error(op, &e, self.path())
+            Error::io(op, &e)
+                .with_path(self.path())
                 .at(0, len as u64)
                 .detail(format!(
                     "cannot set the file's length to {total} bytes: {e}"

@@ -65,7 +65,6 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, ErrorKind, Op, Result};
 use crate::map::{FlushMode, MapOptions, Mapping, RemapMode};
-use options::io_error;
 use search::SEARCH_CHUNK;
 
 /// The size of the buffer behind [`BufRead::fill_buf`](std::io::BufRead::fill_buf).
@@ -258,7 +257,7 @@ impl MappedFile {
         self.file
             .metadata()
             .map(|m| m.len())
-            .map_err(|e| io_error(Op::Open, &e, self.path()))
+            .map_err(|e| Error::io(Op::Open, &e).with_path(self.path()))
     }
 
     fn err(&self, op: Op, kind: ErrorKind, off: usize, len: usize) -> Error {

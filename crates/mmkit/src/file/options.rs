@@ -183,22 +183,20 @@ impl MappedFileOptions {
             }
         }
         if self.truncate {
-            file.set_len(0).map_err(|e| io_error(Op::Open, &e, p))?;
+            file.set_len(0)
+                .map_err(|e| Error::io(Op::Open, &e).with_path(p))?;
         }
         if let Some(len) = self.set_len {
             let total = self
                 .offset
                 .checked_add(len as u64)
                 .ok_or_else(|| Error::new(Op::Open, ErrorKind::LengthOverflow).with_path(p))?;
-            file.set_len(total)
-                .map_err(|e| io_error(Op::Open, &e, p).at(self.offset, len as u64))?;
+            file.set_len(total).map_err(|e| {
+                Error::io(Op::Open, &e)
+                    .with_path(p)
+                    .at(self.offset, len as u64)
+            })?;
         }
         MappedFile::from_parts(file, path, self.offset, access, self.growable)
     }
-}
-
-/// An `std::io::Error` from a file call as an mmkit error.
-pub(super) fn io_error(op: Op, e: &std::io::Error, path: Option<&Path>) -> Error {
-    let errno = rustix::io::Errno::from_io_error(e).unwrap_or(rustix::io::Errno::IO);
-    Error::os(op, errno).with_path(path)
 }

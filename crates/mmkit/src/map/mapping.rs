@@ -169,9 +169,7 @@ impl Mapping {
                         .detail("the file was truncated while it was being written out"));
                 }
                 Err(e) => {
-                    let errno =
-                        rustix::io::Errno::from_io_error(&e).unwrap_or(rustix::io::Errno::IO);
-                    return Err(Error::os(Op::Write, errno).at(at as u64, n as u64));
+                    return Err(Error::io(Op::Write, &e).at(at as u64, n as u64));
                 }
             }
         }

@@ -22,9 +22,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::{FileSource, PagerOptions, PagerStats};
-use crate::bench::{random_offsets, scan};
+use crate::bench::{random_offsets, random_offsets_iter, scan};
 use crate::error::{Error, ErrorKind, Op, Result};
 use crate::map::MapOptions;
+use crate::stats::{median, median_time};
 
 /// What to measure.
 #[derive(Debug, Clone)]
@@ -168,14 +169,13 @@ pub fn run(opts: &PageBenchOptions, mut progress: impl FnMut(&str)) -> Result<Pa
     for _ in 0..opts.runs {
         touch.push(anon_touch_ns_per_page(opts.size)?);
     }
-    touch.sort_by(f64::total_cmp);
     Ok(PageBenchReport {
         size: opts.size,
         readahead: opts.readahead,
         rows,
         fault,
         sequential_stats: stats,
-        anon_touch_ns_per_page: touch[touch.len() / 2],
+        anon_touch_ns_per_page: median(&mut touch),
     })
 }
 
@@ -184,14 +184,7 @@ pub fn run(opts: &PageBenchOptions, mut progress: impl FnMut(&str)) -> Result<Pa
 /// available (a pager pass and the anonymous-memory pass make all of it resident).
 fn check_size(dir: &Path, size: u64) -> Result<()> {
     crate::bench::check_free_space(dir, size)?;
-    let available = std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|m| {
-            m.lines()
-                .find_map(|l| l.strip_prefix("MemAvailable:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        })
-        .map(|kb| kb.saturating_mul(1024));
+    let available = crate::proc::meminfo("MemAvailable");
     if let Some(avail) = available.filter(|&a| size > a) {
         return Err(Error::os(Op::Map, rustix::io::Errno::NOMEM)
             .at(0, size)
@@ -204,16 +197,12 @@ fn check_size(dir: &Path, size: u64) -> Result<()> {
 }
 
 fn rows_for(pattern: &'static str, times: &mut [Vec<Duration>; 3], bytes: u64) -> Vec<PageRow> {
-    let median = |t: &mut Vec<Duration>| {
-        t.sort_unstable();
-        t[t.len() / 2]
-    };
-    let kernel = median(&mut times[1]).as_secs_f64();
+    let kernel = median_time(&mut times[1]).as_secs_f64();
     ["pager", "kernel mmap", "pread"]
         .into_iter()
         .zip(times.iter_mut())
         .map(|(method, t)| {
-            let m = median(t).as_secs_f64();
+            let m = median_time(t).as_secs_f64();
             PageRow {
                 pattern,
                 method,
@@ -263,7 +252,7 @@ impl TestFile {
         let want = (self.size - off).min(buf.len() as u64) as usize;
         self.file
             .read_exact_at(&mut buf[..want], off)
-            .map_err(|e| crate::bench::io_err(Op::Read, e).with_path(Some(&self.path)))?;
+            .map_err(|e| Error::io(Op::Read, &e).with_path(Some(&self.path)))?;
         Ok(want)
     }
 
@@ -385,20 +374,6 @@ fn time_touches(bytes: &[u8], stride: usize, count: usize, out: &mut Vec<f64>) {
         std::hint::black_box(bytes[off]);
         out.push(start.elapsed().as_nanos() as f64);
     }
-}
-
-/// The offsets of `crate::bench::random_offsets`, one at a time: `count` 4 KiB-aligned
-/// offsets below `size` (xorshift, same seed, same sequence).
-fn random_offsets_iter(size: u64, count: usize) -> impl Iterator<Item = u64> {
-    const BLOCK: u64 = 4096;
-    let pages = size.div_ceil(BLOCK).max(1);
-    let mut x = 0x9E37_79B9_7F4A_7C15u64;
-    (0..count).map(move |_| {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        (x % pages) * BLOCK
-    })
 }
 
 /// Read a whole pager in 1 MiB steps, or `random` 4 KiB blocks at fixed page offsets,

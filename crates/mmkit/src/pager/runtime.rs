@@ -220,8 +220,7 @@ impl PagerOptions {
                 .name(format!("mmkit-pager-{i}"))
                 .spawn(move || handler::serve(s, bounce))
                 .map_err(|e| {
-                    super::source::io_err(Op::Pager, &e)
-                        .detail(format!("spawn handler thread: {e}"))
+                    Error::io(Op::Pager, &e).detail(format!("spawn handler thread: {e}"))
                 })?;
             pager.threads.push(t);
         }

@@ -65,15 +65,6 @@ pub trait Source: Send + Sync {
     fn describe(&self) -> String;
 }
 
-/// An I/O error as an mmkit error of `op`: the errno when there is one, else `EIO` with
-/// the error's text.
-pub(super) fn io_err(op: Op, e: &io::Error) -> Error {
-    match rustix::io::Errno::from_io_error(e) {
-        Some(errno) => Error::os(op, errno),
-        None => Error::os(op, rustix::io::Errno::IO).detail(e.to_string()),
-    }
-}
-
 /// The error for a range whose end overflows `u64`.
 fn overflow(op: Op, offset: u64, len: usize) -> Error {
     Error::new(op, ErrorKind::LengthOverflow).at(offset, len as u64)
@@ -88,10 +79,10 @@ pub(super) fn open_source_file(path: &Path, write: bool) -> Result<(File, u64)> 
         .write(write)
         .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
         .open(path)
-        .map_err(|e| io_err(Op::Open, &e).with_path(Some(path)))?;
+        .map_err(|e| Error::io(Op::Open, &e).with_path(Some(path)))?;
     let meta = file
         .metadata()
-        .map_err(|e| io_err(Op::Open, &e).with_path(Some(path)))?;
+        .map_err(|e| Error::io(Op::Open, &e).with_path(Some(path)))?;
     let ft = meta.file_type();
     let what = if ft.is_dir() {
         Some("a directory")
@@ -118,7 +109,7 @@ pub(super) fn open_source_file(path: &Path, write: bool) -> Result<(File, u64)> 
     // A block device's metadata says 0 bytes; seeking to the end gives its size.
     let len = (&file)
         .seek(SeekFrom::End(0))
-        .map_err(|e| io_err(Op::Open, &e).with_path(Some(path)))?;
+        .map_err(|e| Error::io(Op::Open, &e).with_path(Some(path)))?;
     Ok((file, len))
 }
 
@@ -187,7 +178,7 @@ impl FileSource {
     }
 
     fn err(&self, e: &io::Error, op: Op, offset: u64, len: usize) -> Error {
-        io_err(op, e)
+        Error::io(op, e)
             .with_path(Some(&self.path))
             .at(offset, len as u64)
     }
@@ -234,7 +225,7 @@ impl Source for FileSource {
         }
         self.file
             .sync_data()
-            .map_err(|e| io_err(Op::Flush, &e).with_path(Some(&self.path)))
+            .map_err(|e| Error::io(Op::Flush, &e).with_path(Some(&self.path)))
     }
 
     fn describe(&self) -> String {

@@ -141,7 +141,7 @@ pub(crate) struct Uffd {
 }
 
 fn last_errno() -> Errno {
-    Errno::from_io_error(&std::io::Error::last_os_error()).unwrap_or(Errno::IO)
+    crate::error::errno_of(&std::io::Error::last_os_error())
 }
 
 /// `ioctl(fd, req, arg)`, `Err(errno)` on -1.
@@ -363,7 +363,7 @@ fn dev_userfaultfd(flags: libc::c_int) -> Result<OwnedFd, Errno> {
         .write(true)
         .custom_flags(libc::O_CLOEXEC)
         .open("/dev/userfaultfd")
-        .map_err(|e| Errno::from_io_error(&e).unwrap_or(Errno::IO))?;
+        .map_err(|e| crate::error::errno_of(&e))?;
     // SAFETY: USERFAULTFD_IOC_NEW takes the flags as its integer argument and returns a
     // new descriptor.
     let fd = unsafe { libc::ioctl(dev.as_raw_fd(), USERFAULTFD_IOC_NEW, flags) };

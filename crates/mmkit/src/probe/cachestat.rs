@@ -58,8 +58,7 @@ pub fn cachestat(file: impl AsFd, off: u64, len: u64) -> Result<CacheStat> {
         )
     };
     if rc != 0 {
-        let errno = rustix::io::Errno::from_io_error(&std::io::Error::last_os_error())
-            .unwrap_or(rustix::io::Errno::IO);
+        let errno = crate::error::errno_of(&std::io::Error::last_os_error());
         let e = Error::os(Op::Probe, errno).at(off, len);
         return Err(if errno == rustix::io::Errno::NOSYS {
             e.hint("cachestat needs Linux 6.5 or later")

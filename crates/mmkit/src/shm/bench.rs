@@ -28,7 +28,6 @@ use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::bench::io_err;
 use crate::error::{Error, ErrorKind, Op, Result};
 use crate::map::MapOptions;
 use crate::process::{fork, Child, ChildLink, Exit};
@@ -114,7 +113,7 @@ impl ShmBenchOptions {
             let detail = match need {
                 Some(n) => format!(
                     "{size}-byte messages need a ring of at least {} (--capacity)",
-                    crate::bench::format_size(n as u64)
+                    crate::size::format_size(n as u64)
                 ),
                 None => format!("{size}-byte messages are larger than any ring can carry"),
             };
@@ -404,7 +403,7 @@ struct Streams {
 }
 
 fn streams(t: Transport) -> Result<Streams> {
-    let os = |e| io_err(Op::Process, e);
+    let os = |e| Error::io(Op::Process, &e);
     let pipe = || -> Result<(std::fs::File, std::fs::File)> {
         let (r, w) = rustix::pipe::pipe().map_err(|e| Error::os(Op::Process, e))?;
         Ok((std::fs::File::from(w), std::fs::File::from(r)))
@@ -469,7 +468,7 @@ fn throughput(t: Transport, size: usize, count: u64, cap: usize, pinned: Pins) -
             child.recv();
             let start = Instant::now();
             for _ in 0..count {
-                w.write_all(&msg).map_err(|e| io_err(Op::Send, e))?;
+                w.write_all(&msg).map_err(|e| Error::io(Op::Send, &e))?;
             }
             child.recv();
             let secs = start.elapsed().as_secs_f64();
@@ -530,8 +529,9 @@ fn round_trips(
             let mut buf = vec![0u8; size];
             for _ in 0..rounds {
                 let start = Instant::now();
-                w.write_all(&msg).map_err(|e| io_err(Op::Send, e))?;
-                r.read_exact(&mut buf).map_err(|e| io_err(Op::Send, e))?;
+                w.write_all(&msg).map_err(|e| Error::io(Op::Send, &e))?;
+                r.read_exact(&mut buf)
+                    .map_err(|e| Error::io(Op::Send, &e))?;
                 times.push(start.elapsed());
             }
             finish(child, "stream echo")?;

@@ -25,7 +25,8 @@ use rustix::net::{
     SendAncillaryMessage, SendFlags,
 };
 
-use super::segment::{errno_text, io_errno};
+use super::segment::errno_text;
+use crate::error::errno_of;
 use crate::error::{Error, ErrorKind, Op, Result};
 use crate::map::{MapOptions, Mapping};
 
@@ -189,7 +190,7 @@ impl Memfd {
         rustix::fs::ftruncate(&fd, size).map_err(|e| err(e, "ftruncate"))?;
         let file = std::fs::File::from(fd);
         file.write_all_at(contents, 0)
-            .map_err(|e| err(io_errno(&e), "writing the contents"))?;
+            .map_err(|e| err(errno_of(&e), "writing the contents"))?;
         let fd = OwnedFd::from(file);
         let seals = Seals::SHRINK | Seals::GROW | Seals::SEAL | self.write_seal;
         rustix::fs::fcntl_add_seals(&fd, seals.to_rustix()).map_err(|e| {

@@ -94,10 +94,6 @@ pub(super) fn errno_text(e: Errno) -> String {
     text.split(" (os error").next().unwrap_or(&text).to_string()
 }
 
-pub(super) fn io_errno(e: &std::io::Error) -> Errno {
-    Errno::from_io_error(e).unwrap_or(Errno::IO)
-}
-
 /// Check and normalize a segment name: `"abc"` and `"/abc"` both give `"abc"`.
 fn normalize(name: &str) -> Result<&str> {
     let bad = |errno, why: String| {
@@ -134,7 +130,7 @@ fn normalize(name: &str) -> Result<&str> {
 /// (no link is followed), sorted by name.
 fn shm_entries() -> Result<Vec<(String, Option<FileType>)>> {
     let dir_err = |e: &std::io::Error| {
-        Error::os(Op::Open, io_errno(e))
+        Error::io(Op::Open, e)
             .with_path(Some(std::path::Path::new(SHM_DIR)))
             .detail(format!("cannot list segments: {e}"))
     };

@@ -164,7 +164,7 @@ pub(super) fn huge_pages(_ctx: &Ctx) -> Result<Outcome> {
         mem.fill(1);
         Some(region_stats(mem.as_ptr())?.anon_huge)
     };
-    let free = crate::probe::meminfo("HugePages_Free").unwrap_or(0);
+    let free = crate::proc::meminfo("HugePages_Free").unwrap_or(0);
     let tlb = if free == 0 {
         None
     } else {

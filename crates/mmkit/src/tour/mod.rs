@@ -93,7 +93,7 @@ impl Ctx {
     /// are clean and in the page cache).
     pub(crate) fn file(&self, name: &str, len: usize) -> Result<(PathBuf, File)> {
         let path = self.dir.join(name);
-        let io = |e: std::io::Error| io_err(&path, e);
+        let io = |e: std::io::Error| Error::io(Op::Open, &e).with_path(Some(&path));
         let mut f = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
@@ -121,13 +121,8 @@ pub(crate) fn pattern(i: usize) -> u8 {
     (i.wrapping_mul(31) ^ (i >> 12)) as u8 | 1
 }
 
-pub(crate) fn io_err(path: &Path, e: std::io::Error) -> Error {
-    let errno = rustix::io::Errno::from_io_error(&e).unwrap_or(rustix::io::Errno::IO);
-    Error::os(Op::Open, errno).with_path(Some(path))
-}
-
 /// Human-readable byte count: `64 KiB`, `1.5 MiB` (the same format as `mmkit bench`).
-pub(crate) use crate::bench::format_size as bytes;
+pub(crate) use crate::size::format_size as bytes;
 
 type Experiment = fn(&Ctx) -> Result<Outcome>;
 
@@ -192,14 +187,14 @@ pub fn run(dir: &Path, mut progress: impl FnMut(&Finding)) -> Result<Vec<Finding
 fn check_dir(dir: &Path) -> Result<()> {
     let probe = dir.join(".mmkit-tour-probe");
     let made = std::fs::metadata(dir)
-        .map_err(|e| io_err(dir, e))
+        .map_err(|e| Error::io(Op::Open, &e).with_path(Some(dir)))
         .and_then(|m| {
             if !m.is_dir() {
                 return Err(Error::new(Op::Open, ErrorKind::Unsupported)
                     .with_path(Some(dir))
                     .detail("not a directory"));
             }
-            File::create(&probe).map_err(|e| io_err(dir, e))
+            File::create(&probe).map_err(|e| Error::io(Op::Open, &e).with_path(Some(dir)))
         });
     let _ = std::fs::remove_file(&probe);
     made.map(drop)

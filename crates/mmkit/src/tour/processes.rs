@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use super::{pattern, Ctx, Outcome};
-use crate::error::Result;
+use crate::error::{Error, Op, Result};
 use crate::probe::region_stats;
 use crate::process::{fork, Exit};
 use crate::{MapOptions, Memory};
@@ -44,7 +44,8 @@ pub(super) fn shared_writes_visible(ctx: &Ctx) -> Result<Outcome> {
     let (path, file) = ctx.file("claim3.dat", 64 << 10)?;
     let mut map = MapOptions::new().write().map(&file)?;
     map.write_at(1000, MARK)?;
-    let on_disk = std::fs::read(&path).map_err(|e| super::io_err(&path, e))?;
+    let on_disk =
+        std::fs::read(&path).map_err(|e| Error::io(Op::Open, &e).with_path(Some(&path)))?;
     let file_sees = on_disk.get(1000..1000 + MARK.len()) == Some(MARK);
     let child = child_sees(&path, 1000, MARK)?;
     let measured = format!(
@@ -69,7 +70,8 @@ pub(super) fn private_is_cow(ctx: &Ctx) -> Result<Outcome> {
     let anon_after = region_stats(map.as_ptr())?.anonymous;
     let mut mine = vec![0u8; MARK.len()];
     map.read_at(1000, &mut mine)?;
-    let on_disk = std::fs::read(&path).map_err(|e| super::io_err(&path, e))?;
+    let on_disk =
+        std::fs::read(&path).map_err(|e| Error::io(Op::Open, &e).with_path(Some(&path)))?;
     let file_unchanged = on_disk.get(1000..1000 + MARK.len()) == Some(&original[..]);
     let child = child_sees(&path, 1000, &original)?;
     let measured = format!(
@@ -145,7 +147,8 @@ pub(super) fn survives_kill9(ctx: &Ctx) -> Result<Outcome> {
     let ready = child.recv() == Some(1);
     child.signal(libc::SIGKILL)?;
     let exit = child.wait()?;
-    let on_disk = std::fs::read(&path).map_err(|e| super::io_err(&path, e))?;
+    let on_disk =
+        std::fs::read(&path).map_err(|e| Error::io(Op::Open, &e).with_path(Some(&path)))?;
     let intact = on_disk == data;
     let measured = format!(
         "a child wrote {} through MAP_SHARED (no msync) and was {}; read() of the file afterwards: {}",

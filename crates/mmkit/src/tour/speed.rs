@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use super::{bytes, Ctx, Outcome};
 use crate::error::{Error, Op, Result};
+use crate::stats::median_time;
 use crate::MapOptions;
 
 /// The scan both sides do: `mmkit bench`'s wrapping sum of 64-bit words.
@@ -23,12 +24,7 @@ fn scan_mapped(file: &File) -> Result<u64> {
 }
 
 fn scan_read(file: &mut File, buf: &mut [u8]) -> Result<u64> {
-    let io = |e: std::io::Error| {
-        Error::os(
-            Op::Read,
-            rustix::io::Errno::from_io_error(&e).unwrap_or(rustix::io::Errno::IO),
-        )
-    };
+    let io = |e: std::io::Error| Error::io(Op::Read, &e);
     file.seek(SeekFrom::Start(0)).map_err(io)?;
     let mut sum = 0u64;
     loop {
@@ -61,9 +57,7 @@ fn race(
             }
         }
     }
-    ta.sort();
-    tb.sort();
-    Ok((ta[ta.len() / 2], tb[tb.len() / 2]))
+    Ok((median_time(&mut ta), median_time(&mut tb)))
 }
 
 fn compare(
@@ -74,7 +68,9 @@ fn compare(
     buf_len: usize,
 ) -> Result<(Duration, Duration)> {
     let (_, file) = ctx.file(name, len)?;
-    let mut reader = file.try_clone().map_err(|e| super::io_err(&ctx.dir, e))?;
+    let mut reader = file
+        .try_clone()
+        .map_err(|e| Error::io(Op::Open, &e).with_path(Some(&ctx.dir)))?;
     let mut buf = vec![0u8; buf_len];
     let check = scan_mapped(&file)? == scan_read(&mut reader, &mut buf)?;
     if !check {

@@ -5,9 +5,12 @@
 #![allow(dead_code)]
 
 mod peer;
+mod shm_name;
 
 #[allow(unused_imports)] // Not every test binary skips.
-pub(crate) use peer::{peer, skip};
+pub(crate) use peer::{peer, resident_pages, skip};
+#[allow(unused_imports)] // Only the shared-memory tests name segments.
+pub(crate) use shm_name::Name;
 
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
@@ -80,4 +83,26 @@ pub(crate) fn no_core_dump() {
     };
     // SAFETY: setrlimit reads the struct we pass and changes only this process's limit.
     unsafe { libc::setrlimit(libc::RLIMIT_CORE, &zero) };
+}
+
+/// Bytes as lower-case hex, two digits a byte: `[0xab, 1]` is `"ab01"`.
+pub(crate) fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// One page of shared anonymous memory: what a forked child and its parent both see.
+pub(crate) fn shared() -> mmkit::Mapping {
+    mmkit::MapOptions::new()
+        .len(4096)
+        .map_anon_shared()
+        .unwrap()
+}
+
+/// Fork a child that runs `f` and exits with its return value.
+///
+/// For the tests' children, which only touch shared memory, atomics and read-only data,
+/// and take no lock another thread of the harness could hold: what `fork` asks.
+pub(crate) fn spawn(f: impl FnOnce() -> i32) -> mmkit::process::Child {
+    // SAFETY: see above; every caller's child keeps to shared memory and atomics.
+    unsafe { mmkit::process::fork(move |_| f()) }.unwrap()
 }

@@ -49,3 +49,19 @@ pub(crate) fn on_path(tool: &str) -> bool {
 fn is_executable(file: &Path) -> bool {
     std::fs::metadata(file).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
+
+/// "Resident Pages: X/Y" from vmtouch's summary (or `mmkit cache`'s, which prints the
+/// same line): `(X, Y)`.
+pub(crate) fn resident_pages(text: &str) -> (u64, u64) {
+    let line = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Resident Pages:"))
+        .unwrap_or_else(|| panic!("no Resident Pages in {text:?}"));
+    let (x, y) = line
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .split_once('/')
+        .unwrap();
+    (x.parse().unwrap(), y.parse().unwrap())
+}

@@ -1,11 +1,11 @@
-//! Shared by the pager tests: building a pager that may be refused, and reproducible
-//! random numbers.
+//! Shared by the pager tests: building a pager that may be refused, and a source whose
+//! every byte depends on its offset.
 
 #![allow(dead_code)]
 
 use std::sync::Arc;
 
-use mmkit::pager::{Pager, PagerOptions, Source};
+use mmkit::pager::{FnSource, Pager, PagerOptions, Source};
 
 #[path = "../common/peer.rs"]
 mod peer;
@@ -25,14 +25,19 @@ pub(crate) fn build(opts: &PagerOptions, src: Arc<dyn Source>) -> Option<Pager> 
     }
 }
 
-/// xorshift, for reproducible random offsets.
-pub(crate) struct Rng(pub(crate) u64);
+/// A byte that depends on its whole offset (a hash), so a page at the wrong place shows.
+pub(crate) fn hash_byte(off: u64) -> u8 {
+    let mut x = off.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    x ^= x >> 29;
+    x = x.wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    (x ^ (x >> 32)) as u8
+}
 
-impl Rng {
-    pub(crate) fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
+/// A source of `len` bytes of [`hash_byte`].
+pub(crate) fn hashed(len: u64) -> FnSource {
+    FnSource::new(len, |off, buf| {
+        for (i, b) in buf.iter_mut().enumerate() {
+            *b = hash_byte(off + i as u64);
+        }
+    })
 }

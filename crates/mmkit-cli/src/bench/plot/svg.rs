@@ -2,7 +2,8 @@
 
 use std::fmt::Write;
 
-use mmkit::bench::{format_size, BenchReport, CacheState, Method, Pattern};
+use mmkit::bench::{BenchReport, CacheState, Method, Pattern};
+use mmkit::size::format_size;
 
 use super::CHART;
 

@@ -4,7 +4,6 @@
 use std::io::{self, Read, Write};
 
 use super::index::{FOOTER_LEN, SEEKABLE_MAGIC, SEEK_TABLE_MAGIC};
-use crate::pager::source::io_err;
 use crate::{Error, ErrorKind, Op, Result};
 
 /// What [`compress_seekable`] wrote.
@@ -47,10 +46,10 @@ pub fn compress_seekable(
     level: i32,
 ) -> Result<CompressStats> {
     check_args(frame_size, level)?;
-    let mut comp = ::zstd::bulk::Compressor::new(level).map_err(|e| io_err(Op::Write, &e))?;
+    let mut comp = ::zstd::bulk::Compressor::new(level).map_err(|e| Error::io(Op::Write, &e))?;
     comp.include_contentsize(true)
         .and_then(|()| comp.include_checksum(true))
-        .map_err(|e| io_err(Op::Write, &e))?;
+        .map_err(|e| Error::io(Op::Write, &e))?;
     let mut buf = vec![0u8; frame_size];
     let mut table = Vec::new();
     let mut stats = CompressStats {
@@ -60,16 +59,16 @@ pub fn compress_seekable(
         seek_table_bytes: 0,
     };
     loop {
-        let n = read_full(input, &mut buf).map_err(|e| io_err(Op::Read, &e))?;
+        let n = read_full(input, &mut buf).map_err(|e| Error::io(Op::Read, &e))?;
         if n == 0 && stats.frames > 0 {
             break;
         }
         let frame = comp
             .compress(&buf[..n])
-            .map_err(|e| io_err(Op::Write, &e))?;
+            .map_err(|e| Error::io(Op::Write, &e))?;
         output
             .write_all(&frame)
-            .map_err(|e| io_err(Op::Write, &e))?;
+            .map_err(|e| Error::io(Op::Write, &e))?;
         let csize = u32::try_from(frame.len()).map_err(|_| {
             Error::new(Op::Write, ErrorKind::OutOfRange)
                 .detail("a frame compressed to 4 GiB or more")
@@ -85,7 +84,7 @@ pub fn compress_seekable(
     }
     stats.seek_table_bytes = write_seek_table(output, &table, stats.frames)?;
     stats.bytes_out += stats.seek_table_bytes;
-    output.flush().map_err(|e| io_err(Op::Write, &e))?;
+    output.flush().map_err(|e| Error::io(Op::Write, &e))?;
     Ok(stats)
 }
 
@@ -134,6 +133,6 @@ fn write_seek_table(output: &mut impl Write, entries: &[u8], frames: u64) -> Res
     t.extend_from_slice(&(frames as u32).to_le_bytes());
     t.push(0); // descriptor: no checksums
     t.extend_from_slice(&SEEKABLE_MAGIC.to_le_bytes());
-    output.write_all(&t).map_err(|e| io_err(Op::Write, &e))?;
+    output.write_all(&t).map_err(|e| Error::io(Op::Write, &e))?;
     Ok(t.len() as u64)
 }

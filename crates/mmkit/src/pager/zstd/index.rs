@@ -7,7 +7,7 @@
 use std::fs::File;
 use std::path::Path;
 
-use super::super::source::{io_err, pread_full};
+use super::super::source::pread_full;
 use crate::{Error, ErrorKind, Op, Result};
 
 /// The magic number starting a zstd frame.
@@ -58,7 +58,7 @@ pub(super) fn corrupt(op: Op, path: &Path, offset: u64, detail: String) -> Error
 /// Read exactly `buf.len()` bytes at `off`, or say the file ends too soon.
 fn read_exact(file: &File, path: &Path, off: u64, buf: &mut [u8], what: &str) -> Result<()> {
     let n = pread_full(file, off, buf).map_err(|e| {
-        io_err(Op::Open, &e)
+        Error::io(Op::Open, &e)
             .with_path(Some(path))
             .at(off, buf.len() as u64)
     })?;

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 pub use compress::{compress_seekable, CompressStats};
 use index::{corrupt, Frame, Index};
 
-use super::source::{io_err, open_source_file, pread_full, Source};
+use super::source::{open_source_file, pread_full, Source};
 use crate::{Error, Op, Result};
 
 /// Frames up to this size are decompressed whole; larger ones are read through a
@@ -229,7 +229,7 @@ impl ZstdSource {
     fn decode_whole(&self, f: &Frame) -> Result<Vec<u8>> {
         let mut comp = vec![0u8; f.csize as usize];
         let got = pread_full(&self.file, f.coff, &mut comp).map_err(|e| {
-            io_err(Op::Read, &e)
+            Error::io(Op::Read, &e)
                 .with_path(Some(&self.path))
                 .at(f.coff, f.csize)
         })?;

@@ -378,11 +378,6 @@ struct Walker<'a> {
     progress: &'a mut dyn FnMut(&Summary),
 }
 
-fn io_err(op: Op, e: &std::io::Error) -> Error {
-    let errno = rustix::io::Errno::from_io_error(e).unwrap_or(rustix::io::Errno::IO);
-    Error::os(op, errno)
-}
-
 /// What a file type is when it is neither a regular file nor a directory.
 fn special(ft: &std::fs::FileType) -> Option<&'static str> {
     use std::os::unix::fs::FileTypeExt;
@@ -410,7 +405,7 @@ impl Walker<'_> {
             Ok(m) => m,
             Err(e) => {
                 let e = std::fs::symlink_metadata(root).err().unwrap_or(e);
-                self.fail(root, io_err(Op::Open, &e));
+                self.fail(root, Error::io(Op::Open, &e));
                 return;
             }
         };
@@ -440,7 +435,7 @@ impl Walker<'_> {
                 Err(e) => {
                     let path = e.path().unwrap_or(root).to_path_buf();
                     let err = match e.io_error() {
-                        Some(io) => io_err(Op::Open, io),
+                        Some(io) => Error::io(Op::Open, io),
                         None => Error::new(Op::Open, ErrorKind::Unsupported).detail(e.to_string()),
                     };
                     self.fail(&path, err);
@@ -508,8 +503,8 @@ impl Walker<'_> {
     /// that is not regular after all. A range that starts past the end of a file named
     /// as a `root` is an error (in a tree, such a file is measured as 0 pages).
     fn measure(&mut self, path: &Path, root: bool) -> Result<Option<FileEntry>> {
-        let file = Self::open(path).map_err(|e| io_err(Op::Open, &e))?;
-        let meta = file.metadata().map_err(|e| io_err(Op::Open, &e))?;
+        let file = Self::open(path).map_err(|e| Error::io(Op::Open, &e))?;
+        let meta = file.metadata().map_err(|e| Error::io(Op::Open, &e))?;
         if !meta.is_file() {
             return Ok(None);
         }

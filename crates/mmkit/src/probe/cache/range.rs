@@ -1,6 +1,8 @@
 //! [`ByteRange`]: the part of each file `mmkit cache` works on, parsed as `vmtouch -p`
 //! takes it.
 
+use crate::size::SizeError;
+
 /// A byte range `start..end` of each file; `end: None` means to the end of the file.
 ///
 /// Parsed from `A-B`, `A-` or `-B`, with optional `K`, `M`, `G` suffixes (powers of 1024),
@@ -28,35 +30,15 @@ impl std::error::Error for ParseRangeError {}
 
 fn parse_size(s: &str, whole: &str) -> std::result::Result<u64, ParseRangeError> {
     let s = s.trim();
-    let (num, mul) = match s.char_indices().last() {
-        Some((i, c)) if c.is_ascii_alphabetic() && i > 0 => {
-            let mul: u64 = match c.to_ascii_uppercase() {
-                'K' => 1 << 10,
-                'M' => 1 << 20,
-                'G' => 1 << 30,
-                'T' => 1 << 40,
-                _ => {
-                    return Err(ParseRangeError(format!(
-                        "bad range {whole:?}: unknown size suffix {c:?} (use K, M, G or T)"
-                    )))
-                }
-            };
-            (&s[..i], mul)
-        }
-        _ => (s, 1),
-    };
-    let n: u64 = num.parse().map_err(|e: std::num::ParseIntError| {
-        ParseRangeError(match e.kind() {
-            std::num::IntErrorKind::PosOverflow => {
-                format!("bad range {whole:?}: {s:?} is too large")
-            }
-            _ => format!(
+    crate::size::parse_bytes(s).map_err(|e| {
+        ParseRangeError(match e {
+            SizeError::NotANumber => format!(
                 "bad range {whole:?}: {s:?} is not a number of bytes (expected A-B, e.g. 0-4M)"
             ),
+            SizeError::TooLarge => format!("bad range {whole:?}: {s:?} is too large"),
+            e => format!("bad range {whole:?}: {e}"),
         })
-    })?;
-    n.checked_mul(mul)
-        .ok_or_else(|| ParseRangeError(format!("bad range {whole:?}: {s:?} is too large")))
+    })
 }
 
 impl std::str::FromStr for ByteRange {
