@@ -100,7 +100,6 @@ pub mod bench;
 mod handler;
 mod runtime;
 mod source;
-mod uffd;
 mod zstd;
 
 pub use self::runtime::{Pager, PagerOptions, PagerStats, MAX_READAHEAD_BYTES, MAX_THREADS};

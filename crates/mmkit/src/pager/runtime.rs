@@ -13,8 +13,8 @@ use rustix::io::Errno;
 use rustix::mm::{MapFlags, ProtFlags};
 
 use super::handler::{self, Bounce, Shared, DIRTY, FAILED, PRESENT};
-use super::uffd::{Opened, Uffd, FEATURE_POISON};
 use super::Source;
+use crate::sys::uffd::{Opened, Uffd, FEATURE_POISON};
 use crate::{Error, ErrorKind, Op, Result};
 
 /// Default maximum read-ahead window: 32 pages (128 KiB with 4 KiB pages).

@@ -7,6 +7,7 @@ use super::{pattern, Ctx, Outcome};
 use crate::error::Result;
 use crate::probe::region_stats;
 use crate::process::{fork, Exit};
+use crate::sys::signal::SIGKILL;
 use crate::{MapOptions, Memory};
 
 const MARK: &[u8] = b"written-by-mmkit";
@@ -143,7 +144,7 @@ pub(super) fn survives_kill9(ctx: &Ctx) -> Result<Outcome> {
         })?
     };
     let ready = child.recv() == Some(1);
-    child.signal(libc::SIGKILL)?;
+    child.signal(SIGKILL)?;
     let exit = child.wait()?;
     let on_disk = std::fs::read(&path).map_err(|e| super::io_err(&path, e))?;
     let intact = on_disk == data;
@@ -154,7 +155,7 @@ pub(super) fn survives_kill9(ctx: &Ctx) -> Result<Outcome> {
         if intact { "every byte is there" } else { "data is missing" }
     );
     Ok(Outcome::check(
-        ready && exit == Exit::Signal(libc::SIGKILL) && intact,
+        ready && exit == Exit::Signal(SIGKILL) && intact,
         measured,
     ))
 }

@@ -4,6 +4,7 @@
 use super::{pattern, Ctx, Outcome};
 use crate::error::Result;
 use crate::process::{fork, Exit};
+use crate::sys::signal::{SIGBUS, SIGSEGV};
 use crate::{sys, MapOptions, Protection};
 
 /// Claim 8: two children, each takes the fault the docs promise.
@@ -42,7 +43,7 @@ pub(super) fn segv_after_unmap_or_protect(_ctx: &Ctx) -> Result<Outcome> {
         unmapped.describe(),
         protected.describe()
     );
-    let segv = Exit::Signal(libc::SIGSEGV);
+    let segv = Exit::Signal(SIGSEGV);
     Ok(Outcome::check(
         unmapped == segv && protected == segv,
         measured,
@@ -123,7 +124,6 @@ pub(super) fn tail_zero_then_sigbus(ctx: &Ctx) -> Result<Outcome> {
             Ok(()) => "Ok (unexpected)".into(),
         }
     );
-    let ok =
-        zeros && past == Exit::Signal(libc::SIGBUS) && guarded == Err(crate::ErrorKind::Truncated);
+    let ok = zeros && past == Exit::Signal(SIGBUS) && guarded == Err(crate::ErrorKind::Truncated);
     Ok(Outcome::check(ok, measured))
 }
