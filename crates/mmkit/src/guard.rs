@@ -41,6 +41,14 @@
 //!
 //! If another library installs its own SIGBUS handler after mmkit, without chaining to
 //! mmkit's, guarded accesses can no longer recover. Install yours first: mmkit chains.
+//!
+//! # Safety
+//!
+//! Installs the SIGBUS handler and, inside it, calls the `unsafe` wrappers of
+//! `sys::signal` and `sys::mm` (read the kernel's `siginfo`, replace the pages of the
+//! faulting range, chain to the previous handler); why each step is sound in a signal
+//! handler is argued above.
+#![allow(unsafe_code)]
 
 use std::cell::Cell;
 use std::ffi::{c_int, c_void};

@@ -7,6 +7,12 @@
 //! Wraps [`fork(2)`](https://man7.org/linux/man-pages/man2/fork.2.html),
 //! [`waitpid(2)`](https://man7.org/linux/man-pages/man2/waitpid.2.html) and
 //! [`kill(2)`](https://man7.org/linux/man-pages/man2/kill.2.html).
+//!
+//! # Safety
+//!
+//! [`fork`] is an `unsafe fn`: what the child may do when other threads exist is a
+//! promise only the caller can make. It passes that promise on to `sys::process::fork`.
+#![allow(unsafe_code)]
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;

@@ -1,4 +1,12 @@
 //! [`Mapping`]: a file mapping (shared or private) or shared anonymous memory.
+//!
+//! # Safety
+//!
+//! [`Mapping`] lends its memory through guarded copies and atomic views built on raw
+//! pointers into its [`Region`](super::region); its `unsafe fn`s lend slices of memory
+//! another process or a truncation can change, under the conditions written on each
+//! method.
+#![allow(unsafe_code)]
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU32, AtomicU64};

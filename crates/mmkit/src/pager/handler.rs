@@ -4,6 +4,14 @@
 //! State shared with the [`Pager`](super::Pager) lives in [`Shared`]: the region's
 //! address, one state byte per page, the read-ahead cursor, the eviction clock and the
 //! counters behind [`PagerStats`](super::PagerStats).
+//!
+//! # Safety
+//!
+//! Handler threads copy pages in from a bounce buffer allocated with `std::alloc` (sent
+//! to them by hand), drop clean pages with `sys::madvise(DONTNEED)`, read dirty pages
+//! of the region through raw pointers for write-back, and call the `unsafe`
+//! `UFFDIO_COPY`.
+#![allow(unsafe_code)]
 
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::panic::{catch_unwind, AssertUnwindSafe};

@@ -2,6 +2,13 @@
 //! touch, served by handler threads through `userfaultfd(2)`.
 //!
 //! See the [module docs](super) for the example and the safety model.
+//!
+//! # Safety
+//!
+//! The [`Pager`] owns a raw region registered with userfaultfd: it maps, names and
+//! unmaps it through `sys`, is `Send`/`Sync` by hand (the pointer is shared only with
+//! the handler threads), and lends its bytes as slices and copies through raw pointers.
+#![allow(unsafe_code)]
 
 use std::os::fd::OwnedFd;
 use std::ptr::NonNull;

@@ -1,5 +1,11 @@
 //! Tour claims that cross processes: shared writes are seen (3), private writes are
 //! copy-on-write (4), anonymous memory and `fork` (5), data survives `kill -9` (7).
+//!
+//! # Safety
+//!
+//! Forks children with the `unsafe` [`crate::process::fork`] to show what another
+//! process sees of a mapping; their closures take no lock.
+#![allow(unsafe_code)]
 
 use std::path::Path;
 

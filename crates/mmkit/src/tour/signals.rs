@@ -1,5 +1,12 @@
 //! Tour claims about the edges of a mapping: SIGSEGV after `munmap`/`mprotect` (8),
 //! offsets (9), and the end of the file (10). Faults are taken in child processes.
+//!
+//! # Safety
+//!
+//! Makes, on purpose and in forked children, the faults the docs describe: touching
+//! unmapped and protected pages and reading past the end of a truncated file, with raw
+//! `sys::mmap`/`munmap` and `process::fork`.
+#![allow(unsafe_code)]
 
 use super::{pattern, Ctx, Outcome};
 use crate::error::Result;
