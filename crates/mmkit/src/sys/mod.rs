@@ -15,7 +15,9 @@
 //!
 //! Each function names the call it makes, links its man page and carries the C name as a
 //! doc alias; `rustix` is used where it has the call and `libc` where it does not. No
-//! `libc::` path appears outside this module (`.ci/check-fence` checks it).
+//! `libc::` path appears outside this module (`.ci/check-fence` checks it), and every
+//! `unsafe` syscall is made here; the pillars still call `rustix`'s *safe* wrappers on
+//! descriptors they own (`fstat`, `fcntl`, `memfd_create`, futexes, …) directly.
 //!
 //! # Safety
 //!

@@ -65,7 +65,9 @@ pub(crate) unsafe fn install_sigbus(handler: SigInfoHandler) -> Result<(), Errno
     Ok(())
 }
 
-/// The fault address (`si_addr`) and `si_code` of a signal.
+/// The fault address (`si_addr`) and `si_code` of a signal's `siginfo_t`.
+///
+/// <https://man7.org/linux/man-pages/man2/sigaction.2.html>
 ///
 /// # Safety
 /// `info` is the `siginfo_t` the kernel passed to an `SA_SIGINFO` handler.
