@@ -28,7 +28,7 @@
 //!   there; the pillars call only `rustix`'s safe wrappers (on descriptors they own) directly.
 //! - `unsafe` is denied at the crate root; each module that needs it opts in with
 //!   `#![allow(unsafe_code)]` and a `# Safety` paragraph saying why, so the unsafe
-//!   surface is a list: `grep -rl 'allow(unsafe_code)' crates/mmkit/src`.
+//!   surface is a list: `grep -rl '^#!\[allow(unsafe_code)' crates/mmkit/src`.
 //!
 //! ## Example
 //!
