@@ -19,6 +19,8 @@ use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 
+use crate::sys::errno;
+
 /// A `Result` whose error is [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -292,26 +294,26 @@ impl Error {
 
 fn errno_name(n: i32) -> Option<&'static str> {
     Some(match n {
-        libc::EPERM => "EPERM",
-        libc::ENOENT => "ENOENT",
-        libc::EBADF => "EBADF",
-        libc::EAGAIN => "EAGAIN",
-        libc::ENOMEM => "ENOMEM",
-        libc::EACCES => "EACCES",
-        libc::EFAULT => "EFAULT",
-        libc::EBUSY => "EBUSY",
-        libc::EEXIST => "EEXIST",
-        libc::ENODEV => "ENODEV",
-        libc::EISDIR => "EISDIR",
-        libc::EINVAL => "EINVAL",
-        libc::ETXTBSY => "ETXTBSY",
-        libc::EFBIG => "EFBIG",
-        libc::ENOSPC => "ENOSPC",
-        libc::ELOOP => "ELOOP",
-        libc::ESPIPE => "ESPIPE",
-        libc::EOVERFLOW => "EOVERFLOW",
-        libc::ENOSYS => "ENOSYS",
-        libc::EOPNOTSUPP => "EOPNOTSUPP",
+        errno::EPERM => "EPERM",
+        errno::ENOENT => "ENOENT",
+        errno::EBADF => "EBADF",
+        errno::EAGAIN => "EAGAIN",
+        errno::ENOMEM => "ENOMEM",
+        errno::EACCES => "EACCES",
+        errno::EFAULT => "EFAULT",
+        errno::EBUSY => "EBUSY",
+        errno::EEXIST => "EEXIST",
+        errno::ENODEV => "ENODEV",
+        errno::EISDIR => "EISDIR",
+        errno::EINVAL => "EINVAL",
+        errno::ETXTBSY => "ETXTBSY",
+        errno::EFBIG => "EFBIG",
+        errno::ENOSPC => "ENOSPC",
+        errno::ELOOP => "ELOOP",
+        errno::ESPIPE => "ESPIPE",
+        errno::EOVERFLOW => "EOVERFLOW",
+        errno::ENOSYS => "ENOSYS",
+        errno::EOPNOTSUPP => "EOPNOTSUPP",
         _ => return None,
     })
 }
@@ -375,7 +377,7 @@ impl From<Error> for io::Error {
     fn from(e: Error) -> io::Error {
         let kind = match e.kind() {
             ErrorKind::Os => {
-                let n = e.errno().unwrap_or(libc::EIO);
+                let n = e.errno().unwrap_or(errno::EIO);
                 io::Error::from_raw_os_error(n).kind()
             }
             ErrorKind::ReadOnlyFile | ErrorKind::NoReadAccess => io::ErrorKind::PermissionDenied,
@@ -384,7 +386,7 @@ impl From<Error> for io::Error {
             ErrorKind::OffsetPastEnd | ErrorKind::RangePastEnd | ErrorKind::Truncated => {
                 io::ErrorKind::UnexpectedEof
             }
-            ErrorKind::StorageFault => io::Error::from_raw_os_error(libc::EIO).kind(),
+            ErrorKind::StorageFault => io::Error::from_raw_os_error(errno::EIO).kind(),
             ErrorKind::PeerDied | ErrorKind::Closed => io::ErrorKind::BrokenPipe,
             ErrorKind::Busy => io::ErrorKind::AddrInUse,
             ErrorKind::Corrupt => io::ErrorKind::InvalidData,
@@ -412,30 +414,30 @@ pub(crate) fn os_hint(op: Op, errno: i32, huge: bool) -> Option<String> {
             .unwrap_or_else(|_| "?".into())
     };
     Some(match (op, errno) {
-        (Op::Lock, libc::ENOMEM | libc::EAGAIN | libc::EPERM) => memlock(),
-        (Op::Map, libc::ENOMEM) if huge => format!(
+        (Op::Lock, errno::ENOMEM | errno::EAGAIN | errno::EPERM) => memlock(),
+        (Op::Map, errno::ENOMEM) if huge => format!(
             "the hugetlb pool has too few free pages (vm.nr_hugepages = {}); as root: sysctl vm.nr_hugepages=N",
             sysctl("nr_hugepages")
         ),
-        (Op::Map, libc::ENOMEM) => format!(
+        (Op::Map, errno::ENOMEM) => format!(
             "out of address space, over vm.max_map_count ({}), or refused by overcommit \
              (vm.overcommit_memory = {}); map less, or use no_reserve()",
             sysctl("max_map_count"),
             sysctl("overcommit_memory")
         ),
-        (Op::Map, libc::EACCES) => {
+        (Op::Map, errno::EACCES) => {
             "open the file with read access (and write access for a writable shared mapping)".into()
         }
-        (Op::Map, libc::ENODEV) => {
+        (Op::Map, errno::ENODEV) => {
             "this file type cannot be mapped (pipe, socket, directory, /proc file); read it with read()"
                 .into()
         }
-        (Op::Map, libc::EPERM) => {
+        (Op::Map, errno::EPERM) => {
             "the file is sealed or immutable, or the filesystem is mounted noexec for an exec mapping"
                 .into()
         }
-        (_, libc::EBADF) => "the file descriptor is not open, or was opened with O_PATH".into(),
-        (Op::Name, libc::EINVAL) => {
+        (_, errno::EBADF) => "the file descriptor is not open, or was opened with O_PATH".into(),
+        (Op::Name, errno::EINVAL) => {
             "naming needs an anonymous mapping and a kernel built with CONFIG_ANON_VMA_NAME (5.17+)".into()
         }
         _ => return None,

@@ -41,11 +41,22 @@
 //!
 //! If another library installs its own SIGBUS handler after mmkit, without chaining to
 //! mmkit's, guarded accesses can no longer recover. Install yours first: mmkit chains.
+//!
+//! # Safety
+//!
+//! Installs the SIGBUS handler and, inside it, calls the `unsafe` wrappers of
+//! `sys::signal` and `sys::mm` (read the kernel's `siginfo`, replace the pages of the
+//! faulting range, chain to the previous handler); why each step is sound in a signal
+//! handler is argued above.
+#![allow(unsafe_code)]
 
 use std::cell::Cell;
-use std::mem::MaybeUninit;
+use std::ffi::{c_int, c_void};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Once;
+
+use crate::sys;
+use crate::sys::signal::SigInfo;
 
 /// The current thread's guarded access: `[start, end)` (0, 0 when none), and the first
 /// page the handler replaced (0 when none).
@@ -79,9 +90,6 @@ thread_local! {
 
 /// Base page size, stored before the handler is installed.
 static PAGE: AtomicUsize = AtomicUsize::new(4096);
-/// The handler that was installed before ours; written once, before ours is installed
-/// (the `sigaction` syscall orders the write before any delivery).
-static mut PREVIOUS: MaybeUninit<libc::sigaction> = MaybeUninit::uninit();
 static INSTALL: Once = Once::new();
 
 /// A guarded access that found pages gone: the first replaced address and the end of
@@ -133,23 +141,16 @@ pub(crate) fn settle(n: usize) {
 #[doc(alias = "sigaction")]
 pub fn install() {
     INSTALL.call_once(|| {
-        PAGE.store(crate::sys::page_size(), Ordering::Relaxed);
-        // SAFETY: `act` is fully initialised before use; PREVIOUS is written by the kernel
-        // here, once, before our handler can run; the handler is async-signal-safe (see
-        // the module docs); the fork handler only stores to an atomic.
-        unsafe {
-            let mut act: libc::sigaction = std::mem::zeroed();
-            act.sa_sigaction = on_sigbus as *const () as usize;
-            act.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK;
-            libc::sigemptyset(&mut act.sa_mask);
-            // A child made by fork has only the forking thread, which is not inside a
-            // guarded access: replacements other threads had not yet recorded can never
-            // be settled there, so the child starts with none pending.
-            libc::pthread_atfork(None, None, Some(reset_pending_in_child));
-            let prev = &raw mut PREVIOUS;
-            let rc = libc::sigaction(libc::SIGBUS, &act, (*prev).as_mut_ptr());
-            assert_eq!(rc, 0, "sigaction(SIGBUS) failed");
-        }
+        PAGE.store(sys::page_size(), Ordering::Relaxed);
+        // A child made by fork has only the forking thread, which is not inside a guarded
+        // access: replacements other threads had not yet recorded can never be settled
+        // there, so the child starts with none pending.
+        // SAFETY: the fork handler only stores to an atomic.
+        unsafe { sys::process::atfork_child(reset_pending_in_child) };
+        // SAFETY: installed once (inside `call_once`); the handler is async-signal-safe
+        // (see the module docs) and chains what it does not handle.
+        let r = unsafe { sys::signal::install_sigbus(on_sigbus) };
+        assert!(r.is_ok(), "sigaction(SIGBUS) failed");
     });
 }
 
@@ -226,9 +227,9 @@ fn round_up(addr: usize) -> usize {
 }
 
 /// The SIGBUS handler. See the module docs for why each step is async-signal-safe.
-extern "C" fn on_sigbus(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
+extern "C" fn on_sigbus(sig: c_int, info: *mut SigInfo, ctx: *mut c_void) {
     // SAFETY: the kernel passes a valid siginfo for an SA_SIGINFO handler.
-    let (addr, code) = unsafe { ((*info).si_addr() as usize, (*info).si_code) };
+    let (addr, code) = unsafe { sys::signal::fault_info(info) };
     let active = ACTIVE.with(Cell::get);
     if code > 0 && active.start <= addr && addr < active.end {
         let page = PAGE.load(Ordering::Relaxed);
@@ -239,14 +240,7 @@ extern "C" fn on_sigbus(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut 
         // SAFETY: `[from, to)` lies in the mapping the current thread is accessing under
         // a guard (the access range, widened to its pages, is inside one mapping of
         // ours); replacing its pages with anonymous memory is what the guard promises.
-        let patched = unsafe {
-            rustix::mm::mmap_anonymous(
-                from as *mut libc::c_void,
-                to - from,
-                rustix::mm::ProtFlags::READ | rustix::mm::ProtFlags::WRITE,
-                rustix::mm::MapFlags::PRIVATE | rustix::mm::MapFlags::FIXED,
-            )
-        };
+        let patched = unsafe { sys::mmap_fixed_zeroes(from, to - from) };
         if patched.is_ok() {
             let failed_at = if active.failed_at == 0 {
                 from
@@ -265,39 +259,7 @@ extern "C" fn on_sigbus(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut 
         }
         PENDING.fetch_sub(1, Ordering::SeqCst);
     }
-    // SAFETY: forwarding a signal we do not handle, with the kernel's own arguments.
-    unsafe { chain(sig, info, ctx) };
-}
-
-/// Hand the signal to the handler that was installed before ours.
-///
-/// # Safety
-/// Called only from `on_sigbus` with its arguments.
-unsafe fn chain(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
-    // SAFETY: PREVIOUS was written by sigaction before our handler was installed.
-    let prev: libc::sigaction = unsafe { (&raw const PREVIOUS).read().assume_init() };
-    let handler = prev.sa_sigaction;
-    if handler == libc::SIG_DFL || handler == libc::SIG_IGN {
-        // Restore the default action. A fault re-executes and now kills the process with
-        // SIGBUS; a signal sent with kill/raise is raised again (it is blocked until we
-        // return, then delivered with the default action).
-        // SAFETY: async-signal-safe libc calls with valid arguments.
-        unsafe {
-            let mut dfl: libc::sigaction = std::mem::zeroed();
-            dfl.sa_sigaction = libc::SIG_DFL;
-            libc::sigaction(sig, &dfl, std::ptr::null_mut());
-            if (*info).si_code <= 0 {
-                libc::raise(sig);
-            }
-        }
-    } else if prev.sa_flags & libc::SA_SIGINFO != 0 {
-        // SAFETY: the previous handler was installed with SA_SIGINFO, so it has this type.
-        let f: extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void) =
-            unsafe { std::mem::transmute(handler) };
-        f(sig, info, ctx);
-    } else {
-        // SAFETY: a plain handler installed without SA_SIGINFO takes the signal number.
-        let f: extern "C" fn(libc::c_int) = unsafe { std::mem::transmute(handler) };
-        f(sig);
-    }
+    // SAFETY: forwarding a signal we do not handle, from the handler `install_sigbus`
+    // installed, with the kernel's own arguments.
+    unsafe { sys::signal::chain_sigbus(sig, info, ctx) };
 }

@@ -50,7 +50,11 @@
 //! - Advice that throws contents away needs `&mut self`, and is `unsafe` where a slice
 //!   could still observe the change later (`MADV_FREE` on [`Memory`]).
 //! - Every `unsafe` block in this crate carries a `// SAFETY:` comment; the syscalls go
-//!   through one private module.
+//!   through one private module, `sys`: every `libc` call and every `unsafe` syscall is
+//!   there; the pillars call only `rustix`'s safe wrappers (on descriptors they own) directly.
+//! - `unsafe` is denied at the crate root; each module that needs it opts in with
+//!   `#![allow(unsafe_code)]` and a `# Safety` paragraph saying why, so the unsafe
+//!   surface is a list: `grep -rl '^#!\[allow(unsafe_code)' crates/mmkit/src`.
 //!
 //! ## Example
 //!
@@ -75,6 +79,7 @@
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![deny(missing_docs)]
+#![deny(unsafe_code)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
 #[cfg(feature = "bench")]

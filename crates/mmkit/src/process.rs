@@ -16,11 +16,19 @@
 //! Wraps [`fork(2)`](https://man7.org/linux/man-pages/man2/fork.2.html),
 //! [`waitpid(2)`](https://man7.org/linux/man-pages/man2/waitpid.2.html) and
 //! [`kill(2)`](https://man7.org/linux/man-pages/man2/kill.2.html).
+//!
+//! # Safety
+//!
+//! [`fork`] is an `unsafe fn`: what the child may do when other threads exist is a
+//! promise only the caller can make. It passes that promise on to `sys::process::fork`.
+#![allow(unsafe_code)]
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 
 use crate::error::{Error, Op, Result};
+use crate::sys::process as sys;
+use crate::sys::signal::{self, SIGABRT, SIGBUS, SIGKILL, SIGSEGV, SIGTERM};
 
 /// How a child process ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,11 +52,11 @@ impl Exit {
 /// `SIGSEGV`, `SIGBUS`, … for a signal number.
 pub fn signal_name(sig: i32) -> String {
     match sig {
-        libc::SIGSEGV => "SIGSEGV".into(),
-        libc::SIGBUS => "SIGBUS".into(),
-        libc::SIGKILL => "SIGKILL".into(),
-        libc::SIGABRT => "SIGABRT".into(),
-        libc::SIGTERM => "SIGTERM".into(),
+        SIGSEGV => "SIGSEGV".into(),
+        SIGBUS => "SIGBUS".into(),
+        SIGKILL => "SIGKILL".into(),
+        SIGABRT => "SIGABRT".into(),
+        SIGTERM => "SIGTERM".into(),
         n => format!("signal {n}"),
     }
 }
@@ -56,7 +64,7 @@ pub fn signal_name(sig: i32) -> String {
 /// A forked child, with a socket to it for "ready" handshakes.
 #[derive(Debug)]
 pub struct Child {
-    pid: libc::pid_t,
+    pid: i32,
     sock: UnixStream,
     reaped: bool,
 }
@@ -87,18 +95,15 @@ impl ChildLink {
 pub unsafe fn fork<F: FnOnce(&mut ChildLink) -> i32>(f: F) -> Result<Child> {
     let (parent_sock, child_sock) = UnixStream::pair().map_err(|e| Error::io(Op::Process, &e))?;
     // SAFETY: the caller upholds the fork-safety contract above for `f`.
-    let pid = unsafe { libc::fork() };
-    if pid < 0 {
-        return Err(Error::io(Op::Process, &std::io::Error::last_os_error()));
-    }
+    let pid = unsafe { sys::fork() }.map_err(|e| Error::os(Op::Process, e))?;
     if pid == 0 {
         drop(parent_sock);
         let mut link = ChildLink { sock: child_sock };
         let code =
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&mut link))).unwrap_or(101);
-        // SAFETY: `_exit` ends the child at once without running the parent's atexit
-        // handlers or flushing buffers it inherited.
-        unsafe { libc::_exit(code) };
+        // `_exit` ends the child at once without running the parent's atexit handlers or
+        // flushing buffers it inherited.
+        sys::exit_now(code);
     }
     Ok(Child {
         pid,
@@ -124,12 +129,8 @@ impl Child {
     /// # Errors
     /// `ESRCH` when it already ended and was reaped.
     pub fn signal(&self, sig: i32) -> Result<()> {
-        // SAFETY: kill has no memory effects; `pid` is our unreaped child, so the id
-        // cannot have been reused.
-        if unsafe { libc::kill(self.pid, sig) } != 0 {
-            return Err(Error::io(Op::Process, &std::io::Error::last_os_error()));
-        }
-        Ok(())
+        // `pid` is our unreaped child, so the id cannot have been reused.
+        signal::kill(self.pid, sig).map_err(|e| Error::os(Op::Process, e))
     }
 
     /// Wait for the child to end (`waitpid`).
@@ -137,23 +138,17 @@ impl Child {
     /// # Errors
     /// The kernel's refusal (`ECHILD`).
     pub fn wait(mut self) -> Result<Exit> {
-        let mut status = 0;
-        loop {
-            // SAFETY: `status` is a valid out-pointer; `pid` is our child.
-            let rc = unsafe { libc::waitpid(self.pid, &mut status, 0) };
-            if rc == self.pid {
-                break;
+        let status = loop {
+            match sys::waitpid(self.pid) {
+                Ok(status) => break status,
+                Err(rustix::io::Errno::INTR) => {}
+                Err(e) => return Err(Error::os(Op::Process, e)),
             }
-            let e = std::io::Error::last_os_error();
-            if e.kind() != std::io::ErrorKind::Interrupted {
-                return Err(Error::io(Op::Process, &e));
-            }
-        }
+        };
         self.reaped = true;
-        if libc::WIFSIGNALED(status) {
-            Ok(Exit::Signal(libc::WTERMSIG(status)))
-        } else {
-            Ok(Exit::Code(libc::WEXITSTATUS(status)))
+        match sys::term_signal(status) {
+            Some(sig) => Ok(Exit::Signal(sig)),
+            None => Ok(Exit::Code(sys::exit_code(status))),
         }
     }
 }
@@ -161,11 +156,9 @@ impl Child {
 impl Drop for Child {
     fn drop(&mut self) {
         if !self.reaped {
-            // SAFETY: our unreaped child; kill and reap it so no zombie is left.
-            unsafe {
-                libc::kill(self.pid, libc::SIGKILL);
-                libc::waitpid(self.pid, std::ptr::null_mut(), 0);
-            }
+            // Our unreaped child: kill and reap it so no zombie is left.
+            let _ = signal::kill(self.pid, SIGKILL);
+            let _ = sys::waitpid(self.pid);
         }
     }
 }

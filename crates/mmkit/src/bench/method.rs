@@ -1,4 +1,10 @@
 //! The methods, patterns and cache states, and one pass of each method.
+//!
+//! # Safety
+//!
+//! Scans the benchmark's own file mapping through the `unsafe` `Mapping::with_bytes`;
+//! nothing truncates or writes that file while it runs.
+#![allow(unsafe_code)]
 
 use crate::rng::XorShift;
 use std::fs::File;

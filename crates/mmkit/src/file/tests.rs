@@ -419,7 +419,7 @@ fn options_create_set_len_offset() {
         MappedFile::open(dir.path().join("missing"))
             .unwrap_err()
             .errno(),
-        Some(libc::ENOENT)
+        Some(rustix::io::Errno::NOENT.raw_os_error())
     );
     let err = MappedFile::options()
         .access(Access::Read)

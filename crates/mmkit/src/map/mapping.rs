@@ -1,4 +1,12 @@
 //! [`Mapping`]: a file mapping (shared or private) or shared anonymous memory.
+//!
+//! # Safety
+//!
+//! [`Mapping`] lends its memory through guarded copies and atomic views built on raw
+//! pointers into its [`Region`](super::region); its `unsafe fn`s lend slices of memory
+//! another process or a truncation can change, under the conditions written on each
+//! method.
+#![allow(unsafe_code)]
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU32, AtomicU64};
@@ -145,19 +153,13 @@ impl Mapping {
                 .access(Op::Read, at, n, Protection::READ, |src| {
                     // SAFETY: `[src, src+n)` is readable memory of the view (checked by
                     // `access`); write(2) only reads it, and reports a lost page as EFAULT.
-                    let rc =
-                        unsafe { libc::write(std::os::fd::AsRawFd::as_raw_fd(&fd), src.cast(), n) };
-                    if rc < 0 {
-                        Err(std::io::Error::last_os_error())
-                    } else {
-                        Ok(rc as usize)
-                    }
+                    unsafe { crate::sys::io::write_raw(fd, src, n) }
                 })?;
             match wrote {
                 Ok(0) => break,
                 Ok(w) => done += w,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) if e.raw_os_error() == Some(libc::EFAULT) => {
+                Err(e) if e.raw_os_error() == Some(rustix::io::Errno::FAULT.raw_os_error()) => {
                     // The kernel met a page with no file behind it: read one byte of it
                     // under the guard to record the loss and get the diagnosis.
                     let mut probe = [0u8];

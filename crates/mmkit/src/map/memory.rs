@@ -1,4 +1,11 @@
 //! [`Memory`]: private anonymous memory, lent as ordinary slices.
+//!
+//! # Safety
+//!
+//! [`Memory`] is private anonymous memory, so it forms `&[u8]`/`&mut [u8]` from its raw
+//! region; discarding contents and changing protection are `unsafe fn`s because a slice
+//! borrowed before could observe them.
+#![allow(unsafe_code)]
 
 use std::ops::{Deref, DerefMut};
 

@@ -1,5 +1,11 @@
 //! [`MapOptions`]: the builder that checks a request up front (file type and open mode,
 //! offset, length) and makes the mapping.
+//!
+//! # Safety
+//!
+//! Makes the mapping: calls `sys::mmap`/`sys::munmap` (over-reserving and trimming for
+//! alignment) and adopts the result with the `unsafe` `Region::from_raw`.
+#![allow(unsafe_code)]
 
 use std::fs::File;
 use std::os::fd::{AsFd, BorrowedFd};

@@ -183,7 +183,7 @@ mod tests {
 
     #[test]
     fn only_a_failing_read_is_a_storage_fault() {
-        let eio = std::io::Error::from_raw_os_error(libc::EIO);
+        let eio = std::io::Error::from_raw_os_error(rustix::io::Errno::IO.raw_os_error());
         assert_eq!(verdict(&Err(eio)), ErrorKind::StorageFault);
         assert_eq!(verdict(&Ok(1)), ErrorKind::Truncated);
         assert_eq!(verdict(&Ok(0)), ErrorKind::Truncated);

@@ -6,6 +6,15 @@
 //! Ranges are given in the caller's coordinates (0 is the first byte of the view). Calls
 //! that cannot harm bytes outside the range (flush, advise, lock, residency) widen it to
 //! whole pages; calls that change pages (protect, discard) demand page alignment.
+//!
+//! # Safety
+//!
+//! [`Region`] owns a raw mapping (base pointer and length): it is `Send`/`Sync` by
+//! hand, calls the address-taking `sys` wrappers (`mprotect`, `msync`, `madvise`,
+//! `mlock`, `mincore`, `mremap`, `munmap`) on ranges it has checked lie in its mapping,
+//! and its `unsafe fn`s pass on what only the caller can promise (no live borrow across
+//! destructive advice or a protection change).
+#![allow(unsafe_code)]
 
 use std::path::{Path, PathBuf};
 use std::ptr::NonNull;

@@ -35,13 +35,13 @@ impl Protection {
     fn raw(self) -> u32 {
         let mut bits = 0;
         if self.contains(Self::READ) {
-            bits |= libc::PROT_READ as u32;
+            bits |= ProtFlags::READ.bits();
         }
         if self.contains(Self::WRITE) {
-            bits |= libc::PROT_WRITE as u32;
+            bits |= ProtFlags::WRITE.bits();
         }
         if self.contains(Self::EXEC) {
-            bits |= libc::PROT_EXEC as u32;
+            bits |= ProtFlags::EXEC.bits();
         }
         bits
     }

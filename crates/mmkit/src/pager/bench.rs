@@ -14,6 +14,12 @@
 //!
 //! Every pass is checked against the sum of the file, and the median of `runs` passes is
 //! reported, with the throughput ratio to the kernel mapping.
+//!
+//! # Safety
+//!
+//! Borrows the bytes of kernel file mappings this bench made (`Mapping::as_slice`);
+//! nothing truncates or writes those files while it runs.
+#![allow(unsafe_code)]
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;

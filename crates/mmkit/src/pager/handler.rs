@@ -4,6 +4,14 @@
 //! State shared with the [`Pager`](super::Pager) lives in [`Shared`]: the region's
 //! address, one state byte per page, the read-ahead cursor, the eviction clock and the
 //! counters behind [`PagerStats`](super::PagerStats).
+//!
+//! # Safety
+//!
+//! Handler threads copy pages in from a bounce buffer allocated with `std::alloc` (sent
+//! to them by hand), drop clean pages with `sys::madvise(DONTNEED)`, read dirty pages
+//! of the region through raw pointers for write-back, and call the `unsafe`
+//! `UFFDIO_COPY`.
+#![allow(unsafe_code)]
 
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -13,8 +21,8 @@ use std::time::{Duration, Instant};
 
 use rustix::io::Errno;
 
-use super::uffd::{Uffd, UffdMsg, EVENT_PAGEFAULT, FEATURE_POISON, PAGEFAULT_FLAG_WP};
 use super::Source;
+use crate::sys::uffd::{Uffd, UffdMsg, EVENT_PAGEFAULT, FEATURE_POISON, PAGEFAULT_FLAG_WP};
 use crate::{Error, Op, Result};
 
 /// Page state bits. Invariant: `PRESENT` is set only after the page was copied in, and
@@ -338,24 +346,10 @@ fn spin_read(shared: &Shared, msgs: &mut [UffdMsg]) -> Result<usize, Errno> {
 /// (`false`).
 fn sleep(shared: &Shared) -> bool {
     loop {
-        let mut fds = [
-            libc::pollfd {
-                fd: shared.uffd.raw(),
-                events: libc::POLLIN,
-                revents: 0,
-            },
-            libc::pollfd {
-                fd: shared.stop.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            },
-        ];
-        // SAFETY: `fds` is an array of two initialised pollfd structures.
-        let rc = unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
-        if rc < 0 {
-            continue; // EINTR
+        match crate::sys::io::poll_in([shared.uffd.raw(), shared.stop.as_raw_fd()]) {
+            Ok(revents) => return revents[1] == 0,
+            Err(_) => continue, // EINTR
         }
-        return fds[1].revents == 0;
     }
 }
 

@@ -102,7 +102,6 @@ pub mod bench;
 mod handler;
 mod runtime;
 mod source;
-mod uffd;
 #[cfg(feature = "zstd")]
 mod zstd;
 

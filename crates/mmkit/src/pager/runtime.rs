@@ -2,6 +2,13 @@
 //! touch, served by handler threads through `userfaultfd(2)`.
 //!
 //! See the [module docs](super) for the example and the safety model.
+//!
+//! # Safety
+//!
+//! The [`Pager`] owns a raw region registered with userfaultfd: it maps, names and
+//! unmaps it through `sys`, is `Send`/`Sync` by hand (the pointer is shared only with
+//! the handler threads), and lends its bytes as slices and copies through raw pointers.
+#![allow(unsafe_code)]
 
 use std::os::fd::OwnedFd;
 use std::ptr::NonNull;
@@ -13,8 +20,8 @@ use rustix::io::Errno;
 use rustix::mm::{MapFlags, ProtFlags};
 
 use super::handler::{self, Bounce, Shared, DIRTY, FAILED, PRESENT};
-use super::uffd::{Opened, Uffd, FEATURE_POISON};
 use super::Source;
+use crate::sys::uffd::{Opened, Uffd, FEATURE_POISON};
 use crate::{Error, ErrorKind, Op, Result};
 
 /// Default maximum read-ahead window: 32 pages (128 KiB with 4 KiB pages).

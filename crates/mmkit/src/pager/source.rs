@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::RwLock;
 
+use crate::sys::fs as sys;
 use crate::{Error, ErrorKind, Op, Result};
 
 /// Where a pager's bytes come from (and, optionally, go back to).
@@ -77,7 +78,7 @@ pub(super) fn open_source_file(path: &Path, write: bool) -> Result<(File, u64)> 
     let file = OpenOptions::new()
         .read(true)
         .write(write)
-        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .custom_flags(sys::O_NONBLOCK | sys::O_CLOEXEC)
         .open(path)
         .map_err(|e| Error::io(Op::Open, &e).with_path(Some(path)))?;
     let meta = file

@@ -1,6 +1,6 @@
 //! `cachestat(2)` (Linux 6.5+): page-cache state of a file range, counted by the kernel.
 
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::AsFd;
 
 use crate::error::{Error, Op, Result};
 
@@ -20,22 +20,6 @@ pub struct CacheStat {
     pub recently_evicted: u64,
 }
 
-#[repr(C)]
-struct Range {
-    off: u64,
-    len: u64,
-}
-
-#[repr(C)]
-#[derive(Default)]
-struct Raw {
-    cache: u64,
-    dirty: u64,
-    writeback: u64,
-    evicted: u64,
-    recently_evicted: u64,
-}
-
 /// `cachestat(2)` on `len` bytes at `off` of `file` (`len` 0: to the end).
 ///
 /// <https://man7.org/linux/man-pages/man2/cachestat.2.html>
@@ -43,29 +27,14 @@ struct Raw {
 /// # Errors
 /// `ENOSYS` before Linux 6.5; `EBADF` for a descriptor without a page cache.
 pub fn cachestat(file: impl AsFd, off: u64, len: u64) -> Result<CacheStat> {
-    const SYS_CACHESTAT: libc::c_long = 451;
-    let range = Range { off, len };
-    let mut raw = Raw::default();
-    // SAFETY: the kernel reads `range` and writes `raw`, both live repr(C) structs of the
-    // layout the syscall defines; flags must be 0.
-    let rc = unsafe {
-        libc::syscall(
-            SYS_CACHESTAT,
-            file.as_fd().as_raw_fd(),
-            &range as *const Range,
-            &mut raw as *mut Raw,
-            0,
-        )
-    };
-    if rc != 0 {
-        let errno = crate::error::errno_of(&std::io::Error::last_os_error());
+    let raw = crate::sys::fs::cachestat(file.as_fd(), off, len).map_err(|errno| {
         let e = Error::os(Op::Probe, errno).at(off, len);
-        return Err(if errno == rustix::io::Errno::NOSYS {
+        if errno == rustix::io::Errno::NOSYS {
             e.hint("cachestat needs Linux 6.5 or later")
         } else {
             e
-        });
-    }
+        }
+    })?;
     Ok(CacheStat {
         cached: raw.cache,
         dirty: raw.dirty,

@@ -48,6 +48,7 @@ use std::path::PathBuf;
 
 use procfs::process::{MMPermissions, MMapPath, MemoryMap, Process};
 use procfs::ProcError;
+use rustix::io::Errno;
 
 use crate::error::{Error, ErrorKind, Op, Result};
 
@@ -358,7 +359,7 @@ pub fn process_maps(pid: Option<i32>) -> Result<ProcessMaps> {
                 .with_path(Some(&smaps_path))
                 .detail("this kernel has no smaps file")
                 .hint("smaps needs a kernel built with CONFIG_PROC_PAGE_MONITOR"),
-            ProcError::Io(io, _) if io.raw_os_error() == Some(libc::ESRCH) => {
+            ProcError::Io(io, _) if io.raw_os_error() == Some(Errno::SRCH.raw_os_error()) => {
                 no_such_process(&smaps_path, &who)
             }
             other => Error::new(Op::Probe, ErrorKind::Unsupported)
@@ -430,11 +431,11 @@ mod tests {
     #[test]
     fn missing_pid_is_esrch() {
         let err = process_maps(Some(i32::MAX)).unwrap_err();
-        assert_eq!(err.errno(), Some(libc::ESRCH));
+        assert_eq!(err.errno(), Some(Errno::SRCH.raw_os_error()));
         assert!(err.to_string().contains(&i32::MAX.to_string()), "{err}");
         assert_eq!(
             process_maps(Some(0)).unwrap_err().errno(),
-            Some(libc::ESRCH)
+            Some(Errno::SRCH.raw_os_error())
         );
     }
 }

@@ -145,16 +145,8 @@ impl std::ops::Sub for Faults {
 /// Allocation-free, so it can bracket a single touch.
 #[doc(alias = "getrusage")]
 pub fn faults() -> Faults {
-    let mut ru = std::mem::MaybeUninit::<libc::rusage>::zeroed();
-    // SAFETY: getrusage writes a whole `rusage` into the pointer we pass; zeroed is valid.
-    let ru = unsafe {
-        libc::getrusage(libc::RUSAGE_SELF, ru.as_mut_ptr());
-        ru.assume_init()
-    };
-    Faults {
-        minor: ru.ru_minflt as u64,
-        major: ru.ru_majflt as u64,
-    }
+    let (minor, major) = crate::sys::process::fault_counts();
+    Faults { minor, major }
 }
 
 /// A field of `/proc/meminfo`: bytes for `kB` fields, else the bare count

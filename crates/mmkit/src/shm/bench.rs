@@ -22,6 +22,12 @@
 //!
 //! Forks a child per measurement, so it must run in a single-threaded process (the
 //! `mmkit` CLI is); otherwise it returns an error rather than fork unsafely.
+//!
+//! # Safety
+//!
+//! Starts the peer process with the `unsafe` [`crate::process::fork`], whose closure
+//! takes no lock another thread may hold.
+#![allow(unsafe_code)]
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;

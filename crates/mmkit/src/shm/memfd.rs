@@ -29,6 +29,7 @@ use super::segment::errno_text;
 use crate::error::errno_of;
 use crate::error::{Error, ErrorKind, Op, Result};
 use crate::map::{MapOptions, Mapping};
+use crate::sys::fs as sys;
 
 /// A set of memfd seals (`F_SEAL_*`, see
 /// [`memfd_create(2)`](https://man7.org/linux/man-pages/man2/memfd_create.2.html)).
@@ -39,16 +40,16 @@ impl Seals {
     /// No seals.
     pub const NONE: Seals = Seals(0);
     /// `F_SEAL_SEAL`: no further seals can be added.
-    pub const SEAL: Seals = Seals(libc::F_SEAL_SEAL as u32);
+    pub const SEAL: Seals = Seals(sys::F_SEAL_SEAL);
     /// `F_SEAL_SHRINK`: the size can never go down (no SIGBUS for a mapping).
-    pub const SHRINK: Seals = Seals(libc::F_SEAL_SHRINK as u32);
+    pub const SHRINK: Seals = Seals(sys::F_SEAL_SHRINK);
     /// `F_SEAL_GROW`: the size can never go up.
-    pub const GROW: Seals = Seals(libc::F_SEAL_GROW as u32);
+    pub const GROW: Seals = Seals(sys::F_SEAL_GROW);
     /// `F_SEAL_WRITE`: the contents can never change.
-    pub const WRITE: Seals = Seals(libc::F_SEAL_WRITE as u32);
+    pub const WRITE: Seals = Seals(sys::F_SEAL_WRITE);
     /// `F_SEAL_FUTURE_WRITE` (Linux 5.1): no new writable mappings or `write`s; mappings
     /// made before the seal may still write.
-    pub const FUTURE_WRITE: Seals = Seals(libc::F_SEAL_FUTURE_WRITE as u32);
+    pub const FUTURE_WRITE: Seals = Seals(sys::F_SEAL_FUTURE_WRITE);
 
     const NAMES: [(Seals, &'static str); 5] = [
         (Seals::SEAL, "F_SEAL_SEAL"),

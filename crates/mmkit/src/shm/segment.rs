@@ -340,7 +340,7 @@ impl SegmentOptions {
                         return Ok(seg);
                     }
                     // Unlinked between the two calls: try creating again.
-                    Err(e) if e.errno() == Some(libc::ENOENT) => continue,
+                    Err(e) if e.errno() == Some(Errno::NOENT.raw_os_error()) => continue,
                     Err(e) => return Err(e),
                 },
                 Err(e) => return Err(seg_err(e, short, "cannot create the segment")),
@@ -663,13 +663,13 @@ mod tests {
         assert_eq!(normalize("/abc").unwrap(), "abc");
         for bad in ["", "/", "a/b", "/a/b", "//a", ".", "/.."] {
             let e = normalize(bad).unwrap_err();
-            assert_eq!(e.errno(), Some(libc::EINVAL), "{bad:?}: {e}");
+            assert_eq!(e.errno(), Some(Errno::INVAL.raw_os_error()), "{bad:?}: {e}");
             assert!(e.to_string().contains("bad segment name"), "{e}");
         }
         let long = "x".repeat(NAME_MAX + 1);
         assert_eq!(
             normalize(&long).unwrap_err().errno(),
-            Some(libc::ENAMETOOLONG)
+            Some(Errno::NAMETOOLONG.raw_os_error())
         );
         assert!(normalize(&"x".repeat(NAME_MAX)).is_ok());
     }

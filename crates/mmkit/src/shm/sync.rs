@@ -583,7 +583,10 @@ fn current_tid() -> u32 {
 /// dead (`X`) and only waits to be reaped. Any other answer counts as alive.
 pub(crate) fn owner_dead(tid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{tid}/stat")) {
-        Err(e) => e.kind() == std::io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::ESRCH),
+        Err(e) => {
+            e.kind() == std::io::ErrorKind::NotFound
+                || e.raw_os_error() == Some(rustix::io::Errno::SRCH.raw_os_error())
+        }
         // "pid (comm) S ...": the state follows the last ')' (comm may hold ')').
         Ok(s) => matches!(
             s.rfind(')')

@@ -98,6 +98,13 @@
 //! assert_eq!(stats.get()?.requests.load(Ordering::Relaxed), 101);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+//!
+//! # Safety
+//!
+//! [`SharedSafe`] is an `unsafe trait` (any bit pattern is a valid value and it may be
+//! shared between processes), implemented here for the atomics; [`Shared<T>`] turns the
+//! checked pointer past its header into `&T`.
+#![allow(unsafe_code)]
 
 use std::fmt;
 use std::marker::PhantomData;

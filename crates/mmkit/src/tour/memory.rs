@@ -1,5 +1,12 @@
 //! Tour claims about anonymous memory: malloc and mmap (11), mremap (12), mlock (13a),
 //! huge pages (13b).
+//!
+//! # Safety
+//!
+//! Shows malloc against mmap with `GlobalAlloc::alloc`/`dealloc` on `System`, and
+//! reserves the pages after a mapping with `sys::mmap` so `mremap` cannot grow it in
+//! place.
+#![allow(unsafe_code)]
 
 use std::alloc::{GlobalAlloc, Layout, System};
 

@@ -1,5 +1,11 @@
 //! Tour claims that cross processes: shared writes are seen (3), private writes are
 //! copy-on-write (4), anonymous memory and `fork` (5), data survives `kill -9` (7).
+//!
+//! # Safety
+//!
+//! Forks children with the `unsafe` [`crate::process::fork`] to show what another
+//! process sees of a mapping; their closures take no lock.
+#![allow(unsafe_code)]
 
 use std::path::Path;
 
@@ -7,6 +13,7 @@ use super::{pattern, Ctx, Outcome};
 use crate::error::{Error, Op, Result};
 use crate::probe::region_stats;
 use crate::process::{fork, Exit};
+use crate::sys::signal::SIGKILL;
 use crate::{MapOptions, Memory};
 
 const MARK: &[u8] = b"written-by-mmkit";
@@ -145,7 +152,7 @@ pub(super) fn survives_kill9(ctx: &Ctx) -> Result<Outcome> {
         })?
     };
     let ready = child.recv() == Some(1);
-    child.signal(libc::SIGKILL)?;
+    child.signal(SIGKILL)?;
     let exit = child.wait()?;
     let on_disk =
         std::fs::read(&path).map_err(|e| Error::io(Op::Open, &e).with_path(Some(&path)))?;
@@ -157,7 +164,7 @@ pub(super) fn survives_kill9(ctx: &Ctx) -> Result<Outcome> {
         if intact { "every byte is there" } else { "data is missing" }
     );
     Ok(Outcome::check(
-        ready && exit == Exit::Signal(libc::SIGKILL) && intact,
+        ready && exit == Exit::Signal(SIGKILL) && intact,
         measured,
     ))
 }

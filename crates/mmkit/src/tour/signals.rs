@@ -1,9 +1,17 @@
 //! Tour claims about the edges of a mapping: SIGSEGV after `munmap`/`mprotect` (8),
 //! offsets (9), and the end of the file (10). Faults are taken in child processes.
+//!
+//! # Safety
+//!
+//! Makes, on purpose and in forked children, the faults the docs describe: touching
+//! unmapped and protected pages and reading past the end of a truncated file, with raw
+//! `sys::mmap`/`munmap` and `process::fork`.
+#![allow(unsafe_code)]
 
 use super::{pattern, Ctx, Outcome};
 use crate::error::Result;
 use crate::process::{fork, Exit};
+use crate::sys::signal::{SIGBUS, SIGSEGV};
 use crate::{sys, MapOptions, Protection};
 
 /// Claim 8: two children, each takes the fault the docs promise.
@@ -42,7 +50,7 @@ pub(super) fn segv_after_unmap_or_protect(_ctx: &Ctx) -> Result<Outcome> {
         unmapped.describe(),
         protected.describe()
     );
-    let segv = Exit::Signal(libc::SIGSEGV);
+    let segv = Exit::Signal(SIGSEGV);
     Ok(Outcome::check(
         unmapped == segv && protected == segv,
         measured,
@@ -123,7 +131,6 @@ pub(super) fn tail_zero_then_sigbus(ctx: &Ctx) -> Result<Outcome> {
             Ok(()) => "Ok (unexpected)".into(),
         }
     );
-    let ok =
-        zeros && past == Exit::Signal(libc::SIGBUS) && guarded == Err(crate::ErrorKind::Truncated);
+    let ok = zeros && past == Exit::Signal(SIGBUS) && guarded == Err(crate::ErrorKind::Truncated);
     Ok(Outcome::check(ok, measured))
 }

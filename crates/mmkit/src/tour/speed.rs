@@ -1,6 +1,12 @@
 //! Tour claim 14: a mapped scan against `read()`, for a large and a small warm file.
 //! A quick ratio (median of 5 interleaved runs); `mmkit bench` and the criterion bench
 //! measure it properly.
+//!
+//! # Safety
+//!
+//! Scans, as a slice (`Mapping::as_slice`), a mapping of a file the tour just wrote and
+//! nothing else changes.
+#![allow(unsafe_code)]
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};

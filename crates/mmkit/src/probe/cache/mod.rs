@@ -42,8 +42,10 @@ use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use globset::{Glob, GlobSet, GlobSetBuilder};
+use rustix::io::Errno;
 
 use crate::error::{Error, ErrorKind, Op, Result};
+use crate::sys::fs as sys;
 use crate::{Advice, LockMode, MapOptions, Mapping};
 
 mod range;
@@ -481,8 +483,8 @@ impl Walker<'_> {
                 .open(path)
         };
         // O_NOATIME where allowed (owner or root), so measuring does not write inodes.
-        match open(libc::O_NOATIME | libc::O_NONBLOCK) {
-            Err(e) if e.raw_os_error() == Some(libc::EPERM) => open(libc::O_NONBLOCK),
+        match open(sys::O_NOATIME | sys::O_NONBLOCK) {
+            Err(e) if e.raw_os_error() == Some(Errno::PERM.raw_os_error()) => open(sys::O_NONBLOCK),
             r => r,
         }
     }
@@ -559,7 +561,7 @@ impl Walker<'_> {
                     entry.cachestat = Some(c);
                     return Ok(Some(entry));
                 }
-                Err(e) if e.errno() == Some(libc::ENOSYS) => self.cachestat = false,
+                Err(e) if e.errno() == Some(Errno::NOSYS.raw_os_error()) => self.cachestat = false,
                 Err(_) => {} // measure with mincore below
             }
         }
@@ -584,7 +586,7 @@ impl Walker<'_> {
         if self.cachestat {
             match crate::probe::cachestat(&file, off, len) {
                 Ok(c) => entry.cachestat = Some(c),
-                Err(e) if e.errno() == Some(libc::ENOSYS) => self.cachestat = false,
+                Err(e) if e.errno() == Some(Errno::NOSYS.raw_os_error()) => self.cachestat = false,
                 Err(_) => {}
             }
         }

@@ -1,4 +1,10 @@
 //! The reading end of a ring: borrow a message in place, release it by dropping it.
+//!
+//! # Safety
+//!
+//! Lends a committed record in place as a slice from a raw pointer into the ring's data
+//! area, which the producer does not touch until it is released; `Send` by hand.
+#![allow(unsafe_code)]
 
 use std::ops::Deref;
 use std::sync::atomic::Ordering;

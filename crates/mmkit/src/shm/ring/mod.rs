@@ -100,6 +100,14 @@
 //! assert!(rx.try_recv()?.is_none());
 //! # Ok::<(), mmkit::Error>(())
 //! ```
+//!
+//! # Safety
+//!
+//! The ring reads its header and records in a shared mapping through raw pointers at
+//! offsets checked against the header; it is `Send`/`Sync` by hand, and making or
+//! opening one over a named segment or a caller's mapping is `unsafe` because another
+//! process controls that memory.
+#![allow(unsafe_code)]
 
 mod consumer;
 mod layout;

@@ -1,4 +1,11 @@
 //! The writing end of a ring: reserve space, fill it in place, commit.
+//!
+//! # Safety
+//!
+//! Fills a reserved record in place: forms the payload slice from a raw pointer into
+//! the ring's data area that only this producer writes until it commits; `Send` by
+//! hand.
+#![allow(unsafe_code)]
 
 use std::ops::{Deref, DerefMut};
 use std::sync::atomic::Ordering;

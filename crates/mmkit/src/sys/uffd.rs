@@ -1,4 +1,4 @@
-//! The userfaultfd layer: opening the descriptor, and the `ioctl`s the pager makes.
+//! Userfaultfd: opening the descriptor, and the `ioctl`s the pager makes.
 //!
 //! mmkit makes these calls itself (with `libc::ioctl` and the `uffdio_*` structures
 //! written out below, as in `<linux/userfaultfd.h>`) rather than through the
@@ -15,6 +15,8 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::OpenOptionsExt;
 
 use rustix::io::Errno;
+
+use super::last_errno;
 
 /// `UFFD_API`: the API version of the handshake.
 const UFFD_API: u64 = 0xAA;
@@ -140,11 +142,12 @@ pub(crate) struct Uffd {
     pub(crate) opened: Opened,
 }
 
-fn last_errno() -> Errno {
-    crate::error::errno_of(&std::io::Error::last_os_error())
-}
-
-/// `ioctl(fd, req, arg)`, `Err(errno)` on -1.
+/// `ioctl(2)`: `ioctl(fd, req, arg)`, `Err(errno)` on -1.
+///
+/// <https://man7.org/linux/man-pages/man2/ioctl.2.html>
+///
+/// # Errors
+/// The errno the ioctl sets.
 ///
 /// # Safety
 /// `arg` points to the structure `req` expects, valid for reads and writes.
@@ -164,7 +167,13 @@ impl Uffd {
     /// `UFFDIO_API` handshake asking for `want` features (those the kernel lacks are
     /// left out, not refused).
     ///
-    /// Returns the errno of the first attempt when all fail.
+    /// <https://man7.org/linux/man-pages/man2/userfaultfd.2.html>
+    ///
+    /// # Errors
+    /// The errno of the first attempt when all fail (`EPERM` without
+    /// `vm.unprivileged_userfaultfd`, `ENOSYS`), or of the handshake.
+    #[doc(alias = "userfaultfd")]
+    #[doc(alias = "UFFDIO_API")]
     pub(crate) fn open(want: u64, user_mode_only: bool) -> Result<Uffd, Errno> {
         let flags = libc::O_CLOEXEC | libc::O_NONBLOCK;
         let (fd, opened) = match sys_userfaultfd(flags) {
@@ -199,6 +208,10 @@ impl Uffd {
     /// too when `wp`.
     ///
     /// <https://man7.org/linux/man-pages/man2/ioctl_userfaultfd.2.html>
+    ///
+    /// # Errors
+    /// The ioctl's errno (`EINVAL` for a range not registered on this descriptor, `ENOENT`, …).
+    #[doc(alias = "UFFDIO_REGISTER")]
     pub(crate) fn register(&self, start: usize, len: usize, wp: bool) -> Result<(), Errno> {
         let mut reg = UffdioRegister {
             range: UffdioRange {
@@ -221,9 +234,13 @@ impl Uffd {
     ///
     /// <https://man7.org/linux/man-pages/man2/ioctl_userfaultfd.2.html>
     ///
+    /// # Errors
+    /// The ioctl's errno (`EINVAL` for a range not registered on this descriptor, `ENOENT`, …).
+    ///
     /// # Safety
     /// `src` is valid for reading `len` bytes; `dst` lies in a range registered on this
     /// descriptor, whose missing pages nothing else relies on staying missing.
+    #[doc(alias = "UFFDIO_COPY")]
     pub(crate) unsafe fn copy(
         &self,
         dst: usize,
@@ -255,6 +272,10 @@ impl Uffd {
     /// `UFFDIO_ZEROPAGE` over one range (page-aligned, registered).
     ///
     /// <https://man7.org/linux/man-pages/man2/ioctl_userfaultfd.2.html>
+    ///
+    /// # Errors
+    /// The ioctl's errno (`EINVAL` for a range not registered on this descriptor, `ENOENT`, …).
+    #[doc(alias = "UFFDIO_ZEROPAGE")]
     pub(crate) fn zeropage(&self, start: usize, len: usize) -> Result<(), Errno> {
         let mut z = UffdioZeropage {
             range: UffdioRange {
@@ -273,6 +294,10 @@ impl Uffd {
     /// wake the threads waiting on it.
     ///
     /// <https://man7.org/linux/man-pages/man2/ioctl_userfaultfd.2.html>
+    ///
+    /// # Errors
+    /// The ioctl's errno (`EINVAL` for a range not registered on this descriptor, `ENOENT`, …).
+    #[doc(alias = "UFFDIO_WRITEPROTECT")]
     pub(crate) fn writeprotect(
         &self,
         start: usize,
@@ -294,6 +319,10 @@ impl Uffd {
     /// `UFFDIO_POISON` over one range: touching it raises `SIGBUS` (`BUS_MCEERR_AR`).
     ///
     /// <https://man7.org/linux/man-pages/man2/ioctl_userfaultfd.2.html>
+    ///
+    /// # Errors
+    /// The ioctl's errno (`EINVAL` for a range not registered on this descriptor, `ENOENT`, …).
+    #[doc(alias = "UFFDIO_POISON")]
     pub(crate) fn poison(&self, start: usize, len: usize) -> Result<(), Errno> {
         let mut p = UffdioPoison {
             range: UffdioRange {
@@ -311,6 +340,10 @@ impl Uffd {
     /// `UFFDIO_WAKE`: wake the threads waiting on faults in the range.
     ///
     /// <https://man7.org/linux/man-pages/man2/ioctl_userfaultfd.2.html>
+    ///
+    /// # Errors
+    /// The ioctl's errno (`EINVAL` for a range not registered on this descriptor, `ENOENT`, …).
+    #[doc(alias = "UFFDIO_WAKE")]
     pub(crate) fn wake(&self, start: usize, len: usize) -> Result<(), Errno> {
         let mut r = UffdioRange {
             start: start as u64,
@@ -321,6 +354,12 @@ impl Uffd {
     }
 
     /// `read(2)` up to `out.len()` messages; `Ok(0)` when none is queued (`EAGAIN`).
+    ///
+    /// <https://man7.org/linux/man-pages/man2/read.2.html>
+    ///
+    /// # Errors
+    /// The kernel's refusal other than `EAGAIN`/`EINTR` (not expected).
+    #[doc(alias = "read")]
     pub(crate) fn read_msgs(&self, out: &mut [UffdMsg]) -> Result<usize, Errno> {
         let bytes = size_of_val(out);
         // SAFETY: `out` is valid for writing `bytes` bytes, and UffdMsg is plain data for
@@ -344,6 +383,7 @@ impl Uffd {
 /// `userfaultfd(2)`.
 ///
 /// <https://man7.org/linux/man-pages/man2/userfaultfd.2.html>
+#[doc(alias = "userfaultfd")]
 fn sys_userfaultfd(flags: libc::c_int) -> Result<OwnedFd, Errno> {
     // SAFETY: the syscall takes one int and returns a new descriptor or -1.
     let fd = unsafe { libc::syscall(libc::SYS_userfaultfd, flags) };
@@ -357,6 +397,7 @@ fn sys_userfaultfd(flags: libc::c_int) -> Result<OwnedFd, Errno> {
 /// `open("/dev/userfaultfd")` then `ioctl(USERFAULTFD_IOC_NEW, flags)`.
 ///
 /// <https://docs.kernel.org/admin-guide/mm/userfaultfd.html#dev-userfaultfd>
+#[doc(alias = "USERFAULTFD_IOC_NEW")]
 fn dev_userfaultfd(flags: libc::c_int) -> Result<OwnedFd, Errno> {
     let dev = OpenOptions::new()
         .read(true)

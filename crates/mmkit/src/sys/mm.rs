@@ -1,9 +1,7 @@
-//! The one small layer that calls the memory-management syscalls.
+//! Memory management: `mmap`, `munmap`, `msync`, `mprotect`, `madvise`, `mlock`,
+//! `munlock`, `mincore`, `mremap`, and naming an anonymous range (`prctl(PR_SET_VMA)`).
 //!
-//! Everything above this module works with owned types ([`crate::Mapping`],
-//! [`crate::Memory`]) and never calls the kernel directly. Each function here names the
-//! call it makes and links its man page; `rustix` is used where it has the call and
-//! `libc` where it does not (`mincore`, `prctl(PR_SET_VMA)`, `getrusage`).
+//! `rustix` makes the calls it has; `libc` makes `mincore` and `prctl(PR_SET_VMA)`.
 //!
 //! All functions that take an address are `unsafe`: the caller promises the range is a
 //! mapping it owns (or, for `mmap` with a hint, that nothing of its own lives there).
@@ -12,16 +10,16 @@ use std::os::fd::BorrowedFd;
 use std::ptr::NonNull;
 
 use rustix::io::Errno;
-use rustix::mm::{self, MapFlags, MlockFlags, MprotectFlags, MremapFlags, MsyncFlags, ProtFlags};
 
-/// The size of a base page, in bytes.
-pub(crate) fn page_size() -> usize {
-    rustix::param::page_size()
-}
+use super::{errno, page_size};
+use rustix::mm::{self, MapFlags, MlockFlags, MprotectFlags, MremapFlags, MsyncFlags, ProtFlags};
 
 /// `mmap(2)`: map `len` bytes of `fd` at `offset`, or anonymous memory when `fd` is `None`.
 ///
 /// <https://man7.org/linux/man-pages/man2/mmap.2.html>
+///
+/// # Errors
+/// `ENOMEM` (address space, overcommit, hugetlb pool), `EACCES`, `ENODEV`, `EINVAL`, …
 ///
 /// # Safety
 /// `len` is non-zero. With `MAP_FIXED` in `flags`, nothing the program still uses may live at
@@ -48,6 +46,9 @@ pub(crate) unsafe fn mmap(
 ///
 /// <https://man7.org/linux/man-pages/man2/munmap.2.html>
 ///
+/// # Errors
+/// `EINVAL` for a range that is not page-aligned.
+///
 /// # Safety
 /// The range belongs to a mapping the caller owns, and nothing refers into it afterwards.
 pub(crate) unsafe fn munmap(ptr: NonNull<u8>, len: usize) -> Result<(), Errno> {
@@ -58,6 +59,9 @@ pub(crate) unsafe fn munmap(ptr: NonNull<u8>, len: usize) -> Result<(), Errno> {
 /// `msync(2)` with `MS_SYNC` or `MS_ASYNC`.
 ///
 /// <https://man7.org/linux/man-pages/man2/msync.2.html>
+///
+/// # Errors
+/// `ENOMEM` when the range is not mapped, `EIO` when write-back failed.
 ///
 /// # Safety
 /// `ptr` is page-aligned and the range lies in a mapping the caller owns.
@@ -75,6 +79,9 @@ pub(crate) unsafe fn msync(ptr: *mut u8, len: usize, sync: bool) -> Result<(), E
 ///
 /// <https://man7.org/linux/man-pages/man2/mprotect.2.html>
 ///
+/// # Errors
+/// `EACCES` when the file was not opened for the access asked, `ENOMEM`.
+///
 /// # Safety
 /// The range lies in a mapping the caller owns, and no reference into it relies on an
 /// access the new protection removes.
@@ -86,6 +93,9 @@ pub(crate) unsafe fn mprotect(ptr: *mut u8, len: usize, prot: MprotectFlags) -> 
 /// `madvise(2)`.
 ///
 /// <https://man7.org/linux/man-pages/man2/madvise.2.html>
+///
+/// # Errors
+/// `EINVAL` for advice this mapping does not take, `EAGAIN`, `ENOMEM`.
 ///
 /// # Safety
 /// The range lies in a mapping the caller owns; for advice that discards contents
@@ -99,8 +109,12 @@ pub(crate) unsafe fn madvise(ptr: *mut u8, len: usize, advice: mm::Advice) -> Re
 ///
 /// <https://man7.org/linux/man-pages/man2/mlock.2.html>
 ///
+/// # Errors
+/// `ENOMEM` or `EPERM` over `RLIMIT_MEMLOCK`, `EAGAIN`.
+///
 /// # Safety
 /// The range lies in a mapping the caller owns.
+#[doc(alias = "mlock2")]
 pub(crate) unsafe fn mlock(ptr: *mut u8, len: usize, on_fault: bool) -> Result<(), Errno> {
     if on_fault {
         // SAFETY: forwarded from the caller; locking never changes contents.
@@ -115,6 +129,9 @@ pub(crate) unsafe fn mlock(ptr: *mut u8, len: usize, on_fault: bool) -> Result<(
 ///
 /// <https://man7.org/linux/man-pages/man2/munlock.2.html>
 ///
+/// # Errors
+/// `ENOMEM` when the range is not mapped.
+///
 /// # Safety
 /// The range lies in a mapping the caller owns.
 pub(crate) unsafe fn munlock(ptr: *mut u8, len: usize) -> Result<(), Errno> {
@@ -125,6 +142,9 @@ pub(crate) unsafe fn munlock(ptr: *mut u8, len: usize) -> Result<(), Errno> {
 /// `mincore(2)`: one byte per page, bit 0 set when the page is resident.
 ///
 /// <https://man7.org/linux/man-pages/man2/mincore.2.html>
+///
+/// # Errors
+/// `ENOMEM` when the range is not mapped, `EINVAL` when `ptr` is unaligned.
 ///
 /// # Safety
 /// `ptr` is page-aligned and the range lies in a mapping the caller owns.
@@ -142,6 +162,9 @@ pub(crate) unsafe fn mincore(ptr: *mut u8, len: usize) -> Result<Vec<u8>, Errno>
 /// `mremap(2)`: grow or shrink a mapping; with `may_move` the kernel may move it.
 ///
 /// <https://man7.org/linux/man-pages/man2/mremap.2.html>
+///
+/// # Errors
+/// `ENOMEM` when the mapping cannot grow in place (without `may_move`), `EFAULT`.
 ///
 /// # Safety
 /// `[ptr, ptr+old_len)` is a whole mapping the caller owns; when `may_move`, nothing may
@@ -166,8 +189,12 @@ pub(crate) unsafe fn mremap(
 ///
 /// <https://man7.org/linux/man-pages/man2/PR_SET_VMA.2const.html>
 ///
+/// # Errors
+/// `EINVAL` for a file mapping or a kernel without `CONFIG_ANON_VMA_NAME`.
+///
 /// # Safety
 /// The range lies in a mapping the caller owns.
+#[doc(alias = "prctl")]
 pub(crate) unsafe fn set_anon_name(
     ptr: *mut u8,
     len: usize,
@@ -192,8 +219,28 @@ pub(crate) unsafe fn set_anon_name(
     Ok(())
 }
 
-fn errno() -> i32 {
-    std::io::Error::last_os_error()
-        .raw_os_error()
-        .unwrap_or(libc::EIO)
+/// `mmap(2)` with `MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS`: replace `[addr, addr+len)` by
+/// readable, writable zero pages.
+///
+/// Async-signal-safe: a raw syscall through `rustix`, no allocation, no lock, no `errno`.
+///
+/// <https://man7.org/linux/man-pages/man2/mmap.2.html>
+///
+/// # Errors
+/// `ENOMEM` when the kernel cannot make the mapping.
+///
+/// # Safety
+/// Nothing the program still relies on lives in the range: its pages are replaced.
+#[doc(alias = "mmap")]
+pub(crate) unsafe fn mmap_fixed_zeroes(addr: usize, len: usize) -> Result<(), Errno> {
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        mm::mmap_anonymous(
+            addr as *mut std::ffi::c_void,
+            len,
+            ProtFlags::READ | ProtFlags::WRITE,
+            MapFlags::PRIVATE | MapFlags::FIXED,
+        )
+    }
+    .map(|_| ())
 }

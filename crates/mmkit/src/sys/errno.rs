@@ -1,0 +1,49 @@
+//! Errno numbers by their C names, for matching the raw `i32` an [`crate::Error`] keeps.
+//!
+//! The values come from `rustix`'s [`Errno`] constants, so no `libc` path is needed above
+//! `sys`.
+
+use rustix::io::Errno;
+
+/// `EPERM`.
+pub(crate) const EPERM: i32 = Errno::PERM.raw_os_error();
+/// `ENOENT`.
+pub(crate) const ENOENT: i32 = Errno::NOENT.raw_os_error();
+/// `EBADF`.
+pub(crate) const EBADF: i32 = Errno::BADF.raw_os_error();
+/// `EAGAIN`.
+pub(crate) const EAGAIN: i32 = Errno::AGAIN.raw_os_error();
+/// `ENOMEM`.
+pub(crate) const ENOMEM: i32 = Errno::NOMEM.raw_os_error();
+/// `EACCES`.
+pub(crate) const EACCES: i32 = Errno::ACCESS.raw_os_error();
+/// `EFAULT`.
+pub(crate) const EFAULT: i32 = Errno::FAULT.raw_os_error();
+/// `EBUSY`.
+pub(crate) const EBUSY: i32 = Errno::BUSY.raw_os_error();
+/// `EEXIST`.
+pub(crate) const EEXIST: i32 = Errno::EXIST.raw_os_error();
+/// `ENODEV`.
+pub(crate) const ENODEV: i32 = Errno::NODEV.raw_os_error();
+/// `EISDIR`.
+pub(crate) const EISDIR: i32 = Errno::ISDIR.raw_os_error();
+/// `EINVAL`.
+pub(crate) const EINVAL: i32 = Errno::INVAL.raw_os_error();
+/// `ETXTBSY`.
+pub(crate) const ETXTBSY: i32 = Errno::TXTBSY.raw_os_error();
+/// `EFBIG`.
+pub(crate) const EFBIG: i32 = Errno::FBIG.raw_os_error();
+/// `ENOSPC`.
+pub(crate) const ENOSPC: i32 = Errno::NOSPC.raw_os_error();
+/// `ELOOP`.
+pub(crate) const ELOOP: i32 = Errno::LOOP.raw_os_error();
+/// `ESPIPE`.
+pub(crate) const ESPIPE: i32 = Errno::SPIPE.raw_os_error();
+/// `EOVERFLOW`.
+pub(crate) const EOVERFLOW: i32 = Errno::OVERFLOW.raw_os_error();
+/// `ENOSYS`.
+pub(crate) const ENOSYS: i32 = Errno::NOSYS.raw_os_error();
+/// `EOPNOTSUPP`.
+pub(crate) const EOPNOTSUPP: i32 = Errno::OPNOTSUPP.raw_os_error();
+/// `EIO`.
+pub(crate) const EIO: i32 = Errno::IO.raw_os_error();

@@ -1,0 +1,63 @@
+//! The one small layer that calls the kernel: every syscall and ioctl mmkit makes.
+//!
+//! Everything above this module works with owned types ([`crate::Mapping`],
+//! [`crate::Memory`]) and never calls the kernel directly. One file an area:
+//!
+//! | file | wraps |
+//! |---|---|
+//! | `mm` | `mmap`, `munmap`, `msync`, `mprotect`, `madvise`, `mlock`/`mlock2`, `munlock`, `mincore`, `mremap`, `prctl(PR_SET_VMA)` |
+//! | `signal` | `sigaction` for the SIGBUS guard and its chaining, `pthread_sigmask`, `sigwait`, `kill`, `raise`, signal numbers |
+//! | `process` | `fork`, `_exit`, `waitpid`, `pthread_atfork`, `getrusage` |
+//! | `io` | `write(2)` from raw memory, `poll(2)` |
+//! | `errno` | errno numbers by C name (from `rustix`'s `Errno`), for the error type |
+//! | `fs` | `cachestat(2)`, `open` and `memfd` seal flags |
+//! | `uffd` | `userfaultfd(2)`, `/dev/userfaultfd` and the `UFFDIO_*` ioctls |
+//!
+//! Each function names the call it makes, links its man page and carries the C name as a
+//! doc alias; `rustix` is used where it has the call and `libc` where it does not. No
+//! `libc::` path appears outside this module (`.ci/check-fence` checks it), and every
+//! `unsafe` syscall is made here; the pillars still call `rustix`'s *safe* wrappers on
+//! descriptors they own (`fstat`, `fcntl`, `memfd_create`, futexes, …) directly.
+//!
+//! # Safety
+//!
+//! This module is where raw system calls are made, which Rust cannot check: each wrapper
+//! is either safe (the kernel checks its arguments, or it touches only memory the wrapper
+//! owns) or an `unsafe fn` whose `# Safety` section says what the caller must promise
+//! (typically: the address range is a mapping the caller owns).
+#![allow(unsafe_code)]
+
+pub(crate) mod errno;
+pub(crate) mod fs;
+pub(crate) mod io;
+mod mm;
+pub(crate) mod process;
+pub(crate) mod signal;
+pub(crate) mod uffd;
+
+pub(crate) use mm::{
+    madvise, mincore, mlock, mmap, mmap_fixed_zeroes, mprotect, mremap, msync, munlock, munmap,
+    set_anon_name,
+};
+
+use rustix::io::Errno;
+
+/// The size of a base page, in bytes (`sysconf(_SC_PAGESIZE)`, from the aux vector).
+///
+/// <https://man7.org/linux/man-pages/man2/getpagesize.2.html>
+#[doc(alias = "getpagesize")]
+pub(crate) fn page_size() -> usize {
+    rustix::param::page_size()
+}
+
+/// The calling thread's `errno` after a failed libc call (`EIO` if it has none).
+fn errno() -> i32 {
+    std::io::Error::last_os_error()
+        .raw_os_error()
+        .unwrap_or(libc::EIO)
+}
+
+/// The calling thread's `errno` as an [`Errno`] (`EIO` if it has none).
+fn last_errno() -> Errno {
+    Errno::from_io_error(&std::io::Error::last_os_error()).unwrap_or(Errno::IO)
+}

@@ -1,0 +1,95 @@
+//! Processes: `fork`, `_exit`, `waitpid`, `pthread_atfork`, and the fault counters of
+//! `getrusage`.
+
+use rustix::io::Errno;
+
+use super::last_errno;
+
+/// `fork(2)`: returns 0 in the child and the child's id in the parent.
+///
+/// <https://man7.org/linux/man-pages/man2/fork.2.html>
+///
+/// # Errors
+/// `EAGAIN`, `ENOMEM`.
+///
+/// # Safety
+/// When other threads exist, the child has only the calling thread and any lock they held
+/// stays locked there forever: the child must not take locks another thread may hold,
+/// and should end with [`exit_now`].
+pub(crate) unsafe fn fork() -> Result<i32, Errno> {
+    // SAFETY: forwarded from the caller.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(last_errno());
+    }
+    Ok(pid)
+}
+
+/// `_exit(2)`: end the process at once, without running `atexit` handlers or flushing
+/// buffers.
+///
+/// <https://man7.org/linux/man-pages/man2/_exit.2.html>
+#[doc(alias = "_exit")]
+pub(crate) fn exit_now(code: i32) -> ! {
+    // SAFETY: `_exit` takes any code and never returns.
+    unsafe { libc::_exit(code) }
+}
+
+/// `waitpid(2)` with no options: wait for child `pid` to end; returns its raw status
+/// (decode with [`term_signal`] and [`exit_code`]).
+///
+/// <https://man7.org/linux/man-pages/man2/waitpid.2.html>
+///
+/// # Errors
+/// `ECHILD` when `pid` is not an unreaped child, `EINTR` when a signal interrupted it.
+pub(crate) fn waitpid(pid: i32) -> Result<i32, Errno> {
+    let mut status = 0;
+    // SAFETY: `status` is a valid out-pointer.
+    let rc = unsafe { libc::waitpid(pid, &mut status, 0) };
+    if rc == pid {
+        Ok(status)
+    } else {
+        Err(last_errno())
+    }
+}
+
+/// The signal that ended a child (`WIFSIGNALED`, `WTERMSIG`), if one did.
+#[doc(alias = "WTERMSIG")]
+pub(crate) fn term_signal(status: i32) -> Option<i32> {
+    libc::WIFSIGNALED(status).then(|| libc::WTERMSIG(status))
+}
+
+/// A child's exit code (`WEXITSTATUS`).
+#[doc(alias = "WEXITSTATUS")]
+pub(crate) fn exit_code(status: i32) -> i32 {
+    libc::WEXITSTATUS(status)
+}
+
+/// `pthread_atfork(3)` with only a child handler: `child` runs in the child after each
+/// `fork`.
+///
+/// <https://man7.org/linux/man-pages/man3/pthread_atfork.3.html>
+///
+/// # Safety
+/// `child` is async-signal-safe (it runs in a child that may have inherited locks held).
+#[doc(alias = "pthread_atfork")]
+pub(crate) unsafe fn atfork_child(child: extern "C" fn()) {
+    // SAFETY: registering handlers has no memory effects; the handler is the caller's
+    // promise.
+    unsafe { libc::pthread_atfork(None, None, Some(child)) };
+}
+
+/// `getrusage(RUSAGE_SELF)`: minor and major page faults of this process so far.
+/// Allocation-free.
+///
+/// <https://man7.org/linux/man-pages/man2/getrusage.2.html>
+#[doc(alias = "getrusage")]
+pub(crate) fn fault_counts() -> (u64, u64) {
+    let mut ru = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: getrusage writes a whole `rusage` into the pointer we pass; zeroed is valid.
+    let ru = unsafe {
+        libc::getrusage(libc::RUSAGE_SELF, ru.as_mut_ptr());
+        ru.assume_init()
+    };
+    (ru.ru_minflt as u64, ru.ru_majflt as u64)
+}
