@@ -135,6 +135,11 @@ pub(crate) fn settle(n: usize) {
 
 /// Install mmkit's SIGBUS handler now; otherwise the first guarded access installs it.
 ///
+/// A program that forks while other threads run should call this before its first
+/// `fork`: the install runs once under a `std::sync::Once`, and a child forked while
+/// another thread is inside it would wait for it forever (`mmkit::process::fork` calls
+/// it first).
+///
 /// Idempotent. The handler that was installed before is kept and receives every SIGBUS
 /// that is not mmkit's; a handler another library installs later must chain to mmkit's
 /// for guarded accesses to keep recovering.

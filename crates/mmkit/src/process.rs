@@ -94,6 +94,10 @@ impl ChildLink {
 /// The kernel's refusal to fork (`EAGAIN`, `ENOMEM`).
 pub unsafe fn fork<F: FnOnce(&mut ChildLink) -> i32>(f: F) -> Result<Child> {
     let (parent_sock, child_sock) = UnixStream::pair().map_err(|e| Error::io(Op::Process, &e))?;
+    // The guard's one-time install runs under a `Once`: forked while another thread is
+    // inside it, the child would wait on it forever at its first guarded access. Finish
+    // (or wait out) the install here, before the fork.
+    crate::guard::install();
     // SAFETY: the caller upholds the fork-safety contract above for `f`.
     let pid = unsafe { sys::fork() }.map_err(|e| Error::os(Op::Process, e))?;
     if pid == 0 {
