@@ -26,6 +26,17 @@
 //! owns) or an `unsafe fn` whose `# Safety` section says what the caller must promise
 //! (typically: the address range is a mapping the caller owns).
 #![allow(unsafe_code)]
+// A wrapper layer for every pillar: with only some features on, the wrappers of the
+// others go unused.
+#![cfg_attr(
+    not(all(
+        feature = "shm",
+        feature = "pager",
+        feature = "probe",
+        feature = "tour"
+    )),
+    allow(dead_code)
+)]
 
 pub(crate) mod errno;
 pub(crate) mod fs;
@@ -33,6 +44,7 @@ pub(crate) mod io;
 mod mm;
 pub(crate) mod process;
 pub(crate) mod signal;
+#[cfg(feature = "pager")]
 pub(crate) mod uffd;
 
 pub(crate) use mm::{
