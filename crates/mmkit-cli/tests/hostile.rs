@@ -59,10 +59,7 @@ struct Ran {
 /// Run one case; `Err` says why it broke the contract.
 fn run(c: &Case) -> Result<Ran, String> {
     let mut cmd = if c.as_nobody {
-        let mut cmd = Command::new("setpriv");
-        cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-            .arg(env!("CARGO_BIN_EXE_mmkit"));
-        cmd
+        common::mmkit_as_nobody()
     } else {
         common::mmkit()
     };
@@ -574,20 +571,11 @@ fn segment_names_that_are_not_names() {
 
 #[test]
 fn files_and_processes_without_permission() {
-    if !common::is_root() {
-        common::skip("needs root to run mmkit as user nobody");
-        return;
-    }
-    if !common::peer("setpriv", "util-linux") {
+    if !common::can_run_as_nobody() {
         return;
     }
     let fx = Fixture::new();
-    let probe = Command::new("setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-        .arg(env!("CARGO_BIN_EXE_mmkit"))
-        .arg("--version")
-        .output()
-        .unwrap();
+    let probe = common::mmkit_as_nobody().arg("--version").output().unwrap();
     if !probe.status.success() {
         common::skip("user nobody cannot run the test binary here");
         return;

@@ -466,16 +466,10 @@ fn help_teaches() {
 #[test]
 fn unreadable_process_says_why_and_what_to_do() {
     // As an unprivileged user, the smaps of pid 1 (root's init) cannot be read.
-    if !common::is_root() {
-        common::skip("needs root to run mmkit as nobody");
+    if !common::can_run_as_nobody() {
         return;
     }
-    if !common::peer("setpriv", "util-linux") {
-        return;
-    }
-    let out = Command::new("setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-        .arg(env!("CARGO_BIN_EXE_mmkit"))
+    let out = common::mmkit_as_nobody()
         .args(["maps", "1"])
         .output()
         .expect("run setpriv");

@@ -25,6 +25,24 @@ pub(crate) fn is_root() -> bool {
         .unwrap_or(false)
 }
 
+/// `mmkit` run as user nobody (65534) through `setpriv`, ready for its arguments.
+pub(crate) fn mmkit_as_nobody() -> Command {
+    let mut cmd = Command::new("setpriv");
+    cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(env!("CARGO_BIN_EXE_mmkit"));
+    cmd
+}
+
+/// Whether `mmkit` can be run as user nobody here: needs root and `setpriv`, else prints
+/// why it is skipped. (A peer check: fails under `MMKIT_REQUIRE_PEERS=1` without setpriv.)
+pub(crate) fn can_run_as_nobody() -> bool {
+    if !is_root() {
+        skip("needs root to run mmkit as user nobody");
+        return false;
+    }
+    peer("setpriv", "util-linux")
+}
+
 /// The `mmkit` binary under test, ready for its arguments.
 pub(crate) fn mmkit() -> Command {
     Command::new(env!("CARGO_BIN_EXE_mmkit"))
