@@ -25,7 +25,7 @@
 //!
 //! # Safety
 //!
-//! Starts the peer process with the `unsafe` [`crate::process::fork`], whose closure
+//! Starts the peer process with the `unsafe` `process::fork`, whose closure
 //! takes no lock another thread may hold.
 #![allow(unsafe_code)]
 
