@@ -128,6 +128,10 @@ pub enum ErrorKind {
     /// A page inside the file could not be read (its storage failed). The guard turned
     /// the SIGBUS into this error.
     StorageFault,
+    /// A page of the file could not be allocated because its file system is full (a
+    /// write into a hole of a mapped file on a full disk or tmpfs). The guard turned the
+    /// SIGBUS into this error.
+    NoSpace,
     /// The process at the other end of a channel died (its pid no longer names a live
     /// process); everything it committed before dying was still delivered.
     PeerDied,
@@ -283,6 +287,9 @@ impl Error {
             ErrorKind::Unsupported => "not supported here".into(),
             ErrorKind::Truncated => "the file was truncated below this range".into(),
             ErrorKind::StorageFault => "a page of the file could not be read".into(),
+            ErrorKind::NoSpace => {
+                "the file system is full: a page of the file could not be allocated".into()
+            }
             ErrorKind::PeerDied => "the process at the other end died".into(),
             ErrorKind::Closed => "the other end closed the channel".into(),
             ErrorKind::Busy => "another live process holds this role".into(),
@@ -387,6 +394,7 @@ impl From<Error> for io::Error {
                 io::ErrorKind::UnexpectedEof
             }
             ErrorKind::StorageFault => io::Error::from_raw_os_error(errno::EIO).kind(),
+            ErrorKind::NoSpace => io::Error::from_raw_os_error(errno::ENOSPC).kind(),
             ErrorKind::PeerDied | ErrorKind::Closed => io::ErrorKind::BrokenPipe,
             ErrorKind::Busy => io::ErrorKind::AddrInUse,
             ErrorKind::Corrupt => io::ErrorKind::InvalidData,

@@ -378,3 +378,79 @@ fn a_truncation_that_grows_back_is_not_a_storage_fault() {
         storage + truncated
     );
 }
+
+/// A small tmpfs mounted for one test (root only), unmounted on drop.
+struct SmallTmpfs {
+    dir: tempfile::TempDir,
+}
+
+impl SmallTmpfs {
+    fn mount(size: &str) -> Option<SmallTmpfs> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then_some(SmallTmpfs { dir })
+    }
+
+    /// Fill the file system with a file `fill` until it refuses a page.
+    fn fill(&self) {
+        use std::io::Write;
+        let mut f = std::fs::File::create(self.dir.path().join("fill")).expect("create fill");
+        while f.write_all(&vec![1u8; page()]).is_ok() {}
+    }
+}
+
+impl Drop for SmallTmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+#[test]
+fn a_write_into_a_hole_on_a_full_tmpfs_is_no_space_not_a_crash() {
+    if !common::is_root() {
+        return common::skip("needs root to mount a small tmpfs");
+    }
+    let Some(fs) = SmallTmpfs::mount("256k") else {
+        return common::skip("could not mount a tmpfs here");
+    };
+    let path = fs.dir.path().join("data");
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(&path)
+        .expect("create data");
+    // Sparse: ftruncate takes no space, so the pages are holes until written.
+    file.set_len(16 * page() as u64).unwrap();
+    let mut map = MapOptions::new().write().map(&file).unwrap();
+    map.write_at(0, &pattern(page())).unwrap();
+    fs.fill();
+
+    // Every hole now needs a page the file system does not have: SIGBUS, turned into
+    // Err(NoSpace), and the process goes on.
+    for k in 1..16 {
+        let e = map.write_at(k * page(), &[7u8; 16]).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::NoSpace, "page {k}: {e}");
+        assert!(e.to_string().contains("full"), "{e}");
+    }
+    // What was written before the disk filled is intact.
+    let mut back = vec![0u8; page()];
+    map.read_at(0, &mut back).unwrap();
+    assert_eq!(back, pattern(page()));
+
+    // Once space is freed, a fresh mapping of the same file writes again.
+    std::fs::remove_file(fs.dir.path().join("fill")).unwrap();
+    let mut again = MapOptions::new().write().map(&file).unwrap();
+    again.write_at(5 * page(), b"room again").unwrap();
+    again.flush().unwrap();
+    let mut got = [0u8; 10];
+    again.read_at(5 * page(), &mut got).unwrap();
+    assert_eq!(&got, b"room again");
+}

@@ -108,15 +108,32 @@ pub(crate) fn diagnose(
             r => break r,
         }
     };
-    (verdict(&read), size)
+    (verdict(&read, fs_full(&file)), size)
 }
 
-/// A page the guard lost is a storage fault only when reading it again fails.
-fn verdict(read: &std::io::Result<usize>) -> ErrorKind {
+/// A page the guard lost is a storage fault when reading it again fails; when it reads
+/// back but its file system has no page left, the fault was a write that could not
+/// allocate the page (a full disk or tmpfs); otherwise the file was truncated under it.
+fn verdict(read: &std::io::Result<usize>, fs_full: bool) -> ErrorKind {
     match read {
         Err(_) => ErrorKind::StorageFault,
+        Ok(_) if fs_full => ErrorKind::NoSpace,
         Ok(_) => ErrorKind::Truncated,
     }
+}
+
+/// Whether the file system holding `file` has less than a page free for this process
+/// (`fstatvfs`: blocks available to unprivileged users, or to root all free blocks).
+fn fs_full(file: &File) -> bool {
+    let Ok(st) = rustix::fs::fstatvfs(file) else {
+        return false;
+    };
+    let blocks = if rustix::process::geteuid().is_root() {
+        st.f_bfree
+    } else {
+        st.f_bavail
+    };
+    blocks.saturating_mul(st.f_frsize) < crate::sys::page_size() as u64
 }
 
 /// A fresh read-only descriptor of the file `id`, opened through `path`, through
@@ -184,9 +201,12 @@ mod tests {
     #[test]
     fn only_a_failing_read_is_a_storage_fault() {
         let eio = std::io::Error::from_raw_os_error(rustix::io::Errno::IO.raw_os_error());
-        assert_eq!(verdict(&Err(eio)), ErrorKind::StorageFault);
-        assert_eq!(verdict(&Ok(1)), ErrorKind::Truncated);
-        assert_eq!(verdict(&Ok(0)), ErrorKind::Truncated);
+        let eio2 = std::io::Error::from_raw_os_error(rustix::io::Errno::IO.raw_os_error());
+        assert_eq!(verdict(&Err(eio), false), ErrorKind::StorageFault);
+        assert_eq!(verdict(&Err(eio2), true), ErrorKind::StorageFault);
+        assert_eq!(verdict(&Ok(1), false), ErrorKind::Truncated);
+        assert_eq!(verdict(&Ok(0), false), ErrorKind::Truncated);
+        assert_eq!(verdict(&Ok(1), true), ErrorKind::NoSpace);
     }
 
     #[test]

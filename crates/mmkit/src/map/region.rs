@@ -354,6 +354,13 @@ impl Region {
             ),
             _ => e,
         };
+        if lost.kind == ErrorKind::NoSpace {
+            return e.hint(
+                "free space on the file system, then remap() to go on (the page that could \
+                 not be written stays unusable in this mapping); reserve space first with \
+                 fallocate to avoid this",
+            );
+        }
         e.hint(format!(
             "the first {usable} bytes of the mapping are still backed by the file; \
              remap() to that length, or to the file's new length, to go on"
