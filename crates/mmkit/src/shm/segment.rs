@@ -137,26 +137,10 @@ fn shm_entries() -> Result<Vec<(String, Option<FileType>)>> {
     let mut names = Vec::new();
     for entry in std::fs::read_dir(SHM_DIR).map_err(|e| dir_err(&e))? {
         let entry = entry.map_err(|e| dir_err(&e))?;
-        // DirEntry::file_type does not follow symbolic links.
-        let ft = entry.file_type().ok().map(|t| {
-            use std::os::unix::fs::FileTypeExt;
-            if t.is_file() {
-                FileType::RegularFile
-            } else if t.is_symlink() {
-                FileType::Symlink
-            } else if t.is_dir() {
-                FileType::Directory
-            } else if t.is_fifo() {
-                FileType::Fifo
-            } else if t.is_socket() {
-                FileType::Socket
-            } else if t.is_char_device() {
-                FileType::CharacterDevice
-            } else if t.is_block_device() {
-                FileType::BlockDevice
-            } else {
-                FileType::Unknown
-            }
+        // DirEntry::metadata is an lstat: it does not follow symbolic links.
+        let ft = entry.metadata().ok().map(|m| {
+            use std::os::unix::fs::MetadataExt;
+            FileType::from_raw_mode(m.mode())
         });
         if let Some(name) = entry.file_name().to_str() {
             names.push((name.to_string(), ft));
