@@ -5,7 +5,7 @@
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 mod common;
 use common::{mmkit, peer, resident_pages, run_or_kill};
@@ -249,14 +249,7 @@ fn lock_daemon_holds_until_sigterm() {
     std::thread::sleep(Duration::from_millis(100));
     assert!(child.try_wait().unwrap().is_none(), "still holding");
     ok(Command::new("kill").args(["-TERM", &pid.to_string()]));
-    let start = Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(start.elapsed() < Duration::from_secs(10), "did not exit");
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = common::wait_or_kill(&mut child, Duration::from_secs(10)).expect("did not exit");
     assert_eq!(status.code(), Some(0), "{status:?}");
 }
 

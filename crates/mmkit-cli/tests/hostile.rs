@@ -82,17 +82,8 @@ fn run(c: &Case) -> Result<Ran, String> {
         text
     });
     let start = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
-            break status;
-        }
-        if start.elapsed() > LIMIT {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(format!("hung: still running after {LIMIT:?}"));
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    };
+    let status = common::wait_or_kill(&mut child, LIMIT)
+        .ok_or_else(|| format!("hung: still running after {LIMIT:?}"))?;
     let _ = feeder.join();
     let stderr = reader.join().unwrap_or_default();
     Ok(Ran {

@@ -2,7 +2,7 @@
 //! against `zstd -dc`, `stats` counters that match the scan, `bench` JSON, and errors.
 
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use mmkit::helpers::XorShift;
 
@@ -220,19 +220,9 @@ fn mmkit_or_kill(args: &[&str]) -> (Output, bool) {
         let mut v = Vec::new();
         std::io::Read::read_to_end(&mut err, &mut v).map(|_| v)
     });
-    let until = Instant::now() + Duration::from_secs(120);
-    let mut killed = false;
-    let status = loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            break st;
-        }
-        if Instant::now() > until {
-            child.kill().unwrap();
-            killed = true;
-            break child.wait().unwrap();
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let finished = common::wait_or_kill(&mut child, Duration::from_secs(120));
+    let killed = finished.is_none();
+    let status = finished.unwrap_or_else(|| child.wait().unwrap());
     let output = Output {
         status,
         stdout: out.join().unwrap().unwrap(),

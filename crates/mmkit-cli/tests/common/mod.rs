@@ -1,8 +1,8 @@
 //! Shared by the CLI tests.
 #![allow(dead_code)]
 
-use std::process::{Command, Output, Stdio};
-use std::time::Duration;
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
 
 #[path = "../../../mmkit/tests/common/peer.rs"]
 mod peer;
@@ -43,6 +43,23 @@ pub(crate) fn can_run_as_nobody() -> bool {
     peer("setpriv", "util-linux")
 }
 
+/// Wait for `child` to end, at most `limit`: its status, or `None` when it was still
+/// running then and has been killed (and reaped). A guard against a hang, not a timing.
+pub(crate) fn wait_or_kill(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return Some(status);
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 /// The `mmkit` binary under test, ready for its arguments.
 pub(crate) fn mmkit() -> Command {
     Command::new(env!("CARGO_BIN_EXE_mmkit"))
@@ -62,13 +79,9 @@ pub(crate) fn run_or_kill(cmd: &mut Command) -> Output {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn mmkit");
-    for _ in 0..200 {
-        if child.try_wait().expect("try_wait").is_some() {
-            return child.wait_with_output().expect("collect output");
-        }
-        std::thread::sleep(Duration::from_millis(50));
+    if wait_or_kill(&mut child, Duration::from_secs(10)).is_some() {
+        return child.wait_with_output().expect("collect output");
     }
-    let _ = child.kill();
     let out = child.wait_with_output().expect("reap killed child");
     panic!(
         "{cmd:?} hung and was killed; stderr: {}",
