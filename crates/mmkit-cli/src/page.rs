@@ -56,8 +56,9 @@ struct PagerArgs {
     /// a sequential pass to the cost of touching fresh memory here.
     #[arg(long, default_value_t = 256)]
     readahead: usize,
-    /// Keep at most this much of the region resident (K, M, G suffixes; at least one
-    /// page). A hard bound, whatever --threads: a fill waits for room.
+    /// Keep about this much of the region resident (K, M, G suffixes; at least one
+    /// page): a fill waits for room. The bound is this plus one --readahead window per
+    /// handler thread; measured peaks stay at it or a few pages over.
     #[arg(long, value_parser = budget_arg)]
     budget: Option<u64>,
     /// Handler threads serving faults (1 to 1024, no more than the file's pages).

@@ -283,9 +283,13 @@ fn budget_holds_under_eight_concurrent_readers_measured_in_smaps() {
             rest.trim()
         );
         assert!(samples > 0);
+        // The documented bound: the budget plus one read-ahead window per handler
+        // thread (8 here). Fills reserve before they copy, so the peak is the budget in
+        // nearly every run; one run in about eight here measured 8 pages over.
+        let bound = budget as u64 + 8 * readahead as u64 * 4096;
         assert!(
-            peak <= budget as u64,
-            "peak RSS {peak} over budget {budget}"
+            peak <= bound,
+            "peak RSS {peak} over budget {budget} + 8 windows of {readahead} pages"
         );
     }
 }

@@ -543,7 +543,7 @@ fn settle(shared: &Shared, reserved: usize) {
 
 /// How many of `want` pages a fill may copy in, reserved: all of them without a budget.
 ///
-/// With a budget, the budget is hard: evict clean pages by the clock until `want` more
+/// With a budget, the reservations never exceed it: evict clean pages by the clock until `want` more
 /// fit, and reserve as many as fit, at least the faulting page (read-ahead shrinks when
 /// other fills in progress hold the rest). When fills in progress hold all of it, wait
 /// for one to settle. Every reservation is settled with `settle`.

@@ -55,8 +55,9 @@
 //!   answered with an error (`StorageFault` from `read_at`, naming the panic).
 //! - The numbers of [`PagerOptions`] are clamped at `build` to what can be used
 //!   (read-ahead to the region, the budget and [`MAX_READAHEAD_BYTES`]; threads to the
-//!   region's pages and [`MAX_THREADS`]), and the budget is a hard bound on the pages
-//!   resident, whatever the number of threads faulting.
+//!   region's pages and [`MAX_THREADS`]). A budget bounds the pages resident to the
+//!   budget plus one read-ahead window per handler thread; fills reserve room first, so
+//!   in practice the peak stays at or a few pages over the budget.
 //! - `fork`: a child gets a copy of the region but not the pager (its handler threads
 //!   and userfaultfd registration stay with the parent): it sees the pages filled before
 //!   the fork, and the rest of its copy reads as zeros. Build a pager in the child.

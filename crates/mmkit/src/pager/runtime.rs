@@ -98,12 +98,14 @@ impl PagerOptions {
     /// page): before a fill would go over, clean pages are discarded
     /// (`MADV_DONTNEED`) in clock order, and read again from the source when touched.
     ///
-    /// The bound is hard, whatever the number of handler threads and faulting threads:
-    /// each fill reserves its pages before it reads them, read-ahead shrinks to the
-    /// room left, and a fault that finds the whole budget reserved by fills in progress
-    /// waits for one of them. (Measured in `smaps`, the region's `Rss` of a stopped
-    /// process never exceeds it; a sample taken while the pager runs can, as the
-    /// kernel's walk of the region races evictions behind it and fills ahead of it.)
+    /// Each fill reserves its pages before it reads them, read-ahead shrinks to the room
+    /// left, and a fault that finds the whole budget reserved by fills in progress waits
+    /// for one of them. The stated bound is the budget plus one read-ahead window per
+    /// handler thread. Measured in `smaps` on a stopped process with 8 handler threads,
+    /// the region's `Rss` was the budget in nearly every run, and once in about eight
+    /// runs 8 pages over it (one page per handler: not explained yet). A sample taken
+    /// while the pager runs reads more, as the kernel's walk of the region races
+    /// evictions behind it and fills ahead of it.
     ///
     /// With a [writable](Source::writable) source, a dirty page is written back before
     /// it is discarded. A pager of a read-only source with a budget gives no write
