@@ -66,6 +66,14 @@ pub enum Op {
     Receive,
     /// Setting up or running a pager (`userfaultfd`).
     Pager,
+    /// Appending a record to a store (`store::Log`, `store::RecordFile`).
+    Append,
+    /// Making a store durable (`msync` + `fdatasync`).
+    Sync,
+    /// Reserving file space before it is mapped (`fallocate`).
+    Reserve,
+    /// Checking or recovering a store's records on open.
+    Recover,
 }
 
 impl Op {
@@ -90,6 +98,10 @@ impl Op {
             Op::Send => "send",
             Op::Receive => "receive",
             Op::Pager => "pager",
+            Op::Append => "append",
+            Op::Sync => "sync",
+            Op::Reserve => "reserve space",
+            Op::Recover => "recover",
         }
     }
 }
@@ -144,8 +156,14 @@ pub enum ErrorKind {
     TooLarge,
     /// Shared state breaks its invariants (a bad record length, a position out of
     /// order): a process wrote the memory without following the protocol. Also a file
-    /// whose format is damaged (a truncated or undecodable zstd file).
+    /// whose format is damaged (a truncated or undecodable zstd file, a record whose
+    /// checksum fails).
     Corrupt,
+    /// The file is not in the format asked for: another kind of file (bad magic), a
+    /// newer format version, or a header cut short.
+    Format,
+    /// No such record: the sequence number or index is not (or no longer) in the store.
+    NotFound,
 }
 
 /// The error of every mmkit operation.
@@ -295,6 +313,8 @@ impl Error {
             ErrorKind::Busy => "another live process holds this role".into(),
             ErrorKind::TooLarge => "the message is larger than the ring accepts".into(),
             ErrorKind::Corrupt => "shared state breaks the protocol's invariants".into(),
+            ErrorKind::Format => "the file is not in the expected format".into(),
+            ErrorKind::NotFound => "no such record".into(),
         }
     }
 }
@@ -397,7 +417,8 @@ impl From<Error> for io::Error {
             ErrorKind::NoSpace => io::Error::from_raw_os_error(errno::ENOSPC).kind(),
             ErrorKind::PeerDied | ErrorKind::Closed => io::ErrorKind::BrokenPipe,
             ErrorKind::Busy => io::ErrorKind::AddrInUse,
-            ErrorKind::Corrupt => io::ErrorKind::InvalidData,
+            ErrorKind::Corrupt | ErrorKind::Format => io::ErrorKind::InvalidData,
+            ErrorKind::NotFound => io::ErrorKind::NotFound,
             _ => io::ErrorKind::InvalidInput,
         };
         io::Error::new(kind, e)

@@ -30,7 +30,8 @@
 //! | `tour` (implies `probe`, `bench`) | `tour` | — |
 //! | `process` | `process` (test support: fork a child with a pipe back) | — |
 //! | `serde` | `serde::Serialize` on the report types | `serde` |
-//! | `store`, `remote` | reserved for the persist pillar and remote page sources: empty for now | — |
+//! | `store` (implies `shm`) | `store`: the crash-safe [`store::Log`] and [`store::RecordFile`] | `crc32c` |
+//! | `remote` | reserved for remote page sources: empty for now | — |
 //!
 //! ```toml
 //! [dependencies]
@@ -109,6 +110,9 @@ pub mod search;
 pub mod shm;
 pub mod size;
 mod stats;
+#[cfg(feature = "store")]
+#[cfg_attr(docsrs, doc(cfg(feature = "store")))]
+pub mod store;
 mod sys;
 #[cfg(feature = "tour")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tour")))]

@@ -257,6 +257,26 @@ impl Mapping {
             .access(Op::View, off, len, Protection::READ_WRITE, f)
     }
 
+    /// Run `f` on a pointer to `len` bytes at `off`, checked for range and for `need`,
+    /// and guarded as every access is (a truncation gives `Err(Truncated)`, a full file
+    /// system `Err(NoSpace)`). For the stores, which move records in and out themselves.
+    ///
+    /// # Safety
+    /// `f` must touch only `[ptr, ptr+len)`. Other processes may change the bytes at any
+    /// time: what `f` reads must be checked (the stores checksum a copy), and what it
+    /// writes must not be lent to anyone as a slice at the same time.
+    #[cfg_attr(not(feature = "store"), allow(dead_code))]
+    pub(crate) unsafe fn with_raw<R>(
+        &self,
+        op: Op,
+        off: usize,
+        len: usize,
+        need: Protection,
+        f: impl FnOnce(*mut u8) -> R,
+    ) -> Result<R> {
+        self.region.access(op, off, len, need, f)
+    }
+
     /// Whether the file behind the mapping can shrink (accesses need the SIGBUS guard).
     #[cfg_attr(not(feature = "shm"), allow(dead_code))]
     pub(crate) fn can_shrink(&self) -> bool {

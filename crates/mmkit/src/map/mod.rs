@@ -35,7 +35,7 @@
 
 mod mapping;
 mod memory;
-mod open;
+pub(crate) mod open;
 mod options;
 mod poison;
 mod prot;
