@@ -36,7 +36,8 @@ pub(crate) fn open_store_file(path: &Path, write: bool, create: bool) -> Result<
             .detail(format!("a store lives in a regular file, not {what}"))
             .hint("name a regular file (it is created when missing)"));
     }
-    let fs = rustix::fs::fstatfs(&file).map_err(|e| Error::os(Op::Open, e).with_path(Some(path)))?;
+    let fs =
+        rustix::fs::fstatfs(&file).map_err(|e| Error::os(Op::Open, e).with_path(Some(path)))?;
     if fs.f_type == PROC_SUPER_MAGIC || fs.f_type == SYSFS_MAGIC {
         return Err(not_mappable("a /proc or /sys file", Some(path))
             .detail("a store cannot live in /proc or /sys: their files are the kernel's, not data")

@@ -225,7 +225,11 @@ mod tests {
         let c = crc(&newer[0..20]);
         newer[20..24].copy_from_slice(&c.to_le_bytes());
         assert_eq!(check_fixed(&newer), Err(FixedError::Newer(2)));
-        let m = Meta { generation: 3, start: 4096, start_seq: 9 };
+        let m = Meta {
+            generation: 3,
+            start: 4096,
+            start_seq: 9,
+        };
         let mut b = m.encode();
         assert_eq!(Meta::decode(&b), Some(m));
         b[9] ^= 1;

@@ -44,7 +44,10 @@
 
 mod file;
 mod format;
+mod log;
 mod space;
+
+pub use log::{CheckReport, Damage, Entry, Iter, Log, LogOptions, LogStats, RecoveryReport, Tail};
 
 /// A record's sequence number: 1 for the first record a log ever held, then one more for
 /// each record appended. Never reused, also after [`Log::truncate_before`].

@@ -82,14 +82,13 @@ fn write_zeros(file: &File, path: &Path, from: u64, len: u64) -> Result<()> {
     const CHUNK: usize = 64 << 10;
     let zeros = vec![0u8; CHUNK];
     let mut at = from;
-    let end = from.checked_add(len).ok_or_else(|| {
-        Error::new(Op::Reserve, ErrorKind::LengthOverflow).with_path(Some(path))
-    })?;
+    let end = from
+        .checked_add(len)
+        .ok_or_else(|| Error::new(Op::Reserve, ErrorKind::LengthOverflow).with_path(Some(path)))?;
     while at < end {
         let n = usize::try_from(end - at).map_or(CHUNK, |left| left.min(CHUNK));
-        file.write_all_at(&zeros[..n], at).map_err(|e| {
-            reserve_error(crate::error::errno_of(&e), path, from, len)
-        })?;
+        file.write_all_at(&zeros[..n], at)
+            .map_err(|e| reserve_error(crate::error::errno_of(&e), path, from, len))?;
         at += n as u64;
     }
     Ok(())
@@ -117,7 +116,12 @@ mod tests {
     fn reserve_extends_and_punch_zeroes() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("f");
-        let file = File::options().read(true).write(true).create(true).open(&path).unwrap();
+        let file = File::options()
+            .read(true)
+            .write(true)
+            .create(true)
+            .open(&path)
+            .unwrap();
         reserve(&file, &path, 0, 8192).unwrap();
         assert_eq!(file.metadata().unwrap().len(), 8192);
         file.write_all_at(&[7u8; 8192], 0).unwrap();
@@ -126,19 +130,32 @@ mod tests {
         file.read_exact_at(&mut buf, 0).unwrap();
         assert!(buf[..4096].iter().all(|&b| b == 0));
         assert!(buf[4096..].iter().all(|&b| b == 7));
-        assert_eq!(file.metadata().unwrap().len(), 8192, "punching keeps the size");
+        assert_eq!(
+            file.metadata().unwrap().len(),
+            8192,
+            "punching keeps the size"
+        );
     }
 
     #[test]
     fn an_impossible_reservation_is_no_space_or_too_big() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("f");
-        let file = File::options().read(true).write(true).create(true).open(&path).unwrap();
+        let file = File::options()
+            .read(true)
+            .write(true)
+            .create(true)
+            .open(&path)
+            .unwrap();
         let err = reserve(&file, &path, 0, 1 << 62).unwrap_err();
         assert!(
             matches!(err.kind(), ErrorKind::NoSpace | ErrorKind::Os),
             "{err}"
         );
-        assert_eq!(file.metadata().unwrap().len(), 0, "a failed reservation leaves the size");
+        assert_eq!(
+            file.metadata().unwrap().len(),
+            0,
+            "a failed reservation leaves the size"
+        );
     }
 }

@@ -1,0 +1,262 @@
+//! Appending: reserve space first, write the frames past the committed end, then
+//! publish the new end; with `Sync`, one flush for every appender waiting (group
+//! commit). Also `sync` and `truncate_before`.
+//!
+//! Invariants, each kept by the writer mutex:
+//! - bytes at or past the committed end are touched only by the writer;
+//! - the frame just past the committed end is zero (the writer clears it with each
+//!   append), so bytes left there by a failed append can never be read as the next
+//!   record;
+//! - the committed end in the header only grows (until a recovery on open), and is
+//!   published after the records' bytes (release), before the commit counter is bumped.
+
+use std::ops::Range;
+use std::sync::atomic::Ordering;
+
+use super::Log;
+use crate::map::Protection;
+use crate::store::format::{self, record_size, Frame, Meta, FRAME, MAX_PAYLOAD, META_SLOTS};
+use crate::store::{space, Durability, Seq};
+use crate::{Error, ErrorKind, Op, Result};
+
+/// The append side's state.
+#[derive(Debug)]
+pub(crate) struct Writer {
+    /// The committed end: where the next record goes.
+    pub(crate) end: u64,
+    pub(crate) next_seq: Seq,
+    /// The file's size: reserved (allocated) space.
+    reserved: u64,
+    /// The current meta slot and its content.
+    meta: Meta,
+}
+
+impl Writer {
+    pub(crate) fn new(end: u64, next_seq: Seq, reserved: u64, meta: Meta) -> Writer {
+        Writer {
+            end,
+            next_seq,
+            reserved,
+            meta,
+        }
+    }
+}
+
+impl Log {
+    /// Append one record; returns its sequence number.
+    ///
+    /// # Errors
+    /// - `Unsupported` on a read-only handle;
+    /// - `TooLarge` for a record over 1 GiB;
+    /// - `NoSpace` when the file system cannot hold it: nothing is written, the log
+    ///   stays open and intact, and appends go on once space is freed;
+    /// - `Truncated` when another process cut the file under the log;
+    /// - with [`Durability::Sync`], the error of `fdatasync` (`EIO`).
+    pub fn append(&self, record: &[u8]) -> Result<Seq> {
+        self.append_batch(&[record]).map(|r| r.start)
+    }
+
+    /// Append several records at once: readers see all of them or none, and after a
+    /// crash recovery keeps all of them or none. Returns their sequence numbers.
+    ///
+    /// # Errors
+    /// As [`append`](Self::append).
+    pub fn append_batch<R: AsRef<[u8]>>(&self, records: &[R]) -> Result<Range<Seq>> {
+        let writer = self.writer.as_ref().ok_or_else(|| self.read_only_err())?;
+        let mut total: u64 = 0;
+        for r in records {
+            let len = r.as_ref().len();
+            if len > MAX_PAYLOAD {
+                return Err(Error::new(Op::Append, ErrorKind::TooLarge)
+                    .with_path(Some(&self.path))
+                    .detail(format!(
+                        "a record of {len} bytes is over the limit of {MAX_PAYLOAD}"
+                    ))
+                    .hint("split it into smaller records"));
+            }
+            total += record_size(len);
+        }
+        let mut w = writer.lock().unwrap_or_else(|p| p.into_inner());
+        let first = w.next_seq;
+        if records.is_empty() {
+            return Ok(first..first);
+        }
+        let need = w.end.checked_add(total).ok_or_else(|| {
+            Error::new(Op::Append, ErrorKind::LengthOverflow).with_path(Some(&self.path))
+        })?;
+        if need + FRAME as u64 > w.reserved {
+            self.grow(&mut w, need + FRAME as u64)?;
+        }
+        let map = self.maps.covering(&self.file, &self.path, w.reserved)?;
+        let mut at = w.end;
+        for (i, r) in records.iter().enumerate() {
+            let payload = r.as_ref();
+            let more = i + 1 < records.len();
+            let frame = Frame::new(payload.len(), first + i as u64, more, false).encode(payload);
+            let size = record_size(payload.len()) as usize;
+            // SAFETY: past the committed end, which only this writer (holding the mutex)
+            // touches; `size` bytes from `at` lie in the reserved file (checked above).
+            unsafe {
+                map.with_raw(
+                    Op::Append,
+                    at as usize,
+                    size + FRAME,
+                    Protection::READ_WRITE,
+                    |p| {
+                        std::ptr::copy_nonoverlapping(frame.as_ptr(), p, FRAME);
+                        std::ptr::copy_nonoverlapping(
+                            payload.as_ptr(),
+                            p.add(FRAME),
+                            payload.len(),
+                        );
+                        // Padding, and the zero frame that ends the log.
+                        std::ptr::write_bytes(
+                            p.add(FRAME + payload.len()),
+                            0,
+                            size - FRAME - payload.len() + FRAME,
+                        );
+                    },
+                )
+            }
+            .map_err(|e| e.with_path(Some(&self.path)))?;
+            at += size as u64;
+        }
+        let last = first + records.len() as u64 - 1;
+        self.publish(at, last)?;
+        w.end = at;
+        w.next_seq = last + 1;
+        drop(w);
+        self.appends
+            .fetch_add(records.len() as u64, Ordering::Relaxed);
+        if self.durability == Durability::Sync {
+            self.sync_to(at)?;
+        }
+        Ok(first..last + 1)
+    }
+
+    /// Make every committed record durable on storage (`fdatasync`), whatever the
+    /// handle's durability.
+    ///
+    /// `msync(MS_SYNC)` on Linux is `vfs_fsync_range` over the mapped range, the same
+    /// writeback `fdatasync` does for the whole file; the log's dirty pages are all in
+    /// its one file, so one `fdatasync` covers the records and the header.
+    ///
+    /// # Errors
+    /// The error of `fdatasync` (`EIO` when writeback failed).
+    pub fn sync(&self) -> Result<()> {
+        self.sync_to(self.published_end.load(Ordering::Acquire))
+    }
+
+    /// Flush until `end` is on storage; appenders that queue while a flush runs find
+    /// their records covered by the next one (group commit).
+    fn sync_to(&self, end: u64) -> Result<()> {
+        if self.synced_end.load(Ordering::Acquire) >= end {
+            return Ok(());
+        }
+        let _flushing = self.flush_lock.lock().unwrap_or_else(|p| p.into_inner());
+        if self.synced_end.load(Ordering::Acquire) >= end {
+            return Ok(()); // a flush that started after our publish covered us
+        }
+        let upto = self.published_end.load(Ordering::Acquire);
+        space::sync_data(&self.file, &self.path)?;
+        self.flushes.fetch_add(1, Ordering::Relaxed);
+        self.synced_end.fetch_max(upto, Ordering::AcqRel);
+        Ok(())
+    }
+
+    /// Publish `[.., end)` as committed (last seq `last`), and wake followers.
+    fn publish(&self, end: u64, last: Seq) -> Result<()> {
+        self.maps.publish(end, last)?;
+        self.published_end.store(end, Ordering::Release);
+        Ok(())
+    }
+
+    /// Reserve space for at least `need` bytes: a chunk of an eighth of the file (1 to
+    /// 64 MiB) when the file system has it, else exactly what is needed.
+    fn grow(&self, w: &mut Writer, need: u64) -> Result<()> {
+        const PAGE: u64 = 4096;
+        let chunk = (w.reserved / 8).clamp(1 << 20, 64 << 20);
+        let generous = need.max(w.reserved + chunk).next_multiple_of(PAGE);
+        let exact = need.next_multiple_of(PAGE);
+        match space::reserve(&self.file, &self.path, w.reserved, generous - w.reserved) {
+            Ok(()) => w.reserved = generous,
+            Err(e) if e.kind() == ErrorKind::NoSpace => {
+                space::reserve(&self.file, &self.path, w.reserved, exact - w.reserved)
+                    .map_err(|e| e.at(w.end, need - w.end))?;
+                w.reserved = exact;
+            }
+            Err(e) => return Err(e),
+        }
+        Ok(())
+    }
+
+    /// Drop every record before `seq` (retention): the log then starts at `seq`, and the
+    /// whole pages the dropped records took are punched out of the file (its size stays,
+    /// its allocated blocks shrink). `seq` up to the next number to be appended (which
+    /// empties the log). Returns the bytes dropped.
+    ///
+    /// The new start is written to the header's spare meta slot, with a generation and
+    /// a checksum, before any page is punched: a crash in between leaves the log
+    /// starting at the old or the new record, both intact.
+    ///
+    /// # Errors
+    /// `OutOfRange` for a `seq` past the next one; `Unsupported` on a read-only
+    /// handle; the errors of `fallocate` and (with `Sync`) `fdatasync`.
+    pub fn truncate_before(&self, seq: Seq) -> Result<u64> {
+        let writer = self.writer.as_ref().ok_or_else(|| self.read_only_err())?;
+        let mut w = writer.lock().unwrap_or_else(|p| p.into_inner());
+        if seq <= w.meta.start_seq {
+            return Ok(0);
+        }
+        if seq > w.next_seq {
+            return Err(Error::new(Op::Write, ErrorKind::OutOfRange)
+                .with_path(Some(&self.path))
+                .detail(format!(
+                    "cannot drop records before {seq}: the next record will be {}",
+                    w.next_seq
+                )));
+        }
+        let new_start = if seq == w.next_seq {
+            w.end
+        } else {
+            self.locate(seq)?
+        };
+        let meta = Meta {
+            generation: w.meta.generation + 1,
+            start: new_start,
+            start_seq: seq,
+        };
+        // Generation g lives in slot (g + 1) % 2: the new one never overwrites the current.
+        let slot = ((meta.generation + 1) % 2) as usize;
+        let bytes = meta.encode();
+        // SAFETY: the header's meta slot, 32 bytes inside the header page; only the
+        // writer writes it, and readers check its CRC (a torn slot is ignored).
+        unsafe {
+            self.maps.get().with_raw(
+                Op::Write,
+                META_SLOTS[slot],
+                32,
+                Protection::READ_WRITE,
+                |p| std::ptr::copy_nonoverlapping(bytes.as_ptr(), p, 32),
+            )
+        }?;
+        if self.durability == Durability::Sync {
+            space::sync_data(&self.file, &self.path)?;
+        }
+        let dropped = new_start - w.meta.start;
+        let from = w.meta.start.next_multiple_of(4096).max(format::DATA_START);
+        let to = new_start / 4096 * 4096;
+        if to > from {
+            space::punch(&self.file, &self.path, from, to - from)?;
+        }
+        w.meta = meta;
+        Ok(dropped)
+    }
+
+    pub(super) fn read_only_err(&self) -> Error {
+        Error::new(Op::Append, ErrorKind::Unsupported)
+            .with_path(Some(&self.path))
+            .detail("this log handle is read-only")
+            .hint("open it without read_only() to append")
+    }
+}

@@ -1,0 +1,157 @@
+//! The log's views of its file: one mapping reserved well past the file's end, replaced
+//! by a larger one when the file outgrows it. Every mapping made lives as long as the
+//! log, so a pointer taken from any of them stays valid; the file is mapped once per
+//! doubling, and the address space a log holds stays under twice its largest size.
+
+use std::fs::File;
+use std::path::Path;
+use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use rustix::thread::futex;
+
+use crate::map::Protection;
+use crate::store::format;
+use crate::{Error, ErrorKind, MapOptions, Mapping, Op, Result};
+
+/// The smallest reservation: address space only (a shared file mapping is not charged
+/// against memory until its pages are touched).
+const MIN_RESERVATION: u64 = 256 << 20;
+
+pub(crate) struct Maps {
+    current: AtomicPtr<Mapping>,
+    /// Every mapping made, the current one last. Only ever grows until drop. Boxed: a
+    /// mapping's address must not move when the vector grows (`current` points at it).
+    #[allow(clippy::vec_box)]
+    all: Mutex<Vec<Box<Mapping>>>,
+    write: bool,
+}
+
+impl Maps {
+    /// Map `file` read-write (`write`) or read-only, reserving room for at least `len`
+    /// bytes.
+    pub(crate) fn new(file: &File, path: &Path, write: bool, len: u64) -> Result<Maps> {
+        let first = Box::new(map(file, path, write, reservation(len)?)?);
+        let ptr = &*first as *const Mapping as *mut Mapping;
+        Ok(Maps {
+            current: AtomicPtr::new(ptr),
+            all: Mutex::new(vec![first]),
+            write,
+        })
+    }
+
+    /// The current mapping.
+    pub(crate) fn get(&self) -> &Mapping {
+        // SAFETY: `current` always points at a boxed mapping in `all`, and boxes in `all`
+        // are dropped only with `self`; the box's address is stable across pushes.
+        unsafe { &*self.current.load(Ordering::Acquire) }
+    }
+
+    /// A mapping that covers `[0, len)`, made (and kept) if the current one is smaller.
+    pub(crate) fn covering(&self, file: &File, path: &Path, len: u64) -> Result<&Mapping> {
+        let now = self.get();
+        if now.len() as u64 >= len {
+            return Ok(now);
+        }
+        let mut all = self.all.lock().unwrap_or_else(|p| p.into_inner());
+        let now = self.get();
+        if now.len() as u64 >= len {
+            return Ok(now);
+        }
+        let want = reservation(len.max(now.len() as u64 * 2))?;
+        let next = Box::new(map(file, path, self.write, want)?);
+        let ptr = &*next as *const Mapping as *mut Mapping;
+        all.push(next);
+        self.current.store(ptr, Ordering::Release);
+        Ok(self.get())
+    }
+
+    /// Load the shared 64-bit word at `off` of the header.
+    pub(crate) fn load_u64(&self, off: usize) -> Result<u64> {
+        // SAFETY: an 8-byte aligned word of the header page, read atomically under the
+        // guard; the reference does not outlive the closure.
+        unsafe {
+            self.get()
+                .with_raw(Op::Read, off, 8, Protection::READ, |p| {
+                    AtomicU64::from_ptr(p.cast::<u64>()).load(Ordering::Acquire)
+                })
+        }
+    }
+
+    /// Publish a commit: the committed end, then the last sequence number (a reader
+    /// that loads them in the other order, as [`snapshot`](Self::snapshot) does, never
+    /// sees a last number whose record lies past the end it sees); then bump the commit
+    /// counter and wake followers if any wait.
+    pub(crate) fn publish(&self, end: u64, last: u64) -> Result<()> {
+        let span = format::WAITERS + 4 - format::COMMITTED_END;
+        // SAFETY: the header's shared words (aligned, inside the header page), used only
+        // through atomics and the futex call, inside the closure.
+        unsafe {
+            self.get().with_raw(
+                Op::Append,
+                format::COMMITTED_END,
+                span,
+                Protection::READ_WRITE,
+                |p| {
+                    let word = |off: usize| p.add(off - format::COMMITTED_END);
+                    AtomicU64::from_ptr(word(format::COMMITTED_END).cast())
+                        .store(end, Ordering::Release);
+                    AtomicU64::from_ptr(word(format::LAST_SEQ).cast())
+                        .store(last, Ordering::Release);
+                    let events = AtomicU32::from_ptr(word(format::EVENTS).cast());
+                    events.fetch_add(1, Ordering::SeqCst);
+                    if AtomicU32::from_ptr(word(format::WAITERS).cast()).load(Ordering::SeqCst) > 0
+                    {
+                        // Shared futex (no FUTEX_PRIVATE_FLAG): followers are other processes.
+                        let _ = futex::wake(events, futex::Flags::empty(), u32::MAX);
+                    }
+                },
+            )
+        }
+    }
+
+    /// The committed `(last sequence number, end)`, read in the order that keeps the
+    /// last record inside the end.
+    pub(crate) fn snapshot(&self) -> Result<(u64, u64)> {
+        let last = self.load_u64(format::LAST_SEQ)?;
+        let end = self.load_u64(format::COMMITTED_END)?;
+        Ok((last, end))
+    }
+
+    /// Run `f` on the shared 32-bit word at `off` of the header.
+    pub(crate) fn with_u32<R>(&self, off: usize, f: impl FnOnce(&AtomicU32) -> R) -> Result<R> {
+        let need = if self.write {
+            Protection::READ_WRITE
+        } else {
+            Protection::READ
+        };
+        // SAFETY: a 4-byte aligned word of the header page, used only through the atomic
+        // (loads, and read-modify-writes when the mapping is writable) and the futex
+        // calls, which report a lost page as EFAULT; the reference stays in the closure.
+        unsafe {
+            self.get().with_raw(Op::Read, off, 4, need, |p| {
+                f(AtomicU32::from_ptr(p.cast::<u32>()))
+            })
+        }
+    }
+}
+
+fn reservation(len: u64) -> Result<u64> {
+    let want = len.max(MIN_RESERVATION);
+    want.checked_next_power_of_two()
+        .filter(|&r| usize::try_from(r).is_ok())
+        .ok_or_else(|| {
+            Error::new(Op::Map, ErrorKind::LengthOverflow).detail(format!(
+                "a log of {len} bytes does not fit the address space"
+            ))
+        })
+}
+
+fn map(file: &File, path: &Path, write: bool, len: u64) -> Result<Mapping> {
+    let mut opts = MapOptions::new();
+    opts.shared().len(len as usize).allow_past_eof();
+    if write {
+        opts.write();
+    }
+    opts.map(file).map_err(|e| e.with_path(Some(path)))
+}

@@ -1,0 +1,177 @@
+//! [`Log`]: an append-only log of byte records on a shared mapping of its file.
+//!
+//! The format is in `store::format`; recovery's scan in [`scan`]; appends, growth and
+//! group commit in [`append`]; reading, following and checking in [`read`].
+//!
+//! ```
+//! use mmkit::store::{Durability, LogOptions};
+//! let dir = tempfile::tempdir()?;
+//! let path = dir.path().join("events.log");
+//! let log = LogOptions::new().durability(Durability::Process).open(&path)?;
+//! let first = log.append(b"hello")?;
+//! let batch = log.append_batch(&[&b"a"[..], b"b"])?;
+//! assert_eq!(log.get(first)?, b"hello");
+//! assert_eq!(batch, first + 1..first + 3);
+//! drop(log);
+//!
+//! // Another handle (or process) reads what was committed.
+//! let reader = LogOptions::new().read_only().open(&path)?;
+//! let all: Vec<Vec<u8>> = reader.iter().map(|e| e?.read()).collect::<Result<_, _>>()?;
+//! assert_eq!(all, [b"hello".to_vec(), b"a".to_vec(), b"b".to_vec()]);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+mod append;
+mod maps;
+mod open;
+mod read;
+mod report;
+mod scan;
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicU64;
+use std::sync::Mutex;
+
+pub use read::{Entry, Iter, Tail};
+pub use report::{CheckReport, Damage, LogStats, RecoveryReport};
+
+use super::{Durability, Recovery};
+use maps::Maps;
+
+/// How to open a [`Log`].
+#[derive(Debug, Clone)]
+pub struct LogOptions {
+    durability: Durability,
+    recovery: Recovery,
+    read_only: bool,
+    create: bool,
+}
+
+impl Default for LogOptions {
+    fn default() -> Self {
+        LogOptions::new()
+    }
+}
+
+impl LogOptions {
+    /// Read-write, created when missing, [`Durability::Process`], [`Recovery::Strict`].
+    pub fn new() -> LogOptions {
+        LogOptions {
+            durability: Durability::Process,
+            recovery: Recovery::Strict,
+            read_only: false,
+            create: true,
+        }
+    }
+
+    /// When an append counts as done (see [`Durability`]).
+    pub fn durability(&mut self, durability: Durability) -> &mut Self {
+        self.durability = durability;
+        self
+    }
+
+    /// What opening does with damage (see [`Recovery`]). A read-only open never changes
+    /// the file; [`Log::check`] reports the damage.
+    pub fn recovery(&mut self, recovery: Recovery) -> &mut Self {
+        self.recovery = recovery;
+        self
+    }
+
+    /// Open for reading only: no lock, no recovery, appends fail. Any number of readers
+    /// (in any process) follow a writer's appends.
+    pub fn read_only(&mut self) -> &mut Self {
+        self.read_only = true;
+        self.create = false;
+        self
+    }
+
+    /// Whether a missing file is created (on by default for writers).
+    pub fn create(&mut self, create: bool) -> &mut Self {
+        self.create = create;
+        self
+    }
+
+    /// Open (or create) the log at `path`.
+    ///
+    /// A writer takes the file's writer lock, checks the header, scans every record and
+    /// recovers as [`recovery`](Self::recovery) says; [`Log::recovery_report`] tells what
+    /// it found.
+    ///
+    /// # Errors
+    /// - `NotMappable` for a FIFO, socket, directory, device or `/proc` file;
+    /// - `Format` for a file that is not a log (bad magic), a newer format version, or a
+    ///   file cut inside its header;
+    /// - `Corrupt` for damage with intact records after it, under [`Recovery::Strict`];
+    /// - `Busy` when another handle has the log open for writing;
+    /// - `NoSpace` when a new log's first space cannot be reserved;
+    /// - `Os` from `open` (`EACCES` for a read-only file opened for writing).
+    pub fn open(&self, path: impl AsRef<Path>) -> crate::Result<Log> {
+        open::open(self, path.as_ref())
+    }
+}
+
+/// An append-only log of byte records on a shared mapping. See the [module](self) docs.
+///
+/// `Log` is `Send + Sync`: appends from many threads are serialised by a mutex, and with
+/// [`Durability::Sync`] the threads waiting for a flush share one (group commit).
+pub struct Log {
+    path: PathBuf,
+    file: File,
+    maps: Maps,
+    durability: Durability,
+    /// The append side; `None` for a read-only log.
+    writer: Option<Mutex<append::Writer>>,
+    /// Serialises flushes; the appenders queued on it find their records flushed.
+    flush_lock: Mutex<()>,
+    /// Bytes known to be on storage (the log's end at the last flush's start).
+    synced_end: AtomicU64,
+    /// The committed end this process published last (the writer's; 0 for readers).
+    published_end: AtomicU64,
+    index: Mutex<read::Index>,
+    recovered: RecoveryReport,
+    appends: AtomicU64,
+    flushes: AtomicU64,
+}
+
+impl std::fmt::Debug for Log {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Log")
+            .field("path", &self.path)
+            .field("durability", &self.durability)
+            .field("writer", &self.writer.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Log {
+    /// Open the log at `path` with the default options (read-write, created when
+    /// missing). See [`LogOptions::open`].
+    ///
+    /// # Errors
+    /// As [`LogOptions::open`].
+    pub fn open(path: impl AsRef<Path>) -> crate::Result<Log> {
+        LogOptions::new().open(path)
+    }
+
+    /// The log's file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The durability appends get.
+    pub fn durability(&self) -> Durability {
+        self.durability
+    }
+
+    /// Whether this handle can append.
+    pub fn is_writable(&self) -> bool {
+        self.writer.is_some()
+    }
+
+    /// What recovery found and did when this handle opened the log (empty for
+    /// read-only handles, which do not scan).
+    pub fn recovery_report(&self) -> &RecoveryReport {
+        &self.recovered
+    }
+}

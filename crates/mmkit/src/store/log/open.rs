@@ -1,0 +1,295 @@
+//! Opening a log: create or check the header, map, and (for a writer) scan and recover.
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::sync::atomic::AtomicU64;
+use std::sync::Mutex;
+
+use super::append::Writer;
+use super::maps::Maps;
+use super::report::{Damage, RecoveryReport};
+use super::scan::{scan, Scan};
+use super::{read, Log, LogOptions};
+use crate::map::Protection;
+use crate::store::format::{self, FixedError, Meta, DATA_START, HEADER_LEN, META_SLOTS};
+use crate::store::{file, space, Durability, Recovery};
+use crate::{Error, ErrorKind, Op, Result};
+
+/// The space a new log reserves past its header.
+const FIRST_RESERVE: u64 = 64 << 10;
+
+pub(super) fn open(opts: &LogOptions, path: &Path) -> Result<Log> {
+    let write = !opts.read_only;
+    let file = file::open_store_file(path, write, write && opts.create)?;
+    if write {
+        file::lock_writer(&file, path)?;
+    }
+    let mut len = file_len(&file, path)?;
+    if len == 0 && write {
+        create(&file, path, opts.durability)?;
+        len = file_len(&file, path)?;
+    }
+    let meta = read_header(&file, path, len)?;
+    let maps = Maps::new(&file, path, write, len)?;
+    let mut log = Log {
+        path: path.to_path_buf(),
+        file,
+        maps,
+        durability: opts.durability,
+        writer: None,
+        flush_lock: Mutex::new(()),
+        synced_end: AtomicU64::new(0),
+        published_end: AtomicU64::new(0),
+        index: Mutex::new(read::Index::new(meta)),
+        recovered: RecoveryReport::default(),
+        appends: AtomicU64::new(0),
+        flushes: AtomicU64::new(0),
+    };
+    if write {
+        let (writer, report) = recover(&log, meta, len, opts.recovery)?;
+        log.published_end = AtomicU64::new(writer.end);
+        log.synced_end = AtomicU64::new(writer.end);
+        log.writer = Some(Mutex::new(writer));
+        log.recovered = report;
+    }
+    Ok(log)
+}
+
+fn file_len(file: &File, path: &Path) -> Result<u64> {
+    file.metadata()
+        .map(|m| m.len())
+        .map_err(|e| Error::io(Op::Open, &e).with_path(Some(path)))
+}
+
+/// Write a new log's header: reserve the first space, then the fixed part and meta slot
+/// 0 (the log starts at `DATA_START` with seq 1). With `Sync`, the file and its
+/// directory entry reach storage.
+fn create(file: &File, path: &Path, durability: Durability) -> Result<()> {
+    space::reserve(file, path, 0, DATA_START + FIRST_RESERVE)?;
+    let meta = Meta {
+        generation: 1,
+        start: DATA_START,
+        start_seq: 1,
+    };
+    let write = |bytes: &[u8], at: u64| {
+        file.write_all_at(bytes, at)
+            .map_err(|e| Error::io(Op::Write, &e).with_path(Some(path)))
+    };
+    write(&meta.encode(), META_SLOTS[0] as u64)?;
+    write(&format::encode_fixed(), 0)?;
+    if durability == Durability::Sync {
+        space::sync_data(file, path)?;
+        sync_dir(path)?;
+    }
+    Ok(())
+}
+
+/// `fsync` the directory holding `path`, so a new file's name survives a power loss.
+pub(crate) fn sync_dir(path: &Path) -> Result<()> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let d = File::open(dir).map_err(|e| Error::io(Op::Sync, &e).with_path(Some(dir)))?;
+    d.sync_all()
+        .map_err(|e| Error::io(Op::Sync, &e).with_path(Some(dir)))
+}
+
+/// Check the header (with `pread`, before anything is mapped) and return the current
+/// meta slot.
+fn read_header(file: &File, path: &Path, len: u64) -> Result<Meta> {
+    let format_err = |detail: String| {
+        Error::new(Op::Open, ErrorKind::Format)
+            .with_path(Some(path))
+            .detail(detail)
+    };
+    if len < HEADER_LEN as u64 {
+        let what = if len == 0 {
+            "empty".to_string()
+        } else {
+            format!("cut inside its header ({len} of {HEADER_LEN} bytes)")
+        };
+        return Err(format_err(format!("not an mmkit log: the file is {what}"))
+            .hint("open it for writing to create a log, or name another file"));
+    }
+    let mut head = [0u8; 128];
+    file.read_exact_at(&mut head, 0)
+        .map_err(|e| Error::io(Op::Open, &e).with_path(Some(path)))?;
+    let fixed: [u8; 24] = head[0..24].try_into().expect("24 bytes");
+    match format::check_fixed(&fixed) {
+        Ok(()) => {}
+        Err(FixedError::Magic) => {
+            return Err(format_err("not an mmkit log (bad magic)".into())
+                .hint("name an mmkit log file; nothing was written to this one"))
+        }
+        Err(FixedError::Newer(v)) => {
+            return Err(format_err(format!(
+                "the log has format version {v}, newer than this build reads ({})",
+                format::VERSION
+            ))
+            .hint("open it with a newer mmkit"))
+        }
+        Err(FixedError::Damaged) => {
+            return Err(format_err(
+                "the log's header is damaged (its checksum fails)".into(),
+            ))
+        }
+    }
+    let slot = |i: usize| {
+        let at = META_SLOTS[i];
+        Meta::decode(head[at..at + 32].try_into().expect("32 bytes"))
+    };
+    match Meta::current([slot(0), slot(1)]) {
+        Some((_, meta)) if meta.start <= len => Ok(meta),
+        _ => Err(format_err(
+            "both of the log's meta slots are damaged".into(),
+        )),
+    }
+}
+
+/// Scan the writer's log and apply the recovery policy.
+fn recover(log: &Log, meta: Meta, len: u64, policy: Recovery) -> Result<(Writer, RecoveryReport)> {
+    let map = log.maps.covering(&log.file, &log.path, len)?;
+    let whole =
+        usize::try_from(len).map_err(|_| Error::new(Op::Recover, ErrorKind::LengthOverflow))?;
+    // SAFETY: the whole file, read under the guard; this handle holds the writer lock,
+    // so no other writer changes the bytes while they are scanned (a process that
+    // ignores the lock can only make the scan find damage).
+    let found = unsafe {
+        map.with_raw(Op::Recover, 0, whole, Protection::READ, |p| {
+            scan(
+                std::slice::from_raw_parts(p, whole),
+                meta.start,
+                meta.start_seq,
+            )
+        })
+    }
+    .map_err(|e| e.with_path(Some(&log.path)))?;
+    let mut report = RecoveryReport::default();
+    let (end, next_seq) = apply(log, &found, policy, &mut report)?;
+    report.records = count_kept(&found, policy);
+    let writer = Writer::new(end, next_seq, len, meta);
+    log.maps.publish(end, next_seq - 1)?;
+    if !report.is_clean() && log.durability == Durability::Sync {
+        space::sync_data(&log.file, &log.path)?;
+    }
+    Ok((writer, report))
+}
+
+fn count_kept(found: &Scan, policy: Recovery) -> u64 {
+    match policy {
+        Recovery::Salvage => found.runs.iter().map(|r| r.records).sum(),
+        _ => found.runs[0].records,
+    }
+}
+
+/// Cut, refuse or salvage; returns the log's end and next sequence number.
+fn apply(
+    log: &Log,
+    found: &Scan,
+    policy: Recovery,
+    report: &mut RecoveryReport,
+) -> Result<(u64, u64)> {
+    let first = &found.runs[0];
+    if found.bad.is_empty() {
+        return Ok((first.end, first.next_seq));
+    }
+    let later: u64 = found.runs[1..].iter().map(|r| r.records).sum();
+    let damage = |i: usize| {
+        let bad = &found.bad[i];
+        Damage {
+            offset: bad.offset,
+            bytes: bad.end - bad.offset,
+            first_lost: bad.first_lost,
+            next_intact: found.runs.get(i + 1).map(|r| r.first_seq),
+        }
+    };
+    if found.runs.len() == 1 {
+        // Only a torn tail: cut it.
+        let cut = damage(0);
+        zero(log, cut.offset, cut.bytes)?;
+        report.cut = Some(cut);
+        return Ok((first.end, first.next_seq));
+    }
+    match policy {
+        Recovery::Strict => {
+            let d = damage(0);
+            Err(Error::new(Op::Recover, ErrorKind::Corrupt)
+                .with_path(Some(&log.path))
+                .at(d.offset, d.bytes)
+                .detail(format!("{d}; {later} intact records follow the damage"))
+                .hint("open with Recovery::Salvage (mmkit log ... --salvage) to keep them, or Recovery::Truncate to drop them; mmkit log check lists every damaged range"))
+        }
+        Recovery::Truncate => {
+            let end_of_all = found
+                .bad
+                .last()
+                .map(|b| b.end)
+                .unwrap_or(first.end)
+                .max(found.last_run().end);
+            let mut cut = damage(0);
+            cut.bytes = end_of_all - cut.offset;
+            zero(log, cut.offset, cut.bytes)?;
+            report.cut = Some(cut);
+            report.dropped_records = later;
+            Ok((first.end, first.next_seq))
+        }
+        Recovery::Salvage => {
+            for i in 0..found.runs.len() - 1 {
+                let d = damage(i);
+                pad(log, &d, found.runs[i + 1].first_seq)?;
+                report.holes.push(d);
+            }
+            if found.bad.len() == found.runs.len() {
+                let cut = damage(found.bad.len() - 1);
+                zero(log, cut.offset, cut.bytes)?;
+                report.cut = Some(cut);
+            }
+            let last = found.last_run();
+            Ok((last.end, last.next_seq))
+        }
+    }
+}
+
+/// Zero `[at, at+len)` of the file through the mapping.
+fn zero(log: &Log, at: u64, len: u64) -> Result<()> {
+    let (at, len) = (at as usize, len as usize);
+    // SAFETY: past the log's end (nobody reads there), inside the file (the scan saw it).
+    unsafe {
+        log.maps
+            .get()
+            .with_raw(Op::Recover, at, len, Protection::READ_WRITE, |p| {
+                std::ptr::write_bytes(p, 0, len)
+            })
+    }
+}
+
+/// Mark the hole `d` with pad frames (zeros inside), numbered so that the next record
+/// expected after them is `next_seq`.
+fn pad(log: &Log, d: &Damage, next_seq: u64) -> Result<()> {
+    use crate::store::format::{Frame, FRAME, MAX_PAYLOAD};
+    zero(log, d.offset, d.bytes)?;
+    let mut at = d.offset;
+    let end = d.offset + d.bytes;
+    while at < end {
+        let mut payload = ((end - at) as usize - FRAME).min(MAX_PAYLOAD);
+        if (end - at) as usize - (FRAME + payload) == 8 {
+            payload -= 8; // leave room for the next pad's frame
+        }
+        let zeros = vec![0u8; payload];
+        let frame = Frame::new(payload, next_seq - 1, false, true).encode(&zeros);
+        // SAFETY: inside the hole, which was just zeroed and lies inside the file.
+        unsafe {
+            log.maps.get().with_raw(
+                Op::Recover,
+                at as usize,
+                FRAME,
+                Protection::READ_WRITE,
+                |p| std::ptr::copy_nonoverlapping(frame.as_ptr(), p, FRAME),
+            )
+        }?;
+        at += (FRAME + payload) as u64;
+    }
+    Ok(())
+}

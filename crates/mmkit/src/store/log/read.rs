@@ -1,0 +1,569 @@
+//! Reading: finding a record by number (a sparse index), copying it out with its
+//! checksum verified, iterating, following the tail across processes, and `check`.
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use rustix::thread::futex;
+
+use super::report::{CheckReport, Damage, LogStats};
+use super::scan::scan;
+use super::Log;
+use crate::map::Protection;
+use crate::store::format::{self, frame_crc, Frame, Meta, FRAME, META_SLOTS};
+use crate::store::Seq;
+use crate::{Error, ErrorKind, Op, Result};
+
+/// One anchor every this many records.
+const STRIDE: u64 = 64;
+
+/// Sparse index: the offset of every `STRIDE`th record from the start, filled lazily.
+#[derive(Debug)]
+pub(crate) struct Index {
+    meta: Meta,
+    /// `(seq, offset)` of records, ascending; the first is the log's start.
+    anchors: Vec<(Seq, u64)>,
+}
+
+impl Index {
+    pub(crate) fn new(meta: Meta) -> Index {
+        Index {
+            meta,
+            anchors: vec![(meta.start_seq, meta.start)],
+        }
+    }
+}
+
+/// A committed record, found but not yet copied: its number and length are known, its
+/// bytes are read (and their checksum verified) on demand.
+#[derive(Debug, Clone, Copy)]
+pub struct Entry<'log> {
+    log: &'log Log,
+    seq: Seq,
+    offset: u64,
+    len: u32,
+}
+
+impl Entry<'_> {
+    /// The record's sequence number.
+    pub fn seq(&self) -> Seq {
+        self.seq
+    }
+
+    /// The payload's length in bytes.
+    pub fn len(&self) -> usize {
+        self.len as usize
+    }
+
+    /// Whether the payload is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Copy the payload out, with its checksum verified on the copy.
+    ///
+    /// # Errors
+    /// `Corrupt` when the checksum fails; `NotFound` when the record was dropped by
+    /// `truncate_before` meanwhile; `Truncated` when the file was cut under it.
+    pub fn read(&self) -> Result<Vec<u8>> {
+        let mut buf = Vec::new();
+        self.read_into(&mut buf)?;
+        Ok(buf)
+    }
+
+    /// As [`read`](Self::read), into `buf` (cleared first), reusing its allocation.
+    ///
+    /// # Errors
+    /// As [`read`](Self::read).
+    pub fn read_into(&self, buf: &mut Vec<u8>) -> Result<()> {
+        let total = FRAME + self.len as usize;
+        buf.clear();
+        buf.reserve(total);
+        let map = self.log.maps.get();
+        // SAFETY: the frame and payload lie below the committed end (checked when the
+        // entry was found), inside the mapping; they are copied out under the guard
+        // into spare capacity of `buf`, and only then checked.
+        unsafe {
+            map.with_raw(
+                Op::Read,
+                self.offset as usize,
+                total,
+                Protection::READ,
+                |p| {
+                    std::ptr::copy_nonoverlapping(p, buf.as_mut_ptr(), total);
+                    buf.set_len(total);
+                },
+            )
+        }
+        .map_err(|e| e.with_path(Some(&self.log.path)))?;
+        let head: [u8; FRAME] = buf[..FRAME].try_into().expect("a frame");
+        let f = Frame::decode(&head);
+        if f.seq != self.seq || f.len != self.len || frame_crc(&head, &buf[FRAME..]) != f.crc {
+            buf.clear();
+            return Err(self.log.damaged_or_dropped(self.seq, self.offset));
+        }
+        buf.drain(..FRAME);
+        Ok(())
+    }
+
+    /// Run `f` over the payload in place (zero-copy), after its checksum was verified in
+    /// place, under the SIGBUS guard.
+    ///
+    /// # Safety
+    /// No process may write the record's bytes while `f` runs: committed records are
+    /// never written by mmkit, but `truncate_before` in another process zeroes them,
+    /// and any process can write the file.
+    ///
+    /// # Errors
+    /// As [`read`](Self::read).
+    pub unsafe fn with_bytes<R>(&self, f: impl FnOnce(&[u8]) -> R) -> Result<R> {
+        let total = FRAME + self.len as usize;
+        let map = self.log.maps.get();
+        // SAFETY: as in `read_into`; the caller promises no writer while `f` runs.
+        let r = unsafe {
+            map.with_raw(
+                Op::Read,
+                self.offset as usize,
+                total,
+                Protection::READ,
+                |p| {
+                    let bytes = std::slice::from_raw_parts(p, total);
+                    let head: &[u8; FRAME] = bytes[..FRAME].try_into().expect("a frame");
+                    let frame = Frame::decode(head);
+                    let ok = frame.seq == self.seq
+                        && frame.len == self.len
+                        && frame_crc(head, &bytes[FRAME..]) == frame.crc;
+                    ok.then(|| f(&bytes[FRAME..]))
+                },
+            )
+        }
+        .map_err(|e| e.with_path(Some(&self.log.path)))?;
+        r.ok_or_else(|| self.log.damaged_or_dropped(self.seq, self.offset))
+    }
+}
+
+/// Iterates over committed records in order (see [`Log::iter`]). Yields `Err` once and
+/// stops at damage. After it returns `None`, it can be polled again and continues with
+/// records committed since.
+#[derive(Debug)]
+pub struct Iter<'log> {
+    log: &'log Log,
+    next_seq: Seq,
+    /// Where `next_seq` is, once found.
+    at: Option<u64>,
+    failed: bool,
+}
+
+impl<'log> Iterator for Iter<'log> {
+    type Item = Result<Entry<'log>>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.failed {
+            return None;
+        }
+        match self.step() {
+            Ok(found) => found.map(Ok),
+            Err(e) => {
+                self.failed = true;
+                Some(Err(e))
+            }
+        }
+    }
+}
+
+impl<'log> Iter<'log> {
+    fn step(&mut self) -> Result<Option<Entry<'log>>> {
+        let (last, end) = self.log.maps.snapshot()?;
+        if self.next_seq > last {
+            return Ok(None);
+        }
+        let at = match self.at {
+            Some(at) => at,
+            None => match self.log.locate_from(self.next_seq)? {
+                Some((seq, at)) => {
+                    self.next_seq = seq;
+                    at
+                }
+                None => return Ok(None),
+            },
+        };
+        let (entry, after) = self.log.entry_at(at, self.next_seq, end)?;
+        self.at = Some(after);
+        self.next_seq = entry.seq + 1;
+        Ok(Some(entry))
+    }
+}
+
+/// Follows a log's tail (see [`Log::tail`]): returns records as they commit, waiting
+/// for the next one on a futex in the log's shared header (no polling).
+#[derive(Debug)]
+pub struct Tail<'log> {
+    iter: Iter<'log>,
+}
+
+impl<'log> Tail<'log> {
+    /// The next record, waiting up to `timeout` for one to be committed (by any
+    /// process). `Ok(None)` when none came in time.
+    ///
+    /// # Errors
+    /// As the iterator's items, and a failed `futex` wait.
+    pub fn next_timeout(&mut self, timeout: Duration) -> Result<Option<Entry<'log>>> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(found) = self.iter.next() {
+                return found.map(Some);
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ok(None);
+            }
+            self.iter.log.wait_commit(self.iter.next_seq, left)?;
+        }
+    }
+
+    /// The sequence number the next record will have.
+    pub fn next_seq(&self) -> Seq {
+        self.iter.next_seq
+    }
+}
+
+impl Log {
+    /// The record `seq`, copied out with its checksum verified.
+    ///
+    /// # Errors
+    /// `NotFound` for a number not in the log (not yet appended, dropped by
+    /// `truncate_before`, or lost to a salvaged hole); `Corrupt` when its checksum
+    /// fails; `Truncated` when the file was cut under it.
+    pub fn get(&self, seq: Seq) -> Result<Vec<u8>> {
+        self.entry(seq)?.read()
+    }
+
+    /// The record `seq`, found but not copied.
+    ///
+    /// # Errors
+    /// As [`get`](Self::get), except a checksum, which is verified on read.
+    pub fn entry(&self, seq: Seq) -> Result<Entry<'_>> {
+        let (_, end) = self.maps.snapshot()?;
+        let at = self.locate(seq)?;
+        let (e, _) = self.entry_at(at, seq, end)?;
+        if e.seq != seq {
+            return Err(self.not_found(seq).detail(format!(
+                "record {seq} was lost to damage (a salvaged hole before record {})",
+                e.seq
+            )));
+        }
+        Ok(e)
+    }
+
+    /// Every committed record, in order.
+    pub fn iter(&self) -> Iter<'_> {
+        self.iter_from(0)
+    }
+
+    /// Committed records from `seq` on (from the first, when `seq` is older).
+    pub fn iter_from(&self, seq: Seq) -> Iter<'_> {
+        Iter {
+            log: self,
+            next_seq: seq,
+            at: None,
+            failed: false,
+        }
+    }
+
+    /// Follow the log from `seq`: see [`Tail::next_timeout`]. Works across processes: a
+    /// read-only handle in one follows a writer in another, with no reopen.
+    pub fn tail(&self, seq: Seq) -> Tail<'_> {
+        Tail {
+            iter: self.iter_from(seq),
+        }
+    }
+
+    /// The first sequence number held, `None` when the log is empty.
+    ///
+    /// # Errors
+    /// `Truncated`/`Corrupt` when the header cannot be read.
+    pub fn first(&self) -> Result<Option<Seq>> {
+        let meta = self.meta()?;
+        let (last, _) = self.maps.snapshot()?;
+        Ok((last >= meta.start_seq).then_some(meta.start_seq))
+    }
+
+    /// The last committed sequence number, `None` when the log is empty.
+    ///
+    /// # Errors
+    /// As [`first`](Self::first).
+    pub fn last(&self) -> Result<Option<Seq>> {
+        let meta = self.meta()?;
+        let (last, _) = self.maps.snapshot()?;
+        Ok((last >= meta.start_seq).then_some(last))
+    }
+
+    /// How many sequence numbers the log holds (`last - first + 1`).
+    ///
+    /// # Errors
+    /// As [`first`](Self::first).
+    pub fn len(&self) -> Result<u64> {
+        let meta = self.meta()?;
+        let (last, _) = self.maps.snapshot()?;
+        Ok((last + 1).saturating_sub(meta.start_seq))
+    }
+
+    /// Whether the log holds no record.
+    ///
+    /// # Errors
+    /// As [`first`](Self::first).
+    pub fn is_empty(&self) -> Result<bool> {
+        self.len().map(|n| n == 0)
+    }
+
+    /// Verify every record from the start to the end of the file: checksums, numbers,
+    /// framing. Damage below the committed end (or with intact records after it) is
+    /// listed in `damage`; an incomplete record past the committed end is a `torn_tail`.
+    /// Changes nothing.
+    ///
+    /// # Errors
+    /// `Truncated` when the file shrinks during the check.
+    pub fn check(&self) -> Result<CheckReport> {
+        let meta = self.meta()?;
+        let (_, end) = self.maps.snapshot()?;
+        let len = self
+            .file
+            .metadata()
+            .map_err(|e| Error::io(Op::Recover, &e).with_path(Some(&self.path)))?
+            .len();
+        let whole =
+            usize::try_from(len).map_err(|_| Error::new(Op::Recover, ErrorKind::LengthOverflow))?;
+        let map = self.maps.covering(&self.file, &self.path, len)?;
+        // SAFETY: the file's bytes, read under the guard; a writer appending meanwhile
+        // only writes past the committed end, which the scan reports as a torn tail.
+        let found = unsafe {
+            map.with_raw(Op::Recover, 0, whole, Protection::READ, |p| {
+                scan(
+                    std::slice::from_raw_parts(p, whole),
+                    meta.start,
+                    meta.start_seq,
+                )
+            })
+        }
+        .map_err(|e| e.with_path(Some(&self.path)))?;
+        let mut report = CheckReport {
+            records: found.runs.iter().map(|r| r.records).sum(),
+            ..CheckReport::default()
+        };
+        let kept: Vec<_> = found.runs.iter().filter(|r| r.records > 0).collect();
+        report.first = kept.first().map(|r| r.first_seq);
+        report.last = kept.last().map(|r| r.next_seq - 1);
+        for (i, bad) in found.bad.iter().enumerate() {
+            let next = found.runs.get(i + 1);
+            let d = Damage {
+                offset: bad.offset,
+                bytes: bad.end - bad.offset,
+                first_lost: bad.first_lost,
+                next_intact: next.map(|r| r.first_seq),
+            };
+            if next.is_none() && bad.offset >= end {
+                report.torn_tail = Some(d);
+            } else {
+                report.damage.push(d);
+            }
+        }
+        Ok(report)
+    }
+
+    /// Sizes and counters.
+    ///
+    /// # Errors
+    /// As [`first`](Self::first), and `fstat`'s.
+    pub fn stats(&self) -> Result<LogStats> {
+        use std::os::unix::fs::MetadataExt;
+        let meta = self.meta()?;
+        let (last, end) = self.maps.snapshot()?;
+        let md = self
+            .file
+            .metadata()
+            .map_err(|e| Error::io(Op::Probe, &e).with_path(Some(&self.path)))?;
+        let held = last >= meta.start_seq;
+        Ok(LogStats {
+            first: held.then_some(meta.start_seq),
+            last: held.then_some(last),
+            records: (last + 1).saturating_sub(meta.start_seq),
+            used_bytes: end.saturating_sub(meta.start),
+            file_bytes: md.len(),
+            allocated_bytes: md.blocks() * 512,
+            durability: self.durability,
+            appends: self.appends.load(Ordering::Relaxed),
+            flushes: self.flushes.load(Ordering::Relaxed),
+        })
+    }
+
+    /// The current meta slot, read from the shared header (another process may have
+    /// moved the start).
+    pub(super) fn meta(&self) -> Result<Meta> {
+        let mut raw = [0u8; 64];
+        // SAFETY: the two meta slots, copied out under the guard and then checked.
+        unsafe {
+            self.maps
+                .get()
+                .with_raw(Op::Read, META_SLOTS[0], 64, Protection::READ, |p| {
+                    std::ptr::copy_nonoverlapping(p, raw.as_mut_ptr(), 64)
+                })
+        }?;
+        let slot = |i: usize| Meta::decode(raw[i * 32..i * 32 + 32].try_into().expect("32"));
+        Meta::current([slot(0), slot(1)])
+            .map(|(_, m)| m)
+            .ok_or_else(|| {
+                Error::new(Op::Read, ErrorKind::Corrupt)
+                    .with_path(Some(&self.path))
+                    .detail("both of the log's meta slots are damaged")
+            })
+    }
+
+    /// The offset of record `seq` (or of the pad before it, when a salvaged hole took
+    /// it: `entry_at` then finds a later number).
+    pub(super) fn locate(&self, seq: Seq) -> Result<u64> {
+        if seq < self.meta()?.start_seq {
+            return Err(self.not_found(seq));
+        }
+        self.locate_from(seq)?
+            .map(|(_, at)| at)
+            .ok_or_else(|| self.not_found(seq))
+    }
+
+    /// The offset of the first record numbered `seq` or later, with `seq` raised to the
+    /// log's first number (`None` past the last).
+    pub(super) fn locate_from(&self, seq: Seq) -> Result<Option<(Seq, u64)>> {
+        let meta = self.meta()?;
+        let (last, end) = self.maps.snapshot()?;
+        let seq = seq.max(meta.start_seq);
+        if seq > last {
+            return Ok(None);
+        }
+        let mut index = self.index.lock().unwrap_or_else(|p| p.into_inner());
+        if index.meta != meta {
+            *index = Index::new(meta);
+        }
+        let i = index.anchors.partition_point(|&(s, _)| s <= seq) - 1;
+        let (mut s, mut at) = index.anchors[i];
+        let extend = i + 1 == index.anchors.len();
+        while s < seq {
+            let (e, after) = self.entry_at(at, s, end)?;
+            if e.seq >= seq {
+                at = e.offset; // pads skipped past `seq`: it was lost to a hole
+                break;
+            }
+            at = after;
+            s = e.seq + 1;
+            if extend && s >= index.anchors.last().map_or(0, |a| a.0) + STRIDE {
+                index.anchors.push((s, at));
+            }
+        }
+        Ok(Some((seq, at)))
+    }
+
+    /// The record at `at` (numbered `seq` or, past a pad, later), below `end`: returns
+    /// it and the offset after it. Checks framing, not the payload's checksum.
+    pub(super) fn entry_at(&self, mut at: u64, seq: Seq, end: u64) -> Result<(Entry<'_>, u64)> {
+        let mut expect = seq;
+        loop {
+            if at + FRAME as u64 > end {
+                return Err(self.damaged_or_dropped(expect, at));
+            }
+            let mut head = [0u8; FRAME];
+            // SAFETY: a frame below the committed end, copied out under the guard.
+            unsafe {
+                self.maps
+                    .get()
+                    .with_raw(Op::Read, at as usize, FRAME, Protection::READ, |p| {
+                        std::ptr::copy_nonoverlapping(p, head.as_mut_ptr(), FRAME)
+                    })
+            }
+            .map_err(|e| e.with_path(Some(&self.path)))?;
+            let f = Frame::decode(&head);
+            let fits = at + f.size() <= end;
+            if f.pad && fits && f.seq + 1 >= expect {
+                at += f.size();
+                expect = f.seq + 1;
+                continue;
+            }
+            if f.pad || !fits || f.seq != expect || f.len as usize > format::MAX_PAYLOAD {
+                return Err(self.damaged_or_dropped(expect, at));
+            }
+            let entry = Entry {
+                log: self,
+                seq: f.seq,
+                offset: at,
+                len: f.len,
+            };
+            return Ok((entry, at + f.size()));
+        }
+    }
+
+    /// Block until a record numbered `seq` or later may have been committed, or
+    /// `timeout` passes.
+    pub(super) fn wait_commit(&self, seq: Seq, timeout: Duration) -> Result<()> {
+        self.maps
+            .with_u32(format::WAITERS, |w| w.fetch_add(1, Ordering::SeqCst))?;
+        let waited = self.wait_events(seq, timeout);
+        self.maps
+            .with_u32(format::WAITERS, |w| w.fetch_sub(1, Ordering::SeqCst))?;
+        waited
+    }
+
+    fn wait_events(&self, seq: Seq, timeout: Duration) -> Result<()> {
+        let seen = self
+            .maps
+            .with_u32(format::EVENTS, |e| e.load(Ordering::SeqCst))?;
+        let (last, _) = self.maps.snapshot()?;
+        if last >= seq {
+            return Ok(());
+        }
+        let ts = futex::Timespec {
+            tv_sec: timeout.as_secs().min(i64::MAX as u64) as i64,
+            tv_nsec: timeout.subsec_nanos() as _,
+        };
+        let r = self.maps.with_u32(format::EVENTS, |e| {
+            // Shared futex: the writer wakes it from another process.
+            futex::wait(e, futex::Flags::empty(), seen, Some(&ts))
+        })?;
+        match r {
+            Ok(()) => Ok(()),
+            Err(e)
+                if e == rustix::io::Errno::TIMEDOUT
+                    || e == rustix::io::Errno::AGAIN
+                    || e == rustix::io::Errno::INTR =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(Error::os(Op::Read, e)
+                .with_path(Some(&self.path))
+                .detail(format!(
+                    "futex wait on the log's commit counter failed: {e}"
+                ))),
+        }
+    }
+
+    fn not_found(&self, seq: Seq) -> Error {
+        let range = match (self.first(), self.last()) {
+            (Ok(Some(f)), Ok(Some(l))) => format!("the log holds {f}..={l}"),
+            _ => "the log is empty".to_string(),
+        };
+        Error::new(Op::Read, ErrorKind::NotFound)
+            .with_path(Some(&self.path))
+            .detail(format!("no record {seq}: {range}"))
+    }
+
+    /// The error for a record that did not check out at `at`: `NotFound` when the log
+    /// no longer holds `seq` (dropped meanwhile), else `Corrupt`.
+    pub(super) fn damaged_or_dropped(&self, seq: Seq, at: u64) -> Error {
+        if let Ok(meta) = self.meta() {
+            if seq < meta.start_seq {
+                return self.not_found(seq);
+            }
+        }
+        Error::new(Op::Read, ErrorKind::Corrupt)
+            .with_path(Some(&self.path))
+            .at(at, FRAME as u64)
+            .detail(format!("record {seq} at byte {at} is damaged (framing or checksum)"))
+            .hint("mmkit log check lists the damage; a writer opened with Recovery::Salvage keeps the intact records")
+    }
+}

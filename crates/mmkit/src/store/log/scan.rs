@@ -1,0 +1,273 @@
+//! Reading a log's records back from its bytes without trusting any of them: the scan
+//! that recovery on open and `check` share.
+//!
+//! The scan walks frames from the log's start. A frame is taken when its CRC holds, its
+//! length fits the file, and its sequence number is the next one (a pad, which marks a
+//! salvaged hole, moves the next number past the hole). The records of a batch carry
+//! MORE on all but the last; a batch counts only once its last record is there.
+//!
+//! At a frame that is not valid the scan either ends cleanly (a zero frame: the reserved
+//! space past the last record) or has found damage. Then it looks for the next valid
+//! frame at every 8-byte boundary after it (resync) with a sequence number not below the
+//! expected one; the damage spans the bytes in between. No valid frame after it: the
+//! damage is a torn tail, spanning up to the last non-zero byte.
+
+use crate::store::format::{frame_crc, Frame, FRAME, MAX_PAYLOAD};
+use crate::store::Seq;
+
+/// A stretch of intact records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Run {
+    pub(crate) start: u64,
+    /// Just past the last complete batch.
+    pub(crate) end: u64,
+    pub(crate) first_seq: Seq,
+    /// The sequence number after the run's last record (or pad).
+    pub(crate) next_seq: Seq,
+    pub(crate) records: u64,
+}
+
+/// Damaged bytes between two runs, or after the last one (a torn tail).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Bad {
+    pub(crate) offset: u64,
+    pub(crate) end: u64,
+    /// The first sequence number that was expected at `offset`.
+    pub(crate) first_lost: Seq,
+}
+
+/// What a scan found: `runs[0]` begins at the log's start; `bad[i]` follows `runs[i]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Scan {
+    pub(crate) runs: Vec<Run>,
+    pub(crate) bad: Vec<Bad>,
+}
+
+impl Scan {
+    pub(crate) fn last_run(&self) -> &Run {
+        self.runs.last().expect("a scan has at least one run")
+    }
+}
+
+/// Scan `bytes` (the whole file) from `start`, where `start_seq` is expected.
+pub(crate) fn scan(bytes: &[u8], start: u64, start_seq: Seq) -> Scan {
+    let mut runs = Vec::new();
+    let mut bad = Vec::new();
+    let (mut at, mut seq) = (start, start_seq);
+    loop {
+        let (run, stop) = walk(bytes, at, seq);
+        let end_of_data = stop;
+        let clean = run.end == end_of_data && is_zero_frame(bytes, end_of_data);
+        let (resume_from, first_lost) = (run.end, run.next_seq);
+        runs.push(run);
+        if clean || (end_of_data as usize) >= bytes.len() && resume_from == end_of_data {
+            break;
+        }
+        match resync(
+            bytes,
+            end_of_data.max(resume_from) + FRAME as u64,
+            first_lost,
+        ) {
+            Some((off, frame)) => {
+                bad.push(Bad {
+                    offset: resume_from,
+                    end: off,
+                    first_lost,
+                });
+                at = off;
+                seq = frame.seq;
+            }
+            None => {
+                let end = last_nonzero_end(bytes, resume_from).max(resume_from);
+                if end > resume_from {
+                    bad.push(Bad {
+                        offset: resume_from,
+                        end,
+                        first_lost,
+                    });
+                }
+                break;
+            }
+        }
+    }
+    Scan { runs, bad }
+}
+
+/// Walk valid frames from `at`; returns the run (up to its last complete batch) and the
+/// offset where walking stopped.
+fn walk(bytes: &[u8], mut at: u64, mut seq: Seq) -> (Run, u64) {
+    let mut run = Run {
+        start: at,
+        end: at,
+        first_seq: seq,
+        next_seq: seq,
+        records: 0,
+    };
+    let mut pending = 0;
+    while let Some(f) = valid_frame(bytes, at, Some(seq)) {
+        at += f.size();
+        seq = f.seq + 1;
+        if !f.pad {
+            pending += 1;
+        }
+        if !f.more {
+            run.end = at;
+            run.next_seq = seq;
+            run.records += pending;
+            pending = 0;
+        }
+    }
+    (run, at)
+}
+
+/// The frame at `at` when it is valid and (with `expect`) carries the expected number.
+pub(crate) fn valid_frame(bytes: &[u8], at: u64, expect: Option<Seq>) -> Option<Frame> {
+    let at = usize::try_from(at).ok()?;
+    let head: &[u8; FRAME] = bytes.get(at..at.checked_add(FRAME)?)?.try_into().ok()?;
+    let f = Frame::decode(head);
+    if !f.pad && f.len as usize > MAX_PAYLOAD {
+        return None;
+    }
+    match expect {
+        Some(e) if f.pad => (f.seq.checked_add(1)? >= e).then_some(())?,
+        Some(e) => (f.seq == e).then_some(())?,
+        None => {}
+    }
+    let payload = bytes.get(at + FRAME..(at + FRAME).checked_add(f.len as usize)?)?;
+    let size = usize::try_from(f.size()).ok()?;
+    if at.checked_add(size)? > bytes.len() || frame_crc(head, payload) != f.crc {
+        return None;
+    }
+    Some(f)
+}
+
+/// The next valid frame at an 8-byte boundary from `from`, numbered `min_seq` or later
+/// (and not absurdly later).
+fn resync(bytes: &[u8], from: u64, min_seq: Seq) -> Option<(u64, Frame)> {
+    const SEQ_WINDOW: u64 = 1 << 40;
+    let mut at = usize::try_from(from.next_multiple_of(8)).ok()?;
+    while at + FRAME <= bytes.len() {
+        let head: &[u8; FRAME] = bytes[at..at + FRAME].try_into().ok()?;
+        if head.iter().all(|&b| b == 0) {
+            at += 8;
+            continue;
+        }
+        let f = Frame::decode(head);
+        let plausible =
+            f.seq >= min_seq.saturating_sub(1) && f.seq - min_seq.saturating_sub(1) < SEQ_WINDOW;
+        if plausible {
+            if let Some(f) = valid_frame(bytes, at as u64, None) {
+                if f.pad || f.seq >= min_seq {
+                    return Some((at as u64, f));
+                }
+            }
+        }
+        at += 8;
+    }
+    None
+}
+
+fn is_zero_frame(bytes: &[u8], at: u64) -> bool {
+    let Ok(at) = usize::try_from(at) else {
+        return true;
+    };
+    match bytes.get(at..at.saturating_add(FRAME)) {
+        Some(head) => head.iter().all(|&b| b == 0),
+        None => true, // the end of the file: nothing more was written
+    }
+}
+
+/// Just past the last non-zero byte at or after `from`, rounded up to 8.
+fn last_nonzero_end(bytes: &[u8], from: u64) -> u64 {
+    let from = usize::try_from(from)
+        .unwrap_or(bytes.len())
+        .min(bytes.len());
+    match bytes[from..].iter().rposition(|&b| b != 0) {
+        Some(i) => ((from + i + 1) as u64)
+            .next_multiple_of(8)
+            .min(bytes.len() as u64),
+        None => from as u64,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::format::record_size;
+
+    fn log_of(records: &[(&[u8], Seq, bool)], len: usize) -> Vec<u8> {
+        let mut bytes = vec![0u8; len];
+        let mut at = 0;
+        for (payload, seq, more) in records {
+            let frame = Frame::new(payload.len(), *seq, *more, false).encode(payload);
+            bytes[at..at + FRAME].copy_from_slice(&frame);
+            bytes[at + FRAME..at + FRAME + payload.len()].copy_from_slice(payload);
+            at += record_size(payload.len()) as usize;
+        }
+        bytes
+    }
+
+    #[test]
+    fn a_clean_log_is_one_run() {
+        let bytes = log_of(&[(b"a", 1, false), (b"bcdefghij", 2, false)], 256);
+        let s = scan(&bytes, 0, 1);
+        assert!(s.bad.is_empty(), "{s:?}");
+        assert_eq!(s.runs.len(), 1);
+        assert_eq!(
+            (s.runs[0].end, s.runs[0].next_seq, s.runs[0].records),
+            (24 + 32, 3, 2)
+        );
+    }
+
+    #[test]
+    fn a_torn_tail_is_bad_after_the_last_run() {
+        let mut bytes = log_of(&[(b"a", 1, false), (b"bcdefghij", 2, false)], 256);
+        bytes[24 + 20] ^= 0xff; // the second record's payload
+        let s = scan(&bytes, 0, 1);
+        assert_eq!(s.runs.len(), 1);
+        assert_eq!(s.runs[0].records, 1);
+        assert_eq!(
+            s.bad,
+            vec![Bad {
+                offset: 24,
+                end: 56,
+                first_lost: 2
+            }]
+        );
+    }
+
+    #[test]
+    fn damage_in_the_middle_resyncs_to_the_next_record() {
+        let mut bytes = log_of(&[(b"a", 1, false), (b"b", 2, false), (b"c", 3, false)], 256);
+        bytes[24] ^= 1; // the second record's length
+        let s = scan(&bytes, 0, 1);
+        assert_eq!(s.runs.len(), 2, "{s:?}");
+        assert_eq!(
+            s.bad[0],
+            Bad {
+                offset: 24,
+                end: 48,
+                first_lost: 2
+            }
+        );
+        assert_eq!((s.runs[1].first_seq, s.runs[1].records), (3, 1));
+    }
+
+    #[test]
+    fn an_unfinished_batch_does_not_count() {
+        let bytes = log_of(&[(b"a", 1, false), (b"b", 2, true), (b"c", 3, true)], 256);
+        let s = scan(&bytes, 0, 1);
+        assert_eq!(
+            (s.runs[0].end, s.runs[0].records, s.runs[0].next_seq),
+            (24, 1, 2)
+        );
+        assert_eq!(
+            s.bad,
+            vec![Bad {
+                offset: 24,
+                end: 72,
+                first_lost: 2
+            }]
+        );
+    }
+}
