@@ -8,7 +8,7 @@ mod peer;
 mod shm_name;
 
 #[allow(unused_imports)] // Not every test binary skips.
-pub(crate) use peer::{peer, resident_pages, skip};
+pub(crate) use peer::{note, peer, resident_pages, skip};
 #[allow(unused_imports)] // Only the shared-memory tests name segments.
 pub(crate) use shm_name::Name;
 

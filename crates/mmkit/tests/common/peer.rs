@@ -19,6 +19,14 @@ pub(crate) fn skip(reason: &str) {
     let _ = std::io::stderr().lock().write_all(line.as_bytes());
 }
 
+/// Print a figure a test measured (a kill count, a flush count) where a plain
+/// `cargo test` shows it, as [`skip`] does.
+pub(crate) fn note(line: &str) {
+    let _ = std::io::stderr()
+        .lock()
+        .write_all(format!("{line}\n").as_bytes());
+}
+
 /// Whether peers are required: `MMKIT_REQUIRE_PEERS=1` (set by `.ci/run`, which installs
 /// them), so a missing peer fails instead of skipping.
 pub(crate) fn peers_required() -> bool {

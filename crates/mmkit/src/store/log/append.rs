@@ -232,7 +232,7 @@ impl Log {
         // SAFETY: the header's meta slot, 32 bytes inside the header page; only the
         // writer writes it, and readers check its CRC (a torn slot is ignored).
         unsafe {
-            self.maps.get().with_raw(
+            self.maps.header().with_raw(
                 Op::Write,
                 META_SLOTS[slot],
                 32,

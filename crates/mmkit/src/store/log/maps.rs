@@ -25,19 +25,43 @@ pub(crate) struct Maps {
     #[allow(clippy::vec_box)]
     all: Mutex<Vec<Box<Mapping>>>,
     write: bool,
+    /// The header page, mapped on its own: read-write whenever the file was opened
+    /// read-write, also for a read-only log (a follower registers itself as a waiter in
+    /// it), while the records stay mapped read-only for readers.
+    header: Mapping,
+    header_write: bool,
 }
 
 impl Maps {
-    /// Map `file` read-write (`write`) or read-only, reserving room for at least `len`
-    /// bytes.
-    pub(crate) fn new(file: &File, path: &Path, write: bool, len: u64) -> Result<Maps> {
+    /// Map `file`'s records read-write (`write`) or read-only, reserving room for at
+    /// least `len` bytes, and its header read-write when `header_write`.
+    pub(crate) fn new(
+        file: &File,
+        path: &Path,
+        write: bool,
+        header_write: bool,
+        len: u64,
+    ) -> Result<Maps> {
         let first = Box::new(map(file, path, write, reservation(len)?)?);
         let ptr = &*first as *const Mapping as *mut Mapping;
+        let header = map(file, path, header_write, format::HEADER_LEN as u64)?;
         Ok(Maps {
             current: AtomicPtr::new(ptr),
             all: Mutex::new(vec![first]),
             write,
+            header,
+            header_write,
         })
+    }
+
+    /// The header page's mapping.
+    pub(crate) fn header(&self) -> &Mapping {
+        &self.header
+    }
+
+    /// Whether this handle can write the header's shared words (register as a waiter).
+    pub(crate) fn header_writable(&self) -> bool {
+        self.header_write
     }
 
     /// The current mapping.
@@ -120,7 +144,7 @@ impl Maps {
 
     /// Run `f` on the shared 32-bit word at `off` of the header.
     pub(crate) fn with_u32<R>(&self, off: usize, f: impl FnOnce(&AtomicU32) -> R) -> Result<R> {
-        let need = if self.write {
+        let need = if self.header_write {
             Protection::READ_WRITE
         } else {
             Protection::READ
@@ -129,7 +153,7 @@ impl Maps {
         // (loads, and read-modify-writes when the mapping is writable) and the futex
         // calls, which report a lost page as EFAULT; the reference stays in the closure.
         unsafe {
-            self.get().with_raw(Op::Read, off, 4, need, |p| {
+            self.header.with_raw(Op::Read, off, 4, need, |p| {
                 f(AtomicU32::from_ptr(p.cast::<u32>()))
             })
         }

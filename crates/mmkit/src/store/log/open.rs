@@ -14,6 +14,8 @@ use super::{read, Log, LogOptions};
 use crate::map::Protection;
 use crate::store::format::{self, FixedError, Meta, DATA_START, HEADER_LEN, META_SLOTS};
 use crate::store::{file, space, Durability, Recovery};
+use rustix::io::Errno;
+
 use crate::{Error, ErrorKind, Op, Result};
 
 /// The space a new log reserves past its header.
@@ -21,7 +23,11 @@ const FIRST_RESERVE: u64 = 64 << 10;
 
 pub(super) fn open(opts: &LogOptions, path: &Path) -> Result<Log> {
     let write = !opts.read_only;
-    let file = file::open_store_file(path, write, write && opts.create)?;
+    let (file, header_write) = if write {
+        (file::open_store_file(path, true, opts.create)?, true)
+    } else {
+        open_reader(path)?
+    };
     if write {
         file::lock_writer(&file, path)?;
     }
@@ -31,7 +37,7 @@ pub(super) fn open(opts: &LogOptions, path: &Path) -> Result<Log> {
         len = file_len(&file, path)?;
     }
     let meta = read_header(&file, path, len)?;
-    let maps = Maps::new(&file, path, write, len)?;
+    let maps = Maps::new(&file, path, write, header_write, len)?;
     let mut log = Log {
         path: path.to_path_buf(),
         file,
@@ -54,6 +60,24 @@ pub(super) fn open(opts: &LogOptions, path: &Path) -> Result<Log> {
         log.recovered = report;
     }
     Ok(log)
+}
+
+/// A reader opens the file read-write when it may (to register as a waiter in the
+/// header, so that following needs no polling), read-only otherwise.
+fn open_reader(path: &Path) -> Result<(File, bool)> {
+    match file::open_store_file(path, true, false) {
+        Ok(file) => Ok((file, true)),
+        Err(e) if e.kind() == ErrorKind::Os => {
+            let denied = [Errno::ACCESS, Errno::ROFS, Errno::PERM, Errno::TXTBSY]
+                .iter()
+                .any(|n| e.errno() == Some(n.raw_os_error()));
+            if !denied {
+                return Err(e);
+            }
+            Ok((file::open_store_file(path, false, false)?, false))
+        }
+        Err(e) => Err(e),
+    }
 }
 
 fn file_len(file: &File, path: &Path) -> Result<u64> {

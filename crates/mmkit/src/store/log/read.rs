@@ -403,7 +403,7 @@ impl Log {
         // SAFETY: the two meta slots, copied out under the guard and then checked.
         unsafe {
             self.maps
-                .get()
+                .header()
                 .with_raw(Op::Read, META_SLOTS[0], 64, Protection::READ, |p| {
                     std::ptr::copy_nonoverlapping(p, raw.as_mut_ptr(), 64)
                 })
@@ -500,7 +500,15 @@ impl Log {
 
     /// Block until a record numbered `seq` or later may have been committed, or
     /// `timeout` passes.
+    ///
+    /// A handle whose file could only be opened read-only cannot register as a waiter
+    /// in the header (a write), so the writer would not wake it: it polls instead, every
+    /// millisecond.
     pub(super) fn wait_commit(&self, seq: Seq, timeout: Duration) -> Result<()> {
+        if !self.maps.header_writable() {
+            std::thread::sleep(timeout.min(Duration::from_millis(1)));
+            return Ok(());
+        }
         self.maps
             .with_u32(format::WAITERS, |w| w.fetch_add(1, Ordering::SeqCst))?;
         let waited = self.wait_events(seq, timeout);
