@@ -44,7 +44,10 @@
 
 mod file;
 mod format;
+mod records;
 mod space;
+
+pub use records::{RecordCheck, RecordFile, RecordFileOptions};
 
 /// A record's sequence number: 1 for the first record a log ever held, then one more for
 /// each record appended. Never reused, also after [`Log::truncate_before`].
