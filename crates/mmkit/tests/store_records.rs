@@ -127,12 +127,24 @@ fn write_at(path: &Path, off: u64, bytes: &[u8]) {
     f.write_all_at(bytes, off).unwrap();
 }
 
+/// Taken by every test here: the kill test's children get a copy of every descriptor
+/// open in the process at the fork, and would hold another test's writer lock (`flock`,
+/// so its next open is `Busy`) or keep a deleted filler file's space in use.
+static FORKS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn no_forks() -> std::sync::MutexGuard<'static, ()> {
+    FORKS
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 fn stderr_line(line: String) {
     let _ = std::io::stderr().write_all(format!("{line}\n").as_bytes());
 }
 
 #[test]
 fn records_round_trip_and_persist_across_reopens() {
+    let _serial = no_forks();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("recs");
     let err = RecordFile::<Rec>::open(&path, opts().create(false)).unwrap_err();
@@ -239,6 +251,7 @@ fn refused(path: &Path, kind: ErrorKind, words: &str) {
 
 #[test]
 fn hostile_and_foreign_files_are_refused_with_the_reason() {
+    let _serial = no_forks();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("recs");
     let mut f = RecordFile::<Rec>::open(&path, opts()).unwrap();
@@ -318,6 +331,7 @@ fn hostile_and_foreign_files_are_refused_with_the_reason() {
 
 #[test]
 fn a_torn_newest_slot_falls_back_and_two_damaged_slots_fail_only_that_record() {
+    let _serial = no_forks();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("recs");
     let mut f = RecordFile::<Rec>::open(&path, opts()).unwrap();
@@ -384,6 +398,7 @@ fn a_torn_newest_slot_falls_back_and_two_damaged_slots_fail_only_that_record() {
 
 #[test]
 fn random_bit_flips_and_cuts_never_panic_nor_read_back_a_value_never_written() {
+    let _serial = no_forks();
     const RECORDS: u64 = 8;
     const ROUNDS: u64 = 3;
     let dir = tempfile::tempdir().unwrap();
@@ -417,8 +432,10 @@ fn random_bit_flips_and_cuts_never_panic_nor_read_back_a_value_never_written() {
         }
         std::fs::write(&case_path, &bytes).unwrap();
         let writer = case % 2 == 0;
-        let Ok(mut f) = RecordFile::<Rec>::open(&case_path, opts().read_only(!writer)) else {
-            continue;
+        let mut f = match RecordFile::<Rec>::open(&case_path, opts().read_only(!writer)) {
+            Ok(f) => f,
+            Err(e) if matches!(e.kind(), ErrorKind::Format | ErrorKind::Corrupt) => continue,
+            Err(e) => panic!("case {case}: {e}"),
         };
         opened += 1;
         assert!(
@@ -505,6 +522,7 @@ fn updater<R: Checked>(path: &Path, mut acks: UnixStream, seed: u64) -> i32 {
 #[test]
 #[cfg_attr(miri, ignore)]
 fn updates_killed_at_random_moments_never_read_back_torn_or_lost() {
+    let _serial = no_forks();
     const KILLS: u32 = 600;
     const START: u64 = 16;
     let dir = tempfile::tempdir().unwrap();
@@ -628,6 +646,7 @@ fn a_full_disk_is_no_space_and_pushes_go_on_once_space_is_freed() {
     if !common::is_root() {
         return common::skip("needs root to mount a small tmpfs");
     }
+    let _serial = no_forks();
     let Some(fs) = SmallTmpfs::mount("256k") else {
         return common::skip("could not mount a tmpfs here");
     };

@@ -110,8 +110,9 @@ impl RecordCheck {
 /// generation, so an update cut short reads back as the previous value. A record whose
 /// two slots are both damaged is `Err(Corrupt)` naming its index, and the others read
 /// on. The file's header names the record size and a caller-given type tag, checked on
-/// open. One writer at a time (an `flock` on the file, released when it exits or dies);
-/// any number of read-only handles, in any process.
+/// open. One writer at a time (an `flock` on the file, released when it exits or dies;
+/// the lock belongs to the open file, so a child `fork`ed while a writer is open holds
+/// it too until it exits); any number of read-only handles, in any process.
 ///
 /// ```
 /// use mmkit::store::{RecordFile, RecordFileOptions};
