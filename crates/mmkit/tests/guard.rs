@@ -8,7 +8,7 @@ use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use common::{page, pattern, TempFile};
+use common::{page, pattern, SmallTmpfs, TempFile};
 use mmkit::helpers::XorShift;
 use mmkit::process::{fork, Exit};
 use mmkit::{ErrorKind, MapOptions, RemapMode};
@@ -377,39 +377,6 @@ fn a_truncation_that_grows_back_is_not_a_storage_fault() {
         "{storage} of {} errors were StorageFault",
         storage + truncated
     );
-}
-
-/// A small tmpfs mounted for one test (root only), unmounted on drop.
-struct SmallTmpfs {
-    dir: tempfile::TempDir,
-}
-
-impl SmallTmpfs {
-    fn mount(size: &str) -> Option<SmallTmpfs> {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let ok = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(dir.path())
-            .status()
-            .is_ok_and(|s| s.success());
-        ok.then_some(SmallTmpfs { dir })
-    }
-
-    /// Fill the file system with a file `fill` until it refuses a page.
-    fn fill(&self) {
-        use std::io::Write;
-        let mut f = std::fs::File::create(self.dir.path().join("fill")).expect("create fill");
-        while f.write_all(&vec![1u8; page()]).is_ok() {}
-    }
-}
-
-impl Drop for SmallTmpfs {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount")
-            .arg("-l")
-            .arg(self.dir.path())
-            .status();
-    }
 }
 
 #[test]

@@ -45,9 +45,11 @@
 mod file;
 mod format;
 mod log;
+mod records;
 mod space;
 
 pub use log::{CheckReport, Damage, Entry, Iter, Log, LogOptions, LogStats, RecoveryReport, Tail};
+pub use records::{RecordCheck, RecordFile, RecordFileOptions};
 
 /// A record's sequence number: 1 for the first record a log ever held, then one more for
 /// each record appended. Never reused, also after [`Log::truncate_before`].

@@ -6,11 +6,14 @@
 
 mod peer;
 mod shm_name;
+mod tmpfs;
 
 #[allow(unused_imports)] // Not every test binary skips.
 pub(crate) use peer::{note, peer, resident_pages, skip};
 #[allow(unused_imports)] // Only the shared-memory tests name segments.
 pub(crate) use shm_name::Name;
+#[allow(unused_imports)] // Only the full-disk tests mount one.
+pub(crate) use tmpfs::SmallTmpfs;
 
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};

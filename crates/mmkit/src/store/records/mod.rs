@@ -1,0 +1,651 @@
+//! [`RecordFile`]: an array of fixed-size typed records in a file, each record in two
+//! checksummed slots, updated in place so that a torn update is never read back.
+//!
+//! The format is in [`format`]. An update writes the slot that does *not* hold the
+//! record's current value, with the next generation; a reader takes the valid slot with
+//! the higher generation. An update cut short by a crash leaves a slot that fails its
+//! CRC, and the record reads as its previous value.
+
+mod format;
+
+use std::fs::File;
+use std::marker::PhantomData;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use rustix::io::Errno;
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
+
+use self::format::{Fixed, FixedError, LenSlot, Record, HEADER_LEN, LEN_SLOTS, SLOT_HEAD};
+use super::file::{lock_writer, open_store_file};
+use super::{space, Durability};
+use crate::{Error, ErrorKind, MapOptions, Mapping, Op, Result};
+
+/// The least a record file grows by (then by half its size), so that pushes do not
+/// reserve and remap one page at a time.
+const GROW_MIN: u64 = 64 << 10;
+/// How often a read-only handle re-reads a record whose slots are both invalid: a writer
+/// in another process may have been writing both while it copied them.
+const READ_RETRIES: usize = 4;
+
+/// How [`RecordFile::open`] opens a file.
+///
+/// The default: an existing file, read-write, [`Durability::Process`], type tag 0.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RecordFileOptions {
+    durability: Durability,
+    type_tag: u64,
+    create: bool,
+    read_only: bool,
+}
+
+impl RecordFileOptions {
+    /// The defaults: see the type.
+    pub fn new() -> RecordFileOptions {
+        RecordFileOptions::default()
+    }
+
+    /// When [`set`](RecordFile::set) and [`push`](RecordFile::push) count as done (see
+    /// [`Durability`]).
+    #[must_use]
+    pub fn durability(mut self, durability: Durability) -> RecordFileOptions {
+        self.durability = durability;
+        self
+    }
+
+    /// The caller's tag for the record type and its schema version, stored in the file
+    /// when it is created and checked on every open: opening with another tag is
+    /// `Err(Format)`. The record size is checked as well, whatever the tag.
+    #[must_use]
+    pub fn type_tag(mut self, tag: u64) -> RecordFileOptions {
+        self.type_tag = tag;
+        self
+    }
+
+    /// Create the file, holding no records, when it does not exist. Ignored with
+    /// [`read_only`](Self::read_only).
+    #[must_use]
+    pub fn create(mut self, create: bool) -> RecordFileOptions {
+        self.create = create;
+        self
+    }
+
+    /// Open for reading only: no writer's lock is taken, and `set`/`push` are refused.
+    #[must_use]
+    pub fn read_only(mut self, read_only: bool) -> RecordFileOptions {
+        self.read_only = read_only;
+        self
+    }
+}
+
+/// What [`RecordFile::check`] found.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
+pub struct RecordCheck {
+    /// The records the file holds.
+    pub records: usize,
+    /// Records whose newer slot is damaged (what a torn update leaves): they read as
+    /// their previous value. The next `set` of each overwrites the damaged slot.
+    pub fell_back: Vec<usize>,
+    /// Records with no valid slot: [`RecordFile::get`] is `Err(Corrupt)` for them until
+    /// they are `set` again.
+    pub damaged: Vec<usize>,
+}
+
+impl RecordCheck {
+    /// Whether every record reads back (none is damaged).
+    pub fn is_ok(&self) -> bool {
+        self.damaged.is_empty()
+    }
+}
+
+/// A file holding an array of fixed-size records of type `T`, updated in place and
+/// crash-safe: after a crash (of the process with [`Durability::Process`], of the
+/// machine with [`Durability::Sync`]) every record reads back as a value that was
+/// written whole, never as a mix of two.
+///
+/// Each record has two slots, each with a generation and a CRC32C; an update writes the
+/// slot not holding the current value, and a reader takes the valid slot with the newer
+/// generation, so an update cut short reads back as the previous value. A record whose
+/// two slots are both damaged is `Err(Corrupt)` naming its index, and the others read
+/// on. The file's header names the record size and a caller-given type tag, checked on
+/// open. One writer at a time (an `flock` on the file, released when it exits or dies;
+/// the lock belongs to the open file, so a child `fork`ed while a writer is open holds
+/// it too until it exits); any number of read-only handles, in any process.
+///
+/// ```
+/// use mmkit::store::{RecordFile, RecordFileOptions};
+/// use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
+///
+/// #[derive(Debug, Clone, Copy, PartialEq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+/// #[repr(C)]
+/// struct Point {
+///     x: u32,
+///     y: u32,
+/// }
+///
+/// # let dir = tempfile::tempdir()?;
+/// let path = dir.path().join("points");
+/// let opts = RecordFileOptions::new().create(true).type_tag(1);
+/// let mut points = RecordFile::<Point>::open(&path, opts)?;
+/// let i = points.push(&Point { x: 1, y: 2 })?;
+/// points.set(i, &Point { x: 3, y: 4 })?;
+/// drop(points);
+///
+/// let points = RecordFile::<Point>::open(&path, opts.read_only(true))?;
+/// assert_eq!(points.len(), 1);
+/// assert_eq!(points.get(0)?, Some(Point { x: 3, y: 4 }));
+/// assert_eq!(points.get(1)?, None);
+/// // Another type tag, or another record size, is refused.
+/// let err = RecordFile::<Point>::open(&path, opts.type_tag(2)).unwrap_err();
+/// assert_eq!(err.kind(), mmkit::ErrorKind::Format);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct RecordFile<T> {
+    file: File,
+    path: PathBuf,
+    map: Mapping,
+    opts: RecordFileOptions,
+    /// One slot's bytes; a record takes two.
+    slot: usize,
+    /// The records the file holds.
+    len: u64,
+    /// The records the mapped file has room for.
+    cap: u64,
+    /// The length slot holding `len`, and its generation.
+    len_slot: (usize, u64),
+    _record: PhantomData<fn() -> T>,
+}
+
+impl<T> std::fmt::Debug for RecordFile<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RecordFile")
+            .field("path", &self.path)
+            .field("len", &self.len)
+            .field("capacity", &self.cap)
+            .field("record_size", &std::mem::size_of::<T>())
+            .field("options", &self.opts)
+            .finish()
+    }
+}
+
+impl<T: FromBytes + IntoBytes + Immutable + KnownLayout> RecordFile<T> {
+    /// Open the record file at `path` (creating it with
+    /// [`create`](RecordFileOptions::create)).
+    ///
+    /// A new file is written under a temporary name and linked into place whole, so no
+    /// one ever opens a half-written header.
+    ///
+    /// # Errors
+    /// - `NotFound` when the file does not exist and is not to be created;
+    /// - `Format` when it is not a record file (another magic; a header cut short; a
+    ///   newer format version), or holds records of another size or another type tag;
+    /// - `Corrupt` when its header fails its checksum, or it holds fewer bytes than its
+    ///   length says;
+    /// - `Busy` when another handle has it open for writing;
+    /// - `NotMappable` for a FIFO, device, directory or `/proc` file; `NoSpace` when a
+    ///   new file's header finds no room; `Layout` when `T` is too large for the format;
+    ///   the errno of `open`/`mmap` otherwise.
+    pub fn open(path: impl AsRef<Path>, opts: RecordFileOptions) -> Result<RecordFile<T>> {
+        let path = path.as_ref();
+        let record = std::mem::size_of::<T>();
+        let slot = format::slot_size(record).ok_or_else(|| {
+            Error::new(Op::Open, ErrorKind::Layout)
+                .with_path(Some(path))
+                .detail(format!(
+                    "records of {record} bytes are too large for a record file"
+                ))
+        })?;
+        let write = !opts.read_only;
+        let file = match open_store_file(path, write, false) {
+            Ok(file) => file,
+            Err(e) if e.errno() == Some(Errno::NOENT.raw_os_error()) => {
+                if !(write && opts.create) {
+                    return Err(Error::new(Op::Open, ErrorKind::NotFound)
+                        .with_path(Some(path))
+                        .detail("no such record file")
+                        .hint("create it with RecordFileOptions::create(true)"));
+                }
+                create(path, record as u32, slot as u32, opts.type_tag)?;
+                open_store_file(path, write, false)?
+            }
+            Err(e) => return Err(e),
+        };
+        if write {
+            lock_writer(&file, path)?;
+        }
+        let header = read_header(&file, path)?;
+        let fixed = Fixed::decode(&header).map_err(|e| fixed_error(e, path))?;
+        if fixed.record_size as usize != record {
+            return Err(format_error(path).detail(format!(
+                "the file holds records of {} bytes; this type is {record} bytes",
+                fixed.record_size
+            )));
+        }
+        if fixed.type_tag != opts.type_tag {
+            return Err(format_error(path).detail(format!(
+                "the file's type tag is {:#x}, not {:#x}",
+                fixed.type_tag, opts.type_tag
+            )));
+        }
+        let (which, current) = LenSlot::current(&header).ok_or_else(|| {
+            Error::new(Op::Recover, ErrorKind::Corrupt)
+                .with_path(Some(path))
+                .at(LEN_SLOTS[0] as u64, (2 * format::LEN_SLOT) as u64)
+                .detail("both length slots of the header fail their checksum")
+        })?;
+        let file_len = file_len(&file, path)?;
+        let cap = capacity(file_len, slot);
+        if current.len > cap {
+            return Err(Error::new(Op::Recover, ErrorKind::Corrupt)
+                .with_path(Some(path))
+                .detail(format!(
+                    "the header says {} records, but the file ({file_len} bytes) holds only {cap}",
+                    current.len
+                ))
+                .hint("the file was truncated: its last records are lost"));
+        }
+        let map = map_file(&file, write)?;
+        Ok(RecordFile {
+            file,
+            path: path.to_path_buf(),
+            map,
+            opts,
+            slot,
+            len: current.len,
+            cap,
+            len_slot: (which, current.generation),
+            _record: PhantomData,
+        })
+    }
+
+    /// The number of records: what this handle last saw (a read-only handle sees another
+    /// process's pushes after [`refresh`](Self::refresh)).
+    pub fn len(&self) -> usize {
+        self.len as usize
+    }
+
+    /// Whether the file holds no records.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Record `i`: `Ok(None)` when `i` is past the end (as [`slice::get`]).
+    ///
+    /// A record left with a damaged newer slot (a torn update) reads as its previous
+    /// value. A record never written (both slots zero, which `push` never leaves behind
+    /// but a file grown by hand would) reads as `T`'s zero value.
+    ///
+    /// # Errors
+    /// `Corrupt` naming the index when both of the record's slots are damaged (the
+    /// other records read on); `Truncated`/`StorageFault` when the file was truncated
+    /// under the mapping or its storage failed.
+    pub fn get(&self, i: usize) -> Result<Option<T>> {
+        if i as u64 >= self.len {
+            return Ok(None);
+        }
+        self.read(i).map(Some)
+    }
+
+    /// Every record in order: an `Err(Corrupt)` for each damaged one, and the iteration
+    /// goes on after it.
+    pub fn iter(&self) -> impl Iterator<Item = Result<T>> + '_ {
+        (0..self.len()).map(|i| self.read(i))
+    }
+
+    /// Replace record `i` with `value`: the slot not holding the current value gets it
+    /// with the next generation (and with [`Durability::Sync`] reaches storage before
+    /// this returns). A damaged record is repaired by this.
+    ///
+    /// # Errors
+    /// `ReadOnlyFile` on a read-only handle; `OutOfRange` when `i` is not below
+    /// [`len`](Self::len); `Corrupt` when the record's generation cannot grow (a
+    /// hostile file); `Truncated`/`StorageFault` as for [`get`](Self::get); the errno of
+    /// `fdatasync`.
+    pub fn set(&mut self, i: usize, value: &T) -> Result<()> {
+        self.writable(Op::Write)?;
+        if i as u64 >= self.len {
+            return Err(Error::new(Op::Write, ErrorKind::OutOfRange)
+                .with_path(Some(&self.path))
+                .detail(format!("record {i} of a file holding {}", self.len))
+                .hint("push appends a record"));
+        }
+        let off = self.pair_offset(i)?;
+        let mut pair = vec![0u8; 2 * self.slot];
+        self.map.read_at(off, &mut pair)?;
+        let (slot, generation) =
+            match format::decode_record(&pair, self.slot, i as u64, std::mem::size_of::<T>()) {
+                Record::Value {
+                    slot, generation, ..
+                } => {
+                    let next = generation.checked_add(1).ok_or_else(|| {
+                        self.corrupt(Op::Write, off)
+                            .detail(format!("record {i}: its generation cannot grow"))
+                    })?;
+                    (1 - slot, next)
+                }
+                Record::Empty | Record::Damaged => (0, 1),
+            };
+        let buf = &mut pair[..self.slot];
+        format::encode_slot(buf, i as u64, generation, value.as_bytes());
+        self.map.write_at(off + slot * self.slot, buf)?;
+        self.sync_if_asked()
+    }
+
+    /// Append `value` as a new record and return its index.
+    ///
+    /// The file grows (by at least 64 KiB, or half its size) with space reserved by
+    /// `fallocate` *before* the new pages are mapped, so a full disk is an error here,
+    /// never a SIGBUS. The new length is written after the record, so a crash in between
+    /// leaves the file as it was.
+    ///
+    /// # Errors
+    /// `ReadOnlyFile` on a read-only handle; `NoSpace` when the file system is full: the
+    /// file is unchanged, the handle stays usable, and pushes go on once space is freed;
+    /// `Truncated`/`StorageFault` as for [`get`](Self::get); the errno of `fdatasync`
+    /// or `mmap`.
+    pub fn push(&mut self, value: &T) -> Result<usize> {
+        self.writable(Op::Append)?;
+        let i = self.len;
+        let index = usize::try_from(i).map_err(|_| self.overflow())?;
+        if i >= self.cap {
+            self.grow(i + 1)?;
+        }
+        let off = self.pair_offset(index)?;
+        // Slot A gets the value, slot B zeros: whatever a crashed push left there is gone.
+        let mut pair = vec![0u8; 2 * self.slot];
+        format::encode_slot(&mut pair[..self.slot], i, 1, value.as_bytes());
+        self.map.write_at(off, &pair)?;
+        self.sync_if_asked()?;
+        self.write_len(i + 1)?;
+        Ok(index)
+    }
+
+    /// Make every update so far durable (`fdatasync`), whatever the handle's
+    /// [`Durability`].
+    ///
+    /// # Errors
+    /// The errno of `fdatasync` (`EIO` when writeback failed).
+    pub fn sync(&self) -> Result<()> {
+        space::sync_data(&self.file, &self.path)
+    }
+
+    /// Read every record's slots and report the damaged ones and those that fell back to
+    /// their previous value.
+    ///
+    /// # Errors
+    /// `Truncated`/`StorageFault` when the file cannot be read.
+    pub fn check(&self) -> Result<RecordCheck> {
+        let mut report = RecordCheck {
+            records: self.len(),
+            ..RecordCheck::default()
+        };
+        let mut pair = vec![0u8; 2 * self.slot];
+        for i in 0..self.len() {
+            match self.read_record(i, &mut pair)? {
+                Record::Damaged => report.damaged.push(i),
+                Record::Value {
+                    fell_back: true, ..
+                } => report.fell_back.push(i),
+                _ => {}
+            }
+        }
+        Ok(report)
+    }
+
+    /// Re-read the length from the header, to see records another process pushed since
+    /// this handle opened (or last refreshed); returns the new length.
+    ///
+    /// # Errors
+    /// `Corrupt` when both length slots are damaged, or the length exceeds the file;
+    /// the errno of `mmap` when the grown file cannot be mapped.
+    pub fn refresh(&mut self) -> Result<usize> {
+        let mut page = vec![0u8; HEADER_LEN];
+        self.map.read_at(0, &mut page)?;
+        let (which, current) = LenSlot::current(&page).ok_or_else(|| {
+            Error::new(Op::Recover, ErrorKind::Corrupt)
+                .with_path(Some(&self.path))
+                .detail("both length slots of the header fail their checksum")
+        })?;
+        if current.len > self.cap {
+            let file_len = file_len(&self.file, &self.path)?;
+            let cap = capacity(file_len, self.slot);
+            if current.len > cap {
+                return Err(Error::new(Op::Recover, ErrorKind::Corrupt)
+                    .with_path(Some(&self.path))
+                    .detail(format!(
+                        "the header says {} records, but the file ({file_len} bytes) holds only {cap}",
+                        current.len
+                    )));
+            }
+            self.map = map_file(&self.file, !self.opts.read_only)?;
+            self.cap = cap;
+        }
+        self.len = current.len;
+        self.len_slot = (which, current.generation);
+        Ok(self.len())
+    }
+
+    fn read(&self, i: usize) -> Result<T> {
+        let mut pair = vec![0u8; 2 * self.slot];
+        let retries = if self.opts.read_only { READ_RETRIES } else { 1 };
+        for _ in 0..retries {
+            match self.read_record(i, &mut pair)? {
+                Record::Value { slot, .. } => {
+                    let at = slot * self.slot + SLOT_HEAD;
+                    let bytes = &pair[at..at + std::mem::size_of::<T>()];
+                    return Ok(T::read_from_bytes(bytes).expect("the slot holds exactly a T"));
+                }
+                Record::Empty => return Ok(T::new_zeroed()),
+                Record::Damaged => {}
+            }
+        }
+        let off = self.pair_offset(i)?;
+        Err(self
+            .corrupt(Op::Read, off)
+            .detail(format!("record {i}: both of its slots fail their checksum")))
+    }
+
+    /// Copy record `i`'s two slots into `pair` and decide them.
+    fn read_record(&self, i: usize, pair: &mut [u8]) -> Result<Record> {
+        let off = self.pair_offset(i)?;
+        self.map.read_at(off, pair)?;
+        Ok(format::decode_record(
+            pair,
+            self.slot,
+            i as u64,
+            std::mem::size_of::<T>(),
+        ))
+    }
+
+    /// Where record `i`'s slots start in the file (and the mapping).
+    fn pair_offset(&self, i: usize) -> Result<usize> {
+        (2 * self.slot)
+            .checked_mul(i)
+            .and_then(|o| o.checked_add(HEADER_LEN))
+            .ok_or_else(|| self.overflow())
+    }
+
+    fn overflow(&self) -> Error {
+        Error::new(Op::Append, ErrorKind::LengthOverflow).with_path(Some(&self.path))
+    }
+
+    fn corrupt(&self, op: Op, off: usize) -> Error {
+        Error::new(op, ErrorKind::Corrupt)
+            .with_path(Some(&self.path))
+            .at(off as u64, (2 * self.slot) as u64)
+            .hint("check() lists every damaged record; set() rewrites one")
+    }
+
+    fn writable(&self, op: Op) -> Result<()> {
+        if self.opts.read_only {
+            return Err(Error::new(op, ErrorKind::ReadOnlyFile)
+                .with_path(Some(&self.path))
+                .detail("this record file was opened read-only")
+                .hint("open it with RecordFileOptions::read_only(false) to change it"));
+        }
+        Ok(())
+    }
+
+    fn sync_if_asked(&self) -> Result<()> {
+        match self.opts.durability {
+            Durability::Process => Ok(()),
+            Durability::Sync => self.sync(),
+        }
+    }
+
+    /// Write `len` into the length slot not holding the current one.
+    fn write_len(&mut self, len: u64) -> Result<()> {
+        let (which, generation) = self.len_slot;
+        let next = LenSlot {
+            generation: generation + 1,
+            len,
+        };
+        let other = 1 - which;
+        self.map.write_at(LEN_SLOTS[other], &next.encode())?;
+        self.sync_if_asked()?;
+        self.len = len;
+        self.len_slot = (other, next.generation);
+        Ok(())
+    }
+
+    /// Make room for at least `records`: reserve the space, then map the longer file.
+    fn grow(&mut self, records: u64) -> Result<()> {
+        let pair = 2 * self.slot as u64;
+        let from = file_len(&self.file, &self.path)?;
+        let need = records
+            .checked_mul(pair)
+            .and_then(|b| b.checked_add(HEADER_LEN as u64))
+            .ok_or_else(|| self.overflow())?;
+        let page = crate::page_size() as u64;
+        let least = need.saturating_sub(from).next_multiple_of(page);
+        let generous = least.max(GROW_MIN).max(from / 2).next_multiple_of(page);
+        if let Err(e) = space::reserve(&self.file, &self.path, from, generous) {
+            // Too much asked of a nearly full disk: ask for just what this push needs.
+            if e.kind() != ErrorKind::NoSpace || generous == least {
+                return Err(e);
+            }
+            space::reserve(&self.file, &self.path, from, least)?;
+        }
+        let len = file_len(&self.file, &self.path)?;
+        self.map = map_file(&self.file, true)?;
+        self.cap = capacity(len, self.slot);
+        Ok(())
+    }
+}
+
+/// The records a file of `file_len` bytes has room for.
+fn capacity(file_len: u64, slot: usize) -> u64 {
+    file_len.saturating_sub(HEADER_LEN as u64) / (2 * slot as u64)
+}
+
+fn file_len(file: &File, path: &Path) -> Result<u64> {
+    file.metadata()
+        .map(|m| m.len())
+        .map_err(|e| Error::io(Op::Open, &e).with_path(Some(path)))
+}
+
+fn map_file(file: &File, write: bool) -> Result<Mapping> {
+    let mut opts = MapOptions::new();
+    opts.shared();
+    if write {
+        opts.write();
+    }
+    opts.map(file)
+}
+
+/// The file's first page, or as much of it as there is.
+fn read_header(file: &File, path: &Path) -> Result<Vec<u8>> {
+    let mut page = vec![0u8; HEADER_LEN];
+    let mut got = 0;
+    while got < HEADER_LEN {
+        match file.read_at(&mut page[got..], got as u64) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(Error::io(Op::Open, &e).with_path(Some(path))),
+        }
+    }
+    page.truncate(got);
+    Ok(page)
+}
+
+fn format_error(path: &Path) -> Error {
+    Error::new(Op::Open, ErrorKind::Format).with_path(Some(path))
+}
+
+fn fixed_error(e: FixedError, path: &Path) -> Error {
+    match e {
+        FixedError::Short(n) => format_error(path)
+            .detail(format!(
+                "the header is cut short: {n} bytes of {HEADER_LEN}"
+            ))
+            .hint("the file is not a record file, or was truncated"),
+        FixedError::Magic(m) if m == format::LOG_MAGIC => format_error(path)
+            .detail("this is an mmkit log, not a record file")
+            .hint("open it with store::Log"),
+        FixedError::Magic(m) => format_error(path).detail(format!(
+            "not a record file: it starts with {:?}, not \"MMKITREC\"",
+            String::from_utf8_lossy(&m)
+        )),
+        FixedError::Newer(v) => format_error(path)
+            .detail(format!(
+                "format version {v} is newer than this build reads ({})",
+                format::VERSION
+            ))
+            .hint("open it with a newer mmkit"),
+        FixedError::Damaged => Error::new(Op::Open, ErrorKind::Corrupt)
+            .with_path(Some(path))
+            .at(0, HEADER_LEN as u64)
+            .detail("the record file's header fails its checksum"),
+    }
+}
+
+/// Create the record file at `path`: the header is written to a temporary file in the
+/// same directory, made durable, and hard-linked into place, which fails when another
+/// process created the file first (then its file is used).
+fn create(path: &Path, record: u32, slot: u32, type_tag: u64) -> Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let name = path
+        .file_name()
+        .map_or("records".into(), |n| n.to_string_lossy());
+    let tmp = dir.join(format!(
+        ".{name}.mmkit-new.{}.{:x}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos())
+    ));
+    let io = |e: &std::io::Error| Error::io(Op::Open, e).with_path(Some(path));
+    let file = File::options()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(&tmp)
+        .map_err(|e| io(&e))?;
+    let made = (|| {
+        space::reserve(&file, &tmp, 0, HEADER_LEN as u64)?;
+        file.write_all_at(&Fixed::new_page(record, slot, type_tag), 0)
+            .map_err(|e| io(&e))?;
+        space::sync_data(&file, &tmp)?;
+        match std::fs::hard_link(&tmp, path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(io(&e)),
+        }
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| io(&e))
+    })();
+    let _ = std::fs::remove_file(&tmp);
+    made
+}
