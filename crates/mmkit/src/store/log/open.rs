@@ -243,7 +243,7 @@ fn apply(
                 .with_path(Some(&log.path))
                 .at(d.offset, d.bytes)
                 .detail(format!("{d}; {later} intact records follow the damage"))
-                .hint("open with Recovery::Salvage (mmkit log ... --salvage) to keep them, or Recovery::Truncate to drop them; mmkit log check lists every damaged range"))
+                .hint("open with Recovery::Salvage (mmkit log append --recover salvage) to keep them, or Recovery::Truncate (--recover truncate) to drop them; mmkit log check lists every damaged range"))
         }
         Recovery::Truncate => {
             let end_of_all = found
