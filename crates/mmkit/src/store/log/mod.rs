@@ -2,24 +2,6 @@
 //!
 //! The format is in `store::format`; recovery's scan in [`scan`]; appends, growth and
 //! group commit in [`append`]; reading, following and checking in [`read`].
-//!
-//! ```
-//! use mmkit::store::{Durability, LogOptions};
-//! let dir = tempfile::tempdir()?;
-//! let path = dir.path().join("events.log");
-//! let log = LogOptions::new().durability(Durability::Process).open(&path)?;
-//! let first = log.append(b"hello")?;
-//! let batch = log.append_batch(&[&b"a"[..], b"b"])?;
-//! assert_eq!(log.get(first)?, b"hello");
-//! assert_eq!(batch, first + 1..first + 3);
-//! drop(log);
-//!
-//! // Another handle (or process) reads what was committed.
-//! let reader = LogOptions::new().read_only().open(&path)?;
-//! let all: Vec<Vec<u8>> = reader.iter().map(|e| e?.read()).collect::<Result<_, _>>()?;
-//! assert_eq!(all, [b"hello".to_vec(), b"a".to_vec(), b"b".to_vec()]);
-//! # Ok::<(), Box<dyn std::error::Error>>(())
-//! ```
 
 mod append;
 mod maps;
@@ -111,7 +93,27 @@ impl LogOptions {
     }
 }
 
-/// An append-only log of byte records on a shared mapping. See the [module](self) docs.
+/// An append-only log of byte records on a shared mapping: each record framed with its
+/// length, its sequence number and a CRC32C, appended past the committed end and then
+/// published, so a reader (in any process) sees whole records or nothing.
+///
+/// ```
+/// use mmkit::store::{Durability, LogOptions};
+/// let dir = tempfile::tempdir()?;
+/// let path = dir.path().join("events.log");
+/// let log = LogOptions::new().durability(Durability::Process).open(&path)?;
+/// let first = log.append(b"hello")?;
+/// let batch = log.append_batch(&[&b"a"[..], b"b"])?;
+/// assert_eq!(log.get(first)?, b"hello");
+/// assert_eq!(batch, first + 1..first + 3);
+/// drop(log);
+///
+/// // Another handle (or process) reads what was committed.
+/// let reader = LogOptions::new().read_only().open(&path)?;
+/// let all: Vec<Vec<u8>> = reader.iter().map(|e| e?.read()).collect::<Result<_, _>>()?;
+/// assert_eq!(all, [b"hello".to_vec(), b"a".to_vec(), b"b".to_vec()]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 ///
 /// `Log` is `Send + Sync`: appends from many threads are serialised by a mutex, and with
 /// [`Durability::Sync`] the threads waiting for a flush share one (group commit).
