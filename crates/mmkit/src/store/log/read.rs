@@ -173,7 +173,7 @@ impl<'log> Iterator for Iter<'log> {
 
 impl<'log> Iter<'log> {
     fn step(&mut self) -> Result<Option<Entry<'log>>> {
-        let (last, end) = self.log.maps.snapshot()?;
+        let (last, end) = self.log.snapshot()?;
         if self.next_seq > last {
             return Ok(None);
         }
@@ -243,7 +243,7 @@ impl Log {
     /// # Errors
     /// As [`get`](Self::get), except a checksum, which is verified on read.
     pub fn entry(&self, seq: Seq) -> Result<Entry<'_>> {
-        let (_, end) = self.maps.snapshot()?;
+        let (_, end) = self.snapshot()?;
         let at = self.locate(seq)?;
         let (e, _) = self.entry_at(at, seq, end)?;
         if e.seq != seq {
@@ -396,6 +396,14 @@ impl Log {
         })
     }
 
+    /// The committed `(last, end)`, with a mapping that covers `end` (a writer in another
+    /// process may have grown the file past this handle's first mapping).
+    pub(super) fn snapshot(&self) -> Result<(Seq, u64)> {
+        let (last, end) = self.maps.snapshot()?;
+        self.maps.covering(&self.file, &self.path, end)?;
+        Ok((last, end))
+    }
+
     /// The current meta slot, read from the shared header (another process may have
     /// moved the start).
     pub(super) fn meta(&self) -> Result<Meta> {
@@ -433,7 +441,7 @@ impl Log {
     /// log's first number (`None` past the last).
     pub(super) fn locate_from(&self, seq: Seq) -> Result<Option<(Seq, u64)>> {
         let meta = self.meta()?;
-        let (last, end) = self.maps.snapshot()?;
+        let (last, end) = self.snapshot()?;
         let seq = seq.max(meta.start_seq);
         if seq > last {
             return Ok(None);
