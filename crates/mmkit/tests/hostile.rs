@@ -229,3 +229,63 @@ fn segment_sizes_and_ring_capacities() {
     }
     check_all("shm", failures, total);
 }
+
+/// The stores: sequence numbers and indices at the edges through every call that takes
+/// one, on a log and a record file with a few records.
+#[cfg(feature = "store")]
+#[test]
+fn store_numbers() {
+    use mmkit::store::{Log, LogOptions, RecordFile, RecordFileOptions};
+    use std::sync::Arc;
+
+    let dir = tempfile::tempdir().unwrap();
+    let log_path = dir.path().join("log");
+    let log = Arc::new(Log::open(&log_path).unwrap());
+    for i in 0..10u8 {
+        log.append(&[i; 3]).unwrap();
+    }
+    let reader = Arc::new(LogOptions::new().read_only().open(&log_path).unwrap());
+    let rec_path = dir.path().join("records");
+    let mut records = RecordFile::<u64>::open(&rec_path, RecordFileOptions::new()).unwrap();
+    for i in 0..10 {
+        records.push(&i).unwrap();
+    }
+    let records = Arc::new(std::sync::Mutex::new(records));
+    let mut failures = Vec::new();
+    let mut total = 0;
+    for &seq in U64S.iter().chain(&[9, 10, 11, 12]) {
+        for (name, log) in [("writer", log.clone()), ("reader", reader.clone())] {
+            total += 1;
+            let r = within_limit(format!("{name} log calls with seq {seq}"), move || {
+                let _ = log.get(seq);
+                let _ = log.entry(seq).map(|e| e.read());
+                let _ = log.iter_from(seq).take(3).count();
+                let _ = log.tail(seq).next_timeout(Duration::from_millis(1));
+                log.truncate_before(seq.min(2)).map(|_| ())
+            });
+            failures.extend(r.err());
+        }
+    }
+    for &seq in U64S {
+        total += 1;
+        let log = log.clone();
+        let r = within_limit(format!("truncate_before({seq})"), move || {
+            // Past the next number is refused; numbers within drop nothing kept here
+            // (the log keeps starting at 2 from the calls above).
+            let r = log.truncate_before(seq);
+            assert!(seq <= 11 || r.is_err(), "truncate_before({seq}) accepted");
+        });
+        failures.extend(r.err());
+    }
+    for &i in USIZES {
+        total += 1;
+        let records = records.clone();
+        let r = within_limit(format!("record file index {i}"), move || {
+            let mut records = records.lock().unwrap();
+            let _ = records.get(i);
+            let _ = records.set(i, &7);
+        });
+        failures.extend(r.err());
+    }
+    check_all("store", failures, total);
+}

@@ -30,8 +30,9 @@ const READ_RETRIES: usize = 4;
 
 /// How [`RecordFile::open`] opens a file.
 ///
-/// The default: an existing file, read-write, [`Durability::Process`], type tag 0.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// The default: read-write, created when missing (as [`LogOptions`](super::LogOptions)),
+/// [`Durability::Process`], type tag 0.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RecordFileOptions {
     durability: Durability,
     type_tag: u64,
@@ -39,10 +40,21 @@ pub struct RecordFileOptions {
     read_only: bool,
 }
 
+impl Default for RecordFileOptions {
+    fn default() -> Self {
+        RecordFileOptions::new()
+    }
+}
+
 impl RecordFileOptions {
     /// The defaults: see the type.
     pub fn new() -> RecordFileOptions {
-        RecordFileOptions::default()
+        RecordFileOptions {
+            durability: Durability::Process,
+            type_tag: 0,
+            create: true,
+            read_only: false,
+        }
     }
 
     /// When [`set`](RecordFile::set) and [`push`](RecordFile::push) count as done (see
@@ -62,8 +74,8 @@ impl RecordFileOptions {
         self
     }
 
-    /// Create the file, holding no records, when it does not exist. Ignored with
-    /// [`read_only`](Self::read_only).
+    /// Whether a missing file is created, holding no records (on by default). Ignored
+    /// with [`read_only`](Self::read_only).
     #[must_use]
     pub fn create(mut self, create: bool) -> RecordFileOptions {
         self.create = create;
