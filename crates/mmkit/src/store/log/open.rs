@@ -180,12 +180,14 @@ fn recover(log: &Log, meta: Meta, len: u64, policy: Recovery) -> Result<(Writer,
     // SAFETY: the whole file, read under the guard; this handle holds the writer lock,
     // so no other writer changes the bytes while they are scanned (a process that
     // ignores the lock can only make the scan find damage).
+    let (_, committed) = log.maps.snapshot()?;
     let found = unsafe {
         map.with_raw(Op::Recover, 0, whole, Protection::READ, |p| {
             scan(
                 std::slice::from_raw_parts(p, whole),
                 meta.start,
                 meta.start_seq,
+                committed,
             )
         })
     }

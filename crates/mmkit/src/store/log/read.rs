@@ -342,6 +342,7 @@ impl Log {
                     std::slice::from_raw_parts(p, whole),
                     meta.start,
                     meta.start_seq,
+                    end,
                 )
             })
         }

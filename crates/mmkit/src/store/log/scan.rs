@@ -50,27 +50,35 @@ impl Scan {
 }
 
 /// Scan `bytes` (the whole file) from `start`, where `start_seq` is expected.
-pub(crate) fn scan(bytes: &[u8], start: u64, start_seq: Seq) -> Scan {
+/// `committed` is the header's committed end (a hint): records below it had been
+/// published, so a batch that ends below it was whole, even if damage hides its end.
+pub(crate) fn scan(bytes: &[u8], start: u64, start_seq: Seq, committed: u64) -> Scan {
     let mut runs = Vec::new();
     let mut bad = Vec::new();
     let (mut at, mut seq) = (start, start_seq);
     loop {
-        let (run, stop) = walk(bytes, at, seq);
-        let end_of_data = stop;
-        let clean = run.end == end_of_data && is_zero_frame(bytes, end_of_data);
-        let (resume_from, first_lost) = (run.end, run.next_seq);
-        runs.push(run);
-        if clean || (end_of_data as usize) >= bytes.len() && resume_from == end_of_data {
+        let (mut run, open) = walk(bytes, at, seq);
+        let stop = open.end;
+        let clean = open.records == 0 && is_zero_frame(bytes, stop);
+        if clean {
+            runs.push(run);
             break;
         }
-        match resync(
-            bytes,
-            end_of_data.max(resume_from) + FRAME as u64,
-            first_lost,
-        ) {
+        let resumed = resync(bytes, stop + FRAME as u64, open.next_seq);
+        // An unfinished batch (MORE on its last frame walked) was whole when it lies below
+        // the committed end, or when intact records follow the damage after it: then only
+        // the damage is lost, not the records before it.
+        if open.records > 0 && (open.end <= committed || resumed.is_some()) {
+            run.end = open.end;
+            run.next_seq = open.next_seq;
+            run.records += open.records;
+        }
+        let (from, first_lost) = (run.end, run.next_seq);
+        runs.push(run);
+        match resumed {
             Some((off, frame)) => {
                 bad.push(Bad {
-                    offset: resume_from,
+                    offset: from,
                     end: off,
                     first_lost,
                 });
@@ -78,10 +86,10 @@ pub(crate) fn scan(bytes: &[u8], start: u64, start_seq: Seq) -> Scan {
                 seq = frame.seq;
             }
             None => {
-                let end = last_nonzero_end(bytes, resume_from).max(resume_from);
-                if end > resume_from {
+                let end = last_nonzero_end(bytes, from).max(from);
+                if end > from {
                     bad.push(Bad {
-                        offset: resume_from,
+                        offset: from,
                         end,
                         first_lost,
                     });
@@ -93,9 +101,17 @@ pub(crate) fn scan(bytes: &[u8], start: u64, start_seq: Seq) -> Scan {
     Scan { runs, bad }
 }
 
-/// Walk valid frames from `at`; returns the run (up to its last complete batch) and the
-/// offset where walking stopped.
-fn walk(bytes: &[u8], mut at: u64, mut seq: Seq) -> (Run, u64) {
+/// Where a walk stopped: past its last valid frame, with the records of a batch still
+/// open there (MORE set on its last frame), if any.
+struct Open {
+    end: u64,
+    next_seq: Seq,
+    records: u64,
+}
+
+/// Walk valid frames from `at`; returns the run up to its last complete batch, and the
+/// batch left open where walking stopped.
+fn walk(bytes: &[u8], mut at: u64, mut seq: Seq) -> (Run, Open) {
     let mut run = Run {
         start: at,
         end: at,
@@ -117,7 +133,12 @@ fn walk(bytes: &[u8], mut at: u64, mut seq: Seq) -> (Run, u64) {
             pending = 0;
         }
     }
-    (run, at)
+    let open = Open {
+        end: at,
+        next_seq: seq,
+        records: pending,
+    };
+    (run, open)
 }
 
 /// The frame at `at` when it is valid and (with `expect`) carries the expected number.
@@ -210,7 +231,7 @@ mod tests {
     #[test]
     fn a_clean_log_is_one_run() {
         let bytes = log_of(&[(b"a", 1, false), (b"bcdefghij", 2, false)], 256);
-        let s = scan(&bytes, 0, 1);
+        let s = scan(&bytes, 0, 1, 0);
         assert!(s.bad.is_empty(), "{s:?}");
         assert_eq!(s.runs.len(), 1);
         assert_eq!(
@@ -223,7 +244,7 @@ mod tests {
     fn a_torn_tail_is_bad_after_the_last_run() {
         let mut bytes = log_of(&[(b"a", 1, false), (b"bcdefghij", 2, false)], 256);
         bytes[24 + 20] ^= 0xff; // the second record's payload
-        let s = scan(&bytes, 0, 1);
+        let s = scan(&bytes, 0, 1, 0);
         assert_eq!(s.runs.len(), 1);
         assert_eq!(s.runs[0].records, 1);
         assert_eq!(
@@ -240,7 +261,7 @@ mod tests {
     fn damage_in_the_middle_resyncs_to_the_next_record() {
         let mut bytes = log_of(&[(b"a", 1, false), (b"b", 2, false), (b"c", 3, false)], 256);
         bytes[24] ^= 1; // the second record's length
-        let s = scan(&bytes, 0, 1);
+        let s = scan(&bytes, 0, 1, 0);
         assert_eq!(s.runs.len(), 2, "{s:?}");
         assert_eq!(
             s.bad[0],
@@ -256,7 +277,7 @@ mod tests {
     #[test]
     fn an_unfinished_batch_does_not_count() {
         let bytes = log_of(&[(b"a", 1, false), (b"b", 2, true), (b"c", 3, true)], 256);
-        let s = scan(&bytes, 0, 1);
+        let s = scan(&bytes, 0, 1, 0);
         assert_eq!(
             (s.runs[0].end, s.runs[0].records, s.runs[0].next_seq),
             (24, 1, 2)
@@ -269,5 +290,34 @@ mod tests {
                 first_lost: 2
             }]
         );
+        // Below the committed end the batch had been published: damage after it does
+        // not take it along.
+        let s = scan(&bytes, 0, 1, 72);
+        assert_eq!((s.runs[0].end, s.runs[0].records), (72, 3));
+    }
+
+    #[test]
+    fn damage_inside_a_batch_keeps_the_records_before_it_when_records_follow() {
+        let mut bytes = log_of(
+            &[
+                (b"a", 1, true),
+                (b"b", 2, true),
+                (b"c", 3, false),
+                (b"d", 4, false),
+            ],
+            256,
+        );
+        bytes[48 + 16] ^= 1; // record 3's payload
+        let s = scan(&bytes, 0, 1, 0);
+        assert_eq!((s.runs[0].records, s.runs[0].next_seq), (2, 3), "{s:?}");
+        assert_eq!(
+            s.bad,
+            vec![Bad {
+                offset: 48,
+                end: 72,
+                first_lost: 3
+            }]
+        );
+        assert_eq!(s.runs[1].first_seq, 4);
     }
 }
