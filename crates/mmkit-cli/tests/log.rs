@@ -144,7 +144,10 @@ fn json_lines_and_from() {
     // Nothing appended: first and last are null.
     let o = run_with(&["log", "append", "--json", p(&log)], b"");
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert_eq!(v, serde_json::json!({"first": null, "last": null, "records": 0}));
+    assert_eq!(
+        v,
+        serde_json::json!({"first": null, "last": null, "records": 0})
+    );
 
     let o = run(&["log", "cat", "--json", p(&log)]);
     assert_code(&o, 0);
@@ -221,7 +224,10 @@ fn stats_match_the_file() {
     let o = run(&["log", "stats", p(&log)]);
     assert_code(&o, 0);
     let text = stdout(&o);
-    assert!(text.contains("records") && text.contains(&format!("{used} B")), "{text}");
+    assert!(
+        text.contains("records") && text.contains(&format!("{used} B")),
+        "{text}"
+    );
 }
 
 #[test]
@@ -231,7 +237,11 @@ fn check_finds_a_flipped_bit_and_salvage_keeps_the_rest() {
     append_each(&log, &["one", "two", "three"]);
     let o = run(&["log", "check", p(&log)]);
     assert_code(&o, 0);
-    assert!(stdout(&o).contains("intact: 3 records, 1..=3"), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("intact: 3 records, 1..=3"),
+        "{}",
+        stdout(&o)
+    );
 
     // Data starts at 4096; record 1 ("one") takes 16 + 8 bytes; record 2's payload
     // starts after its 16-byte frame.
@@ -263,11 +273,17 @@ fn check_finds_a_flipped_bit_and_salvage_keeps_the_rest() {
     let o = run_with(&["log", "append", p(&log)], b"four\n");
     assert_code(&o, 2);
     assert!(stderr(&o).contains("--recover salvage"), "{}", stderr(&o));
-    let o = run_with(&["log", "append", "--recover", "salvage", p(&log)], b"four\n");
+    let o = run_with(
+        &["log", "append", "--recover", "salvage", p(&log)],
+        b"four\n",
+    );
     assert_code(&o, 0);
     let err = stderr(&o);
     assert_eq!(err.lines().count(), 1, "{err}");
-    assert!(err.contains("recovered 2 records") && err.contains("records 2..=2 lost"), "{err}");
+    assert!(
+        err.contains("recovered 2 records") && err.contains("records 2..=2 lost"),
+        "{err}"
+    );
     let o = run(&["log", "cat", p(&log)]);
     assert_code(&o, 0);
     assert_eq!(o.stdout, b"one\nthree\nfour\n");
@@ -330,7 +346,12 @@ fn a_big_stdin_streams_and_cat_into_head_exits_0() {
     assert!(first.contains("record number 0"), "{first}");
     let status = wait_or_kill(&mut child, Duration::from_secs(30)).expect("cat hung");
     let mut err = String::new();
-    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
     assert!(status.success() && err.is_empty(), "{status:?}: {err}");
 }
 
@@ -384,7 +405,12 @@ fn a_follower_sees_another_process_append_and_stops_on_a_signal() {
         let status = wait_or_kill(&mut child, Duration::from_secs(10))
             .expect("the follower did not stop on a signal");
         let mut err = String::new();
-        child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+        child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut err)
+            .unwrap();
         assert!(status.success(), "SIG{sig}: {status:?}: {err}");
         assert!(err.is_empty(), "{err}");
         last = words[1].clone();
@@ -409,7 +435,10 @@ fn a_second_writer_is_refused_while_one_appends() {
     // Wait until it has the log open (the file has its header).
     let start = std::time::Instant::now();
     while std::fs::metadata(&log).map_or(0, |m| m.len()) < 4096 {
-        assert!(start.elapsed() < Duration::from_secs(20), "the writer never opened");
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "the writer never opened"
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
     let o = run_with(&["log", "append", p(&log)], b"from the second\n");
@@ -424,7 +453,10 @@ fn a_second_writer_is_refused_while_one_appends() {
     let status = wait_or_kill(&mut first, Duration::from_secs(20)).expect("writer hung");
     assert!(status.success());
     // Once it is done, the next writer gets its turn.
-    assert_code(&run_with(&["log", "append", p(&log)], b"then the second\n"), 0);
+    assert_code(
+        &run_with(&["log", "append", p(&log)], b"then the second\n"),
+        0,
+    );
     let o = run(&["log", "cat", p(&log)]);
     assert_eq!(o.stdout, b"from the first\nthen the second\n");
 }

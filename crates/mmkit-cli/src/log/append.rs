@@ -84,10 +84,7 @@ pub(crate) fn run(args: &AppendArgs) -> anyhow::Result<ExitCode> {
         })?;
     let report = log.recovery_report();
     if !report.is_clean() {
-        crate::report(&format!(
-            "log append: {}: {report}",
-            args.file.display()
-        ));
+        crate::report(&format!("log append: {}: {report}", args.file.display()));
     }
     let stdin = std::io::stdin().lock();
     let appended = if args.raw {
