@@ -39,8 +39,10 @@ pub(crate) struct CatArgs {
 /// Arguments of `mmkit log tail`.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "\
-With -f, records print as they commit (a follower waits on a futex in the log's shared \
-header, no polling), from any writer process; SIGINT or SIGTERM ends it with exit 0.
+With -f, records print as they commit, from any writer process: the follower sleeps on a \
+futex in the log's shared header and the writer wakes it (a reader that may not write the \
+file cannot register there, and polls every millisecond instead). SIGINT or SIGTERM ends \
+it with exit 0, within a fifth of a second.
 
 JSON lines as in `mmkit log cat --help`.")]
 pub(crate) struct TailArgs {
