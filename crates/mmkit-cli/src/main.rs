@@ -9,6 +9,7 @@ mod bench;
 mod cache;
 mod cat;
 mod find;
+mod log;
 mod maps;
 mod page;
 mod progress;
@@ -69,13 +70,27 @@ enum Command {
     /// User-space demand paging with userfaultfd: stream a file (or a zstd file's
     /// uncompressed bytes) through a pager, print its counters, benchmark it.
     Page(page::PageArgs),
+    /// Append-only logs of byte records: append stdin, print, follow, check, sizes.
+    ///
+    /// A log is a file of records, each a frame (its number, length and a CRC-32C
+    /// checksum) and the bytes, written through a shared mapping of the file and numbered
+    /// from 1. It is crash-safe: an append is all or nothing, and a record counts only
+    /// once it is committed. Durability says when that is: once in the page cache by
+    /// default (the writer's kill -9 loses nothing appended), or on storage with --sync
+    /// (fdatasync, one shared by concurrent appenders; a power loss loses nothing
+    /// appended). Opening for writing checks every record: a torn tail left by a crash is
+    /// cut; other damage is refused, cut or skipped as --recover says.
+    ///
+    /// One writer at a time (a second is refused at once); any number of readers, in any
+    /// process, read while it appends, and followers (`tail -f`) wake as records commit.
+    Log(log::LogArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // Every subcommand returns `anyhow::Result<ExitCode>`; the second value is the exit
-    // status of an `Err`: 2 for `find` (grep's "an error occurred", 1 meaning "no match"),
-    // 1 for the rest. Argument errors exit 2 from clap before this.
+    // status of an `Err`: 2 for `find` (grep's "an error occurred", 1 meaning "no match")
+    // and `log` (1 meaning damage found), 1 for the rest. Argument errors exit 2 from clap before this.
     let (result, on_error) = match cli.command {
         Command::Tour(args) => (tour::run(&args), 1),
         Command::Cat(args) => (cat::run(&args), 1),
@@ -85,6 +100,7 @@ fn main() -> ExitCode {
         Command::Bench(args) => (bench::run(&args), 1),
         Command::Shm(args) => (shm::run(&args), 1),
         Command::Page(args) => (page::run(&args), 1),
+        Command::Log(args) => (log::run(&args), 2),
     };
     match result {
         Ok(code) => code,

@@ -160,7 +160,7 @@ const NUMBERS: &[&str] = &[
 
 /// Every (option, context) that takes a number, with the arguments that make the rest of
 /// the run short. `{}` is the number, `{data}` a 64 KiB file, `{seg}` an existing segment,
-/// `{name}` a free segment name.
+/// `{name}` a free segment name, `{log}` a log of three records.
 const NUMERIC_TEMPLATES: &[&str] = &[
     "page cat --readahead {} {data}",
     "page cat --budget {} {data}",
@@ -191,6 +191,20 @@ const NUMERIC_TEMPLATES: &[&str] = &[
     "shm bench --quick --sizes 64 --bytes {}",
     "shm bench --quick --bytes 64K --sizes 64 --capacity {}",
     "maps {}",
+    "log cat --from {} {log}",
+    "log cat --json --from {} {log}",
+    "log tail --from {} {log}",
+    "log tail -n {} {log}",
+];
+
+/// The numbers `--from` takes: record numbers, 1 to u64's maximum. The rest (0, negative,
+/// past u64, sizes, fractions, words) must be refused.
+const RECORD_NUMBERS: &[&str] = &[
+    "1",
+    "4294967295",
+    "4294967296",
+    "9223372036854775807",
+    "18446744073709551615",
 ];
 
 fn numeric_cases(fx: &Fixture) -> Vec<Case> {
@@ -206,12 +220,19 @@ fn numeric_cases(fx: &Fixture) -> Vec<Case> {
             if generates && n.starts_with("429496729") {
                 continue;
             }
-            let mut c = case(Expect::Either, &[]);
+            let from = template.contains("--from");
+            let expect = if from && !RECORD_NUMBERS.contains(n) {
+                Expect::Refused
+            } else {
+                Expect::Either
+            };
+            let mut c = case(expect, &[]);
             c.args = template
                 .split_whitespace()
                 .map(|a| {
                     a.replace("{}", n)
                         .replace("{data}", data.to_str().unwrap())
+                        .replace("{log}", fx.path("log").to_str().unwrap())
                         .replace("{name}", &fx.segment_name("new"))
                         .replace("{seg}", &fx.segment)
                 })
@@ -282,6 +303,12 @@ fn path_commands(p: &str) -> Vec<Vec<String>> {
             "bench", "--quick", "--runs", "1", "--sizes", "4K", "--dir", p,
         ],
         vec!["tour", "--json", "--dir", p],
+        vec!["log", "cat", p],
+        vec!["log", "cat", "--json", "--from", "2", p],
+        vec!["log", "tail", p],
+        vec!["log", "check", p],
+        vec!["log", "check", "--json", p],
+        vec!["log", "stats", "--json", p],
     ]
     .iter()
     .map(|v| v.iter().map(|s| s.to_string()).collect())
@@ -330,6 +357,22 @@ fn permission_cases(fx: &Fixture) -> Vec<Case> {
     let mut maps = case(Expect::Refused, &["maps", "1"]);
     maps.as_nobody = true;
     cases.push(maps);
+    // A log root owns with mode 0644: user nobody reads it, but cannot append.
+    let readonly = fx.path("readonly.log");
+    let readonly = readonly.to_str().unwrap();
+    for (expect, args) in [
+        (Expect::Refused, vec!["log", "append", readonly]),
+        (Expect::Refused, vec!["log", "append", "--raw", readonly]),
+        (Expect::Refused, vec!["log", "append", secret]),
+        (Expect::Either, vec!["log", "cat", readonly]),
+        (Expect::Either, vec!["log", "tail", "-n", "1", readonly]),
+        (Expect::Either, vec!["log", "check", readonly]),
+    ] {
+        let mut c = case(expect, &args);
+        c.as_nobody = true;
+        c.stdin = b"x\n".to_vec();
+        cases.push(c);
+    }
     for args in [
         vec!["shm", "cat", fx.segment.as_str()],
         vec!["shm", "write", fx.segment.as_str()],
@@ -380,6 +423,53 @@ fn name_cases(fx: &Fixture) -> Vec<Case> {
     cases
 }
 
+/// Files that are not logs, for every `log` subcommand: appending must not make a log of
+/// them (the non-log and the cut log keep their bytes), reading must refuse them.
+fn log_cases(fx: &Fixture) -> Vec<Case> {
+    let mut cases = Vec::new();
+    let paths = [
+        fx.path("dir"),
+        fx.path("fifo"),
+        fx.path("socket"),
+        fx.path("loop"),
+        fx.path("data"),
+        fx.path("data/below-a-file"),
+        fx.path("cut-log"),
+        fx.path("zeros"),
+        PathBuf::from("/proc/self/status"),
+        PathBuf::from("/proc/self/mem"),
+        PathBuf::from("/dev/null"),
+        PathBuf::from("/dev/zero"),
+    ];
+    for path in &paths {
+        let p = path.to_str().unwrap();
+        for args in [
+            vec!["log", "append", p],
+            vec!["log", "append", "--raw", "--sync", p],
+            vec!["log", "append", "--recover", "salvage", p],
+            vec!["log", "cat", p],
+            vec!["log", "tail", "-f", p],
+            vec!["log", "check", p],
+            vec!["log", "stats", p],
+        ] {
+            let mut c = case(Expect::Refused, &args);
+            c.stdin = b"hostile\n".to_vec();
+            cases.push(c);
+        }
+    }
+    let log = fx.path("log");
+    let log = log.to_str().unwrap();
+    // (Clap's own multi-line refusals, of a missing FILE or a policy not listed, are
+    // left out: their text is clap's.)
+    for args in [
+        vec!["log", "tail", "--from", "1", "-n", "2", log],
+        vec!["log", "bogus", log],
+    ] {
+        cases.push(case(Expect::Refused, &args));
+    }
+    cases
+}
+
 /// The files and names the cases point at.
 struct Fixture {
     dir: tempfile::TempDir,
@@ -404,6 +494,28 @@ impl Fixture {
         std::fs::write(p("changing"), &data).unwrap();
         std::fs::write(p("secret"), &data).unwrap();
         std::fs::set_permissions(p("secret"), std::fs::Permissions::from_mode(0o600)).unwrap();
+        // A log of three records, a copy cut inside its header, one only root may write,
+        // and a file of zeros as long as a log.
+        let made = common::mmkit()
+            .args(["log", "append", p("log").to_str().unwrap()])
+            .stdin(Stdio::piped())
+            .spawn()
+            .and_then(|mut child| {
+                child
+                    .stdin
+                    .take()
+                    .unwrap()
+                    .write_all(b"one\ntwo\nthree\n")?;
+                child.wait()
+            })
+            .unwrap();
+        assert!(made.success());
+        let log = std::fs::read(p("log")).unwrap();
+        std::fs::write(p("cut-log"), &log[..100]).unwrap();
+        std::fs::write(p("readonly.log"), &log).unwrap();
+        std::fs::set_permissions(p("readonly.log"), std::fs::Permissions::from_mode(0o644))
+            .unwrap();
+        std::fs::write(p("zeros"), vec![0u8; log.len()]).unwrap();
         std::fs::write(p("target"), b"must stay as it is").unwrap();
         std::fs::create_dir(p("dir")).unwrap();
         let fifo = Command::new("mkfifo").arg(p("fifo")).status().unwrap();
@@ -558,6 +670,25 @@ fn segment_names_that_are_not_names() {
     report("segment name", total, &failures);
     let target = std::fs::read(fx.path("target")).unwrap();
     assert_eq!(target, b"must stay as it is", "a planted link was followed");
+}
+
+#[test]
+fn log_files_that_are_not_logs() {
+    let fx = Fixture::new();
+    let data = std::fs::read(fx.path("data")).unwrap();
+    let cut = std::fs::read(fx.path("cut-log")).unwrap();
+    let (total, failures) = run_all(log_cases(&fx));
+    report("log", total, &failures);
+    assert_eq!(
+        std::fs::read(fx.path("data")).unwrap(),
+        data,
+        "a non-log was changed"
+    );
+    assert_eq!(
+        std::fs::read(fx.path("cut-log")).unwrap(),
+        cut,
+        "a cut log was changed"
+    );
 }
 
 #[test]
