@@ -44,10 +44,12 @@
 
 mod file;
 mod format;
+mod kv;
 mod log;
 mod records;
 mod space;
 
+pub use kv::{Batch, CompactReport, Kv, KvOptions, KvStats};
 pub use log::{CheckReport, Damage, Entry, Iter, Log, LogOptions, LogStats, RecoveryReport, Tail};
 pub use records::{RecordCheck, RecordFile, RecordFileOptions};
 

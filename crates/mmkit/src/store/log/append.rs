@@ -62,6 +62,12 @@ impl Log {
     /// # Errors
     /// As [`append`](Self::append).
     pub fn append_batch<R: AsRef<[u8]>>(&self, records: &[R]) -> Result<Range<Seq>> {
+        self.append_placed(records).map(|(seqs, _)| seqs)
+    }
+
+    /// As [`append_batch`](Self::append_batch), also returning the offset of the first
+    /// record's frame (the records follow one another).
+    pub(crate) fn append_placed<R: AsRef<[u8]>>(&self, records: &[R]) -> Result<(Range<Seq>, u64)> {
         let writer = self.writer.as_ref().ok_or_else(|| self.read_only_err())?;
         let mut total: u64 = 0;
         for r in records {
@@ -78,8 +84,9 @@ impl Log {
         }
         let mut w = writer.lock().unwrap_or_else(|p| p.into_inner());
         let first = w.next_seq;
+        let start = w.end;
         if records.is_empty() {
-            return Ok(first..first);
+            return Ok((first..first, start));
         }
         let need = w.end.checked_add(total).ok_or_else(|| {
             Error::new(Op::Append, ErrorKind::LengthOverflow).with_path(Some(&self.path))
@@ -131,7 +138,7 @@ impl Log {
         if self.durability == Durability::Sync {
             self.sync_to(at)?;
         }
-        Ok(first..last + 1)
+        Ok((first..last + 1, start))
     }
 
     /// Make every committed record durable on storage (`fdatasync`), whatever the

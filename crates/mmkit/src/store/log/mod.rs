@@ -4,6 +4,7 @@
 //! group commit in [`append`]; reading, following and checking in [`read`].
 
 mod append;
+mod bulk;
 mod maps;
 mod open;
 mod read;
@@ -15,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU64;
 use std::sync::Mutex;
 
+pub(crate) use open::sync_dir;
 pub use read::{Entry, Iter, Tail};
 pub use report::{CheckReport, Damage, LogStats, RecoveryReport};
 
@@ -154,6 +156,12 @@ impl Log {
     /// As [`LogOptions::open`].
     pub fn open(path: impl AsRef<Path>) -> crate::Result<Log> {
         LogOptions::new().open(path)
+    }
+
+    /// The log's file was renamed to `path` (the key-value store's compaction renames
+    /// the new file over the old one): name it so in messages.
+    pub(crate) fn renamed(&mut self, path: &Path) {
+        self.path = path.to_path_buf();
     }
 
     /// The log's file.

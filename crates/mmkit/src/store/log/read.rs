@@ -44,7 +44,18 @@ pub struct Entry<'log> {
     len: u32,
 }
 
-impl Entry<'_> {
+impl<'log> Entry<'log> {
+    /// The record at a known place (the key-value store's index keeps these); its
+    /// bytes are checked when read.
+    pub(crate) fn at(log: &'log Log, offset: u64, seq: Seq, len: u32) -> Entry<'log> {
+        Entry {
+            log,
+            seq,
+            offset,
+            len,
+        }
+    }
+
     /// The record's sequence number.
     pub fn seq(&self) -> Seq {
         self.seq
@@ -395,6 +406,12 @@ impl Log {
             appends: self.appends.load(Ordering::Relaxed),
             flushes: self.flushes.load(Ordering::Relaxed),
         })
+    }
+
+    /// Where the log starts: its first sequence number and that record's offset.
+    pub(crate) fn start(&self) -> Result<(Seq, u64)> {
+        let meta = self.meta()?;
+        Ok((meta.start_seq, meta.start))
     }
 
     /// The committed `(last, end)`, with a mapping that covers `end` (a writer in another

@@ -1,0 +1,156 @@
+//! Compaction: the live records are rewritten into a fresh file next to the store, which
+//! then replaces the old one with `rename(2)`, and the directory is synced.
+//!
+//! A crash before the rename leaves the old file (the fresh one is a leftover, removed
+//! by the next compaction); after it, the new one, complete and synced. Never a mix.
+
+use std::time::{Duration, Instant};
+
+use super::index::Index;
+use super::{Kv, KvStats, State};
+use crate::store::{Durability, Log, LogOptions};
+use crate::{Error, Op, Result};
+
+/// What a compaction did.
+#[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+pub struct CompactReport {
+    /// Keys kept.
+    pub keys: u64,
+    /// The log's record bytes before and after.
+    pub bytes_before: u64,
+    /// See `bytes_before`.
+    pub bytes_after: u64,
+    /// Bytes allocated on storage by the file before and after.
+    pub allocated_before: u64,
+    /// See `allocated_before`.
+    pub allocated_after: u64,
+    /// How long it took.
+    pub took: Duration,
+}
+
+/// Live records copied per `append_batch` while compacting.
+const BATCH: usize = 4096;
+
+impl Kv {
+    /// Rewrite the live records into a fresh file and replace the store's file with it.
+    ///
+    /// # Errors
+    /// `NoSpace` when the fresh file does not fit (the store is left as it was); the
+    /// errors of `rename` and `fsync`.
+    pub fn compact(&self) -> Result<CompactReport> {
+        let mut st = self.write_lock();
+        self.compact_locked(&mut st)
+    }
+
+    /// Compact if the live records fell below the threshold.
+    pub(super) fn maybe_compact(&self) -> Result<()> {
+        let due = |st: &State| {
+            let total = st.index.total_bytes();
+            self.opts.compact_below > 0.0
+                && total >= self.opts.compact_min_bytes
+                && (st.index.live_bytes as f64) < self.opts.compact_below * total as f64
+        };
+        if !due(&self.read()) {
+            return Ok(());
+        }
+        let mut st = self.write_lock();
+        if due(&st) {
+            self.compact_locked(&mut st)?;
+        }
+        Ok(())
+    }
+
+    fn compact_locked(&self, st: &mut State) -> Result<CompactReport> {
+        let started = Instant::now();
+        let before = st.log.stats()?;
+        let fresh_path = fresh_path(&self.path);
+        let _ = std::fs::remove_file(&fresh_path); // a leftover of a crashed compaction
+        let fresh = LogOptions::new()
+            .durability(Durability::Process)
+            .open(&fresh_path)?;
+        let copied = copy_live(st, &fresh);
+        let mut fresh = match copied {
+            Ok(()) => fresh,
+            Err(e) => {
+                drop(fresh);
+                let _ = std::fs::remove_file(&fresh_path);
+                return Err(e);
+            }
+        };
+        fresh.sync()?;
+        std::fs::rename(&fresh_path, &self.path).map_err(|e| {
+            Error::io(Op::Sync, &e)
+                .with_path(Some(&self.path))
+                .detail(format!(
+                    "rename {} over the store: {e}",
+                    fresh_path.display()
+                ))
+        })?;
+        crate::store::log::sync_dir(&self.path)?;
+        fresh.renamed(&self.path);
+        let mut index = Index::new(&fresh)?;
+        index.catch_up(&fresh)?;
+        let after = fresh.stats()?;
+        st.log = std::sync::Arc::new(fresh);
+        st.index = index;
+        let report = CompactReport {
+            keys: st.index.map.len() as u64,
+            bytes_before: before.used_bytes,
+            bytes_after: after.used_bytes,
+            allocated_before: before.allocated_bytes,
+            allocated_after: after.allocated_bytes,
+            took: started.elapsed(),
+        };
+        st.last_compaction = Some(report.clone());
+        Ok(report)
+    }
+
+    /// Sizes and counts.
+    ///
+    /// # Errors
+    /// `fstat`'s.
+    pub fn stats(&self) -> Result<KvStats> {
+        let st = self.read();
+        let log = st.log.stats()?;
+        Ok(KvStats {
+            keys: st.index.map.len() as u64,
+            live_bytes: st.index.live_bytes,
+            total_bytes: log.used_bytes,
+            file_bytes: log.file_bytes,
+            allocated_bytes: log.allocated_bytes,
+            last_compaction: st.last_compaction.clone(),
+        })
+    }
+
+    /// Verify every record of the store's file (see [`Log::check`]).
+    ///
+    /// # Errors
+    /// As [`Log::check`].
+    pub fn check(&self) -> Result<crate::store::CheckReport> {
+        self.read().log.check()
+    }
+}
+
+/// Append the live records, in log order, to `fresh`.
+fn copy_live(st: &State, fresh: &Log) -> Result<()> {
+    let mut live: Vec<_> = st.index.map.values().copied().collect();
+    live.sort_unstable_by_key(|loc| loc.seq);
+    let mut batch: Vec<Vec<u8>> = Vec::with_capacity(BATCH);
+    for chunk in live.chunks(BATCH) {
+        batch.clear();
+        for loc in chunk {
+            batch.push(loc.entry(&st.log).read()?);
+        }
+        fresh.append_batch(&batch)?;
+    }
+    Ok(())
+}
+
+/// The fresh file's name: the store's, with `.compact` added, in the same directory (so
+/// the rename stays on one file system).
+fn fresh_path(path: &std::path::Path) -> std::path::PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".compact");
+    path.with_file_name(name)
+}
