@@ -177,10 +177,10 @@ fn recover(log: &Log, meta: Meta, len: u64, policy: Recovery) -> Result<(Writer,
     let map = log.maps.covering(&log.file, &log.path, len)?;
     let whole =
         usize::try_from(len).map_err(|_| Error::new(Op::Recover, ErrorKind::LengthOverflow))?;
+    let (_, committed) = log.maps.snapshot()?;
     // SAFETY: the whole file, read under the guard; this handle holds the writer lock,
     // so no other writer changes the bytes while they are scanned (a process that
     // ignores the lock can only make the scan find damage).
-    let (_, committed) = log.maps.snapshot()?;
     let found = unsafe {
         map.with_raw(Op::Recover, 0, whole, Protection::READ, |p| {
             scan(
