@@ -164,6 +164,9 @@ pub enum ErrorKind {
     Format,
     /// No such record: the sequence number or index is not (or no longer) in the store.
     NotFound,
+    /// The store's file was replaced (a compaction renamed a fresh file over it): open
+    /// the path again.
+    Replaced,
 }
 
 /// The error of every mmkit operation.
@@ -315,6 +318,7 @@ impl Error {
             ErrorKind::Corrupt => "shared state breaks the protocol's invariants".into(),
             ErrorKind::Format => "the file is not in the expected format".into(),
             ErrorKind::NotFound => "no such record".into(),
+            ErrorKind::Replaced => "the file was replaced by a compaction".into(),
         }
     }
 }

@@ -53,8 +53,22 @@ pub(crate) fn open_store_file(path: &Path, write: bool, create: bool) -> Result<
 /// `Busy` when another open file description (another process, or another handle in
 /// this one) holds it.
 pub(crate) fn lock_writer(file: &File, path: &Path) -> Result<()> {
+    lock(file, path, FlockOperation::NonBlockingLockExclusive)
+}
+
+/// Take a shared writer's lock: `flock(LOCK_SH | LOCK_NB)`, which any number of shared
+/// writers hold at once (they take turns through a robust lock in the file's header)
+/// and which keeps an exclusive writer out.
+///
+/// # Errors
+/// `Busy` when an exclusive writer holds the file.
+pub(crate) fn lock_shared_writer(file: &File, path: &Path) -> Result<()> {
+    lock(file, path, FlockOperation::NonBlockingLockShared)
+}
+
+fn lock(file: &File, path: &Path, how: FlockOperation) -> Result<()> {
     loop {
-        match rustix::fs::flock(file, FlockOperation::NonBlockingLockExclusive) {
+        match rustix::fs::flock(file, how) {
             Ok(()) => return Ok(()),
             Err(Errno::INTR) => continue,
             Err(Errno::WOULDBLOCK) => {

@@ -7,7 +7,10 @@
 //!   64 meta slot 0, 96 meta slot 1: generation u64, start offset u64, start seq u64,
 //!      CRC32C of the 24 bytes; the valid slot with the higher generation is current
 //!   128 committed end u64        136 last committed seq u64     (hints, shared)
+//!   144 reserved bytes u64 (the file's allocated size, kept by whoever grows it)
 //!   192 commit events u32 (the futex word)   196 waiters u32     (shared)
+//!   200 replaced u32: 1 once a compaction renamed a fresh file over this one
+//!   256 the writers' robust lock word (shared writers only)
 //! from 4096: records, each at an 8-byte boundary
 //!   0 word u32: payload length (bits 0..30), MORE (bit 30: a batch continues), PAD (bit 31)
 //!   4 CRC32C u32 of bytes 0..4, 8..16 and the payload
@@ -31,8 +34,11 @@ pub(crate) const HEADER_LEN: usize = 4096;
 pub(crate) const META_SLOTS: [usize; 2] = [64, 96];
 pub(crate) const COMMITTED_END: usize = 128;
 pub(crate) const LAST_SEQ: usize = 136;
+pub(crate) const RESERVED: usize = 144;
 pub(crate) const EVENTS: usize = 192;
 pub(crate) const WAITERS: usize = 196;
+pub(crate) const REPLACED: usize = 200;
+pub(crate) const WRITE_LOCK: usize = 256;
 
 /// A record's frame before its payload.
 pub(crate) const FRAME: usize = 16;

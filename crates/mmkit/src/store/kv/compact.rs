@@ -63,37 +63,77 @@ impl Kv {
 
     fn compact_locked(&self, st: &mut State) -> Result<CompactReport> {
         let started = Instant::now();
-        let before = st.log.stats()?;
+        self.refresh(st)?;
+        let old = st.log.clone();
+        let before = old.stats()?;
+        // Under the old log's writers' lock nobody appends to it: catch up with the last
+        // records other processes wrote, copy the live ones, mark the old file replaced,
+        // and rename the fresh one over it.
+        let fresh = old.with_write_lock(|| {
+            if old.poll()?.1 && old.is_replaced()? {
+                return Ok(None); // another process compacted first
+            }
+            st.index.catch_up(&old)?;
+            self.write_fresh(st, &old).map(Some)
+        });
+        let fresh = match fresh {
+            Ok(Some(fresh)) => fresh,
+            Ok(None) => {
+                self.refresh(st)?;
+                return self.report(st, &before, started);
+            }
+            Err(e) => return Err(e),
+        };
+        st.index = {
+            let mut index = Index::new(&fresh)?;
+            index.catch_up(&fresh)?;
+            index
+        };
+        st.log = std::sync::Arc::new(fresh);
+        self.report(st, &before, started)
+    }
+
+    /// Write the live records into a fresh file, sync it, mark `old` replaced and
+    /// rename the fresh file over the store (the caller holds `old`'s writers' lock).
+    fn write_fresh(&self, st: &State, old: &Log) -> Result<Log> {
         let fresh_path = fresh_path(&self.path);
         let _ = std::fs::remove_file(&fresh_path); // a leftover of a crashed compaction
         let fresh = LogOptions::new()
             .durability(Durability::Process)
+            .shared_writers()
             .open(&fresh_path)?;
-        let copied = copy_live(st, &fresh);
-        let mut fresh = match copied {
-            Ok(()) => fresh,
-            Err(e) => {
-                drop(fresh);
-                let _ = std::fs::remove_file(&fresh_path);
-                return Err(e);
-            }
-        };
-        fresh.sync()?;
-        std::fs::rename(&fresh_path, &self.path).map_err(|e| {
-            Error::io(Op::Sync, &e)
+        let written = copy_live(st, &fresh)
+            .and_then(|()| fresh.trim_reserve())
+            .and_then(|()| fresh.sync());
+        if let Err(e) = written {
+            drop(fresh);
+            let _ = std::fs::remove_file(&fresh_path);
+            return Err(e);
+        }
+        old.mark_replaced()?;
+        if let Err(e) = std::fs::rename(&fresh_path, &self.path) {
+            let _ = old.check_replaced(); // still this file: clear the mark
+            let _ = std::fs::remove_file(&fresh_path);
+            return Err(Error::io(Op::Sync, &e)
                 .with_path(Some(&self.path))
                 .detail(format!(
                     "rename {} over the store: {e}",
                     fresh_path.display()
-                ))
-        })?;
+                )));
+        }
         crate::store::log::sync_dir(&self.path)?;
+        let mut fresh = fresh;
         fresh.renamed(&self.path);
-        let mut index = Index::new(&fresh)?;
-        index.catch_up(&fresh)?;
-        let after = fresh.stats()?;
-        st.log = std::sync::Arc::new(fresh);
-        st.index = index;
+        Ok(fresh)
+    }
+
+    fn report(
+        &self,
+        st: &mut State,
+        before: &crate::store::LogStats,
+        started: Instant,
+    ) -> Result<CompactReport> {
+        let after = st.log.stats()?;
         let report = CompactReport {
             keys: st.index.map.len() as u64,
             bytes_before: before.used_bytes,
@@ -111,7 +151,7 @@ impl Kv {
     /// # Errors
     /// `fstat`'s.
     pub fn stats(&self) -> Result<KvStats> {
-        let st = self.read();
+        let st = self.fresh()?;
         let log = st.log.stats()?;
         Ok(KvStats {
             keys: st.index.map.len() as u64,
@@ -128,7 +168,7 @@ impl Kv {
     /// # Errors
     /// As [`Log::check`].
     pub fn check(&self) -> Result<crate::store::CheckReport> {
-        self.read().log.check()
+        self.fresh()?.log.check()
     }
 }
 

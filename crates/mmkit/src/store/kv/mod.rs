@@ -185,6 +185,20 @@ pub struct KvStats {
     pub last_compaction: Option<CompactReport>,
 }
 
+/// Open the store's log as a shared writer (writers in other processes take turns), with
+/// damage skipped and reported, and build its index.
+fn open_log(path: &Path, create: bool) -> Result<(Arc<Log>, Index)> {
+    let log = LogOptions::new()
+        .durability(Durability::Process)
+        .recovery(Recovery::Salvage)
+        .shared_writers()
+        .create(create)
+        .open(path)?;
+    let mut index = Index::new(&log)?;
+    index.catch_up(&log)?;
+    Ok((Arc::new(log), index))
+}
+
 impl Kv {
     /// Open (or create) the store at `path` with the default options.
     ///
@@ -195,18 +209,11 @@ impl Kv {
     }
 
     fn open_with(path: &Path, opts: KvOptions) -> Result<Kv> {
-        let log = LogOptions::new()
-            .durability(Durability::Process)
-            .recovery(Recovery::Salvage)
-            .create(opts.create)
-            .open(path)?;
-        let recovered = log.recovery_report().clone();
-        let mut index = Index::new(&log)?;
-        index.catch_up(&log)?;
+        let (log, index) = open_log(path, opts.create)?;
         let state = State {
-            log: Arc::new(log),
+            recovered: log.recovery_report().clone(),
+            log,
             index,
-            recovered,
             last_compaction: None,
         };
         Ok(Kv {
@@ -241,7 +248,7 @@ impl Kv {
     /// # Errors
     /// As [`get`](Self::get).
     pub fn get_into(&self, key: &[u8], buf: &mut Vec<u8>) -> Result<bool> {
-        let st = self.read();
+        let st = self.fresh()?;
         let Some(loc) = st.index.map.get(key) else {
             buf.clear();
             return Ok(false);
@@ -267,7 +274,7 @@ impl Kv {
     /// # Errors
     /// As [`get`](Self::get).
     pub unsafe fn get_with<R>(&self, key: &[u8], f: impl FnOnce(&[u8]) -> R) -> Result<Option<R>> {
-        let st = self.read();
+        let st = self.fresh()?;
         let Some(loc) = st.index.map.get(key) else {
             return Ok(None);
         };
@@ -279,9 +286,9 @@ impl Kv {
     /// Whether `key` is held.
     ///
     /// # Errors
-    /// None today; a `Result` for the multi-process catch-up.
+    /// `Corrupt`/`Truncated` when records another process appended cannot be read.
     pub fn contains(&self, key: &[u8]) -> Result<bool> {
-        Ok(self.read().index.map.contains_key(key))
+        Ok(self.fresh()?.index.map.contains_key(key))
     }
 
     /// How many keys the store holds.
@@ -289,7 +296,7 @@ impl Kv {
     /// # Errors
     /// As [`contains`](Self::contains).
     pub fn len(&self) -> Result<usize> {
-        Ok(self.read().index.map.len())
+        Ok(self.fresh()?.index.map.len())
     }
 
     /// Whether the store holds no key.
@@ -305,7 +312,7 @@ impl Kv {
     /// # Errors
     /// As [`contains`](Self::contains).
     pub fn keys(&self) -> Result<Vec<Vec<u8>>> {
-        Ok(self.read().index.map.keys().map(|k| k.to_vec()).collect())
+        Ok(self.fresh()?.index.map.keys().map(|k| k.to_vec()).collect())
     }
 
     /// Every key with its value, in no particular order (a snapshot of the keys; values
@@ -363,11 +370,21 @@ impl Kv {
         let log = {
             let mut st = self.write_lock();
             let st = &mut *st;
-            let (seqs, mut at) = st.log.append_placed(records)?;
-            for (rec, seq) in records.iter().zip(seqs) {
-                let size = crate::store::format::record_size(rec.len());
-                st.index.apply(at, seq, size, rec);
-                at += size;
+            let (seqs, mut at) = loop {
+                match st.log.append_placed(records) {
+                    Err(e) if e.kind() == ErrorKind::Replaced => self.refresh(st)?,
+                    placed => break placed?,
+                }
+            };
+            if (seqs.start, at) == (st.index.next_seq, st.index.next_at) {
+                for (rec, seq) in records.iter().zip(seqs) {
+                    let size = crate::store::format::record_size(rec.len());
+                    st.index.apply(at, seq, size, rec);
+                    at += size;
+                }
+            } else {
+                // Other processes appended first: apply theirs, then ours, from the log.
+                st.index.catch_up(&st.log)?;
             }
             st.log.clone()
         };
@@ -375,6 +392,35 @@ impl Kv {
             log.sync()?;
         }
         self.maybe_compact()
+    }
+
+    /// The state, first brought up to date with the file: records other processes
+    /// committed are applied, and a file a compaction replaced is reopened.
+    fn fresh(&self) -> Result<RwLockReadGuard<'_, State>> {
+        {
+            let st = self.read();
+            let (last, replaced) = st.log.poll()?;
+            if !replaced && last + 1 == st.index.next_seq {
+                return Ok(st);
+            }
+        }
+        let mut st = self.write_lock();
+        self.refresh(&mut st)?;
+        drop(st);
+        Ok(self.read())
+    }
+
+    /// Apply what other processes committed; reopen the path when a compaction replaced
+    /// the file.
+    fn refresh(&self, st: &mut State) -> Result<()> {
+        let (_, replaced) = st.log.poll()?;
+        if replaced && st.log.is_replaced()? {
+            let (log, index) = open_log(&self.path, false)?;
+            (st.log, st.index) = (log, index);
+            return Ok(());
+        }
+        st.index.catch_up(&st.log)?;
+        Ok(())
     }
 
     fn read(&self) -> RwLockReadGuard<'_, State> {

@@ -83,16 +83,41 @@ impl Log {
             total += record_size(len);
         }
         let mut w = writer.lock().unwrap_or_else(|p| p.into_inner());
+        let (seqs, start, end) = if self.shared {
+            self.with_write_lock(|| {
+                self.refresh(&mut w)?;
+                self.write_records(&mut w, records, total)
+            })?
+        } else {
+            self.write_records(&mut w, records, total)?
+        };
+        drop(w);
+        self.appends
+            .fetch_add(records.len() as u64, Ordering::Relaxed);
+        if self.durability == Durability::Sync {
+            self.sync_to(end)?;
+        }
+        Ok((seqs, start))
+    }
+
+    /// Write `records` (`total` bytes) at the committed end and publish them; returns
+    /// their numbers, where they start and where they end.
+    fn write_records<R: AsRef<[u8]>>(
+        &self,
+        w: &mut Writer,
+        records: &[R],
+        total: u64,
+    ) -> Result<(Range<Seq>, u64, u64)> {
         let first = w.next_seq;
         let start = w.end;
         if records.is_empty() {
-            return Ok((first..first, start));
+            return Ok((first..first, start, start));
         }
         let need = w.end.checked_add(total).ok_or_else(|| {
             Error::new(Op::Append, ErrorKind::LengthOverflow).with_path(Some(&self.path))
         })?;
         if need + FRAME as u64 > w.reserved {
-            self.grow(&mut w, need + FRAME as u64)?;
+            self.grow(w, need + FRAME as u64)?;
         }
         let map = self.maps.covering(&self.file, &self.path, w.reserved)?;
         let mut at = w.end;
@@ -132,13 +157,92 @@ impl Log {
         self.publish(at, last)?;
         w.end = at;
         w.next_seq = last + 1;
-        drop(w);
-        self.appends
-            .fetch_add(records.len() as u64, Ordering::Relaxed);
-        if self.durability == Durability::Sync {
-            self.sync_to(at)?;
+        Ok((first..last + 1, start, at))
+    }
+
+    /// Run `f` holding the shared writers' robust lock (in the header). A writer that
+    /// died holding it left nothing published past the committed end (its bytes there
+    /// are overwritten), so the state is consistent as it is.
+    pub(crate) fn with_write_lock<R>(&self, f: impl FnOnce() -> Result<R>) -> Result<R> {
+        self.maps
+            .with_u32(format::WRITE_LOCK, |word| {
+                let mutex = crate::shm::sync::RobustMutex::new(word);
+                let mut guard = mutex.lock()?.into_guard();
+                guard.mark_consistent();
+                f()
+            })
+            .and_then(|r| r)
+    }
+
+    /// A shared writer's view of the log, from the header: another process may have
+    /// appended, grown the file, moved the start, or replaced the file.
+    fn refresh(&self, w: &mut Writer) -> Result<()> {
+        let replaced = self
+            .maps
+            .with_u32(format::REPLACED, |r| r.load(Ordering::Acquire))?;
+        if replaced != 0 {
+            self.check_replaced()?;
         }
-        Ok((first..last + 1, start))
+        let (last, end) = self.maps.snapshot()?;
+        w.end = end;
+        w.next_seq = last + 1;
+        let reserved = self.maps.load_u64(format::RESERVED)?;
+        if reserved > w.reserved {
+            w.reserved = reserved;
+        }
+        w.meta = self.meta()?;
+        Ok(())
+    }
+
+    /// Whether the path now names another file than this log's (a compaction renamed a
+    /// fresh file over it).
+    pub(crate) fn is_replaced(&self) -> Result<bool> {
+        use std::os::unix::fs::MetadataExt;
+        let mine = self
+            .file
+            .metadata()
+            .map_err(|e| Error::io(Op::Append, &e).with_path(Some(&self.path)))?;
+        let now = std::fs::metadata(&self.path).ok();
+        Ok(!now.is_some_and(|m| m.ino() == mine.ino() && m.dev() == mine.dev()))
+    }
+
+    /// The header says a compaction replaced the file: `Err(Replaced)` when the path now
+    /// names another file; when it still names this one, the compaction died before its
+    /// rename, and the mark is cleared (the caller holds the writers' lock).
+    pub(crate) fn check_replaced(&self) -> Result<()> {
+        if !self.is_replaced()? {
+            self.maps
+                .with_u32(format::REPLACED, |r| r.store(0, Ordering::Release))?;
+            return Ok(());
+        }
+        Err(Error::new(Op::Append, ErrorKind::Replaced)
+            .with_path(Some(&self.path))
+            .detail("a compaction renamed a fresh file over this log")
+            .hint("open the path again"))
+    }
+
+    /// Give back the space reserved past the committed end (keeping a page of it): a
+    /// compaction's fresh file, written whole, is then no larger than its records. Only
+    /// before the file is shared: a writer in another process may be using the space.
+    pub(crate) fn trim_reserve(&self) -> Result<()> {
+        let writer = self.writer.as_ref().ok_or_else(|| self.read_only_err())?;
+        let mut w = writer.lock().unwrap_or_else(|p| p.into_inner());
+        let keep = (w.end + FRAME as u64).next_multiple_of(4096);
+        if keep < w.reserved {
+            self.file
+                .set_len(keep)
+                .map_err(|e| Error::io(Op::Reserve, &e).with_path(Some(&self.path)))?;
+            w.reserved = keep;
+            self.maps.store_u64(format::RESERVED, keep)?;
+        }
+        Ok(())
+    }
+
+    /// Mark the log replaced (a compaction is about to rename a fresh file over it;
+    /// the caller holds the writers' lock).
+    pub(crate) fn mark_replaced(&self) -> Result<()> {
+        self.maps
+            .with_u32(format::REPLACED, |r| r.store(1, Ordering::Release))
     }
 
     /// Make every committed record durable on storage (`fdatasync`), whatever the
@@ -194,7 +298,7 @@ impl Log {
             }
             Err(e) => return Err(e),
         }
-        Ok(())
+        self.maps.store_u64(format::RESERVED, w.reserved)
     }
 
     /// Drop every record before `seq` (retention): the log then starts at `seq`, and the

@@ -102,6 +102,35 @@ impl Maps {
         }
     }
 
+    /// The last committed sequence number and the replaced mark, in one guarded read:
+    /// what a key-value store checks before each operation.
+    pub(crate) fn poll(&self) -> Result<(u64, bool)> {
+        let span = format::REPLACED + 4 - format::LAST_SEQ;
+        // SAFETY: aligned words of the header page, loaded atomically in the closure.
+        unsafe {
+            self.header
+                .with_raw(Op::Read, format::LAST_SEQ, span, Protection::READ, |p| {
+                    let last = AtomicU64::from_ptr(p.cast::<u64>()).load(Ordering::Acquire);
+                    let replaced = AtomicU32::from_ptr(
+                        p.add(format::REPLACED - format::LAST_SEQ).cast::<u32>(),
+                    )
+                    .load(Ordering::Acquire);
+                    (last, replaced != 0)
+                })
+        }
+    }
+
+    /// Store the shared 64-bit word at `off` of the header.
+    pub(crate) fn store_u64(&self, off: usize, value: u64) -> Result<()> {
+        // SAFETY: as in `load_u64`; the page is writable (checked by `with_raw`).
+        unsafe {
+            self.header
+                .with_raw(Op::Append, off, 8, Protection::READ_WRITE, |p| {
+                    AtomicU64::from_ptr(p.cast::<u64>()).store(value, Ordering::Release)
+                })
+        }
+    }
+
     /// Publish a commit: the committed end, then the last sequence number (a reader
     /// that loads them in the other order, as [`snapshot`](Self::snapshot) does, never
     /// sees a last number whose record lies past the end it sees); then bump the commit

@@ -30,6 +30,7 @@ pub struct LogOptions {
     recovery: Recovery,
     read_only: bool,
     create: bool,
+    shared: bool,
 }
 
 impl Default for LogOptions {
@@ -46,6 +47,7 @@ impl LogOptions {
             recovery: Recovery::Strict,
             read_only: false,
             create: true,
+            shared: false,
         }
     }
 
@@ -67,6 +69,16 @@ impl LogOptions {
     pub fn read_only(&mut self) -> &mut Self {
         self.read_only = true;
         self.create = false;
+        self
+    }
+
+    /// Let writers in several processes append to the log, taking turns through a
+    /// robust lock in its header (a writer killed holding it does not wedge the
+    /// others). Every shared writer opens with this; an exclusive writer (the default)
+    /// and shared writers keep each other out (`Busy`). An append then costs the lock
+    /// and a read of the header.
+    pub fn shared_writers(&mut self) -> &mut Self {
+        self.shared = true;
         self
     }
 
@@ -124,6 +136,8 @@ pub struct Log {
     file: File,
     maps: Maps,
     durability: Durability,
+    /// Whether writers in other processes append too (see `LogOptions::shared_writers`).
+    shared: bool,
     /// The append side; `None` for a read-only log.
     writer: Option<Mutex<append::Writer>>,
     /// Serialises flushes; the appenders queued on it find their records flushed.

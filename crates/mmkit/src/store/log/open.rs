@@ -23,16 +23,22 @@ const FIRST_RESERVE: u64 = 64 << 10;
 
 pub(super) fn open(opts: &LogOptions, path: &Path) -> Result<Log> {
     let write = !opts.read_only;
+    if write && opts.create && std::fs::symlink_metadata(path).is_err() {
+        create_new(path, opts.durability)?;
+    }
     let (file, header_write) = if write {
-        (file::open_store_file(path, true, opts.create)?, true)
+        (file::open_store_file(path, true, false)?, true)
     } else {
         open_reader(path)?
     };
-    if write {
+    if write && opts.shared {
+        file::lock_shared_writer(&file, path)?;
+    } else if write {
         file::lock_writer(&file, path)?;
     }
     let mut len = file_len(&file, path)?;
-    if len == 0 && write {
+    if len == 0 && write && opts.create && !opts.shared {
+        // An empty file named as a new log: this writer holds its exclusive lock.
         create(&file, path, opts.durability)?;
         len = file_len(&file, path)?;
     }
@@ -43,6 +49,7 @@ pub(super) fn open(opts: &LogOptions, path: &Path) -> Result<Log> {
         file,
         maps,
         durability: opts.durability,
+        shared: write && opts.shared,
         writer: None,
         flush_lock: Mutex::new(()),
         synced_end: AtomicU64::new(0),
@@ -53,7 +60,11 @@ pub(super) fn open(opts: &LogOptions, path: &Path) -> Result<Log> {
         flushes: AtomicU64::new(0),
     };
     if write {
-        let (writer, report) = recover(&log, meta, len, opts.recovery)?;
+        let (writer, report) = if log.shared {
+            log.with_write_lock(|| recover(&log, meta, len, opts.recovery))?
+        } else {
+            recover(&log, meta, len, opts.recovery)?
+        };
         log.published_end = AtomicU64::new(writer.end);
         log.synced_end = AtomicU64::new(writer.end);
         log.writer = Some(Mutex::new(writer));
@@ -78,6 +89,38 @@ fn open_reader(path: &Path) -> Result<(File, bool)> {
         }
         Err(e) => Err(e),
     }
+}
+
+/// Create a new log at `path` whole: its header is written into a fresh file under a
+/// temporary name, which is then linked into place (`link(2)` fails when the path
+/// exists, so two processes creating the log at once end up with one, and nobody ever
+/// opens a half-written header).
+fn create_new(path: &Path, durability: Durability) -> Result<()> {
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let mut name = std::ffi::OsString::from(".");
+    name.push(path.file_name().unwrap_or_default());
+    name.push(format!(".new-{}-{stamp}", std::process::id()));
+    let tmp = path.with_file_name(name);
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(&tmp)
+        .map_err(|e| Error::io(Op::Open, &e).with_path(Some(&tmp)))?;
+    let written =
+        create(&file, &tmp, durability).and_then(|()| match std::fs::hard_link(&tmp, path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+            Err(e) => Err(Error::io(Op::Open, &e).with_path(Some(path))),
+        });
+    let _ = std::fs::remove_file(&tmp);
+    written?;
+    if durability == Durability::Sync {
+        sync_dir(path)?;
+    }
+    Ok(())
 }
 
 fn file_len(file: &File, path: &Path) -> Result<u64> {

@@ -414,6 +414,13 @@ impl Log {
         Ok((meta.start_seq, meta.start))
     }
 
+    /// The last committed sequence number (0 before the first) and whether a compaction
+    /// replaced the file: one shared read, for the key-value store's check that it is up
+    /// to date.
+    pub(crate) fn poll(&self) -> Result<(Seq, bool)> {
+        self.maps.poll()
+    }
+
     /// The committed `(last, end)`, with a mapping that covers `end` (a writer in another
     /// process may have grown the file past this handle's first mapping).
     pub(super) fn snapshot(&self) -> Result<(Seq, u64)> {

@@ -1,0 +1,147 @@
+//! `store::Kv` through real files: operations, reopen, batches, typed values,
+//! compaction that shrinks the file, and two handles (as two processes would) that see
+//! each other's writes and survive each other's compactions.
+
+mod common;
+
+use mmkit::store::{Batch, Kv, KvOptions};
+use mmkit::ErrorKind;
+
+fn key(i: u32) -> Vec<u8> {
+    format!("key-{i:08}").into_bytes()
+}
+
+#[test]
+fn puts_gets_deletes_and_batches_survive_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("kv");
+    let kv = Kv::open(&path).unwrap();
+    for i in 0..1000 {
+        kv.put(&key(i), format!("value {i}").as_bytes()).unwrap();
+    }
+    for i in 0..1000 {
+        kv.put(&key(i), format!("value {i} v2").as_bytes()).unwrap();
+    }
+    assert!(kv.delete(&key(7)).unwrap());
+    assert!(!kv.delete(&key(7)).unwrap());
+    let mut batch = Batch::new();
+    batch.put(b"a", b"1").put(b"b", b"2").delete(&key(8));
+    kv.write(&batch).unwrap();
+    kv.put_u64(b"n", 42).unwrap();
+    kv.put_f64(b"pi", 3.25).unwrap();
+    kv.put_str(b"s", "héllo").unwrap();
+    kv.put_bool(b"t", true).unwrap();
+    assert_eq!(kv.get_u64(b"a").unwrap_err().kind(), ErrorKind::Layout);
+    drop(kv);
+    let kv = Kv::open(&path).unwrap();
+    assert!(kv.recovery_report().is_clean());
+    assert_eq!(kv.len().unwrap(), 1000 - 2 + 2 + 4);
+    assert_eq!(kv.get(&key(9)).unwrap().unwrap(), b"value 9 v2");
+    assert_eq!(kv.get(&key(7)).unwrap(), None);
+    assert_eq!(kv.get(&key(8)).unwrap(), None);
+    assert_eq!(kv.get(b"b").unwrap().unwrap(), b"2");
+    assert_eq!(kv.get_u64(b"n").unwrap(), Some(42));
+    assert_eq!(kv.get_f64(b"pi").unwrap(), Some(3.25));
+    assert_eq!(kv.get_string(b"s").unwrap().as_deref(), Some("héllo"));
+    assert_eq!(kv.get_bool(b"t").unwrap(), Some(true));
+    // SAFETY: nothing writes the file outside mmkit in this test.
+    let len = unsafe { kv.get_with(&key(10), |v| v.len()) }.unwrap();
+    assert_eq!(len, Some(b"value 10 v2".len()));
+    let mut keys = kv.keys().unwrap();
+    keys.sort();
+    assert_eq!(keys.first().unwrap(), b"a");
+    assert_eq!(kv.iter().unwrap().count(), kv.len().unwrap());
+    assert!(kv.check().unwrap().is_intact());
+}
+
+#[test]
+fn compaction_shrinks_the_file_and_keeps_every_live_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("kv");
+    let kv = KvOptions::new().compact_below(0.0, 0).open(&path).unwrap();
+    let value = vec![5u8; 256];
+    for i in 0..20_000 {
+        kv.put(&key(i), &value).unwrap();
+    }
+    for i in 0..20_000 {
+        if i % 2 == 0 {
+            kv.delete(&key(i)).unwrap();
+        }
+    }
+    let before = kv.stats().unwrap();
+    let report = kv.compact().unwrap();
+    let after = kv.stats().unwrap();
+    assert_eq!(report.keys, 10_000);
+    assert_eq!(after.live_bytes, after.total_bytes, "{after:?}");
+    // Half the keys deleted (a tombstone each): the live records were 47% of the log.
+    assert!(
+        (after.allocated_bytes as f64) < 0.6 * before.allocated_bytes as f64,
+        "{before:?} {after:?}"
+    );
+    assert!(
+        (after.allocated_bytes as f64) <= 1.05 * after.live_bytes as f64 + 8192.0,
+        "{after:?}"
+    );
+    for i in (1..20_000).step_by(2) {
+        assert_eq!(kv.get(&key(i)).unwrap().unwrap(), value);
+    }
+    drop(kv);
+    let kv = Kv::open(&path).unwrap();
+    assert_eq!(kv.len().unwrap(), 10_000);
+    assert!(!dir.path().join("kv.compact").exists());
+}
+
+#[test]
+fn automatic_compaction_runs_when_live_bytes_fall_below_the_threshold() {
+    let dir = tempfile::tempdir().unwrap();
+    let kv = KvOptions::new()
+        .compact_below(0.5, 64 << 10)
+        .open(dir.path().join("kv"))
+        .unwrap();
+    for round in 0..20u32 {
+        for i in 0..100 {
+            kv.put(&key(i), &round.to_le_bytes().repeat(16)).unwrap();
+        }
+    }
+    let stats = kv.stats().unwrap();
+    assert!(stats.last_compaction.is_some(), "{stats:?}");
+    assert!(
+        stats.total_bytes < 2 * stats.live_bytes + (64 << 10),
+        "{stats:?}"
+    );
+    assert_eq!(kv.get_u32(&key(5)).unwrap_err().kind(), ErrorKind::Layout);
+    assert_eq!(
+        kv.get(&key(5)).unwrap().unwrap(),
+        19u32.to_le_bytes().repeat(16)
+    );
+}
+
+#[test]
+fn two_handles_see_each_others_writes_and_compactions() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("kv");
+    let a = KvOptions::new().compact_below(0.0, 0).open(&path).unwrap();
+    let b = KvOptions::new().compact_below(0.0, 0).open(&path).unwrap();
+    a.put(b"x", b"from a").unwrap();
+    assert_eq!(b.get(b"x").unwrap().unwrap(), b"from a");
+    b.put(b"y", b"from b").unwrap();
+    a.put(b"z", b"from a again").unwrap();
+    assert_eq!(a.get(b"y").unwrap().unwrap(), b"from b");
+    assert_eq!(b.len().unwrap(), 3);
+    for i in 0..500 {
+        a.put(&key(i), b"old").unwrap();
+        b.put(&key(i), b"new").unwrap();
+    }
+    let report = a.compact().unwrap();
+    assert_eq!(report.keys, 503);
+    // b still holds the replaced file: its next call moves to the new one.
+    assert_eq!(b.get(&key(3)).unwrap().unwrap(), b"new");
+    b.put(b"after", b"compaction").unwrap();
+    assert_eq!(a.get(b"after").unwrap().unwrap(), b"compaction");
+    b.compact().unwrap();
+    a.put(b"last", b"word").unwrap();
+    assert_eq!(b.get(b"last").unwrap().unwrap(), b"word");
+    drop((a, b));
+    let kv = Kv::open(&path).unwrap();
+    assert_eq!(kv.len().unwrap(), 505);
+}
