@@ -61,7 +61,12 @@ pub(super) fn open(opts: &LogOptions, path: &Path) -> Result<Log> {
     };
     if write {
         let (writer, report) = if log.shared {
-            log.with_write_lock(|| recover(&log, meta, len, opts.recovery))?
+            // The length and start read before the lock are stale once another writer
+            // appended meanwhile: scanning only up to them would cut its records.
+            log.with_write_lock(|| {
+                let len = file_len(&log.file, path)?;
+                recover(&log, log.meta()?, len, opts.recovery)
+            })?
         } else {
             recover(&log, meta, len, opts.recovery)?
         };
