@@ -447,8 +447,13 @@ impl Log {
         let extend = i + 1 == index.anchors.len();
         while s < seq {
             let (e, after) = self.entry_at(at, s, end)?;
-            if e.seq >= seq {
-                at = e.offset; // pads skipped past `seq`: it was lost to a hole
+            if e.seq == seq {
+                at = e.offset; // the record itself, maybe past pads
+                break;
+            }
+            if e.seq > seq {
+                // The pads skipped past `seq`: it was lost to a hole. Stay on the pad,
+                // where `entry_at` (expecting `seq`) skips to the next record.
                 break;
             }
             at = after;
