@@ -346,6 +346,7 @@ impl Log {
             })
         }
         .map_err(|e| e.with_path(Some(&self.path)))?;
+        let moved = self.maps.snapshot()?.1 != end;
         let mut report = CheckReport {
             records: found.runs.iter().map(|r| r.records).sum(),
             ..CheckReport::default()
@@ -361,8 +362,11 @@ impl Log {
                 first_lost: bad.first_lost,
                 next_intact: next.map(|r| r.first_seq),
             };
-            if next.is_none() && bad.offset >= end {
-                report.torn_tail = Some(d);
+            // Past the committed end: an append in flight, or a crashed one's leftovers.
+            // When the end moved during the scan, whatever lay past the old end was being
+            // written while it was read, so even with records after it, it is not damage.
+            if bad.offset >= end && (next.is_none() || moved) {
+                report.torn_tail.get_or_insert(d);
             } else {
                 report.damage.push(d);
             }
