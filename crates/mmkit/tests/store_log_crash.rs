@@ -520,3 +520,52 @@ fn appenders_and_readers_race_on_one_handle() {
         passes.load(Ordering::Relaxed)
     ));
 }
+
+/// What `create` leaves when killed part way: the first space reserved (zeros), then the
+/// first meta slot, then the fixed header (the last write).
+#[test]
+#[cfg_attr(miri, ignore)]
+fn a_log_killed_while_being_created_opens_as_a_new_log() {
+    use std::os::unix::fs::FileExt;
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("model");
+    drop(Log::open(&model).unwrap());
+    let done = std::fs::read(&model).unwrap();
+    let reserved = done.len();
+    let meta_written = {
+        let mut b = vec![0u8; reserved];
+        b[64..96].copy_from_slice(&done[64..96]);
+        b
+    };
+    let states: [(&str, Vec<u8>); 3] = [
+        ("space reserved", vec![0u8; reserved]),
+        ("meta slot written", meta_written),
+        ("zeros written part way", vec![0u8; 1000]),
+    ];
+    for (what, bytes) in states {
+        let path = dir.path().join(what.replace(' ', "-"));
+        std::fs::write(&path, &bytes).unwrap();
+        let log = Log::open(&path).unwrap_or_else(|e| panic!("{what}: {e}"));
+        assert!(log.recovery_report().is_clean(), "{what}");
+        assert_eq!(log.append(b"first").unwrap(), 1, "{what}");
+        drop(log);
+        let log = LogOptions::new().read_only().open(&path).unwrap();
+        assert_eq!(log.get(1).unwrap(), b"first", "{what}");
+    }
+    // Not left by `create`: a byte in the records' space, or more zeros than it
+    // reserves. Refused as before, and left as they are.
+    let mut written = vec![0u8; reserved];
+    written[5000] = 1;
+    let longer = vec![0u8; reserved + 4096];
+    for (what, bytes) in [("a record byte", written), ("longer", longer)] {
+        let path = dir.path().join(what.replace(' ', "-"));
+        std::fs::write(&path, &bytes).unwrap();
+        let err = Log::open(&path).unwrap_err();
+        assert_eq!(err.kind(), mmkit::ErrorKind::Format, "{what}: {err}");
+        assert!(std::fs::read(&path).unwrap() == bytes, "{what}: changed");
+    }
+    let f = std::fs::File::open(&model).unwrap();
+    let mut magic = [0u8; 8];
+    f.read_exact_at(&mut magic, 0).unwrap();
+    assert_eq!(&magic, b"MMKITLOG");
+}
