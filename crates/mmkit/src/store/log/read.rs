@@ -321,9 +321,27 @@ impl Log {
     /// listed in `damage`; an incomplete record past the committed end is a `torn_tail`.
     /// Changes nothing.
     ///
+    /// With a writer appending meanwhile, the bytes past the committed end change while
+    /// they are read: what looks like damage there with records after it is scanned
+    /// again (up to three times, a millisecond apart) before it is called damage.
+    ///
     /// # Errors
     /// `Truncated` when the file shrinks during the check.
     pub fn check(&self) -> Result<CheckReport> {
+        let mut tries = 1;
+        loop {
+            let (report, unsure) = self.check_once()?;
+            if !unsure || tries == 3 {
+                return Ok(report);
+            }
+            tries += 1;
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    /// One scan for [`check`](Self::check); also whether it found damage past the
+    /// committed end with records after it, which an append in flight can look like.
+    fn check_once(&self) -> Result<(CheckReport, bool)> {
         let meta = self.meta()?;
         let (_, end) = self.maps.snapshot()?;
         let len = self
@@ -347,6 +365,7 @@ impl Log {
         }
         .map_err(|e| e.with_path(Some(&self.path)))?;
         let moved = self.maps.snapshot()?.1 != end;
+        let mut unsure = false;
         let mut report = CheckReport {
             records: found.runs.iter().map(|r| r.records).sum(),
             ..CheckReport::default()
@@ -368,10 +387,11 @@ impl Log {
             if bad.offset >= end && (next.is_none() || moved) {
                 report.torn_tail.get_or_insert(d);
             } else {
+                unsure |= bad.offset >= end;
                 report.damage.push(d);
             }
         }
-        Ok(report)
+        Ok((report, unsure))
     }
 
     /// Sizes and counters.
