@@ -434,7 +434,7 @@ fn unkey(bytes: &[u8]) -> Option<(u8, u32)> {
 fn appenders_and_readers_race_on_one_handle() {
     let _serial = no_forks();
     const WRITERS: u8 = 4;
-    const EACH: u32 = 600;
+    const EACH: u32 = 1500;
     let dir = tempfile::tempdir().unwrap();
     let log = Arc::new(Log::open(dir.path().join("log")).unwrap());
     let done = Arc::new(AtomicBool::new(false));
@@ -489,6 +489,11 @@ fn appenders_and_readers_race_on_one_handle() {
                             let bytes = log.get(s).unwrap();
                             assert!(unkey(&bytes).is_some(), "reader {r}: get({s}) garbled");
                         }
+                    }
+                    // A check while appends run: what they are writing is not damage.
+                    for _ in 0..5 {
+                        let check = log.check().unwrap();
+                        assert!(check.is_intact(), "reader {r}: {check:?}");
                     }
                     passes.fetch_add(1, Ordering::Relaxed);
                     if finished {
