@@ -150,7 +150,8 @@ fn kill_loop(mode: Mode, durability: Durability, kills: u32, rotate: u32, seed: 
         let wait_open = rng.below(8) != 0;
         let mut head = [0u8; 16];
         if wait_open {
-            ours.read_exact(&mut head).expect("the appender opens the log");
+            ours.read_exact(&mut head)
+                .expect("the appender opens the log");
             assert_eq!(u64::from_le_bytes(head[..8].try_into().unwrap()), OPENED);
         }
         let delay = match rng.below(6) {
@@ -284,9 +285,18 @@ fn report(what: &str, t: &Tally, took: Duration) {
 fn appenders_killed_1000_times_lose_nothing_acknowledged() {
     let _serial = no_forks();
     let started = Instant::now();
-    let t = kill_loop(Mode::Single, Durability::Process, 1000, 40, 0x1234_5678_9abc);
+    let t = kill_loop(
+        Mode::Single,
+        Durability::Process,
+        1000,
+        20,
+        0x1234_5678_9abc,
+    );
     report("log kill -9 (records)", &t, started.elapsed());
-    assert!(t.acked_records > u64::from(t.kills), "the appenders hardly ran");
+    assert!(
+        t.acked_records > u64::from(t.kills),
+        "the appenders hardly ran"
+    );
     assert!(t.torn_tails > 0, "no kill tore an append");
 }
 
@@ -297,7 +307,10 @@ fn batches_killed_at_random_moments_are_all_or_nothing() {
     let started = Instant::now();
     let t = kill_loop(Mode::Batch, Durability::Process, 300, 30, 0xbadc_0ffe_e0dd);
     report("log kill -9 (batches of 1-8)", &t, started.elapsed());
-    assert!(t.acked_records > u64::from(t.kills), "the appenders hardly ran");
+    assert!(
+        t.acked_records > u64::from(t.kills),
+        "the appenders hardly ran"
+    );
 }
 
 #[test]
@@ -369,7 +382,8 @@ fn a_follower_in_another_process_sees_every_record_in_order() {
     let (mut ours, theirs) = UnixStream::pair().unwrap();
     let child = spawn(|| follower(&path, theirs));
     let mut msg = [0u8; 32];
-    ours.read_exact(&mut msg).expect("the follower opens the log");
+    ours.read_exact(&mut msg)
+        .expect("the follower opens the log");
     // Opened after the fork: the child has no copy of the writer's descriptor.
     let log = Log::open(&path).unwrap();
     let mut rng = XorShift::new(77);
@@ -481,7 +495,10 @@ fn appenders_and_readers_race_on_one_handle() {
                         assert_eq!(prev.map_or(0, |p| p + 1), i, "writer {w} out of order");
                         expect += 1;
                     }
-                    assert!(expect > last, "reader {r}: iter stopped at {expect} < {last}");
+                    assert!(
+                        expect > last,
+                        "reader {r}: iter stopped at {expect} < {last}"
+                    );
                     for _ in 0..50 {
                         let last = log.last().unwrap().unwrap_or(0);
                         if last > 0 {

@@ -54,7 +54,7 @@ fn payload(seq: u64) -> &'static [u8] {
             .map(|seq| {
                 let len = (mix(seq) % 300) as usize;
                 (0..len)
-                    .map(|i| (mix(seq << 16 | i as u64 / 8) >> (8 * (i % 8))) as u8)
+                    .map(|i| (mix((seq << 16) | (i as u64 / 8)) >> (8 * (i % 8))) as u8)
                     .collect()
             })
             .collect()
@@ -67,7 +67,10 @@ const DATA_START: u64 = 4096;
 const CASES: u64 = 10_000;
 
 fn cases() -> u64 {
-    std::env::var("LOG_DAMAGE_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(CASES)
+    std::env::var("LOG_DAMAGE_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(CASES)
 }
 
 /// The model: the closed log's bytes and each record's span `[offset, end)` (frame,
@@ -125,7 +128,13 @@ impl Damage {
     fn first_in_data(&self) -> u64 {
         self.ranges
             .iter()
-            .map(|&(a, b)| if b > DATA_START { a.max(DATA_START) } else { u64::MAX })
+            .map(|&(a, b)| {
+                if b > DATA_START {
+                    a.max(DATA_START)
+                } else {
+                    u64::MAX
+                }
+            })
             .min()
             .unwrap_or(u64::MAX)
     }
@@ -133,7 +142,9 @@ impl Damage {
     /// Whether the open must refuse the header: the fixed part or the current meta slot
     /// changed, or the file ends inside the header.
     fn may_refuse_header(&self) -> bool {
-        self.touches(0, 24) || self.touches(64, 96) || matches!(self.harm, Harm::Cut(l) if l < DATA_START)
+        self.touches(0, 24)
+            || self.touches(64, 96)
+            || matches!(self.harm, Harm::Cut(l) if l < DATA_START)
     }
 }
 
@@ -262,7 +273,10 @@ fn read_all(log: &Log, allowed: &[ErrorKind], ctx: &str) -> (Vec<u64>, Vec<Error
     // past a failed iteration, `get` walks from the damage each time: fewer still.
     let step = if iter_failed { 7 } else { 3 };
     let first = 1 + held.len() % step;
-    for seq in (first..=RECORDS as usize + 1).step_by(step).map(|s| s as u64) {
+    for seq in (first..=RECORDS as usize + 1)
+        .step_by(step)
+        .map(|s| s as u64)
+    {
         let by_iter = held.binary_search(&seq).is_ok();
         let by_get = check(log.get(seq).map(|b| (seq, b))).is_some();
         // An iterator stops at its first error; `get` may find records after it.
@@ -307,7 +321,8 @@ fn ten_thousand_damaged_logs_never_return_a_bad_record_nor_lose_a_good_one() {
             read_only_case(&path, &model, &d, &ctx, &mut tally);
             continue;
         }
-        let recovery = [Recovery::Strict, Recovery::Truncate, Recovery::Salvage][policy as usize - 1];
+        let recovery =
+            [Recovery::Strict, Recovery::Truncate, Recovery::Salvage][policy as usize - 1];
         let name = ["strict", "truncate", "salvage"][policy as usize - 1];
         let log = match LogOptions::new().recovery(recovery).open(&path) {
             Ok(log) => log,
@@ -381,7 +396,9 @@ fn ten_thousand_damaged_logs_never_return_a_bad_record_nor_lose_a_good_one() {
         if case % 3 != 0 {
             continue;
         }
-        let again = LogOptions::new().open(&path).unwrap_or_else(|e| panic!("{ctx}: {e}"));
+        let again = LogOptions::new()
+            .open(&path)
+            .unwrap_or_else(|e| panic!("{ctx}: {e}"));
         assert!(
             again.recovery_report().is_clean(),
             "{ctx}: reopened after recovery: {}",
@@ -416,7 +433,11 @@ fn read_only_case(path: &Path, model: &Model, d: &Damage, ctx: &str, tally: &mut
     // shorter than that (Truncated), and damage below it is Corrupt.
     let (held, errors) = read_all(
         &log,
-        &[ErrorKind::Corrupt, ErrorKind::NotFound, ErrorKind::Truncated],
+        &[
+            ErrorKind::Corrupt,
+            ErrorKind::NotFound,
+            ErrorKind::Truncated,
+        ],
         ctx,
     );
     // A reader takes the committed end and last number from the header as they are (a

@@ -38,7 +38,10 @@ fn verify(log: &Log, len_of: &dyn Fn(u64) -> usize, last: u64, what: &str) {
     }
     assert_eq!(seq, last + 1, "{what}: iter stopped early");
     for s in [1, last / 2 + 1, last] {
-        assert!(log.get(s).unwrap() == payload(s, len_of(s)), "{what}: get({s})");
+        assert!(
+            log.get(s).unwrap() == payload(s, len_of(s)),
+            "{what}: get({s})"
+        );
     }
     let check = log.check().unwrap();
     assert!(
@@ -54,7 +57,10 @@ fn fills_up(what: &str, len: usize, filler: usize, durability: Durability) {
         return skip("could not mount a tmpfs here");
     };
     let path = fs.path().join("log");
-    let log = LogOptions::new().durability(durability).open(&path).unwrap();
+    let log = LogOptions::new()
+        .durability(durability)
+        .open(&path)
+        .unwrap();
     let wrote = fs.fill_with("filler", filler);
     assert!(wrote > 0, "{what}: no room for the filler");
     let len_of = |_: u64| len;
@@ -85,21 +91,32 @@ fn fills_up(what: &str, len: usize, filler: usize, durability: Durability) {
         ErrorKind::NoSpace,
         "{what}"
     );
-    assert_eq!(log.last().unwrap(), Some(last), "{what}: a failed append left a record");
+    assert_eq!(
+        log.last().unwrap(),
+        Some(last),
+        "{what}: a failed append left a record"
+    );
     verify(&log, &len_of, last, what);
 
     // Room again: the same handle appends on.
     std::fs::remove_file(fs.path().join("filler")).unwrap();
     let more = if len > 64 << 10 { 4 } else { 200 };
     for _ in 0..more {
-        assert_eq!(log.append(&payload(last + 1, len)).unwrap(), last + 1, "{what}");
+        assert_eq!(
+            log.append(&payload(last + 1, len)).unwrap(),
+            last + 1,
+            "{what}"
+        );
         last += 1;
     }
     log.sync().unwrap();
     verify(&log, &len_of, last, what);
     drop(log);
 
-    let log = LogOptions::new().durability(durability).open(&path).unwrap();
+    let log = LogOptions::new()
+        .durability(durability)
+        .open(&path)
+        .unwrap();
     assert!(
         log.recovery_report().is_clean(),
         "{what}: {}",
@@ -124,7 +141,12 @@ fn a_full_disk_is_no_space_and_appends_go_on_once_space_is_freed() {
     // Big records need the file to grow: a chunk ahead, then exactly what they need.
     fills_up("300 KiB records", 300 << 10, 4 << 20, Durability::Process);
     fills_up("small records, Sync", 100, usize::MAX, Durability::Sync);
-    fills_up("300 KiB records, Sync", 300 << 10, 4 << 20, Durability::Sync);
+    fills_up(
+        "300 KiB records, Sync",
+        300 << 10,
+        4 << 20,
+        Durability::Sync,
+    );
 }
 
 /// Cut the log's file to `to` bytes behind the writer's back, as a hostile process
@@ -162,7 +184,11 @@ fn cut_under(to: u64) {
             Err(e) => ended = Some(e.kind()),
         }
     }
-    assert_eq!(ended, Some(ErrorKind::Truncated), "{what}: after {n} records");
+    assert_eq!(
+        ended,
+        Some(ErrorKind::Truncated),
+        "{what}: after {n} records"
+    );
     match log.check() {
         Ok(c) => assert!(c.records <= n, "{what}: {c:?}"),
         Err(e) => assert_eq!(e.kind(), ErrorKind::Truncated, "{what}: check: {e}"),
