@@ -92,7 +92,8 @@ impl LogOptions {
     ///
     /// A writer takes the file's writer lock, checks the header, scans every record and
     /// recovers as [`recovery`](Self::recovery) says; [`Log::recovery_report`] tells what
-    /// it found.
+    /// it found. A file left by a writer killed while creating the log (zeros, no header
+    /// yet, no record) is created again.
     ///
     /// # Errors
     /// - `NotMappable` for a FIFO, socket, directory, device or `/proc` file;

@@ -37,8 +37,9 @@ pub(super) fn open(opts: &LogOptions, path: &Path) -> Result<Log> {
         file::lock_writer(&file, path)?;
     }
     let mut len = file_len(&file, path)?;
-    if len == 0 && write && opts.create && !opts.shared {
-        // An empty file named as a new log: this writer holds its exclusive lock.
+    // An empty file named as a new log, or one whose creation in place was killed
+    // half-way: this writer holds its exclusive lock and writes the header.
+    if write && opts.create && !opts.shared && (len == 0 || unfinished_create(&file, path, len)?) {
         create(&file, path, opts.durability)?;
         len = file_len(&file, path)?;
     }
@@ -155,6 +156,34 @@ fn create(file: &File, path: &Path, durability: Durability) -> Result<()> {
         sync_dir(path)?;
     }
     Ok(())
+}
+
+/// Whether the file is what [`create`] leaves when it is killed before it is done: its
+/// first space reserved (zeros), maybe the first meta slot written, no fixed header yet.
+/// No record can have been written (appends start after the header is complete), so a
+/// writer creates the log again instead of refusing the file as "not a log" forever.
+fn unfinished_create(file: &File, path: &Path, len: u64) -> Result<bool> {
+    if len > DATA_START + FIRST_RESERVE {
+        return Ok(false);
+    }
+    let mut bytes = vec![0u8; len as usize];
+    file.read_exact_at(&mut bytes, 0)
+        .map_err(|e| Error::io(Op::Open, &e).with_path(Some(path)))?;
+    let slot = META_SLOTS[0]..META_SLOTS[0] + 32;
+    let first = Meta {
+        generation: 1,
+        start: DATA_START,
+        start_seq: 1,
+    };
+    let slot_ok = match bytes.get(slot.clone()) {
+        Some(b) => b.iter().all(|&x| x == 0) || *b == first.encode()[..],
+        None => true,
+    };
+    let zero_elsewhere = bytes
+        .iter()
+        .enumerate()
+        .all(|(i, &x)| x == 0 || slot.contains(&i));
+    Ok(slot_ok && zero_elsewhere)
 }
 
 /// `fsync` the directory holding `path`, so a new file's name survives a power loss.

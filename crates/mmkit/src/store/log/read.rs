@@ -332,9 +332,27 @@ impl Log {
     /// listed in `damage`; an incomplete record past the committed end is a `torn_tail`.
     /// Changes nothing.
     ///
+    /// With a writer appending meanwhile, the bytes past the committed end change while
+    /// they are read: what looks like damage there with records after it is scanned
+    /// again (up to three times, a millisecond apart) before it is called damage.
+    ///
     /// # Errors
     /// `Truncated` when the file shrinks during the check.
     pub fn check(&self) -> Result<CheckReport> {
+        let mut tries = 1;
+        loop {
+            let (report, unsure) = self.check_once()?;
+            if !unsure || tries == 3 {
+                return Ok(report);
+            }
+            tries += 1;
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    /// One scan for [`check`](Self::check); also whether it found damage past the
+    /// committed end with records after it, which an append in flight can look like.
+    fn check_once(&self) -> Result<(CheckReport, bool)> {
         let meta = self.meta()?;
         let (_, end) = self.maps.snapshot()?;
         let len = self
@@ -358,6 +376,8 @@ impl Log {
             })
         }
         .map_err(|e| e.with_path(Some(&self.path)))?;
+        let moved = self.maps.snapshot()?.1 != end;
+        let mut unsure = false;
         let mut report = CheckReport {
             records: found.runs.iter().map(|r| r.records).sum(),
             ..CheckReport::default()
@@ -373,13 +393,17 @@ impl Log {
                 first_lost: bad.first_lost,
                 next_intact: next.map(|r| r.first_seq),
             };
-            if next.is_none() && bad.offset >= end {
-                report.torn_tail = Some(d);
+            // Past the committed end: an append in flight, or a crashed one's leftovers.
+            // When the end moved during the scan, whatever lay past the old end was being
+            // written while it was read, so even with records after it, it is not damage.
+            if bad.offset >= end && (next.is_none() || moved) {
+                report.torn_tail.get_or_insert(d);
             } else {
+                unsure |= bad.offset >= end;
                 report.damage.push(d);
             }
         }
-        Ok(report)
+        Ok((report, unsure))
     }
 
     /// Sizes and counters.
@@ -425,7 +449,23 @@ impl Log {
     /// process may have grown the file past this handle's first mapping).
     pub(super) fn snapshot(&self) -> Result<(Seq, u64)> {
         let (last, end) = self.maps.snapshot()?;
-        self.maps.covering(&self.file, &self.path, end)?;
+        if end > self.maps.get().len() as u64 {
+            // Past this handle's mapping: the file grew, or the header is damaged.
+            let len = self
+                .file
+                .metadata()
+                .map_err(|e| Error::io(Op::Read, &e).with_path(Some(&self.path)))?
+                .len();
+            if end > len {
+                return Err(Error::new(Op::Read, ErrorKind::Corrupt)
+                    .with_path(Some(&self.path))
+                    .detail(format!(
+                        "the header's committed end ({end}) is past the end of the file ({len} bytes)"
+                    ))
+                    .hint("mmkit log check verifies the records; a writer's open repairs the header"));
+            }
+            self.maps.covering(&self.file, &self.path, end)?;
+        }
         Ok((last, end))
     }
 
@@ -480,8 +520,13 @@ impl Log {
         let extend = i + 1 == index.anchors.len();
         while s < seq {
             let (e, after) = self.entry_at(at, s, end)?;
-            if e.seq >= seq {
-                at = e.offset; // pads skipped past `seq`: it was lost to a hole
+            if e.seq == seq {
+                at = e.offset; // the record itself, maybe past pads
+                break;
+            }
+            if e.seq > seq {
+                // The pads skipped past `seq`: it was lost to a hole. Stay on the pad,
+                // where `entry_at` (expecting `seq`) skips to the next record.
                 break;
             }
             at = after;

@@ -6,8 +6,9 @@
 //! salvaged hole, moves the next number past the hole). The records of a batch carry
 //! MORE on all but the last; a batch counts only once its last record is there.
 //!
-//! At a frame that is not valid the scan either ends cleanly (a zero frame: the reserved
-//! space past the last record) or has found damage. Then it looks for the next valid
+//! At a frame that is not valid the scan either ends cleanly (a zero frame with only zeros
+//! after it: the reserved space past the last record) or has found damage (a zeroed
+//! stretch in the middle of the records is damage too). Then it looks for the next valid
 //! frame at every 8-byte boundary after it (resync) with a sequence number not below the
 //! expected one; the damage spans the bytes in between. No valid frame after it: the
 //! damage is a torn tail, spanning up to the last non-zero byte.
@@ -59,7 +60,10 @@ pub(crate) fn scan(bytes: &[u8], start: u64, start_seq: Seq, committed: u64) -> 
     loop {
         let (mut run, open) = walk(bytes, at, seq);
         let stop = open.end;
-        let clean = open.records == 0 && is_zero_frame(bytes, stop);
+        // Zeros to the end of the file: the reserved space past the last record. A zero
+        // frame with bytes after it is damage (a zeroed or unwritten stretch), and the
+        // records after it are looked for as after any other damage.
+        let clean = open.records == 0 && is_zero_frame(bytes, stop) && is_zero_from(bytes, stop);
         if clean {
             runs.push(run);
             break;
@@ -198,12 +202,35 @@ fn is_zero_frame(bytes: &[u8], at: u64) -> bool {
     }
 }
 
+/// Whether every byte from `from` to the end is zero.
+fn is_zero_from(bytes: &[u8], from: u64) -> bool {
+    let from = usize::try_from(from)
+        .unwrap_or(bytes.len())
+        .min(bytes.len());
+    bytes[from..]
+        .chunks(ZEROS.len())
+        .all(|c| c == &ZEROS[..c.len()])
+}
+
+/// Compared against a page at a time (`memcmp`).
+static ZEROS: [u8; 4096] = [0; 4096];
+
 /// Just past the last non-zero byte at or after `from`, rounded up to 8.
 fn last_nonzero_end(bytes: &[u8], from: u64) -> u64 {
     let from = usize::try_from(from)
         .unwrap_or(bytes.len())
         .min(bytes.len());
-    match bytes[from..].iter().rposition(|&b| b != 0) {
+    // The last page-sized chunk that is not all zero, then the byte in it.
+    let rest = &bytes[from..];
+    let mut upto = rest.len();
+    while upto > 0 {
+        let lo = upto.saturating_sub(ZEROS.len());
+        if rest[lo..upto] != ZEROS[..upto - lo] {
+            break;
+        }
+        upto = lo;
+    }
+    match rest[..upto].iter().rposition(|&b| b != 0) {
         Some(i) => ((from + i + 1) as u64)
             .next_multiple_of(8)
             .min(bytes.len() as u64),
@@ -272,6 +299,29 @@ mod tests {
             }
         );
         assert_eq!((s.runs[1].first_seq, s.runs[1].records), (3, 1));
+    }
+
+    #[test]
+    fn a_zeroed_record_in_the_middle_is_damage_not_the_end() {
+        let mut bytes = log_of(&[(b"a", 1, false), (b"b", 2, false), (b"c", 3, false)], 256);
+        bytes[24..48].fill(0); // the whole second record
+        let s = scan(&bytes, 0, 1, 0);
+        assert_eq!(s.runs.len(), 2, "{s:?}");
+        assert_eq!(
+            s.bad[0],
+            Bad {
+                offset: 24,
+                end: 48,
+                first_lost: 2
+            }
+        );
+        assert_eq!((s.runs[1].first_seq, s.runs[1].records), (3, 1));
+        // Stray bytes far past the last record, with no record after them: a torn tail.
+        let mut bytes = log_of(&[(b"a", 1, false)], 256);
+        bytes[200] = 7;
+        let s = scan(&bytes, 0, 1, 0);
+        assert_eq!((s.runs.len(), s.bad.len()), (1, 1), "{s:?}");
+        assert_eq!((s.bad[0].offset, s.bad[0].end), (24, 208));
     }
 
     #[test]
