@@ -576,7 +576,7 @@ impl<'a> Semaphore<'a> {
 }
 
 fn current_tid() -> u32 {
-    rustix::thread::gettid().as_raw_nonzero().get() as u32
+    crate::sys::process::cached_tid()
 }
 
 /// Whether thread `tid` has ended: `/proc/TID/stat` is gone, or it is a zombie (`Z`) or

@@ -79,6 +79,43 @@ pub(crate) unsafe fn atfork_child(child: extern "C" fn()) {
     unsafe { libc::pthread_atfork(None, None, Some(child)) };
 }
 
+#[cfg(feature = "shm")]
+/// Forks this process has been through as a child (counted in the child by a
+/// `pthread_atfork` handler): a thread's cached TID is valid only within one generation.
+static FORK_GENERATION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+#[cfg(feature = "shm")]
+std::thread_local! {
+    /// This thread's TID and the fork generation it was read in.
+    static TID: std::cell::Cell<(u64, u32)> = const { std::cell::Cell::new((u64::MAX, 0)) };
+}
+
+#[cfg(feature = "shm")]
+extern "C" fn count_fork_in_child() {
+    FORK_GENERATION.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// [`gettid(2)`](https://man7.org/linux/man-pages/man2/gettid.2.html), read once per
+/// thread and cached: a robust lock's fast path needs it, and the system call cost as
+/// much as the rest of the lock. A child made by `fork` (any `fork`, through the
+/// `pthread_atfork` handler registered before the first read) reads its own again.
+#[cfg(feature = "shm")]
+pub(crate) fn cached_tid() -> u32 {
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    // SAFETY: the handler only bumps an atomic, which is async-signal-safe.
+    HOOK.call_once(|| unsafe { atfork_child(count_fork_in_child) });
+    let generation = FORK_GENERATION.load(std::sync::atomic::Ordering::Relaxed);
+    TID.with(|cell| {
+        let (seen, tid) = cell.get();
+        if seen == generation {
+            return tid;
+        }
+        let tid = rustix::thread::gettid().as_raw_nonzero().get() as u32;
+        cell.set((generation, tid));
+        tid
+    })
+}
+
 /// `getrusage(RUSAGE_SELF)`: minor and major page faults of this process so far.
 /// Allocation-free.
 ///

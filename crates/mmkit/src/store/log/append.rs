@@ -177,20 +177,15 @@ impl Log {
     /// A shared writer's view of the log, from the header: another process may have
     /// appended, grown the file, moved the start, or replaced the file.
     fn refresh(&self, w: &mut Writer) -> Result<()> {
-        let replaced = self
-            .maps
-            .with_u32(format::REPLACED, |r| r.load(Ordering::Acquire))?;
-        if replaced != 0 {
+        let (end, last, reserved, replaced) = self.maps.writer_view()?;
+        if replaced {
             self.check_replaced()?;
         }
-        let (last, end) = self.maps.snapshot()?;
         w.end = end;
         w.next_seq = last + 1;
-        let reserved = self.maps.load_u64(format::RESERVED)?;
         if reserved > w.reserved {
             w.reserved = reserved;
         }
-        w.meta = self.meta()?;
         Ok(())
     }
 
@@ -316,6 +311,17 @@ impl Log {
     pub fn truncate_before(&self, seq: Seq) -> Result<u64> {
         let writer = self.writer.as_ref().ok_or_else(|| self.read_only_err())?;
         let mut w = writer.lock().unwrap_or_else(|p| p.into_inner());
+        if self.shared {
+            return self.with_write_lock(|| {
+                self.refresh(&mut w)?;
+                w.meta = self.meta()?;
+                self.truncate_locked(&mut w, seq)
+            });
+        }
+        self.truncate_locked(&mut w, seq)
+    }
+
+    fn truncate_locked(&self, w: &mut Writer, seq: Seq) -> Result<u64> {
         if seq <= w.meta.start_seq {
             return Ok(0);
         }

@@ -120,6 +120,35 @@ impl Maps {
         }
     }
 
+    /// What a shared writer reads under the writers' lock, in one guarded read: the
+    /// committed end, the last sequence number, the reserved size and the replaced mark.
+    pub(crate) fn writer_view(&self) -> Result<(u64, u64, u64, bool)> {
+        let span = format::REPLACED + 4 - format::COMMITTED_END;
+        // SAFETY: aligned words of the header page, loaded atomically in the closure.
+        unsafe {
+            self.header.with_raw(
+                Op::Read,
+                format::COMMITTED_END,
+                span,
+                Protection::READ,
+                |p| {
+                    let word = |off: usize| p.add(off - format::COMMITTED_END);
+                    let u64_at = |off: usize| {
+                        AtomicU64::from_ptr(word(off).cast::<u64>()).load(Ordering::Acquire)
+                    };
+                    let replaced = AtomicU32::from_ptr(word(format::REPLACED).cast::<u32>())
+                        .load(Ordering::Acquire);
+                    (
+                        u64_at(format::COMMITTED_END),
+                        u64_at(format::LAST_SEQ),
+                        u64_at(format::RESERVED),
+                        replaced != 0,
+                    )
+                },
+            )
+        }
+    }
+
     /// Store the shared 64-bit word at `off` of the header.
     pub(crate) fn store_u64(&self, off: usize, value: u64) -> Result<()> {
         // SAFETY: as in `load_u64`; the page is writable (checked by `with_raw`).
