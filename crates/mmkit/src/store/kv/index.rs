@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 
 use super::codec::{self, DELETE, PREFIX};
+use super::hash::KeyHash;
 use crate::store::log::Entry;
 use crate::store::{Log, Seq};
 use crate::Result;
@@ -27,7 +28,7 @@ impl Loc {
 /// The keys, their records, and how far into the log they have been read.
 #[derive(Debug, Default)]
 pub(crate) struct Index {
-    pub(crate) map: HashMap<Box<[u8]>, Loc>,
+    pub(crate) map: HashMap<Box<[u8]>, Loc, KeyHash>,
     /// Bytes of the live records (frames included): what compaction keeps.
     pub(crate) live_bytes: u64,
     /// Where the log starts (what `next_at` counts from for the log's size).

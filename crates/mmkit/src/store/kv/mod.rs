@@ -7,6 +7,7 @@
 
 mod codec;
 mod compact;
+mod hash;
 mod index;
 mod typed;
 
@@ -195,6 +196,8 @@ fn open_log(path: &Path, create: bool) -> Result<(Arc<Log>, Index)> {
         .create(create)
         .open(path)?;
     let mut index = Index::new(&log)?;
+    // Room for as many keys as records (an upper bound): no rehash while opening.
+    index.map.reserve(log.recovery_report().records as usize);
     index.catch_up(&log)?;
     Ok((Arc::new(log), index))
 }
