@@ -17,7 +17,6 @@ mod workload;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
@@ -104,6 +103,8 @@ struct Report {
     batch: usize,
     sync_puts: u64,
     rows: Vec<Row>,
+    /// Runs that failed (a store that ran out of its size cap, say), one line each.
+    errors: Vec<String>,
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -280,7 +281,9 @@ fn main() -> Result<()> {
         batch: a.batch,
         sync_puts: a.sync_puts,
         rows: Vec::new(),
+        errors: Vec::new(),
     };
+    let mut errors = Vec::new();
     eprintln!("{}", report.machine);
     for &value_len in &a.values {
         for store in &a.stores {
@@ -302,12 +305,20 @@ fn main() -> Result<()> {
                     seed: a.seed.wrapping_add(run as u64),
                 };
                 let start = std::time::Instant::now();
-                let s = run_one(store, &root, &plan)?;
-                eprintln!(
-                    "{:.1?}",
-                    Duration::from_secs_f64(start.elapsed().as_secs_f64())
-                );
-                runs.push(s);
+                match run_one(store, &root, &plan) {
+                    Ok(s) => {
+                        eprintln!("{:.1?}", start.elapsed());
+                        eprintln!("  {}", serde_json::to_string(&s)?);
+                        runs.push(s);
+                    }
+                    Err(e) => {
+                        eprintln!("failed: {e:#}");
+                        errors.push(format!("{} {value_len} B: {e:#}", display_name(store)));
+                    }
+                }
+            }
+            if runs.is_empty() {
+                continue;
             }
             report.rows.push(Row {
                 store: store.clone(),
@@ -317,6 +328,7 @@ fn main() -> Result<()> {
             });
         }
     }
+    report.errors = errors;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
@@ -326,6 +338,9 @@ fn main() -> Result<()> {
             report.keys, report.gets, report.sync_puts, a.runs
         );
         println!("{}", table(&report));
+        for e in &report.errors {
+            println!("failed: {e}");
+        }
     }
     Ok(())
 }

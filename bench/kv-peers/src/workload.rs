@@ -134,11 +134,14 @@ impl Drop for Scratch {
 
 /// Put keys `0..n` with `per_txn` puts per commit; returns the time taken (the final
 /// flush is not counted).
-fn load<S: Store>(s: &mut S, plan: &Plan, n: u64, per_txn: usize) -> Result<Duration> {
+fn load<S: Store>(s: &mut S, dir: &Path, plan: &Plan, n: u64, per_txn: usize) -> Result<Duration> {
     let mut value = Vec::with_capacity(plan.value_len);
     let start = Instant::now();
     let mut staged = 0;
     for i in 0..n {
+        if i % 8192 == 0 {
+            guard(dir, plan, i)?;
+        }
         fill_value(&mut value, plan.value_len, i);
         s.put(&key(plan.seed, i), &value);
         staged += 1;
@@ -153,6 +156,20 @@ fn load<S: Store>(s: &mut S, plan: &Plan, n: u64, per_txn: usize) -> Result<Dura
     Ok(start.elapsed())
 }
 
+/// Stop a store whose files outgrow every reasonable bound (twelve times the raw data,
+/// at least 256 MiB) before it fills a shared disk.
+fn guard(dir: &Path, plan: &Plan, done: u64) -> Result<()> {
+    let cap = (plan.keys * (16 + plan.value_len as u64) * 12).max(256 << 20);
+    let (disk, _) = dir_size(dir)?;
+    ensure!(
+        disk <= cap,
+        "files grew to {} MiB after {done} operations (cap {} MiB); stopped",
+        disk >> 20,
+        cap >> 20
+    );
+    Ok(())
+}
+
 /// Every phase of the workload for store `S`, in directories under `root`.
 pub fn run<S: Store>(root: &Path, name: &str, plan: &Plan) -> Result<Sample> {
     let mut out = Sample::default();
@@ -161,7 +178,7 @@ pub fn run<S: Store>(root: &Path, name: &str, plan: &Plan) -> Result<Sample> {
     // 1. One put per transaction, no sync, into a fresh store.
     let dir = Scratch::new(root, &format!("{name}-main"))?;
     let mut s = S::open(&dir.0, Durability::NoSync)?;
-    let t = load(&mut s, plan, n, 1)?;
+    let t = load(&mut s, &dir.0, plan, n, 1)?;
     out.put_nosync_1 = per_sec(n, t);
     s.flush()?;
     (out.disk_full, out.len_full) = dir_size(&dir.0)?;
@@ -207,6 +224,9 @@ pub fn run<S: Store>(root: &Path, name: &str, plan: &Plan) -> Result<Sample> {
     // 4. Delete every other key, `batch` per transaction; then compact.
     let mut staged = 0;
     for i in (0..n).step_by(2) {
+        if i % 8192 == 0 {
+            guard(&dir.0, plan, i)?;
+        }
         s.delete(&key(plan.seed, i));
         staged += 1;
         if staged == plan.batch {
@@ -236,7 +256,7 @@ pub fn run<S: Store>(root: &Path, name: &str, plan: &Plan) -> Result<Sample> {
     // 5. Batched puts, no sync, into a fresh store.
     let dir = Scratch::new(root, &format!("{name}-batch"))?;
     let mut s = S::open(&dir.0, Durability::NoSync)?;
-    let t = load(&mut s, plan, n, plan.batch)?;
+    let t = load(&mut s, &dir.0, plan, n, plan.batch)?;
     out.put_nosync_batch = per_sec(n, t);
     s.close()?;
     drop(dir);
@@ -244,7 +264,7 @@ pub fn run<S: Store>(root: &Path, name: &str, plan: &Plan) -> Result<Sample> {
     // 6. One put per transaction, each commit synced, into a fresh store.
     let dir = Scratch::new(root, &format!("{name}-sync"))?;
     let mut s = S::open(&dir.0, Durability::Sync)?;
-    let t = load(&mut s, plan, plan.sync_puts, 1)?;
+    let t = load(&mut s, &dir.0, plan, plan.sync_puts, 1)?;
     out.put_sync_1 = per_sec(plan.sync_puts, t);
     s.close()?;
     drop(dir);
