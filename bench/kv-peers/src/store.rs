@@ -71,4 +71,9 @@ impl Staged {
     pub fn delete(&mut self, key: &[u8]) {
         self.ops.push((key.to_vec(), None));
     }
+
+    /// The staged writes, in order, leaving none staged.
+    pub fn take(&mut self) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
+        std::mem::take(&mut self.ops)
+    }
 }

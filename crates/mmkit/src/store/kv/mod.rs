@@ -426,6 +426,16 @@ impl Kv {
         Ok(())
     }
 
+    /// Make every write so far durable on storage (`fdatasync`), whatever the store's
+    /// durability.
+    ///
+    /// # Errors
+    /// `fdatasync`'s (`EIO`).
+    pub fn sync(&self) -> Result<()> {
+        let log = self.read().log.clone();
+        log.sync()
+    }
+
     fn read(&self) -> RwLockReadGuard<'_, State> {
         self.state.read().unwrap_or_else(|p| p.into_inner())
     }
