@@ -2,9 +2,7 @@
 //! (heed), redb, SQLite (rusqlite, WAL) and the `LogHashToy` baseline over
 //! `mmkit::store::Log`. See the README beside `Cargo.toml`.
 //!
-//! `mmkit::store::Kv` joins as `src/mmkit_kv.rs` (`impl Store for mmkit::store::Kv`) and
-//! one line in [`STORES`] and [`run_one`]; that module is deliberately absent until `Kv`
-//! exists.
+//! `mmkit::store::Kv` is `src/mmkit_kv.rs`, the first store in [`STORES`].
 
 #![deny(unsafe_code)]
 
