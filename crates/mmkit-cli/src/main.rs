@@ -9,6 +9,7 @@ mod bench;
 mod cache;
 mod cat;
 mod find;
+mod log_bench;
 mod maps;
 mod page;
 mod progress;
@@ -69,6 +70,9 @@ enum Command {
     /// User-space demand paging with userfaultfd: stream a file (or a zstd file's
     /// uncompressed bytes) through a pager, print its counters, benchmark it.
     Page(page::PageArgs),
+    /// Temporary, until `mmkit log bench` is wired in: the log benchmark.
+    #[command(name = "log-bench", hide = true)]
+    LogBench(log_bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -85,6 +89,7 @@ fn main() -> ExitCode {
         Command::Bench(args) => (bench::run(&args), 1),
         Command::Shm(args) => (shm::run(&args), 1),
         Command::Page(args) => (page::run(&args), 1),
+        Command::LogBench(args) => (log_bench::run(&args).map(|()| ExitCode::SUCCESS), 1),
     };
     match result {
         Ok(code) => code,
