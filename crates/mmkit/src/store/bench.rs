@@ -482,8 +482,10 @@ fn write_once(mut file: &File, buf: &[u8]) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Run `work` on `writers` threads, `count` split between them, started together; the
-/// seconds from the start to the last one's end. One writer runs on this thread.
+/// Run `work` on `writers` threads, `count` split between them, released together; the
+/// seconds from the first one's start to the last one's end, as each thread clocks
+/// itself (this thread may be scheduled long after the workers start). One writer runs
+/// on this thread.
 fn on_threads(
     writers: usize,
     count: usize,
@@ -494,7 +496,7 @@ fn on_threads(
         work(count)?;
         return Ok(t.elapsed().as_secs_f64());
     }
-    let start = Barrier::new(writers + 1);
+    let start = Barrier::new(writers);
     std::thread::scope(|s| {
         let handles: Vec<_> = (0..writers)
             .map(|w| {
@@ -502,22 +504,26 @@ fn on_threads(
                 let (start, work) = (&start, &work);
                 s.spawn(move || {
                     start.wait();
-                    work(n)
+                    let t = Instant::now();
+                    work(n).map(|()| (t, Instant::now()))
                 })
             })
             .collect();
-        start.wait();
-        let t = Instant::now();
+        let mut span: Option<(Instant, Instant)> = None;
         let mut result = Ok(());
         for h in handles {
             let r = h.join().unwrap_or_else(|_| {
                 Err(Error::new(Op::Append, ErrorKind::Unsupported).detail("an appender panicked"))
             });
-            if result.is_ok() {
-                result = r;
+            match r {
+                Ok((a, b)) => {
+                    span = Some(span.map_or((a, b), |(s, e)| (s.min(a), e.max(b))));
+                }
+                Err(e) if result.is_ok() => result = Err(e),
+                Err(_) => {}
             }
         }
-        result.map(|()| t.elapsed().as_secs_f64())
+        result.map(|()| span.map_or(0.0, |(s, e)| (e - s).as_secs_f64()))
     })
 }
 
