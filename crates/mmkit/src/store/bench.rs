@@ -543,7 +543,7 @@ fn file_system(dir: &Path) -> String {
             continue;
         };
         let point = unescape(point);
-        if dir.starts_with(&point) && best.as_ref().is_none_or(|(len, _)| point.len() >= *len) {
+        if dir.starts_with(&point) && best.as_ref().map_or(true, |(len, _)| point.len() >= *len) {
             best = Some((point.len(), fs.to_string()));
         }
     }

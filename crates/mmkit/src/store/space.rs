@@ -120,6 +120,7 @@ mod tests {
             .read(true)
             .write(true)
             .create(true)
+            .truncate(true)
             .open(&path)
             .unwrap();
         reserve(&file, &path, 0, 8192).unwrap();
@@ -145,6 +146,7 @@ mod tests {
             .read(true)
             .write(true)
             .create(true)
+            .truncate(true)
             .open(&path)
             .unwrap();
         let err = reserve(&file, &path, 0, 1 << 62).unwrap_err();
