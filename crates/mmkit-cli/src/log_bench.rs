@@ -298,7 +298,7 @@ mod tests {
             text.matches("write+fdatasync").count(),
             2 * opts.sizes.len() + 2
         );
-        assert_eq!(text.matches("target ").count(), 3);
+        assert_eq!(text.lines().filter(|l| l.starts_with("target ")).count(), 3);
         let json = serde_json::to_value(Output {
             report: &report,
             targets,
