@@ -12,6 +12,7 @@ use std::process::ExitCode;
 use mmkit::store::{Log, LogOptions, Seq};
 
 mod append;
+mod bench;
 mod check;
 mod read;
 
@@ -63,6 +64,11 @@ enum LogCommand {
     /// Record numbers and sizes: first, last, records, bytes used by records, the file's
     /// size (with the space reserved ahead) and the bytes allocated on storage.
     Stats(check::StatsArgs),
+    /// Appends per second against a plain log written with write(2): 16 B, 256 B and 4
+    /// KiB records, at Process durability against O_APPEND write, at Sync durability
+    /// against write + fdatasync (one writer, and 8 concurrent appenders sharing flushes
+    /// through group commit), medians of several runs with their spread.
+    Bench(bench::BenchArgs),
 }
 
 pub(crate) fn run(args: &LogArgs) -> anyhow::Result<ExitCode> {
@@ -72,6 +78,7 @@ pub(crate) fn run(args: &LogArgs) -> anyhow::Result<ExitCode> {
         LogCommand::Tail(a) => read::tail(a),
         LogCommand::Check(a) => check::check(a),
         LogCommand::Stats(a) => check::stats(a),
+        LogCommand::Bench(a) => bench::run(a).map(|()| ExitCode::SUCCESS),
     }
 }
 

@@ -42,6 +42,8 @@
 //! counters are atomics formed over the mapping inside a guarded access.
 #![allow(unsafe_code)]
 
+#[cfg(feature = "bench")]
+pub mod bench;
 mod file;
 mod format;
 mod kv;

@@ -17,7 +17,10 @@ impl Default for KeyHash {
     fn default() -> Self {
         let state = std::collections::hash_map::RandomState::new();
         KeyHash {
-            secret: [state.hash_one(0x5157_u64) | 1, state.hash_one(0xa3c9_u64) | 1],
+            secret: [
+                state.hash_one(0x5157_u64) | 1,
+                state.hash_one(0xa3c9_u64) | 1,
+            ],
         }
     }
 }
@@ -80,7 +83,10 @@ mod tests {
     #[test]
     fn equal_keys_hash_equal_and_near_keys_spread() {
         let h = KeyHash::default();
-        assert_eq!(h.hash_one(b"key-1".as_slice()), h.hash_one(b"key-1".as_slice()));
+        assert_eq!(
+            h.hash_one(b"key-1".as_slice()),
+            h.hash_one(b"key-1".as_slice())
+        );
         let mut top = std::collections::HashSet::new();
         for i in 0..4096u32 {
             // hashbrown takes its control byte from the top 7 bits: they must vary.

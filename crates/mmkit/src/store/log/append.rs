@@ -42,6 +42,16 @@ impl Writer {
     }
 }
 
+/// Marks the running flush finished and wakes its waiters, on drop.
+struct FlushEnd<'a>(&'a Log);
+
+impl Drop for FlushEnd<'_> {
+    fn drop(&mut self) {
+        *self.0.flush_lock.lock().unwrap_or_else(|p| p.into_inner()) = false;
+        self.0.flushed.notify_all();
+    }
+}
+
 impl Log {
     /// Append one record; returns its sequence number.
     ///
@@ -253,16 +263,31 @@ impl Log {
         self.sync_to(self.published_end.load(Ordering::Acquire))
     }
 
-    /// Flush until `end` is on storage; appenders that queue while a flush runs find
-    /// their records covered by the next one (group commit).
+    /// Flush until `end` is on storage, one flush at a time; appenders that wait while a
+    /// flush runs find their records covered by the next one (group commit).
     fn sync_to(&self, end: u64) -> Result<()> {
         if self.synced_end.load(Ordering::Acquire) >= end {
             return Ok(());
         }
-        let _flushing = self.flush_lock.lock().unwrap_or_else(|p| p.into_inner());
-        if self.synced_end.load(Ordering::Acquire) >= end {
-            return Ok(()); // a flush that started after our publish covered us
+        let mut flushing = self.flush_lock.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            if self.synced_end.load(Ordering::Acquire) >= end {
+                return Ok(()); // a flush that started after our publish covered us
+            }
+            if !*flushing {
+                break;
+            }
+            flushing = self
+                .flushed
+                .wait(flushing)
+                .unwrap_or_else(|p| p.into_inner());
         }
+        *flushing = true;
+        drop(flushing);
+        // Ends the flush and wakes every waiter at once, also if `sync_data` panics: the
+        // covered ones return together instead of taking a lock one after another, and
+        // the rest start the next flush with every record appended meanwhile.
+        let _end = FlushEnd(self);
         let upto = self.published_end.load(Ordering::Acquire);
         space::sync_data(&self.file, &self.path)?;
         self.flushes.fetch_add(1, Ordering::Relaxed);

@@ -14,7 +14,7 @@ mod scan;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU64;
-use std::sync::Mutex;
+use std::sync::{Condvar, Mutex};
 
 pub(crate) use open::sync_dir;
 pub use read::{Entry, Iter, Tail};
@@ -141,8 +141,11 @@ pub struct Log {
     shared: bool,
     /// The append side; `None` for a read-only log.
     writer: Option<Mutex<append::Writer>>,
-    /// Serialises flushes; the appenders queued on it find their records flushed.
-    flush_lock: Mutex<()>,
+    /// Whether a flush runs; one at a time.
+    flush_lock: Mutex<bool>,
+    /// Signalled when a flush ends: its waiters find their records flushed, or one of
+    /// them starts the next flush (group commit).
+    flushed: Condvar,
     /// Bytes known to be on storage (the log's end at the last flush's start).
     synced_end: AtomicU64,
     /// The committed end this process published last (the writer's; 0 for readers).
