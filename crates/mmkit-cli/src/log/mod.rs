@@ -15,6 +15,9 @@ mod append;
 mod check;
 mod read;
 
+pub(crate) use check::summary as check_summary;
+pub(crate) use read::hex;
+
 /// Arguments of `mmkit log`.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "\
