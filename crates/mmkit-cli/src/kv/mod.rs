@@ -27,6 +27,10 @@ Keys are given as arguments: any bytes but NUL (not only UTF-8), at most 65535 b
 the empty key is a key. Values are any bytes, up to about 1 GiB; `-` as VALUE reads the \
 value from stdin (to store a literal `-`, pipe it: printf - | mmkit kv set FILE KEY -).
 
+Every command but `check` opens the store for writing (the library has no read-only \
+store yet), so `get`, `ls` and `stats` need write permission on the file too; `check` \
+only reads.
+
 Examples:
   mmkit kv set settings.kv theme dark
   mmkit kv get settings.kv theme            # prints `dark`, no newline added

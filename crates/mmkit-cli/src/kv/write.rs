@@ -16,7 +16,8 @@ const RECORD_PREFIX: u64 = 3;
 /// Arguments of `mmkit kv set`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct SetArgs {
-    /// The store; created when missing.
+    /// The store; created when missing (only where no file is: an existing empty file,
+    /// such as mktemp's, is refused as not a store).
     #[arg(value_name = "FILE")]
     file: PathBuf,
     /// The key (any bytes but NUL, at most 65535).
