@@ -80,7 +80,8 @@ pub(crate) fn ls(args: &LsArgs) -> anyhow::Result<ExitCode> {
             None
         };
         if args.json {
-            serde_json::to_writer(&mut out, &json_line(key, value.as_deref()))?;
+            serde_json::to_writer(&mut out, &json_line(key, value.as_deref()))
+                .map_err(std::io::Error::from)?;
         } else {
             out.write_all(key)?;
             if let Some(v) = &value {
