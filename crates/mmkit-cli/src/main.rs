@@ -107,9 +107,9 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // Every subcommand returns `anyhow::Result<ExitCode>`; the second value is the exit
-    // status of an `Err`: 2 for `find` (grep's "an error occurred", 1 meaning "no match")
-    // `log` (1 meaning damage found) and `kv` (1
-    // meaning no such key, or damage found), 1 for the rest. Argument errors exit 2 from clap before this.
+    // status of an `Err`: 2 for `find` (grep's "an error occurred", 1 meaning "no match"),
+    // `log` (1 meaning damage found) and `kv` (1 meaning no such key, or damage found), 1
+    // for the rest. Argument errors exit 2 from clap before this.
     let (result, on_error) = match cli.command {
         Command::Tour(args) => (tour::run(&args), 1),
         Command::Cat(args) => (cat::run(&args), 1),
