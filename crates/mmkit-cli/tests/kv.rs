@@ -468,3 +468,44 @@ fn two_processes_set_at_once() {
     let o = run(&["kv", "check", p(&store)]);
     assert_code(&o, 0);
 }
+
+/// Two processes set keys while a third compacts, over and over: every acknowledged key
+/// must be there afterwards. Ignored: it fails about one run in ten (a library bug, see
+/// the kv-cli branch's report: a shared writer opening the store reads the file's length
+/// before it takes the writers' lock, so a record another writer commits past that
+/// length meanwhile is cut as a "torn tail", acknowledged or not).
+#[test]
+#[ignore = "fails about one run in ten: a shared writer's open cuts a record committed past the length it read"]
+fn sets_survive_concurrent_compactions() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("compacted.kv");
+    const EACH: usize = 150;
+    set(&store, "seed", "0");
+    let mut workers: Vec<_> = ["a", "b"]
+        .into_iter()
+        .map(|who| {
+            let store = store.clone();
+            std::thread::spawn(move || {
+                for i in 0..EACH {
+                    let o = run(&["kv", "set", p(&store), &format!("{who}{i}"), "v"]);
+                    assert_code(&o, 0);
+                }
+            })
+        })
+        .collect();
+    let compactor = {
+        let store = store.clone();
+        std::thread::spawn(move || {
+            for _ in 0..80 {
+                assert_code(&run(&["kv", "compact", "--json", p(&store)]), 0);
+            }
+        })
+    };
+    workers.push(compactor);
+    for w in workers {
+        w.join().expect("a process failed");
+    }
+    let o = run(&["kv", "ls", p(&store)]);
+    assert_code(&o, 0);
+    assert_eq!(stdout(&o).lines().count(), 2 * EACH + 1, "{}", stderr(&o));
+}
