@@ -9,6 +9,7 @@ mod bench;
 mod cache;
 mod cat;
 mod find;
+mod kv;
 mod log;
 mod maps;
 mod page;
@@ -84,13 +85,31 @@ enum Command {
     /// One writer at a time (a second is refused at once); any number of readers, in any
     /// process, read while it appends, and followers (`tail -f`) wake as records commit.
     Log(log::LogArgs),
+    /// A key-value store in one file: set, get, delete and list keys; sizes, compaction,
+    /// a check.
+    ///
+    /// The store is a log (as `mmkit log`'s) of operations: each set or delete is one
+    /// record appended, and the keys' places are indexed in memory when the store is
+    /// opened. It is crash-safe: a set is all or nothing, and once `set` returns the
+    /// value is safe from any process's crash (kill -9 included), or with --sync
+    /// (fdatasync) from a power loss too. Damage (a bad sector, a flipped bit) costs only
+    /// the keys in the damaged records: opening skips it, keeps every intact key and says
+    /// so on stderr; `check` finds it first.
+    ///
+    /// Several processes may use one store at once, `set`s included: writers take turns
+    /// for each record, and every command sees what the others committed before it. Old
+    /// values stay in the file until a compaction rewrites the live ones into a fresh
+    /// file (`compact`, or automatically once the log holds 4 MiB and less than half of
+    /// it is live); the other processes move to the new file on their next call.
+    Kv(kv::KvArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // Every subcommand returns `anyhow::Result<ExitCode>`; the second value is the exit
-    // status of an `Err`: 2 for `find` (grep's "an error occurred", 1 meaning "no match")
-    // and `log` (1 meaning damage found), 1 for the rest. Argument errors exit 2 from clap before this.
+    // status of an `Err`: 2 for `find` (grep's "an error occurred", 1 meaning "no match"),
+    // `log` (1 meaning damage found) and `kv` (1 meaning no such key, or damage found), 1
+    // for the rest. Argument errors exit 2 from clap before this.
     let (result, on_error) = match cli.command {
         Command::Tour(args) => (tour::run(&args), 1),
         Command::Cat(args) => (cat::run(&args), 1),
@@ -101,6 +120,7 @@ fn main() -> ExitCode {
         Command::Shm(args) => (shm::run(&args), 1),
         Command::Page(args) => (page::run(&args), 1),
         Command::Log(args) => (log::run(&args), 2),
+        Command::Kv(args) => (kv::run(&args), 2),
     };
     match result {
         Ok(code) => code,

@@ -1,7 +1,8 @@
 //! Hostile input against every subcommand: each numeric option at 0, 1, -1, the type's
 //! maximum and past it; every kind of path (missing, directory, FIFO, socket, symlinks,
 //! `/proc` and `/sys` files, devices, a file without permission, a file that shrinks and
-//! grows during the call); segment names that are not names.
+//! grows during the call); segment names that are not names; files that are not logs or
+//! key-value stores, and keys over the limit.
 //!
 //! Each case runs `mmkit` as a child under a time limit and asserts what the tool promises
 //! for any input: no panic (exit 101 or "panicked at"), no signal, no hang, and when it
@@ -309,6 +310,10 @@ fn path_commands(p: &str) -> Vec<Vec<String>> {
         vec!["log", "check", p],
         vec!["log", "check", "--json", p],
         vec!["log", "stats", "--json", p],
+        vec!["kv", "get", p, "k"],
+        vec!["kv", "ls", "--values", p],
+        vec!["kv", "stats", "--json", p],
+        vec!["kv", "check", p],
     ]
     .iter()
     .map(|v| v.iter().map(|s| s.to_string()).collect())
@@ -371,6 +376,29 @@ fn permission_cases(fx: &Fixture) -> Vec<Case> {
         let mut c = case(expect, &args);
         c.as_nobody = true;
         c.stdin = b"x\n".to_vec();
+        cases.push(c);
+    }
+    // A store root owns with mode 0644 (in a directory only root may write): user nobody
+    // cannot change it. Reading opens it for writing too, so it may be refused.
+    let store = fx.path("readonly.kv");
+    let store = store.to_str().unwrap();
+    for (expect, args) in [
+        (Expect::Refused, vec!["kv", "set", store, "k", "nobody"]),
+        (
+            Expect::Refused,
+            vec!["kv", "set", "--sync", store, "new", "-"],
+        ),
+        (Expect::Refused, vec!["kv", "del", store, "k"]),
+        (Expect::Refused, vec!["kv", "compact", store]),
+        (Expect::Refused, vec!["kv", "set", secret, "k", "v"]),
+        (Expect::Either, vec!["kv", "get", store, "k"]),
+        (Expect::Either, vec!["kv", "ls", store]),
+        (Expect::Either, vec!["kv", "stats", store]),
+        (Expect::Either, vec!["kv", "check", store]),
+    ] {
+        let mut c = case(expect, &args);
+        c.as_nobody = true;
+        c.stdin = b"x".to_vec();
         cases.push(c);
     }
     for args in [
@@ -470,6 +498,71 @@ fn log_cases(fx: &Fixture) -> Vec<Case> {
     cases
 }
 
+/// Files that are not key-value stores, for every `kv` subcommand: nothing may make a
+/// store of them (the non-store and the cut store keep their bytes); a missing file is
+/// refused by all but `set`; a key over 65535 bytes is refused by every command taking
+/// one.
+fn kv_cases(fx: &Fixture) -> Vec<Case> {
+    let mut cases = Vec::new();
+    let paths = [
+        fx.path("dir"),
+        fx.path("fifo"),
+        fx.path("socket"),
+        fx.path("loop"),
+        fx.path("dangling"),
+        fx.path("data"),
+        fx.path("data/below-a-file"),
+        fx.path("cut-store"),
+        fx.path("zeros"),
+        fx.path("empty"),
+        PathBuf::from("/proc/self/status"),
+        PathBuf::from("/proc/self/mem"),
+        PathBuf::from("/dev/null"),
+        PathBuf::from("/dev/zero"),
+    ];
+    for path in &paths {
+        let p = path.to_str().unwrap();
+        for args in [
+            vec!["kv", "set", p, "k", "v"],
+            vec!["kv", "set", "--sync", p, "k", "-"],
+            vec!["kv", "get", p, "k"],
+            vec!["kv", "get", "--json", p, "k"],
+            vec!["kv", "del", p, "k"],
+            vec!["kv", "ls", "--values", "--json", p],
+            vec!["kv", "stats", p],
+            vec!["kv", "compact", p],
+            vec!["kv", "check", "--json", p],
+        ] {
+            let mut c = case(Expect::Refused, &args);
+            c.stdin = b"hostile".to_vec();
+            cases.push(c);
+        }
+    }
+    let missing = fx.path("missing");
+    let missing = missing.to_str().unwrap();
+    for cmd in ["get", "del"] {
+        cases.push(case(Expect::Refused, &["kv", cmd, missing, "k"]));
+    }
+    for cmd in ["ls", "stats", "compact", "check"] {
+        cases.push(case(Expect::Refused, &["kv", cmd, missing]));
+    }
+    let store = fx.path("store");
+    let store = store.to_str().unwrap();
+    let long = "k".repeat(65536);
+    for args in [
+        vec!["kv", "set", store, &long, "v"],
+        vec!["kv", "set", store, &long, "-"],
+        vec!["kv", "get", store, &long],
+        vec!["kv", "del", store, &long],
+        vec!["kv", "bogus", store],
+    ] {
+        let mut c = case(Expect::Refused, &args);
+        c.stdin = b"hostile".to_vec();
+        cases.push(c);
+    }
+    cases
+}
+
 /// The files and names the cases point at.
 struct Fixture {
     dir: tempfile::TempDir,
@@ -516,6 +609,19 @@ impl Fixture {
         std::fs::set_permissions(p("readonly.log"), std::fs::Permissions::from_mode(0o644))
             .unwrap();
         std::fs::write(p("zeros"), vec![0u8; log.len()]).unwrap();
+        // A key-value store of two keys, a copy cut inside its header, and one only root
+        // may write.
+        for (key, value) in [("k", "v"), ("other", "w")] {
+            let st = common::mmkit()
+                .args(["kv", "set", p("store").to_str().unwrap(), key, value])
+                .status()
+                .unwrap();
+            assert!(st.success());
+        }
+        let store = std::fs::read(p("store")).unwrap();
+        std::fs::write(p("cut-store"), &store[..100]).unwrap();
+        std::fs::write(p("readonly.kv"), &store).unwrap();
+        std::fs::set_permissions(p("readonly.kv"), std::fs::Permissions::from_mode(0o644)).unwrap();
         std::fs::write(p("target"), b"must stay as it is").unwrap();
         std::fs::create_dir(p("dir")).unwrap();
         let fifo = Command::new("mkfifo").arg(p("fifo")).status().unwrap();
@@ -692,6 +798,23 @@ fn log_files_that_are_not_logs() {
 }
 
 #[test]
+fn kv_files_that_are_not_stores() {
+    let fx = Fixture::new();
+    let unchanged = ["data", "cut-store", "zeros", "empty", "store"]
+        .map(|name| (name, std::fs::read(fx.path(name)).unwrap()));
+    let (total, failures) = run_all(kv_cases(&fx));
+    report("kv", total, &failures);
+    for (name, bytes) in unchanged {
+        assert_eq!(
+            std::fs::read(fx.path(name)).unwrap(),
+            bytes,
+            "{name} was changed"
+        );
+    }
+    assert!(!fx.path("missing").exists(), "a read made a store");
+}
+
+#[test]
 fn files_and_processes_without_permission() {
     if !common::can_run_as_nobody() {
         return;
@@ -702,6 +825,12 @@ fn files_and_processes_without_permission() {
         common::skip("user nobody cannot run the test binary here");
         return;
     }
+    let store = std::fs::read(fx.path("readonly.kv")).unwrap();
     let (total, failures) = run_all(permission_cases(&fx));
     report("permission", total, &failures);
+    assert_eq!(
+        std::fs::read(fx.path("readonly.kv")).unwrap(),
+        store,
+        "user nobody changed a store root owns"
+    );
 }

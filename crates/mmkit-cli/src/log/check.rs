@@ -54,7 +54,7 @@ pub(crate) fn check(args: &CheckArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// One line: intact or damaged, records, first..last, and a torn tail's note.
-fn summary(r: &CheckReport) -> String {
+pub(crate) fn summary(r: &CheckReport) -> String {
     let range = match (r.first, r.last) {
         (Some(f), Some(l)) => format!(", {f}..={l}"),
         _ => String::new(),

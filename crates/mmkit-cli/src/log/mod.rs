@@ -16,6 +16,9 @@ mod bench;
 mod check;
 mod read;
 
+pub(crate) use check::summary as check_summary;
+pub(crate) use read::hex;
+
 /// Arguments of `mmkit log`.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "\
