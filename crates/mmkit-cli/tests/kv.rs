@@ -470,12 +470,10 @@ fn two_processes_set_at_once() {
 }
 
 /// Two processes set keys while a third compacts, over and over: every acknowledged key
-/// must be there afterwards. Ignored: it fails about one run in ten (a library bug, see
-/// the kv-cli branch's report: a shared writer opening the store reads the file's length
-/// before it takes the writers' lock, so a record another writer commits past that
-/// length meanwhile is cut as a "torn tail", acknowledged or not).
+/// must be there afterwards. (It found a library bug: a shared writer opening the store
+/// read the file's length before it took the writers' lock, and cut a record another
+/// writer committed past that length meanwhile as a "torn tail".)
 #[test]
-#[ignore = "fails about one run in ten: a shared writer's open cuts a record committed past the length it read"]
 fn sets_survive_concurrent_compactions() {
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("compacted.kv");
