@@ -145,3 +145,52 @@ fn two_handles_see_each_others_writes_and_compactions() {
     let kv = Kv::open(&path).unwrap();
     assert_eq!(kv.len().unwrap(), 505);
 }
+
+#[test]
+fn a_read_only_handle_follows_writes_and_compactions_and_refuses_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("kv");
+    let writer = KvOptions::new().compact_below(0.0, 0).open(&path).unwrap();
+    writer.put(b"a", b"1").unwrap();
+    let reader = KvOptions::new().read_only().open(&path).unwrap();
+    assert_eq!(reader.get(b"a").unwrap().unwrap(), b"1");
+    writer.put(b"b", b"2").unwrap();
+    assert_eq!(reader.get(b"b").unwrap().unwrap(), b"2");
+    writer.compact().unwrap();
+    writer.put(b"c", b"3").unwrap();
+    assert_eq!(reader.get(b"c").unwrap().unwrap(), b"3");
+    assert_eq!(reader.len().unwrap(), 3);
+    assert_eq!(
+        reader.put(b"x", b"y").unwrap_err().kind(),
+        ErrorKind::Unsupported
+    );
+    assert_eq!(reader.compact().unwrap_err().kind(), ErrorKind::Unsupported);
+    let missing = KvOptions::new()
+        .read_only()
+        .open(dir.path().join("none"))
+        .unwrap_err();
+    assert_eq!(missing.errno(), Some(2), "{missing}");
+}
+
+#[test]
+fn an_empty_file_becomes_a_store_even_when_two_handles_race_to_create_it() {
+    for round in 0..20 {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kv");
+        std::fs::write(&path, b"").unwrap();
+        let handles: Vec<_> = (0..2)
+            .map(|t| {
+                let path = path.clone();
+                std::thread::spawn(move || {
+                    let kv = Kv::open(&path).unwrap_or_else(|e| panic!("round {round}: {e}"));
+                    kv.put(format!("from {t}").as_bytes(), b"x").unwrap();
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().unwrap();
+        }
+        let kv = Kv::open(&path).unwrap();
+        assert_eq!(kv.len().unwrap(), 2, "round {round}");
+    }
+}

@@ -39,6 +39,12 @@ impl Kv {
     /// `NoSpace` when the fresh file does not fit (the store is left as it was); the
     /// errors of `rename` and `fsync`.
     pub fn compact(&self) -> Result<CompactReport> {
+        if self.opts.read_only {
+            return Err(Error::new(Op::Append, crate::ErrorKind::Unsupported)
+                .with_path(Some(&self.path))
+                .detail("this store handle is read-only")
+                .hint("open it without read_only() to compact"));
+        }
         let mut st = self.write_lock();
         self.compact_locked(&mut st)
     }

@@ -26,6 +26,7 @@ use index::Index;
 pub struct KvOptions {
     durability: Durability,
     create: bool,
+    read_only: bool,
     compact_below: f64,
     compact_min_bytes: u64,
 }
@@ -43,6 +44,7 @@ impl KvOptions {
         KvOptions {
             durability: Durability::Process,
             create: true,
+            read_only: false,
             compact_below: 0.5,
             compact_min_bytes: 4 << 20,
         }
@@ -57,6 +59,15 @@ impl KvOptions {
     /// Whether a missing file is created (on by default).
     pub fn create(&mut self, create: bool) -> &mut Self {
         self.create = create;
+        self
+    }
+
+    /// Open for reading only: no recovery (damage is reported by [`Kv::check`] and by
+    /// reads that meet it), no writes, and only read access to the file is needed. The
+    /// handle still follows writers in other processes, and their compactions.
+    pub fn read_only(&mut self) -> &mut Self {
+        self.read_only = true;
+        self.create = false;
         self
     }
 
@@ -187,14 +198,19 @@ pub struct KvStats {
 }
 
 /// Open the store's log as a shared writer (writers in other processes take turns), with
-/// damage skipped and reported, and build its index.
-fn open_log(path: &Path, create: bool) -> Result<(Arc<Log>, Index)> {
-    let log = LogOptions::new()
-        .durability(Durability::Process)
-        .recovery(Recovery::Salvage)
-        .shared_writers()
-        .create(create)
-        .open(path)?;
+/// damage skipped and reported, or read-only; and build its index.
+fn open_log(path: &Path, opts: &KvOptions) -> Result<(Arc<Log>, Index)> {
+    let mut log_opts = LogOptions::new();
+    if opts.read_only {
+        log_opts.read_only();
+    } else {
+        log_opts
+            .durability(Durability::Process)
+            .recovery(Recovery::Salvage)
+            .shared_writers()
+            .create(opts.create);
+    }
+    let log = log_opts.open(path)?;
     let mut index = Index::new(&log)?;
     // Room for as many keys as records (an upper bound): no rehash while opening.
     index.map.reserve(log.recovery_report().records as usize);
@@ -212,7 +228,7 @@ impl Kv {
     }
 
     fn open_with(path: &Path, opts: KvOptions) -> Result<Kv> {
-        let (log, index) = open_log(path, opts.create)?;
+        let (log, index) = open_log(path, &opts)?;
         let state = State {
             recovered: log.recovery_report().clone(),
             log,
@@ -418,7 +434,9 @@ impl Kv {
     fn refresh(&self, st: &mut State) -> Result<()> {
         let (_, replaced) = st.log.poll()?;
         if replaced && st.log.is_replaced()? {
-            let (log, index) = open_log(&self.path, false)?;
+            let mut again = self.opts.clone();
+            again.create = false;
+            let (log, index) = open_log(&self.path, &again)?;
             (st.log, st.index) = (log, index);
             return Ok(());
         }

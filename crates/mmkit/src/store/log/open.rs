@@ -32,15 +32,19 @@ pub(super) fn open(opts: &LogOptions, path: &Path) -> Result<Log> {
         open_reader(path)?
     };
     if write && opts.shared {
-        file::lock_shared_writer(&file, path)?;
+        lock_shared_waiting(&file, path)?;
     } else if write {
         file::lock_writer(&file, path)?;
     }
     let mut len = file_len(&file, path)?;
     // An empty file named as a new log, or one whose creation in place was killed
     // half-way: this writer holds its exclusive lock and writes the header.
-    if write && opts.create && !opts.shared && (len == 0 || unfinished_create(&file, path, len)?) {
-        create(&file, path, opts.durability)?;
+    if write && opts.create && (len == 0 || unfinished_create(&file, path, len)?) {
+        if opts.shared {
+            create_shared(&file, path, opts.durability)?;
+        } else {
+            create(&file, path, opts.durability)?;
+        }
         len = file_len(&file, path)?;
     }
     let meta = read_header(&file, path, len)?;
@@ -128,6 +132,53 @@ fn create_new(path: &Path, durability: Durability) -> Result<()> {
         sync_dir(path)?;
     }
     Ok(())
+}
+
+/// How long a shared writer waits for an exclusive lock to go away: another shared
+/// writer may hold it for a moment, writing the header of a log created in place.
+const CREATE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Take the shared writers' flock, waiting up to [`CREATE_WAIT`] while it is held
+/// exclusively.
+fn lock_shared_waiting(file: &File, path: &Path) -> Result<()> {
+    let deadline = std::time::Instant::now() + CREATE_WAIT;
+    loop {
+        match file::lock_shared_writer(file, path) {
+            Err(e) if e.kind() == ErrorKind::Busy && std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            done => return done,
+        }
+    }
+}
+
+/// Write the header of an empty file named as a shared log: the shared lock becomes an
+/// exclusive one for the write (other shared writers wait for it in
+/// [`lock_shared_waiting`]), and the file is checked again once it is held.
+fn create_shared(file: &File, path: &Path, durability: Durability) -> Result<()> {
+    let deadline = std::time::Instant::now() + CREATE_WAIT;
+    loop {
+        match file::lock_writer(file, path) {
+            Ok(()) => break,
+            Err(e) if e.kind() == ErrorKind::Busy && std::time::Instant::now() < deadline => {
+                // Another shared writer holds the file: it may have written the header.
+                let len = file_len(file, path)?;
+                if len > 0 && !unfinished_create(file, path, len)? {
+                    return lock_shared_waiting(file, path);
+                }
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    let len = file_len(file, path)?;
+    let made = if len == 0 || unfinished_create(file, path, len)? {
+        create(file, path, durability)
+    } else {
+        Ok(()) // another shared writer wrote it first
+    };
+    file::lock_shared_writer(file, path)?;
+    made
 }
 
 fn file_len(file: &File, path: &Path) -> Result<u64> {
