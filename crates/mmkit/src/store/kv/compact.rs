@@ -141,7 +141,7 @@ impl Kv {
     ) -> Result<CompactReport> {
         let after = st.log.stats()?;
         let report = CompactReport {
-            keys: st.index.map.len() as u64,
+            keys: st.index.len() as u64,
             bytes_before: before.used_bytes,
             bytes_after: after.used_bytes,
             allocated_before: before.allocated_bytes,
@@ -160,7 +160,7 @@ impl Kv {
         let st = self.fresh()?;
         let log = st.log.stats()?;
         Ok(KvStats {
-            keys: st.index.map.len() as u64,
+            keys: st.index.len() as u64,
             live_bytes: st.index.live_bytes,
             total_bytes: log.used_bytes,
             file_bytes: log.file_bytes,
@@ -180,7 +180,7 @@ impl Kv {
 
 /// Append the live records, in log order, to `fresh`.
 fn copy_live(st: &State, fresh: &Log) -> Result<()> {
-    let mut live: Vec<_> = st.index.map.values().copied().collect();
+    let mut live: Vec<_> = st.index.locs().copied().collect();
     live.sort_unstable_by_key(|loc| loc.seq);
     let mut batch: Vec<Vec<u8>> = Vec::with_capacity(BATCH);
     for chunk in live.chunks(BATCH) {

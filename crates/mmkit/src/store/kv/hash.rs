@@ -25,6 +25,14 @@ impl Default for KeyHash {
     }
 }
 
+#[cfg(test)]
+impl KeyHash {
+    /// A hash that sends every key to the same value: for testing collisions.
+    pub(crate) fn colliding() -> KeyHash {
+        KeyHash { secret: [0, 0] }
+    }
+}
+
 impl BuildHasher for KeyHash {
     type Hasher = KeyHasher;
 

@@ -213,7 +213,7 @@ fn open_log(path: &Path, opts: &KvOptions) -> Result<(Arc<Log>, Index)> {
     let log = log_opts.open(path)?;
     let mut index = Index::new(&log)?;
     // Room for as many keys as records (an upper bound): no rehash while opening.
-    index.map.reserve(log.recovery_report().records as usize);
+    index.reserve(log.recovery_report().records as usize);
     index.catch_up(&log)?;
     Ok((Arc::new(log), index))
 }
@@ -268,19 +268,11 @@ impl Kv {
     /// As [`get`](Self::get).
     pub fn get_into(&self, key: &[u8], buf: &mut Vec<u8>) -> Result<bool> {
         let st = self.fresh()?;
-        let Some(loc) = st.index.map.get(key) else {
-            buf.clear();
-            return Ok(false);
-        };
-        let start = Index::value_start(key);
         buf.clear();
-        // SAFETY: a committed record, never written again by mmkit; its checksum is
-        // verified in place before the value is copied out.
-        unsafe {
-            loc.entry(&st.log)
-                .with_bytes(|rec| buf.extend_from_slice(&rec[start..]))
-        }?;
-        Ok(true)
+        let found = st
+            .index
+            .get_with(&st.log, key, |v| buf.extend_from_slice(v))?;
+        Ok(found.is_some())
     }
 
     /// Run `f` over the value of `key` in place (zero-copy), after its checksum was
@@ -294,12 +286,7 @@ impl Kv {
     /// As [`get`](Self::get).
     pub unsafe fn get_with<R>(&self, key: &[u8], f: impl FnOnce(&[u8]) -> R) -> Result<Option<R>> {
         let st = self.fresh()?;
-        let Some(loc) = st.index.map.get(key) else {
-            return Ok(None);
-        };
-        let start = Index::value_start(key);
-        // SAFETY: the caller's promise; the record is committed and never rewritten.
-        unsafe { loc.entry(&st.log).with_bytes(|rec| f(&rec[start..])) }.map(Some)
+        st.index.get_with(&st.log, key, f)
     }
 
     /// Whether `key` is held.
@@ -307,7 +294,8 @@ impl Kv {
     /// # Errors
     /// `Corrupt`/`Truncated` when records another process appended cannot be read.
     pub fn contains(&self, key: &[u8]) -> Result<bool> {
-        Ok(self.fresh()?.index.map.contains_key(key))
+        let st = self.fresh()?;
+        st.index.contains(&st.log, key)
     }
 
     /// How many keys the store holds.
@@ -315,7 +303,7 @@ impl Kv {
     /// # Errors
     /// As [`contains`](Self::contains).
     pub fn len(&self) -> Result<usize> {
-        Ok(self.fresh()?.index.map.len())
+        Ok(self.fresh()?.index.len())
     }
 
     /// Whether the store holds no key.
@@ -331,7 +319,8 @@ impl Kv {
     /// # Errors
     /// As [`contains`](Self::contains).
     pub fn keys(&self) -> Result<Vec<Vec<u8>>> {
-        Ok(self.fresh()?.index.map.keys().map(|k| k.to_vec()).collect())
+        let st = self.fresh()?;
+        st.index.locs().map(|loc| loc.key(&st.log)).collect()
     }
 
     /// Every key with its value, in no particular order (a snapshot of the keys; values
@@ -398,7 +387,7 @@ impl Kv {
             if (seqs.start, at) == (st.index.next_seq, st.index.next_at) {
                 for (rec, seq) in records.iter().zip(seqs) {
                     let size = crate::store::format::record_size(rec.len());
-                    st.index.apply(at, seq, size, rec);
+                    st.index.apply(&st.log, at, seq, size, rec)?;
                     at += size;
                 }
             } else {
