@@ -298,7 +298,7 @@ mod tests {
         let log = Log::open(dir.path().join("log")).unwrap();
         let mut index = Index::new(&log).unwrap();
         index.hash = KeyHash::colliding();
-        let mut write = |index: &mut Index, op: Operation<'_>| {
+        let write = |index: &mut Index, op: Operation<'_>| {
             let rec = op.encode().unwrap();
             let (seqs, at) = log.append_placed(&[&rec]).unwrap();
             index
