@@ -30,7 +30,7 @@
 //! | `tour` (implies `probe`, `bench`) | `tour` | — |
 //! | `process` | `process` (test support: fork a child with a pipe back) | — |
 //! | `serde` | `serde::Serialize` on the report types | `serde` |
-//! | `store` (implies `shm`) | `store`: the crash-safe [`store::Log`] and [`store::RecordFile`] | `crc32c` |
+//! | `store` (implies `shm`) | `store`: the crash-safe [`store::Log`], [`store::Kv`] and [`store::RecordFile`] | `crc32c` |
 //! | `remote` | reserved for remote page sources: empty for now | — |
 //!
 //! ```toml

@@ -3,6 +3,9 @@
 //! - [`Log`]: an append-only log of byte records, each framed with its length, a
 //!   sequence number and a CRC32C. Appends go straight into a shared mapping; readers in
 //!   other processes follow the tail as records commit.
+//! - [`Kv`]: a key-value store on a log, shared by several processes at once (writers
+//!   take turns through a robust lock in the file's header), compacted into a fresh file
+//!   that replaces the old one atomically.
 //! - [`RecordFile`]: an array of fixed-size typed records (zerocopy types), each slot
 //!   checksummed, updated in place through two slots so that a torn update is never read
 //!   back.
