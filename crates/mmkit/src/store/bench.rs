@@ -1,4 +1,4 @@
-//! `mmkit log bench`: [`Log`] appends against a plain `O_APPEND` `write(2)` log of the
+//! `mmkit log bench`: [`Log`](super::Log) appends against a plain `O_APPEND` `write(2)` log of the
 //! same bytes, side by side in one run.
 //!
 //! For each record size (16 B, 256 B and 4 KiB by default) it measures appends per
