@@ -286,3 +286,25 @@ fn a_damaged_store_opens_and_keeps_every_intact_key() {
         "kv damage: {CASES} cases, {opened} opened (every intact key checked: {keys_checked}), {refused} refused for a damaged header"
     ));
 }
+
+#[test]
+fn verify_reads_catches_a_value_changed_after_open() {
+    use std::os::unix::fs::FileExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("kv");
+    let kv = Kv::open(&path).unwrap();
+    kv.put(b"k", b"value").unwrap();
+    let checked = KvOptions::new().verify_reads(true).open(&path).unwrap();
+    let plain = Kv::open(&path).unwrap();
+    assert_eq!(checked.get(b"k").unwrap().unwrap(), b"value");
+    // A process writing the file outside mmkit: the value's first byte (frame 16 bytes,
+    // op and key length 3, key 1).
+    let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    f.write_all_at(b"V", 4096 + 16 + 3 + 1).unwrap();
+    assert_eq!(checked.get(b"k").unwrap_err().kind(), ErrorKind::Corrupt);
+    assert_eq!(
+        plain.get(b"k").unwrap().unwrap(),
+        b"Value",
+        "unverified reads see the bytes"
+    );
+}

@@ -32,21 +32,25 @@ impl Loc {
         Entry::at(log, self.offset, self.seq, self.len)
     }
 
-    /// Run `f` on the record's key and value when its key is `key`, checksum verified
-    /// in place.
+    /// Run `f` on the record's value when its key is `key`; with `verify`, after its
+    /// checksum was verified in place (the index verified it once, when it read the
+    /// record first).
     fn with_value<R>(
         &self,
         log: &Log,
         key: &[u8],
+        verify: bool,
         f: impl FnOnce(&[u8]) -> R,
     ) -> Result<Option<R>> {
-        // SAFETY: a committed record, never written again by mmkit; its checksum is
-        // verified in place before `f` sees it.
+        // SAFETY: a committed record, never written again by mmkit (a process writing
+        // the file outside mmkit can only make the frame or key check fail, or with
+        // `verify` off change the value's bytes, which is what `verify_reads` is for).
         unsafe {
-            self.entry(log).with_bytes(|rec| match codec::decode(rec) {
-                Some((_, k, v)) if k == key => Some(f(v)),
-                _ => None,
-            })
+            self.entry(log)
+                .with_bytes_checked(verify, |rec| match codec::decode(rec) {
+                    Some((_, k, v)) if k == key => Some(f(v)),
+                    _ => None,
+                })
         }
     }
 
@@ -152,11 +156,12 @@ impl Index {
         self.slots.values().flat_map(Slot::locs)
     }
 
-    /// Run `f` on the value of `key`, if held.
+    /// Run `f` on the value of `key`, if held (`verify`: check the record's checksum).
     pub(crate) fn get_with<R>(
         &self,
         log: &Log,
         key: &[u8],
+        verify: bool,
         f: impl FnOnce(&[u8]) -> R,
     ) -> Result<Option<R>> {
         let Some(slot) = self.slots.get(&self.hash.hash_one(key)) else {
@@ -164,7 +169,8 @@ impl Index {
         };
         let mut f = Some(f);
         for loc in slot.locs() {
-            let found = loc.with_value(log, key, |v| (f.take().expect("called once"))(v))?;
+            let found =
+                loc.with_value(log, key, verify, |v| (f.take().expect("called once"))(v))?;
             if found.is_some() {
                 return Ok(found);
             }
@@ -174,7 +180,8 @@ impl Index {
 
     /// Whether `key` is held.
     pub(crate) fn contains(&self, log: &Log, key: &[u8]) -> Result<bool> {
-        self.get_with(log, key, |_| ()).map(|found| found.is_some())
+        self.get_with(log, key, false, |_| ())
+            .map(|found| found.is_some())
     }
 
     /// Apply every record committed after the last one applied. Returns how many.
@@ -229,7 +236,7 @@ impl Index {
         };
         let mut same = None;
         for (i, old) in slot.locs().iter().enumerate() {
-            if old.with_value(log, key, |_| ())?.is_some() {
+            if old.with_value(log, key, false, |_| ())?.is_some() {
                 same = Some(i);
                 break;
             }
@@ -316,7 +323,7 @@ mod tests {
         write(&mut index, Operation::Delete(b"absent"));
         assert_eq!(index.slots.len(), 1, "one slot for every key");
         assert_eq!(index.len(), 49);
-        let get = |k: &[u8]| index.get_with(&log, k, |v| v.to_vec()).unwrap();
+        let get = |k: &[u8]| index.get_with(&log, k, true, |v| v.to_vec()).unwrap();
         assert_eq!(get(b"k7").unwrap(), b"seven");
         assert_eq!(get(b"k9").unwrap(), 9u32.to_le_bytes());
         assert_eq!(get(b"k8"), None);

@@ -27,6 +27,7 @@ pub struct KvOptions {
     durability: Durability,
     create: bool,
     read_only: bool,
+    verify_reads: bool,
     compact_below: f64,
     compact_min_bytes: u64,
 }
@@ -45,6 +46,7 @@ impl KvOptions {
             durability: Durability::Process,
             create: true,
             read_only: false,
+            verify_reads: false,
             compact_below: 0.5,
             compact_min_bytes: 4 << 20,
         }
@@ -68,6 +70,17 @@ impl KvOptions {
     pub fn read_only(&mut self) -> &mut Self {
         self.read_only = true;
         self.create = false;
+        self
+    }
+
+    /// Check each value's CRC32C again on every read. Off by default: every record's
+    /// checksum is verified when this handle first reads it (on open, and as it follows
+    /// other processes' writes), and mmkit never writes a committed record again; a read
+    /// checks the record's number, length and key. Turn it on to catch damage done to
+    /// the file after that (a bad sector, a process writing the file outside mmkit), at
+    /// the cost of reading every value's bytes (a third of a random 256-byte get).
+    pub fn verify_reads(&mut self, verify: bool) -> &mut Self {
+        self.verify_reads = verify;
         self
     }
 
@@ -252,10 +265,12 @@ impl Kv {
         self.read().recovered.clone()
     }
 
-    /// The value of `key`, copied out with its checksum verified.
+    /// The value of `key`, copied out. Its record's checksum was verified when this
+    /// handle first read it; every read checks its number, length and key, and its
+    /// checksum too with [`KvOptions::verify_reads`].
     ///
     /// # Errors
-    /// `Corrupt` when the record's checksum fails; `Truncated` when the file was cut.
+    /// `Corrupt` when the record does not check out; `Truncated` when the file was cut.
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
         let mut buf = Vec::new();
         Ok(self.get_into(key, &mut buf)?.then_some(buf))
@@ -271,12 +286,14 @@ impl Kv {
         buf.clear();
         let found = st
             .index
-            .get_with(&st.log, key, |v| buf.extend_from_slice(v))?;
+            .get_with(&st.log, key, self.opts.verify_reads, |v| {
+                buf.extend_from_slice(v)
+            })?;
         Ok(found.is_some())
     }
 
-    /// Run `f` over the value of `key` in place (zero-copy), after its checksum was
-    /// verified in place, under the SIGBUS guard.
+    /// Run `f` over the value of `key` in place (zero-copy), under the SIGBUS guard,
+    /// with the record checked as for [`get`](Self::get).
     ///
     /// # Safety
     /// No process may write the store's file outside mmkit while `f` runs (mmkit never
@@ -286,7 +303,7 @@ impl Kv {
     /// As [`get`](Self::get).
     pub unsafe fn get_with<R>(&self, key: &[u8], f: impl FnOnce(&[u8]) -> R) -> Result<Option<R>> {
         let st = self.fresh()?;
-        st.index.get_with(&st.log, key, f)
+        st.index.get_with(&st.log, key, self.opts.verify_reads, f)
     }
 
     /// Whether `key` is held.

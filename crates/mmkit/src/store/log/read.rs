@@ -128,6 +128,21 @@ impl<'log> Entry<'log> {
     /// # Errors
     /// As [`read`](Self::read).
     pub unsafe fn with_bytes<R>(&self, f: impl FnOnce(&[u8]) -> R) -> Result<R> {
+        // SAFETY: forwarded from the caller.
+        unsafe { self.with_bytes_checked(true, f) }
+    }
+
+    /// As [`with_bytes`](Self::with_bytes); with `verify` false the frame's number and
+    /// length are checked but not the checksum (for records whose checksum was verified
+    /// when they were first read: the key-value store's index).
+    ///
+    /// # Safety
+    /// As [`with_bytes`](Self::with_bytes).
+    pub(crate) unsafe fn with_bytes_checked<R>(
+        &self,
+        verify: bool,
+        f: impl FnOnce(&[u8]) -> R,
+    ) -> Result<R> {
         let total = FRAME + self.len as usize;
         let map = self.log.maps.get();
         // SAFETY: as in `read_into`; the caller promises no writer while `f` runs.
@@ -143,7 +158,8 @@ impl<'log> Entry<'log> {
                     let frame = Frame::decode(head);
                     let ok = frame.seq == self.seq
                         && frame.len == self.len
-                        && frame_crc(head, &bytes[FRAME..]) == frame.crc;
+                        && !frame.pad
+                        && (!verify || frame_crc(head, &bytes[FRAME..]) == frame.crc);
                     ok.then(|| f(&bytes[FRAME..]))
                 },
             )
