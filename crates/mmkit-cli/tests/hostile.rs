@@ -379,7 +379,7 @@ fn permission_cases(fx: &Fixture) -> Vec<Case> {
         cases.push(c);
     }
     // A store root owns with mode 0644 (in a directory only root may write): user nobody
-    // cannot change it. Reading opens it for writing too, so it may be refused.
+    // cannot change it; reading it read-only works (tests/kv.rs checks that).
     let store = fx.path("readonly.kv");
     let store = store.to_str().unwrap();
     for (expect, args) in [
@@ -533,6 +533,11 @@ fn kv_cases(fx: &Fixture) -> Vec<Case> {
             vec!["kv", "compact", p],
             vec!["kv", "check", "--json", p],
         ] {
+            // `set` makes a store of an empty file (what mktemp leaves), as it makes one
+            // of a missing file: tests/kv.rs checks it; the other commands refuse it.
+            if path.ends_with("empty") && args[1] == "set" {
+                continue;
+            }
             let mut c = case(Expect::Refused, &args);
             c.stdin = b"hostile".to_vec();
             cases.push(c);

@@ -507,3 +507,55 @@ fn sets_survive_concurrent_compactions() {
     assert_code(&o, 0);
     assert_eq!(stdout(&o).lines().count(), 2 * EACH + 1, "{}", stderr(&o));
 }
+
+/// An empty file (what mktemp leaves) becomes a store with `set`; the commands that only
+/// read refuse it and leave it empty.
+#[test]
+fn set_makes_a_store_of_an_empty_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("made-by-mktemp");
+    std::fs::write(&store, b"").unwrap();
+    let out = mmkit()
+        .args(["kv", "get"])
+        .arg(&store)
+        .arg("k")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert_eq!(std::fs::metadata(&store).unwrap().len(), 0);
+    set(&store, "k", "v");
+    assert_eq!(get(&store, "k"), b"v");
+}
+
+/// A store this user may not write is read read-only: `get`, `ls` and `stats` work, and
+/// writes are refused.
+#[test]
+fn a_store_this_user_cannot_write_is_read_read_only() {
+    if !common::can_run_as_nobody() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("root-owned.kv");
+    set(&store, "k", "v");
+    std::fs::set_permissions(&store, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let run = |args: &[&str]| common::mmkit_as_nobody().args(args).output().unwrap();
+    let path = store.to_str().unwrap();
+    let out = run(&["kv", "get", path, "k"]);
+    assert_eq!(
+        (out.status.code(), &out.stdout[..]),
+        (Some(0), &b"v"[..]),
+        "{out:?}"
+    );
+    let out = run(&["kv", "ls", path]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(out.stdout, b"k\n");
+    assert_eq!(run(&["kv", "stats", path]).status.code(), Some(0));
+    let out = run(&["kv", "set", path, "k", "w"]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert_eq!(get(&store, "k"), b"v");
+}

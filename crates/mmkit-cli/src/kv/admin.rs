@@ -9,7 +9,7 @@ use comfy_table::{presets, Cell, CellAlignment, ContentArrangement, Table};
 use mmkit::size::format_size;
 use mmkit::store::LogOptions;
 
-use super::{kv_error, open};
+use super::{kv_error, open, open_to_read};
 
 /// Arguments of `mmkit kv stats`.
 #[derive(Debug, clap::Args)]
@@ -61,7 +61,7 @@ struct Stats {
 }
 
 pub(crate) fn stats(args: &StatsArgs) -> anyhow::Result<ExitCode> {
-    let kv = open("stats", &args.file, false, false)?;
+    let kv = open_to_read("stats", &args.file)?;
     let s = kv.stats().map_err(|e| kv_error("stats", &e))?;
     let s = Stats {
         keys: s.keys,

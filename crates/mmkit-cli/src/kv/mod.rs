@@ -27,9 +27,9 @@ Keys are given as arguments: any bytes but NUL (not only UTF-8), at most 65535 b
 the empty key is a key. Values are any bytes, up to about 1 GiB; `-` as VALUE reads the \
 value from stdin (to store a literal `-`, pipe it: printf - | mmkit kv set FILE KEY -).
 
-Every command but `check` opens the store for writing (the library has no read-only \
-store yet), so `get`, `ls` and `stats` need write permission on the file too; `check` \
-only reads.
+`get`, `ls` and `stats` open the store for writing when they may (so that damage is \
+skipped and marked, and a torn tail cut), and read-only when the file is not writable \
+by this user; `check` only reads.
 
 Examples:
   mmkit kv set settings.kv theme dark
@@ -121,6 +121,29 @@ fn key_bytes<'a>(cmd: &str, key: &'a OsStr) -> anyhow::Result<&'a [u8]> {
     Ok(key)
 }
 
+/// Open the store at `path` to read it: for writing when this user may, read-only when
+/// the file (or its file system) is not writable.
+fn open_to_read(cmd: &str, path: &Path) -> anyhow::Result<Kv> {
+    let kv = match KvOptions::new().create(false).open(path) {
+        Ok(kv) => kv,
+        Err(e) if denied(&e) => KvOptions::new()
+            .read_only()
+            .open(path)
+            .map_err(|e| kv_error(cmd, &e))?,
+        Err(e) => return Err(kv_error(cmd, &e)),
+    };
+    report_recovery(cmd, path, &kv);
+    Ok(kv)
+}
+
+/// Whether opening for writing failed only for want of permission.
+fn denied(e: &mmkit::Error) -> bool {
+    const EACCES: i32 = 13;
+    const EPERM: i32 = 1;
+    const EROFS: i32 = 30;
+    matches!(e.errno(), Some(EACCES | EPERM | EROFS))
+}
+
 /// Open the store at `path` (created when missing only if `create`), and report in one
 /// line on stderr what opening skipped or cut, if anything.
 fn open(cmd: &str, path: &Path, create: bool, sync: bool) -> anyhow::Result<Kv> {
@@ -133,11 +156,16 @@ fn open(cmd: &str, path: &Path, create: bool, sync: bool) -> anyhow::Result<Kv> 
         })
         .open(path)
         .map_err(|e| kv_error(cmd, &e))?;
+    report_recovery(cmd, path, &kv);
+    Ok(kv)
+}
+
+/// Say in one line on stderr what opening skipped or cut, if anything.
+fn report_recovery(cmd: &str, path: &Path, kv: &Kv) {
     let report = kv.recovery_report();
     if !report.is_clean() {
         crate::report(&format!("kv {cmd}: {}: {report}", path.display()));
     }
-    Ok(kv)
 }
 
 /// Bytes for JSON: the string itself when they are UTF-8 (encoding "utf8"), else

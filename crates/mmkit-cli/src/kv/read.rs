@@ -5,7 +5,7 @@ use std::io::{BufWriter, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use super::{encoded, key_bytes, kv_error, open};
+use super::{encoded, key_bytes, kv_error, open_to_read};
 
 /// Arguments of `mmkit kv get`.
 #[derive(Debug, clap::Args)]
@@ -47,7 +47,7 @@ pub(crate) struct LsArgs {
 
 pub(crate) fn get(args: &GetArgs) -> anyhow::Result<ExitCode> {
     let key = key_bytes("get", &args.key)?;
-    let kv = open("get", &args.file, false, false)?;
+    let kv = open_to_read("get", &args.file)?;
     let Some(value) = kv.get(key).map_err(|e| kv_error("get", &e))? else {
         return Ok(ExitCode::from(1));
     };
@@ -66,7 +66,7 @@ pub(crate) fn get(args: &GetArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub(crate) fn ls(args: &LsArgs) -> anyhow::Result<ExitCode> {
-    let kv = open("ls", &args.file, false, false)?;
+    let kv = open_to_read("ls", &args.file)?;
     let mut keys = kv.keys().map_err(|e| kv_error("ls", &e))?;
     keys.sort_unstable();
     let mut out = BufWriter::with_capacity(64 * 1024, std::io::stdout().lock());

@@ -37,9 +37,9 @@ pub(super) fn open(opts: &LogOptions, path: &Path) -> Result<Log> {
         file::lock_writer(&file, path)?;
     }
     let mut len = file_len(&file, path)?;
-    // An empty file named as a new log, or one whose creation in place was killed
-    // half-way: this writer holds its exclusive lock and writes the header.
-    if write && opts.create && (len == 0 || unfinished_create(&file, path, len)?) {
+    // An empty file named as a new log (also what a creation killed before its header
+    // was written leaves): this writer holds the lock and writes the header.
+    if write && opts.create && len == 0 {
         if opts.shared {
             create_shared(&file, path, opts.durability)?;
         } else {
@@ -162,8 +162,7 @@ fn create_shared(file: &File, path: &Path, durability: Durability) -> Result<()>
             Ok(()) => break,
             Err(e) if e.kind() == ErrorKind::Busy && std::time::Instant::now() < deadline => {
                 // Another shared writer holds the file: it may have written the header.
-                let len = file_len(file, path)?;
-                if len > 0 && !unfinished_create(file, path, len)? {
+                if file_len(file, path)? > 0 {
                     return lock_shared_waiting(file, path);
                 }
                 std::thread::sleep(std::time::Duration::from_millis(1));
@@ -171,8 +170,7 @@ fn create_shared(file: &File, path: &Path, durability: Durability) -> Result<()>
             Err(e) => return Err(e),
         }
     }
-    let len = file_len(file, path)?;
-    let made = if len == 0 || unfinished_create(file, path, len)? {
+    let made = if file_len(file, path)? == 0 {
         create(file, path, durability)
     } else {
         Ok(()) // another shared writer wrote it first
@@ -191,51 +189,26 @@ fn file_len(file: &File, path: &Path) -> Result<u64> {
 /// 0 (the log starts at `DATA_START` with seq 1). With `Sync`, the file and its
 /// directory entry reach storage.
 fn create(file: &File, path: &Path, durability: Durability) -> Result<()> {
-    space::reserve(file, path, 0, DATA_START + FIRST_RESERVE)?;
+    // The whole header page in one write of one page, first: a writer killed in the
+    // middle leaves an empty file or a whole header (a fatal signal stops a write only
+    // between pages), never a file of zeros that no open could tell from another
+    // program's file. The records' first space is reserved after it.
     let meta = Meta {
         generation: 1,
         start: DATA_START,
         start_seq: 1,
     };
-    let write = |bytes: &[u8], at: u64| {
-        file.write_all_at(bytes, at)
-            .map_err(|e| Error::io(Op::Write, &e).with_path(Some(path)))
-    };
-    write(&meta.encode(), META_SLOTS[0] as u64)?;
-    write(&format::encode_fixed(), 0)?;
+    let mut page = vec![0u8; HEADER_LEN];
+    page[..24].copy_from_slice(&format::encode_fixed());
+    page[META_SLOTS[0]..META_SLOTS[0] + 32].copy_from_slice(&meta.encode());
+    file.write_all_at(&page, 0)
+        .map_err(|e| Error::io(Op::Write, &e).with_path(Some(path)))?;
+    space::reserve(file, path, DATA_START, FIRST_RESERVE)?;
     if durability == Durability::Sync {
         space::sync_data(file, path)?;
         sync_dir(path)?;
     }
     Ok(())
-}
-
-/// Whether the file is what [`create`] leaves when it is killed before it is done: its
-/// first space reserved (zeros), maybe the first meta slot written, no fixed header yet.
-/// No record can have been written (appends start after the header is complete), so a
-/// writer creates the log again instead of refusing the file as "not a log" forever.
-fn unfinished_create(file: &File, path: &Path, len: u64) -> Result<bool> {
-    if len > DATA_START + FIRST_RESERVE {
-        return Ok(false);
-    }
-    let mut bytes = vec![0u8; len as usize];
-    file.read_exact_at(&mut bytes, 0)
-        .map_err(|e| Error::io(Op::Open, &e).with_path(Some(path)))?;
-    let slot = META_SLOTS[0]..META_SLOTS[0] + 32;
-    let first = Meta {
-        generation: 1,
-        start: DATA_START,
-        start_seq: 1,
-    };
-    let slot_ok = match bytes.get(slot.clone()) {
-        Some(b) => b.iter().all(|&x| x == 0) || *b == first.encode()[..],
-        None => true,
-    };
-    let zero_elsewhere = bytes
-        .iter()
-        .enumerate()
-        .all(|(i, &x)| x == 0 || slot.contains(&i));
-    Ok(slot_ok && zero_elsewhere)
 }
 
 /// `fsync` the directory holding `path`, so a new file's name survives a power loss.
