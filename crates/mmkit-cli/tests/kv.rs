@@ -4,80 +4,12 @@
 //! a bit flip, and two processes setting keys at once.
 
 use std::ffi::OsStr;
-use std::io::{Read, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
-use std::process::{Output, Stdio};
-use std::time::Duration;
+use std::process::Output;
 
 mod common;
-use common::{mmkit, wait_or_kill};
-
-/// Run `mmkit ARGS` with `stdin` fed to it, under the hang guard.
-fn run_with<S: AsRef<OsStr>>(args: &[S], stdin: &[u8]) -> Output {
-    let mut child = mmkit()
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn mmkit");
-    let mut input = child.stdin.take().unwrap();
-    let data = stdin.to_vec();
-    let feeder = std::thread::spawn(move || {
-        let _ = input.write_all(&data);
-    });
-    let mut out = child.stdout.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = out.read_to_end(&mut v);
-        v
-    });
-    let mut err = child.stderr.take().unwrap();
-    let err_reader = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = err.read_to_end(&mut v);
-        v
-    });
-    let status = wait_or_kill(&mut child, Duration::from_secs(60)).unwrap_or_else(|| {
-        let args: Vec<_> = args.iter().map(|a| a.as_ref().to_owned()).collect();
-        panic!("mmkit {args:?} hung and was killed")
-    });
-    feeder.join().unwrap();
-    Output {
-        status,
-        stdout: reader.join().unwrap(),
-        stderr: err_reader.join().unwrap(),
-    }
-}
-
-/// Run `mmkit ARGS` with an empty stdin, under the hang guard.
-fn run<S: AsRef<OsStr>>(args: &[S]) -> Output {
-    run_with(args, b"")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-#[track_caller]
-fn assert_code(o: &Output, code: i32) {
-    assert_eq!(
-        o.status.code(),
-        Some(code),
-        "stdout: {}\nstderr: {}",
-        stdout(o),
-        stderr(o)
-    );
-}
-
-fn p(path: &Path) -> &str {
-    path.to_str().unwrap()
-}
+use common::{assert_code, mmkit, p, run, run_with, stderr, stdout};
 
 /// `mmkit kv set STORE KEY VALUE`, which must succeed quietly.
 #[track_caller]

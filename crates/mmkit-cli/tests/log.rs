@@ -4,77 +4,12 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
 mod common;
-use common::{mmkit, wait_or_kill};
-
-/// Run `mmkit ARGS` with `stdin` fed to it, under the hang guard.
-fn run_with(args: &[&str], stdin: &[u8]) -> Output {
-    let mut child = mmkit()
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn mmkit");
-    let mut input = child.stdin.take().unwrap();
-    let data = stdin.to_vec();
-    let feeder = std::thread::spawn(move || {
-        let _ = input.write_all(&data);
-    });
-    let mut out = child.stdout.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = out.read_to_end(&mut v);
-        v
-    });
-    let mut err = child.stderr.take().unwrap();
-    let err_reader = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = err.read_to_end(&mut v);
-        v
-    });
-    let status = wait_or_kill(&mut child, Duration::from_secs(60))
-        .unwrap_or_else(|| panic!("mmkit {args:?} hung and was killed"));
-    feeder.join().unwrap();
-    Output {
-        status,
-        stdout: reader.join().unwrap(),
-        stderr: err_reader.join().unwrap(),
-    }
-}
-
-/// Run `mmkit ARGS` with an empty stdin, under the hang guard (reading its output as it
-/// comes, so a big one does not fill the pipe).
-fn run(args: &[&str]) -> Output {
-    run_with(args, b"")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-#[track_caller]
-fn assert_code(o: &Output, code: i32) {
-    assert_eq!(
-        o.status.code(),
-        Some(code),
-        "stdout: {}\nstderr: {}",
-        stdout(o),
-        stderr(o)
-    );
-}
-
-fn p(path: &Path) -> &str {
-    path.to_str().unwrap()
-}
+use common::{assert_code, mmkit, p, run, run_with, stderr, stdout, wait_or_kill};
 
 /// Append `records` one `mmkit log append` run each (one batch each).
 fn append_each(log: &Path, records: &[&str]) {

@@ -10,6 +10,10 @@ mod peer;
 #[allow(unused_imports)] // Not every test binary skips.
 pub(crate) use peer::{peer, resident_pages, skip};
 
+mod run;
+#[allow(unused_imports)] // Only the log and kv tests run mmkit with a stdin this way.
+pub(crate) use run::{assert_code, p, run, run_with, stderr, stdout};
+
 #[path = "../../../mmkit/tests/common/shm_name.rs"]
 mod shm_name;
 #[allow(unused_imports)] // Only the shm tests name segments.

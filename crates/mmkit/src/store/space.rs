@@ -112,17 +112,22 @@ fn reserve_error(e: Errno, path: &Path, from: u64, len: u64) -> Error {
 mod tests {
     use super::*;
 
-    #[test]
-    fn reserve_extends_and_punch_zeroes() {
+    /// A new empty file in a temporary directory (kept while the first value lives).
+    fn scratch() -> (tempfile::TempDir, std::path::PathBuf, File) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("f");
         let file = File::options()
             .read(true)
             .write(true)
-            .create(true)
-            .truncate(true)
+            .create_new(true)
             .open(&path)
             .unwrap();
+        (dir, path, file)
+    }
+
+    #[test]
+    fn reserve_extends_and_punch_zeroes() {
+        let (_dir, path, file) = scratch();
         reserve(&file, &path, 0, 8192).unwrap();
         assert_eq!(file.metadata().unwrap().len(), 8192);
         file.write_all_at(&[7u8; 8192], 0).unwrap();
@@ -140,15 +145,7 @@ mod tests {
 
     #[test]
     fn an_impossible_reservation_is_no_space_or_too_big() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("f");
-        let file = File::options()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&path)
-            .unwrap();
+        let (_dir, path, file) = scratch();
         let err = reserve(&file, &path, 0, 1 << 62).unwrap_err();
         assert!(
             matches!(err.kind(), ErrorKind::NoSpace | ErrorKind::Os),

@@ -9,7 +9,7 @@ use std::sync::Mutex;
 use super::append::Writer;
 use super::maps::Maps;
 use super::report::{Damage, RecoveryReport};
-use super::scan::{scan, Scan};
+use super::scan::Scan;
 use super::{read, Log, LogOptions};
 use crate::map::Protection;
 use crate::store::format::{self, FixedError, Meta, DATA_START, HEADER_LEN, META_SLOTS};
@@ -276,24 +276,9 @@ fn read_header(file: &File, path: &Path, len: u64) -> Result<Meta> {
 
 /// Scan the writer's log and apply the recovery policy.
 fn recover(log: &Log, meta: Meta, len: u64, policy: Recovery) -> Result<(Writer, RecoveryReport)> {
-    let map = log.maps.covering(&log.file, &log.path, len)?;
-    let whole =
-        usize::try_from(len).map_err(|_| Error::new(Op::Recover, ErrorKind::LengthOverflow))?;
+    // This handle holds the writer lock: no other writer changes the bytes meanwhile.
     let (_, committed) = log.maps.snapshot()?;
-    // SAFETY: the whole file, read under the guard; this handle holds the writer lock,
-    // so no other writer changes the bytes while they are scanned (a process that
-    // ignores the lock can only make the scan find damage).
-    let found = unsafe {
-        map.with_raw(Op::Recover, 0, whole, Protection::READ, |p| {
-            scan(
-                std::slice::from_raw_parts(p, whole),
-                meta.start,
-                meta.start_seq,
-                committed,
-            )
-        })
-    }
-    .map_err(|e| e.with_path(Some(&log.path)))?;
+    let found = log.scan_file(meta, len, committed)?;
     let mut report = RecoveryReport::default();
     let (end, next_seq) = apply(log, &found, policy, &mut report)?;
     report.records = count_kept(&found, policy);

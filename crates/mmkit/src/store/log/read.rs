@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use rustix::thread::futex;
 
 use super::report::{CheckReport, Damage, LogStats};
-use super::scan::scan;
+use super::scan::{scan, Scan};
 use super::Log;
 use crate::map::Protection;
 use crate::store::format::{self, frame_crc, Frame, Meta, FRAME, META_SLOTS};
@@ -376,22 +376,9 @@ impl Log {
             .metadata()
             .map_err(|e| Error::io(Op::Recover, &e).with_path(Some(&self.path)))?
             .len();
-        let whole =
-            usize::try_from(len).map_err(|_| Error::new(Op::Recover, ErrorKind::LengthOverflow))?;
-        let map = self.maps.covering(&self.file, &self.path, len)?;
-        // SAFETY: the file's bytes, read under the guard; a writer appending meanwhile
-        // only writes past the committed end, which the scan reports as a torn tail.
-        let found = unsafe {
-            map.with_raw(Op::Recover, 0, whole, Protection::READ, |p| {
-                scan(
-                    std::slice::from_raw_parts(p, whole),
-                    meta.start,
-                    meta.start_seq,
-                    end,
-                )
-            })
-        }
-        .map_err(|e| e.with_path(Some(&self.path)))?;
+        // A writer appending meanwhile writes past the committed end only: the scan
+        // reports that as a torn tail (and `check` looks again).
+        let found = self.scan_file(meta, len, end)?;
         let moved = self.maps.snapshot()?.1 != end;
         let mut unsure = false;
         let mut report = CheckReport {
@@ -459,6 +446,27 @@ impl Log {
     /// to date.
     pub(crate) fn poll(&self) -> Result<(Seq, bool)> {
         self.maps.poll()
+    }
+
+    /// Scan the file's first `len` bytes from `meta`'s start (see `scan`), in one
+    /// guarded read; `committed` is the header's committed end.
+    pub(super) fn scan_file(&self, meta: Meta, len: u64, committed: u64) -> Result<Scan> {
+        let whole =
+            usize::try_from(len).map_err(|_| Error::new(Op::Recover, ErrorKind::LengthOverflow))?;
+        let map = self.maps.covering(&self.file, &self.path, len)?;
+        // SAFETY: the file's bytes, read under the guard and only looked at: a byte
+        // another process changes meanwhile can only make a record fail its checks.
+        unsafe {
+            map.with_raw(Op::Recover, 0, whole, Protection::READ, |p| {
+                scan(
+                    std::slice::from_raw_parts(p, whole),
+                    meta.start,
+                    meta.start_seq,
+                    committed,
+                )
+            })
+        }
+        .map_err(|e| e.with_path(Some(&self.path)))
     }
 
     /// The committed `(last, end)`, with a mapping that covers `end` (a writer in another

@@ -1,0 +1,75 @@
+//! Running `mmkit` with a stdin, its output drained as it comes (so a big one does not
+//! fill the pipe), under the hang guard; and reading what it printed.
+
+use std::ffi::OsStr;
+use std::io::{Read, Write};
+use std::path::Path;
+use std::process::{Output, Stdio};
+use std::time::Duration;
+
+use super::{mmkit, wait_or_kill};
+
+/// Run `mmkit ARGS` with `stdin` fed to it; a run past 60 s is killed and fails the test.
+pub(crate) fn run_with<S: AsRef<OsStr>>(args: &[S], stdin: &[u8]) -> Output {
+    let mut child = mmkit()
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn mmkit");
+    let mut input = child.stdin.take().unwrap();
+    let data = stdin.to_vec();
+    let feeder = std::thread::spawn(move || {
+        let _ = input.write_all(&data);
+    });
+    let drain = |mut from: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut v = Vec::new();
+            let _ = from.read_to_end(&mut v);
+            v
+        })
+    };
+    let out = drain(Box::new(child.stdout.take().unwrap()));
+    let err = drain(Box::new(child.stderr.take().unwrap()));
+    let status = wait_or_kill(&mut child, Duration::from_secs(60)).unwrap_or_else(|| {
+        let args: Vec<_> = args.iter().map(|a| a.as_ref().to_owned()).collect();
+        panic!("mmkit {args:?} hung and was killed")
+    });
+    feeder.join().unwrap();
+    Output {
+        status,
+        stdout: out.join().unwrap(),
+        stderr: err.join().unwrap(),
+    }
+}
+
+/// Run `mmkit ARGS` with an empty stdin (see [`run_with`]).
+pub(crate) fn run<S: AsRef<OsStr>>(args: &[S]) -> Output {
+    run_with(args, b"")
+}
+
+pub(crate) fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+pub(crate) fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// The run exited with `code` (its output in the failure message otherwise).
+#[track_caller]
+pub(crate) fn assert_code(o: &Output, code: i32) {
+    assert_eq!(
+        o.status.code(),
+        Some(code),
+        "stdout: {}\nstderr: {}",
+        stdout(o),
+        stderr(o)
+    );
+}
+
+/// A path as an argument.
+pub(crate) fn p(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
