@@ -1,10 +1,13 @@
 //! [`Log`]: an append-only log of byte records on a shared mapping of its file.
 //!
 //! The format is in `store::format`; recovery's scan in [`scan`]; appends, growth and
-//! group commit in [`append`]; reading, following and checking in [`read`].
+//! group commit in [`append`]; reading in [`read`] (and [`bulk`] for many records at once),
+//! following in [`follow`], checking and stats in [`inspect`].
 
 mod append;
 mod bulk;
+mod follow;
+mod inspect;
 mod maps;
 mod open;
 mod read;
@@ -16,8 +19,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU64;
 use std::sync::{Condvar, Mutex};
 
+pub use follow::Tail;
 pub(crate) use open::sync_dir;
-pub use read::{Entry, Iter, Tail};
+pub use read::{Entry, Iter};
 pub use report::{CheckReport, Damage, LogStats, RecoveryReport};
 
 use super::{Durability, Recovery};

@@ -1,13 +1,7 @@
 //! Reading: finding a record by number (a sparse index), copying it out with its
-//! checksum verified, iterating, following the tail across processes, and `check`.
+//! checksum verified, and iterating. Following is in `follow`, `check` and `stats` in
+//! `inspect`.
 
-use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
-
-use rustix::thread::futex;
-
-use super::report::{CheckReport, Damage, LogStats};
-use super::scan::{scan, Scan};
 use super::Log;
 use crate::map::Protection;
 use crate::store::format::{self, frame_crc, Frame, Meta, FRAME, META_SLOTS};
@@ -174,8 +168,8 @@ impl<'log> Entry<'log> {
 /// records committed since.
 #[derive(Debug)]
 pub struct Iter<'log> {
-    log: &'log Log,
-    next_seq: Seq,
+    pub(super) log: &'log Log,
+    pub(super) next_seq: Seq,
     /// Where `next_seq` is, once found.
     at: Option<u64>,
     failed: bool,
@@ -218,39 +212,6 @@ impl<'log> Iter<'log> {
         self.at = Some(after);
         self.next_seq = entry.seq + 1;
         Ok(Some(entry))
-    }
-}
-
-/// Follows a log's tail (see [`Log::tail`]): returns records as they commit, waiting
-/// for the next one on a futex in the log's shared header (no polling).
-#[derive(Debug)]
-pub struct Tail<'log> {
-    iter: Iter<'log>,
-}
-
-impl<'log> Tail<'log> {
-    /// The next record, waiting up to `timeout` for one to be committed (by any
-    /// process). `Ok(None)` when none came in time.
-    ///
-    /// # Errors
-    /// As the iterator's items, and a failed `futex` wait.
-    pub fn next_timeout(&mut self, timeout: Duration) -> Result<Option<Entry<'log>>> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(found) = self.iter.next() {
-                return found.map(Some);
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Ok(None);
-            }
-            self.iter.log.wait_commit(self.iter.next_seq, left)?;
-        }
-    }
-
-    /// The sequence number the next record will have.
-    pub fn next_seq(&self) -> Seq {
-        self.iter.next_seq
     }
 }
 
@@ -297,14 +258,6 @@ impl Log {
         }
     }
 
-    /// Follow the log from `seq`: see [`Tail::next_timeout`]. Works across processes: a
-    /// read-only handle in one follows a writer in another, with no reopen.
-    pub fn tail(&self, seq: Seq) -> Tail<'_> {
-        Tail {
-            iter: self.iter_from(seq),
-        }
-    }
-
     /// The first sequence number held, `None` when the log is empty.
     ///
     /// # Errors
@@ -343,98 +296,6 @@ impl Log {
         self.len().map(|n| n == 0)
     }
 
-    /// Verify every record from the start to the end of the file: checksums, numbers,
-    /// framing. Damage below the committed end (or with intact records after it) is
-    /// listed in `damage`; an incomplete record past the committed end is a `torn_tail`.
-    /// Changes nothing.
-    ///
-    /// With a writer appending meanwhile, the bytes past the committed end change while
-    /// they are read: what looks like damage there with records after it is scanned
-    /// again (up to three times, a millisecond apart) before it is called damage.
-    ///
-    /// # Errors
-    /// `Truncated` when the file shrinks during the check.
-    pub fn check(&self) -> Result<CheckReport> {
-        let mut tries = 1;
-        loop {
-            let (report, unsure) = self.check_once()?;
-            if !unsure || tries == 3 {
-                return Ok(report);
-            }
-            tries += 1;
-            std::thread::sleep(Duration::from_millis(1));
-        }
-    }
-
-    /// One scan for [`check`](Self::check); also whether it found damage past the
-    /// committed end with records after it, which an append in flight can look like.
-    fn check_once(&self) -> Result<(CheckReport, bool)> {
-        let meta = self.meta()?;
-        let (_, end) = self.maps.snapshot()?;
-        let len = self
-            .file
-            .metadata()
-            .map_err(|e| Error::io(Op::Recover, &e).with_path(Some(&self.path)))?
-            .len();
-        // A writer appending meanwhile writes past the committed end only: the scan
-        // reports that as a torn tail (and `check` looks again).
-        let found = self.scan_file(meta, len, end)?;
-        let moved = self.maps.snapshot()?.1 != end;
-        let mut unsure = false;
-        let mut report = CheckReport {
-            records: found.runs.iter().map(|r| r.records).sum(),
-            ..CheckReport::default()
-        };
-        let kept: Vec<_> = found.runs.iter().filter(|r| r.records > 0).collect();
-        report.first = kept.first().map(|r| r.first_seq);
-        report.last = kept.last().map(|r| r.next_seq - 1);
-        for (i, bad) in found.bad.iter().enumerate() {
-            let next = found.runs.get(i + 1);
-            let d = Damage {
-                offset: bad.offset,
-                bytes: bad.end - bad.offset,
-                first_lost: bad.first_lost,
-                next_intact: next.map(|r| r.first_seq),
-            };
-            // Past the committed end: an append in flight, or a crashed one's leftovers.
-            // When the end moved during the scan, whatever lay past the old end was being
-            // written while it was read, so even with records after it, it is not damage.
-            if bad.offset >= end && (next.is_none() || moved) {
-                report.torn_tail.get_or_insert(d);
-            } else {
-                unsure |= bad.offset >= end;
-                report.damage.push(d);
-            }
-        }
-        Ok((report, unsure))
-    }
-
-    /// Sizes and counters.
-    ///
-    /// # Errors
-    /// As [`first`](Self::first), and `fstat`'s.
-    pub fn stats(&self) -> Result<LogStats> {
-        use std::os::unix::fs::MetadataExt;
-        let meta = self.meta()?;
-        let (last, end) = self.maps.snapshot()?;
-        let md = self
-            .file
-            .metadata()
-            .map_err(|e| Error::io(Op::Probe, &e).with_path(Some(&self.path)))?;
-        let held = last >= meta.start_seq;
-        Ok(LogStats {
-            first: held.then_some(meta.start_seq),
-            last: held.then_some(last),
-            records: (last + 1).saturating_sub(meta.start_seq),
-            used_bytes: end.saturating_sub(meta.start),
-            file_bytes: md.len(),
-            allocated_bytes: md.blocks() * 512,
-            durability: self.durability,
-            appends: self.appends.load(Ordering::Relaxed),
-            flushes: self.flushes.load(Ordering::Relaxed),
-        })
-    }
-
     /// Where the log starts: its first sequence number and that record's offset.
     pub(crate) fn start(&self) -> Result<(Seq, u64)> {
         let meta = self.meta()?;
@@ -446,27 +307,6 @@ impl Log {
     /// to date.
     pub(crate) fn poll(&self) -> Result<(Seq, bool)> {
         self.maps.poll()
-    }
-
-    /// Scan the file's first `len` bytes from `meta`'s start (see `scan`), in one
-    /// guarded read; `committed` is the header's committed end.
-    pub(super) fn scan_file(&self, meta: Meta, len: u64, committed: u64) -> Result<Scan> {
-        let whole =
-            usize::try_from(len).map_err(|_| Error::new(Op::Recover, ErrorKind::LengthOverflow))?;
-        let map = self.maps.covering(&self.file, &self.path, len)?;
-        // SAFETY: the file's bytes, read under the guard and only looked at: a byte
-        // another process changes meanwhile can only make a record fail its checks.
-        unsafe {
-            map.with_raw(Op::Recover, 0, whole, Protection::READ, |p| {
-                scan(
-                    std::slice::from_raw_parts(p, whole),
-                    meta.start,
-                    meta.start_seq,
-                    committed,
-                )
-            })
-        }
-        .map_err(|e| e.with_path(Some(&self.path)))
     }
 
     /// The committed `(last, end)`, with a mapping that covers `end` (a writer in another
@@ -597,58 +437,6 @@ impl Log {
                 len: f.len,
             };
             return Ok((entry, at + f.size()));
-        }
-    }
-
-    /// Block until a record numbered `seq` or later may have been committed, or
-    /// `timeout` passes.
-    ///
-    /// A handle whose file could only be opened read-only cannot register as a waiter
-    /// in the header (a write), so the writer would not wake it: it polls instead, every
-    /// millisecond.
-    pub(super) fn wait_commit(&self, seq: Seq, timeout: Duration) -> Result<()> {
-        if !self.maps.header_writable() {
-            std::thread::sleep(timeout.min(Duration::from_millis(1)));
-            return Ok(());
-        }
-        self.maps
-            .with_u32(format::WAITERS, |w| w.fetch_add(1, Ordering::SeqCst))?;
-        let waited = self.wait_events(seq, timeout);
-        self.maps
-            .with_u32(format::WAITERS, |w| w.fetch_sub(1, Ordering::SeqCst))?;
-        waited
-    }
-
-    fn wait_events(&self, seq: Seq, timeout: Duration) -> Result<()> {
-        let seen = self
-            .maps
-            .with_u32(format::EVENTS, |e| e.load(Ordering::SeqCst))?;
-        let (last, _) = self.maps.snapshot()?;
-        if last >= seq {
-            return Ok(());
-        }
-        let ts = futex::Timespec {
-            tv_sec: timeout.as_secs().min(i64::MAX as u64) as i64,
-            tv_nsec: timeout.subsec_nanos() as _,
-        };
-        let r = self.maps.with_u32(format::EVENTS, |e| {
-            // Shared futex: the writer wakes it from another process.
-            futex::wait(e, futex::Flags::empty(), seen, Some(&ts))
-        })?;
-        match r {
-            Ok(()) => Ok(()),
-            Err(e)
-                if e == rustix::io::Errno::TIMEDOUT
-                    || e == rustix::io::Errno::AGAIN
-                    || e == rustix::io::Errno::INTR =>
-            {
-                Ok(())
-            }
-            Err(e) => Err(Error::os(Op::Read, e)
-                .with_path(Some(&self.path))
-                .detail(format!(
-                    "futex wait on the log's commit counter failed: {e}"
-                ))),
         }
     }
 
