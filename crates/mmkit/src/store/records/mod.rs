@@ -7,19 +7,21 @@
 //! CRC, and the record reads as its previous value.
 
 mod format;
+mod open;
+
+use open::{create, file_len, fixed_error, format_error, map_file, read_header};
 
 use std::fs::File;
 use std::marker::PhantomData;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use rustix::io::Errno;
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
-use self::format::{Fixed, FixedError, LenSlot, Record, HEADER_LEN, LEN_SLOTS, SLOT_HEAD};
+use self::format::{Fixed, LenSlot, Record, HEADER_LEN, LEN_SLOTS, SLOT_HEAD};
 use super::file::{lock_writer, open_store_file};
 use super::{space, Durability};
-use crate::{Error, ErrorKind, MapOptions, Mapping, Op, Result};
+use crate::{Error, ErrorKind, Mapping, Op, Result};
 
 /// The least a record file grows by (then by half its size), so that pushes do not
 /// reserve and remap one page at a time.
@@ -555,109 +557,4 @@ impl<T: FromBytes + IntoBytes + Immutable + KnownLayout> RecordFile<T> {
 /// The records a file of `file_len` bytes has room for.
 fn capacity(file_len: u64, slot: usize) -> u64 {
     file_len.saturating_sub(HEADER_LEN as u64) / (2 * slot as u64)
-}
-
-fn file_len(file: &File, path: &Path) -> Result<u64> {
-    file.metadata()
-        .map(|m| m.len())
-        .map_err(|e| Error::io(Op::Open, &e).with_path(Some(path)))
-}
-
-fn map_file(file: &File, write: bool) -> Result<Mapping> {
-    let mut opts = MapOptions::new();
-    opts.shared();
-    if write {
-        opts.write();
-    }
-    opts.map(file)
-}
-
-/// The file's first page, or as much of it as there is.
-fn read_header(file: &File, path: &Path) -> Result<Vec<u8>> {
-    let mut page = vec![0u8; HEADER_LEN];
-    let mut got = 0;
-    while got < HEADER_LEN {
-        match file.read_at(&mut page[got..], got as u64) {
-            Ok(0) => break,
-            Ok(n) => got += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(Error::io(Op::Open, &e).with_path(Some(path))),
-        }
-    }
-    page.truncate(got);
-    Ok(page)
-}
-
-fn format_error(path: &Path) -> Error {
-    Error::new(Op::Open, ErrorKind::Format).with_path(Some(path))
-}
-
-fn fixed_error(e: FixedError, path: &Path) -> Error {
-    match e {
-        FixedError::Short(n) => format_error(path)
-            .detail(format!(
-                "the header is cut short: {n} bytes of {HEADER_LEN}"
-            ))
-            .hint("the file is not a record file, or was truncated"),
-        FixedError::Magic(m) if m == format::LOG_MAGIC => format_error(path)
-            .detail("this is an mmkit log, not a record file")
-            .hint("open it with store::Log"),
-        FixedError::Magic(m) => format_error(path).detail(format!(
-            "not a record file: it starts with {:?}, not \"MMKITREC\"",
-            String::from_utf8_lossy(&m)
-        )),
-        FixedError::Newer(v) => format_error(path)
-            .detail(format!(
-                "format version {v} is newer than this build reads ({})",
-                format::VERSION
-            ))
-            .hint("open it with a newer mmkit"),
-        FixedError::Damaged => Error::new(Op::Open, ErrorKind::Corrupt)
-            .with_path(Some(path))
-            .at(0, HEADER_LEN as u64)
-            .detail("the record file's header fails its checksum"),
-    }
-}
-
-/// Create the record file at `path`: the header is written to a temporary file in the
-/// same directory, made durable, and hard-linked into place, which fails when another
-/// process created the file first (then its file is used).
-fn create(path: &Path, record: u32, slot: u32, type_tag: u64) -> Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let name = path
-        .file_name()
-        .map_or("records".into(), |n| n.to_string_lossy());
-    let tmp = dir.join(format!(
-        ".{name}.mmkit-new.{}.{:x}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos())
-    ));
-    let io = |e: &std::io::Error| Error::io(Op::Open, e).with_path(Some(path));
-    let file = File::options()
-        .read(true)
-        .write(true)
-        .create_new(true)
-        .open(&tmp)
-        .map_err(|e| io(&e))?;
-    let made = (|| {
-        space::reserve(&file, &tmp, 0, HEADER_LEN as u64)?;
-        file.write_all_at(&Fixed::new_page(record, slot, type_tag), 0)
-            .map_err(|e| io(&e))?;
-        space::sync_data(&file, &tmp)?;
-        match std::fs::hard_link(&tmp, path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(io(&e)),
-        }
-        File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(|e| io(&e))
-    })();
-    let _ = std::fs::remove_file(&tmp);
-    made
 }
