@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::Output;
 
 mod common;
-use common::{assert_code, mmkit, p, run, run_with, stderr, stdout};
+use common::{assert_code, flip, mmkit, p, run, run_with, stderr, stdout};
 
 /// `mmkit kv set STORE KEY VALUE`, which must succeed quietly.
 #[track_caller]
@@ -33,19 +33,6 @@ fn json_lines(o: &Output) -> Vec<serde_json::Value> {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l:?}: {e}")))
         .collect()
-}
-
-/// Flip one bit of the byte at `offset`.
-fn flip(path: &Path, offset: u64) {
-    use std::os::unix::fs::FileExt;
-    let f = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(path)
-        .unwrap();
-    let mut b = [0u8];
-    f.read_exact_at(&mut b, offset).unwrap();
-    f.write_all_at(&[b[0] ^ 0x10], offset).unwrap();
 }
 
 /// The bytes the record of a put of `key` and `value` takes: a 16-byte frame and the
@@ -326,7 +313,7 @@ fn check_finds_a_flipped_bit_and_the_other_keys_survive() {
 
     // Data starts at 4096; flip a byte of beta's key, inside its record's payload.
     let second = 4096 + put_record_size("alpha", "one");
-    flip(&store, second + 16 + 3);
+    flip(&store, second + 16 + 3, 0x10);
 
     let o = run(&["kv", "check", p(&store)]);
     assert_code(&o, 1);

@@ -9,7 +9,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 mod common;
-use common::{assert_code, mmkit, p, run, run_with, stderr, stdout, wait_or_kill};
+use common::{assert_code, flip, mmkit, p, run, run_with, stderr, stdout, wait_or_kill};
 
 /// Append `records` one `mmkit log append` run each (one batch each).
 fn append_each(log: &Path, records: &[&str]) {
@@ -17,19 +17,6 @@ fn append_each(log: &Path, records: &[&str]) {
         let o = run_with(&["log", "append", p(log)], format!("{r}\n").as_bytes());
         assert_code(&o, 0);
     }
-}
-
-/// Flip one bit of the byte at `offset`.
-fn flip(path: &Path, offset: u64) {
-    use std::os::unix::fs::FileExt;
-    let f = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(path)
-        .unwrap();
-    let mut b = [0u8];
-    f.read_exact_at(&mut b, offset).unwrap();
-    f.write_all_at(&[b[0] ^ 0x10], offset).unwrap();
 }
 
 /// The bytes a record of `len` takes: a 16-byte frame and the payload padded to 8.
@@ -181,7 +168,7 @@ fn check_finds_a_flipped_bit_and_salvage_keeps_the_rest() {
     // Data starts at 4096; record 1 ("one") takes 16 + 8 bytes; record 2's payload
     // starts after its 16-byte frame.
     let second = 4096 + record_size(3);
-    flip(&log, second + 16);
+    flip(&log, second + 16, 0x10);
     let o = run(&["log", "check", p(&log)]);
     assert_code(&o, 1);
     let end = second + record_size(3);

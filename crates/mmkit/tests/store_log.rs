@@ -2,6 +2,7 @@
 //! damage in the middle (each policy), retention, bad input, following, group commit.
 
 mod common;
+use common::flip;
 
 use std::os::unix::fs::FileExt;
 use std::path::Path;
@@ -34,17 +35,6 @@ fn offset_of(recs: &[Vec<u8>], seq: u64) -> u64 {
         .iter()
         .map(|r| (16 + r.len()).next_multiple_of(8) as u64)
         .sum::<u64>()
-}
-
-fn flip(path: &Path, at: u64) {
-    let f = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(path)
-        .unwrap();
-    let mut b = [0u8];
-    f.read_exact_at(&mut b, at).unwrap();
-    f.write_all_at(&[b[0] ^ 0x5a], at).unwrap();
 }
 
 #[test]
@@ -141,7 +131,7 @@ fn damage_in_the_middle_follows_the_recovery_policy() {
     let setup = |name: &str| {
         let path = dir.path().join(name);
         fill(&path, &recs);
-        flip(&path, offset_of(&recs, 40) + 18); // record 40's payload
+        flip(&path, offset_of(&recs, 40) + 18, 0x5a); // record 40's payload
         path
     };
     // Strict refuses, naming the range; nothing changes.

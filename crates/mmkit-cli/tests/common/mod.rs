@@ -14,6 +14,11 @@ mod run;
 #[allow(unused_imports)] // Only the log and kv tests run mmkit with a stdin this way.
 pub(crate) use run::{assert_code, p, run, run_with, stderr, stdout};
 
+#[path = "../../../mmkit/tests/common/damage.rs"]
+mod damage;
+#[allow(unused_imports)] // Only the log and kv tests damage files.
+pub(crate) use damage::flip;
+
 #[path = "../../../mmkit/tests/common/shm_name.rs"]
 mod shm_name;
 #[allow(unused_imports)] // Only the shm tests name segments.

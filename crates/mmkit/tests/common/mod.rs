@@ -4,10 +4,13 @@
 //! Not every test binary uses every helper.
 #![allow(dead_code)]
 
+mod damage;
 mod peer;
 mod shm_name;
 mod tmpfs;
 
+#[allow(unused_imports)] // Only the stores' tests damage files.
+pub(crate) use damage::flip;
 #[allow(unused_imports)] // Not every test binary skips.
 pub(crate) use peer::{note, peer, resident_pages, skip};
 #[allow(unused_imports)] // Only the shared-memory tests name segments.
