@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use rustix::io::Errno;
 
+use super::readahead::{self, Prefetch, TAKEN};
 use super::Source;
 use crate::sys::uffd::{Uffd, UffdMsg, EVENT_PAGEFAULT, FEATURE_POISON, PAGEFAULT_FLAG_WP};
 use crate::{Error, Op, Result};
@@ -60,6 +61,9 @@ struct Seq {
     next: usize,
     /// The current window in pages (1..=readahead).
     window: usize,
+    /// Sequential faults in a row: asynchronous read-ahead starts at 2 (a random read
+    /// straddling two pages makes one, and should not fetch windows ahead).
+    streak: usize,
 }
 
 /// The eviction clock, and the budget's fills in progress.
@@ -112,6 +116,8 @@ pub(crate) struct Shared {
     /// pager breaks: a fill waiting for room looks again.
     room: Condvar,
     pub(crate) counters: Counters,
+    /// Asynchronous read-ahead (`None` with a budget, or with read-ahead off).
+    pub(crate) prefetch: Option<Prefetch>,
     /// The last error a source read returned, for `read_at`'s error.
     pub(crate) last_error: Mutex<Option<String>>,
 }
@@ -138,6 +144,7 @@ impl Shared {
         readahead: usize,
         budget: Option<usize>,
         wp: bool,
+        prefetch: Option<Prefetch>,
     ) -> Shared {
         Shared {
             source,
@@ -157,6 +164,7 @@ impl Shared {
             seq: Mutex::new(Seq {
                 next: usize::MAX,
                 window: 1,
+                streak: 0,
             }),
             clock: Mutex::new(Clock {
                 hand: 0,
@@ -164,8 +172,20 @@ impl Shared {
             }),
             room: Condvar::new(),
             counters: Counters::default(),
+            prefetch,
             last_error: Mutex::new(None),
         }
+    }
+}
+
+impl Shared {
+    /// A window of read-ahead was queued up to page `next`: a fault there continues the
+    /// scan.
+    pub(crate) fn note_sequential(&self, next: usize, window: usize) {
+        let mut seq = lock(&self.seq);
+        seq.next = next;
+        seq.window = window;
+        seq.streak = seq.streak.max(2);
     }
 }
 
@@ -194,7 +214,7 @@ impl Bounce {
         (!ptr.is_null()).then_some(Bounce { ptr, layout })
     }
 
-    fn slice(&mut self, len: usize) -> &mut [u8] {
+    pub(crate) fn slice(&mut self, len: usize) -> &mut [u8] {
         assert!(len <= self.layout.size());
         // SAFETY: `ptr` holds `layout.size()` initialised bytes we own exclusively.
         unsafe { std::slice::from_raw_parts_mut(self.ptr, len) }
@@ -395,14 +415,22 @@ fn fault(shared: &Shared, bounce: &mut Bounce, addr: usize) {
         let _ = shared.uffd.wake(shared.base + first * page, page);
         return;
     }
-    let want = window(shared, first);
-    // The run: `want` pages from the fault, clipped at the end and at a present page.
+    if readahead::fault(shared, first) {
+        return;
+    }
+    let (want, streak) = window(shared, first);
+    // The run: `want` pages from the fault, clipped at the end and at a page someone
+    // else fills (or filled).
     let mut n = 1;
     while n < want
         && first + n < shared.pages
-        && shared.state[first + n].load(Ordering::Relaxed) & (PRESENT | FAILED) == 0
+        && shared.state[first + n].load(Ordering::Relaxed) & TAKEN == 0
     {
         n += 1;
+    }
+    if streak >= 2 {
+        // A scan: fetch the next window while this one is read.
+        readahead::submit(shared, first + n, (want * 2).min(shared.readahead));
     }
     // With a budget, as many pages as there is room for (the faulting one at least).
     let reserved = match make_room(shared, n) {
@@ -453,9 +481,13 @@ fn fill(shared: &Shared, bounce: &mut Bounce, first: usize, mut n: usize) {
         // SAFETY: `buf` holds `bytes` bytes; the destination is our registered region,
         // whose missing pages only this pager fills.
         match unsafe {
-            shared
-                .uffd
-                .copy(dst + done, buf.as_ptr().add(done), bytes - done, shared.wp)
+            shared.uffd.copy(
+                dst + done,
+                buf.as_ptr().add(done),
+                bytes - done,
+                shared.wp,
+                true,
+            )
         } {
             Ok(k) => {
                 for p in (done / page)..((done + k) / page) {
@@ -485,10 +517,12 @@ fn fill(shared: &Shared, bounce: &mut Bounce, first: usize, mut n: usize) {
 }
 
 /// The read-ahead window for a fault at page `first`: doubled (up to the maximum) when
-/// the fault continues the last run, back to one page otherwise.
-fn window(shared: &Shared, first: usize) -> usize {
+/// the fault continues the last run, back to one page otherwise; and the faults in a row
+/// that continued a run.
+fn window(shared: &Shared, first: usize) -> (usize, usize) {
     let mut seq = shared.seq.lock().unwrap_or_else(|p| p.into_inner());
     if first == seq.next {
+        seq.streak += 1;
         seq.window = (seq.window * 2).min(shared.readahead);
         shared
             .counters
@@ -496,10 +530,11 @@ fn window(shared: &Shared, first: usize) -> usize {
             .fetch_add(1, Ordering::Relaxed);
     } else {
         seq.window = 1;
+        seq.streak = 0;
     }
     let w = seq.window;
     seq.next = first + w;
-    w
+    (w, seq.streak)
 }
 
 /// Answer a fault at page `first` with an error: a poisoned page (the access raises

@@ -79,6 +79,7 @@
 //! | [`FnSource`] | bytes made by a function (synthetic data, tests) | no |
 //! | [`MemSource`] | a `Vec<u8>` (write-back tests) | yes |
 //! | [`ZstdSource`] | a zstd file, as its uncompressed bytes, through a frame index | no |
+//! | `ObjectSource` (feature `remote`) | an object in S3, GCS, Azure, over HTTP(S), or `file://`, with ranged GETs | no |
 //!
 //! [`compress_seekable`] writes zstd files that [`ZstdSource`] reads at random cheaply.
 //!
@@ -101,11 +102,17 @@
 #[cfg_attr(docsrs, doc(cfg(feature = "bench")))]
 pub mod bench;
 mod handler;
+#[cfg(feature = "remote")]
+mod object;
+mod readahead;
 mod runtime;
 mod source;
 #[cfg(feature = "zstd")]
 mod zstd;
 
+#[cfg(feature = "remote")]
+#[cfg_attr(docsrs, doc(cfg(feature = "remote")))]
+pub use self::object::{ObjectOptions, ObjectSource, ObjectStats};
 pub use self::runtime::{Pager, PagerOptions, PagerStats, MAX_READAHEAD_BYTES, MAX_THREADS};
 pub use self::source::{FileSource, FnSource, MemSource, Source};
 #[cfg(feature = "zstd")]

@@ -20,12 +20,16 @@ use rustix::io::Errno;
 use rustix::mm::{MapFlags, ProtFlags};
 
 use super::handler::{self, Bounce, Shared, DIRTY, FAILED, PRESENT};
+use super::readahead::{self, Prefetch};
 use super::Source;
 use crate::sys::uffd::{Opened, Uffd, FEATURE_POISON};
 use crate::{Error, ErrorKind, Op, Result};
 
 /// Default maximum read-ahead window: 32 pages (128 KiB with 4 KiB pages).
 const DEFAULT_READAHEAD: usize = 32;
+
+/// Threads fetching read-ahead windows in the background.
+const PREFETCH_THREADS: usize = 2;
 
 /// The largest read-ahead window, in bytes: each handler thread holds a buffer this
 /// big, and a larger window only delays the faulting thread.
@@ -37,7 +41,9 @@ pub const MAX_THREADS: usize = 1024;
 /// How to build a [`Pager`]: read-ahead, handler threads, memory budget.
 #[derive(Debug, Clone)]
 pub struct PagerOptions {
-    readahead: usize,
+    /// `None`: the source's hint, or `DEFAULT_READAHEAD`.
+    readahead: Option<usize>,
+    async_readahead: bool,
     threads: usize,
     budget: Option<u64>,
     user_mode_only: bool,
@@ -50,10 +56,12 @@ impl Default for PagerOptions {
 }
 
 impl PagerOptions {
-    /// One handler thread, read-ahead up to 32 pages, no memory budget.
+    /// One handler thread, read-ahead up to 32 pages (or what the source asks for, see
+    /// [`Source::readahead_hint`]) and asynchronous, no memory budget.
     pub fn new() -> PagerOptions {
         PagerOptions {
-            readahead: DEFAULT_READAHEAD,
+            readahead: None,
+            async_readahead: true,
             threads: 1,
             budget: None,
             user_mode_only: false,
@@ -81,7 +89,19 @@ impl PagerOptions {
     /// the [budget](PagerOptions::budget)'s pages, and [`MAX_READAHEAD_BYTES`] (16 MiB).
     /// Each handler thread holds a buffer of the clamped window.
     pub fn readahead(&mut self, max_pages: usize) -> &mut PagerOptions {
-        self.readahead = max_pages.max(1);
+        self.readahead = Some(max_pages.max(1));
+        self
+    }
+
+    /// Whether a sequential scan also fetches its *next* window in the background
+    /// (default: yes), installed ahead of the reader with `UFFDIO_COPY_MODE_DONTWAKE`,
+    /// so the reader rarely waits for the source: from the second sequential fault in a
+    /// row, each window queues the next, twice as large up to the read-ahead cap. Two
+    /// prefetch threads do the reading, each with a buffer of one window.
+    ///
+    /// A pager with a [budget](PagerOptions::budget) reads ahead synchronously only.
+    pub fn async_readahead(&mut self, on: bool) -> &mut PagerOptions {
+        self.async_readahead = on;
         self
     }
 
@@ -185,8 +205,12 @@ impl PagerOptions {
         let budget = self
             .budget
             .map(|b| (usize::try_from(b).unwrap_or(usize::MAX) / page).clamp(1, pages));
-        let readahead = self
-            .readahead
+        let wanted = self.readahead.unwrap_or_else(|| {
+            source
+                .readahead_hint()
+                .map_or(DEFAULT_READAHEAD, |b| (b / page).max(1))
+        });
+        let readahead = wanted
             .min(pages)
             .min(budget.unwrap_or(pages))
             .min(MAX_READAHEAD_BYTES / page)
@@ -204,6 +228,18 @@ impl PagerOptions {
                     .hint("lower the read-ahead window or the number of handler threads")
             })?);
         }
+        // Asynchronous read-ahead: two threads, a window's buffer each.
+        let prefetching = self.async_readahead && budget.is_none() && readahead >= 4;
+        let mut prefetch_bounces = Vec::new();
+        for _ in 0..if prefetching { PREFETCH_THREADS } else { 0 } {
+            prefetch_bounces.push(Bounce::new(bounce_len, page).ok_or_else(|| {
+                Error::os(Op::Pager, Errno::NOMEM)
+                    .detail(format!(
+                        "a {bounce_len}-byte buffer for each prefetch thread"
+                    ))
+                    .hint("lower the read-ahead window, or turn off async_readahead")
+            })?);
+        }
         let shared = Arc::new(Shared::new(
             Arc::clone(&source),
             uffd,
@@ -214,6 +250,7 @@ impl PagerOptions {
             readahead,
             budget,
             wp,
+            prefetching.then(Prefetch::new),
         ));
         let mut pager = Pager {
             region: Some((region, Arc::clone(&shared))),
@@ -230,6 +267,16 @@ impl PagerOptions {
                 .spawn(move || handler::serve(s, bounce))
                 .map_err(|e| {
                     Error::io(Op::Pager, &e).detail(format!("spawn handler thread: {e}"))
+                })?;
+            pager.threads.push(t);
+        }
+        for (i, bounce) in prefetch_bounces.into_iter().enumerate() {
+            let s = Arc::clone(&shared);
+            let t = std::thread::Builder::new()
+                .name(format!("mmkit-prefetch-{i}"))
+                .spawn(move || readahead::serve(s, bounce))
+                .map_err(|e| {
+                    Error::io(Op::Pager, &e).detail(format!("spawn prefetch thread: {e}"))
                 })?;
             pager.threads.push(t);
         }
@@ -303,6 +350,15 @@ pub struct PagerStats {
     /// touching one page, or the kernel reporting a retried fault again): answered
     /// with a wake. Counted in `faults` too.
     pub spurious_faults: u64,
+    /// Pages installed ahead of the reader by asynchronous read-ahead (counted in
+    /// `pages_filled` and `readahead_pages` too).
+    pub prefetched_pages: u64,
+    /// Faults on a page the asynchronous read-ahead was still fetching: the reader
+    /// caught up with it and waited.
+    pub prefetch_waits: u64,
+    /// Background windows that could not be read (their pages were then read when
+    /// touched).
+    pub prefetch_errors: u64,
 }
 
 /// A region of memory paged in from a [`Source`] by `userfaultfd` handler threads.
@@ -562,6 +618,9 @@ impl Pager {
             bytes_written: l(&c.bytes_written),
             failed_faults: l(&c.failed_faults),
             spurious_faults: l(&c.spurious_faults),
+            prefetched_pages: s.prefetch.as_ref().map_or(0, |p| l(&p.counters.pages)),
+            prefetch_waits: s.prefetch.as_ref().map_or(0, |p| l(&p.counters.waits)),
+            prefetch_errors: s.prefetch.as_ref().map_or(0, |p| l(&p.counters.errors)),
         }
     }
 }
@@ -574,6 +633,11 @@ impl Drop for Pager {
         self.close();
         // Closing the write end makes the pipe readable (end of file) for every handler.
         drop(self.stop.take());
+        if let Some((_, s)) = &self.region {
+            if let Some(pf) = &s.prefetch {
+                pf.stop();
+            }
+        }
         for t in self.threads.drain(..) {
             let _ = t.join();
         }

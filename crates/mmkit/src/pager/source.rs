@@ -34,6 +34,29 @@ pub trait Source: Send + Sync {
     /// Whatever the source could not read, with its offset and length.
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<()>;
 
+    /// Fill several buffers, each with the bytes at its offset (as
+    /// [`read_at`](Source::read_at) would, zeros past `len()`). A source with a high cost
+    /// per call (a remote object: a round trip each) fetches them at once; the default
+    /// reads them one after another.
+    ///
+    /// # Errors
+    ///
+    /// The first read that failed.
+    fn read_ranges(&self, reads: &mut [(u64, &mut [u8])]) -> Result<()> {
+        for (offset, buf) in reads.iter_mut() {
+            self.read_at(*offset, buf)?;
+        }
+        Ok(())
+    }
+
+    /// The read-ahead window this source works best with, in bytes, used by a pager
+    /// whose [`readahead`](super::PagerOptions::readahead) was not set. `None` (the
+    /// default) leaves the pager's own default (32 pages); a remote object asks for
+    /// megabytes, as each request costs a round trip.
+    fn readahead_hint(&self) -> Option<usize> {
+        None
+    }
+
     /// Whether `write_at` is supported.
     fn writable(&self) -> bool {
         false

@@ -28,6 +28,9 @@ pub(crate) const FEATURE_POISON: u64 = 1 << 14;
 const REGISTER_MODE_MISSING: u64 = 1;
 /// `UFFDIO_REGISTER_MODE_WP`.
 const REGISTER_MODE_WP: u64 = 2;
+/// `UFFDIO_COPY_MODE_DONTWAKE`: install the pages without waking threads that fault on
+/// them (nobody waits on pages installed ahead of the reader).
+const COPY_MODE_DONTWAKE: u64 = 1;
 /// `UFFDIO_COPY_MODE_WP`: install the pages write-protected.
 const COPY_MODE_WP: u64 = 2;
 /// `UFFDIO_WRITEPROTECT_MODE_WP`.
@@ -226,7 +229,8 @@ impl Uffd {
     }
 
     /// `UFFDIO_COPY`: copy `len` bytes at `src` into `dst` (page-aligned, registered),
-    /// waking the threads that fault on it; with `wp` the pages start write-protected.
+    /// waking the threads that fault on it unless `wake` is false
+    /// (`UFFDIO_COPY_MODE_DONTWAKE`); with `wp` the pages start write-protected.
     ///
     /// Returns how many bytes were copied: all of them, or fewer when a page of the
     /// range was already present (`EEXIST` after a partial copy), in which case the
@@ -247,13 +251,15 @@ impl Uffd {
         src: *const u8,
         len: usize,
         wp: bool,
+        wake: bool,
     ) -> Result<usize, Errno> {
+        let mode = if wp { COPY_MODE_WP } else { 0 } | if wake { 0 } else { COPY_MODE_DONTWAKE };
         loop {
             let mut c = UffdioCopy {
                 dst: dst as u64,
                 src: src as u64,
                 len: len as u64,
-                mode: if wp { COPY_MODE_WP } else { 0 },
+                mode,
                 copy: 0,
             };
             // SAFETY: `c` is the structure UFFDIO_COPY reads and writes; the ranges are

@@ -1,0 +1,131 @@
+//! Opening an object: the URL to a store (through the stores' builders, which read the
+//! environment), the runtime, and the `HEAD` request for size and ETag.
+
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+
+use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
+use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
+use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey};
+use object_store::http::HttpBuilder;
+use object_store::local::LocalFileSystem;
+use object_store::{
+    BackoffConfig, ClientConfigKey, ObjectStore, ObjectStoreExt, ObjectStoreScheme, RetryConfig,
+};
+use url::Url;
+
+use super::error::store_error;
+use super::{ObjectOptions, ObjectSource};
+use crate::{Error, ErrorKind, Op, Result};
+
+/// Open `url` as `opts` say: build the store, start the runtime, `HEAD` the object.
+pub(super) fn open(opts: &ObjectOptions, url: &str) -> Result<ObjectSource> {
+    let parsed = Url::parse(url).map_err(|e| bad_url(url, &e.to_string()))?;
+    let (scheme, path) = ObjectStoreScheme::parse(&parsed)
+        .map_err(|e| bad_url(url, &format!("no object store for it ({e})")))?;
+    let store = build_store(opts, url, &parsed, &scheme)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("mmkit-remote")
+        .enable_all()
+        .build()
+        .map_err(|e| Error::io(Op::Open, &e).detail("start the runtime for remote reads"))?;
+    let meta = runtime
+        .block_on(store.head(&path))
+        .map_err(|e| store_error(Op::Open, url, &e))?;
+    Ok(ObjectSource {
+        url: url.to_string(),
+        store,
+        path,
+        len: meta.size,
+        e_tag: meta.e_tag,
+        options: opts.clone(),
+        runtime,
+        requests: AtomicU64::new(1),
+        bytes: AtomicU64::new(0),
+    })
+}
+
+/// The error for a URL that is not one of an object.
+fn bad_url(url: &str, why: &str) -> Error {
+    Error::new(Op::Open, ErrorKind::Format)
+        .with_path(Some(std::path::Path::new(url)))
+        .detail(format!("not an object URL: {why}"))
+        .hint(
+            "use s3://bucket/key, gs://bucket/key, az://container/key, \
+             http(s)://host/path or file:///path",
+        )
+}
+
+/// The client settings every store gets, as `object_store` config keys.
+fn client_config(opts: &ObjectOptions) -> [(ClientConfigKey, String); 2] {
+    [
+        (
+            ClientConfigKey::Timeout,
+            format!("{}ms", opts.timeout.as_millis()),
+        ),
+        (
+            ClientConfigKey::ConnectTimeout,
+            format!("{}ms", opts.connect_timeout.as_millis()),
+        ),
+    ]
+}
+
+/// Retries: exponential backoff from 100 ms, doubling, at most 2 s apart.
+fn retry_config(opts: &ObjectOptions) -> RetryConfig {
+    RetryConfig {
+        backoff: BackoffConfig {
+            init_backoff: std::time::Duration::from_millis(100),
+            max_backoff: std::time::Duration::from_secs(2),
+            base: 2.0,
+        },
+        max_retries: opts.retries,
+        retry_timeout: opts.retry_timeout,
+    }
+}
+
+/// The store behind `url`, configured from the environment and `opts`.
+fn build_store(
+    opts: &ObjectOptions,
+    url: &str,
+    parsed: &Url,
+    scheme: &ObjectStoreScheme,
+) -> Result<Arc<dyn ObjectStore>> {
+    let client = client_config(opts);
+    let retry = retry_config(opts);
+    let built: object_store::Result<Arc<dyn ObjectStore>> = match scheme {
+        ObjectStoreScheme::AmazonS3 => {
+            let mut b = AmazonS3Builder::from_env().with_url(url);
+            for (k, v) in client {
+                b = b.with_config(AmazonS3ConfigKey::Client(k), v);
+            }
+            b.with_retry(retry).build().map(|s| Arc::new(s) as _)
+        }
+        ObjectStoreScheme::GoogleCloudStorage => {
+            let mut b = GoogleCloudStorageBuilder::from_env().with_url(url);
+            for (k, v) in client {
+                b = b.with_config(GoogleConfigKey::Client(k), v);
+            }
+            b.with_retry(retry).build().map(|s| Arc::new(s) as _)
+        }
+        ObjectStoreScheme::MicrosoftAzure => {
+            let mut b = MicrosoftAzureBuilder::from_env().with_url(url);
+            for (k, v) in client {
+                b = b.with_config(AzureConfigKey::Client(k), v);
+            }
+            b.with_retry(retry).build().map(|s| Arc::new(s) as _)
+        }
+        ObjectStoreScheme::Http => {
+            // The store is the server's root; the object path is the rest.
+            let base = format!("{}://{}", parsed.scheme(), parsed.authority());
+            let mut b = HttpBuilder::new().with_url(base);
+            for (k, v) in client {
+                b = b.with_config(k, v);
+            }
+            b.with_retry(retry).build().map(|s| Arc::new(s) as _)
+        }
+        ObjectStoreScheme::Local => Ok(Arc::new(LocalFileSystem::new()) as _),
+        _ => return Err(bad_url(url, "this store is not supported")),
+    };
+    built.map_err(|e| store_error(Op::Open, url, &e))
+}

@@ -1,0 +1,373 @@
+//! Asynchronous read-ahead: windows of a sequential scan fetched by background threads
+//! and installed ahead of the reader with `UFFDIO_COPY_MODE_DONTWAKE`.
+//!
+//! A scan's faults are served by the handler as before (a synchronous window that
+//! doubles); from its second sequential fault on, the handler also queues the *next*
+//! window, twice as large (up to the read-ahead cap), for a prefetch thread. The thread
+//! reads it from the source and copies in every page but the first without waking
+//! anybody; the first page it keeps aside as the window's *marker* (as the kernel's page
+//! cache marks a page `PG_readahead`). Pages already present never fault, so the reader's
+//! progress is invisible — except at the marker: its fault is answered from the bytes
+//! kept aside (no source read) and queues the window after, so one window is fetched
+//! while the reader consumes the one before.
+//!
+//! A fault on a page still being fetched marks it `WAITED` and returns; the prefetch
+//! wakes it once the page is in (`UFFDIO_WAKE`). A prefetch that fails leaves its pages
+//! missing and wakes their waiters, whose faults then read the page synchronously (and
+//! poison it if that fails too). Only a pager without a budget reads ahead this way:
+//! with a budget, windows stay synchronous, so every page counted is reserved first.
+//!
+//! # Safety
+//!
+//! The prefetch threads copy pages into the pager's region from their own bounce
+//! buffers with the `unsafe` `UFFDIO_COPY`.
+#![allow(unsafe_code)]
+
+use std::collections::{HashMap, VecDeque};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+
+use rustix::io::Errno;
+
+use super::handler::{Bounce, Shared, FAILED, PRESENT, REFERENCED};
+
+/// A prefetch of this page is queued or running.
+pub(crate) const INFLIGHT: u8 = 16;
+/// A thread faulted on this page while it was `INFLIGHT`: wake it once the page is in.
+pub(crate) const WAITED: u8 = 32;
+/// The first page of a prefetched window, kept aside: its fault queues the next window.
+pub(crate) const MARKER: u8 = 64;
+/// Bits that mean "someone fills this page, or has": a fill's run stops at them.
+pub(crate) const TAKEN: u8 = PRESENT | FAILED | INFLIGHT | MARKER;
+/// The most markers kept aside; past this a window's first page is installed at once
+/// (and its chain of windows ends there).
+const MAX_MARKERS: usize = 1024;
+
+/// A window to fetch: pages `first..first + n`.
+#[derive(Debug, Clone, Copy)]
+struct Job {
+    first: usize,
+    n: usize,
+}
+
+/// A window's first page, kept aside until the reader reaches it.
+#[derive(Debug)]
+struct Marker {
+    bytes: Box<[u8]>,
+    /// The page after the window: where the next window starts.
+    next: usize,
+    /// The window's size: the next one is twice as large.
+    window: usize,
+}
+
+#[derive(Debug, Default)]
+struct Queue {
+    jobs: VecDeque<Job>,
+    stop: bool,
+}
+
+/// Counters of the asynchronous read-ahead, behind `PagerStats`.
+#[derive(Debug, Default)]
+pub(crate) struct PrefetchCounters {
+    pub(crate) pages: AtomicU64,
+    pub(crate) waits: AtomicU64,
+    pub(crate) errors: AtomicU64,
+}
+
+/// The asynchronous read-ahead's state, shared by handlers and prefetch threads.
+#[derive(Debug)]
+pub(crate) struct Prefetch {
+    queue: Mutex<Queue>,
+    ready: Condvar,
+    markers: Mutex<HashMap<usize, Marker>>,
+    pub(crate) counters: PrefetchCounters,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Prefetch {
+    pub(crate) fn new() -> Prefetch {
+        Prefetch {
+            queue: Mutex::new(Queue::default()),
+            ready: Condvar::new(),
+            markers: Mutex::new(HashMap::new()),
+            counters: PrefetchCounters::default(),
+        }
+    }
+
+    /// Stop the prefetch threads: each finishes the read it is in, then exits.
+    pub(crate) fn stop(&self) {
+        lock(&self.queue).stop = true;
+        self.ready.notify_all();
+    }
+}
+
+/// Queue the window of up to `window` pages from `start` (clipped at the region's end
+/// and at the first page someone else fills), marking its pages `INFLIGHT`.
+pub(crate) fn submit(shared: &Shared, start: usize, window: usize) {
+    let Some(pf) = &shared.prefetch else { return };
+    let mut n = 0;
+    while n < window && start + n < shared.pages {
+        let old = shared.state[start + n].fetch_or(INFLIGHT, Ordering::AcqRel);
+        if old & TAKEN != 0 {
+            if old & INFLIGHT == 0 {
+                shared.state[start + n].fetch_and(!INFLIGHT, Ordering::AcqRel);
+            }
+            break;
+        }
+        n += 1;
+    }
+    if n == 0 {
+        return;
+    }
+    let mut q = lock(&pf.queue);
+    if q.stop {
+        drop(q);
+        abandon(shared, Job { first: start, n });
+        return;
+    }
+    q.jobs.push_back(Job { first: start, n });
+    drop(q);
+    pf.ready.notify_one();
+}
+
+/// A fault on page `i`, which a prefetch fills or has kept aside as a marker. Returns
+/// whether it was handled here (`false`: fill it as a missing page).
+pub(crate) fn fault(shared: &Shared, i: usize) -> bool {
+    let s = shared.state[i].load(Ordering::Acquire);
+    if s & MARKER != 0 {
+        return take_marker(shared, i);
+    }
+    if s & INFLIGHT == 0 {
+        return false;
+    }
+    let old = shared.state[i].fetch_or(WAITED, Ordering::AcqRel);
+    if old & INFLIGHT != 0 {
+        // The prefetch will see `WAITED` when it clears `INFLIGHT`, and wake us.
+        if let Some(pf) = &shared.prefetch {
+            pf.counters.waits.fetch_add(1, Ordering::Relaxed);
+        }
+        return true;
+    }
+    // It finished meanwhile: kept as a marker, filled (wake), or failed (fill it
+    // ourselves).
+    shared.state[i].fetch_and(!WAITED, Ordering::AcqRel);
+    if old & MARKER != 0 {
+        return take_marker(shared, i);
+    }
+    if old & PRESENT != 0 {
+        let _ = shared.uffd.wake(shared.base + i * shared.page, shared.page);
+        return true;
+    }
+    false
+}
+
+/// The reader reached marker page `i`: copy its bytes in (waking the reader) and queue
+/// the window after its own.
+fn take_marker(shared: &Shared, i: usize) -> bool {
+    let Some(pf) = &shared.prefetch else {
+        return false;
+    };
+    let old = shared.state[i].fetch_and(!MARKER, Ordering::AcqRel);
+    if old & MARKER == 0 {
+        // Another handler took it and copied it in (which woke this fault's thread).
+        let _ = shared.uffd.wake(shared.base + i * shared.page, shared.page);
+        return true;
+    }
+    let Some(m) = lock(&pf.markers).remove(&i) else {
+        return false;
+    };
+    shared
+        .counters
+        .readahead_hits
+        .fetch_add(1, Ordering::Relaxed);
+    let next_window = (m.window * 2).min(shared.readahead);
+    submit(shared, m.next, next_window);
+    shared.note_sequential(m.next + next_window, next_window);
+    let addr = shared.base + i * shared.page;
+    count(shared, pf, 1);
+    // SAFETY: `bytes` holds one page; the destination is a missing page of our region.
+    match unsafe {
+        shared
+            .uffd
+            .copy(addr, m.bytes.as_ptr(), shared.page, shared.wp, true)
+    } {
+        Ok(_) => {
+            shared.state[i].fetch_or(PRESENT | REFERENCED, Ordering::Release);
+        }
+        Err(_) => {
+            count(shared, pf, -1);
+            let _ = shared.uffd.wake(addr, shared.page);
+        }
+    }
+    true
+}
+
+/// The body of a prefetch thread: fetch queued windows until stopped.
+pub(crate) fn serve(shared: Arc<Shared>, mut bounce: Bounce) {
+    let Some(pf) = &shared.prefetch else { return };
+    loop {
+        let job = {
+            let mut q = lock(&pf.queue);
+            loop {
+                if q.stop {
+                    let left: Vec<Job> = q.jobs.drain(..).collect();
+                    drop(q);
+                    left.into_iter().for_each(|j| abandon(&shared, j));
+                    return;
+                }
+                if let Some(j) = q.jobs.pop_front() {
+                    break j;
+                }
+                q = pf.ready.wait(q).unwrap_or_else(|p| p.into_inner());
+            }
+        };
+        let buf = bounce.slice(job.n * shared.page);
+        let offset = (job.first * shared.page) as u64;
+        let read = catch_unwind(AssertUnwindSafe(|| shared.source.read_at(offset, buf)));
+        match read {
+            Ok(Ok(())) if !shared.closed.load(Ordering::Acquire) => {
+                shared
+                    .counters
+                    .bytes_read
+                    .fetch_add(buf.len() as u64, Ordering::Relaxed);
+                install(&shared, pf, job, buf);
+            }
+            _ => {
+                pf.counters.errors.fetch_add(1, Ordering::Relaxed);
+                abandon(&shared, job);
+            }
+        }
+    }
+}
+
+/// A window not fetched: its pages go back to missing, and their waiters run again
+/// (their faults then fill them synchronously).
+fn abandon(shared: &Shared, job: Job) {
+    for p in job.first..job.first + job.n {
+        settle_page(shared, p, 0);
+    }
+}
+
+/// Clear `INFLIGHT` (and `WAITED`) of page `p`, setting `add`; wake a waiter.
+fn settle_page(shared: &Shared, p: usize, add: u8) {
+    if add != 0 {
+        shared.state[p].fetch_or(add, Ordering::AcqRel);
+    }
+    let old = shared.state[p].fetch_and(!(INFLIGHT | WAITED), Ordering::AcqRel);
+    if old & WAITED != 0 {
+        let _ = shared.uffd.wake(shared.base + p * shared.page, shared.page);
+    }
+}
+
+/// Copy a fetched window in: every page but the first without waking anybody, the first
+/// kept aside as the window's marker (or copied in too, when a thread already waits
+/// for it or too many markers are kept).
+fn install(shared: &Shared, pf: &Prefetch, job: Job, buf: &[u8]) {
+    let page = shared.page;
+    // Counted before the copies make the pages visible (a reader that reads the stats
+    // after touching them sees them); pages not copied are taken back below.
+    count(shared, pf, job.n as i64 - 1);
+    let mut done = page;
+    while done < buf.len() {
+        let dst = shared.base + job.first * page + done;
+        // SAFETY: `buf` holds the window; the destination lies in our region, and its
+        // pages are `INFLIGHT`: missing, and filled by nobody else.
+        let r = unsafe {
+            shared.uffd.copy(
+                dst,
+                buf.as_ptr().add(done),
+                buf.len() - done,
+                shared.wp,
+                false,
+            )
+        };
+        let k = match r {
+            Ok(k) => k,
+            Err(Errno::EXIST) => {
+                // Present already (poisoned by a pager giving up): not ours.
+                count(shared, pf, -1);
+                settle_page(shared, job.first + done / page, 0);
+                done += page;
+                continue;
+            }
+            Err(_) => break,
+        };
+        for p in done / page..(done + k) / page {
+            settle_page(shared, job.first + p, PRESENT | REFERENCED);
+        }
+        done += k;
+    }
+    // Pages a copy error left: missing again.
+    count(shared, pf, -((job.n - done / page) as i64));
+    for p in done / page..job.n {
+        settle_page(shared, job.first + p, 0);
+    }
+    keep_marker(shared, pf, job, &buf[..page]);
+}
+
+/// Keep the window's first page aside as its marker, unless a thread already waits for
+/// it (then copy it in and queue the next window now).
+fn keep_marker(shared: &Shared, pf: &Prefetch, job: Job, bytes: &[u8]) {
+    let i = job.first;
+    let mut markers = lock(&pf.markers);
+    if markers.len() < MAX_MARKERS {
+        markers.insert(
+            i,
+            Marker {
+                bytes: bytes.into(),
+                next: job.first + job.n,
+                window: job.n,
+            },
+        );
+        // Publish the marker; a waiter set `WAITED` first: then it is not a marker.
+        let old = shared.state[i]
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |s| {
+                Some(if s & WAITED == 0 {
+                    (s & !INFLIGHT) | MARKER
+                } else {
+                    s
+                })
+            })
+            .unwrap_or_else(|s| s);
+        if old & WAITED == 0 {
+            return;
+        }
+        markers.remove(&i);
+    }
+    drop(markers);
+    // The reader is here already: the next window is due.
+    let next_window = (job.n * 2).min(shared.readahead);
+    submit(shared, job.first + job.n, next_window);
+    shared.note_sequential(job.first + job.n + next_window, next_window);
+    let addr = shared.base + i * shared.page;
+    count(shared, pf, 1);
+    // SAFETY: one page of `bytes` into a missing, `INFLIGHT` page of our region.
+    let r = unsafe {
+        shared
+            .uffd
+            .copy(addr, bytes.as_ptr(), shared.page, shared.wp, true)
+    };
+    let add = if r.is_ok() {
+        PRESENT | REFERENCED
+    } else {
+        count(shared, pf, -1);
+        0
+    };
+    settle_page(shared, i, add);
+}
+
+/// Count `n` pages (taken back when negative) as filled by read-ahead.
+fn count(shared: &Shared, pf: &Prefetch, n: i64) {
+    let c = &shared.counters;
+    for a in [&c.pages_filled, &c.readahead_pages, &pf.counters.pages] {
+        if n >= 0 {
+            a.fetch_add(n as u64, Ordering::Relaxed);
+        } else {
+            a.fetch_sub(n.unsigned_abs(), Ordering::Relaxed);
+        }
+    }
+}
