@@ -78,6 +78,8 @@ pub struct ObjectOptions {
     retry_timeout: Duration,
     part_size: usize,
     parallel: usize,
+    /// Store settings over the environment's, as `object_store` config keys.
+    config: Vec<(String, String)>,
 }
 
 impl Default for ObjectOptions {
@@ -96,7 +98,23 @@ impl ObjectOptions {
             retry_timeout: Duration::from_secs(30),
             part_size: DEFAULT_PART,
             parallel: DEFAULT_PARALLEL,
+            config: Vec::new(),
         }
+    }
+
+    /// Set one of the store's options over what the environment says, by the name of
+    /// its environment variable in lower case: `aws_endpoint`, `aws_access_key_id`,
+    /// `aws_secret_access_key`, `aws_region`, `aws_allow_http`, `google_service_account`,
+    /// `azure_storage_account_key`, ... (`object_store`'s config keys). Several sources
+    /// in one process can so reach different servers. An unknown key fails at `open`.
+    ///
+    /// ```
+    /// let mut opts = mmkit::pager::ObjectOptions::new();
+    /// opts.set("aws_endpoint", "http://127.0.0.1:9000").set("aws_allow_http", "true");
+    /// ```
+    pub fn set(&mut self, key: &str, value: &str) -> &mut ObjectOptions {
+        self.config.push((key.to_string(), value.to_string()));
+        self
     }
 
     /// The longest one request may take, from connecting to the last byte of the body.

@@ -99,6 +99,9 @@ fn build_store(
             for (k, v) in client {
                 b = b.with_config(AmazonS3ConfigKey::Client(k), v);
             }
+            for (k, v) in user_config::<AmazonS3ConfigKey>(opts, url)? {
+                b = b.with_config(k, v);
+            }
             b.with_retry(retry).build().map(|s| Arc::new(s) as _)
         }
         ObjectStoreScheme::GoogleCloudStorage => {
@@ -106,12 +109,18 @@ fn build_store(
             for (k, v) in client {
                 b = b.with_config(GoogleConfigKey::Client(k), v);
             }
+            for (k, v) in user_config::<GoogleConfigKey>(opts, url)? {
+                b = b.with_config(k, v);
+            }
             b.with_retry(retry).build().map(|s| Arc::new(s) as _)
         }
         ObjectStoreScheme::MicrosoftAzure => {
             let mut b = MicrosoftAzureBuilder::from_env().with_url(url);
             for (k, v) in client {
                 b = b.with_config(AzureConfigKey::Client(k), v);
+            }
+            for (k, v) in user_config::<AzureConfigKey>(opts, url)? {
+                b = b.with_config(k, v);
             }
             b.with_retry(retry).build().map(|s| Arc::new(s) as _)
         }
@@ -122,10 +131,29 @@ fn build_store(
             for (k, v) in client {
                 b = b.with_config(k, v);
             }
+            for (k, v) in user_config::<ClientConfigKey>(opts, url)? {
+                b = b.with_config(k, v);
+            }
             b.with_retry(retry).build().map(|s| Arc::new(s) as _)
         }
         ObjectStoreScheme::Local => Ok(Arc::new(LocalFileSystem::new()) as _),
         _ => return Err(bad_url(url, "this store is not supported")),
     };
     built.map_err(|e| store_error(Op::Open, url, &e))
+}
+
+/// The options set with [`ObjectOptions::set`], parsed as the store's config keys.
+fn user_config<K: std::str::FromStr>(opts: &ObjectOptions, url: &str) -> Result<Vec<(K, String)>> {
+    opts.config
+        .iter()
+        .map(|(k, v)| {
+            let key = k.parse::<K>().map_err(|_| {
+                Error::new(Op::Open, ErrorKind::Format)
+                    .with_path(Some(std::path::Path::new(url)))
+                    .detail(format!("`{k}` is not an option of this store"))
+                    .hint("use the name of the store's environment variable in lower case, e.g. aws_endpoint")
+            })?;
+            Ok((key, v.clone()))
+        })
+        .collect()
 }
