@@ -162,7 +162,8 @@ pub enum ErrorKind {
     /// The file is not in the format asked for: another kind of file (bad magic), a
     /// newer format version, or a header cut short.
     Format,
-    /// No such record: the sequence number or index is not (or no longer) in the store.
+    /// No such record (the sequence number or index is not, or no longer, in the store),
+    /// or no such object (a remote bucket or key).
     NotFound,
     /// The store's file was replaced (a compaction renamed a fresh file over it): open
     /// the path again.
@@ -317,7 +318,7 @@ impl Error {
             ErrorKind::TooLarge => "the message is larger than the ring accepts".into(),
             ErrorKind::Corrupt => "shared state breaks the protocol's invariants".into(),
             ErrorKind::Format => "the file is not in the expected format".into(),
-            ErrorKind::NotFound => "no such record".into(),
+            ErrorKind::NotFound => "no such record or object".into(),
             ErrorKind::Replaced => "the file was replaced by a compaction".into(),
         }
     }

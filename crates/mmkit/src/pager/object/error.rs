@@ -13,7 +13,7 @@ pub(super) fn store_error(op: Op, url: &str, e: &StoreError) -> Error {
             "check the bucket (or container) and the key; list them with the store's own tool",
         ),
         StoreError::PermissionDenied { .. } | StoreError::Unauthenticated { .. } => (
-            ErrorKind::NoReadAccess,
+            ErrorKind::Os,
             "check the credentials in the environment (AWS_ACCESS_KEY_ID and \
              AWS_SECRET_ACCESS_KEY, GOOGLE_SERVICE_ACCOUNT, AZURE_STORAGE_ACCOUNT_KEY) and \
              AWS_REGION / AWS_ENDPOINT",
@@ -28,8 +28,15 @@ pub(super) fn store_error(op: Op, url: &str, e: &StoreError) -> Error {
              up and reachable (AWS_ENDPOINT, AWS_ALLOW_HTTP for http://)",
         ),
     };
-    Error::new(op, kind)
-        .with_path(Some(std::path::Path::new(url)))
+    let err = if matches!(
+        e,
+        StoreError::PermissionDenied { .. } | StoreError::Unauthenticated { .. }
+    ) {
+        Error::os(op, rustix::io::Errno::ACCESS)
+    } else {
+        Error::new(op, kind)
+    };
+    err.with_path(Some(std::path::Path::new(url)))
         .detail(one_line(e))
         .hint(hint)
 }

@@ -161,7 +161,7 @@ impl ObjectOptions {
     ///
     /// - `Format` for a URL that does not parse or names no store.
     /// - `NotFound` for a missing bucket, container or key.
-    /// - `NoReadAccess` when the store refuses the credentials (403, 401).
+    /// - `Os` with `EACCES` when the store refuses the credentials (403, 401).
     /// - `StorageFault` for anything else that failed after the retries (the server is
     ///   down, a timeout), with the URL and the store's message.
     pub fn open(&self, url: &str) -> Result<ObjectSource> {

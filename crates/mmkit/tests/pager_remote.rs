@@ -1,0 +1,270 @@
+//! `ObjectSource` against a real S3 server (s3s-fs on 127.0.0.1, started here): random
+//! reads from 8 threads byte for byte, what a scan and random reads fetch, the requests
+//! before the first byte, a server that dies mid-scan or never answers, an object
+//! replaced under its reader, wrong credentials and missing buckets and keys, and a
+//! seekable zstd object mapped as its uncompressed bytes.
+//!
+//! Tests that need userfaultfd print `skipped: <reason>` where it is not allowed.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mmkit::pager::{compress_seekable, ObjectOptions, ObjectSource, Pager, PagerOptions};
+use mmkit::pager::{Source, ZstdSource};
+use mmkit::ErrorKind;
+
+mod common;
+use common::{fill_pattern, HangServer, S3Server};
+use mmkit::helpers::XorShift;
+
+mod pager_common;
+use pager_common::build;
+
+const PAGE: usize = 4096;
+const MIB: u64 = 1 << 20;
+
+/// Options reaching `s3` (set explicitly: tests run in parallel, each with its server),
+/// with short timeouts so failures show quickly.
+fn options(s3: &S3Server) -> ObjectOptions {
+    let mut o = ObjectOptions::new();
+    for (k, v) in s3.env() {
+        o.set(&k.to_ascii_lowercase(), &v);
+    }
+    o.timeout(Duration::from_secs(5))
+        .connect_timeout(Duration::from_secs(1))
+        .retries(1, Duration::from_secs(5));
+    o
+}
+
+/// A server with bucket `data` holding `key` of `len` pattern bytes.
+fn server_with(key: &str, len: u64) -> S3Server {
+    let s3 = S3Server::start();
+    s3.create_bucket("data");
+    s3.put_pattern("data", key, len);
+    s3.reset_counts();
+    s3
+}
+
+fn expected(at: u64, n: usize) -> Vec<u8> {
+    let mut v = vec![0u8; n];
+    fill_pattern(at, &mut v);
+    v
+}
+
+fn open(s3: &S3Server, key: &str) -> Arc<ObjectSource> {
+    Arc::new(options(s3).open(&format!("s3://data/{key}")).expect("open"))
+}
+
+#[test]
+fn random_reads_from_eight_threads_match_byte_for_byte() {
+    let len = 48 * MIB + 123;
+    let s3 = server_with("obj", len);
+    let src = open(&s3, "obj");
+    assert_eq!(src.len(), len);
+    let Some(pager) = build(PagerOptions::new().threads(4), src.clone()) else {
+        return;
+    };
+    let pager = &pager;
+    std::thread::scope(|s| {
+        for t in 0..8u64 {
+            s.spawn(move || {
+                let mut rng = XorShift::new(t + 11);
+                let mut buf = vec![0u8; 3 * PAGE];
+                for i in 0..150 {
+                    let off = rng.next_u64() % len;
+                    let n = (rng.next_u64() % (3 * PAGE as u64) + 1).min(len - off) as usize;
+                    let want = expected(off, n);
+                    if i % 2 == 0 {
+                        let off = off as usize;
+                        assert_eq!(&pager.as_slice()[off..off + n], &want[..], "at {off}");
+                    } else {
+                        pager.read_at(off as usize, &mut buf[..n]).expect("read_at");
+                        assert_eq!(&buf[..n], &want[..], "at {off}");
+                    }
+                }
+            });
+        }
+    });
+    let st = src.stats();
+    assert!(st.requests > 100, "{st:?}");
+}
+
+#[test]
+fn a_scan_fetches_each_byte_once_and_ahead_of_the_reader() {
+    let len = 40 * MIB;
+    let s3 = server_with("obj", len);
+    let src = open(&s3, "obj");
+    let Some(pager) = build(&PagerOptions::new(), src.clone()) else {
+        return;
+    };
+    let mut buf = vec![0u8; 1 << 20];
+    for off in (0..len).step_by(buf.len()) {
+        pager.read_at(off as usize, &mut buf).expect("scan");
+        assert_eq!(buf, expected(off, buf.len()), "at {off}");
+    }
+    let (st, obj) = (pager.stats(), src.stats());
+    assert_eq!(obj.bytes, len, "each byte fetched once: {obj:?} {st:?}");
+    assert!(st.prefetched_pages > st.pages_filled / 2, "{st:?}");
+    // Counted by the server too: what it sent is what the source received.
+    assert_eq!(s3.counts().get_bytes, len, "{:?}", s3.counts());
+}
+
+#[test]
+fn random_reads_of_one_percent_fetch_at_most_three_percent() {
+    let len = 128 * MIB;
+    let s3 = server_with("obj", len);
+    let src = open(&s3, "obj");
+    let Some(pager) = build(PagerOptions::new().threads(2), src.clone()) else {
+        return;
+    };
+    let pages = len / PAGE as u64;
+    let reads = pages / 100;
+    let mut rng = XorShift::new(5);
+    let mut buf = vec![0u8; PAGE];
+    for _ in 0..reads {
+        let off = (rng.next_u64() % pages) * PAGE as u64;
+        pager.read_at(off as usize, &mut buf).expect("read");
+        assert_eq!(buf, expected(off, PAGE));
+    }
+    let fetched = src.stats().bytes;
+    assert!(
+        fetched * 100 <= len * 3,
+        "random 4 KiB reads of 1% fetched {fetched} of {len} bytes: {:?}",
+        pager.stats()
+    );
+}
+
+#[test]
+fn the_first_byte_takes_two_requests() {
+    let s3 = server_with("obj", 8 * MIB);
+    let src = open(&s3, "obj");
+    let Some(pager) = build(&PagerOptions::new(), src.clone()) else {
+        return;
+    };
+    let mut b = [0u8; 1];
+    pager.read_at(12345, &mut b).expect("read");
+    assert_eq!(b[0], expected(12345, 1)[0]);
+    // HEAD at open, one ranged GET for the page.
+    assert_eq!(s3.counts().requests, 2, "{:?}", s3.counts());
+    assert_eq!(src.stats().requests, 2);
+}
+
+#[test]
+fn a_server_that_dies_mid_scan_gives_an_error_not_a_hang() {
+    let len = 64 * MIB;
+    let mut s3 = server_with("obj", len);
+    s3.set_delay(Duration::from_millis(3));
+    let src = open(&s3, "obj");
+    let Some(pager) = build(PagerOptions::new().readahead(16), src) else {
+        return;
+    };
+    let mut buf = vec![0u8; PAGE];
+    for off in (0..4 * MIB).step_by(PAGE) {
+        pager.read_at(off as usize, &mut buf).expect("scan before the stop");
+    }
+    s3.stop();
+    let t = Instant::now();
+    let mut err = None;
+    for off in (4 * MIB..len).step_by(PAGE) {
+        if let Err(e) = pager.read_at(off as usize, &mut buf) {
+            err = Some(e);
+            break;
+        }
+    }
+    let e = err.expect("a read after the server died fails");
+    assert_eq!(e.kind(), ErrorKind::StorageFault, "{e}");
+    assert!(e.to_string().contains("s3://data/obj"), "{e}");
+    assert!(t.elapsed() < Duration::from_secs(30), "{:?}", t.elapsed());
+}
+
+#[test]
+fn a_server_that_never_answers_times_out() {
+    let hang = HangServer::start();
+    let mut o = ObjectOptions::new();
+    o.set("aws_endpoint", &format!("http://{}", hang.addr()))
+        .set("aws_allow_http", "true")
+        .set("aws_access_key_id", "k")
+        .set("aws_secret_access_key", "s")
+        .set("aws_region", "us-east-1")
+        .timeout(Duration::from_millis(300))
+        .retries(1, Duration::from_secs(2));
+    let t = Instant::now();
+    let e = o.open("s3://data/obj").expect_err("no answer");
+    assert_eq!(e.kind(), ErrorKind::StorageFault, "{e}");
+    assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
+}
+
+#[test]
+fn an_object_replaced_under_its_reader_is_an_error_not_mixed_bytes() {
+    let s3 = server_with("obj", 4 * MIB);
+    s3.put_pattern("data", "same-size", 4 * MIB);
+    let grown = open(&s3, "obj");
+    let same = open(&s3, "same-size");
+    let mut page = vec![0u8; PAGE];
+    grown.read_at(0, &mut page).expect("before the change");
+    // A larger object under the same key; and one of the same size, other bytes.
+    s3.put_pattern("data", "obj", 6 * MIB);
+    s3.put("data", "same-size", &vec![7u8; 4 * MIB as usize]);
+    for src in [grown, same] {
+        let e = src.read_at(MIB, &mut page).expect_err("changed");
+        assert_eq!(e.kind(), ErrorKind::StorageFault, "{e}");
+        assert!(e.to_string().contains("changed since it was opened"), "{e}");
+        assert_ne!(page, vec![7u8; PAGE]);
+    }
+}
+
+#[test]
+fn wrong_credentials_and_missing_buckets_and_keys_say_so() {
+    let s3 = server_with("obj", MIB);
+    let mut bad = options(&s3);
+    bad.set("aws_secret_access_key", "wrong");
+    let e = bad.open("s3://data/obj").expect_err("wrong secret");
+    assert_eq!(e.errno(), Some(libc::EACCES), "{e}");
+    assert!(e.to_string().contains("s3://data/obj"), "{e}");
+    for url in ["s3://nobucket/obj", "s3://data/nokey"] {
+        let e = options(&s3).open(url).expect_err(url);
+        assert_eq!(e.kind(), ErrorKind::NotFound, "{url}: {e}");
+        assert!(e.to_string().contains(url), "{e}");
+    }
+    for url in ["not a url", "nope://x/y", "s3://"] {
+        let e = options(&s3).open(url).expect_err(url);
+        assert!(
+            matches!(e.kind(), ErrorKind::Format | ErrorKind::NotFound),
+            "{url}: {e}"
+        );
+    }
+}
+
+#[test]
+fn a_seekable_zstd_object_maps_as_its_uncompressed_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let len = 24 * MIB as usize;
+    let plain = expected(0, len);
+    let zst = dir.path().join("data.zst");
+    let mut out = std::fs::File::create(&zst).unwrap();
+    compress_seekable(&mut &plain[..], &mut out, 256 << 10, 3).expect("compress");
+    drop(out);
+    let s3 = S3Server::start();
+    s3.create_bucket("data");
+    s3.put_file("data", "obj.zst", &zst);
+    let compressed = std::fs::metadata(&zst).unwrap().len();
+    let obj = open(&s3, "obj.zst");
+    let src = Arc::new(ZstdSource::from_source(obj.clone()).expect("index"));
+    assert_eq!(src.len(), len as u64);
+    let Some(pager): Option<Pager> = build(PagerOptions::new().readahead(1), src) else {
+        return;
+    };
+    let before = obj.stats().bytes;
+    let mut rng = XorShift::new(3);
+    let mut buf = vec![0u8; PAGE];
+    for _ in 0..8 {
+        let off = (rng.next_u64() % (len - PAGE) as u64) as usize;
+        pager.read_at(off, &mut buf).expect("read");
+        assert_eq!(&buf[..], &plain[off..off + PAGE], "at {off}");
+    }
+    let fetched = obj.stats().bytes - before;
+    assert!(
+        fetched < compressed / 4,
+        "8 pages fetched {fetched} of {compressed} compressed bytes"
+    );
+}
