@@ -2,7 +2,8 @@
 //! write-back), `FnSource`, `MemSource`, and `ZstdSource` differential against the
 //! `zstd` command line (our seekable output decodes with `zstd -dc`; files made by
 //! `zstd` in one frame, streamed without a content size, or concatenated read back
-//! equal to the input; damaged files give errors).
+//! equal to the input; damaged files give errors). `ZstdSource::from_source` (zstd bytes
+//! read through another source) is tested in `zstd_from_source/`.
 
 use std::ffi::CString;
 use std::fs::File;
@@ -16,6 +17,7 @@ use mmkit::pager::{compress_seekable, FileSource, FnSource, MemSource, Source, Z
 use mmkit::{ErrorKind, Op};
 
 mod common;
+mod zstd_from_source;
 
 const PAGE: usize = 4096;
 
