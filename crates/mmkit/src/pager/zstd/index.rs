@@ -297,7 +297,7 @@ fn read_seek_table(raw: &Raw) -> Result<Option<Vec<Frame>>> {
         read = buf;
         &read[..]
     };
-    if le32(&table) != SEEK_TABLE_MAGIC || u64::from(le32(&table[4..])) != table_len {
+    if le32(table) != SEEK_TABLE_MAGIC || u64::from(le32(&table[4..])) != table_len {
         return Err(bad("its skippable frame header does not match the footer"));
     }
     let mut frames = Vec::with_capacity(count as usize);
