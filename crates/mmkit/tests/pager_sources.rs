@@ -428,3 +428,33 @@ fn zstd_source_is_shared_between_threads() {
         }
     });
 }
+
+#[test]
+fn zstd_file_truncated_after_open_gives_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.zst");
+    let data = sample(1 << 20, 10);
+    seekable(&path, &data, 128 << 10);
+    let src = ZstdSource::open(&path).unwrap();
+    let len = std::fs::metadata(&path).unwrap().len();
+    File::options()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(len / 2)
+        .unwrap();
+    let mut buf = vec![0; PAGE];
+    src.read_at(0, &mut buf).unwrap();
+    assert_eq!(buf, data[..PAGE]);
+    let err = src
+        .read_at(data.len() as u64 - PAGE as u64, &mut buf)
+        .unwrap_err();
+    assert_eq!(
+        (err.kind(), err.path()),
+        (ErrorKind::Corrupt, Some(path.as_path()))
+    );
+    assert!(
+        err.to_string().contains("truncated after it was opened"),
+        "{err}"
+    );
+}
