@@ -2,7 +2,8 @@
 //! write-back), `FnSource`, `MemSource`, and `ZstdSource` differential against the
 //! `zstd` command line (our seekable output decodes with `zstd -dc`; files made by
 //! `zstd` in one frame, streamed without a content size, or concatenated read back
-//! equal to the input; damaged files give errors).
+//! equal to the input; damaged files give errors). `ZstdSource::from_source` (zstd bytes
+//! read through another source) is tested in `zstd_from_source/`.
 
 use std::ffi::CString;
 use std::fs::File;
@@ -16,6 +17,7 @@ use mmkit::pager::{compress_seekable, FileSource, FnSource, MemSource, Source, Z
 use mmkit::{ErrorKind, Op};
 
 mod common;
+mod zstd_from_source;
 
 const PAGE: usize = 4096;
 
@@ -425,4 +427,34 @@ fn zstd_source_is_shared_between_threads() {
             s.spawn(move || check_random(src, data, 200, t + 1));
         }
     });
+}
+
+#[test]
+fn zstd_file_truncated_after_open_gives_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.zst");
+    let data = sample(1 << 20, 10);
+    seekable(&path, &data, 128 << 10);
+    let src = ZstdSource::open(&path).unwrap();
+    let len = std::fs::metadata(&path).unwrap().len();
+    File::options()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(len / 2)
+        .unwrap();
+    let mut buf = vec![0; PAGE];
+    src.read_at(0, &mut buf).unwrap();
+    assert_eq!(buf, data[..PAGE]);
+    let err = src
+        .read_at(data.len() as u64 - PAGE as u64, &mut buf)
+        .unwrap_err();
+    assert_eq!(
+        (err.kind(), err.path()),
+        (ErrorKind::Corrupt, Some(path.as_path()))
+    );
+    assert!(
+        err.to_string().contains("truncated after it was opened"),
+        "{err}"
+    );
 }

@@ -78,7 +78,7 @@
 //! | [`FileSource`] | a file, with `pread`/`pwrite`/`fdatasync` | with [`FileSource::open_rw`] |
 //! | [`FnSource`] | bytes made by a function (synthetic data, tests) | no |
 //! | [`MemSource`] | a `Vec<u8>` (write-back tests) | yes |
-//! | [`ZstdSource`] | a zstd file, as its uncompressed bytes, through a frame index | no |
+//! | [`ZstdSource`] | a zstd file, or zstd bytes read from another source (an object), as its uncompressed bytes, through a frame index | no |
 //! | `ObjectSource` (feature `remote`) | an object in S3, GCS, Azure, over HTTP(S), or `file://`, with ranged GETs | no |
 //!
 //! [`compress_seekable`] writes zstd files that [`ZstdSource`] reads at random cheaply.

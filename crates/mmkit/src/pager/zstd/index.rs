@@ -3,11 +3,13 @@
 //! Built from the seekable format's seek table when the file ends with one, else by
 //! walking the frames: each frame header gives its content size, each 3-byte block
 //! header the block's compressed size (RFC 8878, sections 3.1.1 and 3.1.1.2).
+//!
+//! The bytes are read through [`Raw`], which may be a remote object where each read is a
+//! round trip: the seek table is read with the footer in one call when it is small (two
+//! calls at most), and the walk reads each frame header together with its first block
+//! header, then each further block header once.
 
-use std::fs::File;
-use std::path::Path;
-
-use super::super::source::pread_full;
+use super::raw::Raw;
 use crate::{Error, ErrorKind, Op, Result};
 
 /// The magic number starting a zstd frame.
@@ -21,6 +23,12 @@ pub(super) const SEEK_TABLE_MAGIC: u32 = 0x184D_2A5E;
 pub(super) const SEEKABLE_MAGIC: u32 = 0x8F92_EAB1;
 /// The seek table footer: frame count (4), descriptor (1), magic (4).
 pub(super) const FOOTER_LEN: u64 = 9;
+/// The longest frame header (magic 4, descriptor 1, window 1, dictionary id 4, content
+/// size 8).
+const FRAME_HEADER_MAX: usize = 18;
+/// Bytes read at the start of each frame in the walk: the longest frame header and the
+/// 3-byte header of the first block, so a one-block frame costs one read.
+const HEAD_READ: usize = FRAME_HEADER_MAX + 3;
 
 /// One frame of the file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,29 +54,35 @@ pub(super) struct Index {
     pub(super) unsized_frames: usize,
 }
 
-/// A `Corrupt` error about the file at `path`.
-pub(super) fn corrupt(op: Op, path: &Path, offset: u64, detail: String) -> Error {
+/// A `Corrupt` error about the compressed data (named by its path or description).
+pub(super) fn corrupt(op: Op, raw: &Raw, offset: u64, detail: String) -> Error {
     Error::new(op, ErrorKind::Corrupt)
-        .with_path(Some(path))
+        .with_path(Some(raw.name()))
         .at(offset, 0)
         .detail(detail)
         .hint("the file is damaged or not zstd; check it with `zstd -t`")
 }
 
+/// Read up to `buf.len()` bytes at `off` in one call; fewer at the end of the data.
+fn read_some(raw: &Raw, off: u64, buf: &mut [u8]) -> Result<usize> {
+    raw.read(off, buf)
+        .map_err(|e| raw.error(Op::Open, e, off, buf.len() as u64))
+}
+
+/// The error for data that ends inside `what`, which starts at `off`.
+fn truncated(raw: &Raw, off: u64, what: &str) -> Error {
+    corrupt(
+        Op::Open,
+        raw,
+        off,
+        format!("truncated: the file ends inside {what} at offset {off}"),
+    )
+}
+
 /// Read exactly `buf.len()` bytes at `off`, or say the file ends too soon.
-fn read_exact(file: &File, path: &Path, off: u64, buf: &mut [u8], what: &str) -> Result<()> {
-    let n = pread_full(file, off, buf).map_err(|e| {
-        Error::io(Op::Open, &e)
-            .with_path(Some(path))
-            .at(off, buf.len() as u64)
-    })?;
-    if n < buf.len() {
-        return Err(corrupt(
-            Op::Open,
-            path,
-            off,
-            format!("truncated: the file ends inside {what} at offset {off}"),
-        ));
+fn read_exact(raw: &Raw, off: u64, buf: &mut [u8], what: &str) -> Result<()> {
+    if read_some(raw, off, buf)? < buf.len() {
+        return Err(truncated(raw, off, what));
     }
     Ok(())
 }
@@ -77,45 +91,43 @@ fn le32(b: &[u8]) -> u32 {
     u32::from_le_bytes([b[0], b[1], b[2], b[3]])
 }
 
-/// Build the index of the file (`len` bytes). `measure` decompresses a frame whose
-/// header has no content size and returns its size.
-pub(super) fn build(
-    file: &File,
-    path: &Path,
-    len: u64,
-    measure: &dyn Fn(&Frame) -> Result<u64>,
-) -> Result<Index> {
-    if let Some(frames) = read_seek_table(file, path, len)? {
+/// Build the index of the compressed data. `measure` decompresses a frame whose header
+/// has no content size and returns its size.
+pub(super) fn build(raw: &Raw, measure: &dyn Fn(&Frame) -> Result<u64>) -> Result<Index> {
+    if let Some(frames) = read_seek_table(raw)? {
         return Ok(Index {
             frames,
             seek_table: true,
             unsized_frames: 0,
         });
     }
-    walk(file, path, len, measure)
+    walk(raw, measure)
 }
 
 /// Walk the frames from the start, skipping skippable frames.
-fn walk(
-    file: &File,
-    path: &Path,
-    len: u64,
-    measure: &dyn Fn(&Frame) -> Result<u64>,
-) -> Result<Index> {
+fn walk(raw: &Raw, measure: &dyn Fn(&Frame) -> Result<u64>) -> Result<Index> {
+    let len = raw.len();
     let mut frames = Vec::new();
     let (mut coff, mut uoff, mut unsized_frames) = (0u64, 0u64, 0usize);
     while coff < len {
-        let mut head = [0u8; 8];
-        let n = (len - coff).min(8) as usize;
-        read_exact(file, path, coff, &mut head[..n.max(4)], "a frame header")?;
-        let magic = le32(&head);
+        // One read for the magic and whatever header follows it.
+        let mut head = [0u8; HEAD_READ];
+        let n = (len - coff).min(HEAD_READ as u64) as usize;
+        let got = read_some(raw, coff, &mut head[..n])?;
+        if got < 4 {
+            return Err(truncated(raw, coff, "a frame header"));
+        }
+        let head = &head[..got];
+        let magic = le32(head);
         if magic & SKIPPABLE_MASK == SKIPPABLE_BASE {
-            read_exact(file, path, coff, &mut head, "a skippable frame header")?;
+            if got < 8 {
+                return Err(truncated(raw, coff, "a skippable frame header"));
+            }
             coff += 8 + u64::from(le32(&head[4..]));
             if coff > len {
                 return Err(corrupt(
                     Op::Open,
-                    path,
+                    raw,
                     coff,
                     "truncated: a skippable frame ends past the end of the file".into(),
                 ));
@@ -125,12 +137,12 @@ fn walk(
         if magic != FRAME_MAGIC {
             return Err(corrupt(
                 Op::Open,
-                path,
+                raw,
                 coff,
                 format!("no zstd frame at offset {coff} (magic {magic:#010x})"),
             ));
         }
-        let (csize, content) = frame_extent(file, path, coff, len)?;
+        let (csize, content) = frame_extent(raw, coff, head)?;
         let mut frame = Frame {
             coff,
             csize,
@@ -143,7 +155,7 @@ fn walk(
         }
         uoff = uoff
             .checked_add(frame.usize)
-            .ok_or_else(|| corrupt(Op::Open, path, coff, "uncompressed size overflows".into()))?;
+            .ok_or_else(|| corrupt(Op::Open, raw, coff, "uncompressed size overflows".into()))?;
         frames.push(frame);
         coff += csize;
     }
@@ -155,7 +167,7 @@ fn walk(
 }
 
 /// The parsed frame header: its length and the content size, if written.
-fn parse_header(h: &[u8; 18]) -> Option<(u64, Option<u64>)> {
+fn parse_header(h: &[u8; FRAME_HEADER_MAX]) -> Option<(u64, Option<u64>)> {
     let fhd = h[4];
     let fcs_flag = fhd >> 6;
     let single = fhd & 0x20 != 0;
@@ -183,15 +195,17 @@ fn parse_header(h: &[u8; 18]) -> Option<(u64, Option<u64>)> {
 }
 
 /// The compressed size of the frame at `coff` (header, blocks and checksum) and its
-/// content size when the header gives one.
-fn frame_extent(file: &File, path: &Path, coff: u64, len: u64) -> Result<(u64, Option<u64>)> {
-    let mut h = [0u8; 18];
-    let n = (len - coff).min(18) as usize;
-    read_exact(file, path, coff, &mut h[..n], "a frame header")?;
+/// content size when the header gives one. `head` holds the bytes read at `coff` (up to
+/// [`HEAD_READ`]); block headers past them are read one by one.
+fn frame_extent(raw: &Raw, coff: u64, head: &[u8]) -> Result<(u64, Option<u64>)> {
+    let len = raw.len();
+    let mut h = [0u8; FRAME_HEADER_MAX];
+    let n = head.len().min(FRAME_HEADER_MAX);
+    h[..n].copy_from_slice(&head[..n]);
     let bad = || {
         corrupt(
             Op::Open,
-            path,
+            raw,
             coff,
             format!("bad zstd frame header at offset {coff}"),
         )
@@ -204,7 +218,11 @@ fn frame_extent(file: &File, path: &Path, coff: u64, len: u64) -> Result<(u64, O
     let mut pos = coff + hlen;
     loop {
         let mut b = [0u8; 3];
-        read_exact(file, path, pos, &mut b, "a block header")?;
+        let at = (pos - coff) as usize;
+        match head.get(at..at + 3) {
+            Some(read) => b.copy_from_slice(read),
+            None => read_exact(raw, pos, &mut b, "a block header")?,
+        }
         let head = u32::from(b[0]) | u32::from(b[1]) << 8 | u32::from(b[2]) << 16;
         let (last, kind, size) = (head & 1 != 0, (head >> 1) & 3, u64::from(head >> 3));
         let body = match kind {
@@ -213,7 +231,7 @@ fn frame_extent(file: &File, path: &Path, coff: u64, len: u64) -> Result<(u64, O
             _ => {
                 return Err(corrupt(
                     Op::Open,
-                    path,
+                    raw,
                     pos,
                     format!("reserved block type at offset {pos}"),
                 ))
@@ -228,7 +246,7 @@ fn frame_extent(file: &File, path: &Path, coff: u64, len: u64) -> Result<(u64, O
     if pos > len {
         return Err(corrupt(
             Op::Open,
-            path,
+            raw,
             coff,
             format!("truncated: the frame at offset {coff} ends at {pos}, past the end of the file ({len} bytes)"),
         ));
@@ -238,29 +256,30 @@ fn frame_extent(file: &File, path: &Path, coff: u64, len: u64) -> Result<(u64, O
 
 /// The frames listed by a seek table at the end of the file, if there is one.
 ///
+/// The end is read in one call of [`Raw::tail_len`] bytes (the footer alone for a file;
+/// for a source, enough to hold a table of thousands of frames too), and the table in a
+/// second call only when it did not fit.
+///
 /// A footer with the seekable magic but a table that does not add up to the file is an
 /// error: the file claims to be seekable and is not.
-fn read_seek_table(file: &File, path: &Path, len: u64) -> Result<Option<Vec<Frame>>> {
+fn read_seek_table(raw: &Raw) -> Result<Option<Vec<Frame>>> {
+    let len = raw.len();
     if len < 8 + FOOTER_LEN {
         return Ok(None);
     }
-    let mut foot = [0u8; FOOTER_LEN as usize];
-    read_exact(
-        file,
-        path,
-        len - FOOTER_LEN,
-        &mut foot,
-        "the seek table footer",
-    )?;
+    let tail_start = len - raw.tail_len().clamp(FOOTER_LEN, len);
+    let mut tail = vec![0u8; (len - tail_start) as usize];
+    read_exact(raw, tail_start, &mut tail, "the seek table footer")?;
+    let foot = &tail[tail.len() - FOOTER_LEN as usize..];
     if le32(&foot[5..]) != SEEKABLE_MAGIC {
         return Ok(None);
     }
-    let count = u64::from(le32(&foot));
+    let count = u64::from(le32(foot));
     let entry = if foot[4] & 0x80 != 0 { 12 } else { 8 };
     let bad = |what: &str| {
         corrupt(
             Op::Open,
-            path,
+            raw,
             len - FOOTER_LEN,
             format!("bad seek table: {what}"),
         )
@@ -269,9 +288,16 @@ fn read_seek_table(file: &File, path: &Path, len: u64) -> Result<Option<Vec<Fram
     let start = len
         .checked_sub(8 + table_len)
         .ok_or_else(|| bad("longer than the file"))?;
-    let mut table = vec![0u8; (8 + table_len) as usize];
-    read_exact(file, path, start, &mut table, "the seek table")?;
-    if le32(&table) != SEEK_TABLE_MAGIC || u64::from(le32(&table[4..])) != table_len {
+    let read;
+    let table = if start >= tail_start {
+        &tail[(start - tail_start) as usize..]
+    } else {
+        let mut buf = vec![0u8; (8 + table_len) as usize];
+        read_exact(raw, start, &mut buf, "the seek table")?;
+        read = buf;
+        &read[..]
+    };
+    if le32(table) != SEEK_TABLE_MAGIC || u64::from(le32(&table[4..])) != table_len {
         return Err(bad("its skippable frame header does not match the footer"));
     }
     let mut frames = Vec::with_capacity(count as usize);

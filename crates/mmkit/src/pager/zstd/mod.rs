@@ -1,17 +1,19 @@
-//! [`ZstdSource`]: a zstd-compressed file seen as its uncompressed bytes.
+//! [`ZstdSource`]: zstd-compressed data — a local file or any [`Source`], such as an
+//! object in a store — seen as its uncompressed bytes.
 
 mod compress;
 mod index;
+mod raw;
 
-use std::fs::File;
 use std::io::{self, Read};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 pub use compress::{compress_seekable, CompressStats};
 use index::{corrupt, Frame, Index};
+use raw::{source_error, Raw};
 
-use super::source::{open_source_file, pread_full, Source};
+use super::source::{open_source_file, Source};
 use crate::{Error, Op, Result};
 
 /// Frames up to this size are decompressed whole; larger ones are read through a
@@ -26,11 +28,15 @@ const WINDOW_LOG_MAX: u32 = 31;
 
 /// A zstd-compressed file seen as its uncompressed bytes, read through a frame index.
 ///
+/// The compressed bytes come from a local file ([`open`](ZstdSource::open), read with
+/// `pread`) or from any other [`Source`] ([`from_source`](ZstdSource::from_source)):
+/// an object in a store, say, of which only the frames a read touches are fetched.
+///
 /// The file is a sequence of independent zstd frames (skippable frames are skipped). At
 /// open the frames are indexed: from the [seekable format]'s seek table when the file
 /// ends with one (as [`compress_seekable`] writes), else by walking the frame and block
 /// headers, which reads a few bytes per 128 KiB block. A read decompresses only the
-/// frames it covers.
+/// frames it covers, reading each small frame's compressed bytes in one call.
 ///
 /// Decoded frames are cached, the last 8 of them (most recently used), so sequential
 /// page reads decompress each frame once. Frames up to 4 MiB are decoded whole. Larger
@@ -68,8 +74,7 @@ const WINDOW_LOG_MAX: u32 = 31;
 /// [seekable format]: https://github.com/facebook/zstd/blob/dev/contrib/seekable_format/zstd_seekable_compression_format.md
 #[derive(Debug)]
 pub struct ZstdSource {
-    file: Arc<File>,
-    path: PathBuf,
+    raw: Arc<Raw>,
     index: Index,
     len: u64,
     cache: Mutex<Vec<(Key, Arc<Vec<u8>>)>>,
@@ -83,8 +88,11 @@ type Key = (usize, u64);
 struct Cursor {
     frame: usize,
     pos: u64,
-    dec: ::zstd::stream::read::Decoder<'static, io::BufReader<FileRange>>,
+    dec: Decoder,
 }
+
+/// A streaming decoder of one frame, reading the compressed data through a buffer.
+type Decoder = ::zstd::stream::read::Decoder<'static, io::BufReader<raw::Range>>;
 
 impl std::fmt::Debug for Cursor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -95,33 +103,9 @@ impl std::fmt::Debug for Cursor {
     }
 }
 
-/// A byte range of a file as a reader, with `pread`.
-struct FileRange {
-    file: Arc<File>,
-    pos: u64,
-    end: u64,
-}
-
-impl Read for FileRange {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = (self.end - self.pos).min(buf.len() as u64) as usize;
-        let got = pread_full(&self.file, self.pos, &mut buf[..n])?;
-        self.pos += got as u64;
-        Ok(got)
-    }
-}
-
 /// A streaming decoder of one frame.
-fn frame_decoder(
-    file: &Arc<File>,
-    f: &Frame,
-) -> io::Result<::zstd::stream::read::Decoder<'static, io::BufReader<FileRange>>> {
-    let range = FileRange {
-        file: Arc::clone(file),
-        pos: f.coff,
-        end: f.coff + f.csize,
-    };
-    let mut dec = ::zstd::stream::read::Decoder::new(range)?.single_frame();
+fn frame_decoder(raw: &Arc<Raw>, f: &Frame) -> io::Result<Decoder> {
+    let mut dec = Decoder::with_buffer(raw.range(f.coff, f.csize))?.single_frame();
     dec.window_log_max(WINDOW_LOG_MAX)?;
     Ok(dec)
 }
@@ -136,14 +120,64 @@ impl ZstdSource {
     /// up; and any decoding error of a frame without a content size.
     pub fn open(path: impl AsRef<Path>) -> Result<ZstdSource> {
         let path = path.as_ref();
-        let (file, clen) = open_source_file(path, false)?;
-        let file = Arc::new(file);
-        let measure = |f: &Frame| measure_frame(&file, path, f);
-        let index = index::build(&file, path, clen, &measure)?;
-        let len = index.frames.last().map_or(0, |f| f.uoff + f.usize);
-        Ok(ZstdSource {
+        let (file, len) = open_source_file(path, false)?;
+        ZstdSource::with_raw(Raw::File {
             file,
             path: path.to_path_buf(),
+            len,
+        })
+    }
+
+    /// Read the zstd data held by `raw` (an object in a store, a [`FileSource`], a
+    /// [`MemSource`], ...) and index its frames, as [`open`](ZstdSource::open) does for
+    /// a file.
+    ///
+    /// Every byte comes through `raw.read_at`, within `raw.len()` as it is now. For a
+    /// remote source each call is a round trip, so the reads are few and whole: opening
+    /// a file with a seek table reads its end in one call (two when the table is over
+    /// 64 KiB), and reading a page fetches the one frame holding it in one call (a frame
+    /// over 4 MiB streams in 1 MiB reads). Without a seek table, opening reads every
+    /// frame header and every block header in turn, a call for each 128 KiB block or
+    /// so: recompress with [`compress_seekable`] to avoid that.
+    ///
+    /// Errors name the source by its [`describe`](Source::describe) (as their path);
+    /// an error of `raw` itself is passed on as it is.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use mmkit::pager::{compress_seekable, MemSource, Source, ZstdSource};
+    /// let data: Vec<u8> = (0..300_000u32).map(|i| (i % 7) as u8).collect();
+    /// let mut zst = Vec::new();
+    /// compress_seekable(&mut &data[..], &mut zst, 64 << 10, 3)?;
+    ///
+    /// let src = ZstdSource::from_source(Arc::new(MemSource::new(zst)))?;
+    /// assert!(src.has_seek_table());
+    /// assert_eq!((src.len(), src.path()), (300_000, None));
+    /// let mut page = vec![0u8; 4096];
+    /// src.read_at(200_704, &mut page)?;
+    /// assert_eq!(&page[..], &data[200_704..200_704 + 4096]);
+    /// # Ok::<(), mmkit::Error>(())
+    /// ```
+    ///
+    /// [`FileSource`]: super::FileSource
+    /// [`MemSource`]: super::MemSource
+    ///
+    /// # Errors
+    ///
+    /// As [`open`](ZstdSource::open) after the file is open: `Corrupt` for data that is
+    /// not zstd, is truncated, or has a seek table that does not add up; the source's
+    /// own read errors; any decoding error of a frame without a content size.
+    pub fn from_source(raw: Arc<dyn Source>) -> Result<ZstdSource> {
+        ZstdSource::with_raw(Raw::source(raw))
+    }
+
+    fn with_raw(raw: Raw) -> Result<ZstdSource> {
+        let raw = Arc::new(raw);
+        let measure = |f: &Frame| measure_frame(&raw, f);
+        let index = index::build(&raw, &measure)?;
+        let len = index.frames.last().map_or(0, |f| f.uoff + f.usize);
+        Ok(ZstdSource {
+            raw,
             index,
             len,
             cache: Mutex::new(Vec::new()),
@@ -167,15 +201,16 @@ impl ZstdSource {
         self.index.unsized_frames
     }
 
-    /// The path the source was opened from.
-    pub fn path(&self) -> &Path {
-        &self.path
+    /// The path of the file the source was [opened](ZstdSource::open) from, or `None`
+    /// when it reads another [`Source`] ([`from_source`](ZstdSource::from_source)).
+    pub fn path(&self) -> Option<&Path> {
+        self.raw.path()
     }
 
     fn decode_err(&self, f: &Frame, what: impl std::fmt::Display) -> Error {
         corrupt(
             Op::Read,
-            &self.path,
+            &self.raw,
             f.coff,
             format!(
                 "frame at compressed offset {} ({} bytes): {what}",
@@ -228,11 +263,10 @@ impl ZstdSource {
 
     fn decode_whole(&self, f: &Frame) -> Result<Vec<u8>> {
         let mut comp = vec![0u8; f.csize as usize];
-        let got = pread_full(&self.file, f.coff, &mut comp).map_err(|e| {
-            Error::io(Op::Read, &e)
-                .with_path(Some(&self.path))
-                .at(f.coff, f.csize)
-        })?;
+        let got = self
+            .raw
+            .read(f.coff, &mut comp)
+            .map_err(|e| self.raw.error(Op::Read, e, f.coff, f.csize))?;
         if got < comp.len() {
             return Err(self.decode_err(f, "the file was truncated after it was opened"));
         }
@@ -257,7 +291,7 @@ impl ZstdSource {
         let cur = match slot.as_mut() {
             Some(c) if c.frame == i && c.pos <= start => c,
             _ => {
-                let dec = frame_decoder(&self.file, f).map_err(|e| self.decode_err(f, e))?;
+                let dec = frame_decoder(&self.raw, f).map_err(|e| self.decode_err(f, e))?;
                 slot.insert(Cursor {
                     frame: i,
                     pos: 0,
@@ -270,7 +304,7 @@ impl ZstdSource {
         let res = skip(&mut cur.dec, start - cur.pos).and_then(|()| cur.dec.read_exact(&mut out));
         if let Err(e) = res {
             *slot = None;
-            return Err(self.decode_err(f, e));
+            return Err(source_error(e).unwrap_or_else(|e| self.decode_err(f, e)));
         }
         cur.pos = start + n as u64;
         Ok(out)
@@ -297,19 +331,21 @@ fn skip(r: &mut impl Read, n: u64) -> io::Result<()> {
 }
 
 /// Decode a frame without a content size to count its bytes.
-fn measure_frame(file: &Arc<File>, path: &Path, f: &Frame) -> Result<u64> {
+fn measure_frame(raw: &Arc<Raw>, f: &Frame) -> Result<u64> {
     let err = |e: io::Error| {
-        corrupt(
-            Op::Open,
-            path,
-            f.coff,
-            format!(
-                "frame at compressed offset {} (no content size, decoded to learn it): {e}",
-                f.coff
-            ),
-        )
+        source_error(e).unwrap_or_else(|e| {
+            corrupt(
+                Op::Open,
+                raw,
+                f.coff,
+                format!(
+                    "frame at compressed offset {} (no content size, decoded to learn it): {e}",
+                    f.coff
+                ),
+            )
+        })
     };
-    let mut dec = frame_decoder(file, f).map_err(err)?;
+    let mut dec = frame_decoder(raw, f).map_err(err)?;
     io::copy(&mut dec, &mut io::sink()).map_err(err)
 }
 
@@ -342,6 +378,6 @@ impl Source for ZstdSource {
     fn describe(&self) -> String {
         let n = self.frames();
         let s = if n == 1 { "" } else { "s" };
-        format!("zstd {} ({n} frame{s})", self.path.display())
+        format!("zstd {} ({n} frame{s})", self.raw.name().display())
     }
 }
