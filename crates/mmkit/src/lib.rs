@@ -31,7 +31,7 @@
 //! | `process` | `process` (test support: fork a child with a pipe back) | — |
 //! | `serde` | `serde::Serialize` on the report types | `serde` |
 //! | `store` (implies `shm`) | `store`: the crash-safe [`store::Log`], [`store::Kv`] and [`store::RecordFile`] | `crc32c` |
-//! | `remote` | reserved for remote page sources: empty for now | — |
+//! | `remote` (implies `pager`) | `pager::ObjectSource`: objects in S3, GCS, Azure, HTTP(S), `file://`, paged in with range GETs | `object_store`, `tokio`, `futures`, `url`, `bytes` |
 //!
 //! ```toml
 //! [dependencies]
