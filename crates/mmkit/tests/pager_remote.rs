@@ -160,7 +160,9 @@ fn a_server_that_dies_mid_scan_gives_an_error_not_a_hang() {
     };
     let mut buf = vec![0u8; PAGE];
     for off in (0..4 * MIB).step_by(PAGE) {
-        pager.read_at(off as usize, &mut buf).expect("scan before the stop");
+        pager
+            .read_at(off as usize, &mut buf)
+            .expect("scan before the stop");
     }
     s3.stop();
     let t = Instant::now();

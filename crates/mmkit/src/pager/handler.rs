@@ -8,9 +8,8 @@
 //! # Safety
 //!
 //! Handler threads copy pages in from a bounce buffer allocated with `std::alloc` (sent
-//! to them by hand), drop clean pages with `sys::madvise(DONTNEED)`, read dirty pages
-//! of the region through raw pointers for write-back, and call the `unsafe`
-//! `UFFDIO_COPY`.
+//! to them by hand) with the `unsafe` `UFFDIO_COPY`. Eviction (`budget.rs`), write-back
+//! (`writeback.rs`) and the asynchronous read-ahead (`readahead.rs`) live beside this.
 #![allow(unsafe_code)]
 
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -21,10 +20,12 @@ use std::time::{Duration, Instant};
 
 use rustix::io::Errno;
 
+use super::budget::{evict_lock, make_room, release, settle};
 use super::readahead::{self, Prefetch, TAKEN};
+use super::writeback::write_fault;
 use super::Source;
 use crate::sys::uffd::{Uffd, UffdMsg, EVENT_PAGEFAULT, FEATURE_POISON, PAGEFAULT_FLAG_WP};
-use crate::{Error, Op, Result};
+use crate::Result;
 
 /// Page state bits. Invariant: `PRESENT` is set only after the page was copied in, and
 /// cleared before it is discarded; `FAILED` is set before the page is poisoned and
@@ -69,12 +70,12 @@ struct Seq {
 /// The eviction clock, and the budget's fills in progress.
 #[derive(Debug)]
 pub(crate) struct Clock {
-    hand: usize,
+    pub(crate) hand: usize,
     /// Pages reserved by `make_room` for fills in progress and not yet settled by
     /// `settle`. `resident` beyond this is pages present (a fill gives back the pages
     /// it could not fill with `release` just before it settles, so for that moment this
     /// may exceed `resident`: compare, never subtract).
-    in_flight: usize,
+    pub(crate) in_flight: usize,
 }
 
 /// Everything the handler threads and the `Pager` share.
@@ -105,16 +106,16 @@ pub(crate) struct Shared {
     /// as dirty for write-back.
     pub(crate) wp: bool,
     /// Held by `flush`, so two flushes do not interleave.
-    flushing: Mutex<()>,
+    pub(crate) flushing: Mutex<()>,
     /// Pages present or reserved for a fill in progress. Invariant (with a budget): at
     /// most `budget`, always (a fill that finds no room waits for it, see
     /// `make_room`); changed only under the `clock` lock when increasing.
     pub(crate) resident: AtomicUsize,
     seq: Mutex<Seq>,
-    clock: Mutex<Clock>,
+    pub(crate) clock: Mutex<Clock>,
     /// Signalled (with the `clock` lock taken) when a fill in progress settles or the
     /// pager breaks: a fill waiting for room looks again.
-    room: Condvar,
+    pub(crate) room: Condvar,
     pub(crate) counters: Counters,
     /// Asynchronous read-ahead (`None` with a budget, or with read-ahead off).
     pub(crate) prefetch: Option<Prefetch>,
@@ -285,7 +286,7 @@ pub(crate) fn serve(shared: Arc<Shared>, mut bounce: Bounce) {
 }
 
 /// The message of a panic's payload.
-fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
+pub(crate) fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
     p.downcast_ref::<&str>()
         .map(|s| s.to_string())
         .or_else(|| p.downcast_ref::<String>().cloned())
@@ -294,7 +295,7 @@ fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
 
 /// Lock a mutex of the pager, whether or not a panicking thread poisoned it (the state
 /// behind every lock stays consistent across a panic, or the pager is marked broken).
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
@@ -373,7 +374,7 @@ fn sleep(shared: &Shared) -> bool {
     }
 }
 
-fn note_error(shared: &Shared, text: String) {
+pub(crate) fn note_error(shared: &Shared, text: String) {
     *lock(&shared.last_error) = Some(text);
 }
 
@@ -555,224 +556,4 @@ fn fail(shared: &Shared, first: usize) {
         // Present already (EEXIST) or the range is gone: just let the thread run again.
         let _ = shared.uffd.wake(addr, shared.page);
     }
-}
-
-/// Give back `n` pages reserved by `make_room` that were not filled.
-fn release(shared: &Shared, n: usize) {
-    if shared.budget.is_some() {
-        shared.resident.fetch_sub(n, Ordering::AcqRel);
-    }
-}
-
-/// Settle a reservation of `reserved` pages once its fill is done (each page copied in
-/// and `PRESENT`, or given back by `release`), and tell fills waiting for room.
-fn settle(shared: &Shared, reserved: usize) {
-    if shared.budget.is_none() {
-        return;
-    }
-    let mut clock = lock(&shared.clock);
-    clock.in_flight -= reserved;
-    drop(clock);
-    shared.room.notify_all();
-}
-
-/// How many of `want` pages a fill may copy in, reserved: all of them without a budget.
-///
-/// With a budget, the reservations never exceed it: evict clean pages by the clock until `want` more
-/// fit, and reserve as many as fit, at least the faulting page (read-ahead shrinks when
-/// other fills in progress hold the rest). When fills in progress hold all of it, wait
-/// for one to settle. Every reservation is settled with `settle`.
-///
-/// # Errors
-/// The budget is full of pages that cannot be evicted (dirty, and writing them back
-/// failed) with no fill in progress to wait for; or the pager broke.
-fn make_room(shared: &Shared, want: usize) -> Result<usize, String> {
-    let Some(budget) = shared.budget else {
-        return Ok(want);
-    };
-    let mut clock = lock(&shared.clock);
-    loop {
-        if shared.broken.load(Ordering::Acquire) {
-            return Err("the pager broke while this fault waited for room".into());
-        }
-        evict(shared, &mut clock, want, budget);
-        let resident = shared.resident.load(Ordering::Acquire);
-        if resident < budget {
-            let n = want.min(budget - resident);
-            shared.resident.fetch_add(n, Ordering::AcqRel);
-            clock.in_flight += n;
-            return Ok(n);
-        }
-        if clock.in_flight == 0 {
-            return Err(format!(
-                "the memory budget ({budget} pages) is full of written pages that could \
-                 not be written back, the last error: {}",
-                lock(&shared.last_error).clone().unwrap_or_default()
-            ));
-        }
-        clock = shared.room.wait(clock).unwrap_or_else(|p| p.into_inner());
-    }
-}
-
-/// Evict clean pages by the clock (the `clock` lock held) until `want` more fit in the
-/// budget, or two full sweeps (which clear every reference bit) found no more to take.
-fn evict(shared: &Shared, clock: &mut Clock, want: usize, budget: usize) {
-    let mut steps = 0;
-    while shared.resident.load(Ordering::Acquire) + want > budget
-        // Pages present (the rest of `resident` is fills in progress): none, none to take.
-        && shared.resident.load(Ordering::Acquire) > clock.in_flight
-        && steps < 2 * shared.pages
-    {
-        let i = clock.hand;
-        clock.hand = (clock.hand + 1) % shared.pages;
-        steps += 1;
-        let s = shared.state[i].load(Ordering::Acquire);
-        if s & PRESENT == 0 {
-            continue;
-        }
-        if s & REFERENCED != 0 {
-            shared.state[i].fetch_and(!REFERENCED, Ordering::AcqRel);
-            continue;
-        }
-        if s & DIRTY != 0 && !write_back_page(shared, i) {
-            continue;
-        }
-        shared.state[i].fetch_and(!PRESENT, Ordering::AcqRel);
-        let addr = (shared.base + i * shared.page) as *mut u8;
-        // SAFETY: the page lies in the pager's region. It is clean: never written, or
-        // written back just now under write-protection (a write since then waits in a
-        // write-protect fault, and finds the page missing: it is filled again from the
-        // source, which has the written-back bytes). Discarding it loses nothing: the
-        // next touch faults as missing and reads the same bytes again.
-        let r =
-            unsafe { crate::sys::madvise(addr, shared.page, rustix::mm::Advice::LinuxDontNeed) };
-        if r.is_ok() {
-            shared.resident.fetch_sub(1, Ordering::AcqRel);
-            shared.counters.evictions.fetch_add(1, Ordering::Relaxed);
-        } else {
-            // Still resident: keep counting it, and keep it where the clock can see it.
-            shared.state[i].fetch_or(PRESENT, Ordering::AcqRel);
-        }
-    }
-}
-
-/// With a budget, the eviction lock: write faults, evictions and flushes take it, so a
-/// page is never written back, dirtied and discarded at once.
-fn evict_lock(shared: &Shared) -> Option<MutexGuard<'_, Clock>> {
-    shared.budget.map(|_| lock(&shared.clock))
-}
-
-/// The first write to a write-protected page: mark it dirty, then lift the protection
-/// (which wakes the writer).
-fn write_fault(shared: &Shared, addr: usize) {
-    let page = shared.page;
-    let i = (addr - shared.base) / page;
-    let start = shared.base + i * page;
-    let _evict = evict_lock(shared);
-    if shared.state[i].load(Ordering::Acquire) & PRESENT == 0 {
-        // Evicted while the write waited: it runs again and faults as missing.
-        let _ = shared.uffd.wake(start, page);
-        return;
-    }
-    shared.state[i].fetch_or(DIRTY, Ordering::AcqRel);
-    if let Err(e) = shared.uffd.writeprotect(start, page, false) {
-        note_error(shared, format!("UFFDIO_WRITEPROTECT: {e}"));
-        let _ = shared.uffd.wake(start, page);
-    }
-}
-
-/// Write the dirty pages back to the source (clipped at its length), write-protect them
-/// again, then `sync` the source. The caller guarantees no thread writes the region
-/// meanwhile (writes need `&mut Pager`).
-pub(crate) fn flush(shared: &Shared, len: usize) -> Result<()> {
-    let _one = shared.flushing.lock().unwrap_or_else(|p| p.into_inner());
-    // No eviction while pages are cleaned and copied out.
-    let _evict = evict_lock(shared);
-    let page = shared.page;
-    let is_dirty = |i: usize| {
-        let s = shared.state[i].load(Ordering::Acquire);
-        if shared.wp {
-            s & DIRTY != 0
-        } else {
-            s & PRESENT != 0
-        }
-    };
-    let mut i = 0;
-    while i < shared.pages {
-        if !is_dirty(i) {
-            i += 1;
-            continue;
-        }
-        let mut j = i + 1;
-        while j < shared.pages && is_dirty(j) {
-            j += 1;
-        }
-        // Protect first: a write racing the copy below would fault and be marked dirty
-        // again rather than be lost (none can race: writes need `&mut Pager`).
-        let start = shared.base + i * page;
-        if shared.wp {
-            shared
-                .uffd
-                .writeprotect(start, (j - i) * page, true)
-                .map_err(|e| {
-                    Error::os(Op::Flush, e)
-                        .at((i * page) as u64, ((j - i) * page) as u64)
-                        .detail(format!("UFFDIO_WRITEPROTECT: {e}"))
-                })?;
-            for p in i..j {
-                shared.state[p].fetch_and(!DIRTY, Ordering::AcqRel);
-            }
-        }
-        let end = (j * page).min(len);
-        let n = end - i * page;
-        // SAFETY: `[start, start+n)` lies in the region, its pages are present (dirty
-        // implies present), and nothing writes them during the flush (see above).
-        let data = unsafe { std::slice::from_raw_parts(start as *const u8, n) };
-        if let Err(e) = shared.source.write_at((i * page) as u64, data) {
-            if shared.wp {
-                for p in i..j {
-                    shared.state[p].fetch_or(DIRTY, Ordering::AcqRel);
-                }
-                let _ = shared.uffd.writeprotect(start, (j - i) * page, false);
-            }
-            return Err(e);
-        }
-        let c = &shared.counters;
-        c.writebacks.fetch_add((j - i) as u64, Ordering::Relaxed);
-        c.bytes_written.fetch_add(n as u64, Ordering::Relaxed);
-        i = j;
-    }
-    shared.source.sync()
-}
-
-/// Before evicting dirty page `i` (the eviction lock held): write-protect it, write it
-/// back, mark it clean. `false` (page left dirty and writable) when that fails.
-fn write_back_page(shared: &Shared, i: usize) -> bool {
-    let page = shared.page;
-    let start = shared.base + i * page;
-    if shared.uffd.writeprotect(start, page, true).is_err() {
-        return false;
-    }
-    let len = shared.source.len() as usize;
-    let n = ((i + 1) * page).min(len) - i * page;
-    // SAFETY: the page is present (dirty implies present; evictions are serialised by
-    // the eviction lock) and write-protected: nothing writes it while it is read.
-    let data = unsafe { std::slice::from_raw_parts(start as *const u8, n) };
-    let wrote = catch_unwind(AssertUnwindSafe(|| {
-        shared.source.write_at((i * page) as u64, data)
-    }));
-    let wrote = match wrote {
-        Ok(r) => r.map_err(|e| e.to_string()),
-        Err(p) => Err(format!("the source panicked: {}", panic_text(&*p))),
-    };
-    if let Err(e) = wrote {
-        note_error(shared, e);
-        let _ = shared.uffd.writeprotect(start, page, false);
-        return false;
-    }
-    shared.state[i].fetch_and(!DIRTY, Ordering::AcqRel);
-    let c = &shared.counters;
-    c.writebacks.fetch_add(1, Ordering::Relaxed);
-    c.bytes_written.fetch_add(n as u64, Ordering::Relaxed);
-    true
 }

@@ -101,12 +101,14 @@
 #[cfg(feature = "bench")]
 #[cfg_attr(docsrs, doc(cfg(feature = "bench")))]
 pub mod bench;
+mod budget;
 mod handler;
 #[cfg(feature = "remote")]
 mod object;
 mod readahead;
 mod runtime;
 mod source;
+mod writeback;
 #[cfg(feature = "zstd")]
 mod zstd;
 

@@ -21,6 +21,7 @@ use rustix::mm::{MapFlags, ProtFlags};
 
 use super::handler::{self, Bounce, Shared, DIRTY, FAILED, PRESENT};
 use super::readahead::{self, Prefetch};
+use super::writeback;
 use super::Source;
 use crate::sys::uffd::{Opened, Uffd, FEATURE_POISON};
 use crate::{Error, ErrorKind, Op, Result};
@@ -573,7 +574,7 @@ impl Pager {
     /// The source's `write_at` or `sync` error; pages not written stay dirty.
     pub fn flush(&self) -> Result<()> {
         match &self.region {
-            Some((_, s)) if self.source.writable() => handler::flush(s, self.len),
+            Some((_, s)) if self.source.writable() => writeback::flush(s, self.len),
             _ => Ok(()),
         }
     }
