@@ -196,3 +196,67 @@ fn dropping_a_pager_mid_scan_does_not_hang() {
         drop(pager);
     }
 }
+
+/// A hashed source that takes 3 ms a call and counts its `read_ranges` calls: a remote
+/// object in miniature.
+struct Remote {
+    len: u64,
+    batches: AtomicU64,
+}
+
+impl Source for Remote {
+    fn len(&self) -> u64 {
+        self.len
+    }
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> mmkit::Result<()> {
+        std::thread::sleep(Duration::from_millis(3));
+        for (i, b) in buf.iter_mut().enumerate() {
+            *b = hash_byte(offset + i as u64);
+        }
+        Ok(())
+    }
+    fn read_ranges(&self, reads: &mut [(u64, &mut [u8])]) -> mmkit::Result<()> {
+        self.batches.fetch_add(1, Ordering::Relaxed);
+        std::thread::sleep(Duration::from_millis(3));
+        for (offset, buf) in reads.iter_mut() {
+            for (i, b) in buf.iter_mut().enumerate() {
+                *b = hash_byte(*offset + i as u64);
+            }
+        }
+        Ok(())
+    }
+    fn describe(&self) -> String {
+        "remote (test)".into()
+    }
+}
+
+#[test]
+fn random_faults_queued_together_are_read_with_one_call() {
+    let pages = 50_000usize;
+    let src = Arc::new(Remote {
+        len: (pages * PAGE) as u64,
+        batches: AtomicU64::new(0),
+    });
+    let Some(pager) = build(&PagerOptions::new(), src.clone()) else {
+        return;
+    };
+    let pager = &pager;
+    std::thread::scope(|s| {
+        for t in 0..16u64 {
+            s.spawn(move || {
+                let mut rng = XorShift::new(t * 31 + 7);
+                for _ in 0..20 {
+                    let p = (rng.next_u64() % pages as u64) as usize;
+                    check_page(&pager.as_slice()[p * PAGE..(p + 1) * PAGE], p);
+                }
+            });
+        }
+    });
+    let st = pager.stats();
+    assert!(st.batched_pages > 0, "16 threads' faults queue up: {st:?}");
+    assert!(
+        src.batches.load(Ordering::Relaxed) < st.batched_pages,
+        "several pages a call: {st:?}"
+    );
+    assert_eq!(st.failed_faults, 0, "{st:?}");
+}

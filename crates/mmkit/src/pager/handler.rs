@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use rustix::io::Errno;
 
+use super::batch;
 use super::budget::{evict_lock, make_room, release, settle};
 use super::readahead::{self, Prefetch, TAKEN};
 use super::writeback::write_fault;
@@ -52,6 +53,7 @@ pub(crate) struct Counters {
     pub(crate) bytes_written: AtomicU64,
     pub(crate) failed_faults: AtomicU64,
     pub(crate) spurious_faults: AtomicU64,
+    pub(crate) batched_pages: AtomicU64,
 }
 
 /// The sequential-access detector: where the next fault of a sequential scan lands and
@@ -215,6 +217,11 @@ impl Bounce {
         (!ptr.is_null()).then_some(Bounce { ptr, layout })
     }
 
+    /// Its size in bytes.
+    pub(crate) fn len(&self) -> usize {
+        self.layout.size()
+    }
+
     pub(crate) fn slice(&mut self, len: usize) -> &mut [u8] {
         assert!(len <= self.layout.size());
         // SAFETY: `ptr` holds `layout.size()` initialised bytes we own exclusively.
@@ -266,6 +273,8 @@ pub(crate) fn serve(shared: Arc<Shared>, mut bounce: Bounce) {
             }
         };
         busy = n > 0;
+        // Random faults of this read, each with its page reserved, read together.
+        let mut batch = Vec::with_capacity(msgs.len());
         for m in &msgs[..n] {
             if m.event != EVENT_PAGEFAULT {
                 continue;
@@ -275,11 +284,21 @@ pub(crate) fn serve(shared: Arc<Shared>, mut bounce: Bounce) {
                 if m.flags & PAGEFAULT_FLAG_WP != 0 {
                     write_fault(&shared, addr);
                 } else {
-                    fault(&shared, &mut bounce, addr);
+                    fault(&shared, &mut bounce, addr, &mut batch);
                 }
             }));
             if let Err(p) = served {
                 broke(&shared, addr, panic_text(&*p));
+            }
+        }
+        if !batch.is_empty() {
+            let served = catch_unwind(AssertUnwindSafe(|| {
+                batch::fill(&shared, &mut bounce, &batch);
+            }));
+            if let Err(p) = served {
+                for &i in &batch {
+                    broke(&shared, shared.base + i * shared.page, panic_text(&*p));
+                }
             }
         }
     }
@@ -388,14 +407,15 @@ fn read_source(shared: &Shared, offset: u64, buf: &mut [u8]) -> Result<(), Strin
 
 /// Answer the fault at page `first` with an error that stays: mark the page `FAILED`
 /// (so `read_at` reports `why`), then poison it.
-fn fail_page(shared: &Shared, first: usize, why: String) {
+pub(crate) fn fail_page(shared: &Shared, first: usize, why: String) {
     note_error(shared, why);
     shared.state[first].fetch_or(FAILED, Ordering::SeqCst);
     fail(shared, first);
 }
 
-/// Serve one missing-page fault at `addr`.
-fn fault(shared: &Shared, bounce: &mut Bounce, addr: usize) {
+/// Serve one missing-page fault at `addr`; a random one (a window of one page) is
+/// reserved and added to `batch` instead, to be read with the others.
+fn fault(shared: &Shared, bounce: &mut Bounce, addr: usize, batch: &mut Vec<usize>) {
     let page = shared.page;
     let c = &shared.counters;
     c.faults.fetch_add(1, Ordering::Relaxed);
@@ -419,6 +439,11 @@ fn fault(shared: &Shared, bounce: &mut Bounce, addr: usize) {
     if readahead::fault(shared, first) {
         return;
     }
+    if batch.contains(&first) {
+        // The batch's copy wakes this fault's thread too.
+        c.spurious_faults.fetch_add(1, Ordering::Relaxed);
+        return;
+    }
     let (want, streak) = window(shared, first);
     // The run: `want` pages from the fault, clipped at the end and at a page someone
     // else fills (or filled).
@@ -438,13 +463,20 @@ fn fault(shared: &Shared, bounce: &mut Bounce, addr: usize) {
         Ok(r) => r,
         Err(why) => return fail_page(shared, first, why),
     };
+    // Batched only without a budget: a batch holds its reservations until the queue's
+    // faults are all seen, and a later fault of the queue waiting for room would wait on
+    // this very thread.
+    if shared.budget.is_none() && reserved == 1 && streak == 0 && batch.len() < batch.capacity() {
+        batch.push(first);
+        return;
+    }
     fill(shared, bounce, first, reserved);
     settle(shared, reserved);
 }
 
 /// Read pages `first..first + n` (reserved by `make_room`) from the source and copy
 /// them in; give back the reservation of every page not filled.
-fn fill(shared: &Shared, bounce: &mut Bounce, first: usize, mut n: usize) {
+pub(crate) fn fill(shared: &Shared, bounce: &mut Bounce, first: usize, mut n: usize) {
     let page = shared.page;
     let c = &shared.counters;
     let mut bytes = n * page;

@@ -6,6 +6,13 @@
 //! read the page and a read-ahead run after it from the source into a page-aligned
 //! buffer, and install them with `UFFDIO_COPY`, which wakes the faulting thread.
 //!
+//! - **Sequential scans** are read ahead in windows that double up to a cap; from the
+//!   second sequential fault on, the *next* window is fetched in the background and
+//!   installed ahead of the reader (`UFFDIO_COPY_MODE_DONTWAKE`), so a reader of a slow
+//!   source (a remote object) rarely waits: see [`PagerOptions::async_readahead`].
+//! - **Random faults** queued at once are read with one [`Source::read_ranges`] call
+//!   (for a remote object: concurrent range requests), then copied in one by one.
+//!
 //! ```
 //! use std::sync::Arc;
 //! use mmkit::pager::{FnSource, PagerOptions};
@@ -98,6 +105,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod batch;
 #[cfg(feature = "bench")]
 #[cfg_attr(docsrs, doc(cfg(feature = "bench")))]
 pub mod bench;

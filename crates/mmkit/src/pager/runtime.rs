@@ -357,6 +357,9 @@ pub struct PagerStats {
     /// Faults on a page the asynchronous read-ahead was still fetching: the reader
     /// caught up with it and waited.
     pub prefetch_waits: u64,
+    /// Pages of random faults read together, with one
+    /// [`read_ranges`](Source::read_ranges) call for the faults queued at once.
+    pub batched_pages: u64,
     /// Background windows that could not be read (their pages were then read when
     /// touched).
     pub prefetch_errors: u64,
@@ -619,6 +622,7 @@ impl Pager {
             bytes_written: l(&c.bytes_written),
             failed_faults: l(&c.failed_faults),
             spurious_faults: l(&c.spurious_faults),
+            batched_pages: l(&c.batched_pages),
             prefetched_pages: s.prefetch.as_ref().map_or(0, |p| l(&p.counters.pages)),
             prefetch_waits: s.prefetch.as_ref().map_or(0, |p| l(&p.counters.waits)),
             prefetch_errors: s.prefetch.as_ref().map_or(0, |p| l(&p.counters.errors)),

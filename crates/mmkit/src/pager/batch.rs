@@ -1,0 +1,94 @@
+//! Random faults read together: the missing pages of one read of the userfaultfd's
+//! queue whose windows are one page (no scan) are fetched with one
+//! [`Source::read_ranges`](super::Source::read_ranges) call — for a remote object,
+//! concurrent range requests instead of one round trip after another — then copied in
+//! one by one, each copy waking its fault's thread.
+//!
+//! # Safety
+//!
+//! Pages are copied into the pager's region from the handler's bounce buffer with the
+//! `unsafe` `UFFDIO_COPY`.
+#![allow(unsafe_code)]
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::Ordering;
+
+use rustix::io::Errno;
+
+use super::budget::{release, settle};
+use super::handler::{self, note_error, panic_text, Bounce, Shared, PRESENT, REFERENCED};
+
+/// Fill `pages` (distinct, each reserved by `make_room`): read them with one
+/// `read_ranges` call per bounce buffer's worth, copy them in, settle the reservations.
+/// A failed batch read falls back to reading each page alone, so an error poisons only
+/// the page it belongs to.
+pub(crate) fn fill(shared: &Shared, bounce: &mut Bounce, pages: &[usize]) {
+    let page = shared.page;
+    let per_read = (bounce.len() / page).max(1);
+    for chunk in pages.chunks(per_read) {
+        if chunk.len() == 1 {
+            handler::fill(shared, bounce, chunk[0], 1);
+            continue;
+        }
+        let buf = bounce.slice(chunk.len() * page);
+        if let Err(why) = read(shared, chunk, buf) {
+            note_error(shared, why);
+            for &p in chunk {
+                handler::fill(shared, bounce, p, 1);
+            }
+            continue;
+        }
+        let c = &shared.counters;
+        c.bytes_read
+            .fetch_add((chunk.len() * page) as u64, Ordering::Relaxed);
+        c.batched_pages
+            .fetch_add(chunk.len() as u64, Ordering::Relaxed);
+        for (k, &p) in chunk.iter().enumerate() {
+            copy_in(shared, p, &buf[k * page..(k + 1) * page]);
+        }
+    }
+    settle(shared, pages.len());
+}
+
+/// `source.read_ranges` of one page at each of `pages` into consecutive pages of `buf`;
+/// its error or panic as text.
+fn read(shared: &Shared, pages: &[usize], buf: &mut [u8]) -> Result<(), String> {
+    let page = shared.page;
+    let mut reads: Vec<(u64, &mut [u8])> = pages
+        .iter()
+        .zip(buf.chunks_mut(page))
+        .map(|(&p, b)| ((p * page) as u64, b))
+        .collect();
+    match catch_unwind(AssertUnwindSafe(|| shared.source.read_ranges(&mut reads))) {
+        Ok(r) => r.map_err(|e| e.to_string()),
+        Err(p) => Err(format!("the source panicked: {}", panic_text(&*p))),
+    }
+}
+
+/// Copy one page in at page `p` (waking its faults), counted before the copy as a fill
+/// counts; a page present already is given back to the budget.
+fn copy_in(shared: &Shared, p: usize, bytes: &[u8]) {
+    let c = &shared.counters;
+    c.pages_filled.fetch_add(1, Ordering::Relaxed);
+    let dst = shared.base + p * shared.page;
+    // SAFETY: `bytes` is one page of the bounce buffer; the destination is a page of our
+    // registered region whose missing pages only this pager fills.
+    let r = unsafe {
+        shared
+            .uffd
+            .copy(dst, bytes.as_ptr(), shared.page, shared.wp, true)
+    };
+    match r {
+        Ok(_) => {
+            shared.state[p].fetch_or(PRESENT | REFERENCED, Ordering::Release);
+        }
+        Err(e) => {
+            c.pages_filled.fetch_sub(1, Ordering::Relaxed);
+            release(shared, 1);
+            if e != Errno::EXIST {
+                note_error(shared, format!("UFFDIO_COPY: {e}"));
+            }
+            let _ = shared.uffd.wake(dst, shared.page);
+        }
+    }
+}
