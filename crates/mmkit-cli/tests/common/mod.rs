@@ -19,6 +19,17 @@ mod damage;
 #[allow(unused_imports)] // Only the log and kv tests damage files.
 pub(crate) use damage::flip;
 
+#[path = "../../../mmkit/tests/common/hang.rs"]
+mod hang;
+#[allow(unused_imports)] // Only the remote tests hang.
+pub(crate) use hang::HangServer;
+#[path = "../../../mmkit/tests/common/s3.rs"]
+mod s3;
+#[allow(unused_imports)] // Only the remote tests serve S3.
+pub(crate) use s3::{
+    fill_pattern, s3_client, s3_env, Counts, S3Options, S3Server, ACCESS_KEY, REGION, SECRET_KEY,
+};
+
 #[path = "../../../mmkit/tests/common/shm_name.rs"]
 mod shm_name;
 #[allow(unused_imports)] // Only the shm tests name segments.
