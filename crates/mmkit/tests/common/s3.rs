@@ -40,7 +40,7 @@ use std::future::Future;
 use std::io;
 use std::net::{SocketAddr, TcpListener as StdListener};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -152,6 +152,8 @@ struct Shared {
     gets: AtomicU64,
     /// The sum of the Content-Length of successful GET responses.
     get_bytes: AtomicU64,
+    /// Serve as s3s-fs alone does: ignore `If-Match` and `If-None-Match`.
+    ignore_preconditions: AtomicBool,
 }
 
 impl Shared {
@@ -237,6 +239,14 @@ impl S3Server {
     /// current at its arrival, before s3s-fs sees it.
     pub(crate) fn set_delay(&self, delay: Duration) {
         self.shared.set_delay(delay);
+    }
+
+    /// Ignore `If-Match` and `If-None-Match` from now on, as s3s-fs alone (and some
+    /// S3-compatible stores) do: a client must then notice a changed object itself.
+    pub(crate) fn ignore_preconditions(&self, ignore: bool) {
+        self.shared
+            .ignore_preconditions
+            .store(ignore, Ordering::Relaxed);
     }
 
     /// The current response delay.
@@ -508,7 +518,7 @@ async fn delayed(
         tokio::time::sleep(delay).await;
     }
     let mut resp = hyper::service::Service::call(&service, req).await?;
-    if read && resp.status().is_success() {
+    if read && resp.status().is_success() && !shared.ignore_preconditions.load(Ordering::Relaxed) {
         let etag = resp.headers().get(hyper::header::ETAG);
         let etag = etag.and_then(|v| v.to_str().ok()).unwrap_or("");
         if let Some(status) = precondition(etag, if_match.as_deref(), if_none_match.as_deref()) {

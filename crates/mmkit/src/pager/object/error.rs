@@ -36,8 +36,13 @@ pub(super) fn store_error(op: Op, url: &str, e: &StoreError) -> Error {
     } else {
         Error::new(op, kind)
     };
+    let detail = if matches!(e, StoreError::Precondition { .. }) {
+        "the object changed since it was opened: the store refused its ETag (If-Match)".into()
+    } else {
+        one_line(e)
+    };
     err.with_path(Some(std::path::Path::new(url)))
-        .detail(one_line(e))
+        .detail(detail)
         .hint(hint)
 }
 
