@@ -13,8 +13,15 @@ use mmkit::pager::{compress_seekable, ObjectOptions, ObjectSource, Pager, PagerO
 use mmkit::pager::{Source, ZstdSource};
 use mmkit::ErrorKind;
 
-mod common;
-use common::{fill_pattern, HangServer, S3Server};
+// The S3 server alone (the rest of tests/common would load peer.rs a second time).
+mod common {
+    #[path = "../common/hang.rs"]
+    pub(crate) mod hang;
+    #[path = "../common/s3.rs"]
+    pub(crate) mod s3;
+}
+use common::hang::HangServer;
+use common::s3::{fill_pattern, S3Server};
 use mmkit::helpers::XorShift;
 
 mod pager_common;
