@@ -7,10 +7,16 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{fill_pattern, note, HangServer, S3Server};
+#[path = "common/hang.rs"]
+mod hang;
+#[path = "common/s3.rs"]
+mod s3;
+use common::note;
+use hang::HangServer;
 use object_store::aws::AmazonS3;
 use object_store::path::Path;
 use object_store::{ClientOptions, GetOptions, ObjectStore, ObjectStoreExt, RetryConfig};
+use s3::{fill_pattern, S3Server};
 
 /// `len` bytes of the generated pattern from offset `at`.
 fn pattern_at(at: u64, len: usize) -> Vec<u8> {
@@ -308,7 +314,7 @@ async fn a_server_that_never_answers_times_the_client_out() {
 fn env_and_options() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("served");
-    let s3 = common::S3Options::new()
+    let s3 = s3::S3Options::new()
         .dir(&root)
         .delay(Duration::from_millis(3))
         .start()

@@ -1,27 +1,22 @@
 //! Helpers shared by the map-pillar integration tests: temporary files with known
-//! contents, opening them in each mode, and small checks for privileges and tools; and
-//! the remote tests' S3 server on loopback (`s3.rs`) and a server that hangs (`hang.rs`).
+//! contents, opening them in each mode, and small checks for privileges and tools.
+//!
+//! The remote tests' S3 server on loopback (`s3.rs`) and a server that hangs (`hang.rs`)
+//! live here too, but only the tests that serve S3 include them (by `#[path]`): they pull
+//! in hyper, s3s and tokio, a second of compiling for every test binary otherwise.
 //!
 //! Not every test binary uses every helper.
 #![allow(dead_code)]
 
 mod damage;
-mod hang;
 mod peer;
-mod s3;
 mod shm_name;
 mod tmpfs;
 
 #[allow(unused_imports)] // Only the stores' tests damage files.
 pub(crate) use damage::flip;
-#[allow(unused_imports)] // Only the remote tests hang.
-pub(crate) use hang::HangServer;
 #[allow(unused_imports)] // Not every test binary skips.
 pub(crate) use peer::{note, peer, resident_pages, skip};
-#[allow(unused_imports)] // Only the remote tests serve S3.
-pub(crate) use s3::{
-    fill_pattern, s3_client, s3_env, Counts, S3Options, S3Server, ACCESS_KEY, REGION, SECRET_KEY,
-};
 #[allow(unused_imports)] // Only the shared-memory tests name segments.
 pub(crate) use shm_name::Name;
 #[allow(unused_imports)] // Only the full-disk tests mount one.
