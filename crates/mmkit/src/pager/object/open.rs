@@ -122,6 +122,10 @@ fn build_store(
             for (k, v) in client {
                 b = b.with_config(k, v);
             }
+            // The client refuses plain http unless told: an http:// URL says so.
+            if parsed.scheme() == "http" {
+                b = b.with_config(ClientConfigKey::AllowHttp, "true");
+            }
             b.with_retry(retry).build().map(|s| Arc::new(s) as _)
         }
         ObjectStoreScheme::Local => Ok(Arc::new(LocalFileSystem::new()) as _),
