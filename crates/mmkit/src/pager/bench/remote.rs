@@ -122,6 +122,9 @@ pub struct FirstByte {
     /// Opening the [`ObjectSource`](crate::pager::ObjectSource), milliseconds: the store's client, the runtime and the
     /// `HEAD` request (with its connection).
     pub open_ms: Spread,
+    /// Building the pager, milliseconds: the region, the userfaultfd, the handler and
+    /// prefetch threads and their read-ahead buffers (no request).
+    pub build_ms: Spread,
     /// From the pager built to byte 0 copied out, milliseconds: the first fault and its
     /// ranged `GET`.
     pub first_fault_ms: Spread,
@@ -333,18 +336,33 @@ impl Sums {
     }
 }
 
-/// Times of one first-byte measurement, and the requests it made.
-fn first_byte(url: &str, opts: &RemoteBenchOptions) -> Result<(Duration, Duration, Duration, u64)> {
+/// One first-byte measurement: its times, and the requests it made.
+#[derive(Debug, Clone, Copy)]
+struct First {
+    open: Duration,
+    build: Duration,
+    fault: Duration,
+    total: Duration,
+    requests: u64,
+}
+
+fn first_byte(url: &str, opts: &RemoteBenchOptions) -> Result<First> {
     let start = Instant::now();
     let src = Arc::new(opts.object.open(url)?);
-    let opened = start.elapsed();
+    let open = start.elapsed();
     let pager = pager_options(opts, true).build(Arc::clone(&src) as Arc<dyn Source>)?;
     let built = Instant::now();
     let mut byte = [0u8; 1];
     pager.read_at(0, &mut byte)?;
     let fault = built.elapsed();
     let total = start.elapsed();
-    Ok((opened, fault, total, src.stats().requests))
+    Ok(First {
+        open,
+        build: total - open - fault,
+        fault,
+        total,
+        requests: src.stats().requests,
+    })
 }
 
 fn pager_options(opts: &RemoteBenchOptions, asynchronous: bool) -> PagerOptions {
@@ -445,7 +463,7 @@ fn report(
     reads: usize,
     touched: u64,
     kinds: &[&'static str],
-    firsts: &[(Duration, Duration, Duration, u64)],
+    firsts: &[First],
     passes: &[Vec<Pass>],
 ) -> RemoteBenchReport {
     let med = |p: &[Pass]| {
@@ -485,9 +503,7 @@ fn report(
     let pct = |b: u64| b as f64 * 100.0 / size as f64;
     let last_stats = |kind: &str| of(kind).and_then(|p| p.last()).and_then(|p| p.stats);
     let scan = of(SCAN_ASYNC).unwrap_or(&[]);
-    let ms = |f: fn(&(Duration, Duration, Duration, u64)) -> Duration| {
-        Spread::of_ms(&firsts.iter().map(f).collect::<Vec<_>>())
-    };
+    let ms = |f: fn(&First) -> Duration| Spread::of_ms(&firsts.iter().map(f).collect::<Vec<_>>());
     RemoteBenchReport {
         url: url.to_string(),
         size,
@@ -495,10 +511,11 @@ fn report(
         readahead_pages: scan.first().map_or(0, |p| p.readahead),
         runs: opts.runs,
         first_byte: FirstByte {
-            open_ms: ms(|f| f.0),
-            first_fault_ms: ms(|f| f.1),
-            total_ms: ms(|f| f.2),
-            requests: firsts.iter().map(|f| f.3).max().unwrap_or(0),
+            open_ms: ms(|f| f.open),
+            build_ms: ms(|f| f.build),
+            first_fault_ms: ms(|f| f.fault),
+            total_ms: ms(|f| f.total),
+            requests: firsts.iter().map(|f| f.requests).max().unwrap_or(0),
         },
         random: RandomReads {
             reads,
