@@ -189,15 +189,24 @@ fn urls_that_reach_nothing_are_one_clear_line() {
     let dir = tempfile::tempdir().unwrap();
     let missing = format!("file://{}/missing", dir.path().display());
     let a_dir = format!("file://{}", dir.path().display());
+    // Opening a FIFO would wait for a writer: refused before it is opened.
+    let fifo_path = dir.path().join("fifo");
+    assert!(std::process::Command::new("mkfifo")
+        .arg(&fifo_path)
+        .status()
+        .unwrap()
+        .success());
+    let fifo = format!("file://{}", fifo_path.display());
     // (URL, what the error says); the dead server refuses connections at once, and the
     // short timeout bounds the retries.
-    let cases: [(&str, &str); 7] = [
+    let cases: [(&str, &str); 8] = [
         ("s3://", "not an object URL"),
         ("nope://x", "not an object URL"),
         ("http://", "not an object URL"),
         ("file://relative/x", "not an object URL"),
         (&missing, "not found"),
         (&a_dir, "directory"),
+        (&fifo, "not a regular file"),
         ("http://127.0.0.1:1/x", "Connection refused"),
     ];
     for (url, want) in cases {
