@@ -56,8 +56,8 @@ impl RemoteArgs {
 /// How to build the pager, shared by `cat` and `stats`.
 #[derive(Debug, clap::Args)]
 pub(super) struct PagerArgs {
-    /// The file (or object) is seekable zstd: page in its uncompressed bytes. With a
-    /// URL, the object is read through the store and decompressed a frame at a time.
+    /// The file (or the object at the URL) is zstd-compressed: page in its uncompressed
+    /// bytes.
     #[arg(long)]
     pub(super) zstd: bool,
     /// Largest read-ahead window, in pages (1 turns read-ahead off; larger values are
