@@ -106,8 +106,18 @@ fn stats_counts_one_fill_per_page_and_read_ahead_for_a_sequential_scan() {
         );
         serde_json::from_slice(&out.stdout).unwrap()
     };
-    let seq = json(&["page", "stats", "--json", "--readahead", "16", p]);
+    // Synchronous read-ahead: every fault fills its page and a window after it.
+    let seq = json(&[
+        "page",
+        "stats",
+        "--json",
+        "--no-async",
+        "--readahead",
+        "16",
+        p,
+    ]);
     let st = &seq["stats"];
+    assert_eq!(st["prefetched_pages"], 0, "{seq}");
     assert_eq!(st["pages_filled"], 256, "{seq}");
     assert_eq!(st["bytes_read"], 1 << 20, "{seq}");
     let faults = st["faults"].as_u64().unwrap();
@@ -120,6 +130,15 @@ fn stats_counts_one_fill_per_page_and_read_ahead_for_a_sequential_scan() {
         256,
         "{seq}"
     );
+    // Asynchronous (the default): windows fetched ahead of the reader, the same pages
+    // filled once each.
+    let ahead = json(&["page", "stats", "--json", "--readahead", "16", p]);
+    let st = &ahead["stats"];
+    assert_eq!(st["pages_filled"], 256, "{ahead}");
+    assert_eq!(st["bytes_read"], 1 << 20, "{ahead}");
+    assert!(st["prefetched_pages"].as_u64().unwrap() > 0, "{ahead}");
+    assert_eq!(st["prefetch_errors"], 0, "{ahead}");
+    assert_eq!(ahead["checksum"], seq["checksum"]);
     // No read-ahead: a fault a page.
     let one = json(&["page", "stats", "--json", "--readahead", "1", p]);
     assert_eq!(one["stats"]["readahead_pages"], 0, "{one}");

@@ -46,7 +46,7 @@ pub use report::{BenchReport, CaseResult, Machine};
 // Helpers of `shm::bench` and `pager::bench` (and `scan` of the tour): some go unused when
 // `bench` is built without `shm` or `pager`.
 #[cfg_attr(not(all(feature = "shm", feature = "pager")), allow(unused_imports))]
-pub(crate) use method::{random_offsets, random_offsets_iter, scan};
+pub(crate) use method::{random_offsets, random_offsets_iter, scan, BLOCK};
 #[allow(deprecated)]
 pub use runner::Config;
 #[cfg_attr(not(feature = "pager"), allow(unused_imports))]

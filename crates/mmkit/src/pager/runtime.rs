@@ -604,6 +604,20 @@ impl Pager {
         })
     }
 
+    /// The largest read-ahead window, in pages, as [`build`](PagerOptions::build) settled
+    /// it: the option or the source's hint, clamped (0 for an empty source).
+    pub fn readahead(&self) -> usize {
+        self.region.as_ref().map_or(0, |(_, s)| s.readahead)
+    }
+
+    /// Whether sequential scans fetch their next window in the background
+    /// ([`PagerOptions::async_readahead`], and no budget, and a window of 4 pages or more).
+    pub fn async_readahead(&self) -> bool {
+        self.region
+            .as_ref()
+            .is_some_and(|(_, s)| s.prefetch.is_some())
+    }
+
     /// The counters so far.
     pub fn stats(&self) -> PagerStats {
         let Some((_, s)) = &self.region else {

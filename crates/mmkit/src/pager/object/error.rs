@@ -7,7 +7,12 @@ use crate::{Error, ErrorKind, Op};
 
 /// `e` from `url` during `op`, as an [`Error`] naming the URL and the cause.
 pub(super) fn store_error(op: Op, url: &str, e: &StoreError) -> Error {
+    let local = url.starts_with("file:");
     let (kind, hint) = match e {
+        StoreError::NotFound { .. } if local => (
+            ErrorKind::NotFound,
+            "check the path: file:// URLs take an absolute path to a regular file",
+        ),
         StoreError::NotFound { .. } => (
             ErrorKind::NotFound,
             "check the bucket (or container) and the key; list them with the store's own tool",
@@ -18,9 +23,21 @@ pub(super) fn store_error(op: Op, url: &str, e: &StoreError) -> Error {
              AWS_SECRET_ACCESS_KEY, GOOGLE_SERVICE_ACCOUNT, AZURE_STORAGE_ACCOUNT_KEY) and \
              AWS_REGION / AWS_ENDPOINT",
         ),
+        StoreError::NotSupported { .. } => (
+            ErrorKind::Unsupported,
+            "the server cannot serve this (a plain HTTP server may not serve byte ranges, \
+             which paging needs): download the object instead, or serve it from one that can",
+        ),
         StoreError::Precondition { .. } => (
             ErrorKind::StorageFault,
             "the object was replaced after it was opened; open it again to read the new version",
+        ),
+        // With no credentials in the environment, the S3 client asks the instance
+        // metadata service (169.254.169.254), which answers only on a cloud machine.
+        _ if one_line(e).contains("169.254.169.254") => (
+            ErrorKind::NoReadAccess,
+            "no credentials found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and \
+             AWS_REGION, AWS_ENDPOINT for a server of your own)",
         ),
         _ => (
             ErrorKind::StorageFault,

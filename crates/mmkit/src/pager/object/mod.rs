@@ -182,7 +182,7 @@ pub struct ObjectStats {
 }
 
 /// An object in a store, as a pager [`Source`]: the bytes of one version of it, fetched
-/// with ranged `GET`s as pages are touched. See the [module docs](self).
+/// with ranged `GET`s as pages are touched. [`ObjectOptions::open`] takes the URLs.
 pub struct ObjectSource {
     url: String,
     store: Arc<dyn ObjectStore>,

@@ -23,6 +23,9 @@ pub(super) fn open(opts: &ObjectOptions, url: &str) -> Result<ObjectSource> {
     let parsed = Url::parse(url).map_err(|e| bad_url(url, &e.to_string()))?;
     let (scheme, path) = ObjectStoreScheme::parse(&parsed)
         .map_err(|e| bad_url(url, &format!("no object store for it ({e})")))?;
+    if scheme == ObjectStoreScheme::Local {
+        check_local(url, &parsed)?;
+    }
     let store = build_store(opts, url, &parsed, &scheme)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -55,6 +58,26 @@ fn bad_url(url: &str, why: &str) -> Error {
             "use s3://bucket/key, gs://bucket/key, az://container/key, \
              http(s)://host/path or file:///path",
         )
+}
+
+/// Refuse a `file://` URL naming a FIFO, a socket, a device or a directory before the
+/// store opens it (opening a FIFO would wait for a writer, forever); a path that is
+/// missing is left to the store, whose error says so.
+fn check_local(url: &str, parsed: &Url) -> Result<()> {
+    let path = parsed
+        .to_file_path()
+        .map_err(|()| bad_url(url, "not an absolute local path"))?;
+    match std::fs::metadata(&path) {
+        Ok(m) if !m.is_file() => Err(Error::new(Op::Open, ErrorKind::NotMappable)
+            .with_path(Some(std::path::Path::new(url)))
+            .detail(if m.is_dir() {
+                "a directory, not an object"
+            } else {
+                "not a regular file (a FIFO, a socket or a device), not an object"
+            })
+            .hint("file:// URLs name regular files")),
+        _ => Ok(()),
+    }
 }
 
 /// The client settings every store gets, as `object_store` config keys.
@@ -130,6 +153,10 @@ fn build_store(
             let mut b = HttpBuilder::new().with_url(base);
             for (k, v) in client {
                 b = b.with_config(k, v);
+            }
+            // The client refuses plain http unless told: an http:// URL says so.
+            if parsed.scheme() == "http" {
+                b = b.with_config(ClientConfigKey::AllowHttp, "true");
             }
             for (k, v) in user_config::<ClientConfigKey>(opts, url)? {
                 b = b.with_config(k, v);

@@ -15,6 +15,10 @@
 //! Every pass is checked against the sum of the file, and the median of `runs` passes is
 //! reported, with the throughput ratio to the kernel mapping.
 //!
+//! With the `remote` feature, [`run_remote`] measures the pager over an object in a store
+//! (time to the first byte, scans with and without asynchronous read-ahead, random reads)
+//! against a plain download of the same object: see the [`remote`] module.
+//!
 //! # Safety
 //!
 //! Borrows the bytes of kernel file mappings this bench made (`Mapping::as_slice`);
@@ -28,10 +32,19 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::{FileSource, PagerOptions, PagerStats};
-use crate::bench::{random_offsets, random_offsets_iter, scan};
+use crate::bench::{random_offsets, random_offsets_iter, scan, BLOCK};
 use crate::error::{Error, ErrorKind, Op, Result};
 use crate::map::MapOptions;
 use crate::stats::{median, median_time};
+
+#[cfg(feature = "remote")]
+#[cfg_attr(docsrs, doc(cfg(feature = "remote")))]
+pub mod remote;
+#[cfg(feature = "remote")]
+pub use remote::{
+    run_remote, FirstByte, RandomReads, RemoteBenchOptions, RemoteBenchReport, RemoteRow,
+    RemoteStep, Spread,
+};
 
 /// What to measure.
 #[derive(Debug, Clone)]
@@ -190,6 +203,12 @@ pub fn run(opts: &PageBenchOptions, mut progress: impl FnMut(&str)) -> Result<Pa
 /// available (a pager pass and the anonymous-memory pass make all of it resident).
 fn check_size(dir: &Path, size: u64) -> Result<()> {
     crate::bench::check_free_space(dir, size)?;
+    check_memory(size, "choose a smaller --size")
+}
+
+/// Refuse to make `size` bytes resident when the memory available is less (a pager's
+/// scan fills every page of its region); `hint` says what to do instead.
+fn check_memory(size: u64, hint: &str) -> Result<()> {
     let available = crate::proc::meminfo("MemAvailable");
     if let Some(avail) = available.filter(|&a| size > a) {
         return Err(Error::os(Op::Map, rustix::io::Errno::NOMEM)
@@ -197,7 +216,7 @@ fn check_size(dir: &Path, size: u64) -> Result<()> {
             .detail(format!(
                 "the run makes {size} bytes resident, more than the {avail} bytes of memory available"
             ))
-            .hint("choose a smaller --size"));
+            .hint(hint.to_string()));
     }
     Ok(())
 }
@@ -417,8 +436,63 @@ pub fn scan_pager(pager: &super::Pager, random: Option<usize>) -> Result<(u64, D
     Ok((sum, start.elapsed()))
 }
 
+/// Bytes of a pager's data that [`scan_pager`] touches with the same `random` (`None`:
+/// the whole of `len`): the distinct pages its reads fall in, the last page clipped at
+/// `len`. No pager can serve the scan fetching less; what a source fetched beyond it is
+/// read-ahead the scan did not use.
+pub fn touched_bytes(len: u64, random: Option<usize>) -> u64 {
+    let Some(count) = random else {
+        return len;
+    };
+    let page = crate::sys::page_size() as u64;
+    let pages = len.div_ceil(page);
+    let block = BLOCK as u64;
+    // The pages each read touches, as page numbers (a read is one 4 KiB block).
+    let touched = random_offsets_iter(len, count)
+        .filter(|&off| off < len)
+        .flat_map(|off| off / page..=((off + block).min(len) - 1) / page);
+    let mut last_touched = false;
+    let touched = touched.inspect(|&p| last_touched |= p == pages - 1);
+    let distinct = if pages / 64 <= count as u64 {
+        // A bitmap of the pages: no larger than the list of reads would be.
+        let mut seen = vec![0u64; pages.div_ceil(64) as usize];
+        let mut n = 0u64;
+        for p in touched {
+            let (w, b) = ((p / 64) as usize, 1u64 << (p % 64));
+            n += u64::from(seen[w] & b == 0);
+            seen[w] |= b;
+        }
+        n
+    } else {
+        let mut list: Vec<u64> = touched.collect();
+        list.sort_unstable();
+        list.dedup();
+        list.len() as u64
+    };
+    // Every touched page is whole but the object's last, which holds `len % page` bytes.
+    let short = (page - len % page) % page;
+    distinct * page - if last_touched { short } else { 0 }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn touched_bytes_counts_distinct_pages_clipped_at_the_end() {
+        let page = crate::sys::page_size() as u64;
+        assert_eq!(super::touched_bytes(12345, None), 12345);
+        assert_eq!(super::touched_bytes(0, Some(10)), 0);
+        // One page, read many times: it counts once, clipped.
+        assert_eq!(super::touched_bytes(100, Some(50)), 100);
+        // Enough reads to touch every page of a small object: all of it.
+        let len = 64 * page + 7;
+        assert_eq!(super::touched_bytes(len, Some(100_000)), len);
+        // A few reads of a large object: a page each at most, and the same by either
+        // counting method (bitmap and list).
+        let big = 1 << 40;
+        let few = super::touched_bytes(big, Some(1000));
+        assert!(few <= 1000 * page && few >= 990 * page, "{few}");
+    }
+
     #[test]
     fn offsets_one_at_a_time_match_the_vector() {
         for (size, count) in [(0u64, 3usize), (1, 5), (10 << 20, 1000)] {
