@@ -113,6 +113,7 @@ mod budget;
 mod handler;
 #[cfg(feature = "remote")]
 mod object;
+mod options;
 mod readahead;
 mod runtime;
 mod source;
@@ -123,7 +124,8 @@ mod zstd;
 #[cfg(feature = "remote")]
 #[cfg_attr(docsrs, doc(cfg(feature = "remote")))]
 pub use self::object::{ObjectOptions, ObjectSource, ObjectStats};
-pub use self::runtime::{Pager, PagerOptions, PagerStats, MAX_READAHEAD_BYTES, MAX_THREADS};
+pub use self::options::{PagerOptions, MAX_READAHEAD_BYTES, MAX_THREADS};
+pub use self::runtime::{Pager, PagerStats};
 pub use self::source::{FileSource, FnSource, MemSource, Source};
 #[cfg(feature = "zstd")]
 #[cfg_attr(docsrs, doc(cfg(feature = "zstd")))]
