@@ -260,3 +260,29 @@ fn random_faults_queued_together_are_read_with_one_call() {
     );
     assert_eq!(st.failed_faults, 0, "{st:?}");
 }
+
+/// A zstd frame larger than a window is decoded by one streaming decoder, which a jump
+/// back restarts from the frame's start: no windows are read ahead out of order.
+#[cfg(feature = "zstd")]
+#[test]
+fn a_large_zstd_frame_is_read_ahead_in_order_only() {
+    use mmkit::pager::{compress_seekable, ZstdSource};
+    let len = 12 << 20;
+    let mut plain = vec![0u8; len];
+    for (i, b) in plain.iter_mut().enumerate() {
+        *b = hash_byte(i as u64) & 0x0f;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("one-frame.zst");
+    let mut out = std::fs::File::create(&path).unwrap();
+    compress_seekable(&mut &plain[..], &mut out, len, 1).expect("compress");
+    drop(out);
+    let src = Arc::new(ZstdSource::open(&path).expect("open"));
+    assert!(!src.reads_out_of_order());
+    let Some(pager) = build(PagerOptions::new().readahead(64), src) else {
+        return;
+    };
+    assert_eq!(pager.as_slice(), &plain[..]);
+    let st = pager.stats();
+    assert_eq!((st.prefetched_pages, st.prefetch_waits), (0, 0), "{st:?}");
+}

@@ -472,7 +472,7 @@ fn fault(shared: &Shared, bounce: &mut Bounce, addr: usize, batch: &mut Vec<usiz
     }
     if streak >= 2 {
         // A scan: fetch the next window while this one is read.
-        readahead::submit(shared, first + n, (want * 2).min(shared.readahead));
+        readahead::start(shared, first + n, want);
     }
     // With a budget, as many pages as there is room for (the faulting one at least).
     let reserved = match make_room(shared, n) {

@@ -124,7 +124,10 @@ impl PagerOptions {
             })?);
         }
         // Asynchronous read-ahead: two threads, a window's buffer each.
-        let prefetching = self.async_readahead && budget.is_none() && readahead >= 4;
+        let prefetching = self.async_readahead
+            && budget.is_none()
+            && readahead >= 4
+            && source.reads_out_of_order();
         let mut prefetch_bounces = Vec::new();
         for _ in 0..if prefetching { PREFETCH_THREADS } else { 0 } {
             prefetch_bounces.push(Bounce::new(bounce_len, page).ok_or_else(|| {

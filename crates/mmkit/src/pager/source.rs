@@ -57,6 +57,16 @@ pub trait Source: Send + Sync {
         None
     }
 
+    /// Whether reading ahead out of order costs about what reading in order does. The
+    /// pager's asynchronous read-ahead reads the next two windows of a scan on two
+    /// threads at once, ahead of (and in another order than) the reader; a source for
+    /// which a jump back is expensive says `false` — a zstd frame larger than a window,
+    /// decoded by one streaming decoder that restarts from the frame's start on every
+    /// jump back — and the pager then reads ahead synchronously only. Default `true`.
+    fn reads_out_of_order(&self) -> bool {
+        true
+    }
+
     /// Whether `write_at` is supported.
     fn writable(&self) -> bool {
         false

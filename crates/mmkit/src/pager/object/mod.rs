@@ -62,7 +62,7 @@ use super::Source;
 use crate::{Error, ErrorKind, Op, Result};
 
 /// The default part size: a read larger than this is fetched as parallel parts.
-const DEFAULT_PART: usize = 8 << 20;
+const DEFAULT_PART: usize = 2 << 20;
 /// Default parts in flight for one read.
 const DEFAULT_PARALLEL: usize = 8;
 /// The read-ahead an `ObjectSource` asks the pager for: 8 MiB, the size S3 serves at full

@@ -375,6 +375,14 @@ impl Source for ZstdSource {
         Ok(())
     }
 
+    /// `false` when a frame is decoded in streamed chunks (larger than 4 MiB): one
+    /// decoder serves it, and reading it out of order restarts it from the frame's start.
+    /// Measured on a 1 GiB file made by `zstd -3` (one frame): a scan with asynchronous
+    /// read-ahead took 100 s, against 1 s in order.
+    fn reads_out_of_order(&self) -> bool {
+        self.index.frames.iter().all(|f| f.usize <= WHOLE_FRAME_MAX)
+    }
+
     fn describe(&self) -> String {
         let n = self.frames();
         let s = if n == 1 { "" } else { "s" };
