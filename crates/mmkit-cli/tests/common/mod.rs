@@ -12,7 +12,7 @@ pub(crate) use peer::{peer, resident_pages, skip};
 
 mod run;
 #[allow(unused_imports)] // Only the log and kv tests run mmkit with a stdin this way.
-pub(crate) use run::{assert_code, p, run, run_with, stderr, stdout};
+pub(crate) use run::{assert_code, p, run, run_command, run_with, stderr, stdout};
 
 #[path = "../../../mmkit/tests/common/damage.rs"]
 mod damage;

@@ -4,15 +4,22 @@
 use std::ffi::OsStr;
 use std::io::{Read, Write};
 use std::path::Path;
-use std::process::{Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use super::{mmkit, wait_or_kill};
 
 /// Run `mmkit ARGS` with `stdin` fed to it; a run past 60 s is killed and fails the test.
 pub(crate) fn run_with<S: AsRef<OsStr>>(args: &[S], stdin: &[u8]) -> Output {
-    let mut child = mmkit()
-        .args(args)
+    let mut cmd = mmkit();
+    cmd.args(args);
+    run_command(cmd, stdin)
+}
+
+/// Run `cmd` (an `mmkit` command with its arguments and environment) with `stdin` fed to
+/// it and its output drained as it comes; a run past 60 s is killed and fails the test.
+pub(crate) fn run_command(mut cmd: Command, stdin: &[u8]) -> Output {
+    let mut child = cmd
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -32,10 +39,8 @@ pub(crate) fn run_with<S: AsRef<OsStr>>(args: &[S], stdin: &[u8]) -> Output {
     };
     let out = drain(Box::new(child.stdout.take().unwrap()));
     let err = drain(Box::new(child.stderr.take().unwrap()));
-    let status = wait_or_kill(&mut child, Duration::from_secs(60)).unwrap_or_else(|| {
-        let args: Vec<_> = args.iter().map(|a| a.as_ref().to_owned()).collect();
-        panic!("mmkit {args:?} hung and was killed")
-    });
+    let status = wait_or_kill(&mut child, Duration::from_secs(60))
+        .unwrap_or_else(|| panic!("{cmd:?} hung and was killed"));
     feeder.join().unwrap();
     Output {
         status,

@@ -89,7 +89,7 @@ impl Default for ObjectOptions {
 }
 
 impl ObjectOptions {
-    /// 30 s a request, 5 s to connect, 3 retries within 30 s, 8 MiB parts, 8 at once.
+    /// 30 s a request, 5 s to connect, 3 retries within 30 s, 2 MiB parts, 8 at once.
     pub fn new() -> ObjectOptions {
         ObjectOptions {
             timeout: Duration::from_secs(30),
