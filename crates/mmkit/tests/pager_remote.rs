@@ -286,3 +286,30 @@ fn a_seekable_zstd_object_maps_as_its_uncompressed_bytes() {
         "8 pages fetched {fetched} of {compressed} compressed bytes"
     );
 }
+
+#[test]
+fn a_store_shedding_load_is_retried_and_past_the_retries_is_an_error() {
+    let s3 = server_with("obj", 4 * MIB);
+    let src = open(&s3, "obj");
+    let Some(pager) = build(PagerOptions::new().readahead(1), src.clone()) else {
+        return;
+    };
+    let mut page = vec![0u8; PAGE];
+    // One 503 (the options allow one retry): the read goes through.
+    s3.fail_next(1);
+    pager.read_at(0, &mut page).expect("retried");
+    assert_eq!(page, expected(0, PAGE));
+    // Three in a row: past the retry, the page fails, and stays failed.
+    s3.fail_next(3);
+    let e = pager
+        .read_at(MIB as usize, &mut page)
+        .expect_err("503 thrice");
+    assert_eq!(e.kind(), ErrorKind::StorageFault, "{e}");
+    assert!(e.to_string().contains("503"), "{e}");
+    assert!(pager.read_at(MIB as usize, &mut page).is_err());
+    // Other pages read on.
+    pager
+        .read_at(2 * MIB as usize, &mut page)
+        .expect("a later page");
+    assert_eq!(page, expected(2 * MIB, PAGE));
+}

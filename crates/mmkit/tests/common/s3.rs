@@ -154,6 +154,8 @@ struct Shared {
     get_bytes: AtomicU64,
     /// Serve as s3s-fs alone does: ignore `If-Match` and `If-None-Match`.
     ignore_preconditions: AtomicBool,
+    /// Answer this many of the next requests with `503 SlowDown` (a store shedding load).
+    fail_next: AtomicU64,
 }
 
 impl Shared {
@@ -239,6 +241,12 @@ impl S3Server {
     /// current at its arrival, before s3s-fs sees it.
     pub(crate) fn set_delay(&self, delay: Duration) {
         self.shared.set_delay(delay);
+    }
+
+    /// Answer the next `n` requests with `503 SlowDown`, as S3 does when it sheds load;
+    /// clients retry those.
+    pub(crate) fn fail_next(&self, n: u64) {
+        self.shared.fail_next.store(n, Ordering::Relaxed);
     }
 
     /// Ignore `If-Match` and `If-None-Match` from now on, as s3s-fs alone (and some
@@ -517,6 +525,16 @@ async fn delayed(
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
     }
+    let shed = shared
+        .fail_next
+        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
+        .is_ok();
+    if shed {
+        return Ok(hyper::Response::builder()
+            .status(503)
+            .body(s3s::Body::from(SLOW_DOWN.to_string()))
+            .expect("a 503 response"));
+    }
     let mut resp = hyper::service::Service::call(&service, req).await?;
     if read && resp.status().is_success() && !shared.ignore_preconditions.load(Ordering::Relaxed) {
         let etag = resp.headers().get(hyper::header::ETAG);
@@ -544,6 +562,10 @@ async fn delayed(
     }
     Ok(resp)
 }
+
+/// S3's answer when it sheds load.
+const SLOW_DOWN: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error>\
+    <Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>";
 
 /// S3's answer to a failed `If-Match`.
 const PRECONDITION_FAILED: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error>\
