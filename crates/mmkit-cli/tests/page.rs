@@ -8,18 +8,7 @@ use mmkit::helpers::XorShift;
 
 mod common;
 use common::mmkit_output;
-
-/// Whether this process may use userfaultfd (CI runs as root, where it must work).
-fn uffd_allowed() -> bool {
-    let root = common::is_root();
-    let sysctl = std::fs::read_to_string("/proc/sys/vm/unprivileged_userfaultfd")
-        .map(|s| s.trim() == "1")
-        .unwrap_or(false);
-    if !(root || sysctl) {
-        common::skip("userfaultfd needs root or vm.unprivileged_userfaultfd=1");
-    }
-    root || sysctl
-}
+use common::uffd_allowed;
 
 fn data(len: usize) -> Vec<u8> {
     let mut rng = XorShift::new(0x9e37_79b9_7f4a_7c15);

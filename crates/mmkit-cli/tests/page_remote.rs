@@ -11,19 +11,8 @@ use std::process::Output;
 use mmkit::helpers::XorShift;
 
 mod common;
+use common::uffd_allowed;
 use common::{assert_code, run, stderr, stdout};
-
-/// Whether this process may use userfaultfd (CI runs as root, where it must work).
-fn uffd_allowed() -> bool {
-    let root = common::is_root();
-    let sysctl = std::fs::read_to_string("/proc/sys/vm/unprivileged_userfaultfd")
-        .map(|s| s.trim() == "1")
-        .unwrap_or(false);
-    if !(root || sysctl) {
-        common::skip("userfaultfd needs root or vm.unprivileged_userfaultfd=1");
-    }
-    root || sysctl
-}
 
 /// `len` bytes, half compressible and half not.
 fn data(len: usize) -> Vec<u8> {

@@ -9,19 +9,8 @@ use std::process::{Command, Output};
 use mmkit::helpers::XorShift;
 
 mod common;
+use common::uffd_allowed;
 use common::{assert_code, fill_pattern, mmkit, run_command, stderr, stdout, S3Server};
-
-/// Whether this process may use userfaultfd (CI runs as root, where it must work).
-fn uffd_allowed() -> bool {
-    let root = common::is_root();
-    let sysctl = std::fs::read_to_string("/proc/sys/vm/unprivileged_userfaultfd")
-        .map(|s| s.trim() == "1")
-        .unwrap_or(false);
-    if !(root || sysctl) {
-        common::skip("userfaultfd needs root or vm.unprivileged_userfaultfd=1");
-    }
-    root || sysctl
-}
 
 /// `mmkit ARGS` with `env` (and nothing of the caller's AWS_* environment).
 fn mmkit_env(env: &[(String, String)], args: &[&str]) -> Output {

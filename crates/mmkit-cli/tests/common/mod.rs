@@ -35,6 +35,18 @@ mod shm_name;
 #[allow(unused_imports)] // Only the shm tests name segments.
 pub(crate) use shm_name::Name;
 
+/// Whether this process may use userfaultfd (CI runs as root, where it must work).
+pub(crate) fn uffd_allowed() -> bool {
+    let root = is_root();
+    let sysctl = std::fs::read_to_string("/proc/sys/vm/unprivileged_userfaultfd")
+        .map(|s| s.trim() == "1")
+        .unwrap_or(false);
+    if !(root || sysctl) {
+        skip("userfaultfd needs root or vm.unprivileged_userfaultfd=1");
+    }
+    root || sysctl
+}
+
 /// Whether the tests run as root (effective uid 0, from `/proc/self/status`).
 pub(crate) fn is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")

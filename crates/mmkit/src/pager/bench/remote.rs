@@ -42,7 +42,6 @@ use super::{check_memory, scan_pager, touched_bytes};
 use crate::bench::{check_count, MAX_RANDOM_READS, MAX_RUNS};
 use crate::error::{Error, ErrorKind, Op, Result};
 use crate::pager::{ObjectOptions, PagerOptions, PagerStats, Source};
-use crate::stats::median;
 
 /// What to measure, and how to reach the object.
 #[derive(Debug, Clone)]
@@ -87,33 +86,7 @@ pub struct RemoteStep<'a> {
     pub what: &'a str,
 }
 
-/// The median, fastest and slowest of the runs.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize))]
-pub struct Spread {
-    /// The median (of an even count, the mean of the middle two).
-    pub median: f64,
-    /// The least.
-    pub min: f64,
-    /// The most.
-    pub max: f64,
-}
-
-impl Spread {
-    fn of(values: &mut [f64]) -> Spread {
-        let median = median(values);
-        Spread {
-            median,
-            min: values.first().copied().unwrap_or(0.0),
-            max: values.last().copied().unwrap_or(0.0),
-        }
-    }
-
-    fn of_ms(times: &[Duration]) -> Spread {
-        let mut ms: Vec<f64> = times.iter().map(|t| t.as_secs_f64() * 1e3).collect();
-        Spread::of(&mut ms)
-    }
-}
+pub use crate::stats::Spread;
 
 /// From opening the object to its first byte through a fresh pager.
 #[derive(Debug, Clone, Copy)]

@@ -207,28 +207,7 @@ impl Case {
     }
 }
 
-/// A figure over the runs: the median, and the slowest and fastest run.
-#[derive(Debug, Clone, Copy, PartialEq)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize))]
-pub struct Spread {
-    /// The median over the runs.
-    pub median: f64,
-    /// The lowest run.
-    pub min: f64,
-    /// The highest run.
-    pub max: f64,
-}
-
-impl Spread {
-    fn of(values: &mut [f64]) -> Spread {
-        let median = median(values);
-        Spread {
-            median,
-            min: values.first().copied().unwrap_or(0.0),
-            max: values.last().copied().unwrap_or(0.0),
-        }
-    }
-}
+pub use crate::stats::Spread;
 
 /// One record size in one case: mmkit against its peer.
 #[derive(Debug, Clone, PartialEq)]
