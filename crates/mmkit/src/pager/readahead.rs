@@ -373,10 +373,13 @@ fn keep_marker(shared: &Shared, pf: &Prefetch, job: Job, bytes: &[u8]) {
         markers.remove(&i);
     }
     drop(markers);
-    // The reader is here already: the next window is due.
-    let (next, window) = job.after_next(shared.readahead);
-    submit(shared, next, window);
-    shared.note_sequential(next + window, window);
+    if shared.state[i].load(Ordering::Acquire) & WAITED != 0 {
+        // The reader is here already: the window two ahead is due. (Without a waiter,
+        // too many markers were kept: the chain of windows ends here.)
+        let (next, window) = job.after_next(shared.readahead);
+        submit(shared, next, window);
+        shared.note_sequential(next + window, window);
+    }
     let addr = shared.base + i * shared.page;
     count(shared, pf, 1);
     // SAFETY: one page of `bytes` into a missing, `INFLIGHT` page of our region.
