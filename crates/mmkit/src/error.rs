@@ -74,6 +74,8 @@ pub enum Op {
     Reserve,
     /// Checking or recovering a store's records on open.
     Recover,
+    /// Moving a byte range of a file to a descriptor ([`copy`](crate::copy)).
+    Copy,
 }
 
 impl Op {
@@ -102,6 +104,7 @@ impl Op {
             Op::Sync => "sync",
             Op::Reserve => "reserve space",
             Op::Recover => "recover",
+            Op::Copy => "copy",
         }
     }
 }
