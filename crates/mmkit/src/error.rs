@@ -228,6 +228,12 @@ impl Error {
         }
     }
 
+    /// Keep the kernel's `errno` on an error of another kind (an `Unsupported` refusal).
+    pub(crate) fn with_errno(mut self, errno: rustix::io::Errno) -> Error {
+        self.inner.errno = Some(errno.raw_os_error());
+        self
+    }
+
     pub(crate) fn with_path(mut self, path: Option<&Path>) -> Error {
         if let Some(p) = path {
             self.inner.path = Some(p.to_path_buf());

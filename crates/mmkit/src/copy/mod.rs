@@ -305,8 +305,10 @@ impl CopyOptions {
     ///   or device: nothing is read from it);
     /// - `OffsetPastEnd` when the offset lies past the end of the file;
     /// - `LengthOverflow` when `offset + len` passes 2^63 - 1 (the kernel's largest offset);
-    /// - `Os` with the kernel's errno when every method was refused (or the forced one
-    ///   was), or when the destination fails (`EPIPE` once its reader is gone, `ENOSPC`);
+    /// - `Unsupported`, with the kernel's errno, when every method was refused (or the
+    ///   forced one was: `copy_file_range` to a pipe is `EINVAL`);
+    /// - `Os` with the kernel's errno when the destination fails (`EPIPE` once its reader
+    ///   is gone, `ENOSPC`) or the file cannot be read (`EIO`);
     /// - `StorageFault` when a page of the file could not be read through the mapping.
     ///
     /// A file truncated during the copy is not an error: see the [module
@@ -443,7 +445,8 @@ impl CopyOptions {
         job: &methods::Job<'_>,
         from: u64,
     ) -> Error {
-        let e = Error::os(Op::Copy, errno)
+        let e = Error::new(Op::Copy, ErrorKind::Unsupported)
+            .with_errno(errno)
             .at(from, job.end - from)
             .detail(format!(
                 "{} refused this source and destination ({})",
