@@ -44,7 +44,7 @@ fn cat_into_a_socket() {
     let dir = tempfile::tempdir().unwrap();
     let (paths, want) = files(dir.path());
     let (mut ours, theirs) = UnixStream::pair().unwrap();
-    let mut child = mmkit()
+    let child = mmkit()
         .args(["cat", "--verbose"])
         .args(&paths)
         .stdout(Stdio::from(std::os::fd::OwnedFd::from(theirs)))
