@@ -55,6 +55,8 @@ fn json_has_a_row_for_every_sink_cache_and_method() {
                 }
                 assert!(r["refused"].is_null(), "{r}");
                 assert_eq!(r["runs"], 1);
+                assert_eq!(r["run_ns"].as_array().unwrap().len(), 1, "{r}");
+                assert_eq!(r["run_cpu_s_per_gb"].as_array().unwrap().len(), 1, "{r}");
                 for key in ["median_ns", "min_ns", "max_ns", "throughput_gbps"] {
                     assert!(r[key].as_f64().unwrap() > 0.0, "{key} in {r}");
                 }

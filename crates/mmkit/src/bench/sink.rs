@@ -17,8 +17,11 @@
 //! `RUSAGE_THREAD` around the copy): the reader's CPU is not in it (it is reported apart,
 //! [`SinkResult::reader_cpu_s_per_gb`], and the two together with anything else the
 //! process ran as [`SinkResult::process_cpu_s_per_gb`], from `RUSAGE_SELF`). Without `CONFIG_IRQ_TIME_ACCOUNTING` the kernel
-//! charges softirq work to the thread it interrupts, so the loopback receive path run
-//! from the sender's transmit is in the sender's figure, the same for every method.
+//! charges softirq work to the thread it interrupts: on loopback, the receive path of a
+//! packet runs in the softirq of the thread that sent it, and the transmit of more data
+//! can run from the reader's ACKs, so how the work splits between the two threads depends
+//! on whether they run on one CPU or two (the scheduler's choice, or `taskset`). The
+//! process's total does not depend on it.
 //!
 //! Cold passes evict the file first (`fsync` + `posix_fadvise(DONTNEED)`, checked with
 //! `cachestat`; pages a `sendfile` to a socket lent are freed lazily by the network stack,
@@ -194,6 +197,11 @@ pub struct SinkResult {
     pub cpu_ratio_to_read_write: Option<f64>,
     /// The most pages `cachestat(2)` counted as cached just before a timed pass.
     pub cached_pages_before: Option<u64>,
+    /// Each run's time of a pass in nanoseconds, in run order (empty when refused).
+    pub run_ns: Vec<f64>,
+    /// Each run's sending-thread CPU seconds per GB, in run order: with the same index
+    /// of another method's, a ratio within one run (the methods take turns in each run).
+    pub run_cpu_s_per_gb: Vec<f64>,
 }
 
 /// A whole sink bench run.
@@ -398,6 +406,8 @@ fn case(
             process_cpu_s_per_gb: None,
             cpu_ratio_to_read_write: None,
             cached_pages_before: None,
+            run_ns: Vec::new(),
+            run_cpu_s_per_gb: Vec::new(),
         };
         if let Some((_, why)) = refused.iter().find(|(m, _)| *m == method) {
             out.push(SinkResult {
@@ -416,6 +426,7 @@ fn case(
         let mut syss: Vec<f64> = s.iter().map(|x| per_gb(x.sys)).collect();
         let mut readers: Vec<f64> = s.iter().filter_map(|x| x.reader.map(per_gb)).collect();
         let mut procs: Vec<f64> = s.iter().map(|x| per_gb(x.process)).collect();
+        let (run_ns, run_cpu) = (walls.clone(), cpus.clone());
         let median_ns = median(&mut walls).max(1.0);
         let cpu = median(&mut cpus);
         out.push(SinkResult {
@@ -432,6 +443,8 @@ fn case(
             reader_cpu_s_per_gb: (!readers.is_empty()).then(|| median(&mut readers)),
             process_cpu_s_per_gb: Some(median(&mut procs)),
             cached_pages_before: cached_before,
+            run_ns,
+            run_cpu_s_per_gb: run_cpu,
             ..blank
         });
     }
