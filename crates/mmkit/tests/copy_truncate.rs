@@ -101,6 +101,10 @@ fn check(what: &str, data: &[u8], cut: u64, r: &CopyReport, got: &[u8], seen: &m
             }
         }
         seen.zeros_past_end += zeros as usize;
+        assert!(
+            !zeros || r.truncated,
+            "{what}: zeros delivered without `truncated`: {r:?}"
+        );
         seen.zeros_aligned += (zeros && cut % 4096 == 0) as usize;
     }
     // A truncation before the copy started shows in the size it saw.

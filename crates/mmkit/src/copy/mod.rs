@@ -29,6 +29,8 @@
 //! the [guard](crate::guard) diagnoses. Either way the copy returns `Ok` with a *short
 //! count* ([`CopyReport::bytes`] below [`CopyReport::requested`]) and
 //! [`CopyReport::truncated`] set; the count is exactly what the destination was given.
+//! A copy that got to the end is checked too: `truncated` is set when the file is shorter
+//! than the range once it is done.
 //!
 //! The bytes delivered below the file's new length are the file's. Past it, a copy may
 //! have delivered bytes it read before the truncation (the file's too), or zeros: the
@@ -213,7 +215,10 @@ pub struct CopyReport {
     /// Bytes asked for, clipped to the file's size when the copy started; `None` when the
     /// size is unknown (a `/proc` or `/sys` file reports 0) and the copy went to the end.
     pub requested: Option<u64>,
-    /// The file ended before `requested`: it was truncated during the copy.
+    /// The file was truncated below the range during the copy: it ended before
+    /// `requested` (a short count), or it was found shorter than the range once the copy
+    /// was done (then bytes past its new end may be zeros, see the [module
+    /// docs](self#a-file-that-shrinks-meanwhile)). Not set for a file of unknown size.
     pub truncated: bool,
     /// Methods refused before `method`, in the order tried.
     pub refused: Vec<Refusal>,
@@ -375,7 +380,9 @@ impl CopyOptions {
                 Err(methods::Fail::Error(e)) => return Err(e),
             };
             let truncated = match stop {
-                methods::Stop::Done => false,
+                // Whole, but the file may have shrunk under the last bytes (zeros from the
+                // page holding its new end: see the module docs).
+                methods::Stop::Done => size.is_some() && current_size(src).is_some_and(|n| n < end),
                 methods::Stop::Truncated => true,
                 // Ended before `end`: a shrunk file, or (size unknown) simply its end.
                 methods::Stop::Eof => match (size, current_size(src)) {
