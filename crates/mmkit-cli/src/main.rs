@@ -41,7 +41,9 @@ enum Command {
     /// processes. The report gives the claim, what was measured, and a verdict: holds,
     /// differs, or skipped (with the reason). Exits 0 whenever the tour ran.
     Tour(tour::TourArgs),
-    /// Write files to stdout through mappings: large writes straight from the page cache.
+    /// Write files to stdout without copying them through mmkit: into a pipe, a socket or
+    /// a file the kernel moves the bytes (sendfile, splice, copy_file_range, else write
+    /// from a mapping); to a terminal, straight from a mapping.
     ///
     /// A file truncated while it is written out is reported in one line naming it (exit
     /// 1), never a SIGBUS crash.

@@ -74,6 +74,8 @@ pub enum Op {
     Reserve,
     /// Checking or recovering a store's records on open.
     Recover,
+    /// Moving a byte range of a file to a descriptor ([`copy`](crate::copy)).
+    Copy,
 }
 
 impl Op {
@@ -102,6 +104,7 @@ impl Op {
             Op::Sync => "sync",
             Op::Reserve => "reserve space",
             Op::Recover => "recover",
+            Op::Copy => "copy",
         }
     }
 }
@@ -223,6 +226,12 @@ impl Error {
             Some(_) => err,
             None => err.detail(e.to_string()),
         }
+    }
+
+    /// Keep the kernel's `errno` on an error of another kind (an `Unsupported` refusal).
+    pub(crate) fn with_errno(mut self, errno: rustix::io::Errno) -> Error {
+        self.inner.errno = Some(errno.raw_os_error());
+        self
     }
 
     pub(crate) fn with_path(mut self, path: Option<&Path>) -> Error {

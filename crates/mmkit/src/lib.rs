@@ -9,6 +9,7 @@
 //! | guard | [`guard`] | a file truncated under a mapping gives `Err(Truncated)`, never a SIGBUS crash |
 //! | file | [`file`](mod@file) | [`MappedFile`]: a file object with Python-`mmap` parity |
 //! | search | [`search`] | fixed-string search through a mapping (offsets, lines, counts) |
+//! | copy | [`copy`] | a byte range of a file to a pipe, socket or file with `sendfile`, `splice` or `copy_file_range`, falling back to a mapping + `write`; a file truncated meanwhile gives a short count, never a signal |
 //! | share | [`shm`] | named and memfd segments, typed shared structs, robust mutex, condvar and semaphore in shared memory, a ring channel between processes |
 //! | page | [`pager`] | user-space demand paging over `userfaultfd`: a region filled on first touch from a file, generated data or a zstd file, with read-ahead, a memory budget and write-back |
 //! | observe | [`probe`] | per-mapping RSS/PSS/dirty from smaps, fault counters, locked memory |
@@ -16,12 +17,12 @@
 //!
 //! ## Features
 //!
-//! The default build is map, guard, file and search, on four small dependencies (7 crates in
+//! The default build is map, guard, file, search and copy, on four small dependencies (7 crates in
 //! `cargo tree -e normal`, this one included). Everything else is opt-in:
 //!
 //! | feature | modules | extra dependencies |
 //! |---|---|---|
-//! | *(default, always on)* | [`map`], [`guard`], [`file`](mod@file), [`search`] | `rustix`, `libc`, `memchr`, `zerocopy` |
+//! | *(default, always on)* | [`map`], [`guard`], [`file`](mod@file), [`search`], [`copy`] | `rustix`, `libc`, `memchr`, `zerocopy` |
 //! | `shm` | `shm` | — |
 //! | `pager` | `pager` | — |
 //! | `zstd` (implies `pager`) | `pager::ZstdSource`, `pager::compress_seekable` | `zstd` (builds zstd's C sources) |
@@ -86,6 +87,7 @@
 #[cfg(feature = "bench")]
 #[cfg_attr(docsrs, doc(cfg(feature = "bench")))]
 pub mod bench;
+pub mod copy;
 mod error;
 pub mod file;
 pub mod guard;

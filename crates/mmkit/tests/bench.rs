@@ -109,3 +109,46 @@ fn bad_inputs_are_errors() {
         assert_eq!(Method::from_name(m.name()), Some(m));
     }
 }
+
+/// The sink bench: every sink, cache state and method once, each delivering the file's
+/// bytes (checked inside the bench), with copy_file_range n/a outside a file.
+#[test]
+fn sink_bench_covers_every_sink_and_method() {
+    use mmkit::bench::{Sink, SinkOptions};
+    use mmkit::copy::Method as Copy;
+    let dir = tempfile::tempdir().unwrap();
+    let options = SinkOptions {
+        sizes: vec![(2 << 20) + 5],
+        runs: 2,
+        dir: Some(dir.path().to_path_buf()),
+        ..SinkOptions::default()
+    };
+    let mut calls = Vec::new();
+    let report = bench::run_sinks(&options, &mut |p| calls.push((p.done, p.total))).unwrap();
+    assert_eq!(calls.last(), Some(&(6, 6)));
+    assert_eq!(report.results.len(), 3 * 2 * Copy::ALL.len());
+    for r in &report.results {
+        let refused = r.method == Copy::CopyFileRange && r.sink != Sink::File;
+        assert_eq!(r.refused.is_some(), refused, "{r:?}");
+        assert_eq!(r.median_ns.is_some(), !refused, "{r:?}");
+        if refused {
+            continue;
+        }
+        assert_eq!(r.runs, 2);
+        let (lo, mid, hi) = (r.min_ns.unwrap(), r.median_ns.unwrap(), r.max_ns.unwrap());
+        assert!(lo <= mid && mid <= hi, "{r:?}");
+        let cpu = r.cpu_s_per_gb.unwrap();
+        assert!(r.cpu_min_s_per_gb.unwrap() <= cpu && cpu <= r.cpu_max_s_per_gb.unwrap());
+        assert_eq!(r.reader_cpu_s_per_gb.is_some(), r.sink != Sink::File);
+        if r.cache == CacheState::Cold {
+            assert_eq!(r.cached_pages_before, Some(0), "{r:?}");
+        }
+    }
+    // A sink bench of nothing is refused.
+    let none = SinkOptions {
+        methods: vec![],
+        ..options
+    };
+    assert!(bench::run_sinks(&none, &mut |_| {}).is_err());
+    assert!(std::fs::read_dir(dir.path()).unwrap().next().is_none());
+}

@@ -1,8 +1,10 @@
 //! `mmkit bench`: compare ways to read a file (mapped scans, `read()`, `pread`), warm and
-//! cold, over a sweep of file sizes. The library ([`mmkit::bench`]) measures; this module
-//! parses arguments, shows progress, and prints a table, JSON or a chart.
+//! cold, over a sweep of file sizes; with `--sink`, ways to send it to a pipe, a socket or
+//! a file (`sink.rs`). The library ([`mmkit::bench`]) measures; this module parses
+//! arguments, shows progress, and prints a table, JSON or a chart.
 
 mod plot;
+mod sink;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -10,7 +12,9 @@ use std::process::ExitCode;
 
 use crate::progress::Progress;
 use comfy_table::{presets, Cell, CellAlignment, ContentArrangement, Table};
-use mmkit::bench::{self, BenchOptions, BenchReport, CacheState, CaseResult, Method, Pattern};
+use mmkit::bench::{
+    self, BenchOptions, BenchReport, CacheState, CaseResult, Method, Pattern, Sink,
+};
 use mmkit::size::{format_size, parse_size};
 
 /// Arguments of `mmkit bench`.
@@ -20,16 +24,28 @@ pub(crate) struct BenchArgs {
     /// cold runs evict it from the page cache).
     file: Option<PathBuf>,
     /// File sizes to generate, comma-separated (4K, 64K, 1M, 16M, 256M; K/M/G are
-    /// powers of 1024). Default: 4K,64K,1M,16M,256M (--quick: 4K,1M,16M).
-    #[arg(long, value_delimiter = ',', value_parser = size_arg)]
+    /// powers of 1024). Default: 4K,64K,1M,16M,256M (--quick: 4K,1M,16M); with --sink 1G
+    /// (--quick: 64M).
+    #[arg(long, alias = "size", value_delimiter = ',', value_parser = size_arg)]
     sizes: Vec<u64>,
-    /// Timed runs per case; the median is reported (default 5, --quick 3).
+    /// Timed runs per case; the median is reported (default 5, --quick 3; with --sink 3).
     #[arg(long)]
     runs: Option<usize>,
     /// Methods, comma-separated: mmap, mmap-populate, mmap-seq, mmap-willneed, mmap-thp,
-    /// read, pread (default all).
+    /// read, pread (default all); with --sink: read+write, mmap+write, sendfile, splice,
+    /// copy_file_range (default all).
     #[arg(long, value_delimiter = ',', value_parser = method_arg)]
-    methods: Vec<Method>,
+    methods: Vec<MethodArg>,
+    /// Send the file to these sinks instead, comma-separated: pipe, socket (loopback TCP),
+    /// file. Compares read+write, mmap+write, sendfile, splice (through a 1 MiB pipe) and
+    /// copy_file_range side by side: GB/s and the sending thread's CPU seconds per GB.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        value_parser = sink_arg,
+        conflicts_with_all = ["plot", "pattern", "random_reads"]
+    )]
+    sink: Vec<Sink>,
     /// Access pattern.
     #[arg(long, value_enum, default_value = "both")]
     pattern: Which,
@@ -42,7 +58,7 @@ pub(crate) struct BenchArgs {
     /// Directory for the generated files (default the system temporary directory).
     #[arg(long)]
     dir: Option<PathBuf>,
-    /// read()/pread buffer size.
+    /// read()/pread buffer size (with --sink: read+write's and the readers').
     #[arg(long, value_parser = size_arg, default_value = "1M")]
     buffer: u64,
     /// 4 KiB reads in one random pass.
@@ -64,7 +80,7 @@ enum Which {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-enum CacheArg {
+pub(crate) enum CacheArg {
     Warm,
     Cold,
     Both,
@@ -76,11 +92,51 @@ fn size_arg(s: &str) -> Result<u64, String> {
     })
 }
 
-fn method_arg(s: &str) -> Result<Method, String> {
-    Method::from_name(s).ok_or_else(|| {
-        let names: Vec<&str> = Method::ALL.iter().map(|m| m.name()).collect();
-        format!("`{s}` is not a method (one of {})", names.join(", "))
-    })
+/// A read method, or (with `--sink`) a copy method.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum MethodArg {
+    Read(Method),
+    Copy(mmkit::copy::Method),
+}
+
+fn method_arg(s: &str) -> Result<MethodArg, String> {
+    if let Some(m) = Method::from_name(s) {
+        return Ok(MethodArg::Read(m));
+    }
+    if let Some(m) = mmkit::copy::Method::from_name(s) {
+        return Ok(MethodArg::Copy(m));
+    }
+    let read: Vec<&str> = Method::ALL.iter().map(|m| m.name()).collect();
+    let copy: Vec<&str> = mmkit::copy::Method::ALL.iter().map(|m| m.name()).collect();
+    Err(format!(
+        "`{s}` is not a method (one of {}; with --sink one of {})",
+        read.join(", "),
+        copy.join(", ")
+    ))
+}
+
+fn sink_arg(s: &str) -> Result<Sink, String> {
+    Sink::from_name(s).ok_or_else(|| format!("`{s}` is not a sink (pipe, socket or file)"))
+}
+
+/// Refuse a method of the other bench, as clap refuses a bad value (usage, exit 2).
+fn wrong_methods(names: &[&str], sink: bool) -> ! {
+    use clap::CommandFactory;
+    let msg = if sink {
+        format!(
+            "--sink compares copy methods (read+write, mmap+write, sendfile, splice, \
+             copy_file_range), not {}",
+            names.join(", ")
+        )
+    } else {
+        format!(
+            "{} are copy methods: give --sink pipe, socket or file to compare them",
+            names.join(", ")
+        )
+    };
+    crate::Cli::command()
+        .error(clap::error::ErrorKind::ArgumentConflict, msg)
+        .exit()
 }
 
 fn config(args: &BenchArgs) -> BenchOptions {
@@ -95,9 +151,17 @@ fn config(args: &BenchArgs) -> BenchOptions {
     if let Some(runs) = args.runs {
         c.runs = runs;
     }
-    if !args.methods.is_empty() {
-        c.methods = args.methods.clone();
-        c.methods.dedup();
+    c.methods = args
+        .methods
+        .iter()
+        .filter_map(|m| match m {
+            MethodArg::Read(m) => Some(*m),
+            MethodArg::Copy(_) => None,
+        })
+        .collect();
+    c.methods.dedup();
+    if c.methods.is_empty() {
+        c.methods = Method::ALL.to_vec();
     }
     c.patterns = match args.pattern {
         Which::Seq => vec![Pattern::Seq],
@@ -117,6 +181,24 @@ fn config(args: &BenchArgs) -> BenchOptions {
 }
 
 pub(crate) fn run(args: &BenchArgs) -> anyhow::Result<ExitCode> {
+    let (mut read, mut copy) = (Vec::new(), Vec::new());
+    for m in &args.methods {
+        match m {
+            MethodArg::Read(m) => read.push(m.name()),
+            MethodArg::Copy(m) => copy.push(*m),
+        }
+    }
+    if !args.sink.is_empty() {
+        if !read.is_empty() {
+            wrong_methods(&read, true);
+        }
+        copy.dedup();
+        return sink::run(args, copy);
+    }
+    if !copy.is_empty() {
+        let names: Vec<&str> = copy.iter().map(|m| m.name()).collect();
+        wrong_methods(&names, false);
+    }
     if let Some(plot) = &args.plot {
         // Fail before measuring, not after.
         plot::check_path(plot)?;

@@ -1,4 +1,6 @@
-//! `mmkit bench`: ways to read a file, measured side by side in one run.
+//! `mmkit bench`: ways to read a file, measured side by side in one run; and with
+//! [`run_sinks`] (`mmkit bench --sink`, the [`sink`] module's docs), ways to send a file
+//! to a pipe, a socket or a file.
 //!
 //! Methods ([`Method`]): a fresh lazy mapping, `MAP_POPULATE`, `MADV_SEQUENTIAL`,
 //! `MADV_WILLNEED`, `MADV_HUGEPAGE`, `read(2)` into a buffer and `pread(2)` into the
@@ -37,6 +39,8 @@ mod cache;
 mod method;
 mod report;
 mod runner;
+pub mod sink;
+mod sink_pass;
 
 pub use crate::size::{format_size, parse_size};
 pub use method::{CacheState, Method, Pattern};
@@ -52,3 +56,4 @@ pub use runner::Config;
 #[cfg_attr(not(feature = "pager"), allow(unused_imports))]
 pub(crate) use runner::{check_count, check_free_space, generate};
 pub use runner::{run, BenchOptions, Progress, MAX_BUFFER, MAX_RANDOM_READS, MAX_RUNS};
+pub use sink::{run_sinks, Sink, SinkOptions, SinkReport, SinkResult};

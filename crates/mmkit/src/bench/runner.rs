@@ -86,7 +86,7 @@ pub struct Progress {
 }
 
 /// A directory of generated files, removed on drop.
-struct Scratch(PathBuf);
+pub(crate) struct Scratch(pub(crate) PathBuf);
 
 impl Drop for Scratch {
     fn drop(&mut self) {
@@ -94,7 +94,7 @@ impl Drop for Scratch {
     }
 }
 
-fn bad(detail: impl Into<String>) -> Error {
+pub(crate) fn bad(detail: impl Into<String>) -> Error {
     Error::new(Op::Open, ErrorKind::Unsupported).detail(detail)
 }
 
@@ -132,7 +132,7 @@ fn check_limits(config: &BenchOptions) -> Result<()> {
 
 /// Refuse generated files that would not fit in the free space of `dir`, before
 /// writing any of them.
-fn check_space(dir: &Path, sizes: &[u64]) -> Result<()> {
+pub(crate) fn check_space(dir: &Path, sizes: &[u64]) -> Result<()> {
     let total = sizes
         .iter()
         .try_fold(0u64, |sum, &s| sum.checked_add(s))
@@ -163,7 +163,7 @@ pub(crate) fn check_free_space(dir: &Path, total: u64) -> Result<()> {
 
 /// Open the user's file to measure: a regular, non-empty file, opened without blocking
 /// (a FIFO would otherwise wait for a writer).
-fn open_measured(path: &Path) -> Result<(File, u64)> {
+pub(crate) fn open_measured(path: &Path) -> Result<(File, u64)> {
     let file = crate::map::open_for_map(path, false, false)?;
     let meta = file
         .metadata()

@@ -148,27 +148,12 @@ impl Mapping {
         while done < len {
             let n = STEP.min(len - done);
             let at = off + done;
-            let wrote = self
-                .region
-                .access(Op::Read, at, n, Protection::READ, |src| {
-                    // SAFETY: `[src, src+n)` is readable memory of the view (checked by
-                    // `access`); write(2) only reads it, and reports a lost page as EFAULT.
-                    unsafe { crate::sys::io::write_raw(fd, src, n) }
-                })?;
-            match wrote {
+            match self.write_once(at, n, fd)? {
                 Ok(0) => break,
                 Ok(w) => done += w,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(e) if e.raw_os_error() == Some(rustix::io::Errno::FAULT.raw_os_error()) => {
-                    // The kernel met a page with no file behind it: read one byte of it
-                    // under the guard to record the loss and get the diagnosis.
-                    let mut probe = [0u8];
-                    self.read_at(at, &mut probe)
-                        .map_err(|e| e.at(at as u64, (len - done) as u64))?;
-                    return Err(self
-                        .region
-                        .err(Op::Read, ErrorKind::Truncated, at, len - done)
-                        .detail("the file was truncated while it was being written out"));
+                    return Err(self.lost_in_write(at, len - done));
                 }
                 Err(e) => {
                     return Err(Error::io(Op::Write, &e).at(at as u64, n as u64));
@@ -176,6 +161,37 @@ impl Mapping {
             }
         }
         Ok(done)
+    }
+
+    /// One `write(2)` of up to `len` bytes at `off` to `fd`, straight from the pages. The
+    /// outer `Result` is the mapping's own check (range, protection, pages already lost),
+    /// the inner one the write's: `EFAULT` there means a page had no file behind it (see
+    /// [`lost_in_write`](Self::lost_in_write)).
+    pub(crate) fn write_once(
+        &self,
+        off: usize,
+        len: usize,
+        fd: std::os::fd::BorrowedFd<'_>,
+    ) -> Result<std::io::Result<usize>> {
+        self.region
+            .access(Op::Read, off, len, Protection::READ, |src| {
+                // SAFETY: `[src, src+len)` is readable memory of the view (checked by
+                // `access`); write(2) only reads it, and reports a lost page as EFAULT.
+                unsafe { crate::sys::io::write_raw(fd, src, len) }
+            })
+    }
+
+    /// The error for a `write(2)` from the view at `at` that failed with `EFAULT`: the
+    /// kernel met a page with no file behind it. Reads one byte there under the guard to
+    /// record the loss and diagnose it (`Truncated`, or `StorageFault`).
+    pub(crate) fn lost_in_write(&self, at: usize, len: usize) -> Error {
+        let mut probe = [0u8];
+        if let Err(e) = self.read_at(at, &mut probe) {
+            return e.at(at as u64, len as u64);
+        }
+        self.region
+            .err(Op::Read, ErrorKind::Truncated, at, len)
+            .detail("the file was truncated while it was being written out")
     }
 
     /// The whole view as a slice, safely: only for a memfd sealed against shrinking and

@@ -46,6 +46,7 @@ mod types;
 pub use mapping::Mapping;
 pub use memory::Memory;
 pub(crate) use open::{not_mappable, open_for_map, unmappable};
+pub(crate) use options::fd_path;
 pub use options::MapOptions;
 pub use residency::Residency;
 pub use types::{

@@ -464,7 +464,7 @@ fn check_file(fd: BorrowedFd<'_>, path: Option<&Path>, shared_write: bool) -> Re
 }
 
 /// The path behind an open descriptor, for error messages.
-fn fd_path(fd: BorrowedFd<'_>) -> Option<PathBuf> {
+pub(crate) fn fd_path(fd: BorrowedFd<'_>) -> Option<PathBuf> {
     use std::os::fd::AsRawFd;
     std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd())).ok()
 }

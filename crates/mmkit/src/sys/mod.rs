@@ -7,8 +7,9 @@
 //! |---|---|
 //! | `mm` | `mmap`, `munmap`, `msync`, `mprotect`, `madvise`, `mlock`/`mlock2`, `munlock`, `mincore`, `mremap`, `prctl(PR_SET_VMA)` |
 //! | `signal` | `sigaction` for the SIGBUS guard and its chaining, `pthread_sigmask`, `sigwait`, `kill`, `raise`, signal numbers |
-//! | `process` | `fork`, `_exit`, `waitpid`, `pthread_atfork`, `getrusage` |
-//! | `io` | `write(2)` from raw memory, `poll(2)` |
+//! | `process` | `fork`, `_exit`, `waitpid`, `pthread_atfork`, `getrusage` (faults, CPU time) |
+//! | `io` | `write(2)` from raw memory or a buffer, `poll(2)` for input or output |
+//! | `copy` | `sendfile`, `splice`, `copy_file_range`, `pipe2`, `F_SETPIPE_SZ`/`F_GETPIPE_SZ` |
 //! | `errno` | errno numbers by C name (from `rustix`'s `Errno`), for the error type |
 //! | `fs` | `cachestat(2)`, `open` and `memfd` seal flags |
 //! | `uffd` | `userfaultfd(2)`, `/dev/userfaultfd` and the `UFFDIO_*` ioctls |
@@ -38,6 +39,7 @@
     allow(dead_code)
 )]
 
+pub(crate) mod copy;
 pub(crate) mod errno;
 pub(crate) mod fs;
 pub(crate) mod io;

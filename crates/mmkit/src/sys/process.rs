@@ -130,3 +130,34 @@ pub(crate) fn fault_counts() -> (u64, u64) {
     };
     (ru.ru_minflt as u64, ru.ru_majflt as u64)
 }
+
+/// Whose CPU time [`cpu_time`] reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Who {
+    /// The whole process, every thread (`RUSAGE_SELF`).
+    Process,
+    /// The calling thread only (`RUSAGE_THREAD`, Linux 2.6.26).
+    Thread,
+}
+
+/// `getrusage(2)`: the user and system CPU time used so far by the process or the calling
+/// thread.
+///
+/// <https://man7.org/linux/man-pages/man2/getrusage.2.html>
+#[doc(alias = "getrusage")]
+#[doc(alias = "RUSAGE_THREAD")]
+pub(crate) fn cpu_time(who: Who) -> (std::time::Duration, std::time::Duration) {
+    let who = match who {
+        Who::Process => libc::RUSAGE_SELF,
+        Who::Thread => libc::RUSAGE_THREAD,
+    };
+    let mut ru = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: getrusage writes a whole `rusage` into the pointer we pass; zeroed is valid.
+    let ru = unsafe {
+        libc::getrusage(who, ru.as_mut_ptr());
+        ru.assume_init()
+    };
+    let time =
+        |tv: libc::timeval| std::time::Duration::new(tv.tv_sec as u64, tv.tv_usec as u32 * 1000);
+    (time(ru.ru_utime), time(ru.ru_stime))
+}
