@@ -204,22 +204,8 @@ pub(crate) fn run(args: &BenchArgs) -> anyhow::Result<ExitCode> {
         plot::check_path(plot)?;
     }
     let config = config(args);
-    let progress = Progress::bar("cases");
-    progress.message("generating files");
-    let result = bench::run(&config, &mut |p| {
-        progress.at(p.done as u64, p.total as u64);
-        progress.message(p.case.clone());
-        if !progress.shown() {
-            eprintln!("bench: {}/{} {}", p.done, p.total, p.case);
-        }
-    });
-    drop(progress);
-    let report = match result {
-        Ok(r) => r,
-        Err(e) => {
-            crate::report(&format!("bench: {}", crate::first_line(&e.to_string())));
-            return Ok(ExitCode::from(1));
-        }
+    let Some(report) = with_progress(|p| bench::run(&config, p)) else {
+        return Ok(ExitCode::from(1));
     };
     if let Some(path) = &args.plot {
         plot::draw(&report, path)?;
@@ -302,4 +288,28 @@ fn table(report: &BenchReport) -> Table {
         }
     }
     table
+}
+
+/// Run a benchmark under a progress bar of its cases (a line a case on stderr when no
+/// bar is shown); its report, or `None` once its error has been reported in one line.
+pub(super) fn with_progress<T>(
+    run: impl FnOnce(&mut dyn FnMut(&bench::Progress)) -> mmkit::Result<T>,
+) -> Option<T> {
+    let progress = Progress::bar("cases");
+    progress.message("generating files");
+    let result = run(&mut |p| {
+        progress.at(p.done as u64, p.total as u64);
+        progress.message(p.case.clone());
+        if !progress.shown() {
+            eprintln!("bench: {}/{} {}", p.done, p.total, p.case);
+        }
+    });
+    drop(progress);
+    match result {
+        Ok(r) => Some(r),
+        Err(e) => {
+            crate::report(&format!("bench: {}", crate::first_line(&e.to_string())));
+            None
+        }
+    }
 }

@@ -9,7 +9,6 @@ use mmkit::bench::{self, CacheState, SinkOptions, SinkReport, SinkResult};
 use mmkit::size::format_size;
 
 use super::{BenchArgs, CacheArg};
-use crate::progress::Progress;
 
 /// The sink bench's options from the arguments (`--methods` already checked to be copy
 /// methods).
@@ -43,22 +42,8 @@ fn options(args: &BenchArgs, methods: Vec<mmkit::copy::Method>) -> SinkOptions {
 
 pub(super) fn run(args: &BenchArgs, methods: Vec<mmkit::copy::Method>) -> anyhow::Result<ExitCode> {
     let options = options(args, methods);
-    let progress = Progress::bar("cases");
-    progress.message("generating files");
-    let result = bench::run_sinks(&options, &mut |p| {
-        progress.at(p.done as u64, p.total as u64);
-        progress.message(p.case.clone());
-        if !progress.shown() {
-            eprintln!("bench: {}/{} {}", p.done, p.total, p.case);
-        }
-    });
-    drop(progress);
-    let report = match result {
-        Ok(r) => r,
-        Err(e) => {
-            crate::report(&format!("bench: {}", crate::first_line(&e.to_string())));
-            return Ok(ExitCode::from(1));
-        }
+    let Some(report) = super::with_progress(|p| bench::run_sinks(&options, p)) else {
+        return Ok(ExitCode::from(1));
     };
     let mut out = std::io::stdout().lock();
     if args.json {
