@@ -101,9 +101,24 @@ extern "C" fn count_fork_in_child() {
 /// `pthread_atfork` handler registered before the first read) reads its own again.
 #[cfg(feature = "shm")]
 pub(crate) fn cached_tid() -> u32 {
-    static HOOK: std::sync::Once = std::sync::Once::new();
-    // SAFETY: the handler only bumps an atomic, which is async-signal-safe.
-    HOOK.call_once(|| unsafe { atfork_child(count_fork_in_child) });
+    use std::sync::atomic::{AtomicU8, Ordering};
+    // 0: no handler yet; 1: a thread is registering it; 2: registered. Not a `Once`: a
+    // `fork` while another thread ran `call_once` left the child waiting on the `Once`
+    // forever (the thread that would finish it does not exist in the child). Until the
+    // handler is known registered, the TID is read afresh, never cached.
+    static HOOK: AtomicU8 = AtomicU8::new(0);
+    if HOOK.load(Ordering::Acquire) != 2 {
+        if HOOK
+            .compare_exchange(0, 1, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
+            // SAFETY: the handler only bumps an atomic, which is async-signal-safe.
+            unsafe { atfork_child(count_fork_in_child) };
+            HOOK.store(2, Ordering::Release);
+        } else {
+            return rustix::thread::gettid().as_raw_nonzero().get() as u32;
+        }
+    }
     let generation = FORK_GENERATION.load(std::sync::atomic::Ordering::Relaxed);
     TID.with(|cell| {
         let (seen, tid) = cell.get();
