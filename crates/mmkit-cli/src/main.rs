@@ -15,6 +15,7 @@ mod maps;
 mod page;
 mod progress;
 mod shm;
+mod table;
 mod tour;
 
 use std::process::ExitCode;

@@ -5,7 +5,7 @@
 use std::io::Write;
 use std::process::ExitCode;
 
-use comfy_table::{presets, Cell, CellAlignment, ContentArrangement, Row, Table};
+use comfy_table::{Row, Table};
 use mmkit::probe::maps::{process_maps, AreaKind, MapEntry, MapTotals, Totals};
 
 /// Arguments of `mmkit maps`.
@@ -254,11 +254,7 @@ fn totals_row(label: &str, t: &MapTotals) -> Row {
 }
 
 fn table(rows: &[&MapEntry], totals: &Totals, totals_only: bool) -> Table {
-    let mut table = Table::new();
-    table
-        .load_style(presets::NOTHING)
-        .set_content_arrangement(ContentArrangement::Disabled)
-        .set_header(HEADER.iter().map(Cell::new));
+    let mut table = crate::table::plain_table(&HEADER);
     if !totals_only {
         for e in rows {
             table.add_row(entry_row(e));
@@ -271,10 +267,6 @@ fn table(rows: &[&MapEntry], totals: &Totals, totals_only: bool) -> Table {
         }
     }
     table.add_row(totals_row("all", &totals.all));
-    for i in FIRST_SIZE..FIRST_SIZE + 10 {
-        if let Some(col) = table.column_mut(i) {
-            col.set_cell_alignment(CellAlignment::Right);
-        }
-    }
+    crate::table::align_right(&mut table, FIRST_SIZE..FIRST_SIZE + 10);
     table
 }

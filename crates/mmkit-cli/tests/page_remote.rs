@@ -12,7 +12,7 @@ use mmkit::helpers::XorShift;
 
 mod common;
 use common::uffd_allowed;
-use common::{assert_code, run, stderr, stdout};
+use common::{assert_code, assert_refused, run, seekable_zstd, stderr, stdout};
 
 /// `len` bytes, half compressible and half not.
 fn data(len: usize) -> Vec<u8> {
@@ -148,31 +148,6 @@ fn stats_json_has_the_object_and_fetches_at_least_what_it_touches() {
     assert_eq!(file["checksum"], seq["checksum"]);
 }
 
-/// What a bad URL must give: exit 1, nothing on stdout, and one line naming the URL
-/// (`mmkit: …`), a `hint:` line at most after it; never a panic.
-#[track_caller]
-fn assert_refused(args: &[&str], url: &str, want: &str) {
-    let out = run(args);
-    let err = stderr(&out);
-    assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
-    assert!(out.stdout.is_empty(), "{args:?}: {}", stdout(&out));
-    assert!(!err.contains("panicked"), "{args:?}: {err}");
-    let lines: Vec<&str> = err.lines().collect();
-    assert!(
-        lines[0].starts_with("mmkit: ") && lines[0].contains(url),
-        "{args:?}: {err}"
-    );
-    assert!(err.contains(want), "{args:?}: wanted {want:?} in {err}");
-    match lines.len() {
-        1 => {}
-        2 => assert!(
-            lines[1].trim_start().starts_with("hint:"),
-            "{args:?}: {err}"
-        ),
-        _ => panic!("{args:?}: more than two lines: {err}"),
-    }
-}
-
 #[test]
 fn urls_that_reach_nothing_are_one_clear_line() {
     let dir = tempfile::tempdir().unwrap();
@@ -213,7 +188,7 @@ fn urls_that_reach_nothing_are_one_clear_line() {
                 "2s",
             ],
         ] {
-            assert_refused(cmd, url, want);
+            assert_refused(&run(cmd), url, want);
         }
     }
 }
@@ -225,9 +200,7 @@ fn zstd_over_a_url_is_the_uncompressed_bytes() {
     }
     let (dir, bytes, _) = object(1024 * 1024 + 77);
     let zst = dir.path().join("obj.zst");
-    let mut out = std::fs::File::create(&zst).unwrap();
-    mmkit::pager::compress_seekable(&mut &bytes[..], &mut out, 256 << 10, 3).unwrap();
-    drop(out);
+    std::fs::write(&zst, seekable_zstd(&bytes, 256 << 10)).unwrap();
     let url = format!("file://{}", zst.display());
     let out = run(&["page", "cat", "--zstd", &url]);
     assert_code(&out, 0);

@@ -10,7 +10,9 @@ use mmkit::helpers::XorShift;
 
 mod common;
 use common::uffd_allowed;
-use common::{assert_code, fill_pattern, mmkit, run_command, stderr, stdout, S3Server};
+use common::{
+    assert_code, assert_refused, fill_pattern, mmkit, run_command, seekable_zstd, S3Server,
+};
 
 /// `mmkit ARGS` with `env` (and nothing of the caller's AWS_* environment).
 fn mmkit_env(env: &[(String, String)], args: &[&str]) -> Output {
@@ -54,8 +56,7 @@ fn cat_zstd_of_an_s3_object_is_the_uncompressed_bytes() {
         return;
     }
     let plain = pattern(3 * 1024 * 1024 + 5);
-    let mut zst = Vec::new();
-    mmkit::pager::compress_seekable(&mut &plain[..], &mut zst, 128 << 10, 3).unwrap();
+    let zst = seekable_zstd(&plain, 128 << 10);
     let s3 = S3Server::start();
     s3.create_bucket("data");
     s3.put("data", "obj.zst", &zst);
@@ -129,19 +130,6 @@ fn bench_url_on_s3_reports_every_pass() {
         assert!(methods.contains(&m), "{m}: {methods:?}");
     }
     assert!(v["random"]["fetched_over_touched"].as_f64().unwrap() >= 1.0);
-}
-
-/// The error: exit 1, one line naming the URL (and a hint), no panic.
-#[track_caller]
-fn assert_refused(out: &Output, url: &str, want: &str) {
-    let err = stderr(out);
-    assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(out.stdout.is_empty(), "{}", stdout(out));
-    assert!(!err.contains("panicked"), "{err}");
-    let first = err.lines().next().unwrap_or_default();
-    assert!(first.contains(url), "{err}");
-    assert!(err.contains(want), "wanted {want:?}: {err}");
-    assert!(err.lines().count() <= 2, "{err}");
 }
 
 #[test]

@@ -13,19 +13,10 @@ use std::path::{Path, PathBuf};
 use std::thread::JoinHandle;
 
 use mmkit::copy::{self, CopyOptions, CopyReport, Destination, Method};
-use mmkit::helpers::XorShift;
 use mmkit::ErrorKind;
 
-/// `len` bytes of xorshift data with no zero byte (so zeros in a copy stand out).
-fn pattern(len: usize, seed: u64) -> Vec<u8> {
-    let mut rng = XorShift::new(seed);
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        out.extend(rng.next_u64().to_ne_bytes().map(|b| b | 1));
-    }
-    out.truncate(len);
-    out
-}
+mod common;
+use common::random_nonzero;
 
 fn write_file(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
     let path = dir.join(name);
@@ -131,7 +122,7 @@ fn copy_with(
 #[cfg_attr(miri, ignore)]
 fn every_method_to_every_sink_byte_for_byte() {
     let dir = tempfile::tempdir().unwrap();
-    let data = pattern((3 << 20) + 123, 1);
+    let data = random_nonzero((3 << 20) + 123, 1);
     let src = File::open(write_file(dir.path(), "src", &data)).unwrap();
     let size = data.len() as u64;
     // (offset, len): the whole file, an unaligned middle, the last bytes, past the end.
@@ -176,7 +167,7 @@ fn every_method_to_every_sink_byte_for_byte() {
 #[cfg_attr(miri, ignore)]
 fn auto_chooses_by_destination() {
     let dir = tempfile::tempdir().unwrap();
-    let data = pattern(1 << 20, 2);
+    let data = random_nonzero(1 << 20, 2);
     let src = File::open(write_file(dir.path(), "src", &data)).unwrap();
     for sink in SINKS {
         let (r, got) = copy_with(&src, sink, dir.path(), &CopyOptions::new());
@@ -201,7 +192,7 @@ fn auto_chooses_by_destination() {
 #[cfg_attr(miri, ignore)]
 fn append_file_keeps_its_contents() {
     let dir = tempfile::tempdir().unwrap();
-    let data = pattern(300_000, 3);
+    let data = random_nonzero(300_000, 3);
     let src = File::open(write_file(dir.path(), "src", &data)).unwrap();
     let out = write_file(dir.path(), "log", b"before\n");
     let dst = std::fs::OpenOptions::new().append(true).open(&out).unwrap();
@@ -226,7 +217,7 @@ fn append_file_keeps_its_contents() {
 #[cfg_attr(miri, ignore)]
 fn a_refused_method_hands_over_to_the_next() {
     let dir = tempfile::tempdir().unwrap();
-    let data = pattern(200_000, 4);
+    let data = random_nonzero(200_000, 4);
     let src = File::open(write_file(dir.path(), "src", &data)).unwrap();
     for sink in [Sink::Pipe, Sink::UnixSocket, Sink::Tcp] {
         let (r, got) = copy_with(
@@ -264,7 +255,7 @@ fn a_refused_method_hands_over_to_the_next() {
 #[cfg_attr(miri, ignore)]
 fn a_full_non_blocking_destination_is_waited_for() {
     let dir = tempfile::tempdir().unwrap();
-    let data = pattern(2 << 20, 5);
+    let data = random_nonzero(2 << 20, 5);
     let src = File::open(write_file(dir.path(), "src", &data)).unwrap();
     for method in [
         Method::Sendfile,
@@ -299,7 +290,7 @@ fn a_full_non_blocking_destination_is_waited_for() {
 #[cfg_attr(miri, ignore)]
 fn a_closed_destination_is_an_error_not_a_signal() {
     let dir = tempfile::tempdir().unwrap();
-    let data = pattern(1 << 20, 6);
+    let data = random_nonzero(1 << 20, 6);
     let src = File::open(write_file(dir.path(), "src", &data)).unwrap();
     for method in [
         Method::Sendfile,
@@ -333,7 +324,7 @@ fn a_closed_destination_is_an_error_not_a_signal() {
 #[cfg_attr(miri, ignore)]
 fn hostile_ranges_are_clear_errors() {
     let dir = tempfile::tempdir().unwrap();
-    let data = pattern(10_000, 7);
+    let data = random_nonzero(10_000, 7);
     let src = File::open(write_file(dir.path(), "src", &data)).unwrap();
     let sink = File::create(dir.path().join("sink")).unwrap();
     let e = copy::copy_range(&src, 10_001, 1, &sink).unwrap_err();

@@ -16,6 +16,9 @@ use std::time::{Duration, Instant};
 use mmkit::copy::{CopyOptions, CopyReport, Method};
 use mmkit::helpers::XorShift;
 
+mod common;
+use common::random_nonzero;
+
 const SIZE: usize = 4 << 20;
 
 fn rounds() -> usize {
@@ -23,17 +26,6 @@ fn rounds() -> usize {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(40)
-}
-
-/// Bytes with no zero among them, so zeros in a copy stand out.
-fn pattern(len: usize, seed: u64) -> Vec<u8> {
-    let mut rng = XorShift::new(seed);
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        out.extend(rng.next_u64().to_ne_bytes().map(|b| b | 1));
-    }
-    out.truncate(len);
-    out
 }
 
 /// A length to truncate to: half the time a whole number of pages, else any byte.
@@ -125,7 +117,7 @@ fn check(what: &str, data: &[u8], cut: u64, r: &CopyReport, got: &[u8], seen: &m
 fn truncated_into_a_pipe_mid_copy() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("src");
-    let data = pattern(SIZE, 11);
+    let data = random_nonzero(SIZE, 11);
     let mut rng = XorShift::new(99);
     for method in [
         Method::Sendfile,
@@ -167,7 +159,7 @@ fn truncated_into_a_file_racing() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("src");
     let out = dir.path().join("out");
-    let data = pattern(SIZE, 12);
+    let data = random_nonzero(SIZE, 12);
     let mut rng = XorShift::new(7);
     for method in mmkit::copy::Method::ALL {
         let mut seen = Seen::default();

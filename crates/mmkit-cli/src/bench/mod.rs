@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use crate::progress::Progress;
-use comfy_table::{presets, Cell, CellAlignment, ContentArrangement, Table};
+use comfy_table::Table;
 use mmkit::bench::{
     self, BenchOptions, BenchReport, CacheState, CaseResult, Method, Pattern, Sink,
 };
@@ -274,19 +274,11 @@ fn table(report: &BenchReport) -> Table {
         "reads/s",
         "vs read()",
     ];
-    let mut table = Table::new();
-    table
-        .load_style(presets::NOTHING)
-        .set_content_arrangement(ContentArrangement::Disabled)
-        .set_header(HEADER.iter().map(Cell::new));
+    let mut table = crate::table::plain_table(&HEADER);
     for r in &report.results {
         table.add_row(row(r));
     }
-    for i in [0, 4, 5, 6, 7, 8] {
-        if let Some(col) = table.column_mut(i) {
-            col.set_cell_alignment(CellAlignment::Right);
-        }
-    }
+    crate::table::align_right(&mut table, [0, 4, 5, 6, 7, 8]);
     table
 }
 

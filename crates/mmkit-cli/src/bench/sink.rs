@@ -4,7 +4,7 @@
 use std::io::Write;
 use std::process::ExitCode;
 
-use comfy_table::{presets, Cell, CellAlignment, ContentArrangement, Table};
+use comfy_table::Table;
 use mmkit::bench::{self, CacheState, SinkOptions, SinkReport, SinkResult};
 use mmkit::size::format_size;
 
@@ -131,18 +131,10 @@ fn table(report: &SinkReport) -> Table {
         "vs read+write",
         "reader s/GB",
     ];
-    let mut table = Table::new();
-    table
-        .load_style(presets::NOTHING)
-        .set_content_arrangement(ContentArrangement::Disabled)
-        .set_header(HEADER.iter().map(Cell::new));
+    let mut table = crate::table::plain_table(&HEADER);
     for r in &report.results {
         table.add_row(row(r));
     }
-    for i in [0, 4, 5, 6, 7, 8, 9] {
-        if let Some(col) = table.column_mut(i) {
-            col.set_cell_alignment(CellAlignment::Right);
-        }
-    }
+    crate::table::align_right(&mut table, [0, 4, 5, 6, 7, 8, 9]);
     table
 }

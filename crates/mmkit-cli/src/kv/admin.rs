@@ -5,11 +5,12 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use comfy_table::{presets, Cell, CellAlignment, ContentArrangement, Table};
+use comfy_table::{Cell, CellAlignment};
 use mmkit::size::format_size;
 use mmkit::store::LogOptions;
 
 use super::{kv_error, open, open_to_read};
+use crate::table::plain_table;
 
 /// Arguments of `mmkit kv stats`.
 #[derive(Debug, clap::Args)]
@@ -91,7 +92,7 @@ pub(crate) fn stats(args: &StatsArgs) -> anyhow::Result<ExitCode> {
         ("file", format_size(s.file_bytes)),
         ("allocated", format_size(s.allocated_bytes)),
     ];
-    let mut table = plain_table();
+    let mut table = plain_table(&[]);
     for (name, value) in rows {
         table.add_row(vec![
             Cell::new(name),
@@ -143,7 +144,7 @@ pub(crate) fn compact(args: &CompactArgs) -> anyhow::Result<ExitCode> {
         c.seconds * 1e3,
         c.keys
     )?;
-    let mut table = plain_table();
+    let mut table = plain_table(&[]);
     table.set_header(vec!["", "before", "after"]);
     for (name, before, after) in [
         ("records", c.bytes_before, c.bytes_after),
@@ -183,15 +184,6 @@ pub(crate) fn check(args: &CheckArgs) -> anyhow::Result<ExitCode> {
     }
     out.flush()?;
     Ok(crate::code(report.is_intact(), 1))
-}
-
-/// A table without borders or wrapping.
-fn plain_table() -> Table {
-    let mut table = Table::new();
-    table
-        .load_style(presets::NOTHING)
-        .set_content_arrangement(ContentArrangement::Disabled);
-    table
 }
 
 /// The size of the file at `path` now.

@@ -5,7 +5,6 @@ use std::path::PathBuf;
 
 use crate::progress::Progress;
 use clap::Args;
-use comfy_table::{presets, Cell, CellAlignment, ContentArrangement, Table};
 use mmkit::store::bench::{LogBenchOptions, LogBenchReport, LogBenchRow, Spread};
 use mmkit::store::Durability;
 use serde::Serialize;
@@ -150,28 +149,20 @@ fn verdicts(report: &LogBenchReport) -> Vec<Verdict> {
 }
 
 fn render(report: &LogBenchReport, targets: &[Verdict]) -> String {
-    let mut table = Table::new();
-    table
-        .load_style(presets::NOTHING)
-        .set_content_arrangement(ContentArrangement::Disabled)
-        .set_header(
-            [
-                "case",
-                "size",
-                "appends",
-                "mmkit/s",
-                "(min-max)",
-                "peer",
-                "peer/s",
-                "(min-max)",
-                "ratio",
-                "flushes/append",
-                "target",
-                "verdict",
-            ]
-            .iter()
-            .map(Cell::new),
-        );
+    let mut table = crate::table::plain_table(&[
+        "case",
+        "size",
+        "appends",
+        "mmkit/s",
+        "(min-max)",
+        "peer",
+        "peer/s",
+        "(min-max)",
+        "ratio",
+        "flushes/append",
+        "target",
+        "verdict",
+    ]);
     for r in &report.rows {
         let (target, verdict) = row_target(r);
         table.add_row(vec![
@@ -189,11 +180,7 @@ fn render(report: &LogBenchReport, targets: &[Verdict]) -> String {
             verdict,
         ]);
     }
-    for i in [2, 3, 4, 6, 7, 8, 9] {
-        if let Some(col) = table.column_mut(i) {
-            col.set_cell_alignment(CellAlignment::Right);
-        }
-    }
+    crate::table::align_right(&mut table, [2, 3, 4, 6, 7, 8, 9]);
     let m = &report.machine;
     let mut out = format!("{table}\n");
     for t in targets {

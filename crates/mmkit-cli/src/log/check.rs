@@ -4,7 +4,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use comfy_table::{presets, Cell, CellAlignment, ContentArrangement, Table};
+use comfy_table::{Cell, CellAlignment};
 use mmkit::size::format_size;
 use mmkit::store::{CheckReport, Seq};
 
@@ -106,10 +106,7 @@ pub(crate) fn stats(args: &StatsArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let seq = |s: Option<Seq>| s.map_or("-".to_string(), |n| n.to_string());
-    let mut table = Table::new();
-    table
-        .load_style(presets::NOTHING)
-        .set_content_arrangement(ContentArrangement::Disabled);
+    let mut table = crate::table::plain_table(&[]);
     let rows = [
         ("first", seq(s.first)),
         ("last", seq(s.last)),

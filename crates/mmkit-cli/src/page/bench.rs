@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use super::open::RemoteArgs;
 use crate::progress::Progress;
-use comfy_table::{presets, Cell, CellAlignment, ContentArrangement, Table};
+use crate::table::{align_right, plain_table};
 use mmkit::pager::bench::{
     PageBenchOptions, PageBenchReport, RemoteBenchOptions, RemoteBenchReport,
 };
@@ -112,7 +112,7 @@ fn local(a: &BenchArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn render(r: &PageBenchReport) -> String {
-    let mut t = table(&[
+    let mut t = plain_table(&[
         "pattern",
         "method",
         "median",
@@ -130,7 +130,7 @@ fn render(r: &PageBenchReport) -> String {
             format!("{:.2}x", row.vs_kernel),
         ]);
     }
-    align_right(&mut t, &[2, 3, 4, 5]);
+    align_right(&mut t, [2, 3, 4, 5]);
     let f = &r.fault;
     format!(
         "{} file, pager read-ahead {} pages\n{t}\none fault: pager {:.1} µs (p99 {:.1}), kernel minor fault {:.2} µs (p99 {:.2}): {:.0}x\nsequential pass: {} faults filled {} pages ({} by read-ahead): {:.2} µs a page\nfresh anonymous memory: {:.2} µs a page to touch, the floor for filling private pages\n",
@@ -181,7 +181,7 @@ fn remote(a: &BenchArgs, url: &str) -> anyhow::Result<ExitCode> {
 }
 
 fn render_remote(r: &RemoteBenchReport) -> String {
-    let mut t = table(&[
+    let mut t = plain_table(&[
         "pass",
         "median",
         "min – max",
@@ -206,7 +206,7 @@ fn render_remote(r: &RemoteBenchReport) -> String {
             format_size(row.bytes_fetched),
         ]);
     }
-    align_right(&mut t, &[1, 2, 3, 4, 5, 6]);
+    align_right(&mut t, [1, 2, 3, 4, 5, 6]);
     let fb = &r.first_byte;
     let sync = r
         .rows
@@ -244,21 +244,4 @@ fn render_remote(r: &RemoteBenchReport) -> String {
         rnd.fetched_percent,
         rnd.fetched_over_touched,
     )
-}
-
-/// A borderless table with `header`.
-fn table(header: &[&str]) -> Table {
-    let mut t = Table::new();
-    t.load_style(presets::NOTHING)
-        .set_content_arrangement(ContentArrangement::Disabled)
-        .set_header(header.iter().map(Cell::new));
-    t
-}
-
-fn align_right(t: &mut Table, columns: &[usize]) {
-    for &i in columns {
-        if let Some(c) = t.column_mut(i) {
-            c.set_cell_alignment(CellAlignment::Right);
-        }
-    }
 }

@@ -11,7 +11,7 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use comfy_table::{presets, Cell, CellAlignment, ContentArrangement, Table};
+use comfy_table::{Cell, CellAlignment};
 use mmkit::pager::bench::{scan_pager, touched_bytes};
 use mmkit::pager::{ObjectSource, PagerStats};
 
@@ -239,9 +239,7 @@ fn stats_table(st: &PagerStats, object: Option<&Fetched>) -> String {
             ),
         ]);
     }
-    let mut t = Table::new();
-    t.load_style(presets::NOTHING)
-        .set_content_arrangement(ContentArrangement::Disabled);
+    let mut t = crate::table::plain_table(&[]);
     for (name, v) in rows {
         t.add_row(vec![
             Cell::new(name),

@@ -4,7 +4,6 @@ use std::process::ExitCode;
 
 use crate::progress::Progress;
 use clap::Args;
-use comfy_table::{presets, Cell, CellAlignment, ContentArrangement, Table};
 use mmkit::shm::bench::{Row, ShmBenchOptions, ShmBenchReport, Transport};
 
 /// Options of `mmkit shm bench`.
@@ -62,32 +61,20 @@ pub(crate) fn run(args: &BenchArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn render(report: &ShmBenchReport) -> String {
-    let mut table = Table::new();
-    table
-        .load_style(presets::NOTHING)
-        .set_content_arrangement(ContentArrangement::Disabled)
-        .set_header(
-            [
-                "size",
-                "transport",
-                "msgs/s",
-                "throughput",
-                "vs pipe",
-                "rtt p50",
-                "p99",
-                "p99.9",
-            ]
-            .iter()
-            .map(Cell::new),
-        );
+    let mut table = crate::table::plain_table(&[
+        "size",
+        "transport",
+        "msgs/s",
+        "throughput",
+        "vs pipe",
+        "rtt p50",
+        "p99",
+        "p99.9",
+    ]);
     for r in &report.rows {
         table.add_row(row(report, r));
     }
-    for i in [0, 2, 3, 4, 5, 6, 7] {
-        if let Some(col) = table.column_mut(i) {
-            col.set_cell_alignment(CellAlignment::Right);
-        }
-    }
+    crate::table::align_right(&mut table, [0, 2, 3, 4, 5, 6, 7]);
     let mut out = format!("{table}\n");
     out.push_str(&summary(report));
     out

@@ -15,7 +15,7 @@ use std::process::ExitCode;
 mod bench;
 
 use anyhow::bail;
-use comfy_table::{presets, Cell, CellAlignment, ContentArrangement, Table};
+use comfy_table::{Cell, CellAlignment};
 use mmkit::shm::segment::{Segment, SegmentOptions, SHM_DIR};
 
 /// Arguments of `mmkit shm`.
@@ -175,11 +175,7 @@ fn ls(args: &LsArgs) -> anyhow::Result<ExitCode> {
     if entries.is_empty() {
         return Ok(ExitCode::SUCCESS);
     }
-    let mut table = Table::new();
-    table
-        .load_style(presets::NOTHING)
-        .set_content_arrangement(ContentArrangement::Disabled)
-        .set_header(["NAME", "SIZE", "MODE", "UID", "MODIFIED (UTC)"].map(Cell::new));
+    let mut table = crate::table::plain_table(&["NAME", "SIZE", "MODE", "UID", "MODIFIED (UTC)"]);
     for e in &entries {
         table.add_row(vec![
             Cell::new(&e.name),

@@ -12,7 +12,9 @@ pub(crate) use peer::{peer, resident_pages, skip};
 
 mod run;
 #[allow(unused_imports)] // Only the log and kv tests run mmkit with a stdin this way.
-pub(crate) use run::{assert_code, p, run, run_command, run_with, stderr, stdout};
+pub(crate) use run::{
+    assert_code, assert_refused, p, run, run_command, run_with, seekable_zstd, stderr, stdout,
+};
 
 #[path = "../../../mmkit/tests/common/damage.rs"]
 mod damage;

@@ -78,3 +78,34 @@ pub(crate) fn assert_code(o: &Output, code: i32) {
 pub(crate) fn p(path: &Path) -> &str {
     path.to_str().unwrap()
 }
+
+/// What a refused command must give: exit 1, nothing on stdout, and one line naming
+/// `name` (`mmkit: …`) that contains `want`, a `hint:` line at most after it; never a
+/// panic.
+#[track_caller]
+pub(crate) fn assert_refused(out: &Output, name: &str, want: &str) {
+    let err = stderr(out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(out.stdout.is_empty(), "{}", stdout(out));
+    assert!(!err.contains("panicked"), "{err}");
+    let lines: Vec<&str> = err.lines().collect();
+    assert!(
+        lines
+            .first()
+            .is_some_and(|l| l.starts_with("mmkit: ") && l.contains(name)),
+        "wanted one line naming {name}: {err}"
+    );
+    assert!(err.contains(want), "wanted {want:?}: {err}");
+    match lines.len() {
+        1 => {}
+        2 => assert!(lines[1].trim_start().starts_with("hint:"), "{err}"),
+        _ => panic!("more than two lines: {err}"),
+    }
+}
+
+/// `plain` compressed as seekable zstd (level 3) in frames of `frame` bytes.
+pub(crate) fn seekable_zstd(plain: &[u8], frame: usize) -> Vec<u8> {
+    let mut zst = Vec::new();
+    mmkit::pager::compress_seekable(&mut &plain[..], &mut zst, frame, 3).expect("compress");
+    zst
+}

@@ -81,6 +81,18 @@ pub(crate) fn pattern(len: usize) -> Vec<u8> {
         .collect()
 }
 
+/// `len` bytes of xorshift data seeded with `seed`, with no zero byte (so zeros in a
+/// copy stand out).
+pub(crate) fn random_nonzero(len: usize, seed: u64) -> Vec<u8> {
+    let mut rng = mmkit::helpers::XorShift::new(seed);
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        out.extend(rng.next_u64().to_ne_bytes().map(|b| b | 1));
+    }
+    out.truncate(len);
+    out
+}
+
 pub(crate) fn is_root() -> bool {
     rustix::process::geteuid().is_root()
 }
