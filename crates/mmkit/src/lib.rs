@@ -28,7 +28,7 @@
 //! | `zstd` (implies `pager`) | `pager::ZstdSource`, `pager::compress_seekable` | `zstd` (builds zstd's C sources) |
 //! | `probe` | `probe` | `procfs`, `walkdir`, `globset` |
 //! | `bench` (implies `probe`) | `bench`; `shm::bench` with `shm`, `pager::bench` with `pager` | — |
-//! | `tour` (implies `probe`, `bench`) | `tour` | — |
+//! | `tour` (implies `probe`, `bench`, `pager`, `store`) | `tour` | — |
 //! | `process` | `process` (test support: fork a child with a pipe back) | — |
 //! | `serde` | `serde::Serialize` on the report types | `serde` |
 //! | `store` (implies `shm`) | `store`: the crash-safe [`store::Log`], [`store::Kv`] and [`store::RecordFile`] | `crc32c` |

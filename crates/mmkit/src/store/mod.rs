@@ -48,7 +48,7 @@
 #[cfg(feature = "bench")]
 pub mod bench;
 mod file;
-mod format;
+pub(crate) mod format;
 mod kv;
 mod log;
 mod records;

@@ -14,11 +14,16 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod device;
 mod files;
+mod lazy;
 mod memory;
+mod persist;
 mod processes;
 mod signals;
 mod speed;
+mod stall;
+mod zerocopy;
 
 use std::fs::File;
 use std::io::Write;
@@ -143,6 +148,11 @@ const CLAIMS: &[(&str, &str, Experiment)] = &[
     ("13a", "mlock keeps pages resident and counts them in VmLck", memory::mlock_resident),
     ("13b", "Huge pages back a mapping when asked (transparent huge pages, or the hugetlb pool)", memory::huge_pages),
     ("14", "For a large warm file a mapped scan beats read(); for a small file it need not", speed::scan_vs_read),
+    ("15", "Zero-copy: sendfile moves a file to a socket with less CPU per GB than read + write", zerocopy::sendfile_cpu),
+    ("16", "The JVM stall: a store to a mapped page can stall while writeback has that page (stable pages)", stall::store_stalls_under_writeback),
+    ("17", "Lazy loading, as in the xv6 lab: through the pager only the touched pages are read from the source", lazy::only_touched_pages_are_read),
+    ("18", "Records appended to an mmkit log survive kill -9, and a torn tail is cut at the first bad checksum", persist::log_survives_kill9),
+    ("19", "A driver's mmap decides what the pages are: /dev/zero mapped shared is anonymous shared memory", device::dev_zero_is_anonymous),
 ];
 
 /// How many findings the tour reports.
