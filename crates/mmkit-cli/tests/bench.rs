@@ -6,12 +6,13 @@ use std::process::Output;
 mod common;
 use common::mmkit_output;
 
-const METHODS: [&str; 7] = [
+const METHODS: [&str; 8] = [
     "mmap",
     "mmap-populate",
     "mmap-seq",
     "mmap-willneed",
     "mmap-thp",
+    "mmap-scan",
     "read",
     "pread",
 ];

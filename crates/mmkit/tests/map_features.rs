@@ -164,3 +164,52 @@ fn naming_a_file_mapping_is_unsupported() {
         "{err}"
     );
 }
+
+/// The `VmFlags` of the `smaps` entry that starts at `addr`.
+fn vm_flags(addr: usize) -> Vec<String> {
+    let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap();
+    let start = format!("{addr:x}-");
+    let entry = smaps
+        .split_inclusive('\n')
+        .skip_while(|l| !l.starts_with(&start))
+        .take_while(|l| l.starts_with(&start) || !l.contains('-') || l.starts_with("VmFlags"))
+        .find(|l| l.starts_with("VmFlags:"))
+        .unwrap_or_else(|| panic!("no VmFlags for {start} in smaps"));
+    entry["VmFlags:".len()..]
+        .split_whitespace()
+        .map(String::from)
+        .collect()
+}
+
+#[test]
+fn a_scan_mapping_asks_for_sequential_read_ahead_and_huge_folios() {
+    let len = 3 << 20;
+    let data: Vec<u8> = (0..len).map(|i| (i % 253) as u8).collect();
+    let file = TempFile::new(&data).open_ro();
+    let plain = MapOptions::new().map(&file).unwrap();
+    let scan = MapOptions::new().scan().map(&file).unwrap();
+    let flags = vm_flags(scan.as_ptr() as usize);
+    assert!(
+        flags.iter().any(|f| f == "sr"),
+        "no MADV_SEQUENTIAL: {flags:?}"
+    );
+    let thp = std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled");
+    if thp.is_ok() {
+        assert!(
+            flags.iter().any(|f| f == "hg"),
+            "no MADV_HUGEPAGE: {flags:?}"
+        );
+    } else {
+        skip("no transparent huge pages: the scan mapping has sequential read-ahead only");
+    }
+    let plain_flags = vm_flags(plain.as_ptr() as usize);
+    assert!(
+        !plain_flags.iter().any(|f| f == "sr" || f == "hg"),
+        "a plain mapping has no advice: {plain_flags:?}"
+    );
+    // Evicted, then read back through the scan mapping: the file's bytes.
+    mmkit::probe::cache::evict(&file, 0, 0).unwrap();
+    let mut got = vec![0u8; len];
+    scan.read_at(0, &mut got).unwrap();
+    assert!(got == data, "the scan mapping read other bytes");
+}

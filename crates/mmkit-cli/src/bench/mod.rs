@@ -32,7 +32,8 @@ pub(crate) struct BenchArgs {
     #[arg(long)]
     runs: Option<usize>,
     /// Methods, comma-separated: mmap, mmap-populate, mmap-seq, mmap-willneed, mmap-thp,
-    /// read, pread (default all); with --sink: read+write, mmap+write, sendfile, splice,
+    /// mmap-scan (MapOptions::scan: sequential and huge page advice), read, pread (default
+    /// all); with --sink: read+write, mmap+write, sendfile, splice,
     /// copy_file_range (default all).
     #[arg(long, value_delimiter = ',', value_parser = method_arg)]
     methods: Vec<MethodArg>,

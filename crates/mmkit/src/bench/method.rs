@@ -35,6 +35,10 @@ pub enum Method {
     /// `CONFIG_READ_ONLY_THP_FOR_FS`; without it this measures the advice's cost).
     #[cfg_attr(feature = "serde", serde(rename = "mmap-thp"))]
     MmapHugePage,
+    /// A fresh mapping made with [`MapOptions::scan`] (`MADV_SEQUENTIAL` and
+    /// `MADV_HUGEPAGE`): 2 MiB read-ahead folios on a cold file.
+    #[cfg_attr(feature = "serde", serde(rename = "mmap-scan"))]
+    MmapScan,
     /// `read(2)` into a buffer.
     #[cfg_attr(feature = "serde", serde(rename = "read"))]
     Read,
@@ -45,18 +49,19 @@ pub enum Method {
 
 impl Method {
     /// Every method, in table order.
-    pub const ALL: [Method; 7] = [
+    pub const ALL: [Method; 8] = [
         Method::MmapLazy,
         Method::MmapPopulate,
         Method::MmapSequential,
         Method::MmapWillNeed,
         Method::MmapHugePage,
+        Method::MmapScan,
         Method::Read,
         Method::Pread,
     ];
 
     /// The short name (`mmap`, `mmap-populate`, `mmap-seq`, `mmap-willneed`, `mmap-thp`,
-    /// `read`, `pread`), as in `--methods` and the JSON output.
+    /// `mmap-scan`, `read`, `pread`), as in `--methods` and the JSON output.
     pub fn name(self) -> &'static str {
         match self {
             Method::MmapLazy => "mmap",
@@ -64,6 +69,7 @@ impl Method {
             Method::MmapSequential => "mmap-seq",
             Method::MmapWillNeed => "mmap-willneed",
             Method::MmapHugePage => "mmap-thp",
+            Method::MmapScan => "mmap-scan",
             Method::Read => "read",
             Method::Pread => "pread",
         }
@@ -241,6 +247,9 @@ fn mapped_pass(method: Method, pattern: Pattern, t: &mut Target<'_>) -> Result<u
     let mut opts = MapOptions::new();
     if method == Method::MmapPopulate {
         opts.populate();
+    }
+    if method == Method::MmapScan {
+        opts.scan();
     }
     let map = opts.map(t.file)?;
     match method {

@@ -54,6 +54,7 @@ pub struct MapOptions {
     no_reserve: bool,
     huge_tlb: Option<HugePageSize>,
     thp: bool,
+    scan: bool,
     lock: Option<LockMode>,
     name: Option<String>,
     past_eof: bool,
@@ -127,6 +128,36 @@ impl MapOptions {
     /// Anonymous memory is also aligned to 2 MiB so that whole huge pages fit.
     pub fn transparent_huge(&mut self) -> &mut Self {
         self.thp = true;
+        self
+    }
+
+    /// Map for one pass in order (a scan): `MADV_SEQUENTIAL` and `MADV_HUGEPAGE` on the
+    /// new mapping. On a cold file the kernel then reads ahead in 2 MiB page-cache folios
+    /// and maps each with one fault, where a plain mapping reads around each fault in
+    /// smaller folios and maps 16 pages a fault.
+    ///
+    /// Why, measured on the 2-vCPU VM (ext4 on virtio, `read_ahead_kb` 8192): a cold
+    /// 16 MiB file summed once, device reads from `/sys/block/vda/stat`, faults from
+    /// `getrusage`, speed against `read()` with a 1 MiB buffer (`mmkit bench --cache cold
+    /// --methods mmap,mmap-seq,mmap-thp,mmap-scan,read`, two runs of 5):
+    ///
+    /// | way | device reads | faults | vs `read()` |
+    /// |---|---|---|---|
+    /// | `read()`, 1 MiB buffer | 9 of 1.8 MiB | — | 1.00x |
+    /// | plain mapping | 20 of 819 KiB | 258 (16 pages each) | 0.74x–0.91x |
+    /// | `MADV_SEQUENTIAL` | 20 of 819 KiB | 257 | 0.76x–0.86x |
+    /// | `MADV_HUGEPAGE` | 4 of 4 MiB | 9 (one per 2 MiB folio) | 1.17x–1.34x |
+    /// | `scan()`: both | 4 of 4 MiB | 9 | 1.26x–1.31x |
+    ///
+    /// At 256 MiB the disk is the limit: `scan()` 1.00x–1.08x, a plain mapping
+    /// 0.97x–1.03x. Warm, the advice changes nothing (1 MiB to 256 MiB within 3%).
+    /// `MADV_WILLNEED` reads the whole range before the first byte is used (0.53x–0.76x).
+    ///
+    /// Not for random access: each fault on a cold region reads a 2 MiB folio. A kernel
+    /// without transparent huge pages ignores the huge page advice (the mapping still
+    /// works, with sequential read-ahead only).
+    pub fn scan(&mut self) -> &mut Self {
+        self.scan = true;
         self
     }
 
@@ -402,6 +433,11 @@ impl MapOptions {
         let len = region.len();
         if self.thp {
             region.advise(0, len, super::Advice::HugePage)?;
+        }
+        if self.scan && len > 0 {
+            region.advise(0, len, super::Advice::Sequential)?;
+            // EINVAL without CONFIG_TRANSPARENT_HUGEPAGE: the scan keeps its read-ahead.
+            let _ = region.advise(0, len, super::Advice::HugePage);
         }
         if let Some(mode) = self.lock {
             region.lock(0, len, mode)?;
