@@ -76,7 +76,7 @@ fn search(
 ) -> std::io::Result<u64> {
     let needle = args.pattern.as_bytes();
     if args.count {
-        let n = mmkit::search::lines(map, needle, |_| Ok(()))?;
+        let n = mmkit::search::count_lines(map, needle)?;
         writeln!(out, "{prefix}{n}")?;
         return Ok(n);
     }

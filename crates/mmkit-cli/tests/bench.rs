@@ -183,3 +183,74 @@ fn errors_are_clear() {
         ".svg or .png",
     );
 }
+
+#[test]
+fn find_races_ripgrep_and_grep_and_they_agree() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let out = mmkit_output(&[
+        "bench", "--find", "--sizes", "2M", "--runs", "2", "--json", "--dir", d,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let (lines, matches) = (v["lines"].as_u64().unwrap(), v["matches"].as_u64().unwrap());
+    assert!(lines >= 20 && matches >= lines, "{v}");
+    assert_eq!(v["size"], 2 << 20);
+    let results = v["results"].as_array().unwrap();
+    let rows: Vec<(&str, &str)> = results
+        .iter()
+        .map(|r| (r["mode"].as_str().unwrap(), r["tool"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            ("count", "mmkit"),
+            ("count", "ripgrep"),
+            ("count", "grep"),
+            ("offsets", "mmkit"),
+            ("offsets", "ripgrep"),
+            ("offsets", "grep"),
+        ]
+    );
+    let has_rg = common::peer("rg", "ripgrep");
+    for r in results {
+        let measured = r["tool"] == "mmkit" || r["tool"] == "grep" || has_rg;
+        if measured {
+            assert!(r["skipped"].is_null(), "{r}");
+            assert!(r["median_ns"].as_f64().unwrap() > 0.0, "{r}");
+            assert_eq!(r["run_ns"].as_array().unwrap().len(), 2, "{r}");
+            assert!(r["user_s"].as_f64().is_some(), "{r}");
+        } else {
+            assert!(
+                r["skipped"].as_str().unwrap().contains("not installed"),
+                "{r}"
+            );
+            assert!(r["median_ns"].is_null(), "{r}");
+        }
+        assert_eq!(r["vs_ripgrep"].is_null(), !(measured && has_rg), "{r}");
+    }
+    // The scratch directory is gone.
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+}
+
+#[test]
+fn find_takes_no_options_of_the_other_benches() {
+    for extra in [
+        &["--sink", "pipe"][..],
+        &["--methods", "mmap"],
+        &["--cache", "cold"],
+    ] {
+        let mut args = vec!["bench", "--find"];
+        args.extend_from_slice(extra);
+        let out = mmkit_output(&args);
+        assert_eq!(out.status.code(), Some(2), "{extra:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("cannot be used with"), "{extra:?}: {err}");
+    }
+    let out = mmkit_output(&["bench", "--find", "--sizes", "4K"]);
+    one_line_error(&out, 1, "under 1 MiB");
+}

@@ -3,6 +3,7 @@
 //! a file (`sink.rs`). The library ([`mmkit::bench`]) measures; this module parses
 //! arguments, shows progress, and prints a table, JSON or a chart.
 
+mod find;
 mod plot;
 mod sink;
 
@@ -47,6 +48,16 @@ pub(crate) struct BenchArgs {
         conflicts_with_all = ["plot", "pattern", "random_reads"]
     )]
     sink: Vec<Sink>,
+    /// Race `mmkit find` against ripgrep and grep instead, each a process, on a warm
+    /// generated text (the first --sizes value, default 1G, --quick 256M) holding the
+    /// needle about 20,000 times a GiB: counting lines (-c) and printing every offset
+    /// (-b -o). Their outputs must agree; the table gives wall time, user and system CPU,
+    /// and the speed against ripgrep.
+    #[arg(
+        long,
+        conflicts_with_all = ["sink", "methods", "plot", "pattern", "random_reads", "cache", "file"]
+    )]
+    find: bool,
     /// Access pattern.
     #[arg(long, value_enum, default_value = "both")]
     pattern: Which,
@@ -188,6 +199,9 @@ pub(crate) fn run(args: &BenchArgs) -> anyhow::Result<ExitCode> {
             MethodArg::Read(m) => read.push(m.name()),
             MethodArg::Copy(m) => copy.push(*m),
         }
+    }
+    if args.find {
+        return find::run(args);
     }
     if !args.sink.is_empty() {
         if !read.is_empty() {

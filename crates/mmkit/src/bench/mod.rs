@@ -1,6 +1,7 @@
 //! `mmkit bench`: ways to read a file, measured side by side in one run; and with
 //! [`run_sinks`] (`mmkit bench --sink`, the [`sink`] module's docs), ways to send a file
-//! to a pipe, a socket or a file.
+//! to a pipe, a socket or a file; with [`run_find`] (`mmkit bench --find`, the [`find`]
+//! module's docs), `mmkit find` against ripgrep and grep.
 //!
 //! Methods ([`Method`]): a fresh lazy mapping, `MAP_POPULATE`, `MADV_SEQUENTIAL`,
 //! `MADV_WILLNEED`, `MADV_HUGEPAGE`, `read(2)` into a buffer and `pread(2)` into the
@@ -36,6 +37,7 @@
 //! ```
 
 mod cache;
+pub mod find;
 mod method;
 mod report;
 mod runner;
@@ -49,6 +51,7 @@ pub use report::Report;
 pub use report::{BenchReport, CaseResult, Machine};
 // Helpers of `shm::bench` and `pager::bench` (and `scan` of the tour): some go unused when
 // `bench` is built without `shm` or `pager`.
+pub use find::{run_find, FindOptions, FindReport, FindResult};
 #[cfg_attr(not(all(feature = "shm", feature = "pager")), allow(unused_imports))]
 pub(crate) use method::{random_offsets, random_offsets_iter, scan, BLOCK};
 #[allow(deprecated)]

@@ -153,10 +153,12 @@ pub(crate) enum Who {
     Process,
     /// The calling thread only (`RUSAGE_THREAD`, Linux 2.6.26).
     Thread,
+    /// The children this process has waited for (`RUSAGE_CHILDREN`).
+    Children,
 }
 
-/// `getrusage(2)`: the user and system CPU time used so far by the process or the calling
-/// thread.
+/// `getrusage(2)`: the user and system CPU time used so far by the process, the calling
+/// thread, or the children waited for.
 ///
 /// <https://man7.org/linux/man-pages/man2/getrusage.2.html>
 #[doc(alias = "getrusage")]
@@ -165,6 +167,7 @@ pub(crate) fn cpu_time(who: Who) -> (std::time::Duration, std::time::Duration) {
     let who = match who {
         Who::Process => libc::RUSAGE_SELF,
         Who::Thread => libc::RUSAGE_THREAD,
+        Who::Children => libc::RUSAGE_CHILDREN,
     };
     let mut ru = std::mem::MaybeUninit::<libc::rusage>::zeroed();
     // SAFETY: getrusage writes a whole `rusage` into the pointer we pass; zeroed is valid.
