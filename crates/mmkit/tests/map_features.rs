@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{is_root, page, skip, TempFile};
+use common::{page, skip, TempFile};
 use mmkit::{ErrorKind, HugePageSize, MapOptions, Op};
 
 #[test]
@@ -37,27 +37,9 @@ fn transparent_huge_pages_back_a_touched_region() {
     );
 }
 
-/// Restores `vm.nr_hugepages` when dropped, even if the test panics.
-struct PoolGuard(String);
-
-impl Drop for PoolGuard {
-    fn drop(&mut self) {
-        if let Err(e) = std::fs::write("/proc/sys/vm/nr_hugepages", &self.0) {
-            eprintln!(
-                "could not restore vm.nr_hugepages to {}: {e}",
-                self.0.trim()
-            );
-        }
-    }
-}
-
-fn sysctl(name: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/sys/vm/{name}"))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap()
-}
+#[path = "common/hugetlb.rs"]
+mod hugetlb;
+use hugetlb::{sysctl, PoolGuard};
 
 #[test]
 fn huge_tlb_fails_with_an_empty_pool_and_works_with_pages() {
@@ -84,16 +66,10 @@ fn huge_tlb_fails_with_an_empty_pool_and_works_with_pages() {
     } else {
         skip("the hugetlb pool is not empty; empty-pool error not checked");
     }
-    if !is_root() {
-        return skip("raising vm.nr_hugepages needs root");
-    }
-    let _guard = PoolGuard(format!("{orig}\n"));
-    if orig < 4 {
-        std::fs::write("/proc/sys/vm/nr_hugepages", "4\n").unwrap();
-    }
-    if sysctl("nr_hugepages") == 0 {
-        return skip("the kernel could not allocate any huge pages");
-    }
+    let _guard = match PoolGuard::raise(4) {
+        Ok(g) => g,
+        Err(why) => return skip(&why),
+    };
     for size in [HugePageSize::Default, HugePageSize::Size2M] {
         let mut mem = MapOptions::new()
             .len(100)

@@ -381,51 +381,7 @@ impl MapOptions {
                 )
             };
         }
-        // Reserve enough to find an aligned start, then map over it and trim the rest.
-        let reserve = map_len + align;
-        // SAFETY: a fresh PROT_NONE reservation; nothing of ours is there.
-        let r = unsafe {
-            sys::mmap(
-                std::ptr::null_mut(),
-                reserve,
-                rustix::mm::ProtFlags::empty(),
-                MapFlags::PRIVATE | MapFlags::NORESERVE,
-                None,
-                0,
-            )?
-        };
-        let start = (r.as_ptr() as usize).next_multiple_of(align);
-        let head = start - r.as_ptr() as usize;
-        // SAFETY: `start..start+map_len` lies in our reservation, so MAP_FIXED replaces only it.
-        let p = unsafe {
-            sys::mmap(
-                start as *mut u8,
-                map_len,
-                prot.prot_flags(),
-                flags | MapFlags::FIXED,
-                None,
-                0,
-            )
-        };
-        if p.is_err() {
-            // SAFETY: the whole reservation is ours and nothing was mapped over it.
-            let _ = unsafe { sys::munmap(r, reserve) };
-            return p;
-        }
-        // SAFETY: unmap the unused head and tail of our own reservation.
-        unsafe {
-            if head > 0 {
-                let _ = sys::munmap(r, head);
-            }
-            let tail = reserve - head - map_len;
-            if tail > 0 {
-                let _ = sys::munmap(
-                    std::ptr::NonNull::new_unchecked((start + map_len) as *mut u8),
-                    tail,
-                );
-            }
-        }
-        p
+        sys::map_anon_aligned(map_len, align, prot.prot_flags(), flags)
     }
 
     /// Apply the options that act on a live mapping: THP advice, lock, name.

@@ -6,8 +6,8 @@
 //!
 //! # Safety
 //!
-//! Pages are copied into the pager's region from the handler's bounce buffer with the
-//! `unsafe` `UFFDIO_COPY`.
+//! Pages are put into the pager's region from the handler's bounce buffer with the
+//! `unsafe` `UFFDIO_COPY` or `UFFDIO_MOVE` ([`huge::place`]).
 #![allow(unsafe_code)]
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -17,6 +17,7 @@ use rustix::io::Errno;
 
 use super::budget::{release, settle};
 use super::handler::{self, note_error, panic_text, Bounce, Shared, PRESENT, REFERENCED};
+use super::huge;
 
 /// Fill `pages` (distinct, each reserved by `make_room`): read them with one
 /// `read_ranges` call per bounce buffer's worth, copy them in, settle the reservations.
@@ -43,8 +44,11 @@ pub(crate) fn fill(shared: &Shared, bounce: &mut Bounce, pages: &[usize]) {
             .fetch_add((chunk.len() * page) as u64, Ordering::Relaxed);
         c.batched_pages
             .fetch_add(chunk.len() as u64, Ordering::Relaxed);
+        // From here on the buffer is only a source of pages (a move takes them away).
+        let src = buf.as_mut_ptr();
         for (k, &p) in chunk.iter().enumerate() {
-            copy_in(shared, p, &buf[k * page..(k + 1) * page]);
+            // SAFETY: page `k` of the `chunk.len()` pages just read into `src`.
+            copy_in(shared, p, unsafe { src.add(k * page) });
         }
     }
     settle(shared, pages.len());
@@ -65,19 +69,16 @@ fn read(shared: &Shared, pages: &[usize], buf: &mut [u8]) -> Result<(), String> 
     }
 }
 
-/// Copy one page in at page `p` (waking its faults), counted before the copy as a fill
+/// Put one page in at page `p` from `src` (waking its faults), counted before as a fill
 /// counts; a page present already is given back to the budget.
-fn copy_in(shared: &Shared, p: usize, bytes: &[u8]) {
+fn copy_in(shared: &Shared, p: usize, src: *mut u8) {
     let c = &shared.counters;
     c.pages_filled.fetch_add(1, Ordering::Relaxed);
     let dst = shared.base + p * shared.page;
-    // SAFETY: `bytes` is one page of the bounce buffer; the destination is a page of our
-    // registered region whose missing pages only this pager fills.
-    let r = unsafe {
-        shared
-            .uffd
-            .copy(dst, bytes.as_ptr(), shared.page, shared.wp, true)
-    };
+    // SAFETY: `src` is one page of this thread's bounce buffer, no reference into it
+    // live; the destination is a page of our registered region whose missing pages only
+    // this pager fills.
+    let r = unsafe { huge::place(shared, dst, src, shared.page, true) };
     match r {
         Ok(_) => {
             shared.state[p].fetch_or(PRESENT | REFERENCED, Ordering::Release);
@@ -86,7 +87,7 @@ fn copy_in(shared: &Shared, p: usize, bytes: &[u8]) {
             c.pages_filled.fetch_sub(1, Ordering::Relaxed);
             release(shared, 1);
             if e != Errno::EXIST {
-                note_error(shared, format!("UFFDIO_COPY: {e}"));
+                note_error(shared, format!("installing a page: {e}"));
             }
             let _ = shared.uffd.wake(dst, shared.page);
         }

@@ -23,6 +23,7 @@ use rustix::io::Errno;
 
 use super::batch;
 use super::budget::{evict_lock, make_room, release, settle};
+use super::huge::{self, Backing, HUGE};
 use super::readahead::{self, Prefetch, TAKEN};
 use super::writeback::write_fault;
 use super::Source;
@@ -124,6 +125,8 @@ pub(crate) struct Shared {
     pub(crate) prefetch: Option<Prefetch>,
     /// The last error a source read returned, for `read_at`'s error.
     pub(crate) last_error: Mutex<Option<String>>,
+    /// What the region is made of (and so how a fill installs its pages).
+    pub(crate) backing: Backing,
 }
 
 impl std::fmt::Debug for Shared {
@@ -149,6 +152,7 @@ impl Shared {
         budget: Option<usize>,
         wp: bool,
         prefetch: Option<Prefetch>,
+        backing: Backing,
     ) -> Shared {
         Shared {
             source,
@@ -178,6 +182,7 @@ impl Shared {
             counters: Counters::default(),
             prefetch,
             last_error: Mutex::new(None),
+            backing,
         }
     }
 }
@@ -212,24 +217,27 @@ pub(crate) struct Bounce {
 unsafe impl Send for Bounce {}
 
 impl Bounce {
-    /// `len` bytes aligned to `align`; `None` when `len` is 0, `align` is more than a
-    /// page, or the kernel refuses the mapping.
-    pub(crate) fn new(len: usize, align: usize) -> Option<Bounce> {
-        if len == 0 || align > crate::sys::page_size() {
+    /// `len` bytes for a region made of `backing`: page-aligned, or for THP 2 MiB-aligned
+    /// with `MADV_HUGEPAGE` (its huge pages are moved out whole); `None` when `len` is 0
+    /// or the kernel refuses the mapping.
+    pub(crate) fn new(len: usize, backing: Backing) -> Option<Bounce> {
+        use rustix::mm::{MapFlags, ProtFlags};
+        if len == 0 {
             return None;
         }
-        // SAFETY: a fresh private anonymous mapping, no hint; length non-zero.
-        let ptr = unsafe {
-            crate::sys::mmap(
-                std::ptr::null_mut(),
-                len,
-                rustix::mm::ProtFlags::READ | rustix::mm::ProtFlags::WRITE,
-                rustix::mm::MapFlags::PRIVATE,
-                None,
-                0,
-            )
-        }
-        .ok()?;
+        let rw = ProtFlags::READ | ProtFlags::WRITE;
+        let ptr = if backing == Backing::Thp {
+            let ptr = crate::sys::map_anon_aligned(len, HUGE, rw, MapFlags::PRIVATE).ok()?;
+            // SAFETY: the range is the mapping just made; advice changes no contents.
+            let _ = unsafe {
+                crate::sys::madvise(ptr.as_ptr(), len, rustix::mm::Advice::LinuxHugepage)
+            };
+            ptr
+        } else {
+            // SAFETY: a fresh private anonymous mapping, no hint; length non-zero.
+            unsafe { crate::sys::mmap(std::ptr::null_mut(), len, rw, MapFlags::PRIVATE, None, 0) }
+                .ok()?
+        };
         Some(Bounce { ptr, len })
     }
 
@@ -506,7 +514,8 @@ pub(crate) fn fill(shared: &Shared, bounce: &mut Bounce, first: usize, mut n: us
         bytes = page;
         read = read_source(shared, offset, &mut buf[..page]);
     }
-    let buf = &buf[..bytes];
+    // From here on the buffer is only a source of pages (a move takes them away).
+    let src = buf.as_mut_ptr();
     if let Err(e) = read {
         release(shared, n);
         return fail_page(shared, first, e);
@@ -527,17 +536,10 @@ pub(crate) fn fill(shared: &Shared, bounce: &mut Bounce, first: usize, mut n: us
     let mut done = 0;
     let mut faulting_filled = false;
     while done < bytes {
-        // SAFETY: `buf` holds `bytes` bytes; the destination is our registered region,
-        // whose missing pages only this pager fills.
-        match unsafe {
-            shared.uffd.copy(
-                dst + done,
-                buf.as_ptr().add(done),
-                bytes - done,
-                shared.wp,
-                true,
-            )
-        } {
+        // SAFETY: `src` holds `bytes` bytes of this thread's buffer, no reference into
+        // it live; the destination is our registered region, whose missing pages only
+        // this pager fills.
+        match unsafe { huge::place(shared, dst + done, src.add(done), bytes - done, true) } {
             Ok(k) => {
                 for p in (done / page)..((done + k) / page) {
                     shared.state[first + p].fetch_or(PRESENT | REFERENCED, Ordering::Release);
@@ -551,7 +553,7 @@ pub(crate) fn fill(shared: &Shared, bounce: &mut Bounce, first: usize, mut n: us
                 done += page;
             }
             Err(e) => {
-                note_error(shared, format!("UFFDIO_COPY: {e}"));
+                note_error(shared, format!("installing pages: {e}"));
                 for p in (done / page)..n {
                     not_filled(p);
                 }

@@ -111,6 +111,7 @@ mod batch;
 pub mod bench;
 mod budget;
 mod handler;
+mod huge;
 #[cfg(feature = "remote")]
 mod object;
 mod options;
@@ -121,6 +122,7 @@ mod writeback;
 #[cfg(feature = "zstd")]
 mod zstd;
 
+pub use self::huge::{Backing, HugePages};
 #[cfg(feature = "remote")]
 #[cfg_attr(docsrs, doc(cfg(feature = "remote")))]
 pub use self::object::{ObjectOptions, ObjectSource, ObjectStats};

@@ -2,6 +2,7 @@
 //! whether the next window is fetched in the background), handler threads, a memory
 //! budget, user-mode-only faults. `build` itself is in `runtime.rs`.
 
+use super::huge::HugePages;
 #[allow(unused_imports)] // Named in the docs' links.
 use super::{Pager, Source};
 
@@ -27,6 +28,7 @@ pub struct PagerOptions {
     pub(crate) threads: usize,
     pub(crate) budget: Option<u64>,
     pub(crate) user_mode_only: bool,
+    pub(crate) huge_pages: HugePages,
 }
 
 impl Default for PagerOptions {
@@ -45,7 +47,23 @@ impl PagerOptions {
             threads: 1,
             budget: None,
             user_mode_only: false,
+            huge_pages: HugePages::Off,
         }
+    }
+
+    /// Build the region from 2 MiB pages (see [`HugePages`]): hugetlb pages from the pool
+    /// copied in, or transparent huge pages moved in with `UFFDIO_MOVE`, so a scan pays
+    /// a fault and a page allocation per 2 MiB instead of per 4 KiB. Where the kind asked
+    /// for is not available (an empty pool, no THP, a kernel before 6.8), or the pager has
+    /// a budget or a writable source, it falls back to 4 KiB pages and says why:
+    /// [`Pager::backing`], [`Pager::backing_note`].
+    ///
+    /// Off by default: with huge pages a random 4 KiB access reads 2 MiB from the
+    /// source, which for a remote object is 512 times the bytes. The read-ahead window
+    /// counts pages, so it is clamped to 16 MiB (8 huge pages).
+    pub fn huge_pages(&mut self, huge: HugePages) -> &mut PagerOptions {
+        self.huge_pages = huge;
+        self
     }
 
     /// Accept a userfaultfd that serves only faults taken in user mode

@@ -33,6 +33,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use rustix::io::Errno;
 
 use super::handler::{Bounce, Shared, FAILED, PRESENT, REFERENCED};
+use super::huge;
 
 /// A prefetch of this page is queued or running.
 pub(crate) const INFLIGHT: u8 = 16;
@@ -300,25 +301,21 @@ fn settle_page(shared: &Shared, p: usize, add: u8) {
 /// Copy a fetched window in: every page but the first without waking anybody, the first
 /// kept aside as the window's marker (or copied in too, when a thread already waits
 /// for it or too many markers are kept).
-fn install(shared: &Shared, pf: &Prefetch, job: Job, buf: &[u8]) {
+fn install(shared: &Shared, pf: &Prefetch, job: Job, buf: &mut [u8]) {
     let page = shared.page;
+    // The marker's bytes are kept before the other pages go (a move takes them away).
+    let marker: Box<[u8]> = buf[..page].into();
+    let (src, len) = (buf.as_mut_ptr(), buf.len());
     // Counted before the copies make the pages visible (a reader that reads the stats
     // after touching them sees them); pages not copied are taken back below.
     count(shared, pf, job.n as i64 - 1);
     let mut done = page;
-    while done < buf.len() {
+    while done < len {
         let dst = shared.base + job.first * page + done;
-        // SAFETY: `buf` holds the window; the destination lies in our region, and its
-        // pages are `INFLIGHT`: missing, and filled by nobody else.
-        let r = unsafe {
-            shared.uffd.copy(
-                dst,
-                buf.as_ptr().add(done),
-                buf.len() - done,
-                shared.wp,
-                false,
-            )
-        };
+        // SAFETY: `src` holds the window, this thread's buffer with no reference into it
+        // live; the destination lies in our region, and its pages are `INFLIGHT`:
+        // missing, and filled by nobody else.
+        let r = unsafe { huge::place(shared, dst, src.add(done), len - done, false) };
         let k = match r {
             Ok(k) => k,
             Err(Errno::EXIST) => {
@@ -340,19 +337,19 @@ fn install(shared: &Shared, pf: &Prefetch, job: Job, buf: &[u8]) {
     for p in done / page..job.n {
         settle_page(shared, job.first + p, 0);
     }
-    keep_marker(shared, pf, job, &buf[..page]);
+    keep_marker(shared, pf, job, marker);
 }
 
 /// Keep the window's first page aside as its marker, unless a thread already waits for
 /// it (then copy it in and queue the next window now).
-fn keep_marker(shared: &Shared, pf: &Prefetch, job: Job, bytes: &[u8]) {
+fn keep_marker(shared: &Shared, pf: &Prefetch, job: Job, mut bytes: Box<[u8]>) {
     let i = job.first;
     let mut markers = lock(&pf.markers);
     if markers.len() < MAX_MARKERS {
         markers.insert(
             i,
             Marker {
-                bytes: bytes.into(),
+                bytes: std::mem::take(&mut bytes),
                 next: job.after_next(shared.readahead).0,
                 window: job.after_next(shared.readahead).1,
             },
@@ -370,7 +367,9 @@ fn keep_marker(shared: &Shared, pf: &Prefetch, job: Job, bytes: &[u8]) {
         if old & WAITED == 0 {
             return;
         }
-        markers.remove(&i);
+        if let Some(m) = markers.remove(&i) {
+            bytes = m.bytes;
+        }
     }
     drop(markers);
     if shared.state[i].load(Ordering::Acquire) & WAITED != 0 {
@@ -382,7 +381,8 @@ fn keep_marker(shared: &Shared, pf: &Prefetch, job: Job, bytes: &[u8]) {
     }
     let addr = shared.base + i * shared.page;
     count(shared, pf, 1);
-    // SAFETY: one page of `bytes` into a missing, `INFLIGHT` page of our region.
+    // SAFETY: one page of `bytes` into a missing, `INFLIGHT` page of our region. (Copied,
+    // also for THP: `bytes` is heap memory, whose pages must not move.)
     let r = unsafe {
         shared
             .uffd

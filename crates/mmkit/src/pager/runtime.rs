@@ -17,9 +17,9 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use rustix::io::Errno;
-use rustix::mm::{MapFlags, ProtFlags};
 
 use super::handler::{self, Bounce, Shared, DIRTY, FAILED, PRESENT};
+use super::huge::{self, Backing};
 use super::options::{
     PagerOptions, DEFAULT_READAHEAD, MAX_READAHEAD_BYTES, MAX_THREADS, PREFETCH_THREADS,
 };
@@ -55,6 +55,7 @@ impl PagerOptions {
         if mapped == 0 {
             return Ok(Pager {
                 region: None,
+                backing_note: None,
                 len: 0,
                 source,
                 read_only: false,
@@ -62,19 +63,18 @@ impl PagerOptions {
                 stop: None,
             });
         }
-        let uffd = Uffd::open(FEATURE_POISON, self.user_mode_only).map_err(open_error)?;
-        // SAFETY: a fresh anonymous mapping, no hint; length non-zero.
-        let ptr = unsafe {
-            crate::sys::mmap(
-                std::ptr::null_mut(),
-                mapped,
-                ProtFlags::READ | ProtFlags::WRITE,
-                MapFlags::PRIVATE | MapFlags::NORESERVE,
-                None,
-                0,
-            )
-        }
-        .map_err(|e| Error::os(Op::Map, e).at(0, mapped as u64))?;
+        let want = FEATURE_POISON | huge::features(self.huge_pages);
+        let uffd = Uffd::open(want, self.user_mode_only).map_err(open_error)?;
+        let plain = if self.budget.is_some() {
+            Err("a pager with a budget uses 4 KiB pages (eviction works page by page)")
+        } else if source.writable() {
+            Err("a writable source is paged in 4 KiB pages (write-back tracks dirty pages)")
+        } else {
+            Ok(())
+        };
+        let reserved = huge::reserve(self.huge_pages, mapped, plain, uffd.features)?;
+        let (ptr, mapped, page, backing) =
+            (reserved.ptr, reserved.len, reserved.page, reserved.backing);
         let region = Region { ptr, len: mapped };
         // SAFETY: the range is the mapping just made; naming changes no memory. A kernel
         // without CONFIG_ANON_VMA_NAME refuses, and the region stays unnamed.
@@ -115,7 +115,7 @@ impl PagerOptions {
         let bounce_len = readahead * page;
         let mut bounces = Vec::with_capacity(threads);
         for _ in 0..threads {
-            bounces.push(Bounce::new(bounce_len, page).ok_or_else(|| {
+            bounces.push(Bounce::new(bounce_len, backing).ok_or_else(|| {
                 Error::os(Op::Pager, Errno::NOMEM)
                     .detail(format!(
                         "a {bounce_len}-byte read-ahead buffer for each of {threads} handler threads"
@@ -130,7 +130,7 @@ impl PagerOptions {
             && source.reads_out_of_order();
         let mut prefetch_bounces = Vec::new();
         for _ in 0..if prefetching { PREFETCH_THREADS } else { 0 } {
-            prefetch_bounces.push(Bounce::new(bounce_len, page).ok_or_else(|| {
+            prefetch_bounces.push(Bounce::new(bounce_len, backing).ok_or_else(|| {
                 Error::os(Op::Pager, Errno::NOMEM)
                     .detail(format!(
                         "a {bounce_len}-byte buffer for each prefetch thread"
@@ -149,9 +149,11 @@ impl PagerOptions {
             budget,
             wp,
             prefetching.then(Prefetch::new),
+            backing,
         ));
         let mut pager = Pager {
             region: Some((region, Arc::clone(&shared))),
+            backing_note: reserved.note,
             len: len as usize,
             source,
             read_only: budget.is_some() && !wp,
@@ -270,6 +272,8 @@ pub struct PagerStats {
 pub struct Pager {
     /// `None` for an empty source (nothing mapped, no handler).
     region: Option<(Region, Arc<Shared>)>,
+    /// Why huge pages asked for are not used.
+    backing_note: Option<String>,
     len: usize,
     source: Arc<dyn Source>,
     /// A budget without write-back: writes would be lost on eviction.
@@ -297,6 +301,29 @@ impl std::fmt::Debug for Pager {
 }
 
 impl Pager {
+    /// What the region is made of: 4 KiB pages, or the huge pages
+    /// [`PagerOptions::huge_pages`] asked for when the machine has them.
+    pub fn backing(&self) -> Backing {
+        self.region
+            .as_ref()
+            .map_or(Backing::Base, |(_, s)| s.backing)
+    }
+
+    /// Why the huge pages asked for are not used (the pool is too small, the kernel lacks
+    /// them, the pager has a budget…); `None` when they are, or none were asked for.
+    pub fn backing_note(&self) -> Option<&str> {
+        self.backing_note.as_deref()
+    }
+
+    /// The size of the region's pages, in bytes: the unit of a fault, a fill, and the
+    /// page counts of [`PagerStats`], [`resident_pages`](Self::resident_pages) and
+    /// [`dirty_pages`](Self::dirty_pages).
+    pub fn page_size(&self) -> usize {
+        self.region
+            .as_ref()
+            .map_or(crate::sys::page_size(), |(_, s)| s.page)
+    }
+
     /// Start of the region (dangling for an empty source).
     pub fn as_ptr(&self) -> *const u8 {
         match &self.region {

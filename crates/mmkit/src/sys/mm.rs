@@ -42,6 +42,61 @@ pub(crate) unsafe fn mmap(
     Ok(NonNull::new(ptr.cast()).expect("mmap returned NULL without MAP_FIXED at 0"))
 }
 
+/// Anonymous memory of `len` bytes starting at a multiple of `align` (a power of two,
+/// more than a page): `mmap(2)` a `PROT_NONE` reservation `align` bytes larger, map over
+/// its aligned part with `MAP_FIXED`, and unmap the head and tail left over.
+///
+/// # Errors
+/// As [`mmap`] (`ENOMEM`, `EINVAL`).
+pub(crate) fn map_anon_aligned(
+    len: usize,
+    align: usize,
+    prot: ProtFlags,
+    flags: MapFlags,
+) -> Result<NonNull<u8>, Errno> {
+    let reserve = len.checked_add(align).ok_or(Errno::NOMEM)?;
+    // SAFETY: a fresh PROT_NONE reservation, no hint; `reserve` is non-zero.
+    let r = unsafe {
+        mmap(
+            std::ptr::null_mut(),
+            reserve,
+            ProtFlags::empty(),
+            MapFlags::PRIVATE | MapFlags::NORESERVE,
+            None,
+            0,
+        )?
+    };
+    let start = (r.as_ptr() as usize).next_multiple_of(align);
+    let head = start - r.as_ptr() as usize;
+    // SAFETY: `start..start+len` lies in our reservation, so MAP_FIXED replaces only it.
+    let p = unsafe {
+        mmap(
+            start as *mut u8,
+            len,
+            prot,
+            flags | MapFlags::FIXED,
+            None,
+            0,
+        )
+    };
+    if p.is_err() {
+        // SAFETY: the whole reservation is ours and nothing was mapped over it.
+        let _ = unsafe { munmap(r, reserve) };
+        return p;
+    }
+    // SAFETY: unmap the unused head and tail of our own reservation.
+    unsafe {
+        if head > 0 {
+            let _ = munmap(r, head);
+        }
+        let tail = reserve - head - len;
+        if tail > 0 {
+            let _ = munmap(NonNull::new_unchecked((start + len) as *mut u8), tail);
+        }
+    }
+    p
+}
+
 /// `munmap(2)`: remove the mapping of `[ptr, ptr+len)`.
 ///
 /// <https://man7.org/linux/man-pages/man2/munmap.2.html>

@@ -50,8 +50,8 @@ pub(crate) mod signal;
 pub(crate) mod uffd;
 
 pub(crate) use mm::{
-    madvise, mincore, mlock, mmap, mmap_fixed_zeroes, mprotect, mremap, msync, munlock, munmap,
-    set_anon_name,
+    madvise, map_anon_aligned, mincore, mlock, mmap, mmap_fixed_zeroes, mprotect, mremap, msync,
+    munlock, munmap, set_anon_name,
 };
 
 use rustix::io::Errno;

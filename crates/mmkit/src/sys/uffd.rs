@@ -24,6 +24,8 @@ const UFFD_API: u64 = 0xAA;
 const UFFD_USER_MODE_ONLY: libc::c_int = 1;
 /// `UFFD_FEATURE_POISON`: `UFFDIO_POISON` is available (Linux 6.6).
 pub(crate) const FEATURE_POISON: u64 = 1 << 14;
+/// `UFFD_FEATURE_MOVE` (Linux 6.8): `UFFDIO_MOVE`.
+pub(crate) const FEATURE_MOVE: u64 = 1 << 16;
 /// `UFFDIO_REGISTER_MODE_MISSING`.
 const REGISTER_MODE_MISSING: u64 = 1;
 /// `UFFDIO_REGISTER_MODE_WP`.
@@ -54,6 +56,8 @@ const UFFDIO_ZEROPAGE: libc::c_ulong = ioc(IOC_READ_WRITE, 0x04, size_of::<Uffdi
 const UFFDIO_WRITEPROTECT: libc::c_ulong =
     ioc(IOC_READ_WRITE, 0x06, size_of::<UffdioWriteprotect>());
 const UFFDIO_POISON: libc::c_ulong = ioc(IOC_READ_WRITE, 0x08, size_of::<UffdioPoison>());
+const UFFDIO_MOVE: libc::c_ulong = ioc(IOC_READ_WRITE, 0x05, size_of::<UffdioMove>());
+const MOVE_MODE_DONTWAKE: u64 = 1;
 /// `USERFAULTFD_IOC_NEW` on `/dev/userfaultfd` (`_IO(0xAA, 0)`).
 const USERFAULTFD_IOC_NEW: libc::c_ulong = ioc(0, 0x00, 0);
 
@@ -85,6 +89,15 @@ struct UffdioCopy {
     len: u64,
     mode: u64,
     copy: i64,
+}
+
+#[repr(C)]
+struct UffdioMove {
+    dst: u64,
+    src: u64,
+    len: u64,
+    mode: u64,
+    moved: i64,
 }
 
 #[repr(C)]
@@ -194,6 +207,11 @@ impl Uffd {
         // them refuses with EINVAL, and a new descriptor asks for none.
         let features = match api(&fd, want) {
             Ok(f) => f,
+            // Without `UFFDIO_MOVE` (before 6.8), ask again for the rest.
+            Err(Errno::INVAL) if want & FEATURE_MOVE != 0 => {
+                drop(fd);
+                return Uffd::open(want & !FEATURE_MOVE, user_mode_only);
+            }
             Err(Errno::INVAL) if want != 0 => {
                 drop(fd);
                 return Uffd::open(0, user_mode_only);
@@ -269,6 +287,50 @@ impl Uffd {
                 // A partial copy: `copy` holds the bytes done.
                 Err(Errno::AGAIN) if c.copy > 0 => return Ok(c.copy as usize),
                 // The mapping was changing (fork, mremap): try again.
+                Err(Errno::AGAIN) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// `UFFDIO_MOVE`: move the pages of `[src, src+len)` (private anonymous memory of
+    /// this process) to `[dst, dst+len)` of a registered range, without copying them, and
+    /// wake the faulting threads unless `!wake`. A transparent huge page whose 2 MiB both
+    /// ranges cover, aligned, moves as one (its PMD); `src` is left unmapped. Returns the
+    /// bytes moved, which may be fewer than `len`.
+    ///
+    /// <https://man7.org/linux/man-pages/man2/UFFDIO_MOVE.2const.html>
+    ///
+    /// # Errors
+    /// The ioctl's errno (`EEXIST` where a destination page is present, `ENOENT` for a
+    /// hole in `src`, `EBUSY` for a page shared with another process, `EINVAL`, …).
+    ///
+    /// # Safety
+    /// `src` is private anonymous memory the caller owns with no live reference into it
+    /// (its pages leave it); `dst` lies in a range registered on this descriptor, whose
+    /// missing pages nothing else relies on staying missing.
+    #[doc(alias = "UFFDIO_MOVE")]
+    pub(crate) unsafe fn move_pages(
+        &self,
+        dst: usize,
+        src: *mut u8,
+        len: usize,
+        wake: bool,
+    ) -> Result<usize, Errno> {
+        let mode = if wake { 0 } else { MOVE_MODE_DONTWAKE };
+        loop {
+            let mut m = UffdioMove {
+                dst: dst as u64,
+                src: src as u64,
+                len: len as u64,
+                mode,
+                moved: 0,
+            };
+            // SAFETY: `m` is the structure UFFDIO_MOVE reads and writes; the ranges are
+            // the caller's promise.
+            match unsafe { ioctl(self.fd.as_raw_fd(), UFFDIO_MOVE, &mut m) } {
+                Ok(()) => return Ok(len),
+                Err(Errno::AGAIN) if m.moved > 0 => return Ok(m.moved as usize),
                 Err(Errno::AGAIN) => continue,
                 Err(e) => return Err(e),
             }
@@ -448,6 +510,7 @@ mod tests {
         assert_eq!(UFFDIO_COPY, 0xc028_aa03);
         assert_eq!(UFFDIO_ZEROPAGE, 0xc020_aa04);
         assert_eq!(UFFDIO_POISON, 0xc020_aa08);
+        assert_eq!(UFFDIO_MOVE, 0xc028_aa05);
         assert_eq!(UFFDIO_WRITEPROTECT, 0xc018_aa06);
         assert_eq!(USERFAULTFD_IOC_NEW, 0xaa00);
     }
