@@ -11,6 +11,7 @@ use crate::table::{align_right, plain_table};
 use mmkit::pager::bench::{
     PageBenchOptions, PageBenchReport, RemoteBenchOptions, RemoteBenchReport,
 };
+use mmkit::pager::HugePages;
 use mmkit::size::format_size;
 
 /// Arguments of `mmkit page bench`.
@@ -60,12 +61,37 @@ pub(super) struct BenchArgs {
     /// Directory for the test file (default: the system's temporary directory).
     #[arg(long)]
     dir: Option<PathBuf>,
+    /// Huge page pagers to measure besides the 4 KiB one: thp (transparent huge pages
+    /// moved in with UFFDIO_MOVE), hugetlb (2 MiB pages of the pool: raise
+    /// vm.nr_hugepages first), both, or off. A kind the machine lacks is measured on the
+    /// 4 KiB pages it falls back to, and the table says why.
+    #[arg(long, value_enum, default_value = "both", conflicts_with = "url")]
+    huge: HugeArg,
     /// A 32 MiB file and 3 passes: a quick look, noisier figures.
     #[arg(long)]
     quick: bool,
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum HugeArg {
+    Off,
+    Thp,
+    Hugetlb,
+    Both,
+}
+
+impl HugeArg {
+    fn kinds(self) -> Vec<HugePages> {
+        match self {
+            HugeArg::Off => vec![],
+            HugeArg::Thp => vec![HugePages::Thp],
+            HugeArg::Hugetlb => vec![HugePages::Hugetlb],
+            HugeArg::Both => vec![HugePages::Thp, HugePages::Hugetlb],
+        }
+    }
 }
 
 /// A share of the object: more than 0, at most 1.
@@ -91,6 +117,7 @@ fn local(a: &BenchArgs) -> anyhow::Result<ExitCode> {
         readahead: a.readahead.unwrap_or(256),
         runs: a.runs.unwrap_or(5),
         dir: a.dir.clone(),
+        huge: a.huge.kinds(),
         ..PageBenchOptions::default()
     };
     if a.quick {
@@ -115,22 +142,34 @@ fn render(r: &PageBenchReport) -> String {
     let mut t = plain_table(&[
         "pattern",
         "method",
+        "pages",
         "median",
         "min – max",
         "throughput",
         "vs kernel mmap",
     ]);
+    let mut notes = Vec::new();
     for row in &r.rows {
         t.add_row(vec![
             row.pattern.to_string(),
             row.method.to_string(),
+            row.backing.map_or("-", |b| b.describe()).to_string(),
             format!("{:.1} ms", row.median_ms),
             format!("{:.1} – {:.1}", row.min_ms, row.max_ms),
             format!("{:.2} GB/s", row.bytes_per_sec / 1e9),
             format!("{:.2}x", row.vs_kernel),
         ]);
+        if let Some(note) = row
+            .backing_note
+            .as_ref()
+            .filter(|_| row.pattern == "sequential")
+        {
+            notes.push(format!("{}: 4 KiB pages, because {note}\n", row.method));
+        }
     }
-    align_right(&mut t, [2, 3, 4, 5]);
+    align_right(&mut t, [3, 4, 5, 6]);
+    let t = format!("{t}\n{}", notes.concat());
+    let t = t.trim_end();
     let f = &r.fault;
     format!(
         "{} file, pager read-ahead {} pages\n{t}\none fault: pager {:.1} µs (p99 {:.1}), kernel minor fault {:.2} µs (p99 {:.2}): {:.0}x\nsequential pass: {} faults filled {} pages ({} by read-ahead): {:.2} µs a page\nfresh anonymous memory: {:.2} µs a page to touch, the floor for filling private pages\n",

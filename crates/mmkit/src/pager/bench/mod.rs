@@ -31,7 +31,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::{FileSource, PagerOptions, PagerStats};
+use super::{Backing, FileSource, HugePages, PagerOptions, PagerStats};
+
+/// What a pager pass reports besides its time and sum.
+type PagerPass = (PagerStats, Backing, Option<String>);
 use crate::bench::{random_offsets, random_offsets_iter, scan, BLOCK};
 use crate::error::{Error, ErrorKind, Op, Result};
 use crate::map::MapOptions;
@@ -61,6 +64,10 @@ pub struct PageBenchOptions {
     pub faults: usize,
     /// Where to write the test file (the system's temporary directory by default).
     pub dir: Option<PathBuf>,
+    /// Huge page kinds to measure a pager on besides 4 KiB pages, each a row of its own
+    /// (`pager thp`, `pager hugetlb`); a kind the machine lacks is measured on the
+    /// 4 KiB pages it falls back to, and its row says so.
+    pub huge: Vec<HugePages>,
 }
 
 impl Default for PageBenchOptions {
@@ -72,6 +79,7 @@ impl Default for PageBenchOptions {
             runs: 5,
             faults: 2_000,
             dir: None,
+            huge: vec![HugePages::Thp, HugePages::Hugetlb],
         }
     }
 }
@@ -82,8 +90,12 @@ impl Default for PageBenchOptions {
 pub struct PageRow {
     /// `sequential` or `random`.
     pub pattern: &'static str,
-    /// `pager`, `kernel mmap` or `pread`.
+    /// `pager`, `pager thp`, `pager hugetlb`, `kernel mmap` or `pread`.
     pub method: &'static str,
+    /// For a pager: what its region was made of.
+    pub backing: Option<Backing>,
+    /// For a pager asked for huge pages: why it used 4 KiB pages instead.
+    pub backing_note: Option<String>,
     /// Median time of a pass, milliseconds.
     pub median_ms: f64,
     /// Fastest pass.
@@ -152,10 +164,12 @@ pub fn run(opts: &PageBenchOptions, mut progress: impl FnMut(&str)) -> Result<Pa
     let want_random = file.random_sum(&offsets)?;
     let mut rows = Vec::new();
     let mut stats = PagerStats::default();
+    let methods = methods(&opts.huge);
     for pattern in ["sequential", "random"] {
-        let mut times: [Vec<Duration>; 3] = Default::default();
+        let mut times = vec![Vec::new(); methods.len()];
+        let mut backings = vec![(None, None); methods.len()];
         for _ in 0..opts.runs {
-            for (i, method) in ["pager", "kernel mmap", "pread"].into_iter().enumerate() {
+            for (i, &method) in methods.iter().enumerate() {
                 progress(&format!("{pattern} {method}"));
                 let (t, sum, st) = file.pass(method, pattern, &offsets, opts.readahead)?;
                 let expect = if pattern == "sequential" {
@@ -168,8 +182,11 @@ pub fn run(opts: &PageBenchOptions, mut progress: impl FnMut(&str)) -> Result<Pa
                         "{method} {pattern} pass summed {sum:#x}, the file sums to {expect:#x}"
                     )));
                 }
-                if let (Some(st), "sequential") = (st, pattern) {
-                    stats = st;
+                if let Some((st, backing, note)) = st {
+                    if (method, pattern) == ("pager", "sequential") {
+                        stats = st;
+                    }
+                    backings[i] = (Some(backing), note);
                 }
                 times[i].push(t);
             }
@@ -179,7 +196,7 @@ pub fn run(opts: &PageBenchOptions, mut progress: impl FnMut(&str)) -> Result<Pa
         } else {
             (offsets.len() * 4096) as u64
         };
-        rows.extend(rows_for(pattern, &mut times, bytes));
+        rows.extend(rows_for(pattern, &methods, &mut times, backings, bytes));
     }
     progress("one-fault latency");
     let fault = file.fault_latency(opts.faults)?;
@@ -221,16 +238,40 @@ fn check_memory(size: u64, hint: &str) -> Result<()> {
     Ok(())
 }
 
-fn rows_for(pattern: &'static str, times: &mut [Vec<Duration>; 3], bytes: u64) -> Vec<PageRow> {
-    let kernel = median_time(&mut times[1]).as_secs_f64();
-    ["pager", "kernel mmap", "pread"]
-        .into_iter()
+/// The methods measured: the pager on 4 KiB pages, on each huge page kind asked for,
+/// the kernel's mapping (always at index `len - 2`) and `pread`.
+fn methods(huge: &[HugePages]) -> Vec<&'static str> {
+    let mut m = vec!["pager"];
+    for h in huge {
+        match h {
+            HugePages::Thp if !m.contains(&"pager thp") => m.push("pager thp"),
+            HugePages::Hugetlb if !m.contains(&"pager hugetlb") => m.push("pager hugetlb"),
+            _ => {}
+        }
+    }
+    m.extend(["kernel mmap", "pread"]);
+    m
+}
+
+fn rows_for(
+    pattern: &'static str,
+    methods: &[&'static str],
+    times: &mut [Vec<Duration>],
+    backings: Vec<(Option<Backing>, Option<String>)>,
+    bytes: u64,
+) -> Vec<PageRow> {
+    let kernel = median_time(&mut times[methods.len() - 2]).as_secs_f64();
+    methods
+        .iter()
         .zip(times.iter_mut())
-        .map(|(method, t)| {
+        .zip(backings)
+        .map(|((&method, t), (backing, backing_note))| {
             let m = median_time(t).as_secs_f64();
             PageRow {
                 pattern,
                 method,
+                backing,
+                backing_note,
                 median_ms: m * 1e3,
                 min_ms: t[0].as_secs_f64() * 1e3,
                 max_ms: t[t.len() - 1].as_secs_f64() * 1e3,
@@ -299,15 +340,26 @@ impl TestFile {
         pattern: &str,
         offsets: &[u64],
         readahead: usize,
-    ) -> Result<(Duration, u64, Option<PagerStats>)> {
+    ) -> Result<(Duration, u64, Option<PagerPass>)> {
         let seq = pattern == "sequential";
+        let huge = match method {
+            "pager thp" => Some(HugePages::Thp),
+            "pager hugetlb" => Some(HugePages::Hugetlb),
+            "pager" => Some(HugePages::Off),
+            _ => None,
+        };
         match method {
-            "pager" => {
+            _ if huge.is_some() => {
                 let src = Arc::new(FileSource::open(&self.path)?);
-                let pager = PagerOptions::new().readahead(readahead).build(src)?;
+                let pager = PagerOptions::new()
+                    .readahead(readahead)
+                    .huge_pages(huge.unwrap_or_default())
+                    .build(src)?;
                 let start = Instant::now();
                 let sum = scan_bytes(pager.as_slice(), seq, offsets);
-                Ok((start.elapsed(), sum, Some(pager.stats())))
+                let took = start.elapsed();
+                let note = pager.backing_note().map(str::to_string);
+                Ok((took, sum, Some((pager.stats(), pager.backing(), note))))
             }
             "kernel mmap" => {
                 let map = MapOptions::new().map(&self.file)?;
