@@ -12,6 +12,10 @@
 //!   source (a remote object) rarely waits: see [`PagerOptions::async_readahead`].
 //! - **Random faults** queued at once are read with one [`Source::read_ranges`] call
 //!   (for a remote object: concurrent range requests), then copied in one by one.
+//! - **Huge pages** ([`PagerOptions::huge_pages`]): a region of 2 MiB pages, hugetlb
+//!   pages copied in or transparent huge pages moved in whole with `UFFDIO_MOVE`, so a
+//!   scan takes a fault and allocates a page per 2 MiB; where they cannot be had it falls
+//!   back to 4 KiB pages and [`Pager::backing_note`] says why.
 //!
 //! ```
 //! use std::sync::Arc;
