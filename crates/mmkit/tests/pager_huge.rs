@@ -8,7 +8,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use mmkit::pager::{Backing, FnSource, HugePages, PagerOptions, Source};
+use mmkit::pager::{Backing, FnSource, HugePages, Pager, PagerOptions, Source};
 use mmkit::probe::region_stats;
 
 mod pager_common;
@@ -36,21 +36,26 @@ fn thp_enabled() -> bool {
         .is_ok_and(|m| !m.contains("[never]"))
 }
 
+/// A THP pager over `src`, or `None` (said why) where userfaultfd or THP with
+/// `UFFDIO_MOVE` is missing; the fallback's reason must name what is missing.
+fn thp_pager(src: Arc<dyn Source>) -> Option<Pager> {
+    let pager = build(PagerOptions::new().huge_pages(HugePages::Thp), src)?;
+    if pager.backing() == Backing::Thp {
+        return Some(pager);
+    }
+    let why = pager.backing_note().unwrap_or_default().to_string();
+    assert!(!thp_enabled() || why.contains("UFFDIO_MOVE"), "{why}");
+    skip(&format!("no THP pager here: {why}"));
+    None
+}
+
 #[test]
 fn thp_pages_are_moved_in_whole() {
     // 11 huge pages and a bit: the last page is partly past the end.
     let len = 11 * HUGE + 12345;
-    let Some(pager) = build(
-        PagerOptions::new().huge_pages(HugePages::Thp),
-        Arc::new(hashed(len as u64)),
-    ) else {
+    let Some(pager) = thp_pager(Arc::new(hashed(len as u64))) else {
         return;
     };
-    if pager.backing() != Backing::Thp {
-        let why = pager.backing_note().unwrap_or_default().to_string();
-        assert!(!thp_enabled() || why.contains("UFFDIO_MOVE"), "{why}");
-        return skip(&format!("no THP pager here: {why}"));
-    }
     assert_eq!(pager.page_size(), HUGE);
     assert_eq!(pager.as_ptr() as usize % HUGE, 0);
     check_bytes(pager.as_slice());
@@ -70,15 +75,9 @@ fn thp_pages_are_moved_in_whole() {
 #[test]
 fn random_reads_on_thp_fill_only_their_huge_pages() {
     let len = 64 * HUGE;
-    let Some(pager) = build(
-        PagerOptions::new().huge_pages(HugePages::Thp),
-        Arc::new(hashed(len as u64)),
-    ) else {
+    let Some(pager) = thp_pager(Arc::new(hashed(len as u64))) else {
         return;
     };
-    if pager.backing() != Backing::Thp {
-        return skip("no THP pager here");
-    }
     let mut buf = [0u8; 100];
     for page in [40usize, 3, 61, 17, 3] {
         let off = page * HUGE + 777;
@@ -123,15 +122,9 @@ fn a_failing_huge_page_fails_alone() {
             "failing at 10 MiB".into()
         }
     }
-    let Some(pager) = build(
-        PagerOptions::new().huge_pages(HugePages::Thp),
-        Arc::new(Failing(src)),
-    ) else {
+    let Some(pager) = thp_pager(Arc::new(Failing(src))) else {
         return;
     };
-    if pager.backing() != Backing::Thp {
-        return skip("no THP pager here");
-    }
     let mut buf = vec![0u8; 4096];
     assert!(pager.read_at(5 * HUGE + 10, &mut buf).is_err());
     for page in [0, 4, 6, 7] {

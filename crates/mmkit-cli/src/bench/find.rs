@@ -32,33 +32,29 @@ pub(super) fn run(args: &BenchArgs) -> anyhow::Result<ExitCode> {
     let Some(report) = super::with_progress(|p| bench::run_find(&options, p)) else {
         return Ok(ExitCode::from(1));
     };
-    let mut out = std::io::stdout().lock();
-    if args.json {
-        serde_json::to_writer_pretty(&mut out, &report)?;
-        writeln!(out)?;
-        return Ok(ExitCode::SUCCESS);
-    }
-    let m = &report.machine;
-    writeln!(
-        out,
-        "machine: {} CPUs, {}, Linux {}; warm text of {}: {} lines hold {:?} ({} matches); \
+    super::emit(args.json, &report, |out| {
+        let m = &report.machine;
+        writeln!(
+            out,
+            "machine: {} CPUs, {}, Linux {}; warm text of {}: {} lines hold {:?} ({} matches); \
          median of {} runs",
-        m.cpus,
-        m.cpu_model,
-        m.kernel,
-        format_size(report.size),
-        report.lines,
-        report.needle,
-        report.matches,
-        options.runs,
-    )?;
-    writeln!(out, "{}", table(&report))?;
-    writeln!(
-        out,
-        "vs ripgrep: ripgrep's median time over the tool's (above 1 = faster); user and sys: \
+            m.cpus,
+            m.cpu_model,
+            m.kernel,
+            format_size(report.size),
+            report.lines,
+            report.needle,
+            report.matches,
+            options.runs,
+        )?;
+        writeln!(out, "{}", table(&report))?;
+        writeln!(
+            out,
+            "vs ripgrep: ripgrep's median time over the tool's (above 1 = faster); user and sys: \
          the process's CPU seconds (getrusage of the child)"
-    )?;
-    Ok(ExitCode::SUCCESS)
+        )?;
+        Ok(())
+    })
 }
 
 fn ms(ns: Option<f64>) -> String {

@@ -297,6 +297,22 @@ fn table(report: &BenchReport) -> Table {
     table
 }
 
+/// Print `report` as JSON when `json`, else as `text` writes it; exit 0.
+pub(super) fn emit<R: serde::Serialize>(
+    json: bool,
+    report: &R,
+    text: impl FnOnce(&mut std::io::StdoutLock<'static>) -> std::io::Result<()>,
+) -> anyhow::Result<ExitCode> {
+    let mut out = std::io::stdout().lock();
+    if json {
+        serde_json::to_writer_pretty(&mut out, report)?;
+        writeln!(out)?;
+    } else {
+        text(&mut out)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 /// Run a benchmark under a progress bar of its cases (a line a case on stderr when no
 /// bar is shown); its report, or `None` once its error has been reported in one line.
 pub(super) fn with_progress<T>(

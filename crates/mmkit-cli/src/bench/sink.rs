@@ -45,37 +45,33 @@ pub(super) fn run(args: &BenchArgs, methods: Vec<mmkit::copy::Method>) -> anyhow
     let Some(report) = super::with_progress(|p| bench::run_sinks(&options, p)) else {
         return Ok(ExitCode::from(1));
     };
-    let mut out = std::io::stdout().lock();
-    if args.json {
-        serde_json::to_writer_pretty(&mut out, &report)?;
-        writeln!(out)?;
-        return Ok(ExitCode::SUCCESS);
-    }
-    let m = &report.machine;
-    writeln!(
-        out,
-        "machine: {} CPUs, {}, Linux {}; pipes {} (splice's got {}), buffer {}",
-        m.cpus,
-        m.cpu_model,
-        m.kernel,
-        format_size(report.pipe_size as u64),
-        report
-            .pipe_size_granted
-            .map_or("-".into(), |p| format_size(p as u64)),
-        format_size(report.buffer as u64),
-    )?;
-    writeln!(out, "{}", table(&report))?;
-    writeln!(
-        out,
-        "CPU s/GB: user + system seconds of the sending thread (getrusage RUSAGE_THREAD) per \
+    super::emit(args.json, &report, |out| {
+        let m = &report.machine;
+        writeln!(
+            out,
+            "machine: {} CPUs, {}, Linux {}; pipes {} (splice's got {}), buffer {}",
+            m.cpus,
+            m.cpu_model,
+            m.kernel,
+            format_size(report.pipe_size as u64),
+            report
+                .pipe_size_granted
+                .map_or("-".into(), |p| format_size(p as u64)),
+            format_size(report.buffer as u64),
+        )?;
+        writeln!(out, "{}", table(&report))?;
+        writeln!(
+            out,
+            "CPU s/GB: user + system seconds of the sending thread (getrusage RUSAGE_THREAD) per \
          10^9 bytes; the reader thread's are apart (reader)"
-    )?;
-    writeln!(
-        out,
-        "vs read+write: the method's CPU per GB over read+write's (below 1 = less CPU); \
+        )?;
+        writeln!(
+            out,
+            "vs read+write: the method's CPU per GB over read+write's (below 1 = less CPU); \
          n/a: the kernel refused the method for this sink"
-    )?;
-    Ok(ExitCode::SUCCESS)
+        )?;
+        Ok(())
+    })
 }
 
 fn gbps(size: u64, ns: Option<f64>) -> String {

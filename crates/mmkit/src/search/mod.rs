@@ -216,18 +216,20 @@ fn line_chunks(
     Ok(())
 }
 
+/// A mapping of a temporary file holding `bytes` (for the tests here and in `split`).
+#[cfg(test)]
+fn map_of(bytes: &[u8]) -> (tempfile::TempDir, Mapping) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("data");
+    std::fs::write(&path, bytes).unwrap();
+    let map = crate::MapOptions::new().map_path(&path).unwrap();
+    (dir, map)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
-
-    fn map_of(bytes: &[u8]) -> (tempfile::TempDir, Mapping) {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("data");
-        std::fs::write(&path, bytes).unwrap();
-        let map = crate::MapOptions::new().map_path(&path).unwrap();
-        (dir, map)
-    }
 
     fn naive_offsets(hay: &[u8], needle: &[u8]) -> Vec<u64> {
         let mut out = Vec::new();

@@ -211,16 +211,9 @@ fn offsets_split(
 
 #[cfg(test)]
 mod tests {
+    use super::super::map_of;
     use super::*;
     use proptest::prelude::*;
-
-    fn map_of(bytes: &[u8]) -> (tempfile::TempDir, Mapping) {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("data");
-        std::fs::write(&path, bytes).unwrap();
-        let map = crate::MapOptions::new().map_path(&path).unwrap();
-        (dir, map)
-    }
 
     fn one_thread(map: &Mapping, needle: &[u8]) -> Vec<u64> {
         let mut got = Vec::new();
