@@ -435,3 +435,39 @@ fn slice_after_close_child() {
     let b = std::hint::black_box(pager.as_slice())[5 * PAGE];
     println!("read an unfilled page after close: {b}");
 }
+
+#[test]
+fn a_file_that_shrinks_under_the_pager_reads_zeros_past_its_new_end() {
+    // The pager copies a file source's pages straight from a mapping of the file; past a
+    // new end that copy faults in the kernel (EFAULT, never SIGBUS here), and the pages
+    // are read with pread instead: zeros, as the file source documents.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("data");
+    let len = 300 * PAGE;
+    let data: Vec<u8> = (0..len).map(|i| hash_byte(i as u64) | 1).collect();
+    std::fs::write(&path, &data).unwrap();
+    let src = Arc::new(FileSource::open(&path).unwrap());
+    // Windows grow to 64 pages as the scan goes, so one crosses the new end; none is
+    // fetched ahead in the background (a page filled before the cut keeps its bytes).
+    let opts = PagerOptions::new()
+        .readahead(64)
+        .async_readahead(false)
+        .clone();
+    let Some(pager) = build(&opts, src) else {
+        return;
+    };
+    let cut = 100 * PAGE + 123;
+    let mut head = vec![0u8; PAGE];
+    pager.read_at(0, &mut head).unwrap();
+    assert!(head == data[..PAGE], "the first page, before the cut");
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(cut as u64)
+        .unwrap();
+    let mut all = vec![0xeeu8; len];
+    pager.read_at(0, &mut all).unwrap();
+    assert!(all[..cut] == data[..cut], "the bytes before the new end");
+    assert!(all[cut..].iter().all(|&b| b == 0), "zeros past the new end");
+}

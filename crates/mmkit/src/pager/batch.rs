@@ -16,8 +16,8 @@ use std::sync::atomic::Ordering;
 use rustix::io::Errno;
 
 use super::budget::{release, settle};
-use super::handler::{self, note_error, panic_text, Bounce, Shared, PRESENT, REFERENCED};
-use super::huge;
+use super::handler::{note_error, panic_text, Bounce, Shared, PRESENT, REFERENCED};
+use super::{fill, huge};
 
 /// Fill `pages` (distinct, each reserved by `make_room`): read them with one
 /// `read_ranges` call per bounce buffer's worth, copy them in, settle the reservations.
@@ -28,14 +28,14 @@ pub(crate) fn fill(shared: &Shared, bounce: &mut Bounce, pages: &[usize]) {
     let per_read = (bounce.len() / page).max(1);
     for chunk in pages.chunks(per_read) {
         if chunk.len() == 1 {
-            handler::fill(shared, bounce, chunk[0], 1);
+            fill::fill(shared, bounce, chunk[0], 1);
             continue;
         }
         let buf = bounce.slice(chunk.len() * page);
         if let Err(why) = read(shared, chunk, buf) {
             note_error(shared, why);
             for &p in chunk {
-                handler::fill(shared, bounce, p, 1);
+                fill::fill(shared, bounce, p, 1);
             }
             continue;
         }

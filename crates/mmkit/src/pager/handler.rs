@@ -22,8 +22,9 @@ use std::time::{Duration, Instant};
 use rustix::io::Errno;
 
 use super::batch;
-use super::budget::{evict_lock, make_room, release, settle};
-use super::huge::{self, Backing, HUGE};
+use super::budget::{evict_lock, make_room, settle};
+use super::fill::fill;
+use super::huge::{Backing, HUGE};
 use super::readahead::{self, Prefetch, TAKEN};
 use super::writeback::write_fault;
 use super::Source;
@@ -422,7 +423,7 @@ pub(crate) fn note_error(shared: &Shared, text: String) {
 }
 
 /// `source.read_at`, its error or its panic as text.
-fn read_source(shared: &Shared, offset: u64, buf: &mut [u8]) -> Result<(), String> {
+pub(crate) fn read_source(shared: &Shared, offset: u64, buf: &mut [u8]) -> Result<(), String> {
     match catch_unwind(AssertUnwindSafe(|| shared.source.read_at(offset, buf))) {
         Ok(r) => r.map_err(|e| e.to_string()),
         Err(p) => Err(format!("the source panicked: {}", panic_text(&*p))),
@@ -496,75 +497,6 @@ fn fault(shared: &Shared, bounce: &mut Bounce, addr: usize, batch: &mut Vec<usiz
     }
     fill(shared, bounce, first, reserved);
     settle(shared, reserved);
-}
-
-/// Read pages `first..first + n` (reserved by `make_room`) from the source and copy
-/// them in; give back the reservation of every page not filled.
-pub(crate) fn fill(shared: &Shared, bounce: &mut Bounce, first: usize, mut n: usize) {
-    let page = shared.page;
-    let c = &shared.counters;
-    let mut bytes = n * page;
-    let buf = bounce.slice(bytes);
-    let offset = (first * page) as u64;
-    let mut read = read_source(shared, offset, buf);
-    if read.is_err() && n > 1 {
-        // The failure may lie in the read-ahead: fill the faulting page alone.
-        release(shared, n - 1);
-        n = 1;
-        bytes = page;
-        read = read_source(shared, offset, &mut buf[..page]);
-    }
-    // From here on the buffer is only a source of pages (a move takes them away).
-    let src = buf.as_mut_ptr();
-    if let Err(e) = read {
-        release(shared, n);
-        return fail_page(shared, first, e);
-    }
-    c.bytes_read.fetch_add(bytes as u64, Ordering::Relaxed);
-    // Counted before the copy, which wakes the faulting thread: a thread that reads the
-    // stats after its access sees its fill. Pages found present are taken back.
-    c.pages_filled.fetch_add(n as u64, Ordering::Relaxed);
-    c.readahead_pages.fetch_add(n as u64 - 1, Ordering::Relaxed);
-    let not_filled = |p: usize| {
-        c.pages_filled.fetch_sub(1, Ordering::Relaxed);
-        if p > 0 {
-            c.readahead_pages.fetch_sub(1, Ordering::Relaxed);
-        }
-        release(shared, 1);
-    };
-    let dst = shared.base + first * page;
-    let mut done = 0;
-    let mut faulting_filled = false;
-    while done < bytes {
-        // SAFETY: `src` holds `bytes` bytes of this thread's buffer, no reference into
-        // it live; the destination is our registered region, whose missing pages only
-        // this pager fills.
-        match unsafe { huge::place(shared, dst + done, src.add(done), bytes - done, true) } {
-            Ok(k) => {
-                for p in (done / page)..((done + k) / page) {
-                    shared.state[first + p].fetch_or(PRESENT | REFERENCED, Ordering::Release);
-                    faulting_filled |= p == 0;
-                }
-                done += k;
-            }
-            Err(Errno::EXIST) => {
-                // Another thread filled this page first: it is resident, not ours.
-                not_filled(done / page);
-                done += page;
-            }
-            Err(e) => {
-                note_error(shared, format!("installing pages: {e}"));
-                for p in (done / page)..n {
-                    not_filled(p);
-                }
-                break;
-            }
-        }
-    }
-    if !faulting_filled {
-        // Filled by someone else (or the copy failed): make sure the thread runs again.
-        let _ = shared.uffd.wake(dst, page);
-    }
 }
 
 /// The read-ahead window for a fault at page `first`: doubled (up to the maximum) when

@@ -114,6 +114,7 @@ mod batch;
 #[cfg_attr(docsrs, doc(cfg(feature = "bench")))]
 pub mod bench;
 mod budget;
+mod fill;
 mod handler;
 mod huge;
 #[cfg(feature = "remote")]
@@ -122,6 +123,7 @@ mod options;
 mod readahead;
 mod runtime;
 mod source;
+mod view;
 mod writeback;
 #[cfg(feature = "zstd")]
 mod zstd;
@@ -133,6 +135,7 @@ pub use self::object::{ObjectOptions, ObjectSource, ObjectStats};
 pub use self::options::{PagerOptions, MAX_READAHEAD_BYTES, MAX_THREADS};
 pub use self::runtime::{Pager, PagerStats};
 pub use self::source::{FileSource, FnSource, MemSource, Source};
+pub use self::view::SourceView;
 #[cfg(feature = "zstd")]
 #[cfg_attr(docsrs, doc(cfg(feature = "zstd")))]
 pub use self::zstd::{compress_seekable, CompressStats, ZstdSource};

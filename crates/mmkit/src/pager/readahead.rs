@@ -33,7 +33,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use rustix::io::Errno;
 
 use super::handler::{Bounce, Shared, FAILED, PRESENT, REFERENCED};
-use super::huge;
+use super::huge::{self, Backing};
 
 /// A prefetch of this page is queued or running.
 pub(crate) const INFLIGHT: u8 = 16;
@@ -260,23 +260,46 @@ pub(crate) fn serve(shared: Arc<Shared>, mut bounce: Bounce) {
                 q = pf.ready.wait(q).unwrap_or_else(|p| p.into_inner());
             }
         };
-        let buf = bounce.slice(job.n * shared.page);
-        let offset = (job.first * shared.page) as u64;
-        let read = catch_unwind(AssertUnwindSafe(|| shared.source.read_at(offset, buf)));
-        match read {
-            Ok(Ok(())) if !shared.closed.load(Ordering::Acquire) => {
-                shared
-                    .counters
-                    .bytes_read
-                    .fetch_add(buf.len() as u64, Ordering::Relaxed);
-                install(&shared, pf, job, buf);
-            }
-            _ => {
-                pf.counters.errors.fetch_add(1, Ordering::Relaxed);
-                abandon(&shared, job);
-            }
+        if !fetch(&shared, pf, &mut bounce, job) {
+            pf.counters.errors.fetch_add(1, Ordering::Relaxed);
+            abandon(&shared, job);
         }
     }
+}
+
+/// Read a window and install it: straight from the source file's pages when it has a
+/// view (only the marker page is read, with `pread`), else through `bounce`. False when
+/// the source failed (or the pager closed meanwhile).
+fn fetch(shared: &Shared, pf: &Prefetch, bounce: &mut Bounce, job: Job) -> bool {
+    let page = shared.page;
+    let len = job.n * page;
+    let offset = (job.first * page) as u64;
+    let read = |buf: &mut [u8]| {
+        let r = catch_unwind(AssertUnwindSafe(|| shared.source.read_at(offset, buf)));
+        matches!(r, Ok(Ok(()))) && !shared.closed.load(Ordering::Acquire)
+    };
+    // A move needs anonymous pages of our own: THP regions always read into the buffer.
+    let view = (shared.backing != Backing::Thp).then(|| shared.source.view());
+    let direct = view.flatten().and_then(|v| v.range(offset, len));
+    let c = &shared.counters;
+    if let Some(src) = direct {
+        let mut marker = vec![0u8; page].into_boxed_slice();
+        if !read(&mut marker) {
+            return false;
+        }
+        c.bytes_read.fetch_add(len as u64, Ordering::Relaxed);
+        install(shared, pf, job, src.cast_mut(), marker);
+        return true;
+    }
+    let buf = bounce.slice(len);
+    if !read(buf) {
+        return false;
+    }
+    c.bytes_read.fetch_add(len as u64, Ordering::Relaxed);
+    // The marker's bytes are kept before the other pages go (a move takes them away).
+    let marker: Box<[u8]> = buf[..page].into();
+    install(shared, pf, job, buf.as_mut_ptr(), marker);
+    true
 }
 
 /// A window not fetched: its pages go back to missing, and their waiters run again
@@ -298,23 +321,23 @@ fn settle_page(shared: &Shared, p: usize, add: u8) {
     }
 }
 
-/// Copy a fetched window in: every page but the first without waking anybody, the first
-/// kept aside as the window's marker (or copied in too, when a thread already waits
-/// for it or too many markers are kept).
-fn install(shared: &Shared, pf: &Prefetch, job: Job, buf: &mut [u8]) {
+/// Put a fetched window in from `src`: every page but the first without waking anybody,
+/// the first (whose bytes are `marker`) kept aside as the window's marker (or copied in
+/// too, when a thread already waits for it or too many markers are kept). A page that
+/// cannot be put in (a file view whose file shrank) is left missing, to be read when
+/// touched.
+fn install(shared: &Shared, pf: &Prefetch, job: Job, src: *mut u8, marker: Box<[u8]>) {
     let page = shared.page;
-    // The marker's bytes are kept before the other pages go (a move takes them away).
-    let marker: Box<[u8]> = buf[..page].into();
-    let (src, len) = (buf.as_mut_ptr(), buf.len());
+    let len = job.n * page;
     // Counted before the copies make the pages visible (a reader that reads the stats
     // after touching them sees them); pages not copied are taken back below.
     count(shared, pf, job.n as i64 - 1);
     let mut done = page;
     while done < len {
         let dst = shared.base + job.first * page + done;
-        // SAFETY: `src` holds the window, this thread's buffer with no reference into it
-        // live; the destination lies in our region, and its pages are `INFLIGHT`:
-        // missing, and filled by nobody else.
+        // SAFETY: `src` holds the window: this thread's buffer with no reference into it
+        // live, or the source file's read-only view; the destination lies in our region,
+        // and its pages are `INFLIGHT`: missing, and filled by nobody else.
         let r = unsafe { huge::place(shared, dst, src.add(done), len - done, false) };
         let k = match r {
             Ok(k) => k,

@@ -6,8 +6,9 @@ use std::io::{self, Seek, SeekFrom};
 use std::os::unix::fs::{FileExt, FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::RwLock;
+use std::sync::{OnceLock, RwLock};
 
+use super::view::SourceView;
 use crate::sys::fs as sys;
 use crate::{Error, ErrorKind, Op, Result};
 
@@ -65,6 +66,13 @@ pub trait Source: Send + Sync {
     /// jump back — and the pager then reads ahead synchronously only. Default `true`.
     fn reads_out_of_order(&self) -> bool {
         true
+    }
+
+    /// The source's bytes as a read-only mapping of its file, which the pager copies
+    /// pages from directly (one copy instead of a read and a copy). Only the crate's
+    /// [`FileSource`] has one; the default is `None`.
+    fn view(&self) -> Option<&SourceView> {
+        None
     }
 
     /// Whether `write_at` is supported.
@@ -173,6 +181,8 @@ pub struct FileSource {
     path: PathBuf,
     len: u64,
     writable: bool,
+    /// Made on first use (see [`Source::view`]).
+    view: OnceLock<Option<SourceView>>,
 }
 
 impl FileSource {
@@ -203,6 +213,7 @@ impl FileSource {
             path: path.to_path_buf(),
             len,
             writable,
+            view: OnceLock::new(),
         })
     }
 
@@ -260,6 +271,12 @@ impl Source for FileSource {
         self.file
             .sync_data()
             .map_err(|e| Error::io(Op::Flush, &e).with_path(Some(&self.path)))
+    }
+
+    fn view(&self) -> Option<&SourceView> {
+        self.view
+            .get_or_init(|| SourceView::map(&self.file, self.len))
+            .as_ref()
     }
 
     fn describe(&self) -> String {

@@ -1,0 +1,118 @@
+//! Filling a run of pages on a fault: straight from the source file's pages when it has
+//! a [`SourceView`](super::SourceView) (one copy), else read into the handler's buffer
+//! and installed from there (copied, or for THP moved).
+//!
+//! # Safety
+//!
+//! Installs pages into the pager's region with the `unsafe` `UFFDIO_COPY` and
+//! `UFFDIO_MOVE` ([`huge::place`]), from the handler's own buffer or from the source
+//! file's read-only mapping, which only the kernel reads.
+#![allow(unsafe_code)]
+
+use std::sync::atomic::Ordering;
+
+use rustix::io::Errno;
+
+use super::budget::release;
+use super::handler::{fail_page, note_error, read_source, Bounce, Shared, PRESENT, REFERENCED};
+use super::huge::{self, Backing};
+
+/// Read pages `first..first + n` (reserved by `make_room`) from the source and copy
+/// them in; give back the reservation of every page not filled.
+pub(crate) fn fill(shared: &Shared, bounce: &mut Bounce, first: usize, n: usize) {
+    let offset = (first * shared.page) as u64;
+    // A move needs anonymous pages of our own: THP regions always read into the buffer.
+    if shared.backing != Backing::Thp {
+        let view = shared.source.view();
+        if let Some(src) = view.and_then(|v| v.range(offset, n * shared.page)) {
+            if install(shared, first, n, src.cast_mut()) {
+                return;
+            }
+            // EFAULT: the file shrank under its mapping; read it instead (zeros past
+            // its new end, as `pread` gives).
+        }
+    }
+    fill_from_buffer(shared, bounce, first, n);
+}
+
+fn fill_from_buffer(shared: &Shared, bounce: &mut Bounce, first: usize, mut n: usize) {
+    let page = shared.page;
+    let buf = bounce.slice(n * page);
+    let offset = (first * page) as u64;
+    let mut read = read_source(shared, offset, buf);
+    if read.is_err() && n > 1 {
+        // The failure may lie in the read-ahead: fill the faulting page alone.
+        release(shared, n - 1);
+        n = 1;
+        read = read_source(shared, offset, &mut buf[..page]);
+    }
+    // From here on the buffer is only a source of pages (a move takes them away).
+    let src = buf.as_mut_ptr();
+    if let Err(e) = read {
+        release(shared, n);
+        return fail_page(shared, first, e);
+    }
+    install(shared, first, n, src);
+}
+
+/// Install `n` pages from `src` at page `first`, waking the faulting thread; count them,
+/// and give back the reservation of every page not installed. Returns false, having
+/// installed and counted nothing, when the very first copy faulted on `src` (`EFAULT`:
+/// a file view whose file shrank), so the caller can read the pages another way.
+fn install(shared: &Shared, first: usize, n: usize, src: *mut u8) -> bool {
+    let page = shared.page;
+    let c = &shared.counters;
+    let bytes = n * page;
+    // Counted before the copy, which wakes the faulting thread: a thread that reads the
+    // stats after its access sees its fill. Pages found present are taken back.
+    c.bytes_read.fetch_add(bytes as u64, Ordering::Relaxed);
+    c.pages_filled.fetch_add(n as u64, Ordering::Relaxed);
+    c.readahead_pages.fetch_add(n as u64 - 1, Ordering::Relaxed);
+    let not_filled = |p: usize| {
+        c.pages_filled.fetch_sub(1, Ordering::Relaxed);
+        if p > 0 {
+            c.readahead_pages.fetch_sub(1, Ordering::Relaxed);
+        }
+        release(shared, 1);
+    };
+    let dst = shared.base + first * page;
+    let mut done = 0;
+    let mut faulting_filled = false;
+    while done < bytes {
+        // SAFETY: `src` holds `bytes` bytes: this thread's buffer with no reference into
+        // it live, or the source file's read-only view; the destination is our
+        // registered region, whose missing pages only this pager fills.
+        match unsafe { huge::place(shared, dst + done, src.add(done), bytes - done, true) } {
+            Ok(k) => {
+                for p in (done / page)..((done + k) / page) {
+                    shared.state[first + p].fetch_or(PRESENT | REFERENCED, Ordering::Release);
+                    faulting_filled |= p == 0;
+                }
+                done += k;
+            }
+            Err(Errno::EXIST) => {
+                // Another thread filled this page first: it is resident, not ours.
+                not_filled(done / page);
+                done += page;
+            }
+            Err(Errno::FAULT) if done == 0 => {
+                c.bytes_read.fetch_sub(bytes as u64, Ordering::Relaxed);
+                c.pages_filled.fetch_sub(n as u64, Ordering::Relaxed);
+                c.readahead_pages.fetch_sub(n as u64 - 1, Ordering::Relaxed);
+                return false;
+            }
+            Err(e) => {
+                note_error(shared, format!("installing pages: {e}"));
+                for p in (done / page)..n {
+                    not_filled(p);
+                }
+                break;
+            }
+        }
+    }
+    if !faulting_filled {
+        // Filled by someone else (or the copy failed): make sure the thread runs again.
+        let _ = shared.uffd.wake(dst, page);
+    }
+    true
+}
