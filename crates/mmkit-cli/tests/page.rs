@@ -165,12 +165,29 @@ fn bench_reports_every_method_and_the_fault_latencies() {
     );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let rows = v["rows"].as_array().unwrap();
-    assert_eq!(rows.len(), 6, "{v}");
+    // Two patterns × pager, pager thp, pager hugetlb, kernel mmap, pread.
+    assert_eq!(rows.len(), 10, "{v}");
     for r in rows {
         assert!(r["bytes_per_sec"].as_f64().unwrap() > 0.0, "{r}");
         if r["method"] == "kernel mmap" {
             assert_eq!(r["vs_kernel"].as_f64().unwrap(), 1.0, "{r}");
         }
+        // Every pager row says what its pages were; a huge one that fell back, why.
+        match r["method"].as_str().unwrap() {
+            "pager" => assert_eq!(r["backing"], "base", "{r}"),
+            "pager thp" | "pager hugetlb" => {
+                let backing = r["backing"].as_str().unwrap();
+                assert!(["base", "thp", "hugetlb"].contains(&backing), "{r}");
+                assert_eq!(backing == "base", r["backing_note"].is_string(), "{r}");
+            }
+            _ => assert!(r["backing"].is_null(), "{r}"),
+        }
+    }
+    let hugetlb = rows.iter().find(|r| r["method"] == "pager hugetlb").unwrap();
+    if hugetlb["backing"] == "base" {
+        // The pool is empty unless someone raised it: the reason says so.
+        let note = hugetlb["backing_note"].as_str().unwrap();
+        assert!(note.contains("hugetlb pool"), "{note}");
     }
     assert_eq!(v["sequential_stats"]["pages_filled"], 1024, "{v}");
     assert!(v["fault"]["pager_p50_ns"].as_f64().unwrap() > 0.0, "{v}");
