@@ -185,7 +185,9 @@ impl Maps {
                     if AtomicU32::from_ptr(word(format::WAITERS).cast()).load(Ordering::SeqCst) > 0
                     {
                         // Shared futex (no FUTEX_PRIVATE_FLAG): followers are other processes.
-                        let _ = futex::wake(events, futex::Flags::empty(), u32::MAX);
+                        // Every one: the kernel reads the count as an int, so u32::MAX
+                        // would be -1 and wake just one follower.
+                        let _ = futex::wake(events, futex::Flags::empty(), i32::MAX as u32);
                     }
                 },
             )
