@@ -1,10 +1,12 @@
-//! `mmkit shm bench`: presents [`mmkit::shm::bench`] as a table or JSON.
+//! `mmkit shm bench`: presents [`mmkit::shm::bench`] as a table or JSON; with `--wake`,
+//! [`mmkit::shm::bench::wake`] (the `Shared<T>` waiter's wake latency) instead.
 
 use std::process::ExitCode;
 
 use crate::progress::Progress;
 use clap::Args;
 use comfy_table::{presets, Cell, CellAlignment, ContentArrangement, Table};
+use mmkit::shm::bench::wake::{WakeBenchOptions, WakeReport};
 use mmkit::shm::bench::{Row, ShmBenchOptions, ShmBenchReport, Transport};
 
 /// Options of `mmkit shm bench`.
@@ -35,9 +37,22 @@ pub(crate) struct BenchArgs {
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
+    /// Measure instead how soon a `Shared<T>` waiter in another process returns once the
+    /// initialiser publishes (median and max over --runs).
+    #[arg(long)]
+    wake: bool,
+    /// With --wake: waits to time.
+    #[arg(long, default_value_t = 50, requires = "wake")]
+    runs: usize,
+    /// With --wake: milliseconds the initialiser holds its claim while the waiter waits.
+    #[arg(long, default_value_t = 5, requires = "wake")]
+    hold_ms: u64,
 }
 
 pub(crate) fn run(args: &BenchArgs) -> anyhow::Result<ExitCode> {
+    if args.wake {
+        return run_wake(args);
+    }
     let mut opts = ShmBenchOptions {
         sizes: args.sizes.iter().map(|&s| s as usize).collect(),
         bytes_per_run: args.bytes,
@@ -59,6 +74,47 @@ pub(crate) fn run(args: &BenchArgs) -> anyhow::Result<ExitCode> {
         print!("{}", render(&report));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn run_wake(args: &BenchArgs) -> anyhow::Result<ExitCode> {
+    let opts = WakeBenchOptions {
+        runs: args.runs,
+        hold: std::time::Duration::from_millis(args.hold_ms),
+    };
+    let progress = Progress::spinner();
+    let report = mmkit::shm::bench::wake::run(&opts, |i| {
+        progress.message(format!("timing wake-up {} of {}…", i + 1, opts.runs))
+    })?;
+    drop(progress);
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", render_wake(&report));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn render_wake(r: &WakeReport) -> String {
+    format!(
+        "Shared<T> wake latency, initialiser's publish to the waiter's return \
+         ({} runs, claim held {}):\n  p50 {}  p90 {}  max {}  min {}\nwaiter: {}\n",
+        r.runs,
+        ms(r.hold_ns as f64),
+        ms(r.p50_ns),
+        ms(r.p90_ns),
+        ms(r.max_ns),
+        ms(r.min_ns),
+        r.waiter
+    )
+}
+
+/// Nanoseconds as milliseconds from 1 ms up, else as `ns` does.
+fn ms(v: f64) -> String {
+    if v >= 1e6 {
+        format!("{:.2} ms", v / 1e6)
+    } else {
+        ns(v)
+    }
 }
 
 fn render(report: &ShmBenchReport) -> String {

@@ -127,6 +127,10 @@ pub const MAGIC: u64 = u64::from_le_bytes(*b"mmkitTy1");
 /// The size of the header before `T`, in bytes.
 pub const HEADER_SIZE: usize = 64;
 
+/// How a waiter sleeps between looks at the state word (reported by the wake bench).
+#[cfg(feature = "bench")]
+pub(crate) const WAITER_SLEEP: &str = "nanosleep 1 ms growing to 10 ms between looks";
+
 const UNINIT: u32 = 0;
 const READY: u32 = 2;
 /// Low two bits of a state word naming its initialiser: `PID << 2 | INITIALISING`.

@@ -23,6 +23,9 @@
 //! Forks a child per measurement, so it must run in a single-threaded process (the
 //! `mmkit` CLI is); otherwise it returns an error rather than fork unsafely.
 //!
+//! [`wake`] measures the other wait in `shm`: how soon a [`Shared<T>`](super::Shared)
+//! waiter in another process returns once the value is published.
+//!
 //! # Safety
 //!
 //! Starts the peer process with the `unsafe` `process::fork`, whose closure
@@ -38,6 +41,8 @@ use crate::error::{Error, ErrorKind, Op, Result};
 use crate::map::MapOptions;
 use crate::process::{fork, Child, ChildLink, Exit};
 use crate::shm::ring::{Consumer, Producer, RingOptions};
+
+pub mod wake;
 
 /// The transports compared.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -326,7 +331,7 @@ fn describe(
     }
 }
 
-fn check_single_threaded() -> Result<()> {
+pub(crate) fn check_single_threaded() -> Result<()> {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     let threads = status
         .lines()
