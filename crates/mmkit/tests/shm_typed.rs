@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use mmkit::process::{Child, Exit};
 use mmkit::shm::segment::Segment;
-use mmkit::shm::{Memfd, SealedSegment};
 use mmkit::shm::typed::{Shared, SharedOptions, SharedSafe, HEADER_SIZE, MAGIC};
+use mmkit::shm::{Memfd, SealedSegment};
 use mmkit::{ErrorKind, MapOptions, Mapping};
 
 mod common;
@@ -424,9 +424,8 @@ fn racer_on(seg: &SealedSegment) -> Child {
         mmkit::process::fork(|link| {
             let Ok(map) = seg.map() else { return 1 };
             link.send(b'w');
-            let got = opts().create_or_open::<Counters>(map, |s| {
-                s.with(|c| c.seeded.store(7, Relaxed))
-            });
+            let got =
+                opts().create_or_open::<Counters>(map, |s| s.with(|c| c.seeded.store(7, Relaxed)));
             match got.map(|s| s.with(|c| c.seeded.load(Relaxed))) {
                 Ok(Ok(7)) => 0,
                 Ok(_) => 2,

@@ -34,6 +34,10 @@ pub(crate) struct BenchArgs {
     /// this was measured on). The report's note says where they ran.
     #[arg(long)]
     pin: bool,
+    /// How long a ring waiter spins before it sleeps in FUTEX_WAIT, at most, in
+    /// microseconds (the spin adapts below it; see the report's wait counts).
+    #[arg(long, default_value_t = 20)]
+    spin_us: u64,
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
@@ -59,6 +63,7 @@ pub(crate) fn run(args: &BenchArgs) -> anyhow::Result<ExitCode> {
         rounds: args.rounds,
         ring_capacity: args.capacity as usize,
         pin: args.pin,
+        ring_spin: std::time::Duration::from_micros(args.spin_us),
     };
     if args.quick {
         opts.bytes_per_run = opts.bytes_per_run.min(16 << 20);
@@ -212,6 +217,17 @@ fn summary(report: &ShmBenchReport) -> String {
             ));
         }
         out.push('\n');
+        if let Some(w) = ring.waits {
+            out.push_str(&format!(
+                "  ring waits: spin limit {} (consumer's at the end {}); per message the \
+                 consumer slept {:.4}, the producer woke it {:.4}; the producer slept {:.4}\n",
+                ns(report.ring_spin_ns as f64),
+                ns(w.consumer_spin_ns as f64),
+                w.consumer_sleeps_per_msg,
+                w.producer_wakes_per_msg,
+                w.producer_sleeps_per_msg,
+            ));
+        }
     }
     out.push_str(&format!("note: {}\n", report.note));
     out

@@ -173,7 +173,10 @@ fn one(hold: Duration, published: &AtomicU64, returned: &AtomicU64) -> Result<u6
     drop(shared);
     if code != Exit::Code(0) {
         return Err(Error::new(Op::Process, ErrorKind::Unsupported)
-            .detail(format!("the wake bench's waiter ended with {}", code.describe()))
+            .detail(format!(
+                "the wake bench's waiter ended with {}",
+                code.describe()
+            ))
             .hint("exit 3: its create_or_open failed (timeout?); 4: it saw another value"));
     }
     let (p, r) = (
