@@ -218,7 +218,7 @@ fn the_ring_row_reports_its_waits_next_to_the_spin_limit() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}");
     assert!(
-        stdout.contains("ring waits: spin limit 20000 ns"),
+        stdout.contains("ring waits: spin limit 20.0 µs"),
         "{stdout}"
     );
 }

@@ -85,11 +85,16 @@ impl Wait<'_> {
     /// # Errors
     /// A futex failure other than a timeout, a signal or a changed word.
     pub(crate) fn until(&self, ready: impl Fn() -> bool, spin: &mut Spin) -> Result<Woken> {
+        // A deadline that cuts the spin short (`try_recv`, a short timeout) says nothing
+        // about how long spinning takes to pay off: the budget stays as it is.
+        let cut = self
+            .deadline
+            .is_some_and(|d| d.saturating_duration_since(Instant::now()) < spin.now);
         if self.spin_until(&ready, spin.now) {
             spin.won();
             return Ok(Woken::Ready);
         }
-        if !spin.now.is_zero() {
+        if !cut && !spin.now.is_zero() {
             spin.lost();
         }
         loop {
@@ -263,5 +268,30 @@ fn claim(word: &AtomicU32, me: u32) -> std::result::Result<(), u32> {
         {
             return Ok(());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_spin_halves_to_a_32nd_on_a_sleep_and_doubles_to_the_limit_on_a_win() {
+        let max = Duration::from_micros(20);
+        let mut s = Spin::new(max);
+        for _ in 0..10 {
+            s.lost();
+        }
+        assert_eq!(s.now, max / 32);
+        s.won();
+        assert_eq!(s.now, max / 16);
+        for _ in 0..10 {
+            s.won();
+        }
+        assert_eq!((s.now, s.spun), (max, 11));
+        let mut none = Spin::new(Duration::ZERO);
+        none.lost();
+        none.won();
+        assert_eq!(none.now, Duration::ZERO);
     }
 }
