@@ -221,6 +221,10 @@ fn the_ring_row_reports_its_waits_next_to_the_spin_limit() {
         stdout.contains("ring waits: spin limit 20.0 µs"),
         "{stdout}"
     );
+    assert!(stdout.contains("CPU each end got"), "{stdout}");
+    let share = ring["cpu_share"].as_array().unwrap();
+    assert_eq!(share.len(), 2, "{ring}");
+    assert!(share.iter().all(|c| c.as_f64().unwrap() >= 0.0), "{ring}");
 }
 
 #[test]

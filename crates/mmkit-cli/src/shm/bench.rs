@@ -228,6 +228,21 @@ fn summary(report: &ShmBenchReport) -> String {
                 w.producer_sleeps_per_msg,
             ));
         }
+        let (rs, rr) = ring.cpu_share;
+        let (ps, pr) = pipe.cpu_share;
+        out.push_str(&format!(
+            "  CPU each end got (sender/receiver, 1.00 = a whole CPU): ring {rs:.2}/{rr:.2}, \
+             pipe {ps:.2}/{pr:.2}"
+        ));
+        // Messages per CPU-second of the two ends: the ratio with the machine's other load
+        // taken out (both ends of both transports use their CPU while they run).
+        if rs + rr > 0.0 && ps + pr > 0.0 {
+            out.push_str(&format!(
+                "; per CPU-second {:.1}x",
+                (ring.msgs_per_sec / (rs + rr)) / (pipe.msgs_per_sec / (ps + pr))
+            ));
+        }
+        out.push('\n');
     }
     out.push_str(&format!("note: {}\n", report.note));
     out

@@ -70,10 +70,10 @@ pub(super) fn measure(
         .capacity(o.ring_capacity)
         .spin(o.ring_spin);
     throughput(t, size, count / 10 + 1, ring, pinned)?;
-    let (secs, waits) = throughput(t, size, count, ring, pinned)?;
+    let run = throughput(t, size, count, ring, pinned)?;
     round_trips(t, size, o.rounds / 10 + 1, ring, pinned)?;
     let rtt = round_trips(t, size, o.rounds, ring, pinned)?;
-    let per_sec = count as f64 / secs;
+    let per_sec = count as f64 / run.secs;
     Ok(Row {
         transport: t,
         size,
@@ -81,7 +81,8 @@ pub(super) fn measure(
         msgs_per_sec: per_sec,
         bytes_per_sec: per_sec * size as f64,
         rtt,
-        waits,
+        cpu_share: run.cpu,
+        waits: run.waits,
     })
 }
 
@@ -114,28 +115,52 @@ fn streams(t: Transport) -> Result<Streams> {
     }
 }
 
-/// Seconds to move `count` messages of `size` bytes from parent to child, and for the
-/// ring what its two sides did while waiting.
+/// What a throughput run measured.
+struct Throughput {
+    secs: f64,
+    /// The sender's and the receiver's CPU time over the wall time.
+    cpu: (f64, f64),
+    waits: Option<RingWaits>,
+}
+
+/// CPU time used by this process so far (user + system).
+fn cpu_now() -> Duration {
+    let (user, system) = crate::sys::process::cpu_time(crate::sys::process::Who::Process);
+    user + system
+}
+
+/// Seconds to move `count` messages of `size` bytes from parent to child, how much CPU
+/// each side got meanwhile, and for the ring what its two sides did while waiting.
 fn throughput(
     t: Transport,
     size: usize,
     count: u64,
     ring: RingOptions,
     pinned: Pins,
-) -> Result<(f64, Option<RingWaits>)> {
+) -> Result<Throughput> {
     let msg = vec![0x5au8; size];
+    // Written by the child before it says "done": its CPU time over the run (word 4)
+    // and, for the ring, the consumer's wait counts (words 0-3).
+    let shared = MapOptions::new().len(4096).map_anon_shared()?;
+    let words = shared.atomic_u64s(0, 5)?;
+    let child_cpu = |since: Duration| {
+        words[4].store((cpu_now() - since).as_nanos() as u64, Ordering::Relaxed);
+    };
+    let cpu = |secs: f64, parent: Duration| {
+        let child = words[4].load(Ordering::Relaxed) as f64 / 1e9;
+        (parent.as_secs_f64() / secs, child / secs)
+    };
     match t {
         Transport::Ring => {
-            // The consumer's wait counts, written by the child before it says "done".
-            let shared = MapOptions::new().len(4096).map_anon_shared()?;
-            let words = shared.atomic_u64s(0, 4)?;
             let ring = ring.anonymous()?;
             let mut child = spawn(pinned, |link| {
                 let Ok(mut rx) = ring.consumer() else {
                     return 2;
                 };
+                let cpu0 = cpu_now();
                 link.send(b'r');
                 let code = drain_ring(&mut rx, size, count);
+                child_cpu(cpu0);
                 let w = rx.wait_stats();
                 for (word, v) in words.iter().zip([w.spun, w.sleeps, w.wakes, w.spin_ns]) {
                     word.store(v, Ordering::Relaxed);
@@ -145,10 +170,11 @@ fn throughput(
             })?;
             let mut tx = ring.producer()?;
             child.recv();
-            let start = Instant::now();
+            let (start, cpu0) = (Instant::now(), cpu_now());
             for _ in 0..count {
                 tx.send(&msg)?;
             }
+            let sent = cpu_now() - cpu0;
             child.recv();
             let secs = start.elapsed().as_secs_f64();
             finish(child, "ring reader")?;
@@ -159,12 +185,17 @@ fn throughput(
                 wakes: w(2),
                 spin_ns: w(3),
             };
-            Ok((secs, Some(RingWaits::new(count, tx.wait_stats(), consumer))))
+            Ok(Throughput {
+                secs,
+                cpu: cpu(secs, sent),
+                waits: Some(RingWaits::new(count, tx.wait_stats(), consumer)),
+            })
         }
         _ => {
             let s = streams(t)?;
             let (mut w, mut r) = s.to_child;
             let mut child = spawn(pinned, move |link| {
+                let cpu0 = cpu_now();
                 link.send(b'r');
                 let mut buf = vec![0u8; size];
                 for _ in 0..count {
@@ -172,18 +203,24 @@ fn throughput(
                         return 3;
                     }
                 }
+                child_cpu(cpu0);
                 link.send(b'd');
                 0
             })?;
             child.recv();
-            let start = Instant::now();
+            let (start, cpu0) = (Instant::now(), cpu_now());
             for _ in 0..count {
                 w.write_all(&msg).map_err(|e| Error::io(Op::Send, &e))?;
             }
+            let sent = cpu_now() - cpu0;
             child.recv();
             let secs = start.elapsed().as_secs_f64();
             finish(child, "stream reader")?;
-            Ok((secs, None))
+            Ok(Throughput {
+                secs,
+                cpu: cpu(secs, sent),
+                waits: None,
+            })
         }
     }
 }
@@ -302,6 +339,7 @@ pub(super) fn spin_limit(rounds: usize, pinned: Pins) -> Result<Row> {
         msgs_per_sec: 0.0,
         bytes_per_sec: 0.0,
         rtt: percentiles(&mut times),
+        cpu_share: (0.0, 0.0),
         waits: None,
     })
 }

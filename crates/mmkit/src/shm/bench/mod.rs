@@ -174,6 +174,10 @@ pub struct Row {
     pub bytes_per_sec: f64,
     /// Round trips.
     pub rtt: Latency,
+    /// CPU time the sender and the receiver got during the throughput run, over its
+    /// wall time (1.0: a whole CPU each). Below 1 for a busy-polling ring means the
+    /// machine's other load (or the other end, on one CPU) took the rest.
+    pub cpu_share: (f64, f64),
     /// The ring's waits in the throughput run (`None` for the other transports).
     pub waits: Option<RingWaits>,
 }
