@@ -183,7 +183,10 @@ fn bench_reports_every_method_and_the_fault_latencies() {
             _ => assert!(r["backing"].is_null(), "{r}"),
         }
     }
-    let hugetlb = rows.iter().find(|r| r["method"] == "pager hugetlb").unwrap();
+    let hugetlb = rows
+        .iter()
+        .find(|r| r["method"] == "pager hugetlb")
+        .unwrap();
     if hugetlb["backing"] == "base" {
         // The pool is empty unless someone raised it: the reason says so.
         let note = hugetlb["backing_note"].as_str().unwrap();

@@ -189,3 +189,73 @@ fn one_cpu_is_said_only_when_true() {
     let note = v["note"].as_str().unwrap();
     assert!(note.contains("pinned to CPU"), "{note}");
 }
+
+#[test]
+fn the_ring_row_reports_its_waits_next_to_the_spin_limit() {
+    let v = json(&["--rounds", "50", "--spin-us", "7"], None);
+    assert_eq!(v["ring_spin_ns"], 7_000, "{v}");
+    let rows = v["rows"].as_array().unwrap();
+    let ring = rows.iter().find(|r| r["transport"] == "ring").unwrap();
+    let w = &ring["waits"];
+    for k in [
+        "consumer_sleeps_per_msg",
+        "producer_wakes_per_msg",
+        "producer_sleeps_per_msg",
+        "consumer_wakes_per_msg",
+        "consumer_spun_per_msg",
+    ] {
+        assert!(w[k].as_f64().unwrap() >= 0.0, "{k}: {w}");
+    }
+    // At most one wake a message (a commit wakes only a side that raised its flag).
+    assert!(w["producer_wakes_per_msg"].as_f64().unwrap() <= 1.0, "{w}");
+    // The adaptive spin stays between a 32nd of the limit and the limit.
+    let spin = w["consumer_spin_ns"].as_u64().unwrap();
+    assert!((7_000 / 32..=7_000).contains(&spin), "{w}");
+    let pipe = rows.iter().find(|r| r["transport"] == "pipe").unwrap();
+    assert!(pipe["waits"].is_null(), "{pipe}");
+
+    let out = bench(&["--sizes", "64", "--bytes", "64K", "--rounds", "50"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("ring waits: spin limit 20.0 µs"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("CPU each end got"), "{stdout}");
+    let share = ring["cpu_share"].as_array().unwrap();
+    assert_eq!(share.len(), 2, "{ring}");
+    assert!(share.iter().all(|c| c.as_f64().unwrap() >= 0.0), "{ring}");
+}
+
+#[test]
+fn wake_reports_the_shared_waiters_latency() {
+    let out = bench(&["--wake", "--runs", "5", "--hold-ms", "1", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["runs"], 5, "{v}");
+    assert_eq!(v["hold_ns"], 1_000_000, "{v}");
+    let p = |k: &str| v[k].as_f64().unwrap();
+    assert!(
+        p("min_ns") <= p("p50_ns") && p("p50_ns") <= p("p90_ns"),
+        "{v}"
+    );
+    assert!(p("p90_ns") <= p("max_ns"), "{v}");
+    assert!(v["waiter"].as_str().unwrap().contains("FUTEX_WAIT"), "{v}");
+
+    let out = bench(&["--wake", "--runs", "3"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("wake latency") && stdout.contains("3 runs"),
+        "{stdout}"
+    );
+
+    let out = bench(&["--wake", "--runs", "0"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("runs must be from 1"), "{stderr}");
+}

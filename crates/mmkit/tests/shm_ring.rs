@@ -486,3 +486,58 @@ fn a_consumer_dead_between_its_two_stores_gets_the_message_again() {
         .expect("a message within 5 s");
     assert_eq!((&*m, m.seq()), (&b"one"[..], 1));
 }
+
+#[test]
+fn wait_stats_count_sleeps_and_wakes_and_the_spin_adapts() {
+    let ring = RingOptions::new()
+        .capacity(1 << 16)
+        .spin(Duration::from_micros(20))
+        .anonymous()
+        .unwrap();
+    let mut tx = ring.producer().unwrap();
+    let mut rx = ring.consumer().unwrap();
+    assert_eq!(rx.wait_stats().spin_ns, 20_000);
+    // Polling an empty ring says nothing about spinning: the budget is kept.
+    for _ in 0..10 {
+        assert!(rx.try_recv().unwrap().is_none());
+    }
+    assert_eq!(rx.wait_stats().spin_ns, 20_000);
+    // A wait that spins its whole budget and then sleeps halves the next spin, down to
+    // a 32nd of the limit.
+    for want in [10_000, 5_000, 2_500, 1_250, 625, 625] {
+        assert!(rx
+            .recv_timeout(Duration::from_millis(30))
+            .unwrap()
+            .is_none());
+        assert_eq!(rx.wait_stats().spin_ns, want);
+    }
+    let w = rx.wait_stats();
+    assert!(w.sleeps >= 6 && w.spun == 0 && w.wakes == 0, "{w:?}");
+    // The counts are this side's: a consumer in another process that sleeps is woken by
+    // the producer here, and gets every message.
+    drop(rx);
+    // SAFETY: the child only uses the ring and returns.
+    let mut child = unsafe {
+        fork(|link| {
+            let Ok(mut rx) = ring.consumer() else {
+                return 1;
+            };
+            link.send(b'r');
+            for i in 0..100u32 {
+                match rx.recv() {
+                    Ok(m) if *m == i.to_le_bytes() => {}
+                    _ => return 2,
+                }
+            }
+            0
+        })
+    }
+    .unwrap();
+    assert_eq!(child.recv(), Some(b'r'));
+    std::thread::sleep(Duration::from_millis(20)); // let it fall asleep (not a timing check)
+    for i in 0..100u32 {
+        tx.send(&i.to_le_bytes()).unwrap();
+    }
+    assert_eq!(child.wait().unwrap(), Exit::Code(0));
+    assert_eq!(tx.wait_stats().sleeps, 0);
+}

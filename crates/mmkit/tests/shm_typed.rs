@@ -1,7 +1,9 @@
 //! `Shared<T>` against real child processes: the create-or-open race on a named segment
 //! (initialiser runs exactly once), fork-inherited anonymous memory, takeover from an
 //! initialiser killed with `kill -9`, and the layout errors (too small, wrong magic,
-//! wrong version, wrong type size).
+//! wrong version, wrong type size), and the futex wait: many waiters in other processes,
+//! each with its own mapping of a memfd, all released with the initialised value, by a
+//! publish, by a failing initialiser's give-back, or out of `open` before anyone claimed.
 //!
 //! Every wait is bounded (`SharedOptions::timeout`), so a bug fails instead of hanging.
 
@@ -11,6 +13,7 @@ use std::time::Duration;
 use mmkit::process::{Child, Exit};
 use mmkit::shm::segment::Segment;
 use mmkit::shm::typed::{Shared, SharedOptions, SharedSafe, HEADER_SIZE, MAGIC};
+use mmkit::shm::{Memfd, SealedSegment};
 use mmkit::{ErrorKind, MapOptions, Mapping};
 
 mod common;
@@ -161,12 +164,15 @@ fn a_waiter_takes_over_from_an_initialiser_killed_mid_init() {
         let name = Name::new(&format!("takeover{round}"));
         runs.store(0, Relaxed);
         let stuck = stuck_initialiser(&name.0, runs);
-        // A peer already waiting when the initialiser dies takes over.
-        let waiter = racer(&name.0, runs);
+        // Peers already waiting when the initialiser dies: exactly one takes over, and
+        // every one sees its value.
+        let waiters: Vec<Child> = (0..3).map(|_| racer(&name.0, runs)).collect();
         std::thread::sleep(Duration::from_millis(round * 5));
         stuck.signal(libc::SIGKILL).unwrap();
         assert_eq!(stuck.wait().unwrap(), Exit::Signal(libc::SIGKILL));
-        assert_eq!(waiter.wait().unwrap(), Exit::Code(0), "round {round}");
+        for w in waiters {
+            assert_eq!(w.wait().unwrap(), Exit::Code(0), "round {round}");
+        }
         assert_eq!(
             runs.load(Relaxed),
             2,
@@ -300,4 +306,134 @@ fn a_panicking_initialiser_hands_the_claim_back() {
         .create_or_open_segment::<Counters>(&name.0, |s| s.with(|c| c.seeded.store(7, Relaxed)))
         .unwrap();
     assert_eq!(shared.with(|c| c.seeded.load(Relaxed)).unwrap(), 7);
+}
+
+#[test]
+fn a_live_initialiser_that_never_finishes_times_the_waiter_out_naming_it() {
+    let name = Name::new("stuck");
+    let counts = anon(4096);
+    let runs = &counts.atomic_u64s(0, 1).unwrap()[0];
+    let stuck = stuck_initialiser(&name.0, runs);
+    let e = SharedOptions::new(1)
+        .timeout(Duration::from_millis(50))
+        .create_or_open_segment::<Counters>(&name.0, |_| panic!("the holder lives"))
+        .unwrap_err();
+    assert_eq!(e.errno(), Some(libc::ETIMEDOUT), "{e}");
+    let holder = format!("process {} is still initialising it", stuck.pid());
+    assert!(e.to_string().contains(&holder), "{e}");
+    stuck.signal(libc::SIGKILL).unwrap();
+    assert_eq!(stuck.wait().unwrap(), Exit::Signal(libc::SIGKILL));
+    assert_eq!(runs.load(Relaxed), 1);
+}
+
+fn memfd() -> SealedSegment {
+    Memfd::new("shm_typed")
+        .size(Shared::<Counters>::required_len() as u64)
+        .create(&[])
+        .unwrap()
+}
+
+/// A child that maps `seg` itself (its own address, as an unrelated process would),
+/// says 'w', then waits in `create_or_open` (or `open`) for a value someone else
+/// initialises. Exit codes: 0 saw 7, 1 open failed, 2 another value, 5 it initialised.
+fn waiter(seg: &SealedSegment, use_open: bool) -> Child {
+    // SAFETY: the child maps a memfd, touches shared atomics and returns.
+    let mut child = unsafe {
+        mmkit::process::fork(|link| {
+            let Ok(map) = seg.map() else { return 1 };
+            link.send(b'w');
+            let got = if use_open {
+                opts().open::<Counters>(map)
+            } else {
+                opts().create_or_open::<Counters>(map, |_| Err(Segment::open("/").unwrap_err()))
+            };
+            match got.map(|s| s.with(|c| c.seeded.load(Relaxed))) {
+                Ok(Ok(7)) => 0,
+                Ok(_) => 2,
+                Err(e) if e.to_string().contains("bad segment name") => 5,
+                Err(_) => 1,
+            }
+        })
+    }
+    .unwrap();
+    assert_eq!(child.recv(), Some(b'w'), "the waiter did not start");
+    child
+}
+
+#[test]
+fn many_waiters_in_other_processes_all_see_the_published_value() {
+    const WAITERS: usize = 12;
+    for use_open in [false, true] {
+        let seg = memfd();
+        let mut kids = Vec::new();
+        let shared = opts()
+            .create_or_open::<Counters>(seg.map().unwrap(), |s| {
+                kids = (0..WAITERS).map(|_| waiter(&seg, use_open)).collect();
+                // Widen the window so the waiters really sleep (not a timing check).
+                std::thread::sleep(Duration::from_millis(20));
+                s.with(|c| c.seeded.store(7, Relaxed))
+            })
+            .unwrap();
+        for k in kids {
+            assert_eq!(k.wait().unwrap(), Exit::Code(0), "open: {use_open}");
+        }
+        assert_eq!(shared.with(|c| c.seeded.load(Relaxed)).unwrap(), 7);
+    }
+}
+
+#[test]
+fn waiters_in_open_before_anyone_claims_are_released_by_the_initialiser() {
+    let seg = memfd();
+    let kids: Vec<Child> = (0..6).map(|_| waiter(&seg, true)).collect();
+    std::thread::sleep(Duration::from_millis(20));
+    let shared = opts()
+        .create_or_open::<Counters>(seg.map().unwrap(), |s| {
+            s.with(|c| c.seeded.store(7, Relaxed))
+        })
+        .unwrap();
+    for k in kids {
+        assert_eq!(k.wait().unwrap(), Exit::Code(0));
+    }
+    assert_eq!(shared.with(|c| c.seeded.load(Relaxed)).unwrap(), 7);
+}
+
+#[test]
+fn a_waiter_claims_what_a_failing_initialiser_gives_back() {
+    let seg = memfd();
+    let mut kid = None;
+    let e = opts()
+        .create_or_open::<Counters>(seg.map().unwrap(), |_| {
+            kid = Some(racer_on(&seg));
+            std::thread::sleep(Duration::from_millis(20));
+            Err(Segment::open("/").unwrap_err())
+        })
+        .unwrap_err();
+    assert!(e.to_string().contains("bad segment name"), "{e}");
+    assert_eq!(kid.unwrap().wait().unwrap(), Exit::Code(0));
+    let shared = opts()
+        .create_or_open::<Counters>(seg.map().unwrap(), |_| panic!("initialised again"))
+        .unwrap();
+    assert_eq!(shared.with(|c| c.seeded.load(Relaxed)).unwrap(), 7);
+}
+
+/// A child that waits in `create_or_open` on its own mapping of `seg` and, once the
+/// claim is given back, initialises with 7. Exit 0 when it sees 7.
+fn racer_on(seg: &SealedSegment) -> Child {
+    // SAFETY: as in `waiter`.
+    let mut child = unsafe {
+        mmkit::process::fork(|link| {
+            let Ok(map) = seg.map() else { return 1 };
+            link.send(b'w');
+            let got =
+                opts().create_or_open::<Counters>(map, |s| s.with(|c| c.seeded.store(7, Relaxed)));
+            match got.map(|s| s.with(|c| c.seeded.load(Relaxed))) {
+                Ok(Ok(7)) => 0,
+                Ok(_) => 2,
+                Err(_) => 1,
+            }
+        })
+    }
+    .unwrap();
+    assert_eq!(child.recv(), Some(b'w'), "the racer did not start");
+    child
 }

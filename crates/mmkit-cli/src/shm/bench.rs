@@ -1,9 +1,11 @@
-//! `mmkit shm bench`: presents [`mmkit::shm::bench`] as a table or JSON.
+//! `mmkit shm bench`: presents [`mmkit::shm::bench`] as a table or JSON; with `--wake`,
+//! [`mmkit::shm::bench::wake`] (the `Shared<T>` waiter's wake latency) instead.
 
 use std::process::ExitCode;
 
 use crate::progress::Progress;
 use clap::Args;
+use mmkit::shm::bench::wake::{WakeBenchOptions, WakeReport};
 use mmkit::shm::bench::{Row, ShmBenchOptions, ShmBenchReport, Transport};
 
 /// Options of `mmkit shm bench`.
@@ -31,18 +33,36 @@ pub(crate) struct BenchArgs {
     /// this was measured on). The report's note says where they ran.
     #[arg(long)]
     pin: bool,
+    /// How long a ring waiter spins before it sleeps in FUTEX_WAIT, at most, in
+    /// microseconds (the spin adapts below it; see the report's wait counts).
+    #[arg(long, default_value_t = 20)]
+    spin_us: u64,
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
+    /// Measure instead how soon a `Shared<T>` waiter in another process returns once the
+    /// initialiser publishes (median and max over --runs).
+    #[arg(long)]
+    wake: bool,
+    /// With --wake: waits to time.
+    #[arg(long, default_value_t = 50, requires = "wake")]
+    runs: usize,
+    /// With --wake: milliseconds the initialiser holds its claim while the waiter waits.
+    #[arg(long, default_value_t = 5, requires = "wake")]
+    hold_ms: u64,
 }
 
 pub(crate) fn run(args: &BenchArgs) -> anyhow::Result<ExitCode> {
+    if args.wake {
+        return run_wake(args);
+    }
     let mut opts = ShmBenchOptions {
         sizes: args.sizes.iter().map(|&s| s as usize).collect(),
         bytes_per_run: args.bytes,
         rounds: args.rounds,
         ring_capacity: args.capacity as usize,
         pin: args.pin,
+        ring_spin: std::time::Duration::from_micros(args.spin_us),
     };
     if args.quick {
         opts.bytes_per_run = opts.bytes_per_run.min(16 << 20);
@@ -58,6 +78,47 @@ pub(crate) fn run(args: &BenchArgs) -> anyhow::Result<ExitCode> {
         print!("{}", render(&report));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn run_wake(args: &BenchArgs) -> anyhow::Result<ExitCode> {
+    let opts = WakeBenchOptions {
+        runs: args.runs,
+        hold: std::time::Duration::from_millis(args.hold_ms),
+    };
+    let progress = Progress::spinner();
+    let report = mmkit::shm::bench::wake::run(&opts, |i| {
+        progress.message(format!("timing wake-up {} of {}…", i + 1, opts.runs))
+    })?;
+    drop(progress);
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", render_wake(&report));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn render_wake(r: &WakeReport) -> String {
+    format!(
+        "Shared<T> wake latency, initialiser's publish to the waiter's return \
+         ({} runs, claim held {}):\n  p50 {}  p90 {}  max {}  min {}\nwaiter: {}\n",
+        r.runs,
+        ms(r.hold_ns as f64),
+        ms(r.p50_ns),
+        ms(r.p90_ns),
+        ms(r.max_ns),
+        ms(r.min_ns),
+        r.waiter
+    )
+}
+
+/// Nanoseconds as milliseconds from 1 ms up, else as `ns` does.
+fn ms(v: f64) -> String {
+    if v >= 1e6 {
+        format!("{:.2} ms", v / 1e6)
+    } else {
+        ns(v)
+    }
 }
 
 fn render(report: &ShmBenchReport) -> String {
@@ -140,6 +201,32 @@ fn summary(report: &ShmBenchReport) -> String {
             out.push_str(&format!(
                 "; {:.2}x the spin limit's round trip",
                 ring.rtt.p50_ns / s
+            ));
+        }
+        out.push('\n');
+        if let Some(w) = ring.waits {
+            out.push_str(&format!(
+                "  ring waits: spin limit {} (consumer's at the end {}); per message the \
+                 consumer slept {:.4}, the producer woke it {:.4}; the producer slept {:.4}\n",
+                ns(report.ring_spin_ns as f64),
+                ns(w.consumer_spin_ns as f64),
+                w.consumer_sleeps_per_msg,
+                w.producer_wakes_per_msg,
+                w.producer_sleeps_per_msg,
+            ));
+        }
+        let (rs, rr) = ring.cpu_share;
+        let (ps, pr) = pipe.cpu_share;
+        out.push_str(&format!(
+            "  CPU each end got (sender/receiver, 1.00 = a whole CPU): ring {rs:.2}/{rr:.2}, \
+             pipe {ps:.2}/{pr:.2}"
+        ));
+        // Messages per CPU-second of the two ends: the ratio with the machine's other load
+        // taken out (both ends of both transports use their CPU while they run).
+        if rs + rr > 0.0 && ps + pr > 0.0 {
+            out.push_str(&format!(
+                "; per CPU-second {:.1}x",
+                (ring.msgs_per_sec / (rs + rr)) / (pipe.msgs_per_sec / (ps + pr))
             ));
         }
         out.push('\n');

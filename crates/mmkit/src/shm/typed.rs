@@ -7,10 +7,12 @@
 //! memory; exactly one runs the initialiser, the others wait until it has published the
 //! value, then check that the header describes the `T` they expect.
 //!
-//! No new syscalls: the header's state word is updated with atomics in the mapping
-//! (under mmkit's SIGBUS guard for segments, which can shrink), waiters sleep with
-//! [`nanosleep(2)`](https://man7.org/linux/man-pages/man2/nanosleep.2.html) between
-//! looks, and an initialiser's liveness is read from
+//! The header's state word is updated with atomics in the mapping (under mmkit's SIGBUS
+//! guard for segments, which can shrink); waiters sleep on it in
+//! [`futex(2)`](https://man7.org/linux/man-pages/man2/futex.2.html) `FUTEX_WAIT` (shared:
+//! no `FUTEX_PRIVATE_FLAG`, since the peers are other processes mapping the memory at
+//! other addresses) and the initialiser's publish ends with `FUTEX_WAKE` of them all; an
+//! initialiser's liveness is read from
 //! [`/proc/PID/stat`](https://man7.org/linux/man-pages/man5/proc_pid_stat.5.html).
 //!
 //! # The header
@@ -34,10 +36,15 @@
 //!    what differs, e.g. "layout version 2, this program expects 1").
 //! 2. **0**: CAS `0 → PID << 2 | 1`. The winner writes the header fields, zeroes `T`,
 //!    runs the initialiser and stores `state = 2` with **Release** ordering, so a
-//!    process that reads 2 with Acquire sees every byte the initialiser wrote. If the
-//!    initialiser fails or panics, the state goes back to 0 and another process may try.
-//! 3. **Being initialised by a live PID**: sleep (1 ms, growing to 10 ms) and look
-//!    again, until the timeout ([`SharedOptions::timeout`], 10 s by default).
+//!    process that reads 2 with Acquire sees every byte the initialiser wrote, then
+//!    wakes every waiter (`FUTEX_WAKE`). If the initialiser fails or panics, the state
+//!    goes back to 0, the waiters are woken and another process may try.
+//! 3. **Being initialised by a live PID** (or, for [`SharedOptions::open`],
+//!    uninitialised): sleep in `FUTEX_WAIT` while the state word still holds the value
+//!    seen, for at most 10 ms, then look again (and at the initialiser's liveness), until
+//!    the timeout ([`SharedOptions::timeout`], 10 s by default). A publish wakes the
+//!    sleepers at once; the kernel checks the word under its own lock, so a publish
+//!    between the look and the sleep is never missed (the sleep returns `EAGAIN`).
 //! 4. **Being initialised by a dead PID** (its `/proc/PID/stat` is gone or a zombie's):
 //!    the initialiser died mid-way, so `T` may be half-written. A waiter CASes the
 //!    state from exactly that value to its own PID and **initialises again from
@@ -115,6 +122,7 @@ use std::sync::atomic::{
 use std::time::{Duration, Instant};
 
 use rustix::io::Errno;
+use rustix::thread::futex;
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
 use super::segment::{Segment, SegmentOptions};
@@ -126,6 +134,13 @@ pub const MAGIC: u64 = u64::from_le_bytes(*b"mmkitTy1");
 
 /// The size of the header before `T`, in bytes.
 pub const HEADER_SIZE: usize = 64;
+
+/// How a waiter sleeps between looks at the state word (reported by the wake bench).
+#[cfg(feature = "bench")]
+pub(crate) const WAITER_SLEEP: &str = "FUTEX_WAIT on the state word, 10 ms slices";
+
+/// The longest sleep between two looks at the initialiser's liveness.
+const LOOK: Duration = Duration::from_millis(10);
 
 const UNINIT: u32 = 0;
 const READY: u32 = 2;
@@ -224,7 +239,6 @@ impl SharedOptions {
         let mut shared = Shared::<T>::adopt(map)?;
         let me = (std::process::id() << 2) | INITIALISING;
         let deadline = Instant::now() + self.timeout;
-        let mut nap = Duration::from_millis(1);
         loop {
             let state = shared.header(|h| h.state.load(Ordering::Acquire))?;
             if state == READY {
@@ -237,7 +251,7 @@ impl SharedOptions {
                 return Ok(shared);
             }
             if !claimable {
-                self.nap(state, deadline, &mut nap)?;
+                self.wait(&shared, state, deadline)?;
             }
         }
     }
@@ -252,14 +266,13 @@ impl SharedOptions {
     pub fn open<T>(&self, map: Mapping) -> Result<Shared<T>> {
         let shared = Shared::<T>::adopt(map)?;
         let deadline = Instant::now() + self.timeout;
-        let mut nap = Duration::from_millis(1);
         loop {
             let state = shared.header(|h| h.state.load(Ordering::Acquire))?;
             if state == READY {
                 shared.check_header(self.version)?;
                 return Ok(shared);
             }
-            self.nap(state, deadline, &mut nap)?;
+            self.wait(&shared, state, deadline)?;
         }
     }
 
@@ -288,14 +301,14 @@ impl SharedOptions {
         Ok((seg, shared))
     }
 
-    /// Sleep a little before looking at `state` again, or fail when the deadline passed.
-    fn nap(&self, state: u32, deadline: Instant, nap: &mut Duration) -> Result<()> {
-        if Instant::now() >= deadline {
+    /// Sleep until the state word leaves `state` (or [`LOOK`] passes) before looking
+    /// again, or fail when the deadline passed.
+    fn wait<T>(&self, shared: &Shared<T>, state: u32, deadline: Instant) -> Result<()> {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
             return Err(timeout_err(state, self.timeout));
         }
-        std::thread::sleep(*nap);
-        *nap = (*nap * 2).min(Duration::from_millis(10));
-        Ok(())
+        shared.sleep_while(state, left.min(LOOK))
     }
 }
 
@@ -397,6 +410,35 @@ impl<T> Shared<T> {
         }
     }
 
+    /// `FUTEX_WAIT` on the state word while it holds `seen`, for at most `slice`.
+    fn sleep_while(&self, seen: u32, slice: Duration) -> Result<()> {
+        let ts = futex::Timespec {
+            tv_sec: slice.as_secs() as _,
+            tv_nsec: slice.subsec_nanos() as _,
+        };
+        // Shared futex (no FUTEX_PRIVATE_FLAG): the waker is another process. The word
+        // is borrowed under the guard, like every other access to the header.
+        let woke =
+            self.header(|h| futex::wait(&h.state, futex::Flags::empty(), seen, Some(&ts)))?;
+        match woke {
+            // EAGAIN: the word had already changed; EINTR: a signal; EFAULT: the memory
+            // shrank under the word, which the next (guarded) look reports as Truncated.
+            Ok(()) | Err(Errno::AGAIN | Errno::INTR | Errno::TIMEDOUT | Errno::FAULT) => Ok(()),
+            Err(e) => Err(Error::os(Op::View, e)
+                .with_path(self.map.path())
+                .detail(format!(
+                    "futex wait on the shared value's state word failed: {}",
+                    crate::error::errno_label(e.raw_os_error())
+                ))),
+        }
+    }
+
+    /// Wake every process sleeping on the state word (it just became ready, or 0).
+    fn wake_all(&self) {
+        // i32::MAX, not u32::MAX: the kernel reads the count as an int, and -1 wakes one.
+        let _ = self.header(|h| futex::wake(&h.state, futex::Flags::empty(), i32::MAX as u32));
+    }
+
     /// CAS the state from `seen` to `me`; whether this process won.
     fn claim(&self, seen: u32, me: u32) -> Result<bool> {
         self.header(|h| {
@@ -437,6 +479,7 @@ impl<T> Shared<T> {
             // Release: every write above happens before a peer's Acquire load of READY.
             self.header(|h| h.state.store(READY, Ordering::Release))?;
             published = true;
+            self.wake_all();
             Ok(())
         })();
         if !published {
@@ -447,10 +490,14 @@ impl<T> Shared<T> {
 
     /// Give the claim `me` back (only if still ours) so another process may try.
     fn unclaim(&self, me: u32) {
-        let _ = self.header(|h| {
+        let gave_back = self.header(|h| {
             h.state
                 .compare_exchange(me, UNINIT, Ordering::Release, Ordering::Relaxed)
+                .is_ok()
         });
+        if matches!(gave_back, Ok(true)) {
+            self.wake_all();
+        }
     }
 
     /// Compare an initialised header with what this program expects.

@@ -12,8 +12,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::layout::{corrupt, record_size, PAD, RECORD_HEADER};
-use super::wait::{leave_role, my_pid, register_fast_wake, take_role, wake, Wait, Woken};
+use super::wait::{leave_role, my_pid, register_fast_wake, take_role, wake, Spin, Wait, Woken};
 use super::Inner;
+use super::WaitStats;
 use crate::error::{Error, ErrorKind, Op, Result};
 
 /// The consuming end of a [`Ring`](super::Ring): one per ring at a time.
@@ -29,7 +30,8 @@ pub struct Consumer {
     /// The sequence number of the next message: the record at `tail` is committed when
     /// its mark reads `expect + 1`.
     expect: u64,
-    spin: Duration,
+    /// The adaptive spin budget and the wait counts.
+    spin: Spin,
     pid: u32,
     /// Registered for `membarrier`: wakes need no fence (see `wait::wake`).
     fast_wake: bool,
@@ -76,7 +78,7 @@ impl Consumer {
         Ok(Consumer {
             expect,
             tail,
-            spin: inner.spin,
+            spin: Spin::new(inner.spin),
             pid,
             fast_wake: register_fast_wake(),
             inner,
@@ -85,7 +87,22 @@ impl Consumer {
 
     /// How long this consumer spins before sleeping when the ring is empty.
     pub fn set_spin(&mut self, spin: Duration) {
-        self.spin = spin;
+        self.spin = Spin {
+            max: spin,
+            now: spin,
+            ..self.spin
+        };
+    }
+
+    /// What this consumer did while waiting so far: waits ended by spinning, sleeps,
+    /// wake-ups made for the producer, and its current spin budget.
+    pub fn wait_stats(&self) -> WaitStats {
+        WaitStats {
+            spun: self.spin.spun,
+            sleeps: self.spin.sleeps,
+            wakes: self.spin.wakes,
+            spin_ns: self.spin.now.as_nanos() as u64,
+        }
     }
 
     /// Borrow the next message, waiting for one.
@@ -145,11 +162,10 @@ impl Consumer {
             let wait = Wait {
                 line: &h.data_ready,
                 peer: &h.peers.producer_pid,
-                spin: self.spin,
                 deadline,
                 op: Op::Receive,
             };
-            match wait.until(ready)? {
+            match wait.until(ready, &mut self.spin)? {
                 Woken::Ready => continue,
                 Woken::TimedOut => return Ok(None),
                 Woken::PeerDied(pid) => {
@@ -221,7 +237,9 @@ impl Consumer {
         let h = self.inner.header();
         h.cons.next_seq.store(seq + 1, Ordering::Relaxed);
         h.cons.tail.store(next_tail, Ordering::Release);
-        wake(&h.space_free, self.fast_wake);
+        if wake(&h.space_free, self.fast_wake) {
+            self.spin.wakes += 1;
+        }
     }
 }
 

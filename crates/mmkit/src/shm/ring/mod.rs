@@ -12,9 +12,11 @@
 //!   ring and releases it by dropping it. [`Producer::send`] and `Message::to_vec` (a slice's) copy
 //!   for convenience.
 //! - **Blocking and not**: `send`/`reserve`/`recv` wait, `try_*` never wait, `*_timeout`
-//!   wait at most a duration. A waiter spins briefly (about
-//!   [`RingOptions::spin`], 20 µs by default) and then sleeps in `FUTEX_WAIT`: an idle
-//!   channel burns no CPU.
+//!   wait at most a duration. A waiter spins briefly (at most
+//!   [`RingOptions::spin`], 20 µs by default; a spin that ends in a sleep halves the
+//!   next, so two sides sharing one CPU stop spinning each other out of it) and then
+//!   sleeps in `FUTEX_WAIT`: an idle channel burns no CPU. [`Producer::wait_stats`] and
+//!   [`Consumer::wait_stats`] count the spins, sleeps and wake-ups.
 //! - **Numbered messages**: the ring numbers every committed message (0, 1, 2, …;
 //!   [`Message::seq`]); a restarted producer continues the numbering
 //!   ([`Producer::next_seq`]).
@@ -56,7 +58,9 @@
 //! - **sleeping**: a waiter sets its `waiting` flag, issues a `SeqCst` fence and a
 //!   [`membarrier(2)`](https://man7.org/linux/man-pages/man2/membarrier.2.html)
 //!   (`MEMBARRIER_CMD_GLOBAL_EXPEDITED`), and looks at the position once more before
-//!   `FUTEX_WAIT`; the other side stores its position and wakes only if the flag is set.
+//!   `FUTEX_WAIT`; the other side stores its position and wakes only if the flag is set,
+//!   clearing it as it does (one `FUTEX_WAKE` per sleep, not one per message until the
+//!   sleeper runs again).
 //!   Every process that attaches registers for that membarrier, so the hot side needs
 //!   only a compiler fence: the sleeper's membarrier runs a full barrier on every CPU
 //!   running it, and one of the two always sees the other (Dekker's argument, made
@@ -125,6 +129,22 @@ use crate::map::{MapOptions, Mapping};
 use crate::shm::segment::{Segment, SegmentOptions};
 use layout::{Header, HEADER_BYTES, RECORD_HEADER};
 
+/// What one side of a ring did while waiting (this process's side only), for tuning and
+/// benchmarks: [`Producer::wait_stats`], [`Consumer::wait_stats`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+pub struct WaitStats {
+    /// Waits that ended while spinning.
+    pub spun: u64,
+    /// Sleeps in `FUTEX_WAIT`.
+    pub sleeps: u64,
+    /// `FUTEX_WAKE`s made for the other side (at most one per sleep of it).
+    pub wakes: u64,
+    /// The spin the next wait makes, in nanoseconds: it adapts between a 32nd of the
+    /// configured spin ([`RingOptions::spin`]) and all of it.
+    pub spin_ns: u64,
+}
+
 /// How to build a ring: data capacity and how long a waiter spins before it sleeps.
 #[derive(Debug, Clone, Copy)]
 pub struct RingOptions {
@@ -154,8 +174,10 @@ impl RingOptions {
         self
     }
 
-    /// How long a waiter spins (checking the ring) before it sleeps in `FUTEX_WAIT`.
-    /// Zero sleeps at once; a longer spin lowers latency and costs CPU while waiting.
+    /// How long a waiter spins (checking the ring) before it sleeps in `FUTEX_WAIT`, at
+    /// most: a spin that ends in a sleep halves the next one, down to a 32nd of this
+    /// (see [`WaitStats::spin_ns`]). Zero sleeps at once; a longer spin lowers latency
+    /// and costs CPU while waiting.
     pub fn spin(&mut self, spin: Duration) -> &mut Self {
         self.spin = spin;
         self

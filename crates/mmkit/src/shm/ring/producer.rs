@@ -13,8 +13,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::layout::{corrupt, record_size, NO_RECORD, PAD, RECORD_HEADER};
-use super::wait::{leave_role, my_pid, register_fast_wake, take_role, wake, Wait, Woken};
+use super::wait::{leave_role, my_pid, register_fast_wake, take_role, wake, Spin, Wait, Woken};
 use super::Inner;
+use super::WaitStats;
 use crate::error::{Error, ErrorKind, Op, Result};
 
 /// The producing end of a [`Ring`](super::Ring): one per ring at a time.
@@ -31,7 +32,8 @@ pub struct Producer {
     /// least `capacity - (head - tail_seen)`.
     tail_seen: u64,
     next_seq: u64,
-    spin: Duration,
+    /// The adaptive spin budget and the wait counts.
+    spin: Spin,
     pid: u32,
     /// Registered for `membarrier`: wakes need no fence (see `wait::wake`).
     fast_wake: bool,
@@ -66,7 +68,7 @@ impl Producer {
             head: h.head(),
             tail_seen: h.tail(),
             next_seq: 0,
-            spin: inner.spin,
+            spin: Spin::new(inner.spin),
             pid,
             fast_wake: register_fast_wake(),
             inner,
@@ -89,7 +91,22 @@ impl Producer {
 
     /// How long this producer spins before sleeping when the ring is full.
     pub fn set_spin(&mut self, spin: Duration) {
-        self.spin = spin;
+        self.spin = Spin {
+            max: spin,
+            now: spin,
+            ..self.spin
+        };
+    }
+
+    /// What this producer did while waiting so far: waits ended by spinning, sleeps,
+    /// wake-ups made for the consumer, and its current spin budget.
+    pub fn wait_stats(&self) -> WaitStats {
+        WaitStats {
+            spun: self.spin.spun,
+            sleeps: self.spin.sleeps,
+            wakes: self.spin.wakes,
+            spin_ns: self.spin.now.as_nanos() as u64,
+        }
     }
 
     /// Copy `msg` into the ring as one message, waiting for space; its sequence number.
@@ -224,11 +241,10 @@ impl Producer {
             let wait = Wait {
                 line: &h.space_free,
                 peer: &h.peers.consumer_pid,
-                spin: self.spin,
                 deadline,
                 op: Op::Send,
             };
-            match wait.until(|| fits() || gone())? {
+            match wait.until(|| fits() || gone(), &mut self.spin)? {
                 Woken::Ready => continue,
                 Woken::TimedOut => return Ok(false),
                 Woken::PeerDied(pid) => {
@@ -335,7 +351,9 @@ impl Producer {
         }
         self.head = end;
         h.prod.head.store(end, Ordering::Release);
-        wake(&h.data_ready, self.fast_wake);
+        if wake(&h.data_ready, self.fast_wake) {
+            self.spin.wakes += 1;
+        }
         self.next_seq += 1;
         seq
     }

@@ -1,5 +1,12 @@
 //! Waiting for the other side of a ring: spin briefly, then sleep in `FUTEX_WAIT`,
 //! checking every [`SLICE`] that the peer still lives.
+//!
+//! The spin adapts ([`Spin`]): a spin that ends in a sleep halves the next one (down to
+//! a 32nd of the configured spin), a spin that finds the ring ready doubles it (up to the
+//! configured spin). When the two sides share a CPU, the peer cannot run while we spin,
+//! so spinning only burns the time slice it needs; the budget then falls to its floor.
+//! A waker clears the sleeper's flag as it wakes it, so one sleep costs one
+//! `FUTEX_WAKE`, not one a message until the sleeper runs again.
 
 use std::sync::atomic::{compiler_fence, fence, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
@@ -29,19 +36,66 @@ pub(crate) enum Woken {
 pub(crate) struct Wait<'a> {
     pub(crate) line: &'a WakeLine,
     pub(crate) peer: &'a AtomicU32,
-    pub(crate) spin: Duration,
     pub(crate) deadline: Option<Instant>,
     pub(crate) op: Op,
 }
 
+/// One side's spin budget and its wait counts (process-local).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Spin {
+    /// The configured spin: the budget's ceiling.
+    pub(crate) max: Duration,
+    /// The spin the next wait makes, from `max / 32` to `max`.
+    pub(crate) now: Duration,
+    /// Waits that ended in the spin, without sleeping.
+    pub(crate) spun: u64,
+    /// `FUTEX_WAIT`s made.
+    pub(crate) sleeps: u64,
+    /// `FUTEX_WAKE`s made (for the other side).
+    pub(crate) wakes: u64,
+}
+
+impl Spin {
+    pub(crate) fn new(max: Duration) -> Spin {
+        Spin {
+            max,
+            now: max,
+            spun: 0,
+            sleeps: 0,
+            wakes: 0,
+        }
+    }
+
+    /// A spin that found the ring ready: spin longer next time (up to `max`).
+    fn won(&mut self) {
+        self.spun += 1;
+        self.now = (self.now * 2).min(self.max);
+    }
+
+    /// A spin that ended in a sleep: spin shorter next time (down to `max / 32`).
+    fn lost(&mut self) {
+        self.now = (self.now / 2).max(self.max / 32);
+    }
+}
+
 impl Wait<'_> {
-    /// Wait until `ready()` holds, the deadline passes or the peer dies.
+    /// Wait until `ready()` holds, the deadline passes or the peer dies; `spin` gives
+    /// the spin budget and counts what happened.
     ///
     /// # Errors
     /// A futex failure other than a timeout, a signal or a changed word.
-    pub(crate) fn until(&self, ready: impl Fn() -> bool) -> Result<Woken> {
-        if self.spin_until(&ready) {
+    pub(crate) fn until(&self, ready: impl Fn() -> bool, spin: &mut Spin) -> Result<Woken> {
+        // A deadline that cuts the spin short (`try_recv`, a short timeout) says nothing
+        // about how long spinning takes to pay off: the budget stays as it is.
+        let cut = self
+            .deadline
+            .is_some_and(|d| d.saturating_duration_since(Instant::now()) < spin.now);
+        if self.spin_until(&ready, spin.now) {
+            spin.won();
             return Ok(Woken::Ready);
+        }
+        if !cut && !spin.now.is_zero() {
+            spin.lost();
         }
         loop {
             let seen = self.line.seq.load(Ordering::Acquire);
@@ -56,6 +110,7 @@ impl Wait<'_> {
             if let Some(d) = self.deadline {
                 slice = slice.min(d.saturating_duration_since(Instant::now()));
             }
+            spin.sleeps += 1;
             let woke = self.sleep(seen, slice);
             self.line.waiting.store(0, Ordering::Relaxed);
             woke?;
@@ -76,13 +131,13 @@ impl Wait<'_> {
         }
     }
 
-    /// Spin for up to `self.spin` (or the deadline); whether `ready()` came true.
-    fn spin_until(&self, ready: &impl Fn() -> bool) -> bool {
-        if self.spin.is_zero() {
+    /// Spin for up to `spin` (or the deadline); whether `ready()` came true.
+    fn spin_until(&self, ready: &impl Fn() -> bool, spin: Duration) -> bool {
+        if spin.is_zero() {
             return false;
         }
         let start = Instant::now();
-        let mut end = start + self.spin;
+        let mut end = start + spin;
         if let Some(d) = self.deadline {
             end = end.min(d);
         }
@@ -116,23 +171,29 @@ impl Wait<'_> {
     }
 }
 
-/// After publishing a position: wake the other side if it sleeps (or is about to).
+/// After publishing a position: wake the other side if it sleeps (or is about to);
+/// whether it did (a `FUTEX_WAKE` was made).
+///
+/// The flag is cleared here, by the waker: the sleeper clears it only once it runs
+/// again, and until then every publish would make another `FUTEX_WAKE`.
 ///
 /// `registered` says this process registered for `MEMBARRIER_CMD_GLOBAL_EXPEDITED`
 /// ([`register_fast_wake`]): then a compiler fence is enough here, because a sleeper
 /// issues `membarrier(2)` between setting its flag and its last look, which runs a full
 /// barrier on every CPU running this process (the asymmetric form of Dekker's pattern:
 /// the hot path pays nothing, the rare sleep pays an IPI). Otherwise a `SeqCst` fence.
-pub(crate) fn wake(line: &WakeLine, registered: bool) {
+pub(crate) fn wake(line: &WakeLine, registered: bool) -> bool {
     if registered {
         compiler_fence(Ordering::SeqCst);
     } else {
         fence(Ordering::SeqCst);
     }
-    if line.waiting.load(Ordering::Relaxed) != 0 {
+    if line.waiting.load(Ordering::Relaxed) != 0 && line.waiting.swap(0, Ordering::Relaxed) != 0 {
         line.seq.fetch_add(1, Ordering::Release);
         let _ = futex::wake(&line.seq, futex::Flags::empty(), 1);
+        return true;
     }
+    false
 }
 
 /// Register this process for [`membarrier(2)`](https://man7.org/linux/man-pages/man2/membarrier.2.html)
@@ -190,7 +251,7 @@ pub(crate) fn leave_role(
 ) {
     closed.store(1, Ordering::Release);
     let _ = pid.compare_exchange(me, 0, Ordering::AcqRel, Ordering::Relaxed);
-    wake(line, registered);
+    let _ = wake(line, registered);
 }
 
 /// Take a role word: free (0) or held by a dead process. `Err(pid)` names the live
@@ -207,5 +268,30 @@ fn claim(word: &AtomicU32, me: u32) -> std::result::Result<(), u32> {
         {
             return Ok(());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_spin_halves_to_a_32nd_on_a_sleep_and_doubles_to_the_limit_on_a_win() {
+        let max = Duration::from_micros(20);
+        let mut s = Spin::new(max);
+        for _ in 0..10 {
+            s.lost();
+        }
+        assert_eq!(s.now, max / 32);
+        s.won();
+        assert_eq!(s.now, max / 16);
+        for _ in 0..10 {
+            s.won();
+        }
+        assert_eq!((s.now, s.spun), (max, 11));
+        let mut none = Spin::new(Duration::ZERO);
+        none.lost();
+        none.won();
+        assert_eq!(none.now, Duration::ZERO);
     }
 }

@@ -23,21 +23,20 @@
 //! Forks a child per measurement, so it must run in a single-threaded process (the
 //! `mmkit` CLI is); otherwise it returns an error rather than fork unsafely.
 //!
-//! # Safety
+//! [`wake`] measures the other wait in `shm`: how soon a [`Shared<T>`](super::Shared)
+//! waiter in another process returns once the value is published.
 //!
-//! Starts the peer process with the `unsafe` `process::fork`, whose closure
-//! takes no lock another thread may hold.
-#![allow(unsafe_code)]
+//! For the ring's throughput run it also reports what the two sides did while waiting
+//! ([`RingWaits`]: sleeps in `FUTEX_WAIT` and `FUTEX_WAKE`s per message, and the spin
+//! budget), next to the spin it was given ([`ShmBenchOptions::ring_spin`]).
 
-use std::io::{Read, Write};
-use std::os::unix::net::UnixStream;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::error::{Error, ErrorKind, Op, Result};
-use crate::map::MapOptions;
-use crate::process::{fork, Child, ChildLink, Exit};
-use crate::shm::ring::{Consumer, Producer, RingOptions};
+use measure::{measure, spin_limit};
+
+mod measure;
+pub mod wake;
 
 /// The transports compared.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,6 +80,9 @@ pub struct ShmBenchOptions {
     /// Pin the parent and the child to two different CPUs (the first two this process
     /// may run on); ignored when only one is available.
     pub pin: bool,
+    /// How long a ring waiter spins before it sleeps, at most
+    /// ([`RingOptions::spin`](crate::shm::ring::RingOptions::spin)).
+    pub ring_spin: Duration,
 }
 
 /// The most round trips per latency measurement (seconds of pipe round trips here).
@@ -137,6 +139,7 @@ impl Default for ShmBenchOptions {
             rounds: 20_000,
             ring_capacity: 4 << 20,
             pin: false,
+            ring_spin: Duration::from_micros(20),
         }
     }
 }
@@ -171,6 +174,50 @@ pub struct Row {
     pub bytes_per_sec: f64,
     /// Round trips.
     pub rtt: Latency,
+    /// CPU time the sender and the receiver got during the throughput run, over its
+    /// wall time (1.0: a whole CPU each). Below 1 for a busy-polling ring means the
+    /// machine's other load (or the other end, on one CPU) took the rest.
+    pub cpu_share: (f64, f64),
+    /// The ring's waits in the throughput run (`None` for the other transports).
+    pub waits: Option<RingWaits>,
+}
+
+/// What the ring's two sides did while waiting during a throughput run, per message.
+#[derive(Debug, Clone, Copy)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+pub struct RingWaits {
+    /// The consumer's sleeps in `FUTEX_WAIT` (the ring was empty past its spin).
+    pub consumer_sleeps_per_msg: f64,
+    /// The producer's `FUTEX_WAKE`s for the consumer.
+    pub producer_wakes_per_msg: f64,
+    /// The producer's sleeps (the ring was full past its spin).
+    pub producer_sleeps_per_msg: f64,
+    /// The consumer's `FUTEX_WAKE`s for the producer.
+    pub consumer_wakes_per_msg: f64,
+    /// The consumer's waits that ended while spinning.
+    pub consumer_spun_per_msg: f64,
+    /// The consumer's spin budget at the end of the run, in nanoseconds (it adapts,
+    /// see [`WaitStats::spin_ns`](crate::shm::ring::WaitStats::spin_ns)).
+    pub consumer_spin_ns: u64,
+}
+
+impl RingWaits {
+    /// Per-message figures from the two sides' counts over `count` messages.
+    pub fn new(
+        count: u64,
+        producer: crate::shm::ring::WaitStats,
+        consumer: crate::shm::ring::WaitStats,
+    ) -> RingWaits {
+        let per = |n: u64| n as f64 / count.max(1) as f64;
+        RingWaits {
+            consumer_sleeps_per_msg: per(consumer.sleeps),
+            producer_wakes_per_msg: per(producer.wakes),
+            producer_sleeps_per_msg: per(producer.sleeps),
+            consumer_wakes_per_msg: per(consumer.wakes),
+            consumer_spun_per_msg: per(consumer.spun),
+            consumer_spin_ns: consumer.spin_ns,
+        }
+    }
 }
 
 /// Where the parent and the child ran during the run.
@@ -223,6 +270,8 @@ pub struct ShmBenchReport {
     pub pinned_cpus: Option<(usize, usize)>,
     /// CPUs this process may run on (`sched_getaffinity`).
     pub cpus: usize,
+    /// The ring waiters' spin limit: how long they spin before sleeping, at most.
+    pub ring_spin_ns: u64,
     /// Where the two ends ran.
     pub placement: Placement,
     /// One sentence saying so, for people.
@@ -272,6 +321,7 @@ pub fn run(opts: &ShmBenchOptions, mut progress: impl FnMut(&str)) -> Result<Shm
         pinned: pins.is_some(),
         pinned_cpus: pins,
         cpus,
+        ring_spin_ns: opts.ring_spin.as_nanos() as u64,
         placement,
         note,
     })
@@ -326,7 +376,7 @@ fn describe(
     }
 }
 
-fn check_single_threaded() -> Result<()> {
+pub(crate) fn check_single_threaded() -> Result<()> {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     let threads = status
         .lines()
@@ -338,298 +388,4 @@ fn check_single_threaded() -> Result<()> {
             .hint("run it through the `mmkit shm bench` command"));
     }
     Ok(())
-}
-
-/// CPUs to pin (parent, child) to, when pinning.
-type Pins = Option<(usize, usize)>;
-
-/// Fork `f` as a child pinned to the child's CPU (when pinning).
-fn spawn(pins: Pins, f: impl FnOnce(&mut ChildLink) -> i32) -> Result<Child> {
-    // SAFETY: the process has a single thread (checked in `run`), so no lock can be held
-    // by a thread that does not exist in the child; `fork` catches a panic.
-    unsafe {
-        fork(move |link| {
-            if let Some((_, child)) = pins {
-                pin(child);
-            }
-            f(link)
-        })
-    }
-}
-
-/// Pin the parent to its CPU (when pinning).
-fn pin_parent(pins: Pins) {
-    if let Some((parent, _)) = pins {
-        pin(parent);
-    }
-}
-
-fn pin(cpu: usize) {
-    let mut set = rustix::thread::CpuSet::new();
-    set.set(cpu);
-    let _ = rustix::thread::sched_setaffinity(None, &set);
-}
-
-fn finish(child: Child, what: &str) -> Result<()> {
-    match child.wait()? {
-        Exit::Code(0) => Ok(()),
-        other => Err(Error::new(Op::Process, ErrorKind::Unsupported)
-            .detail(format!("the {what} child ended with {}", other.describe()))),
-    }
-}
-
-fn measure(
-    t: Transport,
-    size: usize,
-    count: u64,
-    o: &ShmBenchOptions,
-    pinned: Pins,
-) -> Result<Row> {
-    pin_parent(pinned);
-    // Warm-up passes, then the measured ones.
-    throughput(t, size, count / 10 + 1, o.ring_capacity, pinned)?;
-    let secs = throughput(t, size, count, o.ring_capacity, pinned)?;
-    round_trips(t, size, o.rounds / 10 + 1, o.ring_capacity, pinned)?;
-    let rtt = round_trips(t, size, o.rounds, o.ring_capacity, pinned)?;
-    let per_sec = count as f64 / secs;
-    Ok(Row {
-        transport: t,
-        size,
-        messages: count,
-        msgs_per_sec: per_sec,
-        bytes_per_sec: per_sec * size as f64,
-        rtt,
-    })
-}
-
-/// Byte streams both ways: (parent writes, child reads) and (child writes, parent reads).
-struct Streams {
-    to_child: (std::fs::File, std::fs::File),
-    to_parent: (std::fs::File, std::fs::File),
-}
-
-fn streams(t: Transport) -> Result<Streams> {
-    let os = |e| Error::io(Op::Process, &e);
-    let pipe = || -> Result<(std::fs::File, std::fs::File)> {
-        let (r, w) = rustix::pipe::pipe().map_err(|e| Error::os(Op::Process, e))?;
-        Ok((std::fs::File::from(w), std::fs::File::from(r)))
-    };
-    match t {
-        Transport::Pipe => Ok(Streams {
-            to_child: pipe()?,
-            to_parent: pipe()?,
-        }),
-        _ => {
-            let (a, b) = UnixStream::pair().map_err(os)?;
-            let (a2, b2) = (a.try_clone().map_err(os)?, b.try_clone().map_err(os)?);
-            let f = |s: UnixStream| std::fs::File::from(std::os::fd::OwnedFd::from(s));
-            Ok(Streams {
-                to_child: (f(a), f(b)),
-                to_parent: (f(b2), f(a2)),
-            })
-        }
-    }
-}
-
-/// Seconds to move `count` messages of `size` bytes from parent to child.
-fn throughput(t: Transport, size: usize, count: u64, cap: usize, pinned: Pins) -> Result<f64> {
-    let msg = vec![0x5au8; size];
-    match t {
-        Transport::Ring => {
-            let ring = RingOptions::new().capacity(cap).anonymous()?;
-            let mut child = spawn(pinned, |link| {
-                let Ok(mut rx) = ring.consumer() else {
-                    return 2;
-                };
-                link.send(b'r');
-                let code = drain_ring(&mut rx, size, count);
-                link.send(b'd');
-                code
-            })?;
-            let mut tx = ring.producer()?;
-            child.recv();
-            let start = Instant::now();
-            for _ in 0..count {
-                tx.send(&msg)?;
-            }
-            child.recv();
-            let secs = start.elapsed().as_secs_f64();
-            finish(child, "ring reader")?;
-            Ok(secs)
-        }
-        _ => {
-            let s = streams(t)?;
-            let (mut w, mut r) = s.to_child;
-            let mut child = spawn(pinned, move |link| {
-                link.send(b'r');
-                let mut buf = vec![0u8; size];
-                for _ in 0..count {
-                    if r.read_exact(&mut buf).is_err() || buf[size - 1] != 0x5a {
-                        return 3;
-                    }
-                }
-                link.send(b'd');
-                0
-            })?;
-            child.recv();
-            let start = Instant::now();
-            for _ in 0..count {
-                w.write_all(&msg).map_err(|e| Error::io(Op::Send, &e))?;
-            }
-            child.recv();
-            let secs = start.elapsed().as_secs_f64();
-            finish(child, "stream reader")?;
-            Ok(secs)
-        }
-    }
-}
-
-fn drain_ring(rx: &mut Consumer, size: usize, count: u64) -> i32 {
-    for _ in 0..count {
-        match rx.recv() {
-            Ok(m) if m.len() == size && m.last() == Some(&0x5a) => {}
-            _ => return 3,
-        }
-    }
-    0
-}
-
-/// Percentiles of `rounds` round trips of `size`-byte messages.
-fn round_trips(
-    t: Transport,
-    size: usize,
-    rounds: usize,
-    cap: usize,
-    pinned: Pins,
-) -> Result<Latency> {
-    let mut times = Vec::with_capacity(rounds);
-    let msg = vec![0x5au8; size];
-    match t {
-        Transport::Ring => {
-            let there = RingOptions::new().capacity(cap).anonymous()?;
-            let back = RingOptions::new().capacity(cap).anonymous()?;
-            let child = spawn(pinned, |_| echo_ring(&there, &back, rounds))?;
-            let (mut tx, mut rx) = (there.producer()?, back.consumer()?);
-            for _ in 0..rounds {
-                let start = Instant::now();
-                tx.send(&msg)?;
-                let m = rx.recv()?;
-                times.push(start.elapsed());
-                drop(m);
-            }
-            finish(child, "ring echo")?;
-        }
-        _ => {
-            let s = streams(t)?;
-            let (mut w, mut r) = (s.to_child.0, s.to_parent.1);
-            let (mut cr, mut cw) = (s.to_child.1, s.to_parent.0);
-            let child = spawn(pinned, move |_| {
-                let mut buf = vec![0u8; size];
-                for _ in 0..rounds {
-                    if cr.read_exact(&mut buf).is_err() || cw.write_all(&buf).is_err() {
-                        return 3;
-                    }
-                }
-                0
-            })?;
-            let mut buf = vec![0u8; size];
-            for _ in 0..rounds {
-                let start = Instant::now();
-                w.write_all(&msg).map_err(|e| Error::io(Op::Send, &e))?;
-                r.read_exact(&mut buf)
-                    .map_err(|e| Error::io(Op::Send, &e))?;
-                times.push(start.elapsed());
-            }
-            finish(child, "stream echo")?;
-        }
-    }
-    Ok(percentiles(&mut times))
-}
-
-fn echo_ring(there: &crate::shm::ring::Ring, back: &crate::shm::ring::Ring, rounds: usize) -> i32 {
-    let (Ok(mut rx), Ok(mut tx)) = (there.consumer(), back.producer()) else {
-        return 2;
-    };
-    for _ in 0..rounds {
-        if echo_one(&mut rx, &mut tx).is_err() {
-            return 3;
-        }
-    }
-    0
-}
-
-fn echo_one(rx: &mut Consumer, tx: &mut Producer) -> Result<()> {
-    let m = rx.recv()?;
-    let mut r = tx.reserve(m.len())?;
-    r.copy_from_slice(&m);
-    r.commit();
-    Ok(())
-}
-
-/// Round trips through two atomics spun on: the parent stores `i` in `ping` and spins
-/// until the child stores `i` in `pong`.
-fn spin_limit(rounds: usize, pinned: Pins) -> Result<Row> {
-    pin_parent(pinned);
-    let words = MapOptions::new().len(4096).map_anon_shared()?;
-    // Two words on different cache lines.
-    let w = words.atomic_u64s(0, 32)?;
-    let (ping, pong) = (&w[0], &w[16]);
-    let total = rounds + rounds / 10;
-    let child = spawn(pinned, |_| {
-        for i in 1..=total as u64 {
-            spin_for(ping, i);
-            pong.store(i, Ordering::Release);
-        }
-        0
-    })?;
-    let mut times = Vec::with_capacity(rounds);
-    for i in 1..=total as u64 {
-        let start = Instant::now();
-        ping.store(i, Ordering::Release);
-        spin_for(pong, i);
-        if i as usize > total - rounds {
-            times.push(start.elapsed());
-        }
-    }
-    finish(child, "spin echo")?;
-    Ok(Row {
-        transport: Transport::SpinLimit,
-        size: 8,
-        messages: 0,
-        msgs_per_sec: 0.0,
-        bytes_per_sec: 0.0,
-        rtt: percentiles(&mut times),
-    })
-}
-
-fn spin_for(word: &AtomicU64, value: u64) {
-    let start = Instant::now();
-    let mut n = 0u32;
-    while word.load(Ordering::Acquire) != value {
-        std::hint::spin_loop();
-        n = n.wrapping_add(1);
-        // A peer on another CPU answers within a few hundred spins; one sharing this CPU
-        // cannot answer until we give the CPU up (else each hop costs a time slice).
-        if n % 16_384 == 0 {
-            std::thread::yield_now();
-        }
-        // A peer that died leaves us spinning: give up after 10 s.
-        if n % 4096 == 0 && start.elapsed() > Duration::from_secs(10) {
-            return;
-        }
-    }
-}
-
-fn percentiles(times: &mut [Duration]) -> Latency {
-    times.sort_unstable();
-    let at = |q: f64| {
-        let i = ((times.len() as f64 * q) as usize).min(times.len().saturating_sub(1));
-        times.get(i).map_or(0.0, |d| d.as_nanos() as f64)
-    };
-    Latency {
-        p50_ns: at(0.5),
-        p99_ns: at(0.99),
-        p999_ns: at(0.999),
-        min_ns: at(0.0),
-    }
 }
