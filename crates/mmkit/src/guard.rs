@@ -112,6 +112,7 @@ pub(crate) struct Mark {
 /// Take a mark to compare with [`disturbed_since`]. Take it *before* checking the
 /// mapping's lost pages: a replacement recorded after that check is then either counted
 /// after the mark, or was still pending when the mark was taken.
+#[inline]
 pub(crate) fn mark() -> Mark {
     let patches = PATCHES.load(Ordering::SeqCst);
     Mark {
@@ -122,6 +123,7 @@ pub(crate) fn mark() -> Mark {
 
 /// Whether any page of the process may have been replaced, unrecorded, while the access
 /// since `mark` ran: then bytes read without a fault may be zeros from a replaced page.
+#[inline]
 pub(crate) fn disturbed_since(mark: Mark) -> bool {
     mark.pending
         || PATCHES.load(Ordering::SeqCst) != mark.patches
@@ -129,6 +131,7 @@ pub(crate) fn disturbed_since(mark: Mark) -> bool {
 }
 
 /// The `n` replacements of a fault are now recorded in the mapping's lost pages.
+#[inline]
 pub(crate) fn settle(n: usize) {
     PENDING.fetch_sub(n, Ordering::SeqCst);
 }
@@ -144,6 +147,7 @@ pub(crate) fn settle(n: usize) {
 /// that is not mmkit's; a handler another library installs later must chain to mmkit's
 /// for guarded accesses to keep recovering.
 #[doc(alias = "sigaction")]
+#[inline]
 pub fn install() {
     INSTALL.call_once(|| {
         PAGE.store(sys::page_size(), Ordering::Relaxed);
@@ -164,6 +168,7 @@ pub fn install() {
 ///
 /// The range must lie in one mapping of the caller's, and `access` must not touch other
 /// memory that can raise SIGBUS.
+#[inline]
 pub(crate) fn guarded<R>(
     start: *const u8,
     len: usize,
@@ -186,6 +191,7 @@ struct Scope {
 }
 
 impl Scope {
+    #[inline]
     fn enter(start: usize, end: usize) -> Scope {
         let outer = ACTIVE.with(|a| {
             a.replace(Active {
@@ -200,6 +206,7 @@ impl Scope {
         Scope { outer, done: false }
     }
 
+    #[inline]
     fn exit(mut self) -> Option<Fault> {
         std::sync::atomic::compiler_fence(Ordering::SeqCst);
         let mine = ACTIVE.with(|a| a.replace(self.outer));
@@ -213,6 +220,7 @@ impl Scope {
 }
 
 impl Drop for Scope {
+    #[inline]
     fn drop(&mut self) {
         if !self.done {
             // Unwinding out of a guarded access: nobody will record its replacements.
