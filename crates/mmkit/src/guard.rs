@@ -18,7 +18,8 @@
 //!    reading zeros.
 //! 6. Another thread may read a replaced page *without* faulting (it is ordinary
 //!    memory now) before step 4 has recorded it. So the handler counts every
-//!    replacement, in a process-wide counter and a "not yet recorded" count, before it
+//!    replacement, in a process-wide counter and a "not yet recorded" count (two halves
+//!    of one atomic word, read once before and once after an access), before it
 //!    maps; a guarded access that sees either move re-checks in `/proc/self/maps` that
 //!    its whole range is still backed by its file, and fails if not.
 //! 5. Any other SIGBUS (another address, no access in progress, sent with `kill`) goes
@@ -52,7 +53,7 @@
 
 use std::cell::Cell;
 use std::ffi::{c_int, c_void};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Once;
 
 use crate::sys;
@@ -76,12 +77,17 @@ const IDLE: Active = Active {
     patches: 0,
 };
 
-/// Replacements ever made in this process. Invariant: incremented (SeqCst) by the
-/// handler before its `mmap`, so a thread that reads a replaced page sees it moved.
-static PATCHES: AtomicUsize = AtomicUsize::new(0);
-/// Replacements whose thread has not yet recorded them in the mapping's lost pages.
-/// Invariant: incremented with `PATCHES`; decremented by [`settle`] after recording.
-static PENDING: AtomicUsize = AtomicUsize::new(0);
+/// The replacement counters, in one word so that an access reads both with one load
+/// before and one after: the high half counts the replacements ever made in this process
+/// (wrapping), the low half those whose thread has not yet recorded them in the
+/// mapping's lost pages. Invariant: the handler adds [`ONE_PATCH`]` + 1` (SeqCst) before
+/// its `mmap`, so a thread that reads a replaced page sees the word moved; [`settle`]
+/// subtracts from the low half after recording, never more than was added.
+static COUNTS: AtomicU64 = AtomicU64::new(0);
+/// One replacement in the high half of [`COUNTS`].
+const ONE_PATCH: u64 = 1 << 32;
+/// The low half of [`COUNTS`]: replacements not yet recorded.
+const PENDING: u64 = ONE_PATCH - 1;
 
 thread_local! {
     // Invariant: `start <= end`; non-idle only between `Scope::enter` and its drop.
@@ -102,38 +108,33 @@ pub(crate) struct Fault {
     pub(crate) patches: usize,
 }
 
-/// The state of the replacement counters at the start of a guarded access.
+/// The state of the replacement counters ([`COUNTS`]) at the start of a guarded access.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Mark {
-    patches: usize,
-    pending: bool,
-}
+pub(crate) struct Mark(u64);
 
 /// Take a mark to compare with [`disturbed_since`]. Take it *before* checking the
 /// mapping's lost pages: a replacement recorded after that check is then either counted
 /// after the mark, or was still pending when the mark was taken.
 #[inline]
 pub(crate) fn mark() -> Mark {
-    let patches = PATCHES.load(Ordering::SeqCst);
-    Mark {
-        patches,
-        pending: PENDING.load(Ordering::SeqCst) != 0,
-    }
+    Mark(COUNTS.load(Ordering::SeqCst))
 }
 
 /// Whether any page of the process may have been replaced, unrecorded, while the access
 /// since `mark` ran: then bytes read without a fault may be zeros from a replaced page.
 #[inline]
+///
+/// That is: some replacement was pending at the mark, or the word moved since (a
+/// replacement was made, or one pending at the end; with none pending at the mark, any
+/// pending now moved the word).
 pub(crate) fn disturbed_since(mark: Mark) -> bool {
-    mark.pending
-        || PATCHES.load(Ordering::SeqCst) != mark.patches
-        || PENDING.load(Ordering::SeqCst) != 0
+    mark.0 & PENDING != 0 || COUNTS.load(Ordering::SeqCst) != mark.0
 }
 
 /// The `n` replacements of a fault are now recorded in the mapping's lost pages.
 #[inline]
 pub(crate) fn settle(n: usize) {
-    PENDING.fetch_sub(n, Ordering::SeqCst);
+    COUNTS.fetch_sub(n as u64, Ordering::SeqCst);
 }
 
 /// Install mmkit's SIGBUS handler now; otherwise the first guarded access installs it.
@@ -231,7 +232,7 @@ impl Drop for Scope {
 }
 
 extern "C" fn reset_pending_in_child() {
-    PENDING.store(0, Ordering::SeqCst);
+    COUNTS.fetch_and(!PENDING, Ordering::SeqCst);
 }
 
 fn round_up(addr: usize) -> usize {
@@ -248,8 +249,7 @@ extern "C" fn on_sigbus(sig: c_int, info: *mut SigInfo, ctx: *mut c_void) {
         let page = PAGE.load(Ordering::Relaxed);
         let from = addr / page * page;
         let to = round_up(active.end);
-        PENDING.fetch_add(1, Ordering::SeqCst);
-        PATCHES.fetch_add(1, Ordering::SeqCst);
+        COUNTS.fetch_add(ONE_PATCH + 1, Ordering::SeqCst);
         // SAFETY: `[from, to)` lies in the mapping the current thread is accessing under
         // a guard (the access range, widened to its pages, is inside one mapping of
         // ours); replacing its pages with anonymous memory is what the guard promises.
@@ -270,9 +270,44 @@ extern "C" fn on_sigbus(sig: c_int, info: *mut SigInfo, ctx: *mut c_void) {
             });
             return;
         }
-        PENDING.fetch_sub(1, Ordering::SeqCst);
+        COUNTS.fetch_sub(1, Ordering::SeqCst); // not replaced: nothing to record
     }
     // SAFETY: forwarding a signal we do not handle, from the handler `install_sigbus`
     // installed, with the kernel's own arguments.
     unsafe { sys::signal::chain_sigbus(sig, info, ctx) };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The two halves of [`COUNTS`] do the work of the two counters they replaced: a mark
+    /// is disturbed by a replacement made after it (settled or not), and by one pending
+    /// when it was taken. The handler's update is simulated with the same `fetch_add`.
+    /// Other tests' guarded accesses may run meanwhile: a replacement of theirs can only
+    /// disturb a mark more, so only the undisturbed case is retried.
+    #[test]
+    fn one_word_of_counters_sees_every_replacement() {
+        let before = mark();
+        COUNTS.fetch_add(ONE_PATCH + 1, Ordering::SeqCst);
+        let pending = mark();
+        assert!(disturbed_since(before), "a replacement after the mark");
+        assert!(
+            disturbed_since(pending),
+            "a replacement pending at the mark"
+        );
+        settle(1);
+        assert!(disturbed_since(before), "settled, but made after the mark");
+        let settled = (0..1000).any(|_| {
+            let quiet = !disturbed_since(mark());
+            if !quiet {
+                std::thread::yield_now();
+            }
+            quiet
+        });
+        assert!(
+            settled,
+            "a mark taken with nothing pending and nothing since"
+        );
+    }
 }
