@@ -74,6 +74,7 @@ impl Mapping {
     /// `OutOfRange` past the view, `Protected` when the pages are not readable,
     /// `Truncated` when the file no longer reaches the range (the guard caught the
     /// SIGBUS), `StorageFault` when a page of the file could not be read.
+    #[inline]
     pub fn read_at(&self, off: usize, buf: &mut [u8]) -> Result<()> {
         let len = buf.len();
         self.region
@@ -91,6 +92,7 @@ impl Mapping {
     /// `OutOfRange` past the view, `Protected` when the pages are not writable,
     /// `Truncated`/`StorageFault` as for [`read_at`](Self::read_at) (the bytes that fell
     /// on lost pages are not stored).
+    #[inline]
     pub fn write_at(&mut self, off: usize, data: &[u8]) -> Result<()> {
         self.region
             .access(Op::Write, off, data.len(), Protection::WRITE, |dst| {

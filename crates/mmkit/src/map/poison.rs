@@ -34,10 +34,16 @@ pub(crate) struct Poison {
 
 impl Poison {
     /// The first lost range overlapping `[start, end)`.
+    #[inline]
     pub(crate) fn overlapping(&self, start: usize, end: usize) -> Option<Lost> {
         if !self.any.load(Ordering::Acquire) {
             return None;
         }
+        self.search(start, end)
+    }
+
+    #[inline(never)]
+    fn search(&self, start: usize, end: usize) -> Option<Lost> {
         let ranges = self.ranges.lock().unwrap_or_else(|e| e.into_inner());
         ranges
             .iter()

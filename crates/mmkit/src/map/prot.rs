@@ -50,13 +50,22 @@ impl ProtMap {
         self.spans[i - 1].1
     }
 
+    /// The protection of every page, when they all have the same (the common case).
+    #[inline]
+    pub(crate) fn uniform(&self) -> Option<Protection> {
+        match self.spans[..] {
+            [(_, only)] => Some(only),
+            _ => None,
+        }
+    }
+
     /// Whether every page of `[start, end)` allows `need`.
     pub(crate) fn allows(&self, start: usize, end: usize, need: Protection) -> bool {
         if start >= end {
             return true;
         }
-        if let [(_, only)] = self.spans[..] {
-            return only.contains(need); // the common case: one protection throughout
+        if let Some(only) = self.uniform() {
+            return only.contains(need);
         }
         let first = self.spans.partition_point(|&(s, _)| s <= start) - 1;
         self.spans[first..]

@@ -20,6 +20,7 @@ impl Protection {
     pub const READ_WRITE: Protection = Protection(3);
 
     /// Whether every access of `other` is allowed by `self`.
+    #[inline]
     pub fn contains(self, other: Protection) -> bool {
         self.0 & other.0 == other.0
     }
