@@ -32,6 +32,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use rustix::io::Errno;
 
+use super::fill::DIRECT_MIN;
 use super::handler::{Bounce, Shared, FAILED, PRESENT, REFERENCED};
 use super::huge::{self, Backing};
 
@@ -279,7 +280,7 @@ fn fetch(shared: &Shared, pf: &Prefetch, bounce: &mut Bounce, job: Job) -> bool 
         matches!(r, Ok(Ok(()))) && !shared.closed.load(Ordering::Acquire)
     };
     // A move needs anonymous pages of our own: THP regions always read into the buffer.
-    let view = (shared.backing != Backing::Thp).then(|| shared.source.view());
+    let view = (shared.backing != Backing::Thp && len >= DIRECT_MIN).then(|| shared.source.view());
     let direct = view.flatten().and_then(|v| v.range(offset, len));
     let c = &shared.counters;
     if let Some(src) = direct {
