@@ -11,19 +11,13 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use mmkit::MapOptions;
 
-const FILE_LEN: usize = 64 << 20;
+#[path = "common/guard_file.rs"]
+mod guard_file;
+use guard_file::{guard_file, FILE_LEN};
 
 fn bench_guard(c: &mut Criterion) {
-    let dir = tempfile::tempdir_in(std::env::temp_dir()).expect("temp dir");
-    let path = dir.path().join("guard.dat");
-    std::fs::write(
-        &path,
-        (0..FILE_LEN).map(|i| (i % 251) as u8).collect::<Vec<_>>(),
-    )
-    .expect("write");
-    let map = MapOptions::new().populate().map_path(&path).expect("map");
+    let (_dir, map) = guard_file();
     // SAFETY: the bench owns the file; nothing writes or truncates it while mapped.
     let slice = unsafe { map.as_slice() };
 

@@ -21,9 +21,11 @@
 use std::hint::black_box;
 use std::time::Instant;
 
-use mmkit::{MapOptions, Mapping};
+use mmkit::Mapping;
 
-const FILE_LEN: usize = 64 << 20;
+#[path = "common/guard_file.rs"]
+mod guard_file;
+use guard_file::{guard_file, FILE_LEN};
 
 fn main() {
     // Cargo passes `--bench`; a number is the count of rounds.
@@ -33,14 +35,7 @@ fn main() {
         .unwrap_or(41)
         .max(1);
     let hot = std::env::var_os("MMKIT_BENCH_HOT").is_some();
-    let dir = tempfile::tempdir_in(std::env::temp_dir()).expect("temp dir");
-    let path = dir.path().join("guard.dat");
-    std::fs::write(
-        &path,
-        (0..FILE_LEN).map(|i| (i % 251) as u8).collect::<Vec<_>>(),
-    )
-    .expect("write");
-    let map = MapOptions::new().populate().map_path(&path).expect("map");
+    let (_dir, map) = guard_file();
     println!(
         "guard_ab: {rounds} rounds, offsets {}",
         if hot {

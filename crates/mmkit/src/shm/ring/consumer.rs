@@ -87,22 +87,13 @@ impl Consumer {
 
     /// How long this consumer spins before sleeping when the ring is empty.
     pub fn set_spin(&mut self, spin: Duration) {
-        self.spin = Spin {
-            max: spin,
-            now: spin,
-            ..self.spin
-        };
+        self.spin.set_limit(spin);
     }
 
     /// What this consumer did while waiting so far: waits ended by spinning, sleeps,
     /// wake-ups made for the producer, and its current spin budget.
     pub fn wait_stats(&self) -> WaitStats {
-        WaitStats {
-            spun: self.spin.spun,
-            sleeps: self.spin.sleeps,
-            wakes: self.spin.wakes,
-            spin_ns: self.spin.now.as_nanos() as u64,
-        }
+        self.spin.stats()
     }
 
     /// Borrow the next message, waiting for one.

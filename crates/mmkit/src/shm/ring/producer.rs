@@ -91,22 +91,13 @@ impl Producer {
 
     /// How long this producer spins before sleeping when the ring is full.
     pub fn set_spin(&mut self, spin: Duration) {
-        self.spin = Spin {
-            max: spin,
-            now: spin,
-            ..self.spin
-        };
+        self.spin.set_limit(spin);
     }
 
     /// What this producer did while waiting so far: waits ended by spinning, sleeps,
     /// wake-ups made for the consumer, and its current spin budget.
     pub fn wait_stats(&self) -> WaitStats {
-        WaitStats {
-            spun: self.spin.spun,
-            sleeps: self.spin.sleeps,
-            wakes: self.spin.wakes,
-            spin_ns: self.spin.now.as_nanos() as u64,
-        }
+        self.spin.stats()
     }
 
     /// Copy `msg` into the ring as one message, waiting for space; its sequence number.

@@ -15,6 +15,7 @@ use rustix::io::Errno;
 use rustix::thread::futex;
 
 use super::layout::WakeLine;
+use super::WaitStats;
 use crate::error::{Error, Op, Result};
 use crate::shm::sync::owner_dead;
 
@@ -63,6 +64,22 @@ impl Spin {
             spun: 0,
             sleeps: 0,
             wakes: 0,
+        }
+    }
+
+    /// A new limit: the budget starts there again; the counts are kept.
+    pub(crate) fn set_limit(&mut self, max: Duration) {
+        self.max = max;
+        self.now = max;
+    }
+
+    /// The counts and the current budget, as the public [`WaitStats`].
+    pub(crate) fn stats(&self) -> WaitStats {
+        WaitStats {
+            spun: self.spun,
+            sleeps: self.sleeps,
+            wakes: self.wakes,
+            spin_ns: self.now.as_nanos() as u64,
         }
     }
 
