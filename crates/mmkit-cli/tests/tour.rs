@@ -14,7 +14,14 @@ fn disk_dir() -> tempfile::TempDir {
     tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("temp dir")
 }
 
+/// The tour's JSON findings, from one run shared by the tests that read them (a debug
+/// tour takes half a minute).
 fn tour_json() -> Vec<Value> {
+    static FINDINGS: std::sync::OnceLock<Vec<Value>> = std::sync::OnceLock::new();
+    FINDINGS.get_or_init(run_tour_json).clone()
+}
+
+fn run_tour_json() -> Vec<Value> {
     let dir = disk_dir();
     let out = mmkit()
         .args(["tour", "--json", "--dir"])
