@@ -18,25 +18,31 @@ use super::handler::{fail_page, note_error, read_source, Bounce, Shared, PRESENT
 use super::huge::{self, Backing};
 
 /// The smallest run copied straight from a file source's view.
-pub(crate) const DIRECT_MIN: usize = 64 << 10;
+const DIRECT_MIN: usize = 64 << 10;
+
+/// Where to copy `len` bytes at `offset` from straight, without reading them into a
+/// buffer first: the source file's view, when it has one and the run may use it. A move
+/// needs anonymous pages of our own, so THP regions always read into the buffer; a run
+/// under [`DIRECT_MIN`] reads with `pread` too, as the kernel's copy from the view takes
+/// a fault on the view first, which costs more than the copy it saves (a random 4 KiB
+/// fault through the view took twice as long).
+pub(crate) fn direct_source(shared: &Shared, offset: u64, len: usize) -> Option<*const u8> {
+    if shared.backing == Backing::Thp || len < DIRECT_MIN {
+        return None;
+    }
+    shared.source.view()?.range(offset, len)
+}
 
 /// Read pages `first..first + n` (reserved by `make_room`) from the source and copy
 /// them in; give back the reservation of every page not filled.
 pub(crate) fn fill(shared: &Shared, bounce: &mut Bounce, first: usize, n: usize) {
     let offset = (first * shared.page) as u64;
-    // A move needs anonymous pages of our own: THP regions always read into the buffer.
-    // A small run reads with `pread` too: the kernel's copy from the view takes a fault
-    // on the view first, which costs more than the copy it saves (a random 4 KiB fault
-    // through the view took twice as long).
-    if shared.backing != Backing::Thp && n * shared.page >= DIRECT_MIN {
-        let view = shared.source.view();
-        if let Some(src) = view.and_then(|v| v.range(offset, n * shared.page)) {
-            if install(shared, first, n, src.cast_mut()) {
-                return;
-            }
-            // EFAULT: the file shrank under its mapping; read it instead (zeros past
-            // its new end, as `pread` gives).
+    if let Some(src) = direct_source(shared, offset, n * shared.page) {
+        if install(shared, first, n, src.cast_mut()) {
+            return;
         }
+        // EFAULT: the file shrank under its mapping; read it instead (zeros past its
+        // new end, as `pread` gives).
     }
     fill_from_buffer(shared, bounce, first, n);
 }

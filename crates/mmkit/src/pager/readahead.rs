@@ -32,9 +32,9 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use rustix::io::Errno;
 
-use super::fill::DIRECT_MIN;
+use super::fill::direct_source;
 use super::handler::{Bounce, Shared, FAILED, PRESENT, REFERENCED};
-use super::huge::{self, Backing};
+use super::huge;
 
 /// A prefetch of this page is queued or running.
 pub(crate) const INFLIGHT: u8 = 16;
@@ -279,11 +279,8 @@ fn fetch(shared: &Shared, pf: &Prefetch, bounce: &mut Bounce, job: Job) -> bool 
         let r = catch_unwind(AssertUnwindSafe(|| shared.source.read_at(offset, buf)));
         matches!(r, Ok(Ok(()))) && !shared.closed.load(Ordering::Acquire)
     };
-    // A move needs anonymous pages of our own: THP regions always read into the buffer.
-    let view = (shared.backing != Backing::Thp && len >= DIRECT_MIN).then(|| shared.source.view());
-    let direct = view.flatten().and_then(|v| v.range(offset, len));
     let c = &shared.counters;
-    if let Some(src) = direct {
+    if let Some(src) = direct_source(shared, offset, len) {
         let mut marker = vec![0u8; page].into_boxed_slice();
         if !read(&mut marker) {
             return false;

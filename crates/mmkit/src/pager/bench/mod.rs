@@ -348,19 +348,19 @@ impl TestFile {
             "pager" => Some(HugePages::Off),
             _ => None,
         };
+        if let Some(huge) = huge {
+            let src = Arc::new(FileSource::open(&self.path)?);
+            let pager = PagerOptions::new()
+                .readahead(readahead)
+                .huge_pages(huge)
+                .build(src)?;
+            let start = Instant::now();
+            let sum = scan_bytes(pager.as_slice(), seq, offsets);
+            let took = start.elapsed();
+            let note = pager.backing_note().map(str::to_string);
+            return Ok((took, sum, Some((pager.stats(), pager.backing(), note))));
+        }
         match method {
-            _ if huge.is_some() => {
-                let src = Arc::new(FileSource::open(&self.path)?);
-                let pager = PagerOptions::new()
-                    .readahead(readahead)
-                    .huge_pages(huge.unwrap_or_default())
-                    .build(src)?;
-                let start = Instant::now();
-                let sum = scan_bytes(pager.as_slice(), seq, offsets);
-                let took = start.elapsed();
-                let note = pager.backing_note().map(str::to_string);
-                Ok((took, sum, Some((pager.stats(), pager.backing(), note))))
-            }
             "kernel mmap" => {
                 let map = MapOptions::new().map(&self.file)?;
                 let start = Instant::now();
