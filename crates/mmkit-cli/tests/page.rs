@@ -195,6 +195,9 @@ fn bench_reports_every_method_and_the_fault_latencies() {
     assert_eq!(v["sequential_stats"]["pages_filled"], 1024, "{v}");
     assert!(v["fault"]["pager_p50_ns"].as_f64().unwrap() > 0.0, "{v}");
     assert!(v["fault"]["kernel_p50_ns"].as_f64().unwrap() > 0.0, "{v}");
+    // The copy-once ceiling was measured (its sum checked against the file's).
+    assert!(v["copy_once_ms"].as_f64().unwrap() > 0.0, "{v}");
+    assert!(v["copy_once_vs_kernel"].as_f64().unwrap() > 0.0, "{v}");
     // The test file is removed afterwards.
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
 }

@@ -8,7 +8,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use mmkit::pager::{Backing, FnSource, HugePages, Pager, PagerOptions, Source};
+use mmkit::pager::{Backing, FileSource, FnSource, HugePages, Pager, PagerOptions, Source};
 use mmkit::probe::region_stats;
 
 mod pager_common;
@@ -184,6 +184,83 @@ fn hugetlb_pages_are_copied_in_and_an_empty_pool_falls_back() {
     let why = pager.backing_note().expect("a reason");
     assert!(why.contains("hugetlb pool has 0 free"), "{why}");
     check_bytes(pager.as_slice());
+}
+
+/// A file of `len` bytes (none zero) in `dir`: its path and its bytes.
+fn nonzero_file(dir: &std::path::Path, len: usize) -> (std::path::PathBuf, Vec<u8>) {
+    let path = dir.join("data");
+    let data: Vec<u8> = (0..len).map(|i| hash_byte(i as u64) | 1).collect();
+    std::fs::write(&path, &data).unwrap();
+    (path, data)
+}
+
+#[test]
+fn hugetlb_pages_come_straight_from_a_file_and_a_shrunk_file_never_signals() {
+    // A file source's huge pages are copied from its mapping, the read-ahead markers too
+    // (from the mapping, when the reader reaches them); past a new end those copies fail
+    // in the kernel (EFAULT) and the pages are read with pread: zeros.
+    let _one = POOL.lock().unwrap_or_else(|p| p.into_inner());
+    let len = 24 * HUGE + 777;
+    let _pool = match PoolGuard::raise(2 * 25) {
+        Ok(g) => g,
+        Err(why) => return skip(&why),
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (path, data) = nonzero_file(dir.path(), len);
+    let hugetlb = |opts: &mut PagerOptions| {
+        let src = Arc::new(FileSource::open(&path).unwrap());
+        let pager = build(opts.huge_pages(HugePages::Hugetlb), src)?;
+        assert_eq!(
+            pager.backing(),
+            Backing::Hugetlb,
+            "{:?}",
+            pager.backing_note()
+        );
+        Some(pager)
+    };
+    let Some(pager) = hugetlb(&mut PagerOptions::new()) else {
+        return;
+    };
+    let mut all = vec![0u8; len];
+    for (i, chunk) in all.chunks_mut(1 << 20).enumerate() {
+        pager.read_at(i << 20, chunk).unwrap();
+    }
+    assert!(all == data, "a sequential scan's bytes");
+    let stats = pager.stats();
+    assert!(stats.readahead_hits > 0, "markers taken: {stats:?}");
+    drop(pager);
+
+    // Cut the file under two pagers: one reading ahead in the background (pages fetched
+    // before the cut keep their bytes; every other page past it reads as zeros), one
+    // filling only on faults (all zeros past the cut).
+    let background = hugetlb(&mut PagerOptions::new()).unwrap();
+    let on_faults = hugetlb(PagerOptions::new().async_readahead(false)).unwrap();
+    for p in [&background, &on_faults] {
+        p.read_at(0, &mut all[..HUGE]).unwrap();
+        p.read_at(HUGE, &mut all[..HUGE]).unwrap();
+    }
+    let cut = 5 * HUGE + 123;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(cut as u64)
+        .unwrap();
+    let mut shrunk = data.clone();
+    shrunk[cut..].fill(0);
+    for (name, p) in [("background", &background), ("on faults", &on_faults)] {
+        all.fill(0xee);
+        p.read_at(0, &mut all).unwrap();
+        for (i, page) in all.chunks(HUGE).enumerate() {
+            let at = i * HUGE..(i * HUGE + page.len());
+            let old = page == &data[at.clone()];
+            let zeroed = page == &shrunk[at];
+            assert!(
+                zeroed || (old && name == "background"),
+                "{name}: huge page {i}"
+            );
+        }
+    }
 }
 
 #[test]

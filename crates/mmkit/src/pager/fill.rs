@@ -27,10 +27,16 @@ const DIRECT_MIN: usize = 64 << 10;
 /// a fault on the view first, which costs more than the copy it saves (a random 4 KiB
 /// fault through the view took twice as long).
 pub(crate) fn direct_source(shared: &Shared, offset: u64, len: usize) -> Option<*const u8> {
-    if shared.backing == Backing::Thp || len < DIRECT_MIN {
+    if !copies_direct(shared, len) {
         return None;
     }
     shared.source.view()?.range(offset, len)
+}
+
+/// Whether runs of `len` bytes are copied straight from the source's view (see
+/// [`direct_source`]), wherever they lie in it.
+pub(crate) fn copies_direct(shared: &Shared, len: usize) -> bool {
+    shared.backing != Backing::Thp && len >= DIRECT_MIN && shared.source.view().is_some()
 }
 
 /// Read pages `first..first + n` (reserved by `make_room`) from the source and copy

@@ -163,10 +163,17 @@ fn try_huge(backing: Backing, len: usize, granted: u64) -> std::result::Result<R
             // Reserved in full now (no MAP_NORESERVE): a pool too small fails here.
             crate::sys::map_anon_aligned(mapped, HUGE, rw, MapFlags::PRIVATE | MapFlags::HUGETLB)
                 .map_err(|e| {
+                    // Free pages include those other mappings reserved and not touched.
                     let free = crate::proc::meminfo("HugePages_Free").unwrap_or(0);
+                    let reserved = crate::proc::meminfo("HugePages_Rsvd").unwrap_or(0);
+                    let taken = match reserved.min(free) {
+                        0 => String::new(),
+                        r => format!(" ({r} more reserved by other mappings)"),
+                    };
                     format!(
-                        "the hugetlb pool has {free} free 2 MiB pages, {} needed ({e}; raise \
-                         vm.nr_hugepages)",
+                        "the hugetlb pool has {} free 2 MiB pages{taken}, {} needed ({e}; \
+                         raise vm.nr_hugepages)",
+                        free - reserved.min(free),
                         mapped / HUGE
                     )
                 })?

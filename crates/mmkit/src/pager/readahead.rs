@@ -8,7 +8,8 @@
 //! first without waking anybody; the first page it keeps aside as the window's *marker*
 //! (as the kernel's page cache marks a page `PG_readahead`). Pages already present never
 //! fault, so the reader's progress is invisible — except at the marker: its fault is
-//! answered from the bytes kept aside (no source read) and queues the window two ahead,
+//! answered from the bytes kept aside (no source read; a page copied straight from a
+//! file's view keeps none, and is copied from the view then) and queues the window two ahead,
 //! so two windows are in flight while the reader consumes a third. (With one window in
 //! flight, a scan of an object was no faster than synchronous windows: the reader
 //! caught up with every window; with two, 1.97x a download against 1.85x.)
@@ -32,7 +33,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use rustix::io::Errno;
 
-use super::fill::direct_source;
+use super::fill::{copies_direct, direct_source};
 use super::handler::{Bounce, Shared, FAILED, PRESENT, REFERENCED};
 use super::huge;
 
@@ -69,7 +70,11 @@ impl Job {
 /// A window's first page, kept aside until the reader reaches it.
 #[derive(Debug)]
 struct Marker {
-    bytes: Box<[u8]>,
+    /// The page's bytes, or none where pages are copied straight from the source's
+    /// view: a huge page is then not read twice (once for the marker, once for the
+    /// window), nor its 2 MiB allocated and zeroed, and the view is copied from when the
+    /// reader arrives.
+    bytes: Option<Box<[u8]>>,
     /// Where the window to queue when the reader gets here starts (two windows ahead:
     /// the next one is in flight already).
     next: usize,
@@ -225,13 +230,8 @@ fn take_marker(shared: &Shared, i: usize) -> bool {
     shared.note_sequential(m.next + m.window, m.window);
     let addr = shared.base + i * shared.page;
     count(shared, pf, 1);
-    // SAFETY: `bytes` holds one page; the destination is a missing page of our region.
-    match unsafe {
-        shared
-            .uffd
-            .copy(addr, m.bytes.as_ptr(), shared.page, shared.wp, true)
-    } {
-        Ok(_) => {
+    match copy_marker(shared, i, m.bytes.as_deref()) {
+        Ok(()) => {
             shared.state[i].fetch_or(PRESENT | REFERENCED, Ordering::Release);
         }
         Err(_) => {
@@ -281,10 +281,15 @@ fn fetch(shared: &Shared, pf: &Prefetch, bounce: &mut Bounce, job: Job) -> bool 
     };
     let c = &shared.counters;
     if let Some(src) = direct_source(shared, offset, len) {
-        let mut marker = vec![0u8; page].into_boxed_slice();
-        if !read(&mut marker) {
-            return false;
-        }
+        let marker = if copies_direct(shared, page) {
+            None
+        } else {
+            let mut bytes = vec![0u8; page].into_boxed_slice();
+            if !read(&mut bytes) {
+                return false;
+            }
+            Some(bytes)
+        };
         c.bytes_read.fetch_add(len as u64, Ordering::Relaxed);
         install(shared, pf, job, src.cast_mut(), marker);
         return true;
@@ -295,7 +300,7 @@ fn fetch(shared: &Shared, pf: &Prefetch, bounce: &mut Bounce, job: Job) -> bool 
     }
     c.bytes_read.fetch_add(len as u64, Ordering::Relaxed);
     // The marker's bytes are kept before the other pages go (a move takes them away).
-    let marker: Box<[u8]> = buf[..page].into();
+    let marker = Some(buf[..page].into());
     install(shared, pf, job, buf.as_mut_ptr(), marker);
     true
 }
@@ -324,7 +329,7 @@ fn settle_page(shared: &Shared, p: usize, add: u8) {
 /// too, when a thread already waits for it or too many markers are kept). A page that
 /// cannot be put in (a file view whose file shrank) is left missing, to be read when
 /// touched.
-fn install(shared: &Shared, pf: &Prefetch, job: Job, src: *mut u8, marker: Box<[u8]>) {
+fn install(shared: &Shared, pf: &Prefetch, job: Job, src: *mut u8, marker: Option<Box<[u8]>>) {
     let page = shared.page;
     let len = job.n * page;
     // Counted before the copies make the pages visible (a reader that reads the stats
@@ -363,7 +368,7 @@ fn install(shared: &Shared, pf: &Prefetch, job: Job, src: *mut u8, marker: Box<[
 
 /// Keep the window's first page aside as its marker, unless a thread already waits for
 /// it (then copy it in and queue the next window now).
-fn keep_marker(shared: &Shared, pf: &Prefetch, job: Job, mut bytes: Box<[u8]>) {
+fn keep_marker(shared: &Shared, pf: &Prefetch, job: Job, mut bytes: Option<Box<[u8]>>) {
     let i = job.first;
     let mut markers = lock(&pf.markers);
     if markers.len() < MAX_MARKERS {
@@ -400,22 +405,35 @@ fn keep_marker(shared: &Shared, pf: &Prefetch, job: Job, mut bytes: Box<[u8]>) {
         submit(shared, next, window);
         shared.note_sequential(next + window, window);
     }
-    let addr = shared.base + i * shared.page;
     count(shared, pf, 1);
-    // SAFETY: one page of `bytes` into a missing, `INFLIGHT` page of our region. (Copied,
-    // also for THP: `bytes` is heap memory, whose pages must not move.)
-    let r = unsafe {
-        shared
-            .uffd
-            .copy(addr, bytes.as_ptr(), shared.page, shared.wp, true)
-    };
-    let add = if r.is_ok() {
+    let add = if copy_marker(shared, i, bytes.as_deref()).is_ok() {
         PRESENT | REFERENCED
     } else {
         count(shared, pf, -1);
         0
     };
     settle_page(shared, i, add);
+}
+
+/// Copy marker page `i` into the region (missing, and filled by nobody else), waking its
+/// waiters: from `bytes`, or from the source's view when none were kept. An error
+/// leaves the page missing: its fault then fills it as any other (with `pread` when the
+/// view fails, as for a file that shrank).
+fn copy_marker(shared: &Shared, i: usize, bytes: Option<&[u8]>) -> rustix::io::Result<()> {
+    let page = shared.page;
+    let src = match bytes {
+        Some(b) => b.as_ptr(),
+        None => direct_source(shared, (i * page) as u64, page).ok_or(Errno::NOENT)?,
+    };
+    // SAFETY: `src` holds one page: kept heap bytes (copied, also for THP: heap pages
+    // must not move) or the source's read-only view; the destination is page `i` of our
+    // region, missing and filled by nobody else.
+    unsafe {
+        shared
+            .uffd
+            .copy(shared.base + i * page, src, page, shared.wp, true)
+    }
+    .map(drop)
 }
 
 /// Count `n` pages (taken back when negative) as filled by read-ahead.

@@ -40,6 +40,7 @@ use crate::error::{Error, ErrorKind, Op, Result};
 use crate::map::MapOptions;
 use crate::stats::{median, median_time};
 
+mod ceiling;
 #[cfg(feature = "remote")]
 #[cfg_attr(docsrs, doc(cfg(feature = "remote")))]
 pub mod remote;
@@ -141,6 +142,14 @@ pub struct PageBenchReport {
     /// every fill allocates one. A kernel file mapping allocates nothing: it maps the
     /// page cache.
     pub anon_touch_ns_per_page: f64,
+    /// The copy-once ceiling: the median time of a sequential scan whose every byte is
+    /// first copied, 2 MiB at a time on a second thread, out of a kernel mapping of the
+    /// file into memory touched beforehand, milliseconds. No pager that copies each page
+    /// once (every pager here) can scan faster on this machine.
+    pub copy_once_ms: f64,
+    /// The kernel mapping's sequential median over `copy_once_ms`: the best ratio a
+    /// pager's sequential row could show.
+    pub copy_once_vs_kernel: f64,
 }
 
 /// Run the benchmark; `progress` is told what is being measured.
@@ -200,6 +209,12 @@ pub fn run(opts: &PageBenchOptions, mut progress: impl FnMut(&str)) -> Result<Pa
     }
     progress("one-fault latency");
     let fault = file.fault_latency(opts.faults)?;
+    progress("copy-once ceiling");
+    let copy_once_ms = file.copy_once_ms(opts.runs, want)?;
+    let kernel_seq_ms = rows
+        .iter()
+        .find(|r| (r.pattern, r.method) == ("sequential", "kernel mmap"))
+        .map_or(f64::NAN, |r| r.median_ms);
     progress("fresh anonymous memory");
     let mut touch = Vec::new();
     for _ in 0..opts.runs {
@@ -212,6 +227,8 @@ pub fn run(opts: &PageBenchOptions, mut progress: impl FnMut(&str)) -> Result<Pa
         fault,
         sequential_stats: stats,
         anon_touch_ns_per_page: median(&mut touch),
+        copy_once_ms,
+        copy_once_vs_kernel: kernel_seq_ms / copy_once_ms,
     })
 }
 
@@ -379,6 +396,26 @@ impl TestFile {
                 Ok((start.elapsed(), sum, None))
             }
         }
+    }
+
+    /// The median of `runs` copy-once passes ([`ceiling`]), each over a new kernel
+    /// mapping (as each pager has a new view of its file), in milliseconds.
+    fn copy_once_ms(&self, runs: usize, want: u64) -> Result<f64> {
+        let mut dest = MapOptions::new().len(self.size as usize).map_anon()?;
+        dest.fill(1);
+        let mut times = Vec::new();
+        for _ in 0..runs {
+            let map = MapOptions::new().map(&self.file)?;
+            // SAFETY: as in `pass`: the file is ours and unchanged.
+            let (took, sum) = ceiling::copy_and_scan(unsafe { map.as_slice() }, &mut dest[..]);
+            if sum != want {
+                return Err(Error::new(Op::Read, ErrorKind::Corrupt).detail(format!(
+                    "the copy-once pass summed {sum:#x}, the file sums to {want:#x}"
+                )));
+            }
+            times.push(took);
+        }
+        Ok(median_time(&mut times).as_secs_f64() * 1e3)
     }
 
     /// Median and p99 of single touches: the pager without read-ahead, and the kernel.
