@@ -101,7 +101,18 @@ impl Consumer {
     /// # Errors
     /// Once the ring is empty: [`ErrorKind::PeerDied`] when the producer died,
     /// [`ErrorKind::Closed`] when it closed. [`ErrorKind::Corrupt`] for a damaged ring.
+    #[inline]
     pub fn recv(&mut self) -> Result<Message<'_>> {
+        if let Some(len) = self.ready_len() {
+            return Ok(self.message(len));
+        }
+        self.recv_waiting()
+    }
+
+    /// [`recv`](Self::recv) when the next record is not a plain committed message (not
+    /// committed yet, padding, or damaged): kept apart, so the common case inlines.
+    #[inline(never)]
+    fn recv_waiting(&mut self) -> Result<Message<'_>> {
         match self.recv_deadline(None)? {
             Some(m) => Ok(m),
             None => unreachable!("a wait without a deadline does not time out"),
@@ -120,7 +131,11 @@ impl Consumer {
     ///
     /// # Errors
     /// [`ErrorKind::Corrupt`] for a damaged ring.
+    #[inline]
     pub fn try_recv(&mut self) -> Result<Option<Message<'_>>> {
+        if let Some(len) = self.ready_len() {
+            return Ok(Some(self.message(len)));
+        }
         if !self.available()? {
             return Ok(None);
         }
@@ -189,6 +204,37 @@ impl Consumer {
         }
     }
 
+    /// The length of the message at `tail` when it is committed, not padding and fits
+    /// where it lies: the hot path's one look at the slot. `None` leaves every other case
+    /// (not yet committed, padding, damage) to the checks of the slow path.
+    #[inline]
+    fn ready_len(&self) -> Option<usize> {
+        let cap = self.inner.capacity;
+        let pos = self.tail & (cap - 1);
+        let slot = self.inner.slot(pos);
+        if slot.mark.load(Ordering::Acquire) != self.expect + 1 {
+            return None;
+        }
+        let len = slot.len.load(Ordering::Relaxed);
+        let fits = len != PAD
+            && (len as usize) <= self.inner.max_message()
+            && record_size(len as usize) <= cap - pos;
+        fits.then_some(len as usize)
+    }
+
+    /// The message of `len` bytes at `tail` (checked by `ready_len` or `next_message`).
+    #[inline]
+    fn message(&mut self, len: usize) -> Message<'_> {
+        let pos = self.tail & (self.inner.capacity - 1);
+        Message {
+            ptr: self.payload(pos),
+            len,
+            seq: self.expect,
+            next_tail: self.tail + record_size(len),
+            consumer: self,
+        }
+    }
+
     /// The committed message at `tail` (`available` returned true).
     fn next_message(&mut self) -> Result<Message<'_>> {
         let cap = self.inner.capacity;
@@ -198,15 +244,10 @@ impl Consumer {
         if len > self.inner.max_message() || size > cap - pos {
             return Err(self.bad_record(pos, &format!("record of length {len}")));
         }
-        Ok(Message {
-            ptr: self.payload(pos),
-            len,
-            seq: self.expect,
-            next_tail: self.tail + size,
-            consumer: self,
-        })
+        Ok(self.message(len))
     }
 
+    #[inline]
     fn payload(&self, pos: u64) -> *const u8 {
         // SAFETY: the record fits before the end of the data area (checked).
         unsafe { self.inner.data().add(pos as usize + RECORD_HEADER) }
@@ -222,6 +263,7 @@ impl Consumer {
         )
     }
 
+    #[inline]
     fn release(&mut self, seq: u64, next_tail: u64) {
         self.tail = next_tail;
         self.expect = seq + 1;
@@ -275,6 +317,7 @@ impl Message<'_> {
 
 impl Deref for Message<'_> {
     type Target = [u8];
+    #[inline]
     fn deref(&self) -> &[u8] {
         // SAFETY: the record's mark was read with Acquire: it is complete, and the
         // producer does not write it again until this message is released (which needs
@@ -284,6 +327,7 @@ impl Deref for Message<'_> {
 }
 
 impl Drop for Message<'_> {
+    #[inline]
     fn drop(&mut self) {
         self.consumer.release(self.seq, self.next_tail);
     }

@@ -105,7 +105,26 @@ impl Producer {
     /// # Errors
     /// [`ErrorKind::TooLarge`]; while waiting for space, [`ErrorKind::PeerDied`] or
     /// [`ErrorKind::Closed`] when the consumer is gone; [`ErrorKind::Corrupt`].
+    #[inline]
     pub fn send(&mut self, msg: &[u8]) -> Result<u64> {
+        if let Some(start) = self.room_now(msg.len()) {
+            let mut r = Reservation {
+                producer: self,
+                start,
+                pad: None,
+                len: msg.len(),
+                reserved: msg.len(),
+            };
+            r.copy_from_slice(msg);
+            return Ok(r.commit());
+        }
+        self.send_waiting(msg)
+    }
+
+    /// [`send`](Self::send) when the record does not fit before the lap's end or in the
+    /// space last seen free: kept apart, so the common case inlines.
+    #[inline(never)]
+    fn send_waiting(&mut self, msg: &[u8]) -> Result<u64> {
         let mut r = self.reserve(msg.len())?;
         r.copy_from_slice(msg);
         Ok(r.commit())
@@ -165,6 +184,19 @@ impl Producer {
         timeout: Duration,
     ) -> Result<Option<Reservation<'_>>> {
         self.reserve_deadline(len, Some(Instant::now() + timeout))
+    }
+
+    /// Where a `len`-byte record goes when it fits, without padding, in the space last
+    /// seen free (no look at the consumer's position): the hot path. `None` leaves the
+    /// rest (too large, a lap's end, a full ring) to [`reserve_deadline`](Self::reserve_deadline).
+    #[inline]
+    fn room_now(&self, len: usize) -> Option<u64> {
+        let cap = self.inner.capacity;
+        let need = record_size(len);
+        let fits = len <= self.inner.max_message()
+            && need <= cap - (self.head & (cap - 1))
+            && self.head + need - self.tail_seen <= cap;
+        fits.then_some(self.head)
     }
 
     fn reserve_deadline(
@@ -321,6 +353,7 @@ impl Producer {
     /// The order is the protocol: length; zero the slot after the record (when free);
     /// `last_seq` and `last_start`; the mark (the commit point); the padding's mark;
     /// `head`; then wake the consumer.
+    #[inline]
     fn commit(&mut self, start: u64, pad: Option<u64>, len: usize) -> u64 {
         let inner = &*self.inner;
         let (cap, seq) = (inner.capacity, self.next_seq);
@@ -396,10 +429,12 @@ impl Reservation<'_> {
     }
 
     /// Publish the message; its sequence number.
+    #[inline]
     pub fn commit(self) -> u64 {
         self.producer.commit(self.start, self.pad, self.len)
     }
 
+    #[inline]
     fn payload(&self) -> *mut u8 {
         let cap = self.producer.inner.capacity;
         let pos = (self.start & (cap - 1)) as usize + RECORD_HEADER;
@@ -410,6 +445,7 @@ impl Reservation<'_> {
 
 impl Deref for Reservation<'_> {
     type Target = [u8];
+    #[inline]
     fn deref(&self) -> &[u8] {
         // SAFETY: the reserved bytes lie past `head`, inside free space that only this
         // producer writes and the consumer does not read until the commit.
@@ -418,6 +454,7 @@ impl Deref for Reservation<'_> {
 }
 
 impl DerefMut for Reservation<'_> {
+    #[inline]
     fn deref_mut(&mut self) -> &mut [u8] {
         // SAFETY: as in `deref`; `&mut self` makes this the only view.
         unsafe { std::slice::from_raw_parts_mut(self.payload(), self.len) }

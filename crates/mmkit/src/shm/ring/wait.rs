@@ -199,18 +199,26 @@ impl Wait<'_> {
 /// issues `membarrier(2)` between setting its flag and its last look, which runs a full
 /// barrier on every CPU running this process (the asymmetric form of Dekker's pattern:
 /// the hot path pays nothing, the rare sleep pays an IPI). Otherwise a `SeqCst` fence.
+#[inline]
 pub(crate) fn wake(line: &WakeLine, registered: bool) -> bool {
     if registered {
         compiler_fence(Ordering::SeqCst);
     } else {
         fence(Ordering::SeqCst);
     }
-    if line.waiting.load(Ordering::Relaxed) != 0 && line.waiting.swap(0, Ordering::Relaxed) != 0 {
-        line.seq.fetch_add(1, Ordering::Release);
-        let _ = futex::wake(&line.seq, futex::Flags::empty(), 1);
-        return true;
+    line.waiting.load(Ordering::Relaxed) != 0 && wake_sleeper(line)
+}
+
+/// The rare half of [`wake`]: take the sleeper's flag and `FUTEX_WAKE` it.
+#[cold]
+#[inline(never)]
+fn wake_sleeper(line: &WakeLine) -> bool {
+    if line.waiting.swap(0, Ordering::Relaxed) == 0 {
+        return false;
     }
-    false
+    line.seq.fetch_add(1, Ordering::Release);
+    let _ = futex::wake(&line.seq, futex::Flags::empty(), 1);
+    true
 }
 
 /// Register this process for [`membarrier(2)`](https://man7.org/linux/man-pages/man2/membarrier.2.html)
