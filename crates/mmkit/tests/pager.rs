@@ -16,7 +16,7 @@ use mmkit::ErrorKind;
 
 mod pager_common;
 use mmkit::helpers::XorShift;
-use pager_common::{build, hash_byte, hashed};
+use pager_common::{build, cut_file, hash_byte, hashed, nonzero_file};
 
 const PAGE: usize = 4096;
 
@@ -442,10 +442,8 @@ fn a_file_that_shrinks_under_the_pager_reads_zeros_past_its_new_end() {
     // new end that copy faults in the kernel (EFAULT, never SIGBUS here), and the pages
     // are read with pread instead: zeros, as the file source documents.
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("data");
     let len = 300 * PAGE;
-    let data: Vec<u8> = (0..len).map(|i| hash_byte(i as u64) | 1).collect();
-    std::fs::write(&path, &data).unwrap();
+    let (path, data) = nonzero_file(dir.path(), len);
     let src = Arc::new(FileSource::open(&path).unwrap());
     // Windows grow to 64 pages as the scan goes, so one crosses the new end; none is
     // fetched ahead in the background (a page filled before the cut keeps its bytes).
@@ -460,12 +458,7 @@ fn a_file_that_shrinks_under_the_pager_reads_zeros_past_its_new_end() {
     let mut head = vec![0u8; PAGE];
     pager.read_at(0, &mut head).unwrap();
     assert!(head == data[..PAGE], "the first page, before the cut");
-    std::fs::OpenOptions::new()
-        .write(true)
-        .open(&path)
-        .unwrap()
-        .set_len(cut as u64)
-        .unwrap();
+    cut_file(&path, cut);
     let mut all = vec![0xeeu8; len];
     pager.read_at(0, &mut all).unwrap();
     assert!(all[..cut] == data[..cut], "the bytes before the new end");

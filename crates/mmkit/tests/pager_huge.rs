@@ -12,7 +12,7 @@ use mmkit::pager::{Backing, FileSource, FnSource, HugePages, Pager, PagerOptions
 use mmkit::probe::region_stats;
 
 mod pager_common;
-use pager_common::{build, hash_byte, hashed, skip};
+use pager_common::{build, cut_file, hash_byte, hashed, nonzero_file, skip};
 
 #[path = "common/hugetlb.rs"]
 mod hugetlb;
@@ -186,14 +186,6 @@ fn hugetlb_pages_are_copied_in_and_an_empty_pool_falls_back() {
     check_bytes(pager.as_slice());
 }
 
-/// A file of `len` bytes (none zero) in `dir`: its path and its bytes.
-fn nonzero_file(dir: &std::path::Path, len: usize) -> (std::path::PathBuf, Vec<u8>) {
-    let path = dir.join("data");
-    let data: Vec<u8> = (0..len).map(|i| hash_byte(i as u64) | 1).collect();
-    std::fs::write(&path, &data).unwrap();
-    (path, data)
-}
-
 #[test]
 fn hugetlb_pages_come_straight_from_a_file_and_a_shrunk_file_never_signals() {
     // A file source's huge pages are copied from its mapping, the read-ahead markers too
@@ -240,12 +232,7 @@ fn hugetlb_pages_come_straight_from_a_file_and_a_shrunk_file_never_signals() {
         p.read_at(HUGE, &mut all[..HUGE]).unwrap();
     }
     let cut = 5 * HUGE + 123;
-    std::fs::OpenOptions::new()
-        .write(true)
-        .open(&path)
-        .unwrap()
-        .set_len(cut as u64)
-        .unwrap();
+    cut_file(&path, cut);
     let mut shrunk = data.clone();
     shrunk[cut..].fill(0);
     for (name, p) in [("background", &background), ("on faults", &on_faults)] {

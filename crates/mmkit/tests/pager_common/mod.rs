@@ -1,8 +1,9 @@
-//! Shared by the pager tests: building a pager that may be refused, and a source whose
-//! every byte depends on its offset.
+//! Shared by the pager tests: building a pager that may be refused, a source whose
+//! every byte depends on its offset, and a file of such bytes to cut under a pager.
 
 #![allow(dead_code)]
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use mmkit::pager::{FnSource, Pager, PagerOptions, Source};
@@ -40,4 +41,23 @@ pub(crate) fn hashed(len: u64) -> FnSource {
             *b = hash_byte(off + i as u64);
         }
     })
+}
+
+/// A file named `data` in `dir` of `len` bytes, none of them zero (so zeros past a cut
+/// tell): its path and its bytes.
+pub(crate) fn nonzero_file(dir: &Path, len: usize) -> (PathBuf, Vec<u8>) {
+    let path = dir.join("data");
+    let data: Vec<u8> = (0..len).map(|i| hash_byte(i as u64) | 1).collect();
+    std::fs::write(&path, &data).unwrap();
+    (path, data)
+}
+
+/// Cut the file at `path` to `len` bytes, as another process might under a pager.
+pub(crate) fn cut_file(path: &Path, len: usize) {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_len(len as u64)
+        .unwrap();
 }
