@@ -216,10 +216,14 @@ impl Consumer {
             return None;
         }
         let len = slot.len.load(Ordering::Relaxed);
-        let fits = len != PAD
-            && (len as usize) <= self.inner.max_message()
-            && record_size(len as usize) <= cap - pos;
-        fits.then_some(len as usize)
+        (len != PAD && self.record_fits(pos, len as usize)).then_some(len as usize)
+    }
+
+    /// Whether a record of `len` payload bytes at physical offset `pos` is no larger
+    /// than a message may be and ends within the data area.
+    #[inline]
+    fn record_fits(&self, pos: u64, len: usize) -> bool {
+        len <= self.inner.max_message() && record_size(len) <= self.inner.capacity - pos
     }
 
     /// The message of `len` bytes at `tail` (checked by `ready_len` or `next_message`).
@@ -240,8 +244,7 @@ impl Consumer {
         let cap = self.inner.capacity;
         let pos = self.tail & (cap - 1);
         let len = self.inner.slot(pos).len.load(Ordering::Relaxed) as usize;
-        let size = record_size(len);
-        if len > self.inner.max_message() || size > cap - pos {
+        if !self.record_fits(pos, len) {
             return Err(self.bad_record(pos, &format!("record of length {len}")));
         }
         Ok(self.message(len))
