@@ -81,3 +81,73 @@ fn lock(file: &File, path: &Path, how: FlockOperation) -> Result<()> {
         }
     }
 }
+
+/// The epoch a writer stamps into a store's header: this boot's id
+/// (`/proc/sys/kernel/random/boot_id`), and the file's device and inode. State a header
+/// keeps for live processes (a committed end that may claim bytes a power cut lost)
+/// is trusted only by an opener that finds its own epoch there: the same boot, the same
+/// file. An image restored, copied, or read after a reboot does not match.
+///
+/// When the boot id cannot be read the epoch holds zeros there, which never matches
+/// ([`same_epoch`]).
+pub(crate) fn epoch_of(file: &File) -> [u8; 32] {
+    use std::os::unix::fs::MetadataExt;
+    let mut out = [0u8; 32];
+    out[..16].copy_from_slice(&boot_id());
+    if let Ok(md) = file.metadata() {
+        out[16..24].copy_from_slice(&md.dev().to_le_bytes());
+        out[24..32].copy_from_slice(&md.ino().to_le_bytes());
+    }
+    out
+}
+
+/// Whether `stored` is `file`'s epoch now: same boot (a known one), same file.
+pub(crate) fn same_epoch(stored: &[u8; 32], file: &File) -> bool {
+    stored[..16] != [0u8; 16] && *stored == epoch_of(file)
+}
+
+/// This boot's id, 16 bytes; zeros when `/proc` does not tell.
+fn boot_id() -> [u8; 16] {
+    static ID: std::sync::OnceLock<[u8; 16]> = std::sync::OnceLock::new();
+    *ID.get_or_init(|| {
+        let text = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default();
+        parse_uuid(text.trim()).unwrap_or([0; 16])
+    })
+}
+
+fn parse_uuid(text: &str) -> Option<[u8; 16]> {
+    let hex: Vec<u8> = text.bytes().filter(|&b| b != b'-').collect();
+    if hex.len() != 32 {
+        return None;
+    }
+    let mut out = [0u8; 16];
+    for (i, pair) in hex.chunks(2).enumerate() {
+        let s = std::str::from_utf8(pair).ok()?;
+        out[i] = u8::from_str_radix(s, 16).ok()?;
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_epoch_names_this_boot_and_this_file() {
+        assert_eq!(
+            parse_uuid("0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"),
+            Some([
+                0x0f, 0x1e, 0x2d, 0x3c, 0x4b, 0x5a, 0x69, 0x78, 0x87, 0x96, 0xa5, 0xb4, 0xc3, 0xd2,
+                0xe1, 0xf0
+            ])
+        );
+        assert_eq!(parse_uuid("nope"), None);
+        let dir = tempfile::tempdir().unwrap();
+        let a = File::create(dir.path().join("a")).unwrap();
+        let b = File::create(dir.path().join("b")).unwrap();
+        let ea = epoch_of(&a);
+        assert_eq!(same_epoch(&ea, &a), boot_id() != [0; 16]);
+        assert!(!same_epoch(&ea, &b), "another inode");
+        assert!(!same_epoch(&[0; 32], &a));
+    }
+}

@@ -8,9 +8,13 @@
 //!      CRC32C of the 24 bytes; the valid slot with the higher generation is current
 //!   128 committed end u64        136 last committed seq u64     (hints, shared)
 //!   144 reserved bytes u64 (the file's allocated size, kept by whoever grows it)
+//!   152 durable end u64: an offset every byte below which a completed flush made
+//!      durable (offset / 8 in bits 16..64, a 16-bit check in bits 0..16; 0 = none)
 //!   192 commit events u32 (the futex word)   196 waiters u32     (shared)
 //!   200 replaced u32: 1 once a compaction renamed a fresh file over this one
 //!   256 the writers' robust lock word (shared writers only)
+//!   384 epoch: the boot id (16 bytes), device (u64) and inode (u64) of the last
+//!      writer's open; an image from another boot or file system does not match
 //! from 4096: records, each at an 8-byte boundary
 //!   0 word u32: payload length (bits 0..30), MORE (bit 30: a batch continues), PAD (bit 31)
 //!   4 CRC32C u32 of bytes 0..4, 8..16 and the payload
@@ -35,6 +39,10 @@ pub(crate) const META_SLOTS: [usize; 2] = [64, 96];
 pub(crate) const COMMITTED_END: usize = 128;
 pub(crate) const LAST_SEQ: usize = 136;
 pub(crate) const RESERVED: usize = 144;
+pub(crate) const DURABLE_END: usize = 152;
+pub(crate) const EPOCH: usize = 384;
+/// The epoch's bytes: boot id, device, inode.
+pub(crate) const EPOCH_LEN: usize = 32;
 pub(crate) const EVENTS: usize = 192;
 pub(crate) const WAITERS: usize = 196;
 pub(crate) const REPLACED: usize = 200;
@@ -155,6 +163,27 @@ pub(crate) fn check_fixed(b: &[u8; 24]) -> Result<(), FixedError> {
     Ok(())
 }
 
+/// The durable-end word for `end`: `end / 8` above a 16-bit check, so that a damaged
+/// word reads as no marker rather than as a claim. `end` must be 8-aligned and below
+/// 2^51 (2 PiB).
+pub(crate) fn encode_durable(end: u64) -> u64 {
+    debug_assert!(end % 8 == 0 && end < 1 << 51);
+    let high = end / 8;
+    (high << 16) | u64::from(durable_check(high))
+}
+
+/// The end a durable-end word claims, `None` for no marker or a damaged one.
+pub(crate) fn decode_durable(word: u64) -> Option<u64> {
+    let high = word >> 16;
+    (word != 0 && (word & 0xffff) as u16 == durable_check(high)).then_some(high * 8)
+}
+
+fn durable_check(high: u64) -> u16 {
+    let c = crc(&high.to_le_bytes());
+    // Never 0 for a valid word, so that an all-zero word is never a marker.
+    ((c ^ (c >> 16)) as u16) | 1
+}
+
 /// One meta slot: where the log starts (moved by `truncate_before`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Meta {
@@ -240,6 +269,11 @@ mod tests {
         assert_eq!(Meta::decode(&b), Some(m));
         b[9] ^= 1;
         assert_eq!(Meta::decode(&b), None);
+        for end in [4096u64, 4104, 1 << 40] {
+            assert_eq!(decode_durable(encode_durable(end)), Some(end));
+            assert_eq!(decode_durable(encode_durable(end) ^ 4), None);
+        }
+        assert_eq!(decode_durable(0), None);
         let older = Meta { generation: 2, ..m };
         assert_eq!(Meta::current([Some(older), Some(m)]), Some((1, m)));
         assert_eq!(Meta::current([Some(m), None]), Some((0, m)));

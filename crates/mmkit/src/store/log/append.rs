@@ -349,6 +349,9 @@ impl Log {
         let upto = self.published_end.load(Ordering::Acquire);
         space::sync_data(&self.file, &self.path)?;
         self.flushes.fetch_add(1, Ordering::Relaxed);
+        // Only now may the header say so: a marker written before the flush could reach
+        // storage ahead of the records it claims (see `scan` on torn writes).
+        self.maps.advance_durable(upto)?;
         self.synced_end.fetch_max(upto, Ordering::AcqRel);
         Ok(())
     }
@@ -385,8 +388,11 @@ impl Log {
     /// empties the log). Returns the bytes dropped.
     ///
     /// The new start is written to the header's spare meta slot, with a generation and
-    /// a checksum, before any page is punched: a crash in between leaves the log
-    /// starting at the old or the new record, both intact.
+    /// a checksum, and reaches storage (`fdatasync`, whatever the durability) before any
+    /// page is punched: a crash or a power cut in between leaves the log starting at the
+    /// old or the new record, both intact. (A punch is a change to the file system's
+    /// metadata, which its journal can commit before the header page is written back.)
+    /// When no whole page is freed, a `Process` log does not flush.
     ///
     /// # Errors
     /// `OutOfRange` for a `seq` past the next one; `Unsupported` on a read-only
@@ -440,12 +446,12 @@ impl Log {
                 |p| std::ptr::copy_nonoverlapping(bytes.as_ptr(), p, 32),
             )
         }?;
-        if self.durability == Durability::Sync {
-            space::sync_data(&self.file, &self.path)?;
-        }
         let dropped = new_start - w.meta.start;
         let from = w.meta.start.next_multiple_of(4096).max(format::DATA_START);
         let to = new_start / 4096 * 4096;
+        if self.durability == Durability::Sync || to > from {
+            space::sync_data(&self.file, &self.path)?;
+        }
         if to > from {
             space::punch(&self.file, &self.path, from, to - from)?;
         }

@@ -39,7 +39,7 @@ impl Log {
     /// committed end with records after it, which an append in flight can look like.
     fn check_once(&self) -> Result<(CheckReport, bool)> {
         let meta = self.meta()?;
-        let (_, end) = self.maps.snapshot()?;
+        let (_, end) = self.committed()?;
         let len = self
             .file
             .metadata()
@@ -47,8 +47,9 @@ impl Log {
             .len();
         // A writer appending meanwhile writes past the committed end only: the scan
         // reports that as a torn tail (and `check` looks again).
-        let found = self.scan_file(meta, len, end)?;
-        let moved = self.maps.snapshot()?.1 != end;
+        let durable = self.durable_from(meta, len)?;
+        let found = self.scan_file(meta, len, durable)?;
+        let moved = self.committed()?.1 != end;
         let mut unsure = false;
         let mut report = CheckReport {
             records: found.runs.iter().map(|r| r.records).sum(),
@@ -65,10 +66,13 @@ impl Log {
                 first_lost: bad.first_lost,
                 next_intact: next.map(|r| r.first_seq),
             };
-            // Past the committed end: an append in flight, or a crashed one's leftovers.
-            // When the end moved during the scan, whatever lay past the old end was being
-            // written while it was read, so even with records after it, it is not damage.
-            if bad.offset >= end && (next.is_none() || moved) {
+            // A write torn by a power cut (past the durable end: see `scan`), whatever the
+            // header's committed end claims. Past the committed end: an append in
+            // flight, or a crashed one's leftovers. When the end moved during the scan,
+            // whatever lay past the old end was being written while it was read, so even
+            // with records after it, it is not damage.
+            let torn = found.torn && i + 1 == found.bad.len();
+            if torn || (bad.offset >= end && (next.is_none() || moved)) {
                 report.torn_tail.get_or_insert(d);
             } else {
                 unsure |= bad.offset >= end;
@@ -85,7 +89,7 @@ impl Log {
     pub fn stats(&self) -> Result<LogStats> {
         use std::os::unix::fs::MetadataExt;
         let meta = self.meta()?;
-        let (last, end) = self.maps.snapshot()?;
+        let (last, end) = self.committed()?;
         let md = self
             .file
             .metadata()
@@ -105,8 +109,8 @@ impl Log {
     }
 
     /// Scan the file's first `len` bytes from `meta`'s start (see `scan`), in one
-    /// guarded read; `committed` is the header's committed end.
-    pub(super) fn scan_file(&self, meta: Meta, len: u64, committed: u64) -> Result<Scan> {
+    /// guarded read; `durable` is the durable end (see `scan`).
+    pub(super) fn scan_file(&self, meta: Meta, len: u64, durable: u64) -> Result<Scan> {
         let whole =
             usize::try_from(len).map_err(|_| Error::new(Op::Recover, ErrorKind::LengthOverflow))?;
         let map = self.maps.covering(&self.file, &self.path, len)?;
@@ -118,7 +122,7 @@ impl Log {
                     std::slice::from_raw_parts(p, whole),
                     meta.start,
                     meta.start_seq,
-                    committed,
+                    durable,
                 )
             })
         }

@@ -202,6 +202,82 @@ impl Maps {
         Ok((last, end))
     }
 
+    /// The durable end the header claims (see `format::encode_durable`), `None` when it
+    /// holds no marker or a damaged one.
+    pub(crate) fn durable(&self) -> Result<Option<u64>> {
+        self.load_u64(format::DURABLE_END)
+            .map(format::decode_durable)
+    }
+
+    /// Raise the header's durable end to `end`, which a completed flush made durable.
+    /// The header page reaches storage with the next flush or writeback, whichever
+    /// comes first: it then claims only bytes that were flushed before it was written.
+    pub(crate) fn advance_durable(&self, end: u64) -> Result<()> {
+        let want = format::encode_durable(end);
+        // SAFETY: an 8-byte aligned word of the header page, used through the atomic
+        // inside the closure; the page is writable (checked by `with_raw`).
+        unsafe {
+            self.header.with_raw(
+                Op::Sync,
+                format::DURABLE_END,
+                8,
+                Protection::READ_WRITE,
+                |p| {
+                    let word = AtomicU64::from_ptr(p.cast::<u64>());
+                    let mut now = word.load(Ordering::Acquire);
+                    while !matches!(format::decode_durable(now), Some(d) if d >= end) {
+                        match word.compare_exchange_weak(
+                            now,
+                            want,
+                            Ordering::AcqRel,
+                            Ordering::Acquire,
+                        ) {
+                            Ok(_) => break,
+                            Err(seen) => now = seen,
+                        }
+                    }
+                },
+            )
+        }
+    }
+
+    /// Set the durable end to `end` whatever it was (recovery, which cut the log there
+    /// and flushed the cut, or moved the start past it).
+    pub(crate) fn reset_durable(&self, end: u64) -> Result<()> {
+        self.store_u64(format::DURABLE_END, format::encode_durable(end))
+    }
+
+    /// The epoch stored in the header (see `format::EPOCH`).
+    pub(crate) fn epoch(&self) -> Result<[u8; format::EPOCH_LEN]> {
+        let mut out = [0u8; format::EPOCH_LEN];
+        // SAFETY: bytes of the header page, copied out under the guard.
+        unsafe {
+            self.header.with_raw(
+                Op::Read,
+                format::EPOCH,
+                format::EPOCH_LEN,
+                Protection::READ,
+                |p| std::ptr::copy_nonoverlapping(p, out.as_mut_ptr(), format::EPOCH_LEN),
+            )
+        }?;
+        Ok(out)
+    }
+
+    /// Store `epoch` in the header (a writer, after recovery).
+    pub(crate) fn set_epoch(&self, epoch: &[u8; format::EPOCH_LEN]) -> Result<()> {
+        // SAFETY: bytes of the header page that only a writer holding the file's lock
+        // writes, copied in under the guard; readers only compare them.
+        unsafe {
+            self.header.with_raw(
+                Op::Write,
+                format::EPOCH,
+                format::EPOCH_LEN,
+                Protection::READ_WRITE,
+                |p| std::ptr::copy_nonoverlapping(epoch.as_ptr(), p, format::EPOCH_LEN),
+            )
+        }
+    }
+
     /// Run `f` on the shared 32-bit word at `off` of the header.
     pub(crate) fn with_u32<R>(&self, off: usize, f: impl FnOnce(&AtomicU32) -> R) -> Result<R> {
         let need = if self.header_write {

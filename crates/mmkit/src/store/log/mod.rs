@@ -24,7 +24,8 @@ pub(crate) use open::sync_dir;
 pub use read::{Entry, Iter};
 pub use report::{CheckReport, Damage, LogStats, RecoveryReport};
 
-use super::{Durability, Recovery};
+use super::{Durability, Recovery, Seq};
+use crate::store::format::Meta;
 use maps::Maps;
 
 /// How to open a [`Log`].
@@ -158,6 +159,16 @@ pub struct Log {
     recovered: RecoveryReport,
     appends: AtomicU64,
     flushes: AtomicU64,
+    /// A reader's view of an unrecovered image (see `open::read_only_cap`).
+    cap: Option<Cap>,
+}
+
+/// What a reader of an unrecovered image sees: `view` (last seq, end) instead of the
+/// header's committed `header` (last seq, end), while the header still says that.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Cap {
+    header: (Seq, u64),
+    view: (Seq, u64),
 }
 
 impl std::fmt::Debug for Log {
@@ -205,5 +216,24 @@ impl Log {
     /// read-only handles, which do not scan).
     pub fn recovery_report(&self) -> &RecoveryReport {
         &self.recovered
+    }
+
+    /// The committed `(last seq, end)` from the header, as this handle may trust it (a
+    /// reader of an unrecovered image sees the log up to its torn write).
+    pub(crate) fn committed(&self) -> crate::Result<(Seq, u64)> {
+        let now = self.maps.snapshot()?;
+        Ok(match self.cap {
+            Some(cap) if cap.header == now => cap.view,
+            _ => now,
+        })
+    }
+
+    /// The durable end for a scan of `len` bytes from `meta`'s start: the header's marker
+    /// inside `[start, len]`, the start when there is none.
+    pub(crate) fn durable_from(&self, meta: Meta, len: u64) -> crate::Result<u64> {
+        Ok(self
+            .maps
+            .durable()?
+            .map_or(meta.start, |d| d.clamp(meta.start, len.max(meta.start))))
     }
 }

@@ -64,7 +64,11 @@ pub(super) fn open(opts: &LogOptions, path: &Path) -> Result<Log> {
         recovered: RecoveryReport::default(),
         appends: AtomicU64::new(0),
         flushes: AtomicU64::new(0),
+        cap: None,
     };
+    if !write {
+        log.cap = read_only_cap(&log, meta, len)?;
+    }
     if write {
         let (writer, report) = if log.shared {
             // The length and start read before the lock are stale once another writer
@@ -277,17 +281,45 @@ fn read_header(file: &File, path: &Path, len: u64) -> Result<Meta> {
 /// Scan the writer's log and apply the recovery policy.
 fn recover(log: &Log, meta: Meta, len: u64, policy: Recovery) -> Result<(Writer, RecoveryReport)> {
     // This handle holds the writer lock: no other writer changes the bytes meanwhile.
-    let (_, committed) = log.maps.snapshot()?;
-    let found = log.scan_file(meta, len, committed)?;
+    let durable = log.durable_from(meta, len)?;
+    let found = log.scan_file(meta, len, durable)?;
     let mut report = RecoveryReport::default();
     let (end, next_seq) = apply(log, &found, policy, &mut report)?;
     report.records = count_kept(&found, policy);
     let writer = Writer::new(end, next_seq, len, meta);
     log.maps.publish(end, next_seq - 1)?;
-    if !report.is_clean() && log.durability == Durability::Sync {
+    if !report.is_clean() {
+        // Whatever the durability, the cut and the pads reach storage before anything
+        // is appended over them: a power cut later must not bring back the bytes they
+        // replaced (stale frames past the end would read as records).
         space::sync_data(&log.file, &log.path)?;
+        log.maps.reset_durable(end)?;
     }
+    log.maps.set_epoch(&file::epoch_of(&log.file))?;
     Ok((writer, report))
+}
+
+/// What a reader may trust of an image no writer has opened since it was made (the
+/// header's epoch is not this boot's and this file's: a power cut, a reboot, a copy):
+/// its committed end may claim records a power cut lost. The log is scanned as a
+/// writer's recovery would, and when that would cut it shorter (a torn write), the
+/// reader sees the log up to there, until a writer publishes again. Nothing is written.
+fn read_only_cap(log: &Log, meta: Meta, len: u64) -> Result<Option<super::Cap>> {
+    if file::same_epoch(&log.maps.epoch()?, &log.file) {
+        return Ok(None);
+    }
+    let (last, end) = log.maps.snapshot()?;
+    let durable = log.durable_from(meta, len)?;
+    let found = log.scan_file(meta, len, durable)?;
+    let first = &found.runs[0];
+    let whole = found.bad.is_empty() || (found.torn && found.bad.len() == 1);
+    if !whole || first.end >= end {
+        return Ok(None); // damage: readers meet it as `Corrupt`; or nothing to cut
+    }
+    Ok(Some(super::Cap {
+        header: (last, end),
+        view: (first.next_seq - 1, first.end),
+    }))
 }
 
 fn count_kept(found: &Scan, policy: Recovery) -> u64 {
@@ -319,10 +351,11 @@ fn apply(
         }
     };
     if found.runs.len() == 1 {
-        // Only a torn tail: cut it.
+        // Only a torn tail: cut it, with what was written after a torn write.
         let cut = damage(0);
         zero(log, cut.offset, cut.bytes)?;
         report.cut = Some(cut);
+        report.dropped_records = found.after_tear;
         return Ok((first.end, first.next_seq));
     }
     match policy {
@@ -345,7 +378,7 @@ fn apply(
             cut.bytes = end_of_all - cut.offset;
             zero(log, cut.offset, cut.bytes)?;
             report.cut = Some(cut);
-            report.dropped_records = later;
+            report.dropped_records = later + found.after_tear;
             Ok((first.end, first.next_seq))
         }
         Recovery::Salvage => {
@@ -358,6 +391,7 @@ fn apply(
                 let cut = damage(found.bad.len() - 1);
                 zero(log, cut.offset, cut.bytes)?;
                 report.cut = Some(cut);
+                report.dropped_records = found.after_tear;
             }
             let last = found.last_run();
             Ok((last.end, last.next_seq))

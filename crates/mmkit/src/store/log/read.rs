@@ -264,7 +264,7 @@ impl Log {
     /// `Truncated`/`Corrupt` when the header cannot be read.
     pub fn first(&self) -> Result<Option<Seq>> {
         let meta = self.meta()?;
-        let (last, _) = self.maps.snapshot()?;
+        let (last, _) = self.committed()?;
         Ok((last >= meta.start_seq).then_some(meta.start_seq))
     }
 
@@ -274,7 +274,7 @@ impl Log {
     /// As [`first`](Self::first).
     pub fn last(&self) -> Result<Option<Seq>> {
         let meta = self.meta()?;
-        let (last, _) = self.maps.snapshot()?;
+        let (last, _) = self.committed()?;
         Ok((last >= meta.start_seq).then_some(last))
     }
 
@@ -284,7 +284,7 @@ impl Log {
     /// As [`first`](Self::first).
     pub fn len(&self) -> Result<u64> {
         let meta = self.meta()?;
-        let (last, _) = self.maps.snapshot()?;
+        let (last, _) = self.committed()?;
         Ok((last + 1).saturating_sub(meta.start_seq))
     }
 
@@ -306,13 +306,17 @@ impl Log {
     /// replaced the file: one shared read, for the key-value store's check that it is up
     /// to date.
     pub(crate) fn poll(&self) -> Result<(Seq, bool)> {
-        self.maps.poll()
+        let (last, replaced) = self.maps.poll()?;
+        match self.cap {
+            Some(cap) if cap.header.0 == last => Ok((cap.view.0, replaced)),
+            _ => Ok((last, replaced)),
+        }
     }
 
     /// The committed `(last, end)`, with a mapping that covers `end` (a writer in another
     /// process may have grown the file past this handle's first mapping).
     pub(super) fn snapshot(&self) -> Result<(Seq, u64)> {
-        let (last, end) = self.maps.snapshot()?;
+        let (last, end) = self.committed()?;
         if end > self.maps.get().len() as u64 {
             // Past this handle's mapping: the file grew, or the header is damaged.
             let len = self

@@ -12,6 +12,20 @@
 //! frame at every 8-byte boundary after it (resync) with a sequence number not below the
 //! expected one; the damage spans the bytes in between. No valid frame after it: the
 //! damage is a torn tail, spanning up to the last non-zero byte.
+//!
+//! # Torn writes after a power cut
+//!
+//! After a power cut the file holds, past the last completed flush, any subset of the
+//! pages (or of the disk's 512-byte sectors) written since: a sector that did not reach
+//! storage holds what it held at that flush, which past the log's end is zeros (space is
+//! reserved with `fallocate`, every append clears the frame after it, and recovery
+//! flushes the cuts it makes). So damage at or past the *durable end* (the header's
+//! marker of what a completed flush covered, `format::DURABLE_END`) that shows a zeroed
+//! sector, in [`tear_at`]'s sense, is an interrupted write: the log ends before it, with
+//! the batch it interrupted, and the intact records after it (written later, never
+//! flushed, never acknowledged as durable) go with it. A batch is then whole or absent.
+//! Damage below the durable end, or without a zeroed sector (a flipped byte), is damage,
+//! as above.
 
 use crate::store::format::{frame_crc, Frame, FRAME, MAX_PAYLOAD};
 use crate::store::Seq;
@@ -42,6 +56,11 @@ pub(crate) struct Bad {
 pub(crate) struct Scan {
     pub(crate) runs: Vec<Run>,
     pub(crate) bad: Vec<Bad>,
+    /// The last `bad` is a write torn by a power cut (past the durable end), not damage:
+    /// it ends the log, and `after_tear` intact records written after it go with it.
+    pub(crate) torn: bool,
+    /// Intact records found after a torn write (never flushed: they are cut with it).
+    pub(crate) after_tear: u64,
 }
 
 impl Scan {
@@ -51,9 +70,10 @@ impl Scan {
 }
 
 /// Scan `bytes` (the whole file) from `start`, where `start_seq` is expected.
-/// `committed` is the header's committed end (a hint): records below it had been
-/// published, so a batch that ends below it was whole, even if damage hides its end.
-pub(crate) fn scan(bytes: &[u8], start: u64, start_seq: Seq, committed: u64) -> Scan {
+/// `durable` is the durable end (see the module's docs; `start` when unknown): every
+/// byte below it was flushed, so damage there is damage, and a batch that reaches into
+/// it was whole.
+pub(crate) fn scan(bytes: &[u8], start: u64, start_seq: Seq, durable: u64) -> Scan {
     let mut runs = Vec::new();
     let mut bad = Vec::new();
     let (mut at, mut seq) = (start, start_seq);
@@ -69,10 +89,35 @@ pub(crate) fn scan(bytes: &[u8], start: u64, start_seq: Seq, committed: u64) -> 
             break;
         }
         let resumed = resync(bytes, stop + FRAME as u64, open.next_seq);
-        // An unfinished batch (MORE on its last frame walked) was whole when it lies below
-        // the committed end, or when intact records follow the damage after it: then only
-        // the damage is lost, not the records before it.
-        if open.records > 0 && (open.end <= committed || resumed.is_some()) {
+        let next_at = resumed.map(|(off, _)| off);
+        if stop >= durable && tear_at(bytes, stop, open.next_seq, next_at) {
+            // A write torn by a power cut: the log ends with the last whole batch.
+            let (from, first_lost) = (run.end, run.next_seq);
+            runs.push(run);
+            let after_tear = resumed.map_or(0, |(off, f)| {
+                let rest = scan(bytes, off, f.seq, u64::MAX);
+                rest.runs.iter().map(|r| r.records).sum()
+            });
+            let end = last_nonzero_end(bytes, from).max(from);
+            if end > from {
+                bad.push(Bad {
+                    offset: from,
+                    end,
+                    first_lost,
+                });
+            }
+            return Scan {
+                runs,
+                bad,
+                torn: end > from,
+                after_tear,
+            };
+        }
+        // An unfinished batch (MORE on its last frame walked) was whole when it reaches
+        // below the durable end (a flush covered it), or when intact records follow
+        // damage that is no torn write: then only the damage is lost, not the records
+        // before it.
+        if open.records > 0 && (stop < durable || resumed.is_some()) {
             run.end = open.end;
             run.next_seq = open.next_seq;
             run.records += open.records;
@@ -102,7 +147,63 @@ pub(crate) fn scan(bytes: &[u8], start: u64, start_seq: Seq, committed: u64) -> 
             }
         }
     }
-    Scan { runs, bad }
+    Scan {
+        runs,
+        bad,
+        torn: false,
+        after_tear: 0,
+    }
+}
+
+/// The disk's unit of an atomic write: what a power cut tears a write into.
+const SECTOR: usize = 512;
+
+/// Whether the invalid frame at `at`, where record `seq` was expected, shows what a
+/// write interrupted by a power cut leaves (see the module's docs): the bytes from `at`
+/// to the next sector boundary are all zero (the frame never reached storage); or the
+/// frame is the expected one and a sector inside the record it claims, before the next
+/// valid frame (at `next`, if any), is all zero (a later part of it never did); or the
+/// frame's second half, past a sector boundary, is zeros with the whole sector. A
+/// flipped byte shows none of these (a flipped length claims a record that runs past
+/// the next valid frame); a damaged record whose payload holds 512 zero bytes on a
+/// sector boundary is taken for a torn write (only past the durable end, where nothing
+/// was acknowledged as durable).
+pub(crate) fn tear_at(bytes: &[u8], at: u64, seq: Seq, next: Option<u64>) -> bool {
+    let Ok(at) = usize::try_from(at) else {
+        return false;
+    };
+    if at >= bytes.len() {
+        return false;
+    }
+    let boundary = (at + 1).next_multiple_of(SECTOR).min(bytes.len());
+    if is_zero(&bytes[at..boundary]) {
+        return true;
+    }
+    let Some(head) = bytes.get(at..at + FRAME) else {
+        return false;
+    };
+    let f = Frame::decode(head.try_into().expect("a frame"));
+    let claimed = usize::try_from(f.size()).map_or(usize::MAX, |size| at.saturating_add(size));
+    let expected = f.seq == seq && !f.pad && f.len as usize <= MAX_PAYLOAD;
+    let next = next
+        .and_then(|n| usize::try_from(n).ok())
+        .unwrap_or(usize::MAX);
+    // A frame that is not the expected one may be torn inside itself only.
+    let end = if expected { claimed } else { at + FRAME }
+        .min(next)
+        .min(bytes.len());
+    let mut s = boundary;
+    while s < end {
+        if is_zero(&bytes[s..(s + SECTOR).min(bytes.len())]) {
+            return true;
+        }
+        s += SECTOR;
+    }
+    false
+}
+
+fn is_zero(bytes: &[u8]) -> bool {
+    bytes.chunks(ZEROS.len()).all(|c| c == &ZEROS[..c.len()])
 }
 
 /// Where a walk stopped: past its last valid frame, with the records of a batch still
@@ -207,9 +308,7 @@ fn is_zero_from(bytes: &[u8], from: u64) -> bool {
     let from = usize::try_from(from)
         .unwrap_or(bytes.len())
         .min(bytes.len());
-    bytes[from..]
-        .chunks(ZEROS.len())
-        .all(|c| c == &ZEROS[..c.len()])
+    is_zero(&bytes[from..])
 }
 
 /// Compared against a page at a time (`memcmp`).
@@ -340,10 +439,86 @@ mod tests {
                 first_lost: 2
             }]
         );
-        // Below the committed end the batch had been published: damage after it does
+        assert!(s.torn, "zeros past an unfinished batch: a torn write");
+        // Below the durable end the batch had been flushed whole: damage after it does
         // not take it along.
-        let s = scan(&bytes, 0, 1, 72);
+        let s = scan(&bytes, 0, 1, 80);
         assert_eq!((s.runs[0].end, s.runs[0].records), (72, 3));
+        assert!(!s.torn);
+    }
+
+    /// A log of `n` records of 200 bytes each from offset 0.
+    fn records_of(n: u64, len: usize) -> (Vec<u8>, Vec<(u64, u64)>) {
+        let payloads: Vec<Vec<u8>> = (1..=n).map(|i| vec![i as u8 | 1; 200]).collect();
+        let recs: Vec<(&[u8], Seq, bool)> = payloads
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (&p[..], i as Seq + 1, false))
+            .collect();
+        let mut spans = Vec::new();
+        let mut at = 0;
+        for p in &payloads {
+            let size = record_size(p.len());
+            spans.push((at, at + size));
+            at += size;
+        }
+        (log_of(&recs, len), spans)
+    }
+
+    #[test]
+    fn a_page_lost_to_a_power_cut_ends_the_log_past_the_durable_end() {
+        // 60 records of 216 bytes (12960 bytes); the page 4096..8192 never reached the
+        // disk, the pages after it did.
+        let (mut bytes, spans) = records_of(60, 16384);
+        bytes[4096..8192].fill(0);
+        let first_hit = spans.iter().position(|&(_, end)| end > 4096).unwrap();
+        let s = scan(&bytes, 0, 1, 0);
+        assert!(s.torn, "{s:?}");
+        assert_eq!(s.runs.len(), 1);
+        assert_eq!(s.runs[0].records, first_hit as u64);
+        assert_eq!(s.bad[0].offset, spans[first_hit].0);
+        let after = spans.iter().filter(|&&(lo, _)| lo >= 8192).count() as u64;
+        assert_eq!(
+            s.after_tear, after,
+            "the intact records written after the tear"
+        );
+        // The same bytes below the durable end: damage, with the records after it kept.
+        let s = scan(&bytes, 0, 1, 12960);
+        assert!(!s.torn);
+        assert_eq!(s.runs.len(), 2, "{s:?}");
+        // A sector of the tail of one record (all but the frame reached the disk).
+        let (mut bytes, spans) = records_of(60, 16384);
+        let (lo, _) = spans
+            .iter()
+            .copied()
+            .find(|&(lo, hi)| lo % 512 != 0 && (hi - 1) / 512 > lo / 512)
+            .unwrap();
+        let sector = (lo / 512 + 1) * 512;
+        bytes[sector as usize..(sector + 512) as usize].fill(0);
+        let s = scan(&bytes, 0, 1, lo);
+        assert!(s.torn, "{s:?}");
+        assert_eq!(s.bad[0].offset, lo);
+    }
+
+    #[test]
+    fn a_flipped_byte_past_the_durable_end_is_damage_not_a_tear() {
+        let (mut bytes, spans) = records_of(60, 16384);
+        bytes[spans[30].0 as usize + 40] ^= 0x10;
+        let s = scan(&bytes, 0, 1, 0);
+        assert!(!s.torn);
+        assert_eq!(s.runs.len(), 2, "{s:?}");
+        assert_eq!(s.runs[1].first_seq, 32);
+        // An unwritten frame that reaches a sector boundary is a tear, a zeroed frame
+        // with bytes after it in its sector is not.
+        assert!(tear_at(&bytes, 12960, 61, None));
+        let (mut bytes, spans) = records_of(60, 16384);
+        let (lo, _) = spans
+            .iter()
+            .copied()
+            .find(|&(lo, _)| lo % 512 < 256)
+            .unwrap();
+        bytes[lo as usize..lo as usize + 16].fill(0);
+        assert!(!tear_at(&bytes, lo, 1 + lo / 216, None));
     }
 
     #[test]
