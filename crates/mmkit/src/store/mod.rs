@@ -51,8 +51,11 @@ mod file;
 pub(crate) mod format;
 mod kv;
 mod log;
+#[cfg(test)]
+mod power_tests;
 mod records;
 mod space;
+pub(crate) mod storage;
 
 pub use kv::{Batch, CompactReport, Kv, KvOptions, KvStats};
 pub use log::{CheckReport, Damage, Entry, Iter, Log, LogOptions, LogStats, RecoveryReport, Tail};

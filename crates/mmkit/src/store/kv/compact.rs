@@ -46,25 +46,36 @@ impl Kv {
                 .hint("open it without read_only() to compact"));
         }
         let mut st = self.write_lock();
-        self.compact_locked(&mut st)
+        let report = self.compact_locked(&mut st)?;
+        st.deferred = None;
+        Ok(report)
     }
 
-    /// Compact if the live records fell below the threshold.
-    pub(super) fn maybe_compact(&self) -> Result<()> {
+    /// Compact if the live records fell below the threshold. A compaction that fails
+    /// is deferred (see [`KvStats::compaction_deferred`]), never the caller's error: the
+    /// caller's write is done.
+    pub(super) fn maybe_compact(&self) {
         let due = |st: &State| {
             let total = st.index.total_bytes();
+            let retry = match &st.deferred {
+                Some((_, then)) => total >= then + then / 4,
+                None => true,
+            };
             self.opts.compact_below > 0.0
                 && total >= self.opts.compact_min_bytes
                 && (st.index.live_bytes as f64) < self.opts.compact_below * total as f64
+                && retry
         };
         if !due(&self.read()) {
-            return Ok(());
+            return;
         }
         let mut st = self.write_lock();
         if due(&st) {
-            self.compact_locked(&mut st)?;
+            match self.compact_locked(&mut st) {
+                Ok(_) => st.deferred = None,
+                Err(e) => st.deferred = Some((e.to_string(), st.index.total_bytes())),
+            }
         }
-        Ok(())
     }
 
     fn compact_locked(&self, st: &mut State) -> Result<CompactReport> {
@@ -166,6 +177,7 @@ impl Kv {
             file_bytes: log.file_bytes,
             allocated_bytes: log.allocated_bytes,
             last_compaction: st.last_compaction.clone(),
+            compaction_deferred: st.deferred.as_ref().map(|(why, _)| why.clone()),
         })
     }
 

@@ -140,6 +140,9 @@ struct State {
     index: Index,
     recovered: RecoveryReport,
     last_compaction: Option<CompactReport>,
+    /// An automatic compaction that could not run: why, and the log's size then (it is
+    /// tried again once the log has grown by a quarter).
+    deferred: Option<(String, u64)>,
 }
 
 impl std::fmt::Debug for Kv {
@@ -210,6 +213,11 @@ pub struct KvStats {
     pub allocated_bytes: u64,
     /// The last compaction this handle ran, if any.
     pub last_compaction: Option<CompactReport>,
+    /// Why the last automatic compaction due could not run (a full disk, most often),
+    /// when it has not run since. The write that found it due was written all the
+    /// same; it is tried again once the log has grown by a quarter, or by
+    /// [`Kv::compact`].
+    pub compaction_deferred: Option<String>,
 }
 
 /// Open the store's log as a shared writer (writers in other processes take turns), with
@@ -249,6 +257,7 @@ impl Kv {
             log,
             index,
             last_compaction: None,
+            deferred: None,
         };
         Ok(Kv {
             path: path.to_path_buf(),
@@ -418,7 +427,10 @@ impl Kv {
         if self.opts.durability == Durability::Sync {
             log.sync()?;
         }
-        self.maybe_compact()
+        // The records are written (and durable as asked): what an automatic compaction
+        // meets is not this write's failure. It is deferred and reported in `stats`.
+        self.maybe_compact();
+        Ok(())
     }
 
     /// The state, first brought up to date with the file: records other processes

@@ -16,7 +16,7 @@ use std::sync::atomic::Ordering;
 use super::Log;
 use crate::map::Protection;
 use crate::store::format::{self, record_size, Frame, Meta, FRAME, MAX_PAYLOAD, META_SLOTS};
-use crate::store::{space, Durability, Seq};
+use crate::store::{Durability, Seq};
 use crate::{Error, ErrorKind, Op, Result};
 
 /// Records of this many payload bytes or more are written with `pwritev`, smaller ones
@@ -108,7 +108,7 @@ impl Log {
         drop(w);
         self.appends
             .fetch_add(records.len() as u64, Ordering::Relaxed);
-        if self.durability == Durability::Sync {
+        if self.file.durability() == Durability::Sync {
             self.sync_to(end)?;
         }
         Ok((seqs, start))
@@ -190,42 +190,10 @@ impl Log {
         payload: &[u8],
         size: usize,
     ) -> Result<()> {
-        use std::io::IoSlice;
         const ZEROS: [u8; 2 * FRAME] = [0; 2 * FRAME];
         let tail = &ZEROS[..size - FRAME - payload.len() + FRAME];
-        let total = size + FRAME;
-        let bufs = [
-            IoSlice::new(frame),
-            IoSlice::new(payload),
-            IoSlice::new(tail),
-        ];
-        let fail = |e: rustix::io::Errno| {
-            let full = matches!(e, rustix::io::Errno::NOSPC | rustix::io::Errno::DQUOT);
-            let err = if full {
-                Error::new(Op::Append, ErrorKind::NoSpace).hint(space::NO_SPACE_HINT)
-            } else {
-                Error::os(Op::Append, e)
-            };
-            err.with_path(Some(&self.path)).at(at, total as u64)
-        };
-        let wrote = loop {
-            match rustix::io::pwritev(&self.file, &bufs, at) {
-                Err(rustix::io::Errno::INTR) => continue,
-                r => break r.map_err(fail)?,
-            }
-        };
-        if wrote < total {
-            // A short write (a signal): finish the rest from one buffer.
-            let mut all = Vec::with_capacity(total);
-            all.extend_from_slice(frame);
-            all.extend_from_slice(payload);
-            all.extend_from_slice(tail);
-            use std::os::unix::fs::FileExt;
-            self.file
-                .write_all_at(&all[wrote..], at + wrote as u64)
-                .map_err(|e| fail(crate::error::errno_of(&e)))?;
-        }
-        Ok(())
+        self.file
+            .write_parts_at(&[frame, payload, tail], at, Op::Append)
     }
 
     /// Run `f` holding the shared writers' robust lock (in the header). A writer that
@@ -292,9 +260,7 @@ impl Log {
         let mut w = writer.lock().unwrap_or_else(|p| p.into_inner());
         let keep = (w.end + FRAME as u64).next_multiple_of(4096);
         if keep < w.reserved {
-            self.file
-                .set_len(keep)
-                .map_err(|e| Error::io(Op::Reserve, &e).with_path(Some(&self.path)))?;
+            self.file.set_len(keep)?;
             w.reserved = keep;
             self.maps.store_u64(format::RESERVED, keep)?;
         }
@@ -347,7 +313,7 @@ impl Log {
         // the rest start the next flush with every record appended meanwhile.
         let _end = FlushEnd(self);
         let upto = self.published_end.load(Ordering::Acquire);
-        space::sync_data(&self.file, &self.path)?;
+        self.file.sync_data()?;
         self.flushes.fetch_add(1, Ordering::Relaxed);
         // Only now may the header say so: a marker written before the flush could reach
         // storage ahead of the records it claims (see `scan` on torn writes).
@@ -370,10 +336,11 @@ impl Log {
         let chunk = (w.reserved / 8).clamp(1 << 20, 64 << 20);
         let generous = need.max(w.reserved + chunk).next_multiple_of(PAGE);
         let exact = need.next_multiple_of(PAGE);
-        match space::reserve(&self.file, &self.path, w.reserved, generous - w.reserved) {
+        match self.file.reserve(w.reserved, generous - w.reserved) {
             Ok(()) => w.reserved = generous,
             Err(e) if e.kind() == ErrorKind::NoSpace => {
-                space::reserve(&self.file, &self.path, w.reserved, exact - w.reserved)
+                self.file
+                    .reserve(w.reserved, exact - w.reserved)
                     .map_err(|e| e.at(w.end, need - w.end))?;
                 w.reserved = exact;
             }
@@ -449,11 +416,11 @@ impl Log {
         let dropped = new_start - w.meta.start;
         let from = w.meta.start.next_multiple_of(4096).max(format::DATA_START);
         let to = new_start / 4096 * 4096;
-        if self.durability == Durability::Sync || to > from {
-            space::sync_data(&self.file, &self.path)?;
-        }
         if to > from {
-            space::punch(&self.file, &self.path, from, to - from)?;
+            self.file.sync_data()?;
+            self.file.punch(from, to - from)?;
+        } else {
+            self.file.commit()?;
         }
         w.meta = meta;
         Ok(dropped)

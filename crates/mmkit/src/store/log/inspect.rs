@@ -102,7 +102,7 @@ impl Log {
             used_bytes: end.saturating_sub(meta.start),
             file_bytes: md.len(),
             allocated_bytes: md.blocks() * 512,
-            durability: self.durability,
+            durability: self.file.durability(),
             appends: self.appends.load(Ordering::Relaxed),
             flushes: self.flushes.load(Ordering::Relaxed),
         })

@@ -14,7 +14,6 @@ mod read;
 mod report;
 mod scan;
 
-use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU64;
 use std::sync::{Condvar, Mutex};
@@ -26,6 +25,7 @@ pub use report::{CheckReport, Damage, LogStats, RecoveryReport};
 
 use super::{Durability, Recovery, Seq};
 use crate::store::format::Meta;
+use crate::store::storage::StoreFile;
 use maps::Maps;
 
 /// How to open a [`Log`].
@@ -139,9 +139,8 @@ impl LogOptions {
 /// [`Durability::Sync`] the threads waiting for a flush share one (group commit).
 pub struct Log {
     path: PathBuf,
-    file: File,
+    file: StoreFile,
     maps: Maps,
-    durability: Durability,
     /// Whether writers in other processes append too (see `LogOptions::shared_writers`).
     shared: bool,
     /// The append side; `None` for a read-only log.
@@ -175,7 +174,7 @@ impl std::fmt::Debug for Log {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Log")
             .field("path", &self.path)
-            .field("durability", &self.durability)
+            .field("durability", &self.file.durability())
             .field("writer", &self.writer.is_some())
             .finish_non_exhaustive()
     }
@@ -195,6 +194,7 @@ impl Log {
     /// the new file over the old one): name it so in messages.
     pub(crate) fn renamed(&mut self, path: &Path) {
         self.path = path.to_path_buf();
+        self.file.renamed(path);
     }
 
     /// The log's file.
@@ -204,7 +204,7 @@ impl Log {
 
     /// The durability appends get.
     pub fn durability(&self) -> Durability {
-        self.durability
+        self.file.durability()
     }
 
     /// Whether this handle can append.

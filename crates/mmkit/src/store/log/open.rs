@@ -13,7 +13,8 @@ use super::scan::Scan;
 use super::{read, Log, LogOptions};
 use crate::map::Protection;
 use crate::store::format::{self, FixedError, Meta, DATA_START, HEADER_LEN, META_SLOTS};
-use crate::store::{file, space, Durability, Recovery};
+use crate::store::storage::StoreFile;
+use crate::store::{file, Durability, Recovery};
 use rustix::io::Errno;
 
 use crate::{Error, ErrorKind, Op, Result};
@@ -31,19 +32,28 @@ pub(super) fn open(opts: &LogOptions, path: &Path) -> Result<Log> {
     } else {
         open_reader(path)?
     };
+    let file = StoreFile::from_file(file, path, opts.durability);
     if write && opts.shared {
+        // Alone with the file for a moment? Then clear what a writer of another boot
+        // left (`clear_stale_lock`), and share the lock from then on.
+        match file::lock_writer(&file, path) {
+            Ok(()) => clear_stale_lock(&file)?,
+            Err(e) if e.kind() == ErrorKind::Busy => {}
+            Err(e) => return Err(e),
+        }
         lock_shared_waiting(&file, path)?;
     } else if write {
         file::lock_writer(&file, path)?;
+        clear_stale_lock(&file)?;
     }
     let mut len = file_len(&file, path)?;
     // An empty file named as a new log (also what a creation killed before its header
     // was written leaves): this writer holds the lock and writes the header.
     if write && opts.create && len == 0 {
         if opts.shared {
-            create_shared(&file, path, opts.durability)?;
+            create_shared(&file)?;
         } else {
-            create(&file, path, opts.durability)?;
+            create(&file)?;
         }
         len = file_len(&file, path)?;
     }
@@ -53,7 +63,6 @@ pub(super) fn open(opts: &LogOptions, path: &Path) -> Result<Log> {
         path: path.to_path_buf(),
         file,
         maps,
-        durability: opts.durability,
         shared: write && opts.shared,
         writer: None,
         flush_lock: Mutex::new(false),
@@ -125,15 +134,37 @@ fn create_new(path: &Path, durability: Durability) -> Result<()> {
         .open(&tmp)
         .map_err(|e| Error::io(Op::Open, &e).with_path(Some(&tmp)))?;
     let written =
-        create(&file, &tmp, durability).and_then(|()| match std::fs::hard_link(&tmp, path) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
-            Err(e) => Err(Error::io(Op::Open, &e).with_path(Some(path))),
-        });
+        create(&StoreFile::from_file(file, &tmp, durability)).and_then(
+            |()| match std::fs::hard_link(&tmp, path) {
+                Ok(()) => Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+                Err(e) => Err(Error::io(Op::Open, &e).with_path(Some(path))),
+            },
+        );
     let _ = std::fs::remove_file(&tmp);
     written?;
     if durability == Durability::Sync {
         sync_dir(path)?;
+    }
+    Ok(())
+}
+
+/// Clear the shared writers' lock word when it is held: the caller holds the file's
+/// exclusive `flock`, so no other writer has the file open, and no live process can
+/// hold the word. A holder that did is gone (its flock went with it): killed, or of
+/// another boot (the word reached storage while held, and a power cut or reboot
+/// followed), or of the file this one was copied or restored from. Its thread id means
+/// nothing now (another process may have it: waiting on it would wait forever), as LMDB
+/// and SQLite reinitialise their lock files when they are first to open them.
+fn clear_stale_lock(file: &StoreFile) -> Result<()> {
+    if file_len(file, file.path())? < HEADER_LEN as u64 {
+        return Ok(());
+    }
+    let mut word = [0u8; 4];
+    file.read_exact_at(&mut word, format::WRITE_LOCK as u64)
+        .map_err(|e| Error::io(Op::Open, &e).with_path(Some(file.path())))?;
+    if word != [0; 4] {
+        file.write_all_at(&[0; 4], format::WRITE_LOCK as u64)?;
     }
     Ok(())
 }
@@ -159,7 +190,8 @@ fn lock_shared_waiting(file: &File, path: &Path) -> Result<()> {
 /// Write the header of an empty file named as a shared log: the shared lock becomes an
 /// exclusive one for the write (other shared writers wait for it in
 /// [`lock_shared_waiting`]), and the file is checked again once it is held.
-fn create_shared(file: &File, path: &Path, durability: Durability) -> Result<()> {
+fn create_shared(file: &StoreFile) -> Result<()> {
+    let path = file.path();
     let deadline = std::time::Instant::now() + CREATE_WAIT;
     loop {
         match file::lock_writer(file, path) {
@@ -175,7 +207,7 @@ fn create_shared(file: &File, path: &Path, durability: Durability) -> Result<()>
         }
     }
     let made = if file_len(file, path)? == 0 {
-        create(file, path, durability)
+        create(file)
     } else {
         Ok(()) // another shared writer wrote it first
     };
@@ -192,7 +224,8 @@ fn file_len(file: &File, path: &Path) -> Result<u64> {
 /// Write a new log's header: reserve the first space, then the fixed part and meta slot
 /// 0 (the log starts at `DATA_START` with seq 1). With `Sync`, the file and its
 /// directory entry reach storage.
-fn create(file: &File, path: &Path, durability: Durability) -> Result<()> {
+fn create(file: &StoreFile) -> Result<()> {
+    let path = file.path();
     // The whole header page in one write of one page, first: a writer killed in the
     // middle leaves an empty file or a whole header (a fatal signal stops a write only
     // between pages), never a file of zeros that no open could tell from another
@@ -205,14 +238,22 @@ fn create(file: &File, path: &Path, durability: Durability) -> Result<()> {
     let mut page = vec![0u8; HEADER_LEN];
     page[..24].copy_from_slice(&format::encode_fixed());
     page[META_SLOTS[0]..META_SLOTS[0] + 32].copy_from_slice(&meta.encode());
-    file.write_all_at(&page, 0)
-        .map_err(|e| Error::io(Op::Write, &e).with_path(Some(path)))?;
-    space::reserve(file, path, DATA_START, FIRST_RESERVE)?;
-    if durability == Durability::Sync {
-        space::sync_data(file, path)?;
+    file.write_all_at(&page, 0).map_err(nothing_created)?;
+    file.reserve(DATA_START, FIRST_RESERVE)
+        .map_err(nothing_created)?;
+    if file.commit()? {
         sync_dir(path)?;
     }
     Ok(())
+}
+
+/// A full disk while a store is created: nothing was opened, so the hint says so.
+fn nothing_created(e: Error) -> Error {
+    if e.kind() == ErrorKind::NoSpace {
+        e.hint("free space on the file system and open it again: no store was created")
+    } else {
+        e
+    }
 }
 
 /// `fsync` the directory holding `path`, so a new file's name survives a power loss.
@@ -235,13 +276,24 @@ fn read_header(file: &File, path: &Path, len: u64) -> Result<Meta> {
             .detail(detail)
     };
     if len < HEADER_LEN as u64 {
-        let what = if len == 0 {
-            "empty".to_string()
-        } else {
-            format!("cut inside its header ({len} of {HEADER_LEN} bytes)")
-        };
-        return Err(format_err(format!("not an mmkit log: the file is {what}"))
-            .hint("open it for writing to create a log, or name another file"));
+        // Judge the bytes that are there: another program's short file is no log at
+        // all, only a file that begins as a log does can be one cut short.
+        let mut head = [0u8; 8];
+        let n = (len as usize).min(head.len());
+        file.read_exact_at(&mut head[..n], 0)
+            .map_err(|e| Error::io(Op::Open, &e).with_path(Some(path)))?;
+        if len == 0 {
+            return Err(format_err("not an mmkit log: the file is empty".into())
+                .hint("open it for writing to create a log, or name another file"));
+        }
+        if head[..n] != format::MAGIC[..n] {
+            return Err(format_err("not an mmkit log (bad magic)".into())
+                .hint("name an mmkit log file; nothing was written to this one"));
+        }
+        return Err(format_err(format!(
+            "an mmkit log cut inside its header ({len} of {HEADER_LEN} bytes)"
+        ))
+        .hint("its header is lost: move the file away to start a new log at this path"));
     }
     let mut head = [0u8; 128];
     file.read_exact_at(&mut head, 0)
@@ -292,7 +344,7 @@ fn recover(log: &Log, meta: Meta, len: u64, policy: Recovery) -> Result<(Writer,
         // Whatever the durability, the cut and the pads reach storage before anything
         // is appended over them: a power cut later must not bring back the bytes they
         // replaced (stale frames past the end would read as records).
-        space::sync_data(&log.file, &log.path)?;
+        log.file.sync_data()?;
         log.maps.reset_durable(end)?;
     }
     log.maps.set_epoch(&file::epoch_of(&log.file))?;

@@ -11,7 +11,6 @@ mod open;
 
 use open::{create, file_len, fixed_error, format_error, map_file, read_header};
 
-use std::fs::File;
 use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
 
@@ -19,8 +18,9 @@ use rustix::io::Errno;
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
 use self::format::{Fixed, LenSlot, Record, HEADER_LEN, LEN_SLOTS, SLOT_HEAD};
-use super::file::{lock_writer, open_store_file};
-use super::{space, Durability};
+use super::file::lock_writer;
+use super::storage::StoreFile;
+use super::Durability;
 use crate::{Error, ErrorKind, Mapping, Op, Result};
 
 /// The least a record file grows by (then by half its size), so that pushes do not
@@ -157,7 +157,7 @@ impl RecordCheck {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct RecordFile<T> {
-    file: File,
+    file: StoreFile,
     path: PathBuf,
     map: Mapping,
     opts: RecordFileOptions,
@@ -212,7 +212,7 @@ impl<T: FromBytes + IntoBytes + Immutable + KnownLayout> RecordFile<T> {
                 ))
         })?;
         let write = !opts.read_only;
-        let file = match open_store_file(path, write, false) {
+        let file = match StoreFile::open(path, write, false, opts.durability) {
             Ok(file) => file,
             Err(e) if e.errno() == Some(Errno::NOENT.raw_os_error()) => {
                 if !(write && opts.create) {
@@ -222,7 +222,7 @@ impl<T: FromBytes + IntoBytes + Immutable + KnownLayout> RecordFile<T> {
                         .hint("create it with RecordFileOptions::create(true)"));
                 }
                 create(path, record as u32, slot as u32, opts.type_tag)?;
-                open_store_file(path, write, false)?
+                StoreFile::open(path, write, false, opts.durability)?
             }
             Err(e) => return Err(e),
         };
@@ -387,7 +387,7 @@ impl<T: FromBytes + IntoBytes + Immutable + KnownLayout> RecordFile<T> {
     /// # Errors
     /// The errno of `fdatasync` (`EIO` when writeback failed).
     pub fn sync(&self) -> Result<()> {
-        space::sync_data(&self.file, &self.path)
+        self.file.sync_data()
     }
 
     /// Read every record's slots and report the damaged ones and those that fell back to
@@ -508,10 +508,7 @@ impl<T: FromBytes + IntoBytes + Immutable + KnownLayout> RecordFile<T> {
     }
 
     fn sync_if_asked(&self) -> Result<()> {
-        match self.opts.durability {
-            Durability::Process => Ok(()),
-            Durability::Sync => self.sync(),
-        }
+        self.file.commit().map(drop)
     }
 
     /// Write `len` into the length slot not holding the current one.
@@ -540,12 +537,12 @@ impl<T: FromBytes + IntoBytes + Immutable + KnownLayout> RecordFile<T> {
         let page = crate::page_size() as u64;
         let least = need.saturating_sub(from).next_multiple_of(page);
         let generous = least.max(GROW_MIN).max(from / 2).next_multiple_of(page);
-        if let Err(e) = space::reserve(&self.file, &self.path, from, generous) {
+        if let Err(e) = self.file.reserve(from, generous) {
             // Too much asked of a nearly full disk: ask for just what this push needs.
             if e.kind() != ErrorKind::NoSpace || generous == least {
                 return Err(e);
             }
-            space::reserve(&self.file, &self.path, from, least)?;
+            self.file.reserve(from, least)?;
         }
         let len = file_len(&self.file, &self.path)?;
         self.map = map_file(&self.file, true)?;

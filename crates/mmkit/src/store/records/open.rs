@@ -6,7 +6,8 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 use super::format::{self, Fixed, FixedError, HEADER_LEN};
-use crate::store::space;
+use crate::store::storage::StoreFile;
+use crate::store::Durability;
 use crate::{Error, ErrorKind, MapOptions, Mapping, Op, Result};
 
 pub(super) fn file_len(file: &File, path: &Path) -> Result<u64> {
@@ -96,11 +97,11 @@ pub(super) fn create(path: &Path, record: u32, slot: u32, type_tag: u64) -> Resu
         .create_new(true)
         .open(&tmp)
         .map_err(|e| io(&e))?;
+    let file = StoreFile::from_file(file, &tmp, Durability::Sync);
     let made = (|| {
-        space::reserve(&file, &tmp, 0, HEADER_LEN as u64)?;
-        file.write_all_at(&Fixed::new_page(record, slot, type_tag), 0)
-            .map_err(|e| io(&e))?;
-        space::sync_data(&file, &tmp)?;
+        file.reserve(0, HEADER_LEN as u64)?;
+        file.write_all_at(&Fixed::new_page(record, slot, type_tag), 0)?;
+        file.sync_data()?;
         match std::fs::hard_link(&tmp, path) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
