@@ -17,10 +17,13 @@ use mmkit::ErrorKind;
 mod common {
     #[path = "../common/hang.rs"]
     pub(crate) mod hang;
+    #[path = "../common/proxy.rs"]
+    pub(crate) mod proxy;
     #[path = "../common/s3.rs"]
     pub(crate) mod s3;
 }
 use common::hang::HangServer;
+use common::proxy::{Fault, FaultyProxy};
 use common::s3::{fill_pattern, S3Server};
 use mmkit::helpers::XorShift;
 
@@ -39,7 +42,7 @@ fn options(s3: &S3Server) -> ObjectOptions {
     }
     o.timeout(Duration::from_secs(5))
         .connect_timeout(Duration::from_secs(1))
-        .retries(1, Duration::from_secs(5));
+        .retries(1);
     o
 }
 
@@ -196,7 +199,7 @@ fn a_server_that_never_answers_times_out() {
         .set("aws_secret_access_key", "s")
         .set("aws_region", "us-east-1")
         .timeout(Duration::from_millis(300))
-        .retries(1, Duration::from_secs(2));
+        .retries(1);
     let t = Instant::now();
     let e = o.open("s3://data/obj").expect_err("no answer");
     assert_eq!(e.kind(), ErrorKind::StorageFault, "{e}");
@@ -312,4 +315,66 @@ fn a_store_shedding_load_is_retried_and_past_the_retries_is_an_error() {
         .read_at(2 * MIB as usize, &mut page)
         .expect("a later page");
     assert_eq!(page, expected(2 * MIB, PAGE));
+}
+
+/// Issue 22, item 10: through a proxy that resets connections, cuts bodies short and
+/// stalls past the timeout, every read is retried to the right bytes, with the options
+/// `mmkit page --timeout 1s` sets (and the default count of retries).
+#[test]
+fn resets_cut_bodies_and_stalls_are_retried_to_the_right_bytes() {
+    use Fault::{Pass, Reset, Stall, Truncate};
+    let len = 4 * MIB;
+    let s3 = server_with("obj", len);
+    // At most three faults in a row: each GET has a first try and three retries.
+    let schedule = [
+        Reset, Pass, Truncate, Pass, Stall, Pass, Reset, Truncate, Pass, Stall, Reset, Pass,
+        Truncate, Stall, Reset, Pass,
+    ];
+    let proxy = FaultyProxy::start(s3.addr(), &schedule);
+    let mut o = ObjectOptions::new();
+    for (k, v) in proxy.env() {
+        o.set(&k.to_ascii_lowercase(), &v);
+    }
+    let timeout = Duration::from_secs(1);
+    o.timeout(timeout)
+        .connect_timeout(timeout)
+        .retries(3)
+        .part_size(256 << 10);
+    let src = o
+        .open("s3://data/obj")
+        .expect("open (a HEAD, never spoiled)");
+    let mut rng = XorShift::new(5);
+    let mut reads = 0;
+    while proxy.pending() > 0 && reads < 64 {
+        let n = (rng.next_u64() % (3 * PAGE as u64)) as usize + 1;
+        let at = rng.next_u64() % (len - n as u64);
+        let mut buf = vec![0u8; n];
+        src.read_at(at, &mut buf).unwrap_or_else(|e| {
+            panic!(
+                "read {n} bytes at {at} (faults so far {:?}): {e}",
+                proxy.applied()
+            )
+        });
+        assert!(buf == expected(at, n), "{n} bytes at {at} differ");
+        reads += 1;
+    }
+    assert_eq!(
+        proxy.pending(),
+        0,
+        "every fault was met: {:?}",
+        proxy.applied()
+    );
+    // A read of several parts at once, through the same faults once more.
+    drop(src);
+    let proxy2 = FaultyProxy::start(s3.addr(), &[Reset, Truncate, Stall, Pass, Reset]);
+    let mut o2 = o.clone();
+    for (k, v) in proxy2.env() {
+        o2.set(&k.to_ascii_lowercase(), &v);
+    }
+    let src = o2.open("s3://data/obj").expect("open");
+    let mut big = vec![0u8; MIB as usize];
+    src.read_at(MIB / 2, &mut big)
+        .expect("a read of four parts");
+    assert!(big == expected(MIB / 2, MIB as usize), "the parts differ");
+    assert_eq!(proxy2.pending(), 0, "{:?}", proxy2.applied());
 }

@@ -75,7 +75,6 @@ pub struct ObjectOptions {
     timeout: Duration,
     connect_timeout: Duration,
     retries: usize,
-    retry_timeout: Duration,
     part_size: usize,
     parallel: usize,
     /// Store settings over the environment's, as `object_store` config keys.
@@ -89,13 +88,12 @@ impl Default for ObjectOptions {
 }
 
 impl ObjectOptions {
-    /// 30 s a request, 5 s to connect, 3 retries within 30 s, 2 MiB parts, 8 at once.
+    /// 30 s a request, 5 s to connect, 3 retries, 2 MiB parts, 8 at once.
     pub fn new() -> ObjectOptions {
         ObjectOptions {
             timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(5),
             retries: 3,
-            retry_timeout: Duration::from_secs(30),
             part_size: DEFAULT_PART,
             parallel: DEFAULT_PARALLEL,
             config: Vec::new(),
@@ -118,8 +116,8 @@ impl ObjectOptions {
     }
 
     /// The longest one request may take, from connecting to the last byte of the body.
-    /// A server that accepts and never answers fails the read after this (times the
-    /// attempts).
+    /// A server that accepts and never answers fails the read after this times the
+    /// attempts (1 + [`retries`](ObjectOptions::retries)), plus the backoffs.
     pub fn timeout(&mut self, d: Duration) -> &mut ObjectOptions {
         self.timeout = d.max(Duration::from_millis(1));
         self
@@ -132,11 +130,14 @@ impl ObjectOptions {
     }
 
     /// Retries of a request that failed with a 5xx, a timeout or a dropped connection
-    /// (0 turns retries off), with exponential backoff from 100 ms, all within
-    /// `within`. Errors such as 403 and 404 are never retried.
-    pub fn retries(&mut self, n: usize, within: Duration) -> &mut ObjectOptions {
+    /// (0 turns retries off), with exponential backoff from 100 ms to at most 2 s apart.
+    /// Every retry is made, however long the tries before it took (each at most
+    /// [`timeout`](ObjectOptions::timeout)): a request that keeps failing gives up after
+    /// `n + 1` tries. A body cut short is asked for again from where it stopped (a
+    /// retry too), when the store gave an ETag to pin the version with. Errors such as
+    /// 403 and 404 are never retried.
+    pub fn retries(&mut self, n: usize) -> &mut ObjectOptions {
         self.retries = n;
-        self.retry_timeout = within;
         self
     }
 
