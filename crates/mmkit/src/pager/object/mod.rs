@@ -27,9 +27,25 @@
 //!   `get_ranges` merges ranges up to 1 MiB apart, which for scattered 4 KiB pages
 //!   fetches many times the bytes touched).
 //! - 5xx responses, timeouts and dropped connections are retried with exponential
-//!   backoff ([`ObjectOptions::retries`]); what still fails is an `Err(StorageFault)`
+//!   backoff ([`ObjectOptions::retries`]), each retry however long the tries before it
+//!   took, and a body cut short is asked for again from where it stopped; what still
+//!   fails is an `Err(StorageFault)`
 //!   naming the URL and the cause, which the pager turns into a poisoned page: a guarded
 //!   [`Pager::read_at`](super::Pager::read_at) returns the error, nothing hangs.
+//!
+//! ## Integrity
+//!
+//! The bytes of a ranged `GET` are not checked against the object: S3, GCS, Azure and
+//! plain HTTP servers give no checksum for a byte range (S3's full-object checksums
+//! cover whole objects only, and `object_store` 0.14 does not return them on reads). Each
+//! answer's length, size and ETag are checked, not its bytes: a body damaged on the way
+//! over plain `http://` (a faulty proxy), or by the server's disk, is returned as the
+//! object's bytes. HTTPS protects them on the way. To check every byte end to end, store
+//! the data as seekable zstd ([`compress_seekable`](super::compress_seekable)) and read
+//! it through [`ZstdSource::from_source`](super::ZstdSource::from_source): each frame's
+//! checksum is verified when it is decoded (see its docs for which frames), and a
+//! damaged frame is an `Err(Corrupt)` from its reads, a failed page through a
+//! [`Pager`](super::Pager) (`Err(StorageFault)` from its `read_at`), never its bytes.
 //!
 //! ## Configuration
 //!
