@@ -11,7 +11,8 @@ use mmkit::helpers::XorShift;
 mod common;
 use common::uffd_allowed;
 use common::{
-    assert_code, assert_refused, fill_pattern, mmkit, run_command, seekable_zstd, S3Server,
+    assert_code, assert_refused, fill_pattern, mmkit, run_command, seekable_zstd, Fault,
+    FaultyProxy, S3Server,
 };
 
 /// `mmkit ARGS` with `env` (and nothing of the caller's AWS_* environment).
@@ -185,4 +186,36 @@ fn random_reads_through_cat_and_stats_agree_with_the_object() {
         assert_code(&out, 0);
         assert!(out.stdout == pattern(len), "{url} ({len} bytes) differs");
     }
+}
+
+/// Issue 22, item 10: `--timeout 1s` through a proxy that resets the first GET, stalls
+/// its first retry past the timeout and cuts the second's body short: the default three
+/// retries bring the object's bytes.
+#[test]
+fn cat_through_a_proxy_that_resets_stalls_and_cuts_is_the_objects_bytes() {
+    if !uffd_allowed() {
+        return;
+    }
+    let len = 3 * 1024 * 1024 + 77;
+    let s3 = server(len);
+    let proxy = FaultyProxy::start(
+        s3.addr(),
+        &[
+            Fault::Reset,
+            Fault::Stall,
+            Fault::Truncate,
+            Fault::Pass,
+            Fault::Stall,
+        ],
+    );
+    let out = mmkit_env(
+        &proxy.env(),
+        &["page", "cat", "--timeout", "1s", "s3://data/obj"],
+    );
+    assert_code(&out, 0);
+    assert!(
+        out.stdout == pattern(len),
+        "page cat through the proxy differs"
+    );
+    assert_eq!(proxy.pending(), 0, "{:?}", proxy.applied());
 }

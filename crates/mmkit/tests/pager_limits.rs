@@ -5,12 +5,14 @@
 //! Tests that need userfaultfd print `skipped: <reason>` where it is not allowed.
 
 use std::io::{BufRead, BufReader};
+use std::path::Path;
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use mmkit::pager::{Pager, PagerOptions, Source};
+use mmkit::pager::{FileSource, Pager, PagerOptions, Source};
 use mmkit::ErrorKind;
 
 mod pager_common;
@@ -177,6 +179,126 @@ fn a_source_that_panics_gives_err_to_the_reader_not_a_hang() {
             })
         });
     }
+}
+
+/// A source whose pages in `bad` fail, each with an error of its own (opening a missing
+/// file named `page-N`), whose page `slow` takes a while to read (so faults queue
+/// behind it and are read together), and whose reads of several ranges at once fail
+/// with yet another error (`batch-read`), so the pager reads those pages again alone.
+struct Flaky {
+    bad: Vec<u64>,
+    slow: AtomicUsize,
+    batches: AtomicUsize,
+}
+
+/// A real error whose text names `name`.
+fn error_naming(name: &str) -> mmkit::Error {
+    FileSource::open(Path::new("/nonexistent-mmkit-test").join(name))
+        .map(|_| ())
+        .unwrap_err()
+}
+
+impl Source for Flaky {
+    fn len(&self) -> u64 {
+        (4096 * PAGE) as u64
+    }
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> mmkit::Result<()> {
+        let pages = offset / PAGE as u64..(offset + buf.len() as u64).div_ceil(PAGE as u64);
+        if let Some(b) = self.bad.iter().find(|b| pages.contains(b)) {
+            return Err(error_naming(&format!("page-{b}")));
+        }
+        if pages.contains(&(self.slow.load(Ordering::Relaxed) as u64)) {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        for (i, b) in buf.iter_mut().enumerate() {
+            *b = hash_byte(offset + i as u64);
+        }
+        Ok(())
+    }
+    fn read_ranges(&self, reads: &mut [(u64, &mut [u8])]) -> mmkit::Result<()> {
+        if reads.len() > 1 {
+            self.batches.fetch_add(1, Ordering::Relaxed);
+            return Err(error_naming("batch-read"));
+        }
+        reads
+            .iter_mut()
+            .try_for_each(|(off, buf)| self.read_at(*off, buf))
+    }
+    fn describe(&self) -> String {
+        "flaky".into()
+    }
+}
+
+/// Issue 22, item 11: the error for a failed page is that page's, not the last error the
+/// pager saw (another page's, or a batch read's that failed and then succeeded page by
+/// page).
+#[test]
+fn a_failed_page_reports_its_own_error_not_the_last_one() {
+    let src = Arc::new(Flaky {
+        bad: vec![2, 9],
+        slow: AtomicUsize::new(usize::MAX),
+        batches: AtomicUsize::new(0),
+    });
+    let Some(pager) = build(
+        PagerOptions::new()
+            .readahead(16)
+            .async_readahead(false)
+            .threads(1),
+        src.clone(),
+    ) else {
+        return;
+    };
+    let pager = Arc::new(pager);
+    let p = Arc::clone(&pager);
+    let fails = move |page: usize| {
+        let mut b = [0u8; 1];
+        p.read_at(page * PAGE, &mut b).unwrap_err().to_string()
+    };
+    let e2 = fails(2);
+    assert!(e2.contains("page-2"), "{e2}");
+    let e9 = fails(9);
+    assert!(e9.contains("page-9"), "{e9}");
+    let again = fails(2);
+    assert!(
+        again.contains("page-2") && !again.contains("page-9"),
+        "page 2, after page 9 failed: {again}"
+    );
+    // Random faults queued behind a slow read are read together: that batch read fails,
+    // the pages are read alone and succeed. Page 2's error is still page 2's.
+    let mut round = 0;
+    while src.batches.load(Ordering::Relaxed) == 0 && round < 20 {
+        let gate = 100 + round * 64;
+        src.slow.store(gate, Ordering::Relaxed);
+        let p = Arc::clone(&pager);
+        or_hang("a batch of faults", move || {
+            std::thread::scope(|s| {
+                let p = &p;
+                s.spawn(move || {
+                    let mut b = [0u8; 1];
+                    p.read_at(gate * PAGE, &mut b).expect("the slow page");
+                });
+                std::thread::sleep(Duration::from_millis(20));
+                for k in 0..8 {
+                    s.spawn(move || {
+                        let page = gate + 2 + 5 * k;
+                        let mut b = [0u8; 1];
+                        p.read_at(page * PAGE + 1, &mut b).expect("a batched page");
+                        assert_eq!(b[0], hash_byte((page * PAGE + 1) as u64));
+                    });
+                }
+            })
+        });
+        round += 1;
+    }
+    assert!(
+        src.batches.load(Ordering::Relaxed) > 0,
+        "no faults were read together in {round} rounds"
+    );
+    let last = fails(2);
+    assert!(
+        last.contains("page-2") && !last.contains("batch-read"),
+        "page 2, after a batch read failed: {last}"
+    );
 }
 
 const BUDGET_CHILD_ENV: &str = "MMKIT_PAGER_BUDGET_CHILD";

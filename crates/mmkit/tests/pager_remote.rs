@@ -17,10 +17,16 @@ use mmkit::ErrorKind;
 mod common {
     #[path = "../common/hang.rs"]
     pub(crate) mod hang;
+    #[path = "../common/http.rs"]
+    pub(crate) mod http;
+    #[path = "../common/proxy.rs"]
+    pub(crate) mod proxy;
     #[path = "../common/s3.rs"]
     pub(crate) mod s3;
 }
 use common::hang::HangServer;
+use common::http::HttpServer;
+use common::proxy::{Fault, FaultyProxy};
 use common::s3::{fill_pattern, S3Server};
 use mmkit::helpers::XorShift;
 
@@ -39,7 +45,7 @@ fn options(s3: &S3Server) -> ObjectOptions {
     }
     o.timeout(Duration::from_secs(5))
         .connect_timeout(Duration::from_secs(1))
-        .retries(1, Duration::from_secs(5));
+        .retries(1);
     o
 }
 
@@ -196,7 +202,7 @@ fn a_server_that_never_answers_times_out() {
         .set("aws_secret_access_key", "s")
         .set("aws_region", "us-east-1")
         .timeout(Duration::from_millis(300))
-        .retries(1, Duration::from_secs(2));
+        .retries(1);
     let t = Instant::now();
     let e = o.open("s3://data/obj").expect_err("no answer");
     assert_eq!(e.kind(), ErrorKind::StorageFault, "{e}");
@@ -312,4 +318,187 @@ fn a_store_shedding_load_is_retried_and_past_the_retries_is_an_error() {
         .read_at(2 * MIB as usize, &mut page)
         .expect("a later page");
     assert_eq!(page, expected(2 * MIB, PAGE));
+}
+
+/// Issue 22, item 10: through a proxy that resets connections, cuts bodies short and
+/// stalls past the timeout, every read is retried to the right bytes, with the options
+/// `mmkit page --timeout 1s` sets (and the default count of retries).
+#[test]
+fn resets_cut_bodies_and_stalls_are_retried_to_the_right_bytes() {
+    use Fault::{Pass, Reset, Stall, Truncate};
+    let len = 4 * MIB;
+    let s3 = server_with("obj", len);
+    // At most three faults in a row: each GET has a first try and three retries.
+    let schedule = [
+        Reset, Pass, Truncate, Pass, Stall, Pass, Reset, Truncate, Pass, Stall, Reset, Pass,
+        Truncate, Stall, Reset, Pass,
+    ];
+    let proxy = FaultyProxy::start(s3.addr(), &schedule);
+    let mut o = ObjectOptions::new();
+    for (k, v) in proxy.env() {
+        o.set(&k.to_ascii_lowercase(), &v);
+    }
+    let timeout = Duration::from_secs(1);
+    o.timeout(timeout)
+        .connect_timeout(timeout)
+        .retries(3)
+        .part_size(256 << 10);
+    let src = o
+        .open("s3://data/obj")
+        .expect("open (a HEAD, never spoiled)");
+    let mut rng = XorShift::new(5);
+    let mut reads = 0;
+    while proxy.pending() > 0 && reads < 64 {
+        let n = (rng.next_u64() % (3 * PAGE as u64)) as usize + 1;
+        let at = rng.next_u64() % (len - n as u64);
+        let mut buf = vec![0u8; n];
+        src.read_at(at, &mut buf).unwrap_or_else(|e| {
+            panic!(
+                "read {n} bytes at {at} (faults so far {:?}): {e}",
+                proxy.applied()
+            )
+        });
+        assert!(buf == expected(at, n), "{n} bytes at {at} differ");
+        reads += 1;
+    }
+    assert_eq!(
+        proxy.pending(),
+        0,
+        "every fault was met: {:?}",
+        proxy.applied()
+    );
+    // A read of several parts at once, through the same faults once more.
+    drop(src);
+    let proxy2 = FaultyProxy::start(s3.addr(), &[Reset, Truncate, Stall, Pass, Reset]);
+    let mut o2 = o.clone();
+    for (k, v) in proxy2.env() {
+        o2.set(&k.to_ascii_lowercase(), &v);
+    }
+    let src = o2.open("s3://data/obj").expect("open");
+    let mut big = vec![0u8; MIB as usize];
+    src.read_at(MIB / 2, &mut big)
+        .expect("a read of four parts");
+    assert!(big == expected(MIB / 2, MIB as usize), "the parts differ");
+    assert_eq!(proxy2.pending(), 0, "{:?}", proxy2.applied());
+}
+
+/// `n` bytes that do not compress (zstd stores them as raw blocks, so a flipped byte
+/// decodes to a flipped byte, not to a decoding error).
+fn noise(n: usize, seed: u64) -> Vec<u8> {
+    let mut rng = XorShift::new(seed);
+    (0..n).map(|_| rng.next_u64() as u8).collect()
+}
+
+fn le32(b: &[u8]) -> u32 {
+    u32::from_le_bytes(b[..4].try_into().unwrap())
+}
+
+/// Where each frame of a seekable zstd file lies: its compressed offset and size, from
+/// its seek table.
+fn frames_of(zst: &[u8]) -> Vec<(usize, usize)> {
+    let foot = &zst[zst.len() - 9..];
+    let count = le32(foot) as usize;
+    let entry = if foot[4] & 0x80 != 0 { 12 } else { 8 };
+    let table = zst.len() - 9 - count * entry;
+    let mut at = 0;
+    (0..count)
+        .map(|i| {
+            let csize = le32(&zst[table + i * entry..]) as usize;
+            at += csize;
+            (at - csize, csize)
+        })
+        .collect()
+}
+
+/// `plain` as a seekable zstd file the way the seekable format's reference compressor
+/// writes one: frames without a checksum of their own, each frame's checksum (the low 32
+/// bits of the XXH64 of its bytes) in the seek table. zstd computes that checksum for a
+/// frame that carries one: the last 4 bytes of the same data compressed with it.
+fn seekable_with_table_checksums(plain: &[u8], frame: usize) -> Vec<u8> {
+    let compressor = |checksum: bool| {
+        let mut c = zstd::bulk::Compressor::new(3).unwrap();
+        c.include_checksum(checksum).unwrap();
+        c.include_contentsize(true).unwrap();
+        c
+    };
+    let (mut bare, mut summed) = (compressor(false), compressor(true));
+    let (mut out, mut entries) = (Vec::new(), Vec::new());
+    let mut count = 0u32;
+    for chunk in plain.chunks(frame) {
+        let c = bare.compress(chunk).unwrap();
+        let with = summed.compress(chunk).unwrap();
+        entries.extend_from_slice(&(c.len() as u32).to_le_bytes());
+        entries.extend_from_slice(&(chunk.len() as u32).to_le_bytes());
+        entries.extend_from_slice(&with[with.len() - 4..]);
+        out.extend_from_slice(&c);
+        count += 1;
+    }
+    out.extend_from_slice(&0x184D_2A5Eu32.to_le_bytes());
+    out.extend_from_slice(&(entries.len() as u32 + 9).to_le_bytes());
+    out.extend_from_slice(&entries);
+    out.extend_from_slice(&count.to_le_bytes());
+    out.push(0x80); // descriptor: entries carry checksums
+    out.extend_from_slice(&0x8F92_EAB1u32.to_le_bytes());
+    out
+}
+
+/// Issue 22, item 12: a byte flipped in a ranged body (plain HTTP, as a faulty proxy or
+/// disk would) is returned as good data where nothing covers it with a checksum (S3 and
+/// HTTP give none for a range: the docs say so), and is an error for the pages it falls
+/// in where something does: a seekable zstd object's frame checksums, or its seek
+/// table's.
+#[test]
+fn a_byte_flipped_in_a_ranged_body_is_an_error_where_a_checksum_covers_it() {
+    let frame = 64 << 10;
+    let plain = noise(5 * frame + 1234, 9);
+    // A plain object: the range comes through with the flipped byte.
+    let http = HttpServer::start(plain.clone());
+    http.flip(1000);
+    let obj = ObjectSource::open(&http.url("plain.bin")).expect("open over http");
+    let mut page = vec![0u8; PAGE];
+    obj.read_at(0, &mut page).expect("a range is not verified");
+    assert_eq!(page[1000], !plain[1000]);
+    assert_eq!(http.flipped(), 1);
+
+    let mut framed = Vec::new();
+    compress_seekable(&mut &plain[..], &mut framed, frame, 3).expect("compress");
+    for (what, zst) in [
+        ("checksums in the frames", framed),
+        (
+            "checksums in the seek table",
+            seekable_with_table_checksums(&plain, frame),
+        ),
+    ] {
+        let frames = frames_of(&zst);
+        assert_eq!(frames.len(), 6, "{what}");
+        let http = HttpServer::start(zst.clone());
+        // In the middle of the second frame, among its raw bytes.
+        let (coff, csize) = frames[1];
+        http.flip((coff + csize / 2) as u64);
+        let obj = Arc::new(ObjectSource::open(&http.url("data.zst")).expect("open"));
+        let src = Arc::new(ZstdSource::from_source(obj).expect("index"));
+        src.read_at(0, &mut page).expect("the first frame");
+        assert_eq!(page, plain[..PAGE], "{what}");
+        let r = src.read_at(frame as u64 + 100, &mut page);
+        assert!(http.flipped() > 0, "{what}: the second frame was fetched");
+        let e = r.expect_err(&format!("{what}: the second frame was damaged on the way"));
+        assert_eq!(e.kind(), ErrorKind::Corrupt, "{what}: {e}");
+        assert!(e.to_string().contains("checksum"), "{what}: {e}");
+        src.read_at(2 * frame as u64, &mut page)
+            .expect("the third frame");
+        assert_eq!(page, plain[2 * frame..2 * frame + PAGE], "{what}");
+        // Through a pager: an error for the damaged frame's pages, never its bytes.
+        let Some(pager) = build(PagerOptions::new().readahead(1), src) else {
+            continue;
+        };
+        let e = pager
+            .read_at(frame + 5 * PAGE, &mut page)
+            .expect_err(&format!("{what}: a damaged page through the pager"));
+        assert_eq!(e.kind(), ErrorKind::StorageFault, "{what}: {e}");
+        assert!(e.to_string().contains("checksum"), "{what}: {e}");
+        pager
+            .read_at(3 * frame, &mut page)
+            .expect("the fourth frame");
+        assert_eq!(page, plain[3 * frame..3 * frame + PAGE], "{what}");
+    }
 }

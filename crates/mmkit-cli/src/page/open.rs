@@ -24,13 +24,14 @@ const MAX_RETRIES: usize = 100;
 #[derive(Debug, Clone, clap::Args)]
 pub(super) struct RemoteArgs {
     /// For a URL: the longest one request may take (500ms, 10s, 2m; a bare number is
-    /// seconds; at most 1h), and the time after which no retry starts. Connecting gets
-    /// 5 s of it at most. Default: 30 s a request, retries within 30 s.
+    /// seconds; at most 1h); connecting gets 5 s of it at most. Each retry gets as long
+    /// again, so a request that never answers fails after (retries + 1) times this, plus
+    /// the backoffs. Default: 30 s.
     #[arg(long, value_parser = timeout_arg, value_name = "DURATION")]
     timeout: Option<Duration>,
     /// For a URL: retries of a request that failed with a 5xx, a timeout or a dropped
-    /// connection, with exponential backoff from 100 ms (0 to 100; 403 and 404 are never
-    /// retried).
+    /// connection (0 to 100; 403 and 404 are never retried), with exponential backoff from
+    /// 100 ms to 2 s apart; each retry is made, however long the tries before it took.
     #[arg(long, default_value_t = 3, value_parser = retries_arg)]
     retries: usize,
 }
@@ -39,15 +40,9 @@ impl RemoteArgs {
     /// The library's options for these arguments.
     pub(super) fn options(&self) -> ObjectOptions {
         let mut o = ObjectOptions::new();
-        match self.timeout {
-            Some(t) => {
-                o.timeout(t)
-                    .connect_timeout(t.min(Duration::from_secs(5)))
-                    .retries(self.retries, t);
-            }
-            None => {
-                o.retries(self.retries, Duration::from_secs(30));
-            }
+        o.retries(self.retries);
+        if let Some(t) = self.timeout {
+            o.timeout(t).connect_timeout(t.min(Duration::from_secs(5)));
         }
         o
     }

@@ -25,6 +25,10 @@ pub(crate) use damage::flip;
 mod hang;
 #[allow(unused_imports)] // Only the remote tests hang.
 pub(crate) use hang::HangServer;
+#[path = "../../../mmkit/tests/common/proxy.rs"]
+mod proxy;
+#[allow(unused_imports)] // Only the remote tests go through the faulty proxy.
+pub(crate) use proxy::{Fault, FaultyProxy};
 #[path = "../../../mmkit/tests/common/s3.rs"]
 mod s3;
 #[allow(unused_imports)] // Only the remote tests serve S3.

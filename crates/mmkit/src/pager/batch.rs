@@ -13,16 +13,15 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
 
-use rustix::io::Errno;
-
 use super::budget::{release, settle};
-use super::handler::{note_error, panic_text, Bounce, Shared, PRESENT, REFERENCED};
+use super::handler::{Bounce, Shared, PRESENT, REFERENCED};
 use super::{fill, huge};
 
 /// Fill `pages` (distinct, each reserved by `make_room`): read them with one
 /// `read_ranges` call per bounce buffer's worth, copy them in, settle the reservations.
 /// A failed batch read falls back to reading each page alone, so an error poisons only
-/// the page it belongs to.
+/// the page it belongs to, and a page that fails then reports its own error (never the
+/// batch's).
 pub(crate) fn fill(shared: &Shared, bounce: &mut Bounce, pages: &[usize]) {
     let page = shared.page;
     let per_read = (bounce.len() / page).max(1);
@@ -32,8 +31,7 @@ pub(crate) fn fill(shared: &Shared, bounce: &mut Bounce, pages: &[usize]) {
             continue;
         }
         let buf = bounce.slice(chunk.len() * page);
-        if let Err(why) = read(shared, chunk, buf) {
-            note_error(shared, why);
+        if !read(shared, chunk, buf) {
             for &p in chunk {
                 fill::fill(shared, bounce, p, 1);
             }
@@ -54,19 +52,20 @@ pub(crate) fn fill(shared: &Shared, bounce: &mut Bounce, pages: &[usize]) {
     settle(shared, pages.len());
 }
 
-/// `source.read_ranges` of one page at each of `pages` into consecutive pages of `buf`;
-/// its error or panic as text.
-fn read(shared: &Shared, pages: &[usize], buf: &mut [u8]) -> Result<(), String> {
+/// `source.read_ranges` of one page at each of `pages` into consecutive pages of `buf`:
+/// whether it succeeded. Its error (or panic) is not kept: the pages are then read
+/// alone, and each that fails keeps its own.
+fn read(shared: &Shared, pages: &[usize], buf: &mut [u8]) -> bool {
     let page = shared.page;
     let mut reads: Vec<(u64, &mut [u8])> = pages
         .iter()
         .zip(buf.chunks_mut(page))
         .map(|(&p, b)| ((p * page) as u64, b))
         .collect();
-    match catch_unwind(AssertUnwindSafe(|| shared.source.read_ranges(&mut reads))) {
-        Ok(r) => r.map_err(|e| e.to_string()),
-        Err(p) => Err(format!("the source panicked: {}", panic_text(&*p))),
-    }
+    matches!(
+        catch_unwind(AssertUnwindSafe(|| shared.source.read_ranges(&mut reads))),
+        Ok(Ok(()))
+    )
 }
 
 /// Put one page in at page `p` from `src` (waking its faults), counted before as a fill
@@ -83,12 +82,11 @@ fn copy_in(shared: &Shared, p: usize, src: *mut u8) {
         Ok(_) => {
             shared.state[p].fetch_or(PRESENT | REFERENCED, Ordering::Release);
         }
-        Err(e) => {
+        Err(_) => {
             c.pages_filled.fetch_sub(1, Ordering::Relaxed);
             release(shared, 1);
-            if e != Errno::EXIST {
-                note_error(shared, format!("installing a page: {e}"));
-            }
+            // EEXIST: filled by another thread. Any other error leaves the page missing;
+            // woken, its thread faults on it again.
             let _ = shared.uffd.wake(dst, shared.page);
         }
     }

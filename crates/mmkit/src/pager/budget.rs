@@ -62,8 +62,8 @@ pub(crate) fn make_room(shared: &Shared, want: usize) -> Result<usize, String> {
         if clock.in_flight == 0 {
             return Err(format!(
                 "the memory budget ({budget} pages) is full of written pages that could \
-                 not be written back, the last error: {}",
-                lock(&shared.last_error).clone().unwrap_or_default()
+                 not be written back, the last write-back error: {}",
+                shared.errors.last_writeback().unwrap_or_default()
             ));
         }
         clock = shared.room.wait(clock).unwrap_or_else(|p| p.into_inner());

@@ -14,7 +14,7 @@ use std::sync::atomic::Ordering;
 use rustix::io::Errno;
 
 use super::budget::release;
-use super::handler::{fail_page, note_error, read_source, Bounce, Shared, PRESENT, REFERENCED};
+use super::handler::{fail_page, read_source, Bounce, Shared, PRESENT, REFERENCED};
 use super::huge::{self, Backing};
 
 /// The smallest run copied straight from a file source's view.
@@ -119,8 +119,8 @@ fn install(shared: &Shared, first: usize, n: usize, src: *mut u8) -> bool {
                 c.readahead_pages.fetch_sub(n as u64 - 1, Ordering::Relaxed);
                 return false;
             }
-            Err(e) => {
-                note_error(shared, format!("installing pages: {e}"));
+            Err(_) => {
+                // The pages stay missing; woken, the faulting thread faults again.
                 for p in (done / page)..n {
                     not_filled(p);
                 }

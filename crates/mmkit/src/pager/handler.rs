@@ -12,6 +12,7 @@
 //! (`writeback.rs`) and the asynchronous read-ahead (`readahead.rs`) live beside this.
 #![allow(unsafe_code)]
 
+use std::collections::HashMap;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr::NonNull;
@@ -124,8 +125,8 @@ pub(crate) struct Shared {
     pub(crate) counters: Counters,
     /// Asynchronous read-ahead (`None` with a budget, or with read-ahead off).
     pub(crate) prefetch: Option<Prefetch>,
-    /// The last error a source read returned, for `read_at`'s error.
-    pub(crate) last_error: Mutex<Option<String>>,
+    /// Why pages failed, each its own reason: what `read_at` reports for a `FAILED` page.
+    pub(crate) errors: Errors,
     /// What the region is made of (and so how a fill installs its pages).
     pub(crate) backing: Backing,
 }
@@ -182,7 +183,7 @@ impl Shared {
             room: Condvar::new(),
             counters: Counters::default(),
             prefetch,
-            last_error: Mutex::new(None),
+            errors: Errors::default(),
             backing,
         }
     }
@@ -343,8 +344,47 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Mark the pager broken and wake every fill waiting for room (they then fail).
-fn mark_broken(shared: &Shared) {
+/// Why pages failed. A page's own reason is kept apart from every other error, so a
+/// later failure (another page's, or a batch read that failed and then succeeded page by
+/// page) never stands in for it.
+#[derive(Debug, Default)]
+pub(crate) struct Errors {
+    /// Each page failed by [`fail_page`]: the error that failed it (the first, if more).
+    /// Set before the page is marked `FAILED`, so a reader that sees the mark finds it.
+    pages: Mutex<HashMap<usize, String>>,
+    /// Why the pager broke (the first reason): the error of every page failed after.
+    broken: Mutex<Option<String>>,
+    /// The last write-back that failed, for the budget's error when it is full of pages
+    /// that could not be written back.
+    writeback: Mutex<Option<String>>,
+}
+
+impl Errors {
+    /// Why page `page` (marked `FAILED`) failed.
+    pub(crate) fn page(&self, page: usize) -> String {
+        if let Some(why) = lock(&self.pages).get(&page) {
+            return why.clone();
+        }
+        lock(&self.broken)
+            .clone()
+            .unwrap_or_else(|| "the pager stopped serving it".into())
+    }
+
+    /// Note that a write-back failed, and why.
+    pub(crate) fn writeback_failed(&self, why: String) {
+        *lock(&self.writeback) = Some(why);
+    }
+
+    /// The last write-back error, if any.
+    pub(crate) fn last_writeback(&self) -> Option<String> {
+        lock(&self.writeback).clone()
+    }
+}
+
+/// Mark the pager broken (`why`, unless it broke already) and wake every fill waiting for
+/// room (they then fail).
+fn mark_broken(shared: &Shared, why: String) {
+    lock(&shared.errors.broken).get_or_insert(why);
     shared.broken.store(true, Ordering::Release);
     // Taken and let go so a fill between its check of `broken` and its wait cannot
     // miss the signal.
@@ -356,8 +396,7 @@ fn mark_broken(shared: &Shared) {
 /// trusted. Mark it broken (every later fault is answered with an error) and answer
 /// this one with an error, so its thread does not wait forever.
 fn broke(shared: &Shared, addr: usize, why: String) {
-    note_error(shared, format!("a pager handler thread panicked: {why}"));
-    mark_broken(shared);
+    mark_broken(shared, format!("a pager handler thread panicked: {why}"));
     let i = addr.wrapping_sub(shared.base) / shared.page;
     if i < shared.pages {
         shared.state[i].fetch_or(FAILED, Ordering::SeqCst);
@@ -374,8 +413,7 @@ fn give_up(shared: &Shared, why: String) {
     if shared.broken.load(Ordering::Acquire) {
         return;
     }
-    note_error(shared, why);
-    mark_broken(shared);
+    mark_broken(shared, why);
     // No eviction while pages are poisoned (one evicted after this would be missing,
     // not poisoned).
     let _evict = evict_lock(shared);
@@ -418,10 +456,6 @@ fn sleep(shared: &Shared) -> bool {
     }
 }
 
-pub(crate) fn note_error(shared: &Shared, text: String) {
-    *lock(&shared.last_error) = Some(text);
-}
-
 /// `source.read_at`, its error or its panic as text.
 pub(crate) fn read_source(shared: &Shared, offset: u64, buf: &mut [u8]) -> Result<(), String> {
     match catch_unwind(AssertUnwindSafe(|| shared.source.read_at(offset, buf))) {
@@ -430,10 +464,10 @@ pub(crate) fn read_source(shared: &Shared, offset: u64, buf: &mut [u8]) -> Resul
     }
 }
 
-/// Answer the fault at page `first` with an error that stays: mark the page `FAILED`
-/// (so `read_at` reports `why`), then poison it.
+/// Answer the fault at page `first` with an error that stays: note `why` as this page's
+/// reason, mark the page `FAILED` (so `read_at` reports it), then poison it.
 pub(crate) fn fail_page(shared: &Shared, first: usize, why: String) {
-    note_error(shared, why);
+    lock(&shared.errors.pages).entry(first).or_insert(why);
     shared.state[first].fetch_or(FAILED, Ordering::SeqCst);
     fail(shared, first);
 }

@@ -451,12 +451,7 @@ impl Pager {
                 .detail("the pager was closed"));
         }
         if shared.state[page].load(Ordering::Acquire) & FAILED != 0 {
-            let why = shared
-                .last_error
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .clone()
-                .unwrap_or_default();
+            let why = shared.errors.page(page);
             return Err(Error::new(Op::Read, ErrorKind::StorageFault)
                 .at(offset as u64, len as u64)
                 .detail(format!(

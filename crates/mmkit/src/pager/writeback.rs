@@ -12,7 +12,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
 
 use super::budget::evict_lock;
-use super::handler::{note_error, panic_text, Shared, DIRTY, PRESENT};
+use super::handler::{panic_text, Shared, DIRTY, PRESENT};
 use crate::{Error, Op, Result};
 
 /// The first write to a write-protected page: mark it dirty, then lift the protection
@@ -29,7 +29,9 @@ pub(crate) fn write_fault(shared: &Shared, addr: usize) {
     }
     shared.state[i].fetch_or(DIRTY, Ordering::AcqRel);
     if let Err(e) = shared.uffd.writeprotect(start, page, false) {
-        note_error(shared, format!("UFFDIO_WRITEPROTECT: {e}"));
+        shared
+            .errors
+            .writeback_failed(format!("UFFDIO_WRITEPROTECT: {e}"));
         let _ = shared.uffd.wake(start, page);
     }
 }
@@ -119,7 +121,7 @@ pub(crate) fn write_back_page(shared: &Shared, i: usize) -> bool {
         Err(p) => Err(format!("the source panicked: {}", panic_text(&*p))),
     };
     if let Err(e) = wrote {
-        note_error(shared, e);
+        shared.errors.writeback_failed(e);
         let _ = shared.uffd.writeprotect(start, page, false);
         return false;
     }

@@ -27,9 +27,25 @@
 //!   `get_ranges` merges ranges up to 1 MiB apart, which for scattered 4 KiB pages
 //!   fetches many times the bytes touched).
 //! - 5xx responses, timeouts and dropped connections are retried with exponential
-//!   backoff ([`ObjectOptions::retries`]); what still fails is an `Err(StorageFault)`
+//!   backoff ([`ObjectOptions::retries`]), each retry however long the tries before it
+//!   took, and a body cut short is asked for again from where it stopped; what still
+//!   fails is an `Err(StorageFault)`
 //!   naming the URL and the cause, which the pager turns into a poisoned page: a guarded
 //!   [`Pager::read_at`](super::Pager::read_at) returns the error, nothing hangs.
+//!
+//! ## Integrity
+//!
+//! The bytes of a ranged `GET` are not checked against the object: S3, GCS, Azure and
+//! plain HTTP servers give no checksum for a byte range (S3's full-object checksums
+//! cover whole objects only, and `object_store` 0.14 does not return them on reads). Each
+//! answer's length, size and ETag are checked, not its bytes: a body damaged on the way
+//! over plain `http://` (a faulty proxy), or by the server's disk, is returned as the
+//! object's bytes. HTTPS protects them on the way. To check every byte end to end, store
+//! the data as seekable zstd ([`compress_seekable`](super::compress_seekable)) and read
+//! it through [`ZstdSource::from_source`](super::ZstdSource::from_source): each frame's
+//! checksum is verified when it is decoded (see its docs for which frames), and a
+//! damaged frame is an `Err(Corrupt)` from its reads, a failed page through a
+//! [`Pager`](super::Pager) (`Err(StorageFault)` from its `read_at`), never its bytes.
 //!
 //! ## Configuration
 //!
@@ -75,7 +91,6 @@ pub struct ObjectOptions {
     timeout: Duration,
     connect_timeout: Duration,
     retries: usize,
-    retry_timeout: Duration,
     part_size: usize,
     parallel: usize,
     /// Store settings over the environment's, as `object_store` config keys.
@@ -89,13 +104,12 @@ impl Default for ObjectOptions {
 }
 
 impl ObjectOptions {
-    /// 30 s a request, 5 s to connect, 3 retries within 30 s, 2 MiB parts, 8 at once.
+    /// 30 s a request, 5 s to connect, 3 retries, 2 MiB parts, 8 at once.
     pub fn new() -> ObjectOptions {
         ObjectOptions {
             timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(5),
             retries: 3,
-            retry_timeout: Duration::from_secs(30),
             part_size: DEFAULT_PART,
             parallel: DEFAULT_PARALLEL,
             config: Vec::new(),
@@ -118,8 +132,8 @@ impl ObjectOptions {
     }
 
     /// The longest one request may take, from connecting to the last byte of the body.
-    /// A server that accepts and never answers fails the read after this (times the
-    /// attempts).
+    /// A server that accepts and never answers fails the read after this times the
+    /// attempts (1 + [`retries`](ObjectOptions::retries)), plus the backoffs.
     pub fn timeout(&mut self, d: Duration) -> &mut ObjectOptions {
         self.timeout = d.max(Duration::from_millis(1));
         self
@@ -132,11 +146,14 @@ impl ObjectOptions {
     }
 
     /// Retries of a request that failed with a 5xx, a timeout or a dropped connection
-    /// (0 turns retries off), with exponential backoff from 100 ms, all within
-    /// `within`. Errors such as 403 and 404 are never retried.
-    pub fn retries(&mut self, n: usize, within: Duration) -> &mut ObjectOptions {
+    /// (0 turns retries off), with exponential backoff from 100 ms to at most 2 s apart.
+    /// Every retry is made, however long the tries before it took (each at most
+    /// [`timeout`](ObjectOptions::timeout)): a request that keeps failing gives up after
+    /// `n + 1` tries. A body cut short is asked for again from where it stopped (a
+    /// retry too), when the store gave an ETag to pin the version with. Errors such as
+    /// 403 and 404 are never retried.
+    pub fn retries(&mut self, n: usize) -> &mut ObjectOptions {
         self.retries = n;
-        self.retry_timeout = within;
         self
     }
 

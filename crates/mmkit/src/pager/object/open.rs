@@ -3,6 +3,7 @@
 
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
+use std::time::Duration;
 
 use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
@@ -94,17 +95,36 @@ fn client_config(opts: &ObjectOptions) -> [(ClientConfigKey, String); 2] {
     ]
 }
 
+/// The longest wait between two tries.
+const MAX_BACKOFF: Duration = Duration::from_secs(2);
+/// Room in the retry window for the work around the tries (signing, the runtime).
+const WINDOW_SLACK: Duration = Duration::from_secs(1);
+
 /// Retries: exponential backoff from 100 ms, doubling, at most 2 s apart.
 fn retry_config(opts: &ObjectOptions) -> RetryConfig {
     RetryConfig {
         backoff: BackoffConfig {
-            init_backoff: std::time::Duration::from_millis(100),
-            max_backoff: std::time::Duration::from_secs(2),
+            init_backoff: Duration::from_millis(100),
+            max_backoff: MAX_BACKOFF,
             base: 2.0,
         },
         max_retries: opts.retries,
-        retry_timeout: opts.retry_timeout,
+        retry_timeout: retry_window(opts.timeout, opts.retries),
     }
+}
+
+/// `object_store`'s retry window for `retries` retries of requests that each take at
+/// most `timeout`: it starts no retry once the window has passed since the first try,
+/// so the window must hold every try that may precede the last retry and the backoff
+/// before each: `retries × (timeout + MAX_BACKOFF)`, and some slack. (A window equal
+/// to the timeout, as it once was, let a first try that timed out use it all up: a
+/// timeout was never retried.)
+fn retry_window(timeout: Duration, retries: usize) -> Duration {
+    let n = u32::try_from(retries).unwrap_or(u32::MAX);
+    (timeout.saturating_add(MAX_BACKOFF))
+        .checked_mul(n)
+        .and_then(|d| d.checked_add(WINDOW_SLACK))
+        .unwrap_or(Duration::MAX)
 }
 
 /// The store behind `url`, configured from the environment and `opts`.
@@ -183,4 +203,25 @@ fn user_config<K: std::str::FromStr>(opts: &ObjectOptions, url: &str) -> Result<
             Ok((key, v.clone()))
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_retry_window_holds_every_try_that_times_out() {
+        let t = Duration::from_secs(2);
+        for n in [1, 3, 100] {
+            let w = retry_window(t, n);
+            // After the n-th try timed out, and n - 1 backoffs, the n-th retry still starts.
+            assert!(
+                w > t * n as u32 + MAX_BACKOFF * (n as u32 - 1),
+                "{n}: {w:?}"
+            );
+        }
+        assert_eq!(retry_window(t, 0), WINDOW_SLACK);
+        assert_eq!(retry_window(Duration::MAX, 3), Duration::MAX);
+        assert!(retry_window(t, usize::MAX) > Duration::from_secs(u64::from(u32::MAX)));
+    }
 }

@@ -41,6 +41,10 @@ pub(super) struct Frame {
     pub(super) uoff: u64,
     /// Its uncompressed size in bytes.
     pub(super) usize: u64,
+    /// The frame's checksum from the seek table, when the table carries them: the low 32
+    /// bits of the XXH64 of its uncompressed bytes (the frame may have none of its own,
+    /// as the seekable format's reference compressor writes them).
+    pub(super) checksum: Option<u32>,
 }
 
 /// What the index was built from.
@@ -148,6 +152,7 @@ fn walk(raw: &Raw, measure: &dyn Fn(&Frame) -> Result<u64>) -> Result<Index> {
             csize,
             uoff,
             usize: content.unwrap_or(0),
+            checksum: None,
         };
         if content.is_none() {
             frame.usize = measure(&frame)?;
@@ -309,6 +314,7 @@ fn read_seek_table(raw: &Raw) -> Result<Option<Vec<Frame>>> {
             csize,
             uoff,
             usize,
+            checksum: (entry == 12).then(|| le32(&e[8..])),
         });
         coff += csize;
         uoff += usize;

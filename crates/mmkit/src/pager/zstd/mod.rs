@@ -4,6 +4,7 @@
 mod compress;
 mod index;
 mod raw;
+mod xxh64;
 
 use std::io::{self, Read};
 use std::path::Path;
@@ -51,8 +52,20 @@ const WINDOW_LOG_MAX: u32 = 31;
 /// `zstd` reading stdin) is decompressed once at open to learn its size.
 ///
 /// Reads may come from several threads at once; two threads missing the same frame may
-/// both decode it. Frames that carry a content checksum are checked by the decoder; a
-/// damaged frame gives `Corrupt` on read, and the other frames still read.
+/// both decode it.
+///
+/// # Integrity
+///
+/// A frame is checked against its checksum when it has one, and a damaged frame gives
+/// `Corrupt` on read (the other frames still read): its own content checksum, which
+/// [`compress_seekable`] and the `zstd` command line write; or the one the seek table
+/// holds for it, as the seekable format's reference compressor writes them (frames up to
+/// 4 MiB, which are decoded whole, before any of their bytes is served). In a larger
+/// frame, streamed in chunks, a content checksum is checked when the decoder reaches the
+/// frame's end, after its earlier chunks were served, and a seek table's checksum is not
+/// checked. A frame with no checksum is not checked at all: a damaged byte in it may
+/// decode to a wrong byte. This is what checks the bytes of an object in a store, whose
+/// ranged reads are not checked otherwise (see [`ObjectSource`](super::ObjectSource)).
 ///
 /// ```
 /// use mmkit::pager::{compress_seekable, Source, ZstdSource};
@@ -279,6 +292,19 @@ impl ZstdSource {
                 f,
                 format!("decoded to {} bytes, the index says {}", out.len(), f.usize),
             ));
+        }
+        if let Some(want) = f.checksum {
+            let got = xxh64::xxh64(&out) as u32;
+            if got != want {
+                return Err(self.decode_err(
+                    f,
+                    format!(
+                        "checksum mismatch: the seek table says {want:08x}, the decoded \
+                         frame hashes to {got:08x} (the compressed bytes were damaged, \
+                         on disk or on the way)"
+                    ),
+                ));
+            }
         }
         Ok(out)
     }
