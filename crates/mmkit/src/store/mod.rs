@@ -10,13 +10,22 @@
 //!   checksummed, updated in place through two slots so that a torn update is never read
 //!   back.
 //!
-//! What the stores people use get wrong, and what these do instead:
+//! Where they stand beside Tencent MMKV, the store mobile apps map their settings with.
+//! The MMKV column was measured, not read from its docs: MMKV 2.4.2 (commit `ad7657ef`)
+//! built from its own source with its POSIX CMake build and default configuration
+//! (single process, no encryption), on a 2-vCPU Linux 6.18 VM with ext4 and tmpfs, as
+//! recorded in this project's issue 22. LMDB was not measured the same way and is not
+//! compared here.
 //!
-//! | failure | MMKV / LMDB | mmkit |
+//! | what happened | MMKV 2.4.2, measured | mmkit |
 //! |---|---|---|
-//! | full disk | SIGBUS on a store to the map | space is reserved with `fallocate` before it is mapped: `Err(NoSpace)`, the store stays open and intact, and appends go on once space is freed |
-//! | one bad checksum | MMKV drops the whole file | a torn tail is cut at the first bad record and reported; damage in the middle is an error that names the range, and [`Recovery::Salvage`] keeps every intact record after it |
-//! | file never shrinks | MMKV | [`Log::truncate_before`] punches the dropped records' pages out of the file |
+//! | a full disk (five setups) | no signal: `set()` returns false; on a nearly full disk where its `.crc` file could not be created, 36 keys whose `set()` had returned true were gone after reopening | space is reserved with `fallocate` before it is mapped: `Err(NoSpace)` and nothing written, the store stays open and intact; a write that was saved returns `Ok` (an automatic compaction that no longer fits is deferred and reported in [`KvStats::compaction_deferred`]) |
+//! | one flipped byte in the file | every key discarded (the default on a checksum mismatch) | a torn tail is cut at the first bad record and reported; damage in the middle is `Err(Corrupt)` naming the range under [`Recovery::Strict`], and [`Recovery::Salvage`] (the key-value store's) keeps every intact record |
+//! | the writer killed (`kill -9`) | all keys lost in 1 to 7 of 100 kills | no acknowledged record lost (`tests/store_kv_crash.rs`, `tests/store_log_crash.rs`) |
+//! | a power cut, with [`Durability::Sync`] | not measured | no acknowledged record lost and no batch half applied at any cut of the model (`store::power_tests`) or of a real ext4 image (`tests/store_power.rs`) |
+//!
+//! [`Log::truncate_before`] also gives the space of dropped records back (it punches
+//! their pages out of the file).
 //!
 //! ## Durability
 //!
@@ -24,6 +33,22 @@
 //! which is the page cache: it survives `kill -9` of the writer (and of every reader), not
 //! a power loss. [`Durability::Sync`]: an append returns once the record is on storage
 //! (`fdatasync`); concurrent appenders share one flush (group commit).
+//!
+//! What a power cut leaves, and how an open tells it apart from damage: a flush makes
+//! everything written before it durable; only *after* it returns does the header say so
+//! (its durable end), so the header never claims bytes a flush had not covered. Past the
+//! durable end a cut leaves any subset of the pages (or sectors) written since, and the
+//! rest reads as it was, zeros; a record there with a zeroed sector is a write the cut
+//! tore, and the log ends before its batch (the records after it were never flushed
+//! either). Below the durable end, or without a zeroed sector, it is damage. So after a
+//! cut at any moment a `Sync` store holds every acknowledged record and every batch
+//! whole or not at all, and the default open cuts the torn write and says so. A reader
+//! opening an image no writer has opened since (another boot or another file, told by an
+//! epoch in the header) sees it as that recovery would, without writing.
+//!
+//! The lock and liveness state in a file's header never outlives its boot: a writer that
+//! finds itself alone with the file (its exclusive `flock`) clears a writers' lock word
+//! left held, as LMDB and SQLite reinitialise their lock files.
 //!
 //! ## Checksum: CRC32C
 //!
