@@ -16,7 +16,7 @@ mod tmpfs;
 #[allow(unused_imports)] // Only the stores' tests damage files.
 pub(crate) use damage::flip;
 #[allow(unused_imports)] // Not every test binary skips.
-pub(crate) use peer::{note, peer, resident_pages, skip};
+pub(crate) use peer::{note, on_path, peer, resident_pages, skip};
 #[allow(unused_imports)] // Only the shared-memory tests name segments.
 pub(crate) use shm_name::Name;
 #[allow(unused_imports)] // Only the full-disk tests mount one.

@@ -48,8 +48,9 @@ pub(super) fn open(opts: &LogOptions, path: &Path) -> Result<Log> {
     }
     let mut len = file_len(&file, path)?;
     // An empty file named as a new log (also what a creation killed before its header
-    // was written leaves): this writer holds the lock and writes the header.
-    if write && opts.create && len == 0 {
+    // was written leaves, or a power cut before it reached the disk: zeros): this writer
+    // holds the lock and writes the header.
+    if write && opts.create && unwritten(&file, len)? {
         if opts.shared {
             create_shared(&file)?;
         } else {
@@ -198,7 +199,7 @@ fn create_shared(file: &StoreFile) -> Result<()> {
             Ok(()) => break,
             Err(e) if e.kind() == ErrorKind::Busy && std::time::Instant::now() < deadline => {
                 // Another shared writer holds the file: it may have written the header.
-                if file_len(file, path)? > 0 {
+                if !unwritten(file, file_len(file, path)?)? {
                     return lock_shared_waiting(file, path);
                 }
                 std::thread::sleep(std::time::Duration::from_millis(1));
@@ -206,7 +207,7 @@ fn create_shared(file: &StoreFile) -> Result<()> {
             Err(e) => return Err(e),
         }
     }
-    let made = if file_len(file, path)? == 0 {
+    let made = if unwritten(file, file_len(file, path)?)? {
         create(file)
     } else {
         Ok(()) // another shared writer wrote it first
@@ -241,10 +242,31 @@ fn create(file: &StoreFile) -> Result<()> {
     file.write_all_at(&page, 0).map_err(nothing_created)?;
     file.reserve(DATA_START, FIRST_RESERVE)
         .map_err(nothing_created)?;
-    if file.commit()? {
+    // Whatever the durability, the header reaches the disk before the log is used (or,
+    // for a new file, linked into place): a power cut must not leave a file of zeros
+    // that only looks like another program's.
+    file.sync_data()?;
+    if file.durability() == Durability::Sync {
         sync_dir(path)?;
     }
     Ok(())
+}
+
+/// Whether the file holds nothing written: empty, or zeros only (a creation whose header
+/// a power cut lost). Only a file whose first bytes are zero is read through.
+fn unwritten(file: &File, len: u64) -> Result<bool> {
+    let mut buf = vec![0u8; 64 << 10];
+    let mut at = 0;
+    while at < len {
+        let n = buf.len().min((len - at) as usize);
+        file.read_exact_at(&mut buf[..n], at)
+            .map_err(|e| Error::io(Op::Open, &e))?;
+        if buf[..n].iter().any(|&b| b != 0) {
+            return Ok(false);
+        }
+        at += n as u64;
+    }
+    Ok(true)
 }
 
 /// A full disk while a store is created: nothing was opened, so the hint says so.
