@@ -190,6 +190,14 @@ fn check_log_image(
 ) {
     let read = || -> crate::Result<Vec<(Seq, Vec<u8>)>> {
         let log = LogOptions::new().read_only().open(img)?;
+        // A read-only check calls a torn write what it is, not damage.
+        let check = log.check()?;
+        if !check.damage.is_empty() {
+            return Err(
+                crate::Error::new(crate::Op::Recover, crate::ErrorKind::Corrupt)
+                    .detail(format!("check found damage: {check:?}")),
+            );
+        }
         log.iter()
             .map(|e| e.and_then(|e| Ok((e.seq(), e.read()?))))
             .collect()

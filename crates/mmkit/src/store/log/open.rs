@@ -33,32 +33,42 @@ pub(super) fn open(opts: &LogOptions, path: &Path) -> Result<Log> {
         open_reader(path)?
     };
     let file = StoreFile::from_file(file, path, opts.durability);
+    // A writer alone with the file (its exclusive flock) clears what a writer of another
+    // boot left in the header (`clear_stale_lock`) once the header checks out; a shared
+    // writer then shares the lock.
+    let mut alone = false;
     if write && opts.shared {
-        // Alone with the file for a moment? Then clear what a writer of another boot
-        // left (`clear_stale_lock`), and share the lock from then on.
         match file::lock_writer(&file, path) {
-            Ok(()) => clear_stale_lock(&file)?,
-            Err(e) if e.kind() == ErrorKind::Busy => {}
+            Ok(()) => alone = true,
+            Err(e) if e.kind() == ErrorKind::Busy => lock_shared_waiting(&file, path)?,
             Err(e) => return Err(e),
         }
-        lock_shared_waiting(&file, path)?;
     } else if write {
         file::lock_writer(&file, path)?;
-        clear_stale_lock(&file)?;
+        alone = true;
     }
     let mut len = file_len(&file, path)?;
     // An empty file named as a new log (also what a creation killed before its header
-    // was written leaves, or a power cut before it reached the disk: zeros): this writer
-    // holds the lock and writes the header.
-    if write && opts.create && unwritten(&file, len)? {
+    // was written leaves): this writer holds the lock and writes the header. A file of
+    // zeros is refused as another program's (a shared memory segment starts so): a new
+    // log is written whole and flushed before it is linked into place, so no power cut
+    // leaves one of mmkit's as zeros.
+    if write && opts.create && len == 0 {
         if opts.shared {
-            create_shared(&file)?;
+            create_shared(&file)?; // shares the lock from then on: a fresh header's word is 0
+            alone = false;
         } else {
             create(&file)?;
         }
         len = file_len(&file, path)?;
     }
     let meta = read_header(&file, path, len)?;
+    if alone {
+        clear_stale_lock(&file)?;
+        if opts.shared {
+            lock_shared_waiting(&file, path)?;
+        }
+    }
     let maps = Maps::new(&file, path, write, header_write, len)?;
     let mut log = Log {
         path: path.to_path_buf(),
@@ -199,7 +209,7 @@ fn create_shared(file: &StoreFile) -> Result<()> {
             Ok(()) => break,
             Err(e) if e.kind() == ErrorKind::Busy && std::time::Instant::now() < deadline => {
                 // Another shared writer holds the file: it may have written the header.
-                if !unwritten(file, file_len(file, path)?)? {
+                if file_len(file, path)? > 0 {
                     return lock_shared_waiting(file, path);
                 }
                 std::thread::sleep(std::time::Duration::from_millis(1));
@@ -207,7 +217,7 @@ fn create_shared(file: &StoreFile) -> Result<()> {
             Err(e) => return Err(e),
         }
     }
-    let made = if unwritten(file, file_len(file, path)?)? {
+    let made = if file_len(file, path)? == 0 {
         create(file)
     } else {
         Ok(()) // another shared writer wrote it first
@@ -243,30 +253,13 @@ fn create(file: &StoreFile) -> Result<()> {
     file.reserve(DATA_START, FIRST_RESERVE)
         .map_err(nothing_created)?;
     // Whatever the durability, the header reaches the disk before the log is used (or,
-    // for a new file, linked into place): a power cut must not leave a file of zeros
-    // that only looks like another program's.
+    // for a new file, linked into place): a power cut must not leave a file of zeros,
+    // which an open refuses as another program's.
     file.sync_data()?;
     if file.durability() == Durability::Sync {
         sync_dir(path)?;
     }
     Ok(())
-}
-
-/// Whether the file holds nothing written: empty, or zeros only (a creation whose header
-/// a power cut lost). Only a file whose first bytes are zero is read through.
-fn unwritten(file: &File, len: u64) -> Result<bool> {
-    let mut buf = vec![0u8; 64 << 10];
-    let mut at = 0;
-    while at < len {
-        let n = buf.len().min((len - at) as usize);
-        file.read_exact_at(&mut buf[..n], at)
-            .map_err(|e| Error::io(Op::Open, &e))?;
-        if buf[..n].iter().any(|&b| b != 0) {
-            return Ok(false);
-        }
-        at += n as u64;
-    }
-    Ok(true)
 }
 
 /// A full disk while a store is created: nothing was opened, so the hint says so.
