@@ -102,6 +102,8 @@ use rustix::thread::futex;
 use crate::error::{Error, Op, Result};
 use crate::map::Mapping;
 
+pub use super::owner::{Owner, MAX_OWNER_ID, OWNER_BASE};
+
 /// Bit 31 of the lock word: some thread may be sleeping in `FUTEX_WAIT` on it.
 pub const FUTEX_WAITERS: u32 = 0x8000_0000;
 /// Bit 30 of the lock word: the owner took the lock over from a dead owner and has not
@@ -127,6 +129,9 @@ const POLL: Duration = Duration::from_millis(20);
 /// See the [module docs](self) for the protocol and its limits.
 #[derive(Clone, Copy)]
 pub struct RobustMutex<'a> {
+    /// Who is the holder: `None` for the TID mode (one PID namespace only, see the
+    /// [module docs](self#two-modes)); an [`Owner`] for the file-backed mode.
+    owner: Option<&'a Owner>,
     /// The lock word. Invariants (for every process that maps it):
     /// - `word & FUTEX_TID_MASK` is 0 (free), the TID of the one thread holding a guard,
     ///   or `NOT_RECOVERABLE` (terminal: nothing but a fresh word leaves it);
@@ -180,6 +185,7 @@ impl<'a> LockResult<'a> {
 #[must_use = "dropping the guard unlocks the mutex at once"]
 pub struct RobustMutexGuard<'a> {
     word: &'a AtomicU32,
+    owner: Option<&'a Owner>,
     /// Taken over from a dead owner and not yet marked consistent.
     inconsistent: bool,
     /// The word holds this thread's TID: the guard must stay on this thread.
@@ -200,8 +206,27 @@ impl<'a> RobustMutex<'a> {
 
     /// A mutex over `word`, which must live in memory every user maps shared and start
     /// at 0. The word is not reset: an existing lock state is adopted as it is.
+    ///
+    /// This is the TID mode: the word holds the holder's TID and a dead holder is found
+    /// through `/proc/TID/stat`, so every user must be in one PID namespace and the word
+    /// must not outlive the boot (see the [module docs](self#two-modes)). Prefer
+    /// [`with_owner`](Self::with_owner) whenever the memory is a file.
     pub fn new(word: &'a AtomicU32) -> RobustMutex<'a> {
-        RobustMutex { word }
+        RobustMutex { word, owner: None }
+    }
+
+    /// A mutex over `word` in a shared *file* (a segment, a memfd, a store's header),
+    /// whose holders are named by their [`Owner`] on that file: the file-backed mode.
+    /// A holder is dead when nobody holds its owner lock — decided by the kernel, in any
+    /// PID namespace, and never carried over a reboot — so a word left by a power cut or
+    /// copied with the file is taken over at once ([`LockResult::OwnerDied`]).
+    ///
+    /// Every user of the word must use this mode with an `Owner` on the same file.
+    pub fn with_owner(word: &'a AtomicU32, owner: &'a Owner) -> RobustMutex<'a> {
+        RobustMutex {
+            word,
+            owner: Some(owner),
+        }
     }
 
     /// A mutex over the 4-byte word at `off` in `map`.
@@ -240,16 +265,42 @@ impl<'a> RobustMutex<'a> {
     /// As [`lock`](Self::lock).
     #[doc(alias = "pthread_mutex_trylock")]
     pub fn try_lock(&self) -> Result<Option<LockResult<'a>>> {
-        let tid = current_tid();
+        let tid = self.me()?;
         let cur = self.word.load(Ordering::Relaxed);
         if cur & FUTEX_TID_MASK == 0 {
             return Ok(self.acquire(cur, tid | (cur & FUTEX_WAITERS)));
         }
         self.check_state(cur, tid)?;
-        if owner_dead(cur & FUTEX_TID_MASK) {
+        if self.holder_dead(cur & FUTEX_TID_MASK, tid) {
             return Ok(self.take_over(cur, tid));
         }
         Ok(None)
+    }
+
+    /// The value this thread stores as the holder: its TID, or its owner's id.
+    #[inline]
+    fn me(&self) -> Result<u32> {
+        match self.owner {
+            None => Ok(current_tid()),
+            Some(o) => {
+                o.check_fork()?;
+                Ok(o.id())
+            }
+        }
+    }
+
+    /// Whether the holder `holder` (not free, not not-recoverable) is gone. TID mode:
+    /// `/proc/TID/stat`. Owner mode: its owner lock is free (`F_OFD_GETLK`); our own
+    /// id is gone only when no thread of this process holds a guard of our owner (the
+    /// word was left by an earlier owner that drew the same id, before a reboot or in
+    /// the file this one was copied from).
+    fn holder_dead(&self, holder: u32, me: u32) -> bool {
+        match self.owner {
+            None => owner_dead(holder),
+            Some(o) if holder == me => !o.holds_any(),
+            // On an error, alive: never take a lock over without proof.
+            Some(o) => !o.is_alive(holder).unwrap_or(true),
+        }
     }
 
     /// Whether some thread holds the lock now (a snapshot, for diagnostics).
@@ -258,7 +309,7 @@ impl<'a> RobustMutex<'a> {
     }
 
     fn lock_until(&self, deadline: Option<Instant>) -> Result<LockResult<'a>> {
-        let tid = current_tid();
+        let tid = self.me()?;
         // Once this thread has slept, others may still sleep: keep the waiters bit set
         // when taking the lock so the unlock wakes the next one (Drepper, "Futexes Are
         // Tricky", mutex 2).
@@ -287,7 +338,7 @@ impl<'a> RobustMutex<'a> {
             if let Some(d) = deadline {
                 let left = d.saturating_duration_since(Instant::now());
                 if left.is_zero() {
-                    if owner_dead(cur & FUTEX_TID_MASK) {
+                    if self.holder_dead(cur & FUTEX_TID_MASK, tid) {
                         if let Some(r) = self.take_over(expect, tid) {
                             return Ok(r);
                         }
@@ -295,7 +346,8 @@ impl<'a> RobustMutex<'a> {
                     }
                     return Err(Error::os(Op::Process, Errno::TIMEDOUT)
                         .detail(format!(
-                            "robust mutex still held by thread {} when the timeout passed",
+                            "robust mutex still held by {} {} when the timeout passed",
+                            if self.owner.is_some() { "owner" } else { "thread" },
                             cur & FUTEX_TID_MASK
                         ))
                         .hint("the owner is alive and has not unlocked; wait longer or find why it holds the lock"));
@@ -311,7 +363,7 @@ impl<'a> RobustMutex<'a> {
             match futex::wait(self.word, futex::Flags::empty(), expect, Some(&ts)) {
                 Ok(()) | Err(Errno::AGAIN) | Err(Errno::INTR) => {}
                 Err(Errno::TIMEDOUT) => {
-                    if owner_dead(expect & FUTEX_TID_MASK) {
+                    if self.holder_dead(expect & FUTEX_TID_MASK, tid) {
                         if let Some(r) = self.take_over(expect, tid) {
                             return Ok(r);
                         }
@@ -329,20 +381,41 @@ impl<'a> RobustMutex<'a> {
 
     /// CAS the free word `cur` to `new` (holding `tid`); `None` if it changed meanwhile.
     fn acquire(&self, cur: u32, new: u32) -> Option<LockResult<'a>> {
-        self.word
-            .compare_exchange(cur, new, Ordering::Acquire, Ordering::Relaxed)
-            .ok()
-            .map(|_| LockResult::Acquired(self.guard(false)))
+        self.counted(|| {
+            self.word
+                .compare_exchange(cur, new, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok()
+        })
+        .then(|| LockResult::Acquired(self.guard(false)))
+    }
+
+    /// Run the CAS `cas` with this process's owner counted as holding a guard (owner
+    /// mode), uncounted again when it fails: another thread of this process that sees
+    /// our id in the word between the CAS and the count must not take it for stale.
+    #[inline]
+    fn counted(&self, cas: impl FnOnce() -> bool) -> bool {
+        if let Some(o) = self.owner {
+            o.acquired();
+            let won = cas();
+            if !won {
+                o.released();
+            }
+            won
+        } else {
+            cas()
+        }
     }
 
     /// CAS the word from `seen` (a dead owner's value) to `tid | OWNER_DIED`, keeping the
     /// waiters bit. Only one waiter can win: the others see a live owner (the winner).
     fn take_over(&self, seen: u32, tid: u32) -> Option<LockResult<'a>> {
         let new = tid | FUTEX_OWNER_DIED | (seen & FUTEX_WAITERS);
-        self.word
-            .compare_exchange(seen, new, Ordering::Acquire, Ordering::Relaxed)
-            .ok()
-            .map(|_| LockResult::OwnerDied(self.guard(true)))
+        self.counted(|| {
+            self.word
+                .compare_exchange(seen, new, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok()
+        })
+        .then(|| LockResult::OwnerDied(self.guard(true)))
     }
 
     /// Errors for a held word: not recoverable, or held by this very thread.
@@ -353,7 +426,7 @@ impl<'a> RobustMutex<'a> {
                 .detail("robust mutex is not recoverable: a lock taken over from a dead owner was released without mark_consistent")
                 .hint("call mark_consistent() on an OwnerDied guard after repairing the shared state; re-create the mutex word to use it again"));
         }
-        if owner == tid {
+        if owner == tid && (self.owner.is_none() || held_here(self.word)) {
             return Err(Error::os(Op::Process, Errno::DEADLK)
                 .detail(format!("thread {tid} already holds this robust mutex"))
                 .hint("drop the first guard before locking again; the mutex is not re-entrant"));
@@ -362,8 +435,12 @@ impl<'a> RobustMutex<'a> {
     }
 
     fn guard(&self, inconsistent: bool) -> RobustMutexGuard<'a> {
+        if self.owner.is_some() {
+            HELD.with(|h| h.borrow_mut().push(self.word as *const AtomicU32 as usize));
+        }
         RobustMutexGuard {
             word: self.word,
+            owner: self.owner,
             inconsistent,
             _not_send: PhantomData,
         }
@@ -374,7 +451,10 @@ impl<'a> RobustMutexGuard<'a> {
     /// The mutex this guard holds, to unlock and relock it around a condition-variable
     /// wait.
     pub(crate) fn mutex(&self) -> RobustMutex<'a> {
-        RobustMutex::new(self.word)
+        RobustMutex {
+            word: self.word,
+            owner: self.owner,
+        }
     }
 
     /// Declare the protected state repaired after [`LockResult::OwnerDied`]; the mutex
@@ -401,8 +481,22 @@ impl Drop for RobustMutexGuard<'_> {
         } else {
             (0, 1)
         };
+        if self.owner.is_some() {
+            let me = self.word as *const AtomicU32 as usize;
+            HELD.with(|h| {
+                let mut h = h.borrow_mut();
+                if let Some(i) = h.iter().rposition(|&w| w == me) {
+                    h.swap_remove(i);
+                }
+            });
+        }
         // Release: the protected writes happen before the next owner's Acquire CAS.
         let prev = self.word.swap(next, Ordering::Release);
+        // Uncounted only after the word is free: until then a thread of this process
+        // that sees our id must know it is held.
+        if let Some(o) = self.owner {
+            o.released();
+        }
         if prev & FUTEX_WAITERS != 0 || next != 0 {
             // FUTEX_WAKE (shared). Its only errors are EFAULT/EINVAL on a bad word, which
             // a live borrow of mapped memory rules out; nothing to report from a drop.
@@ -573,6 +667,19 @@ impl<'a> Semaphore<'a> {
             }
         }
     }
+}
+
+std::thread_local! {
+    /// The words of owner-mode mutexes this thread holds (by address): tells "this thread
+    /// locks twice" (`EDEADLK`) from "another thread of this process, same owner, holds
+    /// it" (wait).
+    static HELD: std::cell::RefCell<Vec<usize>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Whether this thread holds an owner-mode guard on `word`.
+fn held_here(word: &AtomicU32) -> bool {
+    let me = word as *const AtomicU32 as usize;
+    HELD.with(|h| h.borrow().contains(&me))
 }
 
 fn current_tid() -> u32 {

@@ -125,6 +125,7 @@ use rustix::io::Errno;
 use rustix::thread::futex;
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
+use super::owner::Owner;
 use super::segment::{Segment, SegmentOptions};
 use crate::error::{Error, ErrorKind, Op, Result};
 use crate::map::Mapping;
@@ -237,15 +238,23 @@ impl SharedOptions {
         init: impl FnOnce(&mut Shared<T>) -> Result<()>,
     ) -> Result<Shared<T>> {
         let mut shared = Shared::<T>::adopt(map)?;
-        let me = (std::process::id() << 2) | INITIALISING;
         let deadline = Instant::now() + self.timeout;
+        // Who we are to the others, made only when the value is not ready yet.
+        let mut who: Option<Initialiser> = None;
         loop {
             let state = shared.header(|h| h.state.load(Ordering::Acquire))?;
             if state == READY {
                 shared.check_header(self.version)?;
                 return Ok(shared);
             }
-            let claimable = state == UNINIT || initialiser_dead(state);
+            if who.is_none() {
+                who = Some(Initialiser::new(&shared.map)?);
+            }
+            let Some(who) = who.as_ref() else {
+                unreachable!("set above")
+            };
+            let me = who.state();
+            let claimable = state == UNINIT || who.is_dead(state);
             if claimable && shared.claim(state, me)? {
                 shared.initialise(self.version, me, init)?;
                 return Ok(shared);
@@ -325,9 +334,44 @@ fn timeout_err(state: u32, timeout: Duration) -> Error {
         .hint("raise SharedOptions::timeout, or check that some process calls create_or_open")
 }
 
-/// Whether `state` names an initialiser whose process has ended.
-fn initialiser_dead(state: u32) -> bool {
-    state & 3 == INITIALISING && super::sync::owner_dead(state >> 2)
+/// How an initialiser is named in the state word (`ID << 2 | 1`) and found dead.
+enum Initialiser {
+    /// The memory is a file (a segment, a memfd): the ID is an [`Owner`] id on it, held
+    /// by an OFD lock the kernel drops when the process dies, in any PID namespace.
+    Owner(Owner),
+    /// Anonymous shared memory (no file to lock): the ID is the pid, and a dead one is
+    /// found through `/proc/PID/stat` — one PID namespace only (see the module docs).
+    Pid(u32),
+}
+
+impl Initialiser {
+    fn new(map: &Mapping) -> Result<Initialiser> {
+        Ok(match super::owner::file_of(map)? {
+            Some(fd) => Initialiser::Owner(Owner::claim(&fd)?),
+            None => Initialiser::Pid(std::process::id()),
+        })
+    }
+
+    /// Our state word while we initialise.
+    fn state(&self) -> u32 {
+        let id = match self {
+            Initialiser::Owner(o) => o.id(),
+            Initialiser::Pid(p) => *p,
+        };
+        (id << 2) | INITIALISING
+    }
+
+    /// Whether `state` names an initialiser that has ended (never our own).
+    fn is_dead(&self, state: u32) -> bool {
+        if state & 3 != INITIALISING {
+            return false;
+        }
+        let id = state >> 2;
+        match self {
+            Initialiser::Owner(o) => !o.is_alive(id).unwrap_or(true),
+            Initialiser::Pid(me) => id != *me && super::sync::owner_dead(id),
+        }
+    }
 }
 
 /// A `T` in shared memory behind a checked header. See the [module docs](self).

@@ -125,8 +125,17 @@ pub use consumer::{Consumer, Message};
 pub use producer::{Producer, Reservation};
 
 use crate::error::{Error, ErrorKind, Op, Result};
-use crate::map::{MapOptions, Mapping};
+use crate::map::Mapping;
+use crate::shm::owner::file_of;
 use crate::shm::segment::{Segment, SegmentOptions};
+use crate::shm::Memfd;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+
+/// The file under a ring's mapping, opened again for its role locks; `None` for
+/// anonymous shared memory.
+fn lock_file(map: &Mapping) -> Result<Option<OwnedFd>> {
+    file_of(map)
+}
 use layout::{Header, HEADER_BYTES, RECORD_HEADER};
 
 /// What one side of a ring did while waiting (this process's side only), for tuning and
@@ -193,14 +202,22 @@ impl RingOptions {
     ///
     /// # Errors
     /// A capacity that is not a power of two ≥ 4096; the mapping's errors.
+    ///
+    /// The memory is a memfd sealed against shrinking and growing (rather than
+    /// `MAP_SHARED | MAP_ANONYMOUS`), so the roles are OFD locks on it: see the
+    /// [module docs](self#a-peer-that-dies).
     pub fn anonymous(&self) -> Result<Ring> {
         self.check()?;
-        let map = MapOptions::new()
-            .len(self.shared_bytes())
-            .map_anon_shared()?;
-        // SAFETY: new anonymous memory; only this process and its fork children, which
-        // reach it through this `Ring`, can see it.
-        unsafe { self.init(map) }
+        let seg = Memfd::new("mmkit-ring")
+            .size(self.shared_bytes() as u64)
+            .create(&[])?;
+        let map = seg.map()?;
+        // SAFETY: a new memfd; only this process and its fork children, which reach it
+        // through this `Ring`, hold it.
+        let mut ring = unsafe { self.init_parts(map, None) }?;
+        let inner = Arc::get_mut(&mut ring.inner).expect("a new ring has one handle");
+        inner.file = Some(seg.into_fd());
+        Ok(ring)
     }
 
     /// Create a named segment (exclusive, mode 0600) holding a new ring.
@@ -228,7 +245,17 @@ impl RingOptions {
     ///
     /// # Errors
     /// A bad capacity, or `map` too small for it.
-    pub unsafe fn init(&self, mut map: Mapping) -> Result<Ring> {
+    pub unsafe fn init(&self, map: Mapping) -> Result<Ring> {
+        let file = lock_file(&map)?;
+        // SAFETY: forwarded to the caller.
+        unsafe { self.init_parts(map, file) }
+    }
+
+    /// [`init`](Self::init) with the ring's file (for its role locks) already found.
+    ///
+    /// # Safety
+    /// As [`Ring::attach`].
+    unsafe fn init_parts(&self, mut map: Mapping, file: Option<OwnedFd>) -> Result<Ring> {
         self.check()?;
         if map.len() < self.shared_bytes() {
             return Err(Error::new(Op::Map, ErrorKind::OutOfRange)
@@ -250,7 +277,7 @@ impl RingOptions {
         // The consumer's first look is at offset 0: no old bytes may pass for a mark.
         first.mark.store(0, std::sync::atomic::Ordering::Relaxed);
         header.initialise(self.capacity as u64);
-        Ok(Ring::from_parts(map, self.spin))
+        Ok(Ring::from_parts(map, self.spin, file))
     }
 
     fn check(&self) -> Result<()> {
@@ -290,6 +317,9 @@ pub(crate) struct Inner {
     base: *mut u8,
     pub(crate) capacity: u64,
     pub(crate) spin: Duration,
+    /// The ring's file, when its memory is one (a memfd, a named segment, a mapped
+    /// file): the roles are OFD locks on it. `None` for anonymous shared memory.
+    file: Option<OwnedFd>,
 }
 
 // SAFETY: `base` points into `map`, which lives as long as `Inner`; all access to the
@@ -300,6 +330,11 @@ unsafe impl Send for Inner {}
 unsafe impl Sync for Inner {}
 
 impl Inner {
+    /// The ring's file, for role locks (see [`Inner::file`](Inner)).
+    pub(crate) fn file(&self) -> Option<BorrowedFd<'_>> {
+        self.file.as_ref().map(|f| f.as_fd())
+    }
+
     pub(crate) fn header(&self) -> &Header {
         // SAFETY: the mapping starts with a `Header` (checked at attach) and lives as
         // long as `self`; the header is all atomics.
@@ -381,10 +416,11 @@ impl Ring {
         // SAFETY: at least HEADER_BYTES long, page-aligned, all atomics.
         let header = unsafe { &*(base as *const Header) };
         header.check(map.len())?;
-        Ok(Ring::from_parts(map, RingOptions::new().spin))
+        let file = lock_file(&map)?;
+        Ok(Ring::from_parts(map, RingOptions::new().spin, file))
     }
 
-    fn from_parts(mut map: Mapping, spin: Duration) -> Ring {
+    fn from_parts(mut map: Mapping, spin: Duration, file: Option<OwnedFd>) -> Ring {
         let base = map.as_mut_ptr();
         // SAFETY: the header was initialised or checked by the caller.
         let capacity = unsafe { &*(base as *const Header) }.capacity();
@@ -394,6 +430,7 @@ impl Ring {
                 base,
                 capacity,
                 spin,
+                file,
             }),
         }
     }
@@ -414,10 +451,24 @@ impl Ring {
         h.head().saturating_sub(h.tail()) as usize
     }
 
-    /// The pids attached as producer and consumer (0 when the role is free).
+    /// The pids attached as producer and consumer (0 when the role is free), each as
+    /// the holder's own PID namespace numbers it: for messages, not to act on. Whether a
+    /// role is held is read from its lock (from `/proc/PID` for a ring in anonymous
+    /// memory that is not a memfd).
     pub fn peers(&self) -> (u32, u32) {
         let h = self.inner.header();
-        (h.producer_pid(), h.consumer_pid())
+        let file = self.inner.file();
+        let held = |pid: u32, role| {
+            if wait::role_held(file, pid, role) {
+                pid
+            } else {
+                0
+            }
+        };
+        (
+            held(h.producer_pid(), wait::RoleName::Producer),
+            held(h.consumer_pid(), wait::RoleName::Consumer),
+        )
     }
 
     /// Take the producer role: see [`Producer`].
