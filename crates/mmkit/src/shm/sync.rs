@@ -18,21 +18,38 @@
 //!
 //! Wraps [`futex(2)`](https://man7.org/linux/man-pages/man2/futex.2.html) (`FUTEX_WAIT`
 //! with a timeout, `FUTEX_WAKE`; never `FUTEX_PRIVATE_FLAG`, so waiters in other
-//! processes are found through the shared page) and
-//! [`gettid(2)`](https://man7.org/linux/man-pages/man2/gettid.2.html); owner liveness is
-//! read from [`/proc/TID/stat`](https://man7.org/linux/man-pages/man5/proc_pid_stat.5.html).
+//! processes are found through the shared page). Owner liveness comes from an OFD lock
+//! (`F_OFD_GETLK` of [`fcntl(2)`](https://man7.org/linux/man-pages/man2/fcntl.2.html)) in
+//! the file-backed mode, from
+//! [`/proc/TID/stat`](https://man7.org/linux/man-pages/man5/proc_pid_stat.5.html) and
+//! [`gettid(2)`](https://man7.org/linux/man-pages/man2/gettid.2.html) in the TID mode.
+//!
+//! # Two modes
+//!
+//! - **File-backed** ([`RobustMutex::with_owner`]), for a word in a file every user has
+//!   open (a named segment, a memfd, a store's header): the word names the holder's
+//!   [`Owner`] — an id whose byte ([`OWNER_BASE`]` + id`) the holder's process keeps
+//!   locked with an open-file-description lock. The kernel drops that lock when the
+//!   process dies, and the lock is seen by every process with the file open, in any PID
+//!   namespace; nothing of it is stored, so after a reboot (or in a copy of the file) a
+//!   word names nobody alive and is taken over at once. This is the mode the stores use.
+//! - **TID mode** ([`RobustMutex::new`]), for any word, file or not (anonymous shared
+//!   memory inherited over `fork`): the word holds the holder's TID, checked in
+//!   `/proc/TID/stat`. It is for one PID namespace and one boot only (see Limits).
 //!
 //! # The protocol
 //!
 //! The lock word follows the kernel's robust-futex layout
-//! (`Documentation/locking/robust-futex-ABI.rst`): the owner's TID in the low 30 bits
-//! (0 = free), [`FUTEX_OWNER_DIED`] (bit 30) and [`FUTEX_WAITERS`] (bit 31).
+//! (`Documentation/locking/robust-futex-ABI.rst`): the holder in the low 30 bits (0 =
+//! free; a TID, or an [`Owner`] id), [`FUTEX_OWNER_DIED`] (bit 30) and [`FUTEX_WAITERS`]
+//! (bit 31).
 //!
-//! - **lock**: CAS `0 → tid`. Otherwise set the waiters bit and `FUTEX_WAIT` on the
-//!   observed value for at most 20 ms. On each timeout the waiter reads the owner's
-//!   state from `/proc/TID/stat`; if the thread is gone (or a zombie), it CASes the word
-//!   from exactly that value to `its tid | OWNER_DIED | WAITERS` and returns
-//!   `OwnerDied`. Only one waiter can win that CAS.
+//! - **lock**: CAS `0 → me`. Otherwise set the waiters bit and `FUTEX_WAIT` on the
+//!   observed value for at most 20 ms. On each timeout the waiter asks whether the
+//!   holder lives (its owner lock is held, or its `/proc/TID/stat` names a live
+//!   thread); if not, it CASes the word from exactly that value to
+//!   `me | OWNER_DIED | WAITERS` and returns `OwnerDied`. Only one waiter can win that
+//!   CAS. The fast path (an uncontended CAS) makes no system call in either mode.
 //! - **unlock** (guard drop): swap the word to 0 (or to the not-recoverable value) and,
 //!   if the waiters bit was set, `FUTEX_WAKE` one waiter (all of them for not-recoverable).
 //!
@@ -43,16 +60,38 @@
 //!
 //! # Limits
 //!
-//! - **TID reuse.** A dead owner is recognised by its TID no longer naming a live
-//!   thread. If the kernel hands that TID to a new thread before a waiter looks (it
-//!   reuses ids only after wrapping `kernel.pid_max`, by default 4 194 304), the waiter
-//!   takes the new thread for the owner and keeps waiting. A pidfd would close this gap
-//!   but cannot be shared through memory.
-//! - **One PID namespace.** All users must see the same TIDs (not across containers).
+//! File-backed mode:
+//!
+//! - **The holder is a process**, not a thread: threads of one process share its
+//!   [`Owner`] and exclude each other through the word, but a thread that exits holding
+//!   a guard (only possible by leaking it) is not noticed while its process lives.
+//! - **`fork`**: a child inherits the parent's descriptors, so an owner lock held at the
+//!   fork stays held while either lives; the child must claim its own [`Owner`] (the
+//!   inherited one is refused with `EINVAL`).
+//! - **Id reuse.** Ids are drawn at random from 2^30 − 1 and held exclusively, so two live
+//!   owners never share one. A word left by a dead owner whose id a new owner happens to
+//!   draw reads as alive until that owner locks the word itself (then it sees its own id
+//!   held by no thread of its process and takes over) or ends.
+//! - Every user must have the file open read-write and `/proc` mounted (the owner's
+//!   description is opened through `/proc/self/fd`).
+//!
+//! TID mode:
+//!
+//! - **One PID namespace.** The word holds a TID as the holder's namespace numbers it;
+//!   in another namespace that number names another thread or none, so a live holder
+//!   in another namespace can be taken over and a dead one waited for forever. Use the
+//!   file-backed mode across containers or `unshare --pid`.
+//! - **One boot.** A word kept in a file keeps a dead thread's TID across a reboot,
+//!   where a live thread may have it: the file-backed mode has no such state.
+//! - **TID reuse.** If the kernel hands a dead holder's TID to a new thread before a
+//!   waiter looks (after wrapping `kernel.pid_max`), the waiter keeps waiting.
+//! - A guard is bound to its thread (the word holds that thread's TID): it is not `Send`.
+//!
+//! Both modes:
+//!
 //! - **Detection latency.** A waiter notices a dead owner within about one poll
 //!   interval (20 ms); a live owner is never taken over.
 //! - **Not re-entrant.** Locking twice from the same thread fails with `EDEADLK`.
-//! - A guard is bound to its thread (the word holds that thread's TID): it is not `Send`.
 //!
 //! # Example
 //!

@@ -28,10 +28,33 @@
 //!   delivered again). A peer that closed on purpose (drop) gives
 //!   [`ErrorKind::Closed`] once the ring is empty.
 //!
+//! # Roles and liveness
+//!
+//! A role is an exclusive open-file-description lock on one byte of the ring's file
+//! (far past its data; the producer's and the consumer's bytes differ), taken on a
+//! description opened for that role alone. The kernel refuses a second holder
+//! ([`ErrorKind::Busy`]) and drops the lock when the holder's process dies, `kill -9`
+//! included; every process with the file open sees it, in any PID namespace, and
+//! nothing of it survives a reboot. So "is the peer alive" is "is its role byte locked"
+//! (`F_OFD_GETLK`, asked only after a sleep, never on the send/receive path) — never a
+//! pid. The pid words in the header are the holders' pids as their own namespaces
+//! number them, kept for messages and [`Ring::peers`] only.
+//!
+//! Every ring built here has a file: [`Ring::anonymous`] is a sealed memfd, named rings
+//! a `/dev/shm` file, and [`RingOptions::init`]/[`Ring::attach`] find the file under the
+//! mapping (through its path, `/proc/self/fd` or `/proc/self/map_files`). Only a ring
+//! laid over `MAP_SHARED | MAP_ANONYMOUS` memory has none; its roles fall back to the pid
+//! words checked in `/proc/PID/stat`, which holds only within **one PID namespace**:
+//! give such a ring to processes of one namespace, or use a memfd.
+//!
+//! **`fork`**: a child inherits its parent's descriptors, a role's included, so a role
+//! taken before a `fork` stays held while the parent *or* the child lives (dropping the
+//! `Producer`/`Consumer` in the process that took it still frees it). Take roles after
+//! forking.
+//!
 //! Wraps [`futex(2)`](https://man7.org/linux/man-pages/man2/futex.2.html) (`FUTEX_WAIT`
-//! with a timeout and `FUTEX_WAKE`, shared between processes) and reads
-//! [`/proc/PID/stat`](https://man7.org/linux/man-pages/man5/proc_pid_stat.5.html) to learn
-//! whether a peer lives.
+//! with a timeout and `FUTEX_WAKE`, shared between processes) and `F_OFD_SETLK`/
+//! `F_OFD_GETLK` of [`fcntl(2)`](https://man7.org/linux/man-pages/man2/fcntl.2.html).
 //!
 //! # The protocol
 //!

@@ -285,15 +285,18 @@ pub(crate) struct Peer<'a> {
 }
 
 impl Peer<'_> {
-    /// `Some(pid it reported)` when the peer has died: its role lock is free (lock mode),
-    /// or its pid names no live process (pid mode). A peer that closed on purpose is
+    /// `Some(pid it reported)` when the peer has died: a holder recorded its pid and
+    /// left without clearing it, and its role lock is free (lock mode) or its pid names
+    /// no live process (pid mode). A peer that closed on purpose is
     /// seen through its closed flag before this is asked.
     fn dead(&self) -> Option<u32> {
         let pid = self.pid.load(Ordering::Acquire);
-        let dead = match self.mine {
-            Role::Lock(lock) => !lock.other_held(self.role.byte()),
-            Role::Pid => pid != 0 && owner_dead(pid),
-        };
+        // A role never taken, or left on purpose, has pid 0: free, not dead.
+        let dead = pid != 0
+            && match self.mine {
+                Role::Lock(lock) => !lock.other_held(self.role.byte()),
+                Role::Pid => owner_dead(pid),
+            };
         dead.then_some(pid)
     }
 }
