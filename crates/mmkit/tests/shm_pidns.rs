@@ -46,7 +46,7 @@ fn can_unshare() -> bool {
     if !root {
         let reason = "not root: another PID namespace needs CAP_SYS_ADMIN";
         assert!(
-            std::env::var_os("MMKIT_REQUIRE_PEERS").is_none_or(|v| v != "1"),
+            !std::env::var_os("MMKIT_REQUIRE_PEERS").is_some_and(|v| v == "1"),
             "{reason}, and MMKIT_REQUIRE_PEERS=1"
         );
         common::skip(reason);

@@ -59,6 +59,9 @@ fn random_id() -> u32 {
     1 + (h.finish() % u64::from(MAX_OWNER_ID)) as u32
 }
 
+/// This process's owners by file (device, inode), for [`Owner::for_file`].
+type Owners = HashMap<(u64, u64), Arc<Owner>>;
+
 /// This process's identity on one shared file: an exclusive OFD lock on the byte
 /// [`OWNER_BASE`]` + id`, held until the `Owner` is dropped or the process dies (the kernel
 /// releases it then, in any PID namespace). A lock word that names an id whose byte
@@ -117,7 +120,7 @@ impl Owner {
     /// # Errors
     /// As [`claim`](Self::claim); `fstat` failing.
     pub(crate) fn for_file(file: &File) -> Result<Arc<Owner>> {
-        static OWNERS: Mutex<Option<HashMap<(u64, u64), Arc<Owner>>>> = Mutex::new(None);
+        static OWNERS: Mutex<Option<Owners>> = Mutex::new(None);
         let st = rustix::fs::fstat(file).map_err(|e| lock_err(e, "fstat"))?;
         let key = (st.st_dev, st.st_ino);
         let generation = fork_generation();
