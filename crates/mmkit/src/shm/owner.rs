@@ -275,3 +275,61 @@ fn open_if_same(id: FileId, path: &std::path::Path) -> Option<OwnedFd> {
     let fd = rustix::fs::open(path, flags, Mode::empty()).ok()?;
     same(&rustix::fs::fstat(&fd).ok()?).then_some(fd)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file() -> (tempfile::TempDir, File) {
+        let dir = tempfile::tempdir().unwrap();
+        let f = File::options()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(dir.path().join("f"))
+            .unwrap();
+        (dir, f)
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore)]
+    fn owners_are_distinct_alive_while_held_and_dead_once_dropped() {
+        let (_d, f) = file();
+        let a = Owner::claim(&f).unwrap();
+        let b = Owner::claim(&f).unwrap();
+        assert_ne!(a.id(), b.id());
+        assert!((1..=MAX_OWNER_ID).contains(&a.id()));
+        assert!(a.is_alive(b.id()).unwrap() && b.is_alive(a.id()).unwrap());
+        assert!(a.is_alive(a.id()).unwrap());
+        let gone = b.id();
+        drop(b);
+        assert!(!a.is_alive(gone).unwrap());
+        // Nothing of an owner is in the file: a copy of it holds no lock.
+        assert_eq!(f.metadata().unwrap().len(), 0);
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore)]
+    fn a_role_lock_admits_one_holder_and_frees_on_drop() {
+        let (_d, f) = file();
+        let first = RoleLock::try_take(f.as_fd(), ROLE_BASE).unwrap().unwrap();
+        assert!(RoleLock::try_take(f.as_fd(), ROLE_BASE).unwrap().is_none());
+        let other = RoleLock::try_take(f.as_fd(), ROLE_BASE + 1).unwrap().unwrap();
+        assert!(other.other_held(ROLE_BASE) && first.other_held(ROLE_BASE + 1));
+        assert!(byte_held(f.as_fd(), ROLE_BASE));
+        drop(first);
+        assert!(!other.other_held(ROLE_BASE));
+        assert!(RoleLock::try_take(f.as_fd(), ROLE_BASE).unwrap().is_some());
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore)]
+    fn for_file_gives_one_owner_per_file() {
+        let (d, f) = file();
+        let a = Owner::for_file(&f).unwrap();
+        let again = File::options().read(true).write(true).open(d.path().join("f"));
+        let b = Owner::for_file(&again.unwrap()).unwrap();
+        assert_eq!(a.id(), b.id());
+    }
+}
