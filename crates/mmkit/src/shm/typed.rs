@@ -14,7 +14,7 @@
 //! other addresses) and the initialiser's publish ends with `FUTEX_WAKE` of them all. An
 //! initialiser's liveness is an OFD lock (`F_OFD_GETLK` of
 //! [`fcntl(2)`](https://man7.org/linux/man-pages/man2/fcntl.2.html)) on the memory's file
-//! — its [`Owner`](super::sync::Owner) — valid in any PID namespace; only anonymous
+//! — its [`Owner`] — valid in any PID namespace; only anonymous
 //! shared memory, which has no file, falls back to
 //! [`/proc/PID/stat`](https://man7.org/linux/man-pages/man5/proc_pid_stat.5.html), valid
 //! in one PID namespace.
@@ -56,7 +56,7 @@
 //!    run again). Only one waiter wins that CAS.
 //!
 //! The ID is, for memory that is a file (a segment, a memfd, a mapped file), the id of an
-//! [`Owner`](super::sync::Owner) the process claims on that file for the call: dead when
+//! [`Owner`] the process claims on that file for the call: dead when
 //! nobody holds its OFD lock, which the kernel drops with the process in any PID
 //! namespace, and which no reboot keeps. For anonymous shared memory (no file) the ID is
 //! the pid, dead when `/proc/PID/stat` is gone or a zombie's: **one PID namespace only**
