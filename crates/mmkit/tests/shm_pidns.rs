@@ -6,7 +6,8 @@
 //! second process under `unshare --pid --fork --mount-proc` — a re-exec of this test
 //! binary that runs only the test at hand, in the role named by `MMKIT_PIDNS_ROLE` — and
 //! checks the three ring defects of the issue, the robust mutex over a store's lock word
-//! after a "reboot", and `Shared<T>`'s initialiser.
+//! after a "reboot" and with its holder in another namespace, `Shared<T>`'s initialiser,
+//! and a segment's creator (whose sizing lock was an `flock` already).
 //!
 //! The child in the namespace can be given a chosen pid (through
 //! `/proc/sys/kernel/ns_last_pid` of its new namespace): one that no process has in the
@@ -497,4 +498,51 @@ fn shared_initialiser_in_another_pidns_is_waited_for_then_taken_over() {
         .create_or_open_segment::<AtomicU32>(&name.0, |s| s.with(|v| v.store(3, Ordering::Relaxed)))
         .expect("a killed initialiser is taken over");
     assert_eq!(shared.with(|v| v.load(Ordering::Relaxed)).unwrap(), 3);
+}
+
+/// Segments (audit: no pid involved): a creator in another PID namespace that holds the
+/// sizing lock (`flock`) of its new, still empty segment is waited for, never robbed;
+/// once it is killed the opener sizes the segment at once.
+#[test]
+fn segment_creator_in_another_pidns_is_waited_for_then_taken_over() {
+    if let Some((role, name)) = role() {
+        let _ = mmkit::shm::segment::SegmentOptions::new().create_pausing(&name, 8192, |at| {
+            if at == "locked" {
+                say(&role);
+                wait_for_kill();
+            }
+        });
+        std::process::exit(1);
+    }
+    if !can_unshare() {
+        return;
+    }
+    let name = Name::new("pidns-seg");
+    let pid = free_pid();
+    let mut child = NsChild::spawn(
+        "segment_creator_in_another_pidns_is_waited_for_then_taken_over",
+        "creator",
+        &name.0,
+        Some(pid),
+    );
+    assert_eq!(child.expect("creator"), pid);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let n = name.0.clone();
+    std::thread::spawn(move || {
+        let seg = mmkit::shm::segment::SegmentOptions::new()
+            .open_or_create()
+            .create(&n, 8192);
+        let _ = tx.send(seg.and_then(|s| s.size()));
+    });
+    let early = rx.recv_timeout(Duration::from_millis(300));
+    child.kill();
+    assert!(
+        early.is_err(),
+        "the opener did not wait for a live creator holding the sizing lock: {early:?}"
+    );
+    let size = rx
+        .recv_timeout(Duration::from_secs(5))
+        .expect("the opener sizes the segment once its creator is killed")
+        .unwrap();
+    assert!(size >= 8192, "{size}");
 }

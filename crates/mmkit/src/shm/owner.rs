@@ -315,7 +315,9 @@ mod tests {
         let (_d, f) = file();
         let first = RoleLock::try_take(f.as_fd(), ROLE_BASE).unwrap().unwrap();
         assert!(RoleLock::try_take(f.as_fd(), ROLE_BASE).unwrap().is_none());
-        let other = RoleLock::try_take(f.as_fd(), ROLE_BASE + 1).unwrap().unwrap();
+        let other = RoleLock::try_take(f.as_fd(), ROLE_BASE + 1)
+            .unwrap()
+            .unwrap();
         assert!(other.other_held(ROLE_BASE) && first.other_held(ROLE_BASE + 1));
         assert!(byte_held(f.as_fd(), ROLE_BASE));
         drop(first);
@@ -328,7 +330,10 @@ mod tests {
     fn for_file_gives_one_owner_per_file() {
         let (d, f) = file();
         let a = Owner::for_file(&f).unwrap();
-        let again = File::options().read(true).write(true).open(d.path().join("f"));
+        let again = File::options()
+            .read(true)
+            .write(true)
+            .open(d.path().join("f"));
         let b = Owner::for_file(&again.unwrap()).unwrap();
         assert_eq!(a.id(), b.id());
     }
