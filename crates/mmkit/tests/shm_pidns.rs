@@ -546,3 +546,23 @@ fn segment_creator_in_another_pidns_is_waited_for_then_taken_over() {
         .unwrap();
     assert!(size >= 8192, "{size}");
 }
+
+/// A `fork` child shares its parent's owner lock (the descriptor is inherited), so it
+/// may not lock as that owner: it must claim its own.
+#[test]
+fn a_fork_child_cannot_lock_as_its_parents_owner() {
+    let (_dir, file) = store_file();
+    let owner = mmkit::shm::sync::Owner::claim(&file).unwrap();
+    let word = AtomicU32::new(0);
+    let child = common::spawn(|| {
+        let refused = RobustMutex::with_owner(&word, &owner)
+            .try_lock()
+            .is_err_and(|e| e.errno() == Some(22));
+        let own = mmkit::shm::sync::Owner::claim(&file).unwrap();
+        let locked = RobustMutex::with_owner(&word, &own)
+            .try_lock()
+            .is_ok_and(|g| g.is_some());
+        i32::from(!refused) + 2 * i32::from(!locked)
+    });
+    assert_eq!(child.wait().unwrap(), mmkit::process::Exit::Code(0));
+}

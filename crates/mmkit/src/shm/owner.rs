@@ -205,6 +205,11 @@ impl RoleLock {
             }))
     }
 
+    /// Whether this process took the lock (not a `fork` child that inherited it).
+    pub(crate) fn is_ours(&self) -> bool {
+        fork_generation() == self.generation
+    }
+
     /// Whether someone holds `byte` (another role of the same file); on an error,
     /// alive (never call a peer dead without proof).
     pub(crate) fn other_held(&self, byte: u64) -> bool {
@@ -214,7 +219,7 @@ impl RoleLock {
 
 impl Drop for RoleLock {
     fn drop(&mut self) {
-        if fork_generation() == self.generation {
+        if self.is_ours() {
             let _ = ofd_unlock(self.fd.as_fd(), self.byte);
         }
     }

@@ -237,10 +237,7 @@ impl RingOptions {
         let map = seg.map()?;
         // SAFETY: a new memfd; only this process and its fork children, which reach it
         // through this `Ring`, hold it.
-        let mut ring = unsafe { self.init_parts(map, None) }?;
-        let inner = Arc::get_mut(&mut ring.inner).expect("a new ring has one handle");
-        inner.file = Some(seg.into_fd());
-        Ok(ring)
+        unsafe { self.init_parts(map, Some(seg.into_fd())) }
     }
 
     /// Create a named segment (exclusive, mode 0600) holding a new ring.

@@ -348,7 +348,8 @@ pub(crate) fn take_role(
 
 /// Give a role up: mark it closed, free its pid word if it is still ours, release the
 /// role lock (by dropping `held`), and wake the other side (sleeping on `line`) so it
-/// sees the close.
+/// sees the close. A `fork` child dropping its copy of its parent's role only closes
+/// its descriptor: the parent's role goes on.
 pub(crate) fn leave_role(
     held: Role,
     pid: &AtomicU32,
@@ -356,6 +357,12 @@ pub(crate) fn leave_role(
     line: &WakeLine,
     registered: bool,
 ) {
+    if let Role::Lock(lock) = &held {
+        if !lock.is_ours() {
+            // A fork child's copy of its parent's role: the parent still holds it.
+            return;
+        }
+    }
     closed.store(1, Ordering::Release);
     let _ = pid.compare_exchange(my_pid(), 0, Ordering::AcqRel, Ordering::Relaxed);
     drop(held);
