@@ -57,6 +57,12 @@ impl Mapping {
 
     region_ops!();
 
+    /// The mapped file's device and inode, for a file mapping (a memfd and a named
+    /// segment included); `None` for anonymous memory.
+    pub(crate) fn file_id(&self) -> Option<super::poison::FileId> {
+        self.region.file_id()
+    }
+
     /// The file's path, when known (for messages; the mapping does not hold the file open).
     pub fn path(&self) -> Option<&Path> {
         self.region.path()

@@ -118,6 +118,11 @@ impl Region {
         self.path.as_deref()
     }
 
+    /// The mapped file's identity, for a file mapping.
+    pub(crate) fn file_id(&self) -> Option<FileId> {
+        self.file.map(|f| f.id)
+    }
+
     /// Whether accesses need the SIGBUS guard: a file mapping whose file can shrink.
     #[inline]
     pub(crate) fn needs_guard(&self) -> bool {

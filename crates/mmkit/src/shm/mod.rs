@@ -20,6 +20,7 @@
 pub mod bench;
 pub mod condvar;
 mod memfd;
+mod owner;
 pub mod ring;
 pub mod segment;
 pub mod sync;

@@ -18,21 +18,38 @@
 //!
 //! Wraps [`futex(2)`](https://man7.org/linux/man-pages/man2/futex.2.html) (`FUTEX_WAIT`
 //! with a timeout, `FUTEX_WAKE`; never `FUTEX_PRIVATE_FLAG`, so waiters in other
-//! processes are found through the shared page) and
-//! [`gettid(2)`](https://man7.org/linux/man-pages/man2/gettid.2.html); owner liveness is
-//! read from [`/proc/TID/stat`](https://man7.org/linux/man-pages/man5/proc_pid_stat.5.html).
+//! processes are found through the shared page). Owner liveness comes from an OFD lock
+//! (`F_OFD_GETLK` of [`fcntl(2)`](https://man7.org/linux/man-pages/man2/fcntl.2.html)) in
+//! the file-backed mode, from
+//! [`/proc/TID/stat`](https://man7.org/linux/man-pages/man5/proc_pid_stat.5.html) and
+//! [`gettid(2)`](https://man7.org/linux/man-pages/man2/gettid.2.html) in the TID mode.
+//!
+//! # Two modes
+//!
+//! - **File-backed** ([`RobustMutex::with_owner`]), for a word in a file every user has
+//!   open (a named segment, a memfd, a store's header): the word names the holder's
+//!   [`Owner`] — an id whose byte ([`OWNER_BASE`]` + id`) the holder's process keeps
+//!   locked with an open-file-description lock. The kernel drops that lock when the
+//!   process dies, and the lock is seen by every process with the file open, in any PID
+//!   namespace; nothing of it is stored, so after a reboot (or in a copy of the file) a
+//!   word names nobody alive and is taken over at once. This is the mode the stores use.
+//! - **TID mode** ([`RobustMutex::new`]), for any word, file or not (anonymous shared
+//!   memory inherited over `fork`): the word holds the holder's TID, checked in
+//!   `/proc/TID/stat`. It is for one PID namespace and one boot only (see Limits).
 //!
 //! # The protocol
 //!
 //! The lock word follows the kernel's robust-futex layout
-//! (`Documentation/locking/robust-futex-ABI.rst`): the owner's TID in the low 30 bits
-//! (0 = free), [`FUTEX_OWNER_DIED`] (bit 30) and [`FUTEX_WAITERS`] (bit 31).
+//! (`Documentation/locking/robust-futex-ABI.rst`): the holder in the low 30 bits (0 =
+//! free; a TID, or an [`Owner`] id), [`FUTEX_OWNER_DIED`] (bit 30) and [`FUTEX_WAITERS`]
+//! (bit 31).
 //!
-//! - **lock**: CAS `0 → tid`. Otherwise set the waiters bit and `FUTEX_WAIT` on the
-//!   observed value for at most 20 ms. On each timeout the waiter reads the owner's
-//!   state from `/proc/TID/stat`; if the thread is gone (or a zombie), it CASes the word
-//!   from exactly that value to `its tid | OWNER_DIED | WAITERS` and returns
-//!   `OwnerDied`. Only one waiter can win that CAS.
+//! - **lock**: CAS `0 → me`. Otherwise set the waiters bit and `FUTEX_WAIT` on the
+//!   observed value for at most 20 ms. On each timeout the waiter asks whether the
+//!   holder lives (its owner lock is held, or its `/proc/TID/stat` names a live
+//!   thread); if not, it CASes the word from exactly that value to
+//!   `me | OWNER_DIED | WAITERS` and returns `OwnerDied`. Only one waiter can win that
+//!   CAS. The fast path (an uncontended CAS) makes no system call in either mode.
 //! - **unlock** (guard drop): swap the word to 0 (or to the not-recoverable value) and,
 //!   if the waiters bit was set, `FUTEX_WAKE` one waiter (all of them for not-recoverable).
 //!
@@ -43,16 +60,38 @@
 //!
 //! # Limits
 //!
-//! - **TID reuse.** A dead owner is recognised by its TID no longer naming a live
-//!   thread. If the kernel hands that TID to a new thread before a waiter looks (it
-//!   reuses ids only after wrapping `kernel.pid_max`, by default 4 194 304), the waiter
-//!   takes the new thread for the owner and keeps waiting. A pidfd would close this gap
-//!   but cannot be shared through memory.
-//! - **One PID namespace.** All users must see the same TIDs (not across containers).
+//! File-backed mode:
+//!
+//! - **The holder is a process**, not a thread: threads of one process share its
+//!   [`Owner`] and exclude each other through the word, but a thread that exits holding
+//!   a guard (only possible by leaking it) is not noticed while its process lives.
+//! - **`fork`**: a child inherits the parent's descriptors, so an owner lock held at the
+//!   fork stays held while either lives; the child must claim its own [`Owner`] (the
+//!   inherited one is refused with `EINVAL`).
+//! - **Id reuse.** Ids are drawn at random from 2^30 − 1 and held exclusively, so two live
+//!   owners never share one. A word left by a dead owner whose id a new owner happens to
+//!   draw reads as alive until that owner locks the word itself (then it sees its own id
+//!   held by no thread of its process and takes over) or ends.
+//! - Every user must have the file open read-write and `/proc` mounted (the owner's
+//!   description is opened through `/proc/self/fd`).
+//!
+//! TID mode:
+//!
+//! - **One PID namespace.** The word holds a TID as the holder's namespace numbers it;
+//!   in another namespace that number names another thread or none, so a live holder
+//!   in another namespace can be taken over and a dead one waited for forever. Use the
+//!   file-backed mode across containers or `unshare --pid`.
+//! - **One boot.** A word kept in a file keeps a dead thread's TID across a reboot,
+//!   where a live thread may have it: the file-backed mode has no such state.
+//! - **TID reuse.** If the kernel hands a dead holder's TID to a new thread before a
+//!   waiter looks (after wrapping `kernel.pid_max`), the waiter keeps waiting.
+//! - A guard is bound to its thread (the word holds that thread's TID): it is not `Send`.
+//!
+//! Both modes:
+//!
 //! - **Detection latency.** A waiter notices a dead owner within about one poll
 //!   interval (20 ms); a live owner is never taken over.
 //! - **Not re-entrant.** Locking twice from the same thread fails with `EDEADLK`.
-//! - A guard is bound to its thread (the word holds that thread's TID): it is not `Send`.
 //!
 //! # Example
 //!
@@ -102,6 +141,8 @@ use rustix::thread::futex;
 use crate::error::{Error, Op, Result};
 use crate::map::Mapping;
 
+pub use super::owner::{Owner, MAX_OWNER_ID, OWNER_BASE};
+
 /// Bit 31 of the lock word: some thread may be sleeping in `FUTEX_WAIT` on it.
 pub const FUTEX_WAITERS: u32 = 0x8000_0000;
 /// Bit 30 of the lock word: the owner took the lock over from a dead owner and has not
@@ -127,6 +168,9 @@ const POLL: Duration = Duration::from_millis(20);
 /// See the [module docs](self) for the protocol and its limits.
 #[derive(Clone, Copy)]
 pub struct RobustMutex<'a> {
+    /// Who is the holder: `None` for the TID mode (one PID namespace only, see the
+    /// [module docs](self#two-modes)); an [`Owner`] for the file-backed mode.
+    owner: Option<&'a Owner>,
     /// The lock word. Invariants (for every process that maps it):
     /// - `word & FUTEX_TID_MASK` is 0 (free), the TID of the one thread holding a guard,
     ///   or `NOT_RECOVERABLE` (terminal: nothing but a fresh word leaves it);
@@ -180,6 +224,7 @@ impl<'a> LockResult<'a> {
 #[must_use = "dropping the guard unlocks the mutex at once"]
 pub struct RobustMutexGuard<'a> {
     word: &'a AtomicU32,
+    owner: Option<&'a Owner>,
     /// Taken over from a dead owner and not yet marked consistent.
     inconsistent: bool,
     /// The word holds this thread's TID: the guard must stay on this thread.
@@ -200,8 +245,27 @@ impl<'a> RobustMutex<'a> {
 
     /// A mutex over `word`, which must live in memory every user maps shared and start
     /// at 0. The word is not reset: an existing lock state is adopted as it is.
+    ///
+    /// This is the TID mode: the word holds the holder's TID and a dead holder is found
+    /// through `/proc/TID/stat`, so every user must be in one PID namespace and the word
+    /// must not outlive the boot (see the [module docs](self#two-modes)). Prefer
+    /// [`with_owner`](Self::with_owner) whenever the memory is a file.
     pub fn new(word: &'a AtomicU32) -> RobustMutex<'a> {
-        RobustMutex { word }
+        RobustMutex { word, owner: None }
+    }
+
+    /// A mutex over `word` in a shared *file* (a segment, a memfd, a store's header),
+    /// whose holders are named by their [`Owner`] on that file: the file-backed mode.
+    /// A holder is dead when nobody holds its owner lock — decided by the kernel, in any
+    /// PID namespace, and never carried over a reboot — so a word left by a power cut or
+    /// copied with the file is taken over at once ([`LockResult::OwnerDied`]).
+    ///
+    /// Every user of the word must use this mode with an `Owner` on the same file.
+    pub fn with_owner(word: &'a AtomicU32, owner: &'a Owner) -> RobustMutex<'a> {
+        RobustMutex {
+            word,
+            owner: Some(owner),
+        }
     }
 
     /// A mutex over the 4-byte word at `off` in `map`.
@@ -240,16 +304,42 @@ impl<'a> RobustMutex<'a> {
     /// As [`lock`](Self::lock).
     #[doc(alias = "pthread_mutex_trylock")]
     pub fn try_lock(&self) -> Result<Option<LockResult<'a>>> {
-        let tid = current_tid();
+        let tid = self.me()?;
         let cur = self.word.load(Ordering::Relaxed);
         if cur & FUTEX_TID_MASK == 0 {
             return Ok(self.acquire(cur, tid | (cur & FUTEX_WAITERS)));
         }
         self.check_state(cur, tid)?;
-        if owner_dead(cur & FUTEX_TID_MASK) {
+        if self.holder_dead(cur & FUTEX_TID_MASK, tid) {
             return Ok(self.take_over(cur, tid));
         }
         Ok(None)
+    }
+
+    /// The value this thread stores as the holder: its TID, or its owner's id.
+    #[inline]
+    fn me(&self) -> Result<u32> {
+        match self.owner {
+            None => Ok(current_tid()),
+            Some(o) => {
+                o.check_fork()?;
+                Ok(o.id())
+            }
+        }
+    }
+
+    /// Whether the holder `holder` (not free, not not-recoverable) is gone. TID mode:
+    /// `/proc/TID/stat`. Owner mode: its owner lock is free (`F_OFD_GETLK`); our own
+    /// id is gone only when no thread of this process holds a guard of our owner (the
+    /// word was left by an earlier owner that drew the same id, before a reboot or in
+    /// the file this one was copied from).
+    fn holder_dead(&self, holder: u32, me: u32) -> bool {
+        match self.owner {
+            None => owner_dead(holder),
+            Some(o) if holder == me => !o.holds_any(),
+            // On an error, alive: never take a lock over without proof.
+            Some(o) => !o.is_alive(holder).unwrap_or(true),
+        }
     }
 
     /// Whether some thread holds the lock now (a snapshot, for diagnostics).
@@ -258,7 +348,7 @@ impl<'a> RobustMutex<'a> {
     }
 
     fn lock_until(&self, deadline: Option<Instant>) -> Result<LockResult<'a>> {
-        let tid = current_tid();
+        let tid = self.me()?;
         // Once this thread has slept, others may still sleep: keep the waiters bit set
         // when taking the lock so the unlock wakes the next one (Drepper, "Futexes Are
         // Tricky", mutex 2).
@@ -287,7 +377,7 @@ impl<'a> RobustMutex<'a> {
             if let Some(d) = deadline {
                 let left = d.saturating_duration_since(Instant::now());
                 if left.is_zero() {
-                    if owner_dead(cur & FUTEX_TID_MASK) {
+                    if self.holder_dead(cur & FUTEX_TID_MASK, tid) {
                         if let Some(r) = self.take_over(expect, tid) {
                             return Ok(r);
                         }
@@ -295,7 +385,8 @@ impl<'a> RobustMutex<'a> {
                     }
                     return Err(Error::os(Op::Process, Errno::TIMEDOUT)
                         .detail(format!(
-                            "robust mutex still held by thread {} when the timeout passed",
+                            "robust mutex still held by {} {} when the timeout passed",
+                            if self.owner.is_some() { "owner" } else { "thread" },
                             cur & FUTEX_TID_MASK
                         ))
                         .hint("the owner is alive and has not unlocked; wait longer or find why it holds the lock"));
@@ -311,7 +402,7 @@ impl<'a> RobustMutex<'a> {
             match futex::wait(self.word, futex::Flags::empty(), expect, Some(&ts)) {
                 Ok(()) | Err(Errno::AGAIN) | Err(Errno::INTR) => {}
                 Err(Errno::TIMEDOUT) => {
-                    if owner_dead(expect & FUTEX_TID_MASK) {
+                    if self.holder_dead(expect & FUTEX_TID_MASK, tid) {
                         if let Some(r) = self.take_over(expect, tid) {
                             return Ok(r);
                         }
@@ -329,20 +420,41 @@ impl<'a> RobustMutex<'a> {
 
     /// CAS the free word `cur` to `new` (holding `tid`); `None` if it changed meanwhile.
     fn acquire(&self, cur: u32, new: u32) -> Option<LockResult<'a>> {
-        self.word
-            .compare_exchange(cur, new, Ordering::Acquire, Ordering::Relaxed)
-            .ok()
-            .map(|_| LockResult::Acquired(self.guard(false)))
+        self.counted(|| {
+            self.word
+                .compare_exchange(cur, new, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok()
+        })
+        .then(|| LockResult::Acquired(self.guard(false)))
+    }
+
+    /// Run the CAS `cas` with this process's owner counted as holding a guard (owner
+    /// mode), uncounted again when it fails: another thread of this process that sees
+    /// our id in the word between the CAS and the count must not take it for stale.
+    #[inline]
+    fn counted(&self, cas: impl FnOnce() -> bool) -> bool {
+        if let Some(o) = self.owner {
+            o.acquired();
+            let won = cas();
+            if !won {
+                o.released();
+            }
+            won
+        } else {
+            cas()
+        }
     }
 
     /// CAS the word from `seen` (a dead owner's value) to `tid | OWNER_DIED`, keeping the
     /// waiters bit. Only one waiter can win: the others see a live owner (the winner).
     fn take_over(&self, seen: u32, tid: u32) -> Option<LockResult<'a>> {
         let new = tid | FUTEX_OWNER_DIED | (seen & FUTEX_WAITERS);
-        self.word
-            .compare_exchange(seen, new, Ordering::Acquire, Ordering::Relaxed)
-            .ok()
-            .map(|_| LockResult::OwnerDied(self.guard(true)))
+        self.counted(|| {
+            self.word
+                .compare_exchange(seen, new, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok()
+        })
+        .then(|| LockResult::OwnerDied(self.guard(true)))
     }
 
     /// Errors for a held word: not recoverable, or held by this very thread.
@@ -353,7 +465,7 @@ impl<'a> RobustMutex<'a> {
                 .detail("robust mutex is not recoverable: a lock taken over from a dead owner was released without mark_consistent")
                 .hint("call mark_consistent() on an OwnerDied guard after repairing the shared state; re-create the mutex word to use it again"));
         }
-        if owner == tid {
+        if owner == tid && (self.owner.is_none() || held_here(self.word)) {
             return Err(Error::os(Op::Process, Errno::DEADLK)
                 .detail(format!("thread {tid} already holds this robust mutex"))
                 .hint("drop the first guard before locking again; the mutex is not re-entrant"));
@@ -362,8 +474,12 @@ impl<'a> RobustMutex<'a> {
     }
 
     fn guard(&self, inconsistent: bool) -> RobustMutexGuard<'a> {
+        if self.owner.is_some() {
+            HELD.with(|h| h.borrow_mut().push(self.word as *const AtomicU32 as usize));
+        }
         RobustMutexGuard {
             word: self.word,
+            owner: self.owner,
             inconsistent,
             _not_send: PhantomData,
         }
@@ -374,7 +490,10 @@ impl<'a> RobustMutexGuard<'a> {
     /// The mutex this guard holds, to unlock and relock it around a condition-variable
     /// wait.
     pub(crate) fn mutex(&self) -> RobustMutex<'a> {
-        RobustMutex::new(self.word)
+        RobustMutex {
+            word: self.word,
+            owner: self.owner,
+        }
     }
 
     /// Declare the protected state repaired after [`LockResult::OwnerDied`]; the mutex
@@ -401,8 +520,22 @@ impl Drop for RobustMutexGuard<'_> {
         } else {
             (0, 1)
         };
+        if self.owner.is_some() {
+            let me = self.word as *const AtomicU32 as usize;
+            HELD.with(|h| {
+                let mut h = h.borrow_mut();
+                if let Some(i) = h.iter().rposition(|&w| w == me) {
+                    h.swap_remove(i);
+                }
+            });
+        }
         // Release: the protected writes happen before the next owner's Acquire CAS.
         let prev = self.word.swap(next, Ordering::Release);
+        // Uncounted only after the word is free: until then a thread of this process
+        // that sees our id must know it is held.
+        if let Some(o) = self.owner {
+            o.released();
+        }
         if prev & FUTEX_WAITERS != 0 || next != 0 {
             // FUTEX_WAKE (shared). Its only errors are EFAULT/EINVAL on a bad word, which
             // a live borrow of mapped memory rules out; nothing to report from a drop.
@@ -573,6 +706,19 @@ impl<'a> Semaphore<'a> {
             }
         }
     }
+}
+
+std::thread_local! {
+    /// The words of owner-mode mutexes this thread holds (by address): tells "this thread
+    /// locks twice" (`EDEADLK`) from "another thread of this process, same owner, holds
+    /// it" (wait).
+    static HELD: std::cell::RefCell<Vec<usize>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Whether this thread holds an owner-mode guard on `word`.
+fn held_here(word: &AtomicU32) -> bool {
+    let me = word as *const AtomicU32 as usize;
+    HELD.with(|h| h.borrow().contains(&me))
 }
 
 fn current_tid() -> u32 {

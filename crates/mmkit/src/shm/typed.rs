@@ -11,20 +11,25 @@
 //! guard for segments, which can shrink); waiters sleep on it in
 //! [`futex(2)`](https://man7.org/linux/man-pages/man2/futex.2.html) `FUTEX_WAIT` (shared:
 //! no `FUTEX_PRIVATE_FLAG`, since the peers are other processes mapping the memory at
-//! other addresses) and the initialiser's publish ends with `FUTEX_WAKE` of them all; an
-//! initialiser's liveness is read from
-//! [`/proc/PID/stat`](https://man7.org/linux/man-pages/man5/proc_pid_stat.5.html).
+//! other addresses) and the initialiser's publish ends with `FUTEX_WAKE` of them all. An
+//! initialiser's liveness is an OFD lock (`F_OFD_GETLK` of
+//! [`fcntl(2)`](https://man7.org/linux/man-pages/man2/fcntl.2.html)) on the memory's file
+//! — its [`Owner`] — valid in any PID namespace; only anonymous
+//! shared memory, which has no file, falls back to
+//! [`/proc/PID/stat`](https://man7.org/linux/man-pages/man5/proc_pid_stat.5.html), valid
+//! in one PID namespace.
 //!
 //! # The header
 //!
 //! | offset | field | meaning |
 //! |---|---|---|
 //! | 0 | `magic: u64` | [`MAGIC`] once initialised |
-//! | 8 | `state: u32` | 0 uninitialised; `PID << 2 \| 1` being initialised by `PID`; 2 ready |
+//! | 8 | `state: u32` | 0 uninitialised; `ID << 2 \| 1` being initialised by `ID`; 2 ready |
 //! | 12 | `version: u32` | the layout version the user gave |
 //! | 16 | `size: u64` | `size_of::<T>()` |
 //! | 24 | `align: u64` | `align_of::<T>()` |
-//! | 32..64 | reserved | zero |
+//! | 32 | `pid: u64` | the last initialiser's pid in its own PID namespace, for messages only |
+//! | 40..64 | reserved | zero |
 //!
 //! `T` starts at [`Shared::<T>::offset()`](Shared::offset): 64 rounded up to `T`'s
 //! alignment.
@@ -45,13 +50,18 @@
 //!    the timeout ([`SharedOptions::timeout`], 10 s by default). A publish wakes the
 //!    sleepers at once; the kernel checks the word under its own lock, so a publish
 //!    between the look and the sleep is never missed (the sleep returns `EAGAIN`).
-//! 4. **Being initialised by a dead PID** (its `/proc/PID/stat` is gone or a zombie's):
-//!    the initialiser died mid-way, so `T` may be half-written. A waiter CASes the
-//!    state from exactly that value to its own PID and **initialises again from
-//!    scratch** (header rewritten, `T` zeroed, the initialiser run again). Only one
-//!    waiter wins that CAS. The same PID-reuse caveat as
-//!    [`RobustMutex`](super::sync::RobustMutex) applies: a PID reused before a waiter
-//!    looks is taken for the live initialiser, and the wait ends in a timeout.
+//! 4. **Being initialised by a dead ID**: the initialiser died mid-way, so `T` may be
+//!    half-written. A waiter CASes the state from exactly that value to its own ID and
+//!    **initialises again from scratch** (header rewritten, `T` zeroed, the initialiser
+//!    run again). Only one waiter wins that CAS.
+//!
+//! The ID is, for memory that is a file (a segment, a memfd, a mapped file), the id of an
+//! [`Owner`] the process claims on that file for the call: dead when
+//! nobody holds its OFD lock, which the kernel drops with the process in any PID
+//! namespace, and which no reboot keeps. For anonymous shared memory (no file) the ID is
+//! the pid, dead when `/proc/PID/stat` is gone or a zombie's: **one PID namespace only**
+//! (a pid from another namespace names another process or none), with the pid-reuse
+//! caveat of the TID-mode [`RobustMutex`](super::sync::RobustMutex).
 //!
 //! # What may be borrowed: the soundness rule
 //!
@@ -125,6 +135,7 @@ use rustix::io::Errno;
 use rustix::thread::futex;
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
+use super::owner::Owner;
 use super::segment::{Segment, SegmentOptions};
 use crate::error::{Error, ErrorKind, Op, Result};
 use crate::map::Mapping;
@@ -237,15 +248,23 @@ impl SharedOptions {
         init: impl FnOnce(&mut Shared<T>) -> Result<()>,
     ) -> Result<Shared<T>> {
         let mut shared = Shared::<T>::adopt(map)?;
-        let me = (std::process::id() << 2) | INITIALISING;
         let deadline = Instant::now() + self.timeout;
+        // Who we are to the others, made only when the value is not ready yet.
+        let mut who: Option<Initialiser> = None;
         loop {
             let state = shared.header(|h| h.state.load(Ordering::Acquire))?;
             if state == READY {
                 shared.check_header(self.version)?;
                 return Ok(shared);
             }
-            let claimable = state == UNINIT || initialiser_dead(state);
+            if who.is_none() {
+                who = Some(Initialiser::new(&shared.map)?);
+            }
+            let Some(who) = who.as_ref() else {
+                unreachable!("set above")
+            };
+            let me = who.state();
+            let claimable = state == UNINIT || who.is_dead(state);
             if claimable && shared.claim(state, me)? {
                 shared.initialise(self.version, me, init)?;
                 return Ok(shared);
@@ -306,17 +325,22 @@ impl SharedOptions {
     fn wait<T>(&self, shared: &Shared<T>, state: u32, deadline: Instant) -> Result<()> {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
-            return Err(timeout_err(state, self.timeout));
+            let pid = shared.header(|h| h.reserved[0].load(Ordering::Relaxed))?;
+            return Err(timeout_err(state, pid, self.timeout));
         }
         shared.sleep_while(state, left.min(LOOK))
     }
 }
 
-fn timeout_err(state: u32, timeout: Duration) -> Error {
+fn timeout_err(state: u32, pid: u64, timeout: Duration) -> Error {
     let what = match state {
         UNINIT => "nobody initialised it".to_string(),
         s if s & 3 == INITIALISING => {
-            format!("process {} is still initialising it", s >> 2)
+            format!(
+                "process {pid} is still initialising it (pid as its own PID namespace \
+                 numbers it; initialiser id {})",
+                s >> 2
+            )
         }
         s => format!("its state word is {s:#x}"),
     };
@@ -325,9 +349,44 @@ fn timeout_err(state: u32, timeout: Duration) -> Error {
         .hint("raise SharedOptions::timeout, or check that some process calls create_or_open")
 }
 
-/// Whether `state` names an initialiser whose process has ended.
-fn initialiser_dead(state: u32) -> bool {
-    state & 3 == INITIALISING && super::sync::owner_dead(state >> 2)
+/// How an initialiser is named in the state word (`ID << 2 | 1`) and found dead.
+enum Initialiser {
+    /// The memory is a file (a segment, a memfd): the ID is an [`Owner`] id on it, held
+    /// by an OFD lock the kernel drops when the process dies, in any PID namespace.
+    Owner(Owner),
+    /// Anonymous shared memory (no file to lock): the ID is the pid, and a dead one is
+    /// found through `/proc/PID/stat` — one PID namespace only (see the module docs).
+    Pid(u32),
+}
+
+impl Initialiser {
+    fn new(map: &Mapping) -> Result<Initialiser> {
+        Ok(match super::owner::file_of(map)? {
+            Some(fd) => Initialiser::Owner(Owner::claim(&fd)?),
+            None => Initialiser::Pid(std::process::id()),
+        })
+    }
+
+    /// Our state word while we initialise.
+    fn state(&self) -> u32 {
+        let id = match self {
+            Initialiser::Owner(o) => o.id(),
+            Initialiser::Pid(p) => *p,
+        };
+        (id << 2) | INITIALISING
+    }
+
+    /// Whether `state` names an initialiser that has ended (never our own).
+    fn is_dead(&self, state: u32) -> bool {
+        if state & 3 != INITIALISING {
+            return false;
+        }
+        let id = state >> 2;
+        match self {
+            Initialiser::Owner(o) => !o.is_alive(id).unwrap_or(true),
+            Initialiser::Pid(me) => id != *me && super::sync::owner_dead(id),
+        }
+    }
 }
 
 /// A `T` in shared memory behind a checked header. See the [module docs](self).
@@ -458,6 +517,7 @@ impl<T> Shared<T> {
         let mut published = false;
         let result = (|| {
             self.header(|h| {
+                h.reserved[0].store(u64::from(std::process::id()), Ordering::Relaxed);
                 h.magic.store(MAGIC, Ordering::Relaxed);
                 h.version.store(version, Ordering::Relaxed);
                 h.size

@@ -12,6 +12,7 @@
 //! | `copy` | `sendfile`, `splice`, `copy_file_range`, `pipe2`, `F_SETPIPE_SZ`/`F_GETPIPE_SZ` |
 //! | `errno` | errno numbers by C name (from `rustix`'s `Errno`), for the error type |
 //! | `fs` | `cachestat(2)`, `open` and `memfd` seal flags |
+//! | `lock` | open-file-description locks (`F_OFD_SETLK`, `F_OFD_GETLK`), reopening a descriptor through `/proc/self/fd` |
 //! | `uffd` | `userfaultfd(2)`, `/dev/userfaultfd` and the `UFFDIO_*` ioctls |
 //!
 //! Each function names the call it makes, links its man page and carries the C name as a
@@ -43,6 +44,8 @@ pub(crate) mod copy;
 pub(crate) mod errno;
 pub(crate) mod fs;
 pub(crate) mod io;
+#[cfg(feature = "shm")]
+pub(crate) mod lock;
 mod mm;
 pub(crate) mod process;
 pub(crate) mod signal;

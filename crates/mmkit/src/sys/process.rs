@@ -95,29 +95,62 @@ extern "C" fn count_fork_in_child() {
     FORK_GENERATION.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
 }
 
+/// 0: no fork handler yet; 1: a thread is registering it; 2: registered. Not a `Once`: a
+/// `fork` while another thread ran `call_once` left the child waiting on the `Once`
+/// forever (the thread that would finish it does not exist in the child).
+#[cfg(feature = "shm")]
+static HOOK: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
+
+/// Register the `pthread_atfork` handler that counts forks, once; whether it is known
+/// registered now (false while another thread is registering it).
+#[cfg(feature = "shm")]
+fn fork_hook() -> bool {
+    use std::sync::atomic::Ordering;
+    if HOOK.load(Ordering::Acquire) == 2 {
+        return true;
+    }
+    if HOOK
+        .compare_exchange(0, 1, Ordering::AcqRel, Ordering::Acquire)
+        .is_ok()
+    {
+        // SAFETY: the handler only bumps an atomic, which is async-signal-safe.
+        unsafe { atfork_child(count_fork_in_child) };
+        HOOK.store(2, Ordering::Release);
+        return true;
+    }
+    HOOK.load(Ordering::Acquire) == 2
+}
+
+/// How many forks this process has been through as a child: a value read before a
+/// `fork` and again in the child differs. Registers the counting handler first (waiting
+/// briefly for another thread that is registering it; one that a `fork` left half-done
+/// in this child is redone: a second handler only counts each fork twice).
+#[cfg(feature = "shm")]
+pub(crate) fn fork_generation() -> u64 {
+    use std::sync::atomic::Ordering;
+    let mut tries = 0;
+    while !fork_hook() {
+        tries += 1;
+        if tries > 1000 {
+            // SAFETY: as in `fork_hook`.
+            unsafe { atfork_child(count_fork_in_child) };
+            HOOK.store(2, Ordering::Release);
+            break;
+        }
+        std::thread::yield_now();
+    }
+    FORK_GENERATION.load(Ordering::Relaxed)
+}
+
 /// [`gettid(2)`](https://man7.org/linux/man-pages/man2/gettid.2.html), read once per
 /// thread and cached: a robust lock's fast path needs it, and the system call cost as
 /// much as the rest of the lock. A child made by `fork` (any `fork`, through the
 /// `pthread_atfork` handler registered before the first read) reads its own again.
 #[cfg(feature = "shm")]
 pub(crate) fn cached_tid() -> u32 {
-    use std::sync::atomic::{AtomicU8, Ordering};
-    // 0: no handler yet; 1: a thread is registering it; 2: registered. Not a `Once`: a
-    // `fork` while another thread ran `call_once` left the child waiting on the `Once`
-    // forever (the thread that would finish it does not exist in the child). Until the
-    // handler is known registered, the TID is read afresh, never cached.
-    static HOOK: AtomicU8 = AtomicU8::new(0);
-    if HOOK.load(Ordering::Acquire) != 2 {
-        if HOOK
-            .compare_exchange(0, 1, Ordering::AcqRel, Ordering::Acquire)
-            .is_ok()
-        {
-            // SAFETY: the handler only bumps an atomic, which is async-signal-safe.
-            unsafe { atfork_child(count_fork_in_child) };
-            HOOK.store(2, Ordering::Release);
-        } else {
-            return rustix::thread::gettid().as_raw_nonzero().get() as u32;
-        }
+    // Until the handler is known registered, the TID is read afresh, never cached.
+    if !fork_hook() {
+        return rustix::thread::gettid().as_raw_nonzero().get() as u32;
     }
     let generation = FORK_GENERATION.load(std::sync::atomic::Ordering::Relaxed);
     TID.with(|cell| {

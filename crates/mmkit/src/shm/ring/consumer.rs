@@ -12,7 +12,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::layout::{corrupt, record_size, PAD, RECORD_HEADER};
-use super::wait::{leave_role, my_pid, register_fast_wake, take_role, wake, Spin, Wait, Woken};
+use super::wait::{
+    leave_role, register_fast_wake, take_role, wake, Peer, Role, RoleName, Spin, Wait, Woken,
+};
 use super::Inner;
 use super::WaitStats;
 use crate::error::{Error, ErrorKind, Op, Result};
@@ -32,7 +34,8 @@ pub struct Consumer {
     expect: u64,
     /// The adaptive spin budget and the wait counts.
     spin: Spin,
-    pid: u32,
+    /// How we hold the consumer role; `None` only while dropping.
+    role: Option<Role>,
     /// Registered for `membarrier`: wakes need no fence (see `wait::wake`).
     fast_wake: bool,
 }
@@ -52,14 +55,13 @@ unsafe impl Send for Consumer {}
 
 impl Consumer {
     pub(crate) fn attach(inner: Arc<Inner>) -> Result<Consumer> {
-        let pid = my_pid();
         let h = inner.header();
         let peers = &h.peers;
-        take_role(
+        let role = take_role(
+            inner.file(),
             &peers.consumer_pid,
             &peers.consumer_closed,
-            pid,
-            "consumer",
+            RoleName::Consumer,
             Op::Receive,
         )?;
         let tail = h.tail();
@@ -79,7 +81,7 @@ impl Consumer {
             expect,
             tail,
             spin: Spin::new(inner.spin),
-            pid,
+            role: Some(role),
             fast_wake: register_fast_wake(),
             inner,
         })
@@ -165,9 +167,16 @@ impl Consumer {
                 slot.mark.load(Ordering::Acquire) == want
                     || h.peers.producer_closed.load(Ordering::Acquire) != 0
             };
+            let Some(mine) = self.role.as_ref() else {
+                unreachable!("the role is held until drop")
+            };
             let wait = Wait {
                 line: &h.data_ready,
-                peer: &h.peers.producer_pid,
+                peer: Peer {
+                    mine,
+                    role: RoleName::Producer,
+                    pid: &h.peers.producer_pid,
+                },
                 deadline,
                 op: Op::Receive,
             };
@@ -284,7 +293,9 @@ impl Drop for Consumer {
         let h = self.inner.header();
         let peers = &h.peers;
         let (pid, closed) = (&peers.consumer_pid, &peers.consumer_closed);
-        leave_role(pid, closed, self.pid, &h.space_free, self.fast_wake);
+        if let Some(role) = self.role.take() {
+            leave_role(role, pid, closed, &h.space_free, self.fast_wake);
+        }
     }
 }
 

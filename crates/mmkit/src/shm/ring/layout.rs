@@ -19,7 +19,9 @@ pub(crate) const PAD: u32 = u32::MAX;
 pub(crate) const NO_RECORD: u64 = u64::MAX;
 
 const MAGIC: u64 = u64::from_le_bytes(*b"MMKRING\0");
-const VERSION: u32 = 2;
+/// 3: roles are OFD locks on the ring's file (a version-2 process would judge them by
+/// the pid words).
+const VERSION: u32 = 3;
 
 /// Written once by the creator; `magic` is stored last, with `Release`.
 #[repr(C, align(128))]
@@ -66,12 +68,14 @@ pub(crate) struct WakeLine {
     pub(crate) waiting: AtomicU32,
 }
 
-/// Who is attached.
+/// Who is attached. In a file-backed ring the pid words are for messages only (each is
+/// the holder's pid in its own PID namespace, and a dead holder leaves it behind): the
+/// role locks decide; in anonymous memory they decide (one namespace only).
 #[repr(C, align(128))]
 pub(crate) struct PeerLine {
-    /// The producing process's pid, 0 when the role is free.
+    /// The producing process's pid, 0 when the role was left on purpose.
     pub(crate) producer_pid: AtomicU32,
-    /// The consuming process's pid, 0 when the role is free.
+    /// The consuming process's pid, 0 when the role was left on purpose.
     pub(crate) consumer_pid: AtomicU32,
     /// 1 after a producer closed on purpose (and until the next one attaches).
     pub(crate) producer_closed: AtomicU32,

@@ -28,10 +28,33 @@
 //!   delivered again). A peer that closed on purpose (drop) gives
 //!   [`ErrorKind::Closed`] once the ring is empty.
 //!
+//! # Roles and liveness
+//!
+//! A role is an exclusive open-file-description lock on one byte of the ring's file
+//! (far past its data; the producer's and the consumer's bytes differ), taken on a
+//! description opened for that role alone. The kernel refuses a second holder
+//! ([`ErrorKind::Busy`]) and drops the lock when the holder's process dies, `kill -9`
+//! included; every process with the file open sees it, in any PID namespace, and
+//! nothing of it survives a reboot. So "is the peer alive" is "is its role byte locked"
+//! (`F_OFD_GETLK`, asked only after a sleep, never on the send/receive path) — never a
+//! pid. The pid words in the header are the holders' pids as their own namespaces
+//! number them, kept for messages and [`Ring::peers`] only.
+//!
+//! Every ring built here has a file: [`Ring::anonymous`] is a sealed memfd, named rings
+//! a `/dev/shm` file, and [`RingOptions::init`]/[`Ring::attach`] find the file under the
+//! mapping (through its path, `/proc/self/fd` or `/proc/self/map_files`). Only a ring
+//! laid over `MAP_SHARED | MAP_ANONYMOUS` memory has none; its roles fall back to the pid
+//! words checked in `/proc/PID/stat`, which holds only within **one PID namespace**:
+//! give such a ring to processes of one namespace, or use a memfd.
+//!
+//! **`fork`**: a child inherits its parent's descriptors, a role's included, so a role
+//! taken before a `fork` stays held while the parent *or* the child lives (dropping the
+//! `Producer`/`Consumer` in the process that took it still frees it). Take roles after
+//! forking.
+//!
 //! Wraps [`futex(2)`](https://man7.org/linux/man-pages/man2/futex.2.html) (`FUTEX_WAIT`
-//! with a timeout and `FUTEX_WAKE`, shared between processes) and reads
-//! [`/proc/PID/stat`](https://man7.org/linux/man-pages/man5/proc_pid_stat.5.html) to learn
-//! whether a peer lives.
+//! with a timeout and `FUTEX_WAKE`, shared between processes) and `F_OFD_SETLK`/
+//! `F_OFD_GETLK` of [`fcntl(2)`](https://man7.org/linux/man-pages/man2/fcntl.2.html).
 //!
 //! # The protocol
 //!
@@ -125,8 +148,17 @@ pub use consumer::{Consumer, Message};
 pub use producer::{Producer, Reservation};
 
 use crate::error::{Error, ErrorKind, Op, Result};
-use crate::map::{MapOptions, Mapping};
+use crate::map::Mapping;
+use crate::shm::owner::file_of;
 use crate::shm::segment::{Segment, SegmentOptions};
+use crate::shm::Memfd;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+
+/// The file under a ring's mapping, opened again for its role locks; `None` for
+/// anonymous shared memory.
+fn lock_file(map: &Mapping) -> Result<Option<OwnedFd>> {
+    file_of(map)
+}
 use layout::{Header, HEADER_BYTES, RECORD_HEADER};
 
 /// What one side of a ring did while waiting (this process's side only), for tuning and
@@ -193,14 +225,19 @@ impl RingOptions {
     ///
     /// # Errors
     /// A capacity that is not a power of two ≥ 4096; the mapping's errors.
+    ///
+    /// The memory is a memfd sealed against shrinking and growing (rather than
+    /// `MAP_SHARED | MAP_ANONYMOUS`), so the roles are OFD locks on it: see the
+    /// [module docs](self#a-peer-that-dies).
     pub fn anonymous(&self) -> Result<Ring> {
         self.check()?;
-        let map = MapOptions::new()
-            .len(self.shared_bytes())
-            .map_anon_shared()?;
-        // SAFETY: new anonymous memory; only this process and its fork children, which
-        // reach it through this `Ring`, can see it.
-        unsafe { self.init(map) }
+        let seg = Memfd::new("mmkit-ring")
+            .size(self.shared_bytes() as u64)
+            .create(&[])?;
+        let map = seg.map()?;
+        // SAFETY: a new memfd; only this process and its fork children, which reach it
+        // through this `Ring`, hold it.
+        unsafe { self.init_parts(map, Some(seg.into_fd())) }
     }
 
     /// Create a named segment (exclusive, mode 0600) holding a new ring.
@@ -228,7 +265,17 @@ impl RingOptions {
     ///
     /// # Errors
     /// A bad capacity, or `map` too small for it.
-    pub unsafe fn init(&self, mut map: Mapping) -> Result<Ring> {
+    pub unsafe fn init(&self, map: Mapping) -> Result<Ring> {
+        let file = lock_file(&map)?;
+        // SAFETY: forwarded to the caller.
+        unsafe { self.init_parts(map, file) }
+    }
+
+    /// [`init`](Self::init) with the ring's file (for its role locks) already found.
+    ///
+    /// # Safety
+    /// As [`Ring::attach`].
+    unsafe fn init_parts(&self, mut map: Mapping, file: Option<OwnedFd>) -> Result<Ring> {
         self.check()?;
         if map.len() < self.shared_bytes() {
             return Err(Error::new(Op::Map, ErrorKind::OutOfRange)
@@ -250,7 +297,7 @@ impl RingOptions {
         // The consumer's first look is at offset 0: no old bytes may pass for a mark.
         first.mark.store(0, std::sync::atomic::Ordering::Relaxed);
         header.initialise(self.capacity as u64);
-        Ok(Ring::from_parts(map, self.spin))
+        Ok(Ring::from_parts(map, self.spin, file))
     }
 
     fn check(&self) -> Result<()> {
@@ -290,6 +337,9 @@ pub(crate) struct Inner {
     base: *mut u8,
     pub(crate) capacity: u64,
     pub(crate) spin: Duration,
+    /// The ring's file, when its memory is one (a memfd, a named segment, a mapped
+    /// file): the roles are OFD locks on it. `None` for anonymous shared memory.
+    file: Option<OwnedFd>,
 }
 
 // SAFETY: `base` points into `map`, which lives as long as `Inner`; all access to the
@@ -300,6 +350,11 @@ unsafe impl Send for Inner {}
 unsafe impl Sync for Inner {}
 
 impl Inner {
+    /// The ring's file, for role locks (see [`Inner::file`](Inner)).
+    pub(crate) fn file(&self) -> Option<BorrowedFd<'_>> {
+        self.file.as_ref().map(|f| f.as_fd())
+    }
+
     pub(crate) fn header(&self) -> &Header {
         // SAFETY: the mapping starts with a `Header` (checked at attach) and lives as
         // long as `self`; the header is all atomics.
@@ -381,10 +436,11 @@ impl Ring {
         // SAFETY: at least HEADER_BYTES long, page-aligned, all atomics.
         let header = unsafe { &*(base as *const Header) };
         header.check(map.len())?;
-        Ok(Ring::from_parts(map, RingOptions::new().spin))
+        let file = lock_file(&map)?;
+        Ok(Ring::from_parts(map, RingOptions::new().spin, file))
     }
 
-    fn from_parts(mut map: Mapping, spin: Duration) -> Ring {
+    fn from_parts(mut map: Mapping, spin: Duration, file: Option<OwnedFd>) -> Ring {
         let base = map.as_mut_ptr();
         // SAFETY: the header was initialised or checked by the caller.
         let capacity = unsafe { &*(base as *const Header) }.capacity();
@@ -394,6 +450,7 @@ impl Ring {
                 base,
                 capacity,
                 spin,
+                file,
             }),
         }
     }
@@ -414,10 +471,24 @@ impl Ring {
         h.head().saturating_sub(h.tail()) as usize
     }
 
-    /// The pids attached as producer and consumer (0 when the role is free).
+    /// The pids attached as producer and consumer (0 when the role is free), each as
+    /// the holder's own PID namespace numbers it: for messages, not to act on. Whether a
+    /// role is held is read from its lock (from `/proc/PID` for a ring in anonymous
+    /// memory that is not a memfd).
     pub fn peers(&self) -> (u32, u32) {
         let h = self.inner.header();
-        (h.producer_pid(), h.consumer_pid())
+        let file = self.inner.file();
+        let held = |pid: u32, role| {
+            if wait::role_held(file, pid, role) {
+                pid
+            } else {
+                0
+            }
+        };
+        (
+            held(h.producer_pid(), wait::RoleName::Producer),
+            held(h.consumer_pid(), wait::RoleName::Consumer),
+        )
     }
 
     /// Take the producer role: see [`Producer`].

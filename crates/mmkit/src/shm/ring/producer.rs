@@ -13,7 +13,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::layout::{corrupt, record_size, NO_RECORD, PAD, RECORD_HEADER};
-use super::wait::{leave_role, my_pid, register_fast_wake, take_role, wake, Spin, Wait, Woken};
+use super::wait::{
+    leave_role, register_fast_wake, take_role, wake, Peer, Role, RoleName, Spin, Wait, Woken,
+};
 use super::Inner;
 use super::WaitStats;
 use crate::error::{Error, ErrorKind, Op, Result};
@@ -34,7 +36,8 @@ pub struct Producer {
     next_seq: u64,
     /// The adaptive spin budget and the wait counts.
     spin: Spin,
-    pid: u32,
+    /// How we hold the producer role; `None` only while dropping.
+    role: Option<Role>,
     /// Registered for `membarrier`: wakes need no fence (see `wait::wake`).
     fast_wake: bool,
 }
@@ -54,14 +57,13 @@ unsafe impl Send for Producer {}
 
 impl Producer {
     pub(crate) fn attach(inner: Arc<Inner>) -> Result<Producer> {
-        let pid = my_pid();
         let h = inner.header();
         let peers = &h.peers;
-        take_role(
+        let role = take_role(
+            inner.file(),
             &peers.producer_pid,
             &peers.producer_closed,
-            pid,
-            "producer",
+            RoleName::Producer,
             Op::Send,
         )?;
         let mut p = Producer {
@@ -69,7 +71,7 @@ impl Producer {
             tail_seen: h.tail(),
             next_seq: 0,
             spin: Spin::new(inner.spin),
-            pid,
+            role: Some(role),
             fast_wake: register_fast_wake(),
             inner,
         };
@@ -261,9 +263,16 @@ impl Producer {
                 return Err(Error::new(Op::Send, ErrorKind::Closed)
                     .detail("the ring is full and its consumer closed it"));
             }
+            let Some(mine) = self.role.as_ref() else {
+                unreachable!("the role is held until drop")
+            };
             let wait = Wait {
                 line: &h.space_free,
-                peer: &h.peers.consumer_pid,
+                peer: Peer {
+                    mine,
+                    role: RoleName::Consumer,
+                    pid: &h.peers.consumer_pid,
+                },
                 deadline,
                 op: Op::Send,
             };
@@ -388,7 +397,9 @@ impl Drop for Producer {
         let h = self.inner.header();
         let peers = &h.peers;
         let (pid, closed) = (&peers.producer_pid, &peers.producer_closed);
-        leave_role(pid, closed, self.pid, &h.data_ready, self.fast_wake);
+        if let Some(role) = self.role.take() {
+            leave_role(role, pid, closed, &h.data_ready, self.fast_wake);
+        }
     }
 }
 

@@ -17,7 +17,9 @@ use rustix::thread::futex;
 use super::layout::WakeLine;
 use super::WaitStats;
 use crate::error::{Error, Op, Result};
+use crate::shm::owner::{byte_held, RoleLock, ROLE_BASE};
 use crate::shm::sync::owner_dead;
+use std::os::fd::BorrowedFd;
 
 /// The longest sleep between two checks that the peer lives.
 pub(crate) const SLICE: Duration = Duration::from_millis(10);
@@ -36,7 +38,7 @@ pub(crate) enum Woken {
 /// What a wait sleeps on and whom it watches.
 pub(crate) struct Wait<'a> {
     pub(crate) line: &'a WakeLine,
-    pub(crate) peer: &'a AtomicU32,
+    pub(crate) peer: Peer<'a>,
     pub(crate) deadline: Option<Instant>,
     pub(crate) op: Op,
 }
@@ -137,8 +139,7 @@ impl Wait<'_> {
             if self.deadline.is_some_and(|d| Instant::now() >= d) {
                 return Ok(Woken::TimedOut);
             }
-            let pid = self.peer.load(Ordering::Acquire);
-            if pid != 0 && owner_dead(pid) {
+            if let Some(pid) = self.peer.dead() {
                 return Ok(if ready() {
                     Woken::Ready
                 } else {
@@ -242,41 +243,139 @@ pub(crate) fn my_pid() -> u32 {
     rustix::process::getpid().as_raw_nonzero().get() as u32
 }
 
-/// Take a role (`"producer"` or `"consumer"`) for process `me`: claim its pid word (see
-/// [`claim`]) and clear its closed flag.
-///
-/// # Errors
-/// [`ErrorKind::Busy`](crate::ErrorKind::Busy), naming the live process that holds it.
-pub(crate) fn take_role(
-    pid: &AtomicU32,
-    closed: &AtomicU32,
-    me: u32,
-    role: &str,
-    op: Op,
-) -> Result<()> {
-    if let Err(holder) = claim(pid, me) {
-        return Err(Error::new(op, crate::ErrorKind::Busy)
-            .detail(format!("process {holder} is this ring's {role}"))
-            .hint(format!(
-                "a ring has one {role} at a time; the role frees when it closes or dies"
-            )));
-    }
-    closed.store(0, Ordering::Release);
-    Ok(())
+/// Which role: the byte its lock takes is `ROLE_BASE + role as u64`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RoleName {
+    Producer = 0,
+    Consumer = 1,
 }
 
-/// Give a role up: mark it closed, free its pid word if it is still `me`'s, and wake the
-/// other side (sleeping on `line`) so it sees the close.
-pub(crate) fn leave_role(
+impl RoleName {
+    fn byte(self) -> u64 {
+        ROLE_BASE + self as u64
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            RoleName::Producer => "producer",
+            RoleName::Consumer => "consumer",
+        }
+    }
+}
+
+/// How a side holds its role.
+#[derive(Debug)]
+pub(crate) enum Role {
+    /// A file-backed ring: an exclusive OFD lock on the role's byte of the ring's file,
+    /// which the kernel drops when the process dies (in any PID namespace).
+    Lock(RoleLock),
+    /// A ring in anonymous shared memory (no file to lock): the role's pid word holds our
+    /// pid, and a dead holder is found through `/proc/PID/stat` — one PID namespace only.
+    Pid,
+}
+
+/// The other side, as a waiter watches it.
+pub(crate) struct Peer<'a> {
+    /// Our own role: its lock's description tests the peer's byte.
+    pub(crate) mine: &'a Role,
+    /// The peer's role.
+    pub(crate) role: RoleName,
+    /// The peer's pid word (for messages; for liveness only in the pid mode).
+    pub(crate) pid: &'a AtomicU32,
+}
+
+impl Peer<'_> {
+    /// `Some(pid it reported)` when the peer has died: a holder recorded its pid and
+    /// left without clearing it, and its role lock is free (lock mode) or its pid names
+    /// no live process (pid mode). A peer that closed on purpose is
+    /// seen through its closed flag before this is asked.
+    fn dead(&self) -> Option<u32> {
+        let pid = self.pid.load(Ordering::Acquire);
+        // A role never taken, or left on purpose, has pid 0: free, not dead.
+        let dead = pid != 0
+            && match self.mine {
+                Role::Lock(lock) => !lock.other_held(self.role.byte()),
+                Role::Pid => owner_dead(pid),
+            };
+        dead.then_some(pid)
+    }
+}
+
+/// Take `role` for this process: the role lock on the ring's `file` when there is one
+/// (else the pid word, see [`claim`]), then record our pid (for messages) and clear the
+/// role's closed flag.
+///
+/// # Errors
+/// [`ErrorKind::Busy`](crate::ErrorKind::Busy) when a live process holds it; `Os` when
+/// the ring's file cannot be locked.
+pub(crate) fn take_role(
+    file: Option<BorrowedFd<'_>>,
     pid: &AtomicU32,
     closed: &AtomicU32,
-    me: u32,
+    role: RoleName,
+    op: Op,
+) -> Result<Role> {
+    let me = my_pid();
+    let busy = |holder: u32| {
+        let who = if holder == 0 {
+            "another live process".to_string()
+        } else {
+            format!("process {holder} (as its own PID namespace numbers it)")
+        };
+        Error::new(op, crate::ErrorKind::Busy)
+            .detail(format!("{who} is this ring's {}", role.name()))
+            .hint(format!(
+                "a ring has one {0} at a time; the role frees when it closes or dies",
+                role.name()
+            ))
+    };
+    let held = match file {
+        Some(fd) => match RoleLock::try_take(fd, role.byte())? {
+            Some(lock) => {
+                pid.store(me, Ordering::Release);
+                Role::Lock(lock)
+            }
+            None => return Err(busy(pid.load(Ordering::Acquire))),
+        },
+        None => {
+            claim(pid, me).map_err(busy)?;
+            Role::Pid
+        }
+    };
+    closed.store(0, Ordering::Release);
+    Ok(held)
+}
+
+/// Give a role up: mark it closed, free its pid word if it is still ours, release the
+/// role lock (by dropping `held`), and wake the other side (sleeping on `line`) so it
+/// sees the close. A `fork` child dropping its copy of its parent's role only closes
+/// its descriptor: the parent's role goes on.
+pub(crate) fn leave_role(
+    held: Role,
+    pid: &AtomicU32,
+    closed: &AtomicU32,
     line: &WakeLine,
     registered: bool,
 ) {
+    if let Role::Lock(lock) = &held {
+        if !lock.is_ours() {
+            // A fork child's copy of its parent's role: the parent still holds it.
+            return;
+        }
+    }
     closed.store(1, Ordering::Release);
-    let _ = pid.compare_exchange(me, 0, Ordering::AcqRel, Ordering::Relaxed);
+    let _ = pid.compare_exchange(my_pid(), 0, Ordering::AcqRel, Ordering::Relaxed);
+    drop(held);
     let _ = wake(line, registered);
+}
+
+/// Whether `role` is held now (for [`Ring::peers`](super::Ring::peers)): its lock is
+/// taken (lock mode) or its pid word names a live process (pid mode).
+pub(crate) fn role_held(file: Option<BorrowedFd<'_>>, pid: u32, role: RoleName) -> bool {
+    match file {
+        Some(fd) => byte_held(fd, role.byte()),
+        None => pid != 0 && !owner_dead(pid),
+    }
 }
 
 /// Take a role word: free (0) or held by a dead process. `Err(pid)` names the live

@@ -199,10 +199,18 @@ impl Log {
     /// Run `f` holding the shared writers' robust lock (in the header). A writer that
     /// died holding it left nothing published past the committed end (its bytes there
     /// are overwritten), so the state is consistent as it is.
+    ///
+    /// The lock is file-backed: the word names the holder's [`Owner`] on this file, whose
+    /// liveness is an OFD lock the kernel drops with the process — in any PID namespace,
+    /// and never carried over a reboot, so a word left by a power cut (or copied with the
+    /// file) is taken over at once, never waited on.
+    ///
+    /// [`Owner`]: crate::shm::sync::Owner
     pub(crate) fn with_write_lock<R>(&self, f: impl FnOnce() -> Result<R>) -> Result<R> {
+        let owner = crate::shm::sync::Owner::for_file(&self.file)?;
         self.maps
             .with_u32(format::WRITE_LOCK, |word| {
-                let mutex = crate::shm::sync::RobustMutex::new(word);
+                let mutex = crate::shm::sync::RobustMutex::with_owner(word, &owner);
                 let mut guard = mutex.lock()?.into_guard();
                 guard.mark_consistent();
                 f()
