@@ -21,11 +21,8 @@
 //! ([`Owner`] checks a fork counter), and a role lock is released on purpose only by the
 //! process that took it.
 
-use std::collections::HashMap;
-use std::fs::File;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 
 use rustix::io::Errno;
 
@@ -58,9 +55,6 @@ fn random_id() -> u32 {
     h.write_u64(fork_generation());
     1 + (h.finish() % u64::from(MAX_OWNER_ID)) as u32
 }
-
-/// This process's owners by file (device, inode), for [`Owner::for_file`].
-type Owners = HashMap<(u64, u64), Arc<Owner>>;
 
 /// This process's identity on one shared file: an exclusive OFD lock on the byte
 /// [`OWNER_BASE`]` + id`, held until the `Owner` is dropped or the process dies (the kernel
@@ -114,28 +108,9 @@ impl Owner {
         }
     }
 
-    /// This process's owner on `file`, claimed once per file (by device and inode) and
-    /// kept for the life of the process; a fork child claims its own.
-    ///
-    /// # Errors
-    /// As [`claim`](Self::claim); `fstat` failing.
-    pub(crate) fn for_file(file: &File) -> Result<Arc<Owner>> {
-        static OWNERS: Mutex<Option<Owners>> = Mutex::new(None);
-        let st = rustix::fs::fstat(file).map_err(|e| lock_err(e, "fstat"))?;
-        let key = (st.st_dev, st.st_ino);
-        let generation = fork_generation();
-        let mut owners = OWNERS.lock().unwrap_or_else(|p| p.into_inner());
-        let owners = owners.get_or_insert_with(HashMap::new);
-        if let Some(o) = owners.get(&key) {
-            if o.generation == generation {
-                return Ok(o.clone());
-            }
-        }
-        let o = Arc::new(Owner::claim(file)?);
-        // A parent's owner copied by fork is replaced; its descriptor closes here, which
-        // leaves the parent's lock alone (the parent's descriptor still holds it).
-        owners.insert(key, o.clone());
-        Ok(o)
+    /// Whether this owner was claimed by this process (not copied by `fork`).
+    pub(crate) fn is_current(&self) -> bool {
+        self.generation == fork_generation()
     }
 
     /// The id this owner stores in lock words (1 to [`MAX_OWNER_ID`]).
@@ -284,6 +259,7 @@ fn open_if_same(id: FileId, path: &std::path::Path) -> Option<OwnedFd> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs::File;
 
     fn file() -> (tempfile::TempDir, File) {
         let dir = tempfile::tempdir().unwrap();
@@ -332,14 +308,12 @@ mod tests {
 
     #[test]
     #[cfg_attr(miri, ignore)]
-    fn for_file_gives_one_owner_per_file() {
-        let (d, f) = file();
-        let a = Owner::for_file(&f).unwrap();
-        let again = File::options()
-            .read(true)
-            .write(true)
-            .open(d.path().join("f"));
-        let b = Owner::for_file(&again.unwrap()).unwrap();
-        assert_eq!(a.id(), b.id());
+    fn an_owner_is_current_in_the_process_that_claimed_it() {
+        let (_d, f) = file();
+        let a = Owner::claim(&f).unwrap();
+        assert!(a.is_current());
+        let b = Owner::claim(&f).unwrap();
+        assert_ne!(a.id(), b.id(), "two claims, two owners");
+        assert!(a.is_alive(b.id()).unwrap() && b.is_alive(a.id()).unwrap());
     }
 }

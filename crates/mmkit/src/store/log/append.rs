@@ -207,7 +207,7 @@ impl Log {
     ///
     /// [`Owner`]: crate::shm::sync::Owner
     pub(crate) fn with_write_lock<R>(&self, f: impl FnOnce() -> Result<R>) -> Result<R> {
-        let owner = crate::shm::sync::Owner::for_file(&self.file)?;
+        let owner = self.owner()?;
         self.maps
             .with_u32(format::WRITE_LOCK, |word| {
                 let mutex = crate::shm::sync::RobustMutex::with_owner(word, &owner);
@@ -216,6 +216,18 @@ impl Log {
                 f()
             })
             .and_then(|r| r)
+    }
+
+    /// This handle's owner on its file for the writers' lock, claimed on first use (and
+    /// again in a `fork` child), released with the handle.
+    fn owner(&self) -> Result<std::sync::Arc<crate::shm::sync::Owner>> {
+        let mut owner = self.owner.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(o) = owner.as_ref().filter(|o| o.is_current()) {
+            return Ok(o.clone());
+        }
+        let o = std::sync::Arc::new(crate::shm::sync::Owner::claim(&*self.file)?);
+        *owner = Some(o.clone());
+        Ok(o)
     }
 
     /// A shared writer's view of the log, from the header: another process may have

@@ -160,6 +160,8 @@ pub struct Log {
     flushes: AtomicU64,
     /// A reader's view of an unrecovered image (see `open::read_only_cap`).
     cap: Option<Cap>,
+    /// The owner id the writers' lock word names while this handle holds it.
+    owner: Mutex<Option<std::sync::Arc<crate::shm::sync::Owner>>>,
 }
 
 /// What a reader of an unrecovered image sees: `view` (last seq, end) instead of the

@@ -85,6 +85,7 @@ pub(super) fn open(opts: &LogOptions, path: &Path) -> Result<Log> {
         appends: AtomicU64::new(0),
         flushes: AtomicU64::new(0),
         cap: None,
+        owner: Mutex::new(None),
     };
     if !write {
         log.cap = read_only_cap(&log, meta, len)?;
