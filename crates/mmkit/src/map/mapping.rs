@@ -59,6 +59,7 @@ impl Mapping {
 
     /// The mapped file's device and inode, for a file mapping (a memfd and a named
     /// segment included); `None` for anonymous memory.
+    #[cfg(feature = "shm")]
     pub(crate) fn file_id(&self) -> Option<super::poison::FileId> {
         self.region.file_id()
     }

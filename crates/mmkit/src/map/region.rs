@@ -119,6 +119,7 @@ impl Region {
     }
 
     /// The mapped file's identity, for a file mapping.
+    #[cfg(feature = "shm")]
     pub(crate) fn file_id(&self) -> Option<FileId> {
         self.file.map(|f| f.id)
     }

@@ -484,3 +484,94 @@ fn check_kv_view(kept: &Pairs, k: u64, puts: &[Put], ctx: &str, tally: &mut Tall
         }
     }
 }
+
+/// A write of the record file workload: record `index` set to `value`.
+struct Update {
+    index: usize,
+    value: u64,
+    began: u64,
+    acked: u64,
+}
+
+#[test]
+fn power_loss_leaves_every_record_of_a_record_file_old_or_new_never_torn() {
+    use super::{RecordFile, RecordFileOptions};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("records");
+    let opts = RecordFileOptions::new().durability(Durability::Sync);
+    drop(RecordFile::<[u64; 40]>::open(&path, opts).unwrap());
+    crash::install(|_| true);
+    crash::assume_durable(&std::fs::File::open(&path).unwrap());
+    let mut file = RecordFile::<[u64; 40]>::open(&path, opts).unwrap();
+    let mut rng = XorShift::new(0x2ec0);
+    let mut updates = Vec::new();
+    for op in 1..=160u64 {
+        let began = crash::calls();
+        let index = if op <= 30 {
+            file.push(&[op; 40]).unwrap()
+        } else {
+            let i = rng.below(30);
+            file.set(i, &[op; 40]).unwrap();
+            i
+        };
+        updates.push(Update {
+            index,
+            value: op,
+            began,
+            acked: crash::calls(),
+        });
+    }
+    drop(file);
+    let images = crash::finish();
+    let mut tally = Tally::default();
+    let img = dir.path().join("image");
+    for (k, image) in &images {
+        for (loss, bytes) in images_of(image, *k + 3) {
+            tally.cuts += 1;
+            std::fs::write(&img, &bytes).unwrap();
+            let ctx = format!("cut at call {k} ({:?}), {loss:?}", image.event);
+            let file = match RecordFile::<[u64; 40]>::open(&img, opts) {
+                Ok(f) => f,
+                Err(e) => {
+                    tally.refused += 1;
+                    tally.fail(format!("{ctx}: open: {e}"));
+                    continue;
+                }
+            };
+            for i in 0..30 {
+                let mine: Vec<&Update> = updates.iter().filter(|u| u.index == i).collect();
+                let floor = mine.iter().filter(|u| u.acked <= *k).map(|u| u.value).max();
+                let got = match file.get(i) {
+                    Ok(got) => got,
+                    Err(e) => {
+                        tally.wrong += 1;
+                        tally.fail(format!("{ctx}: record {i}: {e}"));
+                        continue;
+                    }
+                };
+                if floor.is_some() {
+                    tally.acked_checked += 1;
+                }
+                match got {
+                    None if floor.is_some() => {
+                        tally.lost += 1;
+                        tally.fail(format!("{ctx}: acknowledged record {i} lost"));
+                    }
+                    None => {}
+                    Some(v) => {
+                        let whole = v.iter().all(|&x| x == v[0]);
+                        let written = mine.iter().any(|u| u.value == v[0] && u.began <= *k);
+                        if !whole || !written || Some(v[0]) < floor {
+                            tally.wrong += 1;
+                            tally.fail(format!(
+                                "{ctx}: record {i} reads {} (acknowledged {floor:?})",
+                                v[0]
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    tally.assert_clean("record file, Sync");
+}
