@@ -422,3 +422,70 @@ fn a_lock_word_left_by_another_boot_does_not_block_an_open() {
     let got = got.expect("Kv::open blocked on a lock word of another boot");
     assert_eq!(got.unwrap().as_deref(), Some(&b"v"[..]));
 }
+
+/// A store of format 1 (whose writers' lock word held a thread id) is upgraded by a
+/// writer of this build that has it to itself, and refused beside a writer that may be
+/// of format 1: the two would read the lock word differently.
+#[test]
+fn a_format_1_store_is_upgraded_when_alone_and_never_shared_with_an_older_writer() {
+    use std::os::unix::fs::FileExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("kv");
+    let kv = Kv::open(&path).unwrap();
+    kv.put(b"k", b"v").unwrap();
+    drop(kv);
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&path)
+        .unwrap();
+    let mut fixed = [0u8; 24];
+    f.read_exact_at(&mut fixed, 0).unwrap();
+    assert_eq!(
+        fixed[8..12],
+        2u32.to_le_bytes(),
+        "this build writes format 2"
+    );
+    fixed[8..12].copy_from_slice(&1u32.to_le_bytes());
+    let crc = crc32c(&fixed[0..20]);
+    fixed[20..24].copy_from_slice(&crc.to_le_bytes());
+    f.write_all_at(&fixed, 0).unwrap();
+    // An older writer holds the file as a shared writer does.
+    rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockShared).unwrap();
+    let err = Kv::open(&path).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Busy, "{err}");
+    assert!(err.to_string().contains("format 1"), "{err}");
+    // Readers need no lock word.
+    let mut ro = KvOptions::new();
+    ro.read_only();
+    assert_eq!(
+        ro.open(&path).unwrap().get(b"k").unwrap().as_deref(),
+        Some(&b"v"[..])
+    );
+    drop(f);
+    let kv = Kv::open(&path).unwrap();
+    assert_eq!(kv.get(b"k").unwrap().as_deref(), Some(&b"v"[..]));
+    drop(kv);
+    let mut now = [0u8; 12];
+    std::fs::File::open(&path)
+        .unwrap()
+        .read_exact_at(&mut now, 0)
+        .unwrap();
+    assert_eq!(now[8..12], 2u32.to_le_bytes(), "upgraded");
+}
+
+/// CRC32C, bitwise (the test's own, independent of the library's).
+fn crc32c(bytes: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &b in bytes {
+        crc ^= b as u32;
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0x82F6_3B78
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}

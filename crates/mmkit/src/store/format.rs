@@ -28,8 +28,12 @@
 
 /// "MMKITLOG".
 pub(crate) const MAGIC: [u8; 8] = *b"MMKITLOG";
-/// The format version this build writes and reads.
-pub(crate) const VERSION: u32 = 1;
+/// The format version this build writes. 2: the writers' lock word names an owner the
+/// kernel ties to its process (an OFD lock), no longer a thread id; the durable end and
+/// the epoch. Version 1 is read too, and a writer that has the file to itself upgrades
+/// it (so that no build of version 1, which would read the lock word as a thread id,
+/// opens it again); beside a writer of version 1 this build does not write.
+pub(crate) const VERSION: u32 = 2;
 /// Where the records start: one page of header.
 pub(crate) const DATA_START: u64 = 4096;
 /// The header page's size.
@@ -145,7 +149,8 @@ pub(crate) enum FixedError {
     Damaged,
 }
 
-pub(crate) fn check_fixed(b: &[u8; 24]) -> Result<(), FixedError> {
+/// Check the fixed header; returns its format version.
+pub(crate) fn check_fixed(b: &[u8; 24]) -> Result<u32, FixedError> {
     if b[0..8] != MAGIC {
         return Err(FixedError::Magic);
     }
@@ -160,7 +165,7 @@ pub(crate) fn check_fixed(b: &[u8; 24]) -> Result<(), FixedError> {
     if u32::from_le_bytes(b[12..16].try_into().unwrap()) as u64 != DATA_START || version == 0 {
         return Err(FixedError::Damaged);
     }
-    Ok(())
+    Ok(version)
 }
 
 /// The durable-end word for `end`: `end / 8` above a 16-bit check, so that a damaged
@@ -251,15 +256,15 @@ mod tests {
     #[test]
     fn the_fixed_header_and_meta_slots_check_themselves() {
         let fixed = encode_fixed();
-        assert_eq!(check_fixed(&fixed), Ok(()));
+        assert_eq!(check_fixed(&fixed), Ok(VERSION));
         let mut bad = fixed;
         bad[0] = b'X';
         assert_eq!(check_fixed(&bad), Err(FixedError::Magic));
         let mut newer = fixed;
-        newer[8..12].copy_from_slice(&2u32.to_le_bytes());
+        newer[8..12].copy_from_slice(&(VERSION + 1).to_le_bytes());
         let c = crc(&newer[0..20]);
         newer[20..24].copy_from_slice(&c.to_le_bytes());
-        assert_eq!(check_fixed(&newer), Err(FixedError::Newer(2)));
+        assert_eq!(check_fixed(&newer), Err(FixedError::Newer(VERSION + 1)));
         let m = Meta {
             generation: 3,
             start: 4096,

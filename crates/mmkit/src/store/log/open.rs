@@ -62,12 +62,22 @@ pub(super) fn open(opts: &LogOptions, path: &Path) -> Result<Log> {
         }
         len = file_len(&file, path)?;
     }
-    let meta = read_header(&file, path, len)?;
+    let (meta, version) = read_header(&file, path, len)?;
     if alone {
+        if version < format::VERSION {
+            upgrade(&file)?;
+        }
         clear_stale_lock(&file)?;
         if opts.shared {
             lock_shared_waiting(&file, path)?;
         }
+    } else if write && version < format::VERSION {
+        return Err(Error::new(Op::Open, ErrorKind::Busy)
+            .with_path(Some(path))
+            .detail(format!(
+                "a writer of format {version} has this store open: an older mmkit, whose lock this build does not share"
+            ))
+            .hint("close it there, or upgrade it; the first writer of this build to open the store alone upgrades the file"));
     }
     let maps = Maps::new(&file, path, write, header_write, len)?;
     let mut log = Log {
@@ -181,6 +191,13 @@ fn clear_stale_lock(file: &StoreFile) -> Result<()> {
     Ok(())
 }
 
+/// Rewrite the fixed header with this build's format version, and flush it (the caller
+/// has the file to itself: see `format::VERSION`).
+fn upgrade(file: &StoreFile) -> Result<()> {
+    file.write_all_at(&format::encode_fixed(), 0)?;
+    file.sync_data()
+}
+
 /// How long a shared writer waits for an exclusive lock to go away: another shared
 /// writer may hold it for a moment, writing the header of a log created in place.
 const CREATE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
@@ -285,7 +302,7 @@ pub(crate) fn sync_dir(path: &Path) -> Result<()> {
 
 /// Check the header (with `pread`, before anything is mapped) and return the current
 /// meta slot.
-fn read_header(file: &File, path: &Path, len: u64) -> Result<Meta> {
+fn read_header(file: &File, path: &Path, len: u64) -> Result<(Meta, u32)> {
     let format_err = |detail: String| {
         Error::new(Op::Open, ErrorKind::Format)
             .with_path(Some(path))
@@ -315,8 +332,8 @@ fn read_header(file: &File, path: &Path, len: u64) -> Result<Meta> {
     file.read_exact_at(&mut head, 0)
         .map_err(|e| Error::io(Op::Open, &e).with_path(Some(path)))?;
     let fixed: [u8; 24] = head[0..24].try_into().expect("24 bytes");
-    match format::check_fixed(&fixed) {
-        Ok(()) => {}
+    let version = match format::check_fixed(&fixed) {
+        Ok(v) => v,
         Err(FixedError::Magic) => {
             return Err(format_err("not an mmkit log (bad magic)".into())
                 .hint("name an mmkit log file; nothing was written to this one"))
@@ -333,13 +350,13 @@ fn read_header(file: &File, path: &Path, len: u64) -> Result<Meta> {
                 "the log's header is damaged (its checksum fails)".into(),
             ))
         }
-    }
+    };
     let slot = |i: usize| {
         let at = META_SLOTS[i];
         Meta::decode(head[at..at + 32].try_into().expect("32 bytes"))
     };
     match Meta::current([slot(0), slot(1)]) {
-        Some((_, meta)) if meta.start <= len => Ok(meta),
+        Some((_, meta)) if meta.start <= len => Ok((meta, version)),
         _ => Err(format_err(
             "both of the log's meta slots are damaged".into(),
         )),
