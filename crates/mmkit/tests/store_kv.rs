@@ -447,7 +447,7 @@ fn a_format_1_store_is_upgraded_when_alone_and_never_shared_with_an_older_writer
         "this build writes format 2"
     );
     fixed[8..12].copy_from_slice(&1u32.to_le_bytes());
-    let crc = crc32c(&fixed[0..20]);
+    let crc = common::crc32c(&fixed[0..20]);
     fixed[20..24].copy_from_slice(&crc.to_le_bytes());
     f.write_all_at(&fixed, 0).unwrap();
     // An older writer holds the file as a shared writer does.
@@ -472,20 +472,4 @@ fn a_format_1_store_is_upgraded_when_alone_and_never_shared_with_an_older_writer
         .read_exact_at(&mut now, 0)
         .unwrap();
     assert_eq!(now[8..12], 2u32.to_le_bytes(), "upgraded");
-}
-
-/// CRC32C, bitwise (the test's own, independent of the library's).
-fn crc32c(bytes: &[u8]) -> u32 {
-    let mut crc = !0u32;
-    for &b in bytes {
-        crc ^= b as u32;
-        for _ in 0..8 {
-            crc = if crc & 1 != 0 {
-                (crc >> 1) ^ 0x82F6_3B78
-            } else {
-                crc >> 1
-            };
-        }
-    }
-    !crc
 }

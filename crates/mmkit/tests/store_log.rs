@@ -265,7 +265,7 @@ fn bad_input_is_a_clear_error_and_writes_nothing() {
     fill(&path, &records(3));
     let mut newer = std::fs::read(&path).unwrap();
     newer[8..12].copy_from_slice(&9u32.to_le_bytes());
-    let crc = crc32c(&newer[0..20]);
+    let crc = common::crc32c(&newer[0..20]);
     newer[20..24].copy_from_slice(&crc.to_le_bytes());
     let newer_path = dir.path().join("newer");
     std::fs::write(&newer_path, &newer).unwrap();
@@ -306,22 +306,6 @@ fn bad_input_is_a_clear_error_and_writes_nothing() {
             .errno(),
         Some(2)
     );
-}
-
-/// CRC32C, bitwise (the test's own, independent of the library's).
-fn crc32c(bytes: &[u8]) -> u32 {
-    let mut crc = !0u32;
-    for &b in bytes {
-        crc ^= b as u32;
-        for _ in 0..8 {
-            crc = if crc & 1 != 0 {
-                (crc >> 1) ^ 0x82F6_3B78
-            } else {
-                crc >> 1
-            };
-        }
-    }
-    !crc
 }
 
 #[test]

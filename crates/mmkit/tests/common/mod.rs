@@ -128,3 +128,19 @@ pub(crate) fn spawn(f: impl FnOnce() -> i32) -> mmkit::process::Child {
     // SAFETY: see above; every caller's child keeps to shared memory and atomics.
     unsafe { mmkit::process::fork(move |_| f()) }.unwrap()
 }
+
+/// CRC32C, bitwise (the tests' own, independent of the library's).
+pub(crate) fn crc32c(bytes: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &b in bytes {
+        crc ^= b as u32;
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0x82F6_3B78
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}

@@ -98,18 +98,13 @@ pub(crate) fn scan(bytes: &[u8], start: u64, start_seq: Seq, durable: u64) -> Sc
                 let rest = scan(bytes, off, f.seq, u64::MAX);
                 rest.runs.iter().map(|r| r.records).sum()
             });
-            let end = last_nonzero_end(bytes, from).max(from);
-            if end > from {
-                bad.push(Bad {
-                    offset: from,
-                    end,
-                    first_lost,
-                });
-            }
+            let tail = tail(bytes, from, first_lost);
+            let torn = tail.is_some();
+            bad.extend(tail);
             return Scan {
                 runs,
                 bad,
-                torn: end > from,
+                torn,
                 after_tear,
             };
         }
@@ -135,14 +130,7 @@ pub(crate) fn scan(bytes: &[u8], start: u64, start_seq: Seq, durable: u64) -> Sc
                 seq = frame.seq;
             }
             None => {
-                let end = last_nonzero_end(bytes, from).max(from);
-                if end > from {
-                    bad.push(Bad {
-                        offset: from,
-                        end,
-                        first_lost,
-                    });
-                }
+                bad.extend(tail(bytes, from, first_lost));
                 break;
             }
         }
@@ -153,6 +141,17 @@ pub(crate) fn scan(bytes: &[u8], start: u64, start_seq: Seq, durable: u64) -> Sc
         torn: false,
         after_tear: 0,
     }
+}
+
+/// The torn tail from `from` (where `first_lost` was expected) to the last non-zero
+/// byte, if anything is there.
+fn tail(bytes: &[u8], from: u64, first_lost: Seq) -> Option<Bad> {
+    let end = last_nonzero_end(bytes, from).max(from);
+    (end > from).then_some(Bad {
+        offset: from,
+        end,
+        first_lost,
+    })
 }
 
 /// The disk's unit of an atomic write: what a power cut tears a write into.
