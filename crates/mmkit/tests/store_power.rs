@@ -38,8 +38,8 @@ fn payload(seq: u64) -> Vec<u8> {
     if seq % 13 == 0 {
         return vec![0; 1500];
     }
-    let len = match seq % 7 {
-        0 => 3000 + rng.below(5000),
+    let len = match seq % 3 {
+        0 => 3000 + rng.below(6000),
         _ => 1 + rng.below(600),
     };
     (0..len).map(|_| rng.next_u64() as u8).collect()
@@ -215,6 +215,9 @@ fn write_back(file: &Path, other: &Path, how: Writeback, rng: &mut XorShift) {
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Work {
     Log(Durability),
+    /// A log whose writer stops itself between writing a batch and flushing it (appends
+    /// of `Process` durability, then `sync`): every cut lands in that window.
+    LogWindow,
     Kv,
 }
 
@@ -237,6 +240,24 @@ fn start_writer(work: Work, path: &Path, acked: &AtomicU64) -> mmkit::process::C
                         let recs: Vec<Vec<u8>> = (seq..seq + n).map(payload).collect();
                         log.append_batch(&recs).unwrap();
                         seq += n;
+                        acked.store(b + 1, Ordering::SeqCst);
+                    }
+                }
+                Work::LogWindow => {
+                    let log = LogOptions::new().open(&path).unwrap();
+                    let me = rustix::process::getpid();
+                    let mut seq = 1;
+                    for b in 0.. {
+                        let n = batch_len(b);
+                        let recs: Vec<Vec<u8>> = (seq..seq + n).map(payload).collect();
+                        log.append_batch(&recs).unwrap();
+                        seq += n;
+                        if b % 3 == 2 {
+                            // Written and published, not flushed: the parent cuts here.
+                            let _ =
+                                rustix::process::kill_process(me, rustix::process::Signal::STOP);
+                        }
+                        log.sync().unwrap();
                         acked.store(b + 1, Ordering::SeqCst);
                     }
                 }
@@ -299,7 +320,7 @@ fn parse(text: &str) -> Result<Found, String> {
 fn open_as_after_reboot(work: Work, store: &Path, out: &Path) -> Result<Found, String> {
     let exe = std::env::current_exe().unwrap();
     let role = match work {
-        Work::Log(_) => "log",
+        Work::Log(_) | Work::LogWindow => "log",
         Work::Kv => "kv",
     };
     let _ = std::fs::remove_file(out);
@@ -342,6 +363,25 @@ fn open_as_after_reboot(work: Work, store: &Path, out: &Path) -> Result<Found, S
             return Err("blocked for 60 s".into());
         }
         std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Wait until process `pid` is stopped (its state in `/proc/PID/stat` is `T`).
+fn wait_stopped(pid: i32) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let state = stat
+            .rsplit_once(')')
+            .and_then(|(_, r)| r.split_whitespace().next());
+        if state == Some("T") {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the writer never stopped: {stat}"
+        );
+        std::thread::sleep(Duration::from_micros(200));
     }
 }
 
@@ -508,19 +548,23 @@ fn cuts(work: Work, cuts: u32) {
     for cut in 0..cuts {
         // The writer runs between cuts only (its file stays small).
         signal(rustix::process::Signal::CONT);
-        std::thread::sleep(Duration::from_millis(2 + rng.below(25) as u64));
-        rustix::process::kill_process(
-            rustix::process::Pid::from_raw(writer.pid()).unwrap(),
-            rustix::process::Signal::STOP,
-        )
-        .unwrap();
+        if work == Work::LogWindow {
+            wait_stopped(writer.pid());
+        } else {
+            std::thread::sleep(Duration::from_millis(2 + rng.below(25) as u64));
+            signal(rustix::process::Signal::STOP);
+        }
+        wait_stopped(writer.pid());
         let acked_now = acked.load(Ordering::SeqCst);
-        let how = [
-            Writeback::None,
-            Writeback::All,
-            Writeback::HeaderOnly,
-            Writeback::Random,
-        ][cut as usize % 4];
+        // In the window between a write and its flush, random pages are what tear a
+        // batch: half the cuts there.
+        let how = match (work, cut % 4) {
+            (Work::LogWindow, 0 | 2) => Writeback::Random,
+            (_, 0) => Writeback::None,
+            (_, 1) => Writeback::All,
+            (_, 2) => Writeback::HeaderOnly,
+            _ => Writeback::Random,
+        };
         write_back(&store, &fs.path().join("other"), how, &mut rng);
         std::fs::copy(&image, &copy).unwrap();
         let after = match Mounted::new(&copy, "data=writeback") {
@@ -568,6 +612,11 @@ fn cuts(work: Work, cuts: u32) {
 #[test]
 fn a_sync_log_keeps_every_acknowledged_batch_whole_across_power_cuts() {
     cuts(Work::Log(Durability::Sync), 24);
+}
+
+#[test]
+fn a_log_cut_between_its_write_and_its_flush_keeps_every_flushed_batch_whole() {
+    cuts(Work::LogWindow, 24);
 }
 
 #[test]
