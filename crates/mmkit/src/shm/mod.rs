@@ -23,6 +23,7 @@ mod memfd;
 mod owner;
 pub mod ring;
 pub mod segment;
+mod semaphore;
 pub mod sync;
 pub mod typed;
 
