@@ -250,9 +250,9 @@ fn file_len(file: &File, path: &Path) -> Result<u64> {
         .map_err(|e| Error::io(Op::Open, &e).with_path(Some(path)))
 }
 
-/// Write a new log's header: reserve the first space, then the fixed part and meta slot
-/// 0 (the log starts at `DATA_START` with seq 1). With `Sync`, the file and its
-/// directory entry reach storage.
+/// Write a new log's header: the fixed part and meta slot 0 (the log starts at
+/// `DATA_START` with seq 1), then reserve the first space. The header reaches storage
+/// whatever the durability; with `Sync`, the directory entry too.
 fn create(file: &StoreFile) -> Result<()> {
     let path = file.path();
     // The whole header page in one write of one page, first: a writer killed in the
@@ -308,6 +308,14 @@ fn read_header(file: &File, path: &Path, len: u64) -> Result<(Meta, u32)> {
             .with_path(Some(path))
             .detail(detail)
     };
+    let bad_magic = || {
+        format_err("not an mmkit log (bad magic)".into())
+            .hint("name an mmkit log file; nothing was written to this one")
+    };
+    if len == 0 {
+        return Err(format_err("not an mmkit log: the file is empty".into())
+            .hint("open it for writing to create a log, or name another file"));
+    }
     if len < HEADER_LEN as u64 {
         // Judge the bytes that are there: another program's short file is no log at
         // all, only a file that begins as a log does can be one cut short.
@@ -315,13 +323,8 @@ fn read_header(file: &File, path: &Path, len: u64) -> Result<(Meta, u32)> {
         let n = (len as usize).min(head.len());
         file.read_exact_at(&mut head[..n], 0)
             .map_err(|e| Error::io(Op::Open, &e).with_path(Some(path)))?;
-        if len == 0 {
-            return Err(format_err("not an mmkit log: the file is empty".into())
-                .hint("open it for writing to create a log, or name another file"));
-        }
         if head[..n] != format::MAGIC[..n] {
-            return Err(format_err("not an mmkit log (bad magic)".into())
-                .hint("name an mmkit log file; nothing was written to this one"));
+            return Err(bad_magic());
         }
         return Err(format_err(format!(
             "an mmkit log cut inside its header ({len} of {HEADER_LEN} bytes)"
@@ -334,10 +337,7 @@ fn read_header(file: &File, path: &Path, len: u64) -> Result<(Meta, u32)> {
     let fixed: [u8; 24] = head[0..24].try_into().expect("24 bytes");
     let version = match format::check_fixed(&fixed) {
         Ok(v) => v,
-        Err(FixedError::Magic) => {
-            return Err(format_err("not an mmkit log (bad magic)".into())
-                .hint("name an mmkit log file; nothing was written to this one"))
-        }
+        Err(FixedError::Magic) => return Err(bad_magic()),
         Err(FixedError::Newer(v)) => {
             return Err(format_err(format!(
                 "the log has format version {v}, newer than this build reads ({})",
