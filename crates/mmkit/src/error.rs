@@ -19,7 +19,7 @@ use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use crate::sys::errno;
+use crate::sys::errno::{self, errno_of};
 
 /// A `Result` whose error is [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -357,12 +357,6 @@ fn errno_name(n: i32) -> Option<&'static str> {
         errno::EOPNOTSUPP => "EOPNOTSUPP",
         _ => return None,
     })
-}
-
-/// The errno an [`io::Error`] carries, `EIO` when it carries none: for the few callers
-/// that keep an errno rather than an [`Error`] (see [`Error::io`]).
-pub(crate) fn errno_of(e: &io::Error) -> rustix::io::Errno {
-    rustix::io::Errno::from_io_error(e).unwrap_or(rustix::io::Errno::IO)
 }
 
 /// The errno's text without std's "(os error N)" suffix: `Invalid argument`.

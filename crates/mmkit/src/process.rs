@@ -142,13 +142,8 @@ impl Child {
     /// # Errors
     /// The kernel's refusal (`ECHILD`).
     pub fn wait(mut self) -> Result<Exit> {
-        let status = loop {
-            match sys::waitpid(self.pid) {
-                Ok(status) => break status,
-                Err(rustix::io::Errno::INTR) => {}
-                Err(e) => return Err(Error::os(Op::Process, e)),
-            }
-        };
+        let status =
+            crate::sys::retry(|| sys::waitpid(self.pid)).map_err(|e| Error::os(Op::Process, e))?;
         self.reaped = true;
         match sys::term_signal(status) {
             Some(sig) => Ok(Exit::Signal(sig)),

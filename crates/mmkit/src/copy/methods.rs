@@ -10,8 +10,9 @@ use std::os::fd::{AsFd, BorrowedFd};
 use rustix::io::Errno;
 
 use super::{Destination, Method};
-use crate::error::{errno_of, Error, ErrorKind, Op};
+use crate::error::{Error, ErrorKind, Op};
 use crate::sys;
+use crate::sys::errno_of;
 use crate::MapOptions;
 
 /// The most one system call is asked to move (the kernel moves at most 2 GiB - 4 KiB).
@@ -96,13 +97,7 @@ impl Job<'_> {
     fn wait(&self, e: Errno) -> Result<(), Errno> {
         match e {
             Errno::INTR => Ok(()),
-            Errno::AGAIN => loop {
-                match sys::io::poll_out(self.dst) {
-                    Ok(()) => return Ok(()),
-                    Err(Errno::INTR) => {}
-                    Err(e) => return Err(e),
-                }
-            },
+            Errno::AGAIN => sys::retry(|| sys::io::poll_out(self.dst)),
             e => Err(e),
         }
     }
@@ -152,13 +147,9 @@ impl Job<'_> {
         while self.pos < self.end {
             let n = self.left(cap);
             let mut at = self.pos;
-            let held = loop {
-                match sys::copy::splice_from_file(self.src, &mut at, into.as_fd(), n) {
-                    Ok(k) => break k,
-                    Err(Errno::INTR) => {}
-                    Err(e) => return Err(self.fail(Op::Read, e)),
-                }
-            };
+            let held =
+                sys::retry(|| sys::copy::splice_from_file(self.src, &mut at, into.as_fd(), n))
+                    .map_err(|e| self.fail(Op::Read, e))?;
             if held == 0 {
                 return Ok(Stop::Eof);
             }
@@ -196,12 +187,8 @@ impl Job<'_> {
         let mut buf = vec![0u8; self.buffer.min(held as usize)];
         while held > 0 {
             let n = buf.len().min(held as usize);
-            let got = match pipe.read(&mut buf[..n]) {
-                Ok(0) => 0,
-                Ok(k) => k,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(Fail::Error(Error::io(Op::Copy, &e))),
-            };
+            let got = sys::retry(|| pipe.read(&mut buf[..n]))
+                .map_err(|e| Fail::Error(Error::io(Op::Copy, &e)))?;
             if got == 0 {
                 return Err(Fail::Error(
                     Error::os(Op::Copy, Errno::IO).detail("splice's pipe ended early"),
@@ -270,13 +257,8 @@ impl Job<'_> {
         let mut buf = vec![0u8; self.left(self.buffer as u64)];
         while self.pos < self.end {
             let n = self.left(buf.len() as u64);
-            let got = loop {
-                match sys::io::pread(self.src, &mut buf[..n], self.pos) {
-                    Ok(k) => break k,
-                    Err(Errno::INTR) => {}
-                    Err(e) => return Err(self.fail(Op::Read, e)),
-                }
-            };
+            let got = sys::retry(|| sys::io::pread(self.src, &mut buf[..n], self.pos))
+                .map_err(|e| self.fail(Op::Read, e))?;
             if got == 0 {
                 return Ok(Stop::Eof);
             }

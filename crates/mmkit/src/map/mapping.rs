@@ -160,7 +160,6 @@ impl Mapping {
             match self.write_once(at, n, fd)? {
                 Ok(0) => break,
                 Ok(w) => done += w,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(e) if e.raw_os_error() == Some(rustix::io::Errno::FAULT.raw_os_error()) => {
                     return Err(self.lost_in_write(at, len - done));
                 }
@@ -172,7 +171,7 @@ impl Mapping {
         Ok(done)
     }
 
-    /// One `write(2)` of up to `len` bytes at `off` to `fd`, straight from the pages. The
+    /// One `write(2)` (retried on `EINTR`) of up to `len` bytes at `off` to `fd`, straight from the pages. The
     /// outer `Result` is the mapping's own check (range, protection, pages already lost),
     /// the inner one the write's: `EFAULT` there means a page had no file behind it (see
     /// [`lost_in_write`](Self::lost_in_write)).
@@ -184,9 +183,11 @@ impl Mapping {
     ) -> Result<std::io::Result<usize>> {
         self.region
             .access(Op::Read, off, len, Protection::READ, |src| {
-                // SAFETY: `[src, src+len)` is readable memory of the view (checked by
-                // `access`); write(2) only reads it, and reports a lost page as EFAULT.
-                unsafe { crate::sys::io::write_raw(fd, src, len) }
+                crate::sys::retry(|| {
+                    // SAFETY: `[src, src+len)` is readable memory of the view (checked by
+                    // `access`); write(2) only reads it, and reports a lost page as EFAULT.
+                    unsafe { crate::sys::io::write_raw(fd, src, len) }
+                })
             })
     }
 

@@ -108,12 +108,7 @@ pub(crate) fn diagnose(
     }
     // One byte brings the whole page in (or fails as the fault did).
     let mut byte = [0u8; 1];
-    let read = loop {
-        match file.read_at(&mut byte, file_offset) {
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            r => break r,
-        }
-    };
+    let read = crate::sys::retry(|| file.read_at(&mut byte, file_offset));
     (verdict(&read, fs_full(&file)), size)
 }
 

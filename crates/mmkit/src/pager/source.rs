@@ -160,11 +160,9 @@ pub(super) fn open_source_file(path: &Path, write: bool) -> Result<(File, u64)> 
 pub(super) fn pread_full(file: &File, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
     let mut done = 0;
     while done < buf.len() {
-        match file.read_at(&mut buf[done..], offset + done as u64) {
-            Ok(0) => break,
-            Ok(n) => done += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
+        match crate::sys::retry(|| file.read_at(&mut buf[done..], offset + done as u64))? {
+            0 => break,
+            n => done += n,
         }
     }
     Ok(done)

@@ -26,9 +26,9 @@ use rustix::net::{
 };
 
 use super::segment::errno_text;
-use crate::error::errno_of;
 use crate::error::{Error, ErrorKind, Op, Result};
 use crate::map::{MapOptions, Mapping};
+use crate::sys::errno_of;
 use crate::sys::fs as sys;
 
 /// A set of memfd seals (`F_SEAL_*`, see

@@ -360,9 +360,8 @@ fn lock_sizing(fd: &OwnedFd, short: &str) -> Result<()> {
     let deadline = std::time::Instant::now() + SIZING_LOCK_WAIT;
     let mut nap = std::time::Duration::from_micros(100);
     loop {
-        match rustix::fs::flock(fd, FlockOperation::NonBlockingLockExclusive) {
+        match crate::sys::retry(|| rustix::fs::flock(fd, FlockOperation::NonBlockingLockExclusive)) {
             Ok(()) => return Ok(()),
-            Err(Errno::INTR) => continue,
             Err(Errno::WOULDBLOCK) if std::time::Instant::now() < deadline => {
                 std::thread::sleep(nap);
                 nap = (nap * 2).min(std::time::Duration::from_millis(10));

@@ -68,9 +68,8 @@ pub(crate) fn lock_shared_writer(file: &File, path: &Path) -> Result<()> {
 
 fn lock(file: &File, path: &Path, how: FlockOperation) -> Result<()> {
     loop {
-        match rustix::fs::flock(file, how) {
+        match crate::sys::retry(|| rustix::fs::flock(file, how)) {
             Ok(()) => return Ok(()),
-            Err(Errno::INTR) => continue,
             Err(Errno::WOULDBLOCK) => {
                 return Err(Error::new(Op::Open, ErrorKind::Busy)
                     .with_path(Some(path))

@@ -30,13 +30,10 @@ pub(crate) fn reserve(file: &File, path: &Path, from: u64, len: u64) -> Result<(
     if len == 0 {
         return Ok(());
     }
-    loop {
-        match rustix::fs::fallocate(file, FallocateFlags::empty(), from, len) {
-            Ok(()) => return Ok(()),
-            Err(Errno::INTR) => continue,
-            Err(Errno::OPNOTSUPP | Errno::NOSYS) => return write_zeros(file, path, from, len),
-            Err(e) => return Err(reserve_error(e, path, from, len)),
-        }
+    match crate::sys::retry(|| rustix::fs::fallocate(file, FallocateFlags::empty(), from, len)) {
+        Ok(()) => Ok(()),
+        Err(Errno::OPNOTSUPP | Errno::NOSYS) => write_zeros(file, path, from, len),
+        Err(e) => Err(reserve_error(e, path, from, len)),
     }
 }
 
@@ -50,13 +47,10 @@ pub(crate) fn punch(file: &File, path: &Path, from: u64, len: u64) -> Result<()>
         return Ok(());
     }
     let flags = FallocateFlags::PUNCH_HOLE | FallocateFlags::KEEP_SIZE;
-    loop {
-        match rustix::fs::fallocate(file, flags, from, len) {
-            Ok(()) => return Ok(()),
-            Err(Errno::INTR) => continue,
-            Err(Errno::OPNOTSUPP | Errno::NOSYS) => return write_zeros(file, path, from, len),
-            Err(e) => return Err(reserve_error(e, path, from, len)),
-        }
+    match crate::sys::retry(|| rustix::fs::fallocate(file, flags, from, len)) {
+        Ok(()) => Ok(()),
+        Err(Errno::OPNOTSUPP | Errno::NOSYS) => write_zeros(file, path, from, len),
+        Err(e) => Err(reserve_error(e, path, from, len)),
     }
 }
 
@@ -65,17 +59,11 @@ pub(crate) fn punch(file: &File, path: &Path, from: u64, len: u64) -> Result<()>
 /// # Errors
 /// `Os` with the kernel's errno (`EIO` when writeback failed).
 pub(crate) fn sync_data(file: &File, path: &Path) -> Result<()> {
-    loop {
-        match rustix::fs::fdatasync(file) {
-            Ok(()) => return Ok(()),
-            Err(Errno::INTR) => continue,
-            Err(e) => {
-                return Err(Error::os(Op::Sync, e)
-                    .with_path(Some(path))
-                    .detail(format!("fdatasync: {e}")))
-            }
-        }
-    }
+    crate::sys::retry(|| rustix::fs::fdatasync(file)).map_err(|e| {
+        Error::os(Op::Sync, e)
+            .with_path(Some(path))
+            .detail(format!("fdatasync: {e}"))
+    })
 }
 
 fn write_zeros(file: &File, path: &Path, from: u64, len: u64) -> Result<()> {
@@ -88,7 +76,7 @@ fn write_zeros(file: &File, path: &Path, from: u64, len: u64) -> Result<()> {
     while at < end {
         let n = usize::try_from(end - at).map_or(CHUNK, |left| left.min(CHUNK));
         file.write_all_at(&zeros[..n], at)
-            .map_err(|e| reserve_error(crate::error::errno_of(&e), path, from, len))?;
+            .map_err(|e| reserve_error(crate::sys::errno_of(&e), path, from, len))?;
         at += n as u64;
     }
     Ok(())

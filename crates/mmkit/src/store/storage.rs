@@ -100,7 +100,7 @@ impl StoreFile {
     /// `NoSpace` when the file system is full (`ENOSPC`, `EDQUOT`); `Os` otherwise.
     pub(crate) fn write_all_at(&self, buf: &[u8], at: u64) -> Result<()> {
         let r = self.file.write_all_at(buf, at).map_err(|e| {
-            let errno = crate::error::errno_of(&e);
+            let errno = crate::sys::errno_of(&e);
             write_error(errno, Op::Write, &self.path).at(at, buf.len() as u64)
         });
         crash::after(crash::Event::Write, self);
@@ -117,12 +117,7 @@ impl StoreFile {
         let total: usize = parts.iter().map(|p| p.len()).sum();
         let fail = |e: Errno| write_error(e, op, &self.path).at(at, total as u64);
         let bufs: Vec<IoSlice<'_>> = parts.iter().map(|p| IoSlice::new(p)).collect();
-        let wrote = loop {
-            match rustix::io::pwritev(&self.file, &bufs, at) {
-                Err(Errno::INTR) => continue,
-                r => break r.map_err(fail),
-            }
-        };
+        let wrote = crate::sys::retry(|| rustix::io::pwritev(&self.file, &bufs, at)).map_err(fail);
         let r = wrote.and_then(|wrote| {
             if wrote == total {
                 return Ok(());
@@ -131,7 +126,7 @@ impl StoreFile {
             let all = parts.concat();
             self.file
                 .write_all_at(&all[wrote..], at + wrote as u64)
-                .map_err(|e| fail(crate::error::errno_of(&e)))
+                .map_err(|e| fail(crate::sys::errno_of(&e)))
         });
         crash::after(crash::Event::Write, self);
         r

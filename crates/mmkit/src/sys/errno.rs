@@ -1,9 +1,58 @@
-//! Errno numbers by their C names, for matching the raw `i32` an [`crate::Error`] keeps.
+//! Errno numbers by their C names, for matching the raw `i32` an [`crate::Error`] keeps;
+//! the errno of a failed call ([`last_errno`]) or of an [`io::Error`] ([`errno_of`]); and
+//! the one loop that retries a call a signal interrupted ([`retry`]).
 //!
 //! The values come from `rustix`'s [`Errno`] constants, so no `libc` path is needed above
-//! `sys`.
+//! `sys`. This file imports nothing of mmkit: the error type stands on it, not the other
+//! way round.
+
+use std::io;
 
 use rustix::io::Errno;
+
+/// The calling thread's `errno` after a failed libc call, as an [`Errno`] (`EIO` if it
+/// has none).
+pub(crate) fn last_errno() -> Errno {
+    errno_of(&io::Error::last_os_error())
+}
+
+/// The errno an [`io::Error`] carries, `EIO` when it carries none: for the callers that
+/// keep an errno rather than an [`crate::Error`] (`Error::io` makes one from it).
+pub(crate) fn errno_of(e: &io::Error) -> Errno {
+    Errno::from_io_error(e).unwrap_or(Errno::IO)
+}
+
+/// An error that can say "a signal interrupted the call" (`EINTR`).
+pub(crate) trait Interrupted {
+    /// Whether this is `EINTR`.
+    fn interrupted(&self) -> bool;
+}
+
+impl Interrupted for Errno {
+    fn interrupted(&self) -> bool {
+        *self == Errno::INTR
+    }
+}
+
+impl Interrupted for io::Error {
+    fn interrupted(&self) -> bool {
+        self.kind() == io::ErrorKind::Interrupted
+    }
+}
+
+/// Call `f` until it does not fail with `EINTR`: the one `EINTR` retry loop of mmkit,
+/// for a `rustix` call (`Result<T, Errno>`) or a `std` one (`io::Result<T>`).
+///
+/// <https://man7.org/linux/man-pages/man7/signal.7.html> ("Interruption of system calls")
+#[doc(alias = "EINTR")]
+pub(crate) fn retry<T, E: Interrupted>(mut f: impl FnMut() -> Result<T, E>) -> Result<T, E> {
+    loop {
+        match f() {
+            Err(e) if e.interrupted() => continue,
+            r => return r,
+        }
+    }
+}
 
 /// `EPERM`.
 pub(crate) const EPERM: i32 = Errno::PERM.raw_os_error();

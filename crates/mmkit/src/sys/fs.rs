@@ -5,7 +5,7 @@ use std::os::fd::{AsRawFd, BorrowedFd};
 
 use rustix::io::Errno;
 
-use super::last_errno;
+use super::errno::last_errno;
 
 /// `O_NONBLOCK` for `OpenOptionsExt::custom_flags`.
 pub(crate) const O_NONBLOCK: i32 = libc::O_NONBLOCK;

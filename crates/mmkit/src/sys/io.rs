@@ -5,7 +5,7 @@ use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 
 use rustix::io::Errno;
 
-use super::last_errno;
+use super::errno::last_errno;
 
 /// `write(2)` of `len` bytes at `src` to `fd`; returns the bytes written.
 ///

@@ -15,7 +15,7 @@ use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 
 use rustix::io::Errno;
 
-use super::last_errno;
+use super::errno::{last_errno, retry};
 
 /// `fcntl(fd, F_OFD_SETLK, {F_WRLCK, byte, 1})`: take an exclusive lock on one byte
 /// without waiting; `Ok(false)` when another open file description holds it.
@@ -69,18 +69,16 @@ fn ofd(fd: BorrowedFd<'_>, cmd: i32, kind: i16, byte: u64) -> Result<i16, Errno>
     fl.l_whence = libc::SEEK_SET as i16;
     fl.l_start = start;
     fl.l_len = 1;
-    loop {
+    retry(|| {
         // SAFETY: `fd` is open for the borrow; the kernel reads and (GETLK) writes the
         // `flock` we own, nothing else.
         let r = unsafe { libc::fcntl(fd.as_raw_fd(), cmd, &mut fl as *mut libc::flock) };
         if r == 0 {
-            return Ok(fl.l_type);
+            Ok(fl.l_type)
+        } else {
+            Err(last_errno())
         }
-        match last_errno() {
-            Errno::INTR => continue,
-            e => return Err(e),
-        }
-    }
+    })
 }
 
 /// A new open file description, read-write and close-on-exec, of the file `fd` refers

@@ -11,7 +11,8 @@ use std::ptr::NonNull;
 
 use rustix::io::Errno;
 
-use super::{errno, page_size};
+use super::errno::last_errno;
+use super::page_size;
 use rustix::mm::{self, MapFlags, MlockFlags, MprotectFlags, MremapFlags, MsyncFlags, ProtFlags};
 
 /// `mmap(2)`: map `len` bytes of `fd` at `offset`, or anonymous memory when `fd` is `None`.
@@ -209,7 +210,7 @@ pub(crate) unsafe fn mincore(ptr: *mut u8, len: usize) -> Result<Vec<u8>, Errno>
     // SAFETY: `vec` has one byte for each page of the range, as mincore writes.
     let rc = unsafe { libc::mincore(ptr.cast(), len, vec.as_mut_ptr()) };
     if rc != 0 {
-        return Err(Errno::from_raw_os_error(errno()));
+        return Err(last_errno());
     }
     Ok(vec)
 }
@@ -269,7 +270,7 @@ pub(crate) unsafe fn set_anon_name(
         )
     };
     if rc != 0 {
-        return Err(Errno::from_raw_os_error(errno()));
+        return Err(last_errno());
     }
     Ok(())
 }

@@ -10,7 +10,7 @@
 //! | `process` | `fork`, `_exit`, `waitpid`, `pthread_atfork`, `getrusage` (faults, CPU time) |
 //! | `io` | `write(2)` from raw memory or a buffer, `poll(2)` for input or output |
 //! | `copy` | `sendfile`, `splice`, `copy_file_range`, `pipe2`, `F_SETPIPE_SZ`/`F_GETPIPE_SZ` |
-//! | `errno` | errno numbers by C name (from `rustix`'s `Errno`), for the error type |
+//! | `errno` | errno numbers by C name (from `rustix`'s `Errno`), the errno of a failed call or an `io::Error`, the one `EINTR` retry |
 //! | `fs` | `cachestat(2)`, `open` and `memfd` seal flags |
 //! | `lock` | open-file-description locks (`F_OFD_SETLK`, `F_OFD_GETLK`), reopening a descriptor through `/proc/self/fd` |
 //! | `uffd` | `userfaultfd(2)`, `/dev/userfaultfd` and the `UFFDIO_*` ioctls |
@@ -52,12 +52,11 @@ pub(crate) mod signal;
 #[cfg(feature = "pager")]
 pub(crate) mod uffd;
 
+pub(crate) use errno::{errno_of, retry};
 pub(crate) use mm::{
     madvise, map_anon_aligned, mincore, mlock, mmap, mmap_fixed_zeroes, mprotect, mremap, msync,
     munlock, munmap, set_anon_name,
 };
-
-use rustix::io::Errno;
 
 /// The size of a base page, in bytes (`sysconf(_SC_PAGESIZE)`, from the aux vector).
 ///
@@ -65,16 +64,4 @@ use rustix::io::Errno;
 #[doc(alias = "getpagesize")]
 pub(crate) fn page_size() -> usize {
     rustix::param::page_size()
-}
-
-/// The calling thread's `errno` after a failed libc call (`EIO` if it has none).
-fn errno() -> i32 {
-    std::io::Error::last_os_error()
-        .raw_os_error()
-        .unwrap_or(libc::EIO)
-}
-
-/// The calling thread's `errno` as an [`Errno`] (`EIO` if it has none).
-fn last_errno() -> Errno {
-    Errno::from_io_error(&std::io::Error::last_os_error()).unwrap_or(Errno::IO)
 }

@@ -3,7 +3,7 @@
 
 use rustix::io::Errno;
 
-use super::last_errno;
+use super::errno::last_errno;
 
 /// `fork(2)`: returns 0 in the child and the child's id in the parent.
 ///

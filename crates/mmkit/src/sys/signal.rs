@@ -8,7 +8,7 @@ use std::mem::MaybeUninit;
 use rustix::io::Errno;
 use rustix::process::Signal;
 
-use super::last_errno;
+use super::errno::last_errno;
 
 /// `SIGSEGV`.
 pub(crate) const SIGSEGV: i32 = Signal::SEGV.as_raw();

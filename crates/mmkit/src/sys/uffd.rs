@@ -16,7 +16,7 @@ use std::os::unix::fs::OpenOptionsExt;
 
 use rustix::io::Errno;
 
-use super::last_errno;
+use super::errno::last_errno;
 
 /// `UFFD_API`: the API version of the handshake.
 const UFFD_API: u64 = 0xAA;
@@ -472,7 +472,7 @@ fn dev_userfaultfd(flags: libc::c_int) -> Result<OwnedFd, Errno> {
         .write(true)
         .custom_flags(libc::O_CLOEXEC)
         .open("/dev/userfaultfd")
-        .map_err(|e| crate::error::errno_of(&e))?;
+        .map_err(|e| super::errno::errno_of(&e))?;
     // SAFETY: USERFAULTFD_IOC_NEW takes the flags as its integer argument and returns a
     // new descriptor.
     let fd = unsafe { libc::ioctl(dev.as_raw_fd(), USERFAULTFD_IOC_NEW, flags) };

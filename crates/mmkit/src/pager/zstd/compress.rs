@@ -108,11 +108,9 @@ fn check_args(frame_size: usize, level: i32) -> Result<()> {
 fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
     let mut done = 0;
     while done < buf.len() {
-        match r.read(&mut buf[done..]) {
-            Ok(0) => break,
-            Ok(n) => done += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
+        match crate::sys::retry(|| r.read(&mut buf[done..]))? {
+            0 => break,
+            n => done += n,
         }
     }
     Ok(done)

@@ -30,11 +30,11 @@ pub(super) fn read_header(file: &File, path: &Path) -> Result<Vec<u8>> {
     let mut page = vec![0u8; HEADER_LEN];
     let mut got = 0;
     while got < HEADER_LEN {
-        match file.read_at(&mut page[got..], got as u64) {
-            Ok(0) => break,
-            Ok(n) => got += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(Error::io(Op::Open, &e).with_path(Some(path))),
+        match crate::sys::retry(|| file.read_at(&mut page[got..], got as u64))
+            .map_err(|e| Error::io(Op::Open, &e).with_path(Some(path)))?
+        {
+            0 => break,
+            n => got += n,
         }
     }
     page.truncate(got);
