@@ -38,8 +38,6 @@ mod memory;
 pub(crate) mod open;
 mod options;
 mod poison;
-#[cfg(feature = "shm")]
-pub(crate) use poison::FileId;
 mod prot;
 mod region;
 mod residency;

@@ -11,9 +11,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
-use rustix::fs::{Mode, OFlags};
-
 use crate::error::ErrorKind;
+use crate::sys::fs::{open_regular, Purpose, Takes};
 
 /// A replaced byte range, relative to the mapping's base, and why it was lost.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,6 +83,20 @@ pub(crate) struct FileId {
     pub(crate) ino: u64,
 }
 
+impl FileId {
+    /// Open `path` (read-only, or read-write when `write`) when it names this file:
+    /// `stat` first, so nothing else is opened, then [`open_regular`] (non-blocking, so a
+    /// path replaced by a FIFO meanwhile cannot hang) and `fstat` to check it again.
+    pub(crate) fn open(self, path: &Path, write: bool) -> Option<File> {
+        let same = |st: &rustix::fs::Stat| st.st_dev == self.dev && st.st_ino == self.ino;
+        if !same(&rustix::fs::stat(path).ok()?) {
+            return None;
+        }
+        let (file, st) = open_regular(path, Purpose::new(write, Takes::Any)).ok()?;
+        same(&st).then_some(file)
+    }
+}
+
 /// Why the page at `file_offset` of the file `id` could not be read, and the file's size
 /// when it could be found.
 ///
@@ -152,21 +165,9 @@ fn open_same_file(id: FileId, path: Option<&Path>) -> Option<File> {
         .find_map(|p| open_if_same(id, &p))
 }
 
-/// Open `path` read-only when it names the file `id` (`stat` first, so nothing else is
-/// opened; non-blocking, so a path replaced by a FIFO meanwhile cannot hang).
+/// Open `path` read-only when it names the file `id` (see [`FileId::open`]).
 fn open_if_same(id: FileId, path: &Path) -> Option<File> {
-    let same = |st: &rustix::fs::Stat| st.st_dev == id.dev && st.st_ino == id.ino;
-    if !same(&rustix::fs::stat(path).ok()?) {
-        return None;
-    }
-    let flags = OFlags::RDONLY | OFlags::NONBLOCK | OFlags::CLOEXEC | OFlags::NOCTTY;
-    let fd = rustix::fs::open(path, flags, Mode::empty()).ok()?;
-    if !same(&rustix::fs::fstat(&fd).ok()?) {
-        return None;
-    }
-    let now = rustix::fs::fcntl_getfl(&fd).ok()?;
-    rustix::fs::fcntl_setfl(&fd, now - OFlags::NONBLOCK).ok()?;
-    Some(File::from(fd))
+    id.open(path, false)
 }
 
 /// The file `id` reopened through `/proc/self/fd/N` for a descriptor this process has

@@ -1,9 +1,9 @@
 //! The [`Source`] trait and the simple sources: a file, a function, a vector.
 
 use std::fmt;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{self, Seek, SeekFrom};
-use std::os::unix::fs::{FileExt, FileTypeExt, OpenOptionsExt};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{OnceLock, RwLock};
@@ -116,38 +116,17 @@ fn overflow(op: Op, offset: u64, len: usize) -> Error {
 /// or socket. Opening is non-blocking so a FIFO without a writer is refused rather than
 /// waited on. Returns the file and its length.
 pub(super) fn open_source_file(path: &Path, write: bool) -> Result<(File, u64)> {
-    let file = OpenOptions::new()
-        .read(true)
-        .write(write)
-        .custom_flags(sys::O_NONBLOCK | sys::O_CLOEXEC)
-        .open(path)
-        .map_err(|e| Error::io(Op::Open, &e).with_path(Some(path)))?;
-    let meta = file
-        .metadata()
-        .map_err(|e| Error::io(Op::Open, &e).with_path(Some(path)))?;
-    let ft = meta.file_type();
-    let what = if ft.is_dir() {
-        Some("a directory")
-    } else if ft.is_fifo() {
-        Some("a pipe (FIFO)")
-    } else if ft.is_socket() {
-        Some("a socket")
-    } else if !(ft.is_file() || ft.is_block_device()) {
-        Some("not a regular file")
-    } else {
-        None
-    };
-    if let Some(what) = what {
-        return Err(Error::new(Op::Open, ErrorKind::NotMappable)
+    let purpose = sys::Purpose::new(write, sys::Takes::RegularOrBlock);
+    let file = match sys::open_regular(path, purpose) {
+        Ok((file, _)) => file,
+        Err(sys::Refusal::Os(e)) => return Err(Error::os(Op::Open, e).with_path(Some(path))),
+        Err(sys::Refusal::Kind(what)) => return Err(Error::new(Op::Open, ErrorKind::NotMappable)
             .with_path(Some(path))
             .detail(format!("cannot page from {what}"))
             .hint(
                 "a source reads a regular file or a block device; copy the data to a file first",
-            ));
-    }
-    let flags = rustix::fs::fcntl_getfl(&file).map_err(|e| Error::os(Op::Open, e))?;
-    rustix::fs::fcntl_setfl(&file, flags - rustix::fs::OFlags::NONBLOCK)
-        .map_err(|e| Error::os(Op::Open, e).with_path(Some(path)))?;
+            )),
+    };
     // A block device's metadata says 0 bytes; seeking to the end gives its size.
     let len = (&file)
         .seek(SeekFrom::End(0))

@@ -27,7 +27,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use rustix::io::Errno;
 
 use crate::error::{Error, Op, Result};
-use crate::map::{FileId, Mapping};
+use crate::map::Mapping;
 use crate::sys::lock::{ofd_is_locked, ofd_try_lock, ofd_unlock, reopen_rw};
 use crate::sys::process::fork_generation;
 
@@ -234,27 +234,14 @@ pub(crate) fn file_of(map: &Mapping) -> Result<Option<OwnedFd>> {
         }
     }
     for p in tries {
-        if let Some(fd) = open_if_same(id, &p) {
-            return Ok(Some(fd));
+        if let Some(file) = id.open(&p, true) {
+            return Ok(Some(file.into()));
         }
     }
     Err(Error::new(Op::Open, crate::ErrorKind::NotFound)
         .with_path(map.path())
         .detail("cannot open the mapped file again to lock its liveness bytes")
         .hint("keep a descriptor of the file open while attaching, or map it by path"))
-}
-
-/// Open `path` read-write (non-blocking, so a FIFO put there cannot hang) when it is
-/// the file `id`.
-fn open_if_same(id: FileId, path: &std::path::Path) -> Option<OwnedFd> {
-    use rustix::fs::{Mode, OFlags};
-    let same = |st: &rustix::fs::Stat| st.st_dev == id.dev && st.st_ino == id.ino;
-    if !same(&rustix::fs::stat(path).ok()?) {
-        return None;
-    }
-    let flags = OFlags::RDWR | OFlags::NONBLOCK | OFlags::CLOEXEC | OFlags::NOCTTY;
-    let fd = rustix::fs::open(path, flags, Mode::empty()).ok()?;
-    same(&rustix::fs::fstat(&fd).ok()?).then_some(fd)
 }
 
 #[cfg(test)]

@@ -81,6 +81,7 @@ use rustix::io::Errno;
 
 use crate::error::{Error, ErrorKind, Op, Result};
 use crate::map::{MapOptions, Mapping};
+use crate::sys::fs::{open_regular, Purpose, Refusal, Takes};
 
 /// Where Linux keeps `shm_open` objects: a tmpfs, one regular file a segment.
 pub const SHM_DIR: &str = "/dev/shm";
@@ -334,19 +335,23 @@ impl SegmentOptions {
 }
 
 /// `shm_open(3)` as glibc does it — `open("/dev/shm/NAME", flags | O_NOFOLLOW |
-/// O_CLOEXEC)` — plus `O_NONBLOCK`, so that a FIFO planted under a segment's name cannot
-/// block the open (it is refused by [`Segment::check_regular`]); the flag is cleared
-/// again. rustix's `shm::open` leaves `O_NOFOLLOW` out, so a symbolic link planted in
-/// the world-writable `/dev/shm` would be followed.
+/// O_CLOEXEC)` — through [`open_regular`], non-blocking, so that a FIFO planted under a
+/// segment's name cannot block the open (it is refused by [`Segment::check_regular`]).
+/// rustix's `shm::open` leaves `O_NOFOLLOW` out, so a symbolic link planted in the
+/// world-writable `/dev/shm` would be followed.
 fn open_name(short: &str, flags: OFlags, mode: Mode) -> std::result::Result<OwnedFd, Errno> {
-    let fd = rustix::fs::open(
-        shm_path(short),
-        flags | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK,
+    let purpose = Purpose {
+        flags: flags | OFlags::NOFOLLOW,
         mode,
-    )?;
-    let fl = rustix::fs::fcntl_getfl(&fd)?;
-    rustix::fs::fcntl_setfl(&fd, fl - OFlags::NONBLOCK)?;
-    Ok(fd)
+        noatime: false,
+        // Any kind: `check_regular` says what a segment is not, by its name.
+        takes: Takes::Any,
+    };
+    match open_regular(&shm_path(short), purpose) {
+        Ok((file, _)) => Ok(file.into()),
+        Err(Refusal::Os(e)) => Err(e),
+        Err(Refusal::Kind(_)) => Err(Errno::INVAL), // not with `Takes::Any`
+    }
 }
 
 /// How long an opener waits for a live process holding the sizing lock of a

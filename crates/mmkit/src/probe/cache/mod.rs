@@ -38,14 +38,13 @@
 
 use std::collections::HashSet;
 use std::fs::File;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use globset::{Glob, GlobSet, GlobSetBuilder};
 use rustix::io::Errno;
 
 use crate::error::{Error, ErrorKind, Op, Result};
-use crate::sys::fs as sys;
+use crate::sys::fs::{open_regular, Purpose, Refusal, Takes};
 use crate::{Advice, LockMode, MapOptions, Mapping};
 
 mod range;
@@ -402,13 +401,15 @@ fn matches(set: &Option<GlobSet>, rel: &Path, name: &std::ffi::OsStr) -> bool {
 }
 
 impl Walker<'_> {
-    fn walk(&mut self, root: &Path, inc: &Option<GlobSet>, exc: &Option<GlobSet>) {
+    /// Whether `root` can be walked: it exists, and is a regular file or a directory
+    /// (else the error is recorded).
+    fn root_ok(&mut self, root: &Path) -> bool {
         let meta = match std::fs::metadata(root) {
             Ok(m) => m,
             Err(e) => {
                 let e = std::fs::symlink_metadata(root).err().unwrap_or(e);
                 self.fail(root, Error::io(Op::Open, &e));
-                return;
+                return false;
             }
         };
         // Special files are skipped inside a tree, but one named as a root is a mistake
@@ -422,6 +423,13 @@ impl Walker<'_> {
                     ))
                     .hint("give regular files or directories"),
             );
+            return false;
+        }
+        true
+    }
+
+    fn walk(&mut self, root: &Path, inc: &Option<GlobSet>, exc: &Option<GlobSet>) {
+        if !self.root_ok(root) {
             return;
         }
         let mut wd = walkdir::WalkDir::new(root)
@@ -475,18 +483,23 @@ impl Walker<'_> {
         });
     }
 
-    fn open(path: &Path) -> std::io::Result<File> {
-        let open = |flags| {
-            std::fs::OpenOptions::new()
-                .read(true)
-                .custom_flags(flags)
-                .open(path)
+    /// Open `path` to measure it (read-only, `O_NOATIME` where allowed so measuring does
+    /// not write inodes; non-blocking in case the path has become a FIFO); `None` for a
+    /// file that is not regular after all, or a hard link already counted.
+    fn open(&mut self, path: &Path) -> Result<Option<(File, u64)>> {
+        let purpose = Purpose {
+            noatime: true,
+            ..Purpose::new(false, Takes::Regular)
         };
-        // O_NOATIME where allowed (owner or root), so measuring does not write inodes.
-        match open(sys::O_NOATIME | sys::O_NONBLOCK) {
-            Err(e) if e.raw_os_error() == Some(Errno::PERM.raw_os_error()) => open(sys::O_NONBLOCK),
-            r => r,
+        let (file, st) = match open_regular(path, purpose) {
+            Ok(opened) => opened,
+            Err(Refusal::Kind(_)) => return Ok(None),
+            Err(Refusal::Os(e)) => return Err(Error::os(Op::Open, e)),
+        };
+        if st.st_nlink > 1 && !self.seen.insert((st.st_dev, st.st_ino)) {
+            return Ok(None);
         }
+        Ok(Some((file, st.st_size as u64)))
     }
 
     /// Measure one file; `root` when it was named itself rather than found in a tree.
@@ -505,32 +518,10 @@ impl Walker<'_> {
     /// that is not regular after all. A range that starts past the end of a file named
     /// as a `root` is an error (in a tree, such a file is measured as 0 pages).
     fn measure(&mut self, path: &Path, root: bool) -> Result<Option<FileEntry>> {
-        let file = Self::open(path).map_err(|e| Error::io(Op::Open, &e))?;
-        let meta = file.metadata().map_err(|e| Error::io(Op::Open, &e))?;
-        if !meta.is_file() {
+        let Some((file, size)) = self.open(path)? else {
             return Ok(None);
-        }
-        // Opened non-blocking in case the path had become a FIFO; a regular file it is.
-        let flags = rustix::fs::fcntl_getfl(&file).map_err(|e| Error::os(Op::Open, e))?;
-        rustix::fs::fcntl_setfl(&file, flags - rustix::fs::OFlags::NONBLOCK)
-            .map_err(|e| Error::os(Op::Open, e))?;
-        if meta.nlink() > 1 && !self.seen.insert((meta.dev(), meta.ino())) {
-            return Ok(None);
-        }
-        let size = meta.len();
-        let range = self.opts.range.unwrap_or_default();
-        if root && range.start > 0 && range.start >= size {
-            return Err(Error::new(Op::Probe, ErrorKind::OffsetPastEnd)
-                .at(
-                    range.start,
-                    range.end.map_or(0, |e| e.saturating_sub(range.start)),
-                )
-                .detail(format!(
-                    "the range starts past the end of the file ({size} bytes)"
-                ))
-                .hint("give a range that starts inside the file"));
-        }
-        let (off, len) = range.clamp(size);
+        };
+        let (off, len) = self.range_of(size, root)?;
         let ps = crate::page_size() as u64;
         let pages = if len == 0 {
             0
@@ -555,17 +546,53 @@ impl Walker<'_> {
         // A plain query needs only counts: cachestat(2) gives them without a mapping
         // (open, fstat, cachestat: fewer system calls than mmap + mincore + munmap).
         if self.action == Action::Query && !self.opts.keep_pages && self.cachestat {
-            match crate::probe::cachestat(&file, off, len) {
-                Ok(c) => {
-                    entry.resident = c.cached;
-                    entry.cachestat = Some(c);
-                    return Ok(Some(entry));
-                }
-                Err(e) if e.errno() == Some(Errno::NOSYS.raw_os_error()) => self.cachestat = false,
-                Err(_) => {} // measure with mincore below
+            if let Some(c) = self.cachestat(&file, off, len) {
+                entry.resident = c.cached;
+                entry.cachestat = Some(c);
+                return Ok(Some(entry));
             }
         }
-        let map = MapOptions::new().map(&file)?;
+        self.map_and_count(&file, &mut entry)?;
+        Ok(Some(entry))
+    }
+
+    /// The part of a file of `size` bytes the options' range covers, as (offset,
+    /// length); an error for a range starting past the end of a file named as a `root`.
+    fn range_of(&self, size: u64, root: bool) -> Result<(u64, u64)> {
+        let range = self.opts.range.unwrap_or_default();
+        if root && range.start > 0 && range.start >= size {
+            return Err(Error::new(Op::Probe, ErrorKind::OffsetPastEnd)
+                .at(
+                    range.start,
+                    range.end.map_or(0, |e| e.saturating_sub(range.start)),
+                )
+                .detail(format!(
+                    "the range starts past the end of the file ({size} bytes)"
+                ))
+                .hint("give a range that starts inside the file"));
+        }
+        Ok(range.clamp(size))
+    }
+
+    /// `cachestat(2)` of the range; `None` when it fails (and, for `ENOSYS`, it is not
+    /// tried again).
+    fn cachestat(&mut self, file: &File, off: u64, len: u64) -> Option<crate::probe::CacheStat> {
+        match crate::probe::cachestat(file, off, len) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                if e.errno() == Some(Errno::NOSYS.raw_os_error()) {
+                    self.cachestat = false;
+                }
+                None
+            }
+        }
+    }
+
+    /// Map the entry's range, touch or lock it as the action says, and count its
+    /// resident pages with `mincore` (and `cachestat` where there is one).
+    fn map_and_count(&mut self, file: &File, entry: &mut FileEntry) -> Result<()> {
+        let (off, len, pages) = (entry.offset, entry.bytes, entry.pages);
+        let map = MapOptions::new().map(file)?;
         let (o, l) = (off as usize, len as usize);
         match self.action {
             Action::Touch => {
@@ -584,17 +611,13 @@ impl Walker<'_> {
             entry.map = res.iter().collect();
         }
         if self.cachestat {
-            match crate::probe::cachestat(&file, off, len) {
-                Ok(c) => entry.cachestat = Some(c),
-                Err(e) if e.errno() == Some(Errno::NOSYS.raw_os_error()) => self.cachestat = false,
-                Err(_) => {}
-            }
+            entry.cachestat = self.cachestat(file, off, len);
         }
         if self.action == Action::Lock {
             self.locked.pages += pages;
             self.locked.maps.push(map);
         }
-        Ok(Some(entry))
+        Ok(())
     }
 }
 
