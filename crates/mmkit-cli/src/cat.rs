@@ -57,7 +57,7 @@ pub(crate) fn run(args: &CatArgs) -> anyhow::Result<ExitCode> {
             Ok(()) => {}
             Err(Failed::Error(e)) if crate::is_epipe(e.errno()) => break, // the reader went away
             Err(Failed::Error(e)) => {
-                crate::report(&format!("cat: {}", crate::first_line(&e.to_string())));
+                crate::args::report_error("cat", e);
                 failed += 1;
             }
             Err(Failed::Short(line)) => {

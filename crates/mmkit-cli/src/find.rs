@@ -49,7 +49,7 @@ pub(crate) fn run(args: &FindArgs) -> anyhow::Result<ExitCode> {
             Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(exit(failed, total)),
             Err(e) => {
                 out.flush()?;
-                crate::report(&format!("find: {}", crate::first_line(&e.to_string())));
+                crate::args::report_error("find", e);
                 failed += 1;
             }
         }

@@ -34,8 +34,8 @@ pub(crate) struct MapsArgs {
     sort: SortKey,
     /// Show only mappings of this kind; repeat for several kinds. Totals cover the
     /// mappings shown.
-    #[arg(long = "kind", value_enum, value_name = "KIND")]
-    kinds: Vec<KindArg>,
+    #[arg(long = "kind", value_parser = kind_arg(), value_name = "KIND")]
+    kinds: Vec<AreaKind>,
     /// Print JSON instead of the table: {pid, mappings: [...], totals: {per_kind, all}},
     /// sizes in bytes.
     #[arg(long)]
@@ -78,37 +78,12 @@ enum SortKey {
     Swap,
 }
 
-/// A kind of mapping, as `--kind` spells it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-enum KindArg {
-    /// A file mapped shared (writes reach the file).
-    FileShared,
-    /// A file mapped private: program text, libraries, copy-on-write data.
-    FilePrivate,
-    /// Shared memory without a file on disk: shared anonymous, System V, memfd.
-    AnonShared,
-    /// Private anonymous memory.
-    AnonPrivate,
-    /// The brk heap.
-    Heap,
-    /// The main thread's stack.
-    Stack,
-    /// vdso, vvar, vsyscall and other kernel areas.
-    Special,
-}
-
-impl From<KindArg> for AreaKind {
-    fn from(k: KindArg) -> AreaKind {
-        match k {
-            KindArg::FileShared => AreaKind::FileShared,
-            KindArg::FilePrivate => AreaKind::FilePrivate,
-            KindArg::AnonShared => AreaKind::AnonShared,
-            KindArg::AnonPrivate => AreaKind::AnonPrivate,
-            KindArg::Heap => AreaKind::Heap,
-            KindArg::Stack => AreaKind::Stack,
-            KindArg::Special => AreaKind::Special,
-        }
-    }
+/// `--kind`'s parser: the library's own names of the kinds ([`AreaKind::name`], parsed
+/// back with its `FromStr`), listed as clap's possible values.
+fn kind_arg() -> impl clap::builder::TypedValueParser<Value = AreaKind> {
+    use clap::builder::TypedValueParser;
+    clap::builder::PossibleValuesParser::new(AreaKind::ALL.map(AreaKind::name))
+        .try_map(|name| name.parse::<AreaKind>())
 }
 
 #[derive(Debug, serde::Serialize)]
@@ -131,7 +106,7 @@ pub(crate) fn run(args: &MapsArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(1));
         }
     };
-    let wanted: Vec<AreaKind> = args.kinds.iter().map(|&k| k.into()).collect();
+    let wanted = &args.kinds;
     let mut rows: Vec<&MapEntry> = maps
         .mappings
         .iter()

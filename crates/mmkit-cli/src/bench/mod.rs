@@ -16,7 +16,7 @@ use comfy_table::Table;
 use mmkit::bench::{
     self, BenchOptions, BenchReport, CacheState, CaseResult, Method, Pattern, Sink,
 };
-use mmkit::size::{format_size, parse_size};
+use mmkit::size::format_size;
 
 /// Arguments of `mmkit bench`.
 #[derive(Debug, clap::Args)]
@@ -27,7 +27,7 @@ pub(crate) struct BenchArgs {
     /// File sizes to generate, comma-separated (4K, 64K, 1M, 16M, 256M; K/M/G are
     /// powers of 1024). Default: 4K,64K,1M,16M,256M (--quick: 4K,1M,16M); with --sink 1G
     /// (--quick: 64M).
-    #[arg(long, alias = "size", value_delimiter = ',', value_parser = size_arg)]
+    #[arg(long, alias = "size", value_delimiter = ',', value_parser = crate::args::size::<u64>)]
     sizes: Vec<u64>,
     /// Timed runs per case; the median is reported (default 5, --quick 3; with --sink 3).
     #[arg(long)]
@@ -71,7 +71,7 @@ pub(crate) struct BenchArgs {
     #[arg(long)]
     dir: Option<PathBuf>,
     /// read()/pread buffer size (with --sink: read+write's and the readers').
-    #[arg(long, value_parser = size_arg, default_value = "1M")]
+    #[arg(long, value_parser = crate::args::size::<u64>, default_value = "1M")]
     buffer: u64,
     /// 4 KiB reads in one random pass.
     #[arg(long, default_value_t = 1000)]
@@ -96,12 +96,6 @@ pub(crate) enum CacheArg {
     Warm,
     Cold,
     Both,
-}
-
-fn size_arg(s: &str) -> Result<u64, String> {
-    parse_size(s).ok_or_else(|| {
-        format!("`{s}` is not a size (a positive number, optionally with K, M or G)")
-    })
 }
 
 /// A read method, or (with `--sink`) a copy method.
@@ -331,7 +325,7 @@ pub(super) fn with_progress<T>(
     match result {
         Ok(r) => Some(r),
         Err(e) => {
-            crate::report(&format!("bench: {}", crate::first_line(&e.to_string())));
+            crate::args::report_error("bench", e);
             None
         }
     }

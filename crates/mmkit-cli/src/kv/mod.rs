@@ -106,7 +106,7 @@ pub(crate) fn run(args: &KvArgs) -> anyhow::Result<ExitCode> {
 /// The error of a library call for subcommand `cmd`, as `mmkit: kv CMD: ...` (the
 /// library's text names the file; its hint, when there is one, follows on a second line).
 fn kv_error(cmd: &str, e: &mmkit::Error) -> anyhow::Error {
-    anyhow::anyhow!("kv {cmd}: {e}")
+    crate::args::cmd_error(format_args!("kv {cmd}"), e)
 }
 
 /// A key argument's bytes, refused (before the store is opened) when over the limit.
@@ -173,6 +173,6 @@ fn report_recovery(cmd: &str, path: &Path, kv: &Kv) {
 fn encoded(bytes: &[u8]) -> (&'static str, String) {
     match std::str::from_utf8(bytes) {
         Ok(text) => ("utf8", text.to_string()),
-        Err(_) => ("hex", crate::log::hex(bytes)),
+        Err(_) => ("hex", crate::args::hex(bytes)),
     }
 }

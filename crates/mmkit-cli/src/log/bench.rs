@@ -26,7 +26,7 @@ pub(crate) struct BenchArgs {
     #[arg(long, value_name = "FACTOR", default_value_t = 1.0, value_parser = factor_arg)]
     count: f64,
     /// Record sizes (bytes; K, M suffixes), comma-separated.
-    #[arg(long, value_delimiter = ',', default_value = "16,256,4K", value_parser = size_arg)]
+    #[arg(long, value_delimiter = ',', default_value = "16,256,4K", value_parser = crate::args::size::<usize>)]
     sizes: Vec<usize>,
     /// Concurrent appenders of the group-commit case.
     #[arg(long, default_value_t = 8)]
@@ -44,12 +44,6 @@ fn factor_arg(s: &str) -> Result<f64, String> {
         Ok(f) if f.is_finite() && f > 0.0 && f <= 1000.0 => Ok(f),
         _ => Err(format!("`{s}` is not a factor above 0 and up to 1000")),
     }
-}
-
-fn size_arg(s: &str) -> Result<usize, String> {
-    mmkit::size::parse_size(s)
-        .and_then(|n| usize::try_from(n).ok())
-        .ok_or_else(|| format!("`{s}` is not a record size of 1 byte or more (K, M suffixes)"))
 }
 
 /// The targets.
@@ -265,8 +259,8 @@ mod tests {
         for bad in ["0", "-1", "nan", "inf", "1001", "x"] {
             assert!(factor_arg(bad).is_err(), "{bad}");
         }
-        assert_eq!(size_arg("4K"), Ok(4096));
-        assert!(size_arg("0").is_err());
+        assert_eq!(crate::args::size::<usize>("4K"), Ok(4096));
+        assert!(crate::args::size::<usize>("0").is_err());
     }
 
     #[test]

@@ -17,7 +17,6 @@ mod check;
 mod read;
 
 pub(crate) use check::summary as check_summary;
-pub(crate) use read::hex;
 
 /// Arguments of `mmkit log`.
 #[derive(Debug, clap::Args)]
@@ -100,7 +99,7 @@ fn seq_arg(s: &str) -> Result<Seq, String> {
 /// The error of a library call for subcommand `cmd`, as `mmkit: log CMD: ...` (the
 /// library's text names the file; its hint, when there is one, follows on a second line).
 fn log_error(cmd: &str, e: &mmkit::Error) -> anyhow::Error {
-    anyhow::anyhow!("log {cmd}: {e}")
+    crate::args::cmd_error(format_args!("log {cmd}"), e)
 }
 
 /// Open `path` read-only (no lock, no recovery, never changes the file).

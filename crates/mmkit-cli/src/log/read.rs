@@ -172,7 +172,7 @@ impl Printer {
         Ok(if self.json {
             let (encoding, data) = match std::str::from_utf8(&self.buf) {
                 Ok(text) => ("utf8", text.to_string()),
-                Err(_) => ("hex", hex(&self.buf)),
+                Err(_) => ("hex", crate::args::hex(&self.buf)),
             };
             let line = JsonRecord {
                 seq: entry.seq(),
@@ -219,15 +219,4 @@ struct JsonRecord {
     len: usize,
     encoding: &'static str,
     data: String,
-}
-
-/// Bytes as lowercase hex.
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for &b in bytes {
-        s.push(DIGITS[usize::from(b >> 4)] as char);
-        s.push(DIGITS[usize::from(b & 15)] as char);
-    }
-    s
 }

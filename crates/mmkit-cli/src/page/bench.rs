@@ -37,7 +37,7 @@ pub(super) struct BenchArgs {
     #[arg(long, value_name = "URL", conflicts_with_all = ["size", "dir", "quick"])]
     url: Option<String>,
     /// Size of the test file (K, M, G suffixes).
-    #[arg(long, default_value = "256M", value_parser = crate::shm::size_arg)]
+    #[arg(long, default_value = "256M", value_parser = crate::args::size::<u64>)]
     size: u64,
     /// The pager's largest read-ahead window, in pages (clamped to 16 MiB and the data's
     /// pages). Default: 256 pages (1 MiB) for the generated file; the source's choice,

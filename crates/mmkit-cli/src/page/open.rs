@@ -70,7 +70,7 @@ pub(super) struct PagerArgs {
     /// Keep about this much of the region resident (K, M, G suffixes; at least one
     /// page): a fill waits for room. The bound is this plus one --readahead window per
     /// handler thread; measured peaks stay at it or a few pages over.
-    #[arg(long, value_parser = budget_arg)]
+    #[arg(long, value_parser = crate::args::size::<u64>)]
     pub(super) budget: Option<u64>,
     /// Handler threads serving faults (1 to 1024, no more than the file's pages).
     #[arg(long, default_value_t = 1)]
@@ -135,16 +135,6 @@ pub(super) fn build(a: &PagerArgs) -> anyhow::Result<Opened> {
 fn zstd_over(object: Arc<dyn Source>) -> anyhow::Result<Arc<dyn Source>> {
     // The source's errors name the URL already.
     Ok(Arc::new(ZstdSource::from_source(object)?))
-}
-
-/// A memory budget: a positive byte count, optionally with K, M or G.
-fn budget_arg(s: &str) -> Result<u64, String> {
-    mmkit::size::parse_size(s).ok_or_else(|| {
-        format!(
-            "`{s}` is not a budget (a positive byte count, optionally with K, M or G; \
-             the pager keeps at least one page)"
-        )
-    })
 }
 
 /// A request timeout: `500ms`, `10s`, `2m`, or bare seconds; more than 0, at most 1 h.

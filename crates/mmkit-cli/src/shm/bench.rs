@@ -12,18 +12,18 @@ use mmkit::shm::bench::{Row, ShmBenchOptions, ShmBenchReport, Transport};
 #[derive(Debug, Args)]
 pub(crate) struct BenchArgs {
     /// Message sizes (bytes; K, M suffixes), comma-separated.
-    #[arg(long, value_delimiter = ',', default_value = "64,1K,64K", value_parser = super::size_arg)]
+    #[arg(long, value_delimiter = ',', default_value = "64,1K,64K", value_parser = crate::args::size::<u64>)]
     sizes: Vec<u64>,
     /// Round trips per latency measurement.
     #[arg(long, default_value_t = 20_000)]
     rounds: usize,
     /// Bytes to send per throughput measurement (between 2 000 and 2 000 000 messages).
-    #[arg(long, default_value = "256M", value_parser = super::size_arg)]
+    #[arg(long, default_value = "256M", value_parser = crate::args::size::<u64>)]
     bytes: u64,
     /// Ring capacity: a power of two, at least 4x the largest message plus 64. (4 MiB
     /// measured fastest here: 1 MiB lets the reader catch up and pay a cache-line
     /// transfer a message, 16 MiB leaves the caches.)
-    #[arg(long, default_value = "4M", value_parser = super::size_arg)]
+    #[arg(long, default_value = "4M", value_parser = crate::args::size::<u64>)]
     capacity: u64,
     /// Fewer messages and round trips (a quick look, noisier figures).
     #[arg(long)]

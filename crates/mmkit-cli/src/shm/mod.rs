@@ -77,36 +77,12 @@ pub(crate) fn run(args: &ShmArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// A byte count: a number, optionally with K, M, G (or KiB, MiB, GiB; powers of 1024).
-fn bytes_arg(s: &str) -> Result<u64, String> {
-    let bad = || {
-        format!("`{s}` is not a byte count (a number, optionally with K, M, G, KiB, MiB or GiB)")
-    };
-    mmkit::size::parse_bytes(s).map_err(|_| bad())
-}
-
-/// A segment size: a byte count above zero.
-pub(crate) fn size_arg(s: &str) -> Result<u64, String> {
-    match bytes_arg(s)? {
-        0 => Err("a segment needs at least 1 byte (an empty one cannot be mapped)".into()),
-        n => Ok(n),
-    }
-}
-
-/// Permission bits in octal: `600`, `0600` or `0o600`.
-fn mode_arg(s: &str) -> Result<u32, String> {
-    let digits = s.strip_prefix("0o").unwrap_or(s);
-    match u32::from_str_radix(digits, 8) {
-        Ok(m) if m <= 0o7777 => Ok(m),
-        _ => Err(format!("`{s}` is not an octal mode like 0600 or 0644")),
-    }
-}
-
 /// The error of a library call on segment `name`, in one line, for subcommand `cmd`.
 fn seg_error(cmd: &str, name: &str, e: &mmkit::Error) -> anyhow::Error {
     if is(e, std::io::ErrorKind::NotFound) {
         anyhow::anyhow!("shm {cmd}: no segment {name:?} in {SHM_DIR} (`mmkit shm ls` lists them)")
     } else {
-        anyhow::anyhow!("shm {cmd}: {}", crate::first_line(&e.to_string()))
+        crate::args::cmd_error_line(format_args!("shm {cmd}"), e)
     }
 }
 
@@ -218,10 +194,10 @@ struct CreateArgs {
     name: String,
     /// Its size: bytes, or with K, M, G (KiB, MiB, GiB; powers of 1024). The memory is
     /// taken from RAM (tmpfs) as pages are first written.
-    #[arg(long, value_parser = size_arg)]
+    #[arg(long, value_parser = crate::args::size::<u64>)]
     size: u64,
     /// Permission bits in octal (the umask still clears bits).
-    #[arg(long, value_parser = mode_arg, default_value = "0600")]
+    #[arg(long, value_parser = crate::args::mode, default_value = "0600")]
     mode: u32,
     /// Succeed when the segment exists already (keeping its size and contents).
     #[arg(long)]
@@ -298,10 +274,10 @@ struct CatArgs {
     /// The segment's name.
     name: String,
     /// Start at this byte (K, M, G suffixes accepted).
-    #[arg(long, value_parser = bytes_arg, default_value = "0")]
+    #[arg(long, value_parser = crate::args::bytes, default_value = "0")]
     offset: u64,
     /// Write this many bytes (default: to the end of the segment).
-    #[arg(long, value_parser = bytes_arg)]
+    #[arg(long, value_parser = crate::args::bytes)]
     len: Option<u64>,
 }
 
@@ -348,7 +324,7 @@ struct WriteArgs {
     /// The segment's name.
     name: String,
     /// Write at this byte (K, M, G suffixes accepted).
-    #[arg(long, value_parser = bytes_arg, default_value = "0")]
+    #[arg(long, value_parser = crate::args::bytes, default_value = "0")]
     offset: u64,
     /// Create the segment when it does not exist, sized to offset + the input's length.
     #[arg(long)]
@@ -409,25 +385,6 @@ fn write(args: &WriteArgs) -> anyhow::Result<ExitCode> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn byte_counts_take_suffixes_and_zero() {
-        // The parsing itself is mmkit::size's (tested there); these are the CLI's rules.
-        assert_eq!(bytes_arg("0K"), Ok(0));
-        assert_eq!(bytes_arg("2MiB"), Ok(2 << 20));
-        assert!(bytes_arg("-1").unwrap_err().contains("not a byte count"));
-        assert!(size_arg("0").is_err());
-        assert_eq!(size_arg("123"), Ok(123));
-    }
-
-    #[test]
-    fn modes_are_octal() {
-        assert_eq!(mode_arg("0600"), Ok(0o600));
-        assert_eq!(mode_arg("644"), Ok(0o644));
-        assert_eq!(mode_arg("0o1777"), Ok(0o1777));
-        assert!(mode_arg("0800").is_err());
-        assert!(mode_arg("17777").is_err());
-    }
 
     #[test]
     fn utc_dates() {

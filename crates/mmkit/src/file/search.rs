@@ -14,6 +14,23 @@ use crate::map::Mapping;
 /// the search, small enough to stay in cache.
 pub(super) const SEARCH_CHUNK: usize = 64 * 1024;
 
+/// The answer that needs no search, if there is one: nothing for `start > end` or a range
+/// shorter than the needle, `empty_at` for an empty needle.
+fn without_search(
+    start: usize,
+    end: usize,
+    needle: &[u8],
+    empty_at: usize,
+) -> Option<Option<usize>> {
+    if start > end {
+        return Some(None);
+    }
+    if needle.is_empty() {
+        return Some(Some(empty_at));
+    }
+    (end - start < needle.len()).then_some(None)
+}
+
 /// The lowest `i` in `[start, end - needle.len()]` where `needle` occurs, searching windows of
 /// `chunk` bytes. An empty needle matches at `start`; `start > end` matches nothing.
 pub(super) fn find(
@@ -23,14 +40,8 @@ pub(super) fn find(
     needle: &[u8],
     chunk: usize,
 ) -> Result<Option<usize>> {
-    if start > end {
-        return Ok(None);
-    }
-    if needle.is_empty() {
-        return Ok(Some(start));
-    }
-    if end - start < needle.len() {
-        return Ok(None);
+    if let Some(found) = without_search(start, end, needle, start) {
+        return Ok(found);
     }
     let first = crate::search::scan(map, start, end, needle, chunk.max(1), ControlFlow::Break)?;
     Ok(first)
@@ -45,14 +56,8 @@ pub(super) fn rfind(
     needle: &[u8],
     chunk: usize,
 ) -> Result<Option<usize>> {
-    if start > end {
-        return Ok(None);
-    }
-    if needle.is_empty() {
-        return Ok(Some(end));
-    }
-    if end - start < needle.len() {
-        return Ok(None);
+    if let Some(found) = without_search(start, end, needle, end) {
+        return Ok(found);
     }
     let chunk = chunk.max(1);
     let window = chunk.saturating_add(needle.len() - 1);
