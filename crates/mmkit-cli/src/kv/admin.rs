@@ -50,33 +50,9 @@ pub(crate) struct CheckArgs {
     json: bool,
 }
 
-/// What `stats` shows (the library's `last_compaction` is left out: it is the handle's,
-/// and the CLI's fresh handle has run none).
-#[derive(Debug, serde::Serialize)]
-struct Stats {
-    keys: u64,
-    live_bytes: u64,
-    total_bytes: u64,
-    file_bytes: u64,
-    allocated_bytes: u64,
-}
-
 pub(crate) fn stats(args: &StatsArgs) -> anyhow::Result<ExitCode> {
     let kv = open_to_read("stats", &args.file)?;
     let s = kv.stats().map_err(|e| kv_error("stats", &e))?;
-    let s = Stats {
-        keys: s.keys,
-        live_bytes: s.live_bytes,
-        total_bytes: s.total_bytes,
-        file_bytes: s.file_bytes,
-        allocated_bytes: s.allocated_bytes,
-    };
-    let mut out = std::io::stdout().lock();
-    if args.json {
-        writeln!(out, "{}", serde_json::to_string(&s)?)?;
-        out.flush()?;
-        return Ok(ExitCode::SUCCESS);
-    }
     let live_share = if s.total_bytes == 0 {
         String::new()
     } else {
@@ -85,23 +61,24 @@ pub(crate) fn stats(args: &StatsArgs) -> anyhow::Result<ExitCode> {
             100.0 * s.live_bytes as f64 / s.total_bytes as f64
         )
     };
+    // The library's `last_compaction` is left out: it is the handle's, and the CLI's
+    // fresh handle has run none.
     let rows = [
-        ("keys", s.keys.to_string()),
-        ("live", format!("{}{live_share}", format_size(s.live_bytes))),
-        ("total", format_size(s.total_bytes)),
-        ("file", format_size(s.file_bytes)),
-        ("allocated", format_size(s.allocated_bytes)),
+        ("keys", "keys", s.keys.to_string()),
+        (
+            "live",
+            "live_bytes",
+            format!("{}{live_share}", format_size(s.live_bytes)),
+        ),
+        ("total", "total_bytes", format_size(s.total_bytes)),
+        ("file", "file_bytes", format_size(s.file_bytes)),
+        (
+            "allocated",
+            "allocated_bytes",
+            format_size(s.allocated_bytes),
+        ),
     ];
-    let mut table = plain_table(&[]);
-    for (name, value) in rows {
-        table.add_row(vec![
-            Cell::new(name),
-            Cell::new(value).set_alignment(CellAlignment::Right),
-        ]);
-    }
-    writeln!(out, "{table}")?;
-    out.flush()?;
-    Ok(ExitCode::SUCCESS)
+    crate::table::print_stats(args.json, &s, &rows)
 }
 
 /// What `compact` shows.

@@ -4,7 +4,6 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use comfy_table::{Cell, CellAlignment};
 use mmkit::size::format_size;
 use mmkit::store::{CheckReport, Seq};
 
@@ -77,51 +76,22 @@ pub(crate) fn summary(r: &CheckReport) -> String {
     s
 }
 
-/// What `stats` shows: the log's, not this reader's handle's, numbers.
-#[derive(Debug, serde::Serialize)]
-struct Stats {
-    first: Option<Seq>,
-    last: Option<Seq>,
-    records: u64,
-    used_bytes: u64,
-    file_bytes: u64,
-    allocated_bytes: u64,
-}
-
 pub(crate) fn stats(args: &StatsArgs) -> anyhow::Result<ExitCode> {
     let log = open_reader("stats", &args.file)?;
     let s = log.stats().map_err(|e| log_error("stats", &e))?;
-    let s = Stats {
-        first: s.first,
-        last: s.last,
-        records: s.records,
-        used_bytes: s.used_bytes,
-        file_bytes: s.file_bytes,
-        allocated_bytes: s.allocated_bytes,
-    };
-    let mut out = std::io::stdout().lock();
-    if args.json {
-        writeln!(out, "{}", serde_json::to_string(&s)?)?;
-        out.flush()?;
-        return Ok(ExitCode::SUCCESS);
-    }
     let seq = |s: Option<Seq>| s.map_or("-".to_string(), |n| n.to_string());
-    let mut table = crate::table::plain_table(&[]);
+    // The log's, not this reader's handle's, numbers: its appends and flushes are left out.
     let rows = [
-        ("first", seq(s.first)),
-        ("last", seq(s.last)),
-        ("records", s.records.to_string()),
-        ("used", format_size(s.used_bytes)),
-        ("file", format_size(s.file_bytes)),
-        ("allocated", format_size(s.allocated_bytes)),
+        ("first", "first", seq(s.first)),
+        ("last", "last", seq(s.last)),
+        ("records", "records", s.records.to_string()),
+        ("used", "used_bytes", format_size(s.used_bytes)),
+        ("file", "file_bytes", format_size(s.file_bytes)),
+        (
+            "allocated",
+            "allocated_bytes",
+            format_size(s.allocated_bytes),
+        ),
     ];
-    for (name, value) in rows {
-        table.add_row(vec![
-            Cell::new(name),
-            Cell::new(value).set_alignment(CellAlignment::Right),
-        ]);
-    }
-    writeln!(out, "{table}")?;
-    out.flush()?;
-    Ok(ExitCode::SUCCESS)
+    crate::table::print_stats(args.json, &s, &rows)
 }
