@@ -8,7 +8,9 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use crate::progress::Progress;
-use mmkit::probe::cache::{Action, ByteRange, CacheOptions, CacheReport, Summary, Termination};
+use mmkit::probe::cache::{
+    Action, ByteRange, CacheOptions, CacheReport, FileEntry, LockedSet, Summary, Termination,
+};
 use mmkit::LockMode;
 
 /// Arguments of `mmkit cache`.
@@ -72,31 +74,20 @@ pub(crate) struct CacheArgs {
     json: bool,
 }
 
-pub(crate) fn run(args: &CacheArgs) -> anyhow::Result<ExitCode> {
-    let range = match args
+/// The arguments resolved once: the action the flags choose, and the library's options
+/// (the range parsed, the lock mode chosen).
+fn resolve(args: &CacheArgs) -> Result<(Action, CacheOptions), String> {
+    let range = args
         .range
         .as_deref()
         .map(str::parse::<ByteRange>)
         .transpose()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            crate::report(&format!("cache: {e}"));
-            return Ok(ExitCode::from(2));
-        }
-    };
+        .map_err(|e| e.to_string())?;
     let action = match (args.touch, args.evict, args.lock) {
         (true, _, _) => Action::Touch,
         (_, true, _) => Action::Evict,
         (_, _, true) => Action::Lock,
         _ => Action::Query,
-    };
-    // Block SIGTERM/SIGINT before anything else, so a signal sent as soon as the
-    // "holding" line shows is waited for, not fatal.
-    let term = if args.daemon {
-        Some(Termination::block()?)
-    } else {
-        None
     };
     let mut opts = CacheOptions::new();
     opts.follow(args.follow)
@@ -114,7 +105,24 @@ pub(crate) fn run(args: &CacheArgs) -> anyhow::Result<ExitCode> {
     for g in &args.exclude {
         opts.exclude(g);
     }
+    Ok((action, opts))
+}
 
+pub(crate) fn run(args: &CacheArgs) -> anyhow::Result<ExitCode> {
+    let (action, opts) = match resolve(args) {
+        Ok(resolved) => resolved,
+        Err(e) => {
+            crate::report(&format!("cache: {e}"));
+            return Ok(ExitCode::from(2));
+        }
+    };
+    // Block SIGTERM/SIGINT before anything else, so a signal sent as soon as the
+    // "holding" line shows is waited for, not fatal.
+    let term = if args.daemon {
+        Some(Termination::block()?)
+    } else {
+        None
+    };
     let progress = Progress::spinner();
     let start = Instant::now();
     let (report, locked) = opts.run(&args.paths, action, &mut |s: &Summary| {
@@ -127,7 +135,21 @@ pub(crate) fn run(args: &CacheArgs) -> anyhow::Result<ExitCode> {
     });
     drop(progress);
     let elapsed = start.elapsed().as_secs_f64();
+    print_report(args, action, &report, elapsed)?;
+    let code = crate::code(report.errors.is_empty(), 1);
+    match term {
+        Some(term) => hold(term, locked, code),
+        None => Ok(code),
+    }
+}
 
+/// The report on stdout (JSON or text), then each error in one line on stderr.
+fn print_report(
+    args: &CacheArgs,
+    action: Action,
+    report: &CacheReport,
+    elapsed: f64,
+) -> anyhow::Result<()> {
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     if args.json {
         let v = serde_json::json!({
@@ -138,11 +160,10 @@ pub(crate) fn run(args: &CacheArgs) -> anyhow::Result<ExitCode> {
         });
         writeln!(out, "{v}")?;
     } else {
-        print_text(&mut out, args, action, &report, elapsed)?;
+        print_text(&mut out, args, action, report, elapsed)?;
     }
     out.flush()?;
     drop(out);
-
     for e in &report.errors {
         let text = e.error.to_string();
         if e.path.as_os_str().is_empty() {
@@ -151,25 +172,22 @@ pub(crate) fn run(args: &CacheArgs) -> anyhow::Result<ExitCode> {
             crate::report(&format!("cache: {}: {text}", e.path.display()));
         }
     }
-    let code = if report.errors.is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    };
+    Ok(())
+}
 
-    if let Some(term) = term {
-        if locked.is_empty() {
-            crate::report("cache: nothing was locked; not holding");
-            return Ok(ExitCode::FAILURE);
-        }
-        eprintln!(
-            "locked {} pages of {} files; holding until signalled",
-            locked.pages(),
-            locked.files()
-        );
-        term.wait()?;
-        drop(locked);
+/// With `--daemon`: hold the locked pages until SIGTERM or SIGINT, then exit with `code`.
+fn hold(term: Termination, locked: LockedSet, code: ExitCode) -> anyhow::Result<ExitCode> {
+    if locked.is_empty() {
+        crate::report("cache: nothing was locked; not holding");
+        return Ok(ExitCode::FAILURE);
     }
+    eprintln!(
+        "locked {} pages of {} files; holding until signalled",
+        locked.pages(),
+        locked.files()
+    );
+    term.wait()?;
+    drop(locked);
     Ok(code)
 }
 
@@ -185,19 +203,7 @@ fn print_text(
         return Ok(()); // nothing was measured: the errors say why, and no totals mislead
     }
     if args.verbose {
-        for f in &report.files {
-            let bar = f.bar(40);
-            writeln!(
-                out,
-                "[{bar:<40}] {:>8}/{:<8} {}",
-                f.resident,
-                f.pages,
-                f.path.display()
-            )?;
-        }
-        if !report.files.is_empty() {
-            writeln!(out)?;
-        }
+        print_files(out, &report.files)?;
     }
     let ps = s.page_size;
     writeln!(out, "{:>16}: {}", "Files", s.files)?;
@@ -238,6 +244,24 @@ fn print_text(
         )?;
     }
     writeln!(out, "{:>16}: {elapsed:.6} seconds", "Elapsed")
+}
+
+/// With `--verbose`: one line a file, its resident pages drawn as a bar.
+fn print_files(out: &mut impl Write, files: &[FileEntry]) -> std::io::Result<()> {
+    for f in files {
+        let bar = f.bar(40);
+        writeln!(
+            out,
+            "[{bar:<40}] {:>8}/{:<8} {}",
+            f.resident,
+            f.pages,
+            f.path.display()
+        )?;
+    }
+    if !files.is_empty() {
+        writeln!(out)?;
+    }
+    Ok(())
 }
 
 /// Bytes as vmtouch shows them: 0, 512, 20K, 1.5M, 2G.
