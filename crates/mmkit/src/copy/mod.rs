@@ -334,21 +334,7 @@ impl CopyOptions {
         let size = source_size(src)?;
         let (end, requested) = self.range(size)?;
         let dest = Destination::of(dst)?;
-        let methods: Vec<Method> = match &self.methods {
-            Some(m) if m.is_empty() => {
-                return Err(Error::new(Op::Copy, ErrorKind::Unsupported).detail("no methods to try"))
-            }
-            Some(m) => m.clone(),
-            // An unknown size: copy_file_range may stop at 0 bytes, and a mapping needs a
-            // length.
-            None if size.is_none() => dest
-                .methods()
-                .iter()
-                .copied()
-                .filter(|m| !matches!(m, Method::CopyFileRange | Method::MmapWrite))
-                .collect(),
-            None => dest.methods().to_vec(),
-        };
+        let methods = self.methods_for(&dest, size)?;
         let mut job = methods::Job {
             src,
             dst,
@@ -379,26 +365,14 @@ impl CopyOptions {
                 }
                 Err(methods::Fail::Error(e)) => return Err(e),
             };
-            let truncated = match stop {
-                // Whole, but the file may have shrunk under the last bytes (zeros from the
-                // page holding its new end: see the module docs).
-                methods::Stop::Done => size.is_some() && current_size(src).is_some_and(|n| n < end),
-                methods::Stop::Truncated => true,
-                // Ended before `end`: a shrunk file, or (size unknown) simply its end.
-                methods::Stop::Eof => match (size, current_size(src)) {
-                    (Some(_), Some(now)) if now > job.pos && !last => {
-                        // The bytes are still there: this method stopped short.
-                        refused.push(Refusal {
-                            method,
-                            errno: 0,
-                            bytes: job.pos - from,
-                        });
-                        continue;
-                    }
-                    (Some(_), Some(now)) => now < end,
-                    (Some(_), None) => true,
-                    (None, _) => false,
-                },
+            let Some(truncated) = truncated(stop, src, size, end, job.pos, last) else {
+                // The bytes are still there: this method stopped short.
+                refused.push(Refusal {
+                    method,
+                    errno: 0,
+                    bytes: job.pos - from,
+                });
+                continue;
             };
             return Ok(CopyReport {
                 method,
@@ -410,6 +384,25 @@ impl CopyOptions {
             });
         }
         unreachable!("the loop returns at its last method")
+    }
+
+    /// The methods to try, in order, for `dest` and a file of `size` (`None`: unknown).
+    fn methods_for(&self, dest: &Destination, size: Option<u64>) -> Result<Vec<Method>> {
+        Ok(match &self.methods {
+            Some(m) if m.is_empty() => {
+                return Err(Error::new(Op::Copy, ErrorKind::Unsupported).detail("no methods to try"))
+            }
+            Some(m) => m.clone(),
+            // An unknown size: copy_file_range may stop at 0 bytes, and a mapping needs a
+            // length.
+            None if size.is_none() => dest
+                .methods()
+                .iter()
+                .copied()
+                .filter(|m| !matches!(m, Method::CopyFileRange | Method::MmapWrite))
+                .collect(),
+            None => dest.methods().to_vec(),
+        })
     }
 
     /// The end offset and the bytes requested, for a file of `size` (`None`: unknown).
@@ -490,6 +483,32 @@ pub fn copy_range(src: impl AsFd, offset: u64, len: u64, dst: impl AsFd) -> Resu
 /// them, a mapping takes them); otherwise the errno of `open(2)`.
 pub fn open(path: impl AsRef<Path>) -> Result<File> {
     crate::map::open_for_map(path.as_ref(), false, false)
+}
+
+/// Whether a copy that stopped with `stop` at `pos` (of `end`, from a file of `size` at
+/// the start) lost bytes to a truncation; `None` when the file still holds bytes past
+/// `pos` and this is not the `last` method: it stopped short, and the next one goes on.
+fn truncated(
+    stop: methods::Stop,
+    src: BorrowedFd<'_>,
+    size: Option<u64>,
+    end: u64,
+    pos: u64,
+    last: bool,
+) -> Option<bool> {
+    Some(match stop {
+        // Whole, but the file may have shrunk under the last bytes (zeros from the page
+        // holding its new end: see the module docs).
+        methods::Stop::Done => size.is_some() && current_size(src).is_some_and(|n| n < end),
+        methods::Stop::Truncated => true,
+        // Ended before `end`: a shrunk file, or (size unknown) simply its end.
+        methods::Stop::Eof => match (size, current_size(src)) {
+            (Some(_), Some(now)) if now > pos && !last => return None,
+            (Some(_), Some(now)) => now < end,
+            (Some(_), None) => true,
+            (None, _) => false,
+        },
+    })
 }
 
 /// The source's size: `Some` for a regular file that reports one, `None` for one that

@@ -384,38 +384,45 @@ impl<'a> RobustMutex<'a> {
                         }
                         continue;
                     }
-                    return Err(Error::os(Op::Process, Errno::TIMEDOUT)
-                        .detail(format!(
-                            "robust mutex still held by {} {} when the timeout passed",
-                            if self.owner.is_some() { "owner" } else { "thread" },
-                            cur & FUTEX_TID_MASK
-                        ))
-                        .hint("the owner is alive and has not unlocked; wait longer or find why it holds the lock"));
+                    return Err(self.timeout_error(cur & FUTEX_TID_MASK));
                 }
                 slice = slice.min(left);
             }
-            let ts = futex::Timespec {
-                tv_sec: slice.as_secs() as _,
-                tv_nsec: slice.subsec_nanos() as _,
-            };
-            // FUTEX_WAIT (shared: no FUTEX_PRIVATE_FLAG) sleeps only while the word is
-            // still `expect`; EAGAIN means it changed, EINTR a signal: look again.
-            match futex::wait(self.word, futex::Flags::empty(), expect, Some(&ts)) {
-                Ok(()) | Err(Errno::AGAIN) | Err(Errno::INTR) => {}
-                Err(Errno::TIMEDOUT) => {
-                    if self.holder_dead(expect & FUTEX_TID_MASK, tid) {
-                        if let Some(r) = self.take_over(expect, tid) {
-                            return Ok(r);
-                        }
-                    }
-                }
-                Err(e) => {
-                    return Err(Error::os(Op::Process, e).detail(format!(
-                        "futex wait on a robust mutex failed: {}",
-                        crate::error::errno_label(e.raw_os_error())
-                    )))
-                }
+            if let Some(r) = self.sleep(expect, tid, slice)? {
+                return Ok(r);
             }
+        }
+    }
+
+    /// The error for a lock still held by `holder` when the timeout passed.
+    fn timeout_error(&self, holder: u32) -> Error {
+        Error::os(Op::Process, Errno::TIMEDOUT)
+            .detail(format!(
+                "robust mutex still held by {} {holder} when the timeout passed",
+                if self.owner.is_some() { "owner" } else { "thread" },
+            ))
+            .hint("the owner is alive and has not unlocked; wait longer or find why it holds the lock")
+    }
+
+    /// Sleep while the word is `expect`, for at most `slice`; `Some` when the sleep timed
+    /// out, its holder had died, and this thread (`tid`) took the lock over.
+    fn sleep(&self, expect: u32, tid: u32, slice: Duration) -> Result<Option<LockResult<'a>>> {
+        let ts = futex::Timespec {
+            tv_sec: slice.as_secs() as _,
+            tv_nsec: slice.subsec_nanos() as _,
+        };
+        // FUTEX_WAIT (shared: no FUTEX_PRIVATE_FLAG) sleeps only while the word is
+        // still `expect`; EAGAIN means it changed, EINTR a signal: look again.
+        match futex::wait(self.word, futex::Flags::empty(), expect, Some(&ts)) {
+            Ok(()) | Err(Errno::AGAIN) | Err(Errno::INTR) => Ok(None),
+            Err(Errno::TIMEDOUT) if self.holder_dead(expect & FUTEX_TID_MASK, tid) => {
+                Ok(self.take_over(expect, tid))
+            }
+            Err(Errno::TIMEDOUT) => Ok(None),
+            Err(e) => Err(Error::os(Op::Process, e).detail(format!(
+                "futex wait on a robust mutex failed: {}",
+                crate::error::errno_label(e.raw_os_error())
+            ))),
         }
     }
 
