@@ -6,7 +6,7 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use comfy_table::{Row, Table};
-use mmkit::probe::maps::{process_maps, AreaKind, MapEntry, MapTotals, Totals};
+use mmkit::probe::maps::{process_maps, AreaKind, MapEntry, MapTotals, Totals, Usage};
 
 /// Arguments of `mmkit maps`.
 #[derive(Debug, clap::Args)]
@@ -152,11 +152,11 @@ pub(crate) fn run(args: &MapsArgs) -> anyhow::Result<ExitCode> {
 fn sort_rows(rows: &mut [&MapEntry], key: SortKey) {
     let size = |e: &MapEntry| match key {
         SortKey::Addr => 0,
-        SortKey::Size => e.size,
-        SortKey::Rss => e.rss,
-        SortKey::Pss => e.pss,
+        SortKey::Size => e.usage.size,
+        SortKey::Rss => e.usage.rss,
+        SortKey::Pss => e.usage.pss,
         SortKey::Dirty => e.dirty(),
-        SortKey::Swap => e.swap,
+        SortKey::Swap => e.usage.swap,
     };
     // Sizes largest first; ties (and `addr`) by address.
     rows.sort_by(|a, b| size(b).cmp(&size(a)).then(a.start.cmp(&b.start)));
@@ -174,8 +174,9 @@ fn kib(bytes: u64) -> String {
     (bytes / 1024).to_string()
 }
 
-fn size_cells(t: [u64; 10]) -> impl Iterator<Item = String> {
-    t.into_iter().map(kib)
+/// The size columns of a row, in KiB.
+fn size_cells(u: &Usage) -> impl Iterator<Item = String> {
+    u.columns().into_iter().map(kib)
 }
 
 fn entry_row(e: &MapEntry) -> Row {
@@ -185,18 +186,7 @@ fn entry_row(e: &MapEntry) -> Row {
         format!("{:08x}", e.offset),
         e.kind.name().to_string(),
     ];
-    cells.extend(size_cells([
-        e.size,
-        e.rss,
-        e.pss,
-        e.shared_clean,
-        e.shared_dirty,
-        e.private_clean,
-        e.private_dirty,
-        e.swap,
-        e.locked,
-        e.anon_huge,
-    ]));
+    cells.extend(size_cells(&e.usage));
     cells.push(e.path.clone());
     Row::from(cells)
 }
@@ -208,18 +198,7 @@ fn totals_row(label: &str, t: &MapTotals) -> Row {
         String::new(),
         label.to_string(),
     ];
-    cells.extend(size_cells([
-        t.size,
-        t.rss,
-        t.pss,
-        t.shared_clean,
-        t.shared_dirty,
-        t.private_clean,
-        t.private_dirty,
-        t.swap,
-        t.locked,
-        t.anon_huge,
-    ]));
+    cells.extend(size_cells(&t.usage));
     cells.push(format!(
         "{} mapping{}",
         t.count,

@@ -52,19 +52,22 @@ fn each_kind_is_found_and_classified() {
             .find(ptr)
             .unwrap_or_else(|| panic!("no entry holds {ptr:p} ({kind})"));
         assert_eq!(e.kind, kind, "{e:?}");
-        assert!(e.size >= len as u64, "{e:?}");
+        assert!(e.usage.size >= len as u64, "{e:?}");
         let stats = region_stats(ptr).expect("region_stats");
         assert_eq!((e.start, e.end), (stats.start, stats.end), "{kind}");
-        assert_eq!(e.rss, stats.rss, "{kind}: RSS differs from region_stats");
-        assert_eq!(e.pss, stats.pss, "{kind}");
+        assert_eq!(
+            e.usage.rss, stats.rss,
+            "{kind}: RSS differs from region_stats"
+        );
+        assert_eq!(e.usage.pss, stats.pss, "{kind}");
         assert_eq!(e.dirty(), stats.dirty, "{kind}");
         assert_eq!(e.perms, stats.perms, "{kind}");
-        assert!(e.rss >= (touched * page) as u64, "{kind}: {e:?}");
+        assert!(e.usage.rss >= (touched * page) as u64, "{kind}: {e:?}");
         if kind != AreaKind::AnonPrivate {
             // Areas of their own (anonymous private ones may merge with neighbours).
             assert_eq!(e.start, ptr as u64, "{kind}");
-            assert_eq!(e.size, len as u64, "{kind}");
-            assert_eq!(e.rss, (touched * page) as u64, "{kind}: {e:?}");
+            assert_eq!(e.usage.size, len as u64, "{kind}");
+            assert_eq!(e.usage.rss, (touched * page) as u64, "{kind}: {e:?}");
         }
         match kind {
             AreaKind::FileShared | AreaKind::FilePrivate => {
@@ -77,7 +80,11 @@ fn each_kind_is_found_and_classified() {
 
     // Copy-on-write pages are private and dirty; the shared file's dirty pages are ours.
     let cow = maps.find(file_private.as_ptr()).unwrap();
-    assert_eq!(cow.private_dirty, (PAGES / 2 * page) as u64, "{cow:?}");
+    assert_eq!(
+        cow.usage.private_dirty,
+        (PAGES / 2 * page) as u64,
+        "{cow:?}"
+    );
     assert!(maps.find(anon_shared.as_ptr()).unwrap().dirty() >= (PAGES / 2 * page) as u64);
 
     // The heap and the stack are there too, and every kind sums into the totals.
@@ -86,16 +93,28 @@ fn each_kind_is_found_and_classified() {
     assert!(kinds.contains(&AreaKind::Special), "{kinds:?}");
     let t = maps.totals();
     assert_eq!(t.all.count, maps.mappings.len());
-    assert_eq!(t.all.rss, maps.mappings.iter().map(|e| e.rss).sum::<u64>());
-    assert_eq!(t.per_kind.values().map(|k| k.rss).sum::<u64>(), t.all.rss);
-    assert_eq!(t.per_kind.values().map(|k| k.pss).sum::<u64>(), t.all.pss);
+    assert_eq!(
+        t.all.usage.rss,
+        maps.mappings.iter().map(|e| e.usage.rss).sum::<u64>()
+    );
+    assert_eq!(
+        t.per_kind.values().map(|k| k.usage.rss).sum::<u64>(),
+        t.all.usage.rss
+    );
+    assert_eq!(
+        t.per_kind.values().map(|k| k.usage.pss).sum::<u64>(),
+        t.all.usage.pss
+    );
     for kind in [
         AreaKind::FileShared,
         AreaKind::FilePrivate,
         AreaKind::AnonShared,
         AreaKind::AnonPrivate,
     ] {
-        assert!(t.per_kind[&kind].rss >= (PAGES / 2 * page) as u64, "{kind}");
+        assert!(
+            t.per_kind[&kind].usage.rss >= (PAGES / 2 * page) as u64,
+            "{kind}"
+        );
     }
 }
 

@@ -475,8 +475,23 @@ impl MappedFile {
     /// # Errors
     /// The mapping's read error.
     pub fn find_in(&self, needle: &[u8], range: impl RangeBounds<usize>) -> Result<Option<usize>> {
-        let (start, end) = self.clamp(&range);
-        search::find(&self.map, start, end, needle, SEARCH_CHUNK)
+        self.search(needle, &range).first()
+    }
+
+    /// A search for `needle` in `range`, bounds clamped to the length.
+    fn search<'a>(
+        &'a self,
+        needle: &'a [u8],
+        range: &impl RangeBounds<usize>,
+    ) -> search::Search<'a> {
+        let (start, end) = self.clamp(range);
+        search::Search {
+            map: &self.map,
+            start,
+            end,
+            needle,
+            chunk: SEARCH_CHUNK,
+        }
     }
 
     /// Search backwards for `needle` between the position and the end (Python's
@@ -494,8 +509,7 @@ impl MappedFile {
     /// # Errors
     /// The mapping's read error.
     pub fn rfind_in(&self, needle: &[u8], range: impl RangeBounds<usize>) -> Result<Option<usize>> {
-        let (start, end) = self.clamp(&range);
-        search::rfind(&self.map, start, end, needle, SEARCH_CHUNK)
+        self.search(needle, &range).last()
     }
 
     /// Copy the bytes of `range` (Python's `m[a:b]`): bounds clamped to the length, empty

@@ -14,68 +14,63 @@ use crate::map::Mapping;
 /// the search, small enough to stay in cache.
 pub(super) const SEARCH_CHUNK: usize = 64 * 1024;
 
-/// The answer that needs no search, if there is one: nothing for `start > end` or a range
-/// shorter than the needle, `empty_at` for an empty needle.
-fn without_search(
-    start: usize,
-    end: usize,
-    needle: &[u8],
-    empty_at: usize,
-) -> Option<Option<usize>> {
-    if start > end {
-        return Some(None);
-    }
-    if needle.is_empty() {
-        return Some(Some(empty_at));
-    }
-    (end - start < needle.len()).then_some(None)
+/// A search for `needle` in `[start, end)` of a mapping, in windows of `chunk` bytes.
+pub(super) struct Search<'a> {
+    pub(super) map: &'a Mapping,
+    pub(super) start: usize,
+    pub(super) end: usize,
+    pub(super) needle: &'a [u8],
+    pub(super) chunk: usize,
 }
 
-/// The lowest `i` in `[start, end - needle.len()]` where `needle` occurs, searching windows of
-/// `chunk` bytes. An empty needle matches at `start`; `start > end` matches nothing.
-pub(super) fn find(
-    map: &Mapping,
-    start: usize,
-    end: usize,
-    needle: &[u8],
-    chunk: usize,
-) -> Result<Option<usize>> {
-    if let Some(found) = without_search(start, end, needle, start) {
-        return Ok(found);
+impl Search<'_> {
+    /// The answer that needs no search, if there is one: nothing for `start > end` or a
+    /// range shorter than the needle, `empty_at` for an empty needle.
+    fn without_search(&self, empty_at: usize) -> Option<Option<usize>> {
+        if self.start > self.end {
+            return Some(None);
+        }
+        if self.needle.is_empty() {
+            return Some(Some(empty_at));
+        }
+        (self.end - self.start < self.needle.len()).then_some(None)
     }
-    let first = crate::search::scan(map, start, end, needle, chunk.max(1), ControlFlow::Break)?;
-    Ok(first)
-}
 
-/// The highest `i` in `[start, end - needle.len()]` where `needle` occurs. An empty needle
-/// matches at `end`; `start > end` matches nothing.
-pub(super) fn rfind(
-    map: &Mapping,
-    start: usize,
-    end: usize,
-    needle: &[u8],
-    chunk: usize,
-) -> Result<Option<usize>> {
-    if let Some(found) = without_search(start, end, needle, end) {
-        return Ok(found);
+    /// The lowest `i` in `[start, end - needle.len()]` where `needle` occurs. An empty
+    /// needle matches at `start`; `start > end` matches nothing.
+    pub(super) fn first(&self) -> Result<Option<usize>> {
+        if let Some(found) = self.without_search(self.start) {
+            return Ok(found);
+        }
+        let (map, needle, chunk) = (self.map, self.needle, self.chunk.max(1));
+        crate::search::scan(map, self.start, self.end, needle, chunk, ControlFlow::Break)
     }
-    let chunk = chunk.max(1);
-    let window = chunk.saturating_add(needle.len() - 1);
-    let finder = FinderRev::new(needle);
-    let mut buf = vec![0u8; window.min(end - start)];
-    let mut e = end;
-    loop {
-        let s = e.saturating_sub(window).max(start);
-        let b = &mut buf[..e - s];
-        map.read_at(s, b)?;
-        if let Some(i) = finder.rfind(&*b) {
-            return Ok(Some(s + i));
+
+    /// The highest `i` in `[start, end - needle.len()]` where `needle` occurs. An empty
+    /// needle matches at `end`; `start > end` matches nothing.
+    pub(super) fn last(&self) -> Result<Option<usize>> {
+        if let Some(found) = self.without_search(self.end) {
+            return Ok(found);
         }
-        if s == start {
-            return Ok(None);
+        let (start, end, needle) = (self.start, self.end, self.needle);
+        let chunk = self.chunk.max(1);
+        let window = chunk.saturating_add(needle.len() - 1);
+        let finder = FinderRev::new(needle);
+        let mut buf = vec![0u8; window.min(end - start)];
+        let mut e = end;
+        loop {
+            let s = e.saturating_sub(window).max(start);
+            let b = &mut buf[..e - s];
+            self.map.read_at(s, b)?;
+            if let Some(i) = finder.rfind(&*b) {
+                return Ok(Some(s + i));
+            }
+            if s == start {
+                return Ok(None);
+            }
+            // Here s = e - window > start: the next window ends `chunk` lower and overlaps
+            // this one by `needle.len() - 1` bytes.
+            e -= chunk;
         }
-        // Here s = e - window > start: the next window ends `chunk` lower and overlaps this
-        // one by `needle.len() - 1` bytes.
-        e -= chunk;
     }
 }

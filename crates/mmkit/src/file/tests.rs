@@ -245,12 +245,28 @@ fn search_windows_find_needles_across_edges() {
                 let needle = &data[at..at + nlen];
                 for (s, e) in [(0, 300), (at, 300), (0, at + nlen), (at + 1, 300), (5, 250)] {
                     assert_eq!(
-                        search::find(&map, s, e, needle, chunk).unwrap(),
+                        search::Search {
+                            map: &map,
+                            start: s,
+                            end: e,
+                            needle,
+                            chunk
+                        }
+                        .first()
+                        .unwrap(),
                         naive_find(s, e, needle),
                         "find chunk {chunk} needle {at}+{nlen} in {s}..{e}"
                     );
                     assert_eq!(
-                        search::rfind(&map, s, e, needle, chunk).unwrap(),
+                        search::Search {
+                            map: &map,
+                            start: s,
+                            end: e,
+                            needle,
+                            chunk
+                        }
+                        .last()
+                        .unwrap(),
                         naive_rfind(s, e, needle),
                         "rfind chunk {chunk} needle {at}+{nlen} in {s}..{e}"
                     );

@@ -2,7 +2,7 @@
 //!
 //! [`process_maps`] reads `/proc/PID/smaps` (through the `procfs` crate) and gives one
 //! [`MapEntry`] per kernel area: its range, permissions, offset, path or label, and the
-//! kernel's byte counts (`Rss`, `Pss`, shared/private clean/dirty, `Swap`, `Locked`,
+//! kernel's byte counts ([`Usage`]: `Rss`, `Pss`, shared/private clean/dirty, `Swap`, `Locked`,
 //! `AnonHugePages`). Each entry is classified as an [`AreaKind`], and [`Totals`] sums them
 //! per kind and overall.
 //!
@@ -33,12 +33,12 @@
 //! let maps = process_maps(None)?; // this process
 //! let entry = maps.find(mem.as_ptr()).expect("the mapping is listed");
 //! assert_eq!(entry.kind, AreaKind::AnonShared);
-//! assert_eq!(entry.size, 1 << 20);
-//! assert_eq!(entry.rss, mmkit::page_size() as u64);
+//! assert_eq!(entry.usage.size, 1 << 20);
+//! assert_eq!(entry.usage.rss, mmkit::page_size() as u64);
 //!
 //! let totals = maps.totals();
-//! assert!(totals.all.rss >= entry.rss);
-//! assert!(totals.per_kind[&AreaKind::AnonShared].rss >= entry.rss);
+//! assert!(totals.all.usage.rss >= entry.usage.rss);
+//! assert!(totals.per_kind[&AreaKind::AnonShared].usage.rss >= entry.usage.rss);
 //! # Ok::<(), mmkit::Error>(())
 //! ```
 
@@ -170,7 +170,16 @@ pub struct MapEntry {
     pub path: String,
     /// The classification of the area.
     pub kind: AreaKind,
-    /// `end - start`.
+    /// The kernel's byte counts of the area (in JSON, fields of the entry itself).
+    #[cfg_attr(feature = "serde", serde(flatten))]
+    pub usage: Usage,
+}
+
+/// The kernel's byte counts of an area, or their sums over areas, as `smaps` names them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+pub struct Usage {
+    /// Address space (virtual size): `end - start`.
     pub size: u64,
     /// `Rss`: bytes resident in memory.
     pub rss: u64,
@@ -192,10 +201,50 @@ pub struct MapEntry {
     pub anon_huge: u64,
 }
 
-impl MapEntry {
+impl Usage {
     /// `Shared_Dirty + Private_Dirty`.
     pub fn dirty(&self) -> u64 {
         self.shared_dirty + self.private_dirty
+    }
+
+    /// The counts in `pmap -X`'s column order: size, `Rss`, `Pss`, shared clean, shared
+    /// dirty, private clean, private dirty, `Swap`, `Locked`, `AnonHugePages`.
+    pub fn columns(&self) -> [u64; 10] {
+        [
+            self.size,
+            self.rss,
+            self.pss,
+            self.shared_clean,
+            self.shared_dirty,
+            self.private_clean,
+            self.private_dirty,
+            self.swap,
+            self.locked,
+            self.anon_huge,
+        ]
+    }
+
+    /// Add `other`'s counts to these.
+    fn add(&mut self, other: &Usage) {
+        let [size, rss, pss, shared_clean, shared_dirty, private_clean, private_dirty, swap, locked, anon_huge] =
+            other.columns();
+        self.size += size;
+        self.rss += rss;
+        self.pss += pss;
+        self.shared_clean += shared_clean;
+        self.shared_dirty += shared_dirty;
+        self.private_clean += private_clean;
+        self.private_dirty += private_dirty;
+        self.swap += swap;
+        self.locked += locked;
+        self.anon_huge += anon_huge;
+    }
+}
+
+impl MapEntry {
+    /// `Shared_Dirty + Private_Dirty`.
+    pub fn dirty(&self) -> u64 {
+        self.usage.dirty()
     }
 
     /// Whether `addr` lies in `start..end`.
@@ -221,16 +270,18 @@ impl MapEntry {
             inode: m.inode,
             path,
             kind,
-            size: m.address.1.saturating_sub(m.address.0),
-            rss: get("Rss"),
-            pss: get("Pss"),
-            shared_clean: get("Shared_Clean"),
-            shared_dirty: get("Shared_Dirty"),
-            private_clean: get("Private_Clean"),
-            private_dirty: get("Private_Dirty"),
-            swap: get("Swap"),
-            locked: get("Locked"),
-            anon_huge: get("AnonHugePages"),
+            usage: Usage {
+                size: m.address.1.saturating_sub(m.address.0),
+                rss: get("Rss"),
+                pss: get("Pss"),
+                shared_clean: get("Shared_Clean"),
+                shared_dirty: get("Shared_Dirty"),
+                private_clean: get("Private_Clean"),
+                private_dirty: get("Private_Dirty"),
+                swap: get("Swap"),
+                locked: get("Locked"),
+                anon_huge: get("AnonHugePages"),
+            },
         }
     }
 }
@@ -241,45 +292,19 @@ impl MapEntry {
 pub struct MapTotals {
     /// How many entries were summed.
     pub count: usize,
-    /// Address space (virtual size).
-    pub size: u64,
-    /// `Rss`.
-    pub rss: u64,
-    /// `Pss`.
-    pub pss: u64,
-    /// `Shared_Clean`.
-    pub shared_clean: u64,
-    /// `Shared_Dirty`.
-    pub shared_dirty: u64,
-    /// `Private_Clean`.
-    pub private_clean: u64,
-    /// `Private_Dirty`.
-    pub private_dirty: u64,
+    /// The sums of the entries' counts (in JSON, fields of the totals themselves).
+    #[cfg_attr(feature = "serde", serde(flatten))]
+    pub usage: Usage,
     /// `Shared_Dirty + Private_Dirty`.
     pub dirty: u64,
-    /// `Swap`.
-    pub swap: u64,
-    /// `Locked`.
-    pub locked: u64,
-    /// `AnonHugePages`.
-    pub anon_huge: u64,
 }
 
 impl MapTotals {
     /// Add one entry.
     pub fn add(&mut self, e: &MapEntry) {
         self.count += 1;
-        self.size += e.size;
-        self.rss += e.rss;
-        self.pss += e.pss;
-        self.shared_clean += e.shared_clean;
-        self.shared_dirty += e.shared_dirty;
-        self.private_clean += e.private_clean;
-        self.private_dirty += e.private_dirty;
+        self.usage.add(&e.usage);
         self.dirty += e.dirty();
-        self.swap += e.swap;
-        self.locked += e.locked;
-        self.anon_huge += e.anon_huge;
     }
 }
 
