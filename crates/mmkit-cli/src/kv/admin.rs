@@ -147,20 +147,7 @@ pub(crate) fn check(args: &CheckArgs) -> anyhow::Result<ExitCode> {
         .open(&args.file)
         .map_err(|e| kv_error("check", &e))?;
     let report = log.check().map_err(|e| kv_error("check", &e))?;
-    let mut out = std::io::stdout().lock();
-    if args.json {
-        let mut v = serde_json::to_value(&report)?;
-        v["intact"] = report.is_intact().into();
-        writeln!(out, "{v}")?;
-    } else {
-        let path = args.file.display();
-        writeln!(out, "{path}: {}", crate::log::check_summary(&report))?;
-        for d in &report.damage {
-            writeln!(out, "  {d}")?;
-        }
-    }
-    out.flush()?;
-    Ok(crate::code(report.is_intact(), 1))
+    crate::log::print_check(args.json, &args.file, &report)
 }
 
 /// The size of the file at `path` now.

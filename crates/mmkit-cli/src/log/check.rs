@@ -1,7 +1,7 @@
 //! `mmkit log check` and `mmkit log stats`: a log verified, and its numbers and sizes.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use mmkit::size::format_size;
@@ -36,14 +36,24 @@ pub(crate) struct StatsArgs {
 pub(crate) fn check(args: &CheckArgs) -> anyhow::Result<ExitCode> {
     let log = open_reader("check", &args.file)?;
     let report = log.check().map_err(|e| log_error("check", &e))?;
+    print_check(args.json, &args.file, &report)
+}
+
+/// Print the check of the log at `path` (for `log check` and `kv check`): with `json`,
+/// the report with `intact` added, in one line; else its summary and one line a damaged
+/// range. The exit status is 1 when damage was found.
+pub(crate) fn print_check(
+    json: bool,
+    path: &Path,
+    report: &CheckReport,
+) -> anyhow::Result<ExitCode> {
     let mut out = std::io::stdout().lock();
-    if args.json {
-        let mut v = serde_json::to_value(&report)?;
+    if json {
+        let mut v = serde_json::to_value(report)?;
         v["intact"] = report.is_intact().into();
         writeln!(out, "{v}")?;
     } else {
-        let path = args.file.display();
-        writeln!(out, "{path}: {}", summary(&report))?;
+        writeln!(out, "{}: {}", path.display(), summary(report))?;
         for d in &report.damage {
             writeln!(out, "  {d}")?;
         }

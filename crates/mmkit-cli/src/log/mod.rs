@@ -16,7 +16,7 @@ mod bench;
 mod check;
 mod read;
 
-pub(crate) use check::summary as check_summary;
+pub(crate) use check::print_check;
 
 /// Arguments of `mmkit log`.
 #[derive(Debug, clap::Args)]
