@@ -19,7 +19,9 @@ use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use crate::sys::errno::{self, errno_of};
+use rustix::io::Errno;
+
+use crate::sys::errno::{self, errno_of, errno_text};
 
 /// A `Result` whose error is [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -298,7 +300,7 @@ impl Error {
         }
         match self.inner.kind {
             ErrorKind::Os => match self.inner.errno {
-                Some(n) => errno_text(n),
+                Some(n) => errno_text(Errno::from_raw_os_error(n)),
                 None => "the kernel refused".into(),
             },
             ErrorKind::ReadOnlyFile => {
@@ -359,16 +361,10 @@ fn errno_name(n: i32) -> Option<&'static str> {
     })
 }
 
-/// The errno's text without std's "(os error N)" suffix: `Invalid argument`.
-fn errno_text(n: i32) -> String {
-    let text = io::Error::from_raw_os_error(n).to_string();
-    text.split(" (os error").next().unwrap_or(&text).to_string()
-}
-
 /// `EINVAL (Invalid argument)`: the errno's name and its text.
 #[cfg_attr(not(any(feature = "shm", feature = "pager")), allow(dead_code))]
 pub(crate) fn errno_label(n: i32) -> String {
-    let text = errno_text(n);
+    let text = errno_text(Errno::from_raw_os_error(n));
     match errno_name(n) {
         Some(name) => format!("{name} ({text})"),
         None => text,

@@ -25,9 +25,9 @@ use rustix::net::{
     SendAncillaryMessage, SendFlags,
 };
 
-use super::segment::errno_text;
 use crate::error::{Error, ErrorKind, Op, Result};
 use crate::map::{MapOptions, Mapping};
+use crate::sys::errno::errno_text;
 use crate::sys::errno_of;
 use crate::sys::fs as sys;
 

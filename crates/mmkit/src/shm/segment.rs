@@ -81,6 +81,7 @@ use rustix::io::Errno;
 
 use crate::error::{Error, ErrorKind, Op, Result};
 use crate::map::{MapOptions, Mapping};
+use crate::sys::errno::errno_text;
 use crate::sys::fs::{open_regular, Purpose, Refusal, Takes};
 
 /// Where Linux keeps `shm_open` objects: a tmpfs, one regular file a segment.
@@ -88,12 +89,6 @@ pub const SHM_DIR: &str = "/dev/shm";
 
 /// The longest segment name (without the leading `/`): `NAME_MAX`.
 pub const NAME_MAX: usize = 255;
-
-/// The errno's text without std's "(os error N)" suffix.
-pub(super) fn errno_text(e: Errno) -> String {
-    let text = std::io::Error::from(e).to_string();
-    text.split(" (os error").next().unwrap_or(&text).to_string()
-}
 
 /// Check and normalize a segment name: `"abc"` and `"/abc"` both give `"abc"`.
 fn normalize(name: &str) -> Result<&str> {

@@ -22,6 +22,12 @@ pub(crate) fn errno_of(e: &io::Error) -> Errno {
     Errno::from_io_error(e).unwrap_or(Errno::IO)
 }
 
+/// The errno's text without std's "(os error N)" suffix: `Invalid argument`.
+pub(crate) fn errno_text(e: Errno) -> String {
+    let text = io::Error::from(e).to_string();
+    text.split(" (os error").next().unwrap_or(&text).to_string()
+}
+
 /// An error that can say "a signal interrupted the call" (`EINTR`).
 pub(crate) trait Interrupted {
     /// Whether this is `EINTR`.
