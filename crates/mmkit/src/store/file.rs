@@ -67,18 +67,13 @@ pub(crate) fn lock_shared_writer(file: &File, path: &Path) -> Result<()> {
 }
 
 fn lock(file: &File, path: &Path, how: FlockOperation) -> Result<()> {
-    loop {
-        match crate::sys::retry(|| rustix::fs::flock(file, how)) {
-            Ok(()) => return Ok(()),
-            Err(Errno::WOULDBLOCK) => {
-                return Err(Error::new(Op::Open, ErrorKind::Busy)
-                    .with_path(Some(path))
-                    .detail("another handle has this store open for writing (flock)")
-                    .hint("one writer at a time: close the other, or open this one read-only"))
-            }
-            Err(e) => return Err(Error::os(Op::Open, e).with_path(Some(path))),
-        }
-    }
+    crate::sys::retry(|| rustix::fs::flock(file, how)).map_err(|e| match e {
+        Errno::WOULDBLOCK => Error::new(Op::Open, ErrorKind::Busy)
+            .with_path(Some(path))
+            .detail("another handle has this store open for writing (flock)")
+            .hint("one writer at a time: close the other, or open this one read-only"),
+        e => Error::os(Op::Open, e).with_path(Some(path)),
+    })
 }
 
 /// The epoch a writer stamps into a store's header: this boot's id
