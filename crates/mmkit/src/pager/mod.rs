@@ -113,6 +113,7 @@ mod batch;
 #[cfg(feature = "bench")]
 #[cfg_attr(docsrs, doc(cfg(feature = "bench")))]
 pub mod bench;
+mod bounce;
 mod budget;
 mod fill;
 mod handler;
@@ -123,6 +124,7 @@ mod options;
 mod readahead;
 mod runtime;
 mod source;
+mod state;
 mod view;
 mod writeback;
 #[cfg(feature = "zstd")]
