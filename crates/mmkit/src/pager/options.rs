@@ -358,3 +358,62 @@ fn open_error(e: Errno) -> Error {
     }
     err
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pager::{FileSource, FnSource};
+
+    fn layout(pages: usize, page: usize) -> Layout {
+        Layout {
+            base: 0,
+            pages,
+            page,
+            backing: Backing::Base,
+            wp: false,
+        }
+    }
+
+    #[test]
+    fn a_file_is_read_ahead_1_mib_by_default_other_sources_32_pages() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("data");
+        std::fs::write(&path, vec![1u8; 1 << 20]).unwrap();
+        let file = FileSource::open(&path).unwrap();
+        let made = FnSource::new(1 << 30, |_, _| {});
+        let base = layout(100_000, 4096);
+        let opts = PagerOptions::new();
+        assert_eq!(opts.limits(&file, &base).readahead, 256);
+        assert_eq!(opts.limits(&made, &base).readahead, DEFAULT_READAHEAD);
+        // With 2 MiB pages a 1 MiB hint is under a page: the default, clamped to 16 MiB.
+        assert_eq!(opts.limits(&file, &layout(1000, 2 << 20)).readahead, 8);
+        // The option wins over the hint.
+        let sixteen = PagerOptions::new().readahead(16).limits(&file, &base);
+        assert_eq!(sixteen.readahead, 16);
+    }
+
+    #[test]
+    fn limits_are_clamped_to_what_can_be_used() {
+        let made = FnSource::new(1 << 30, |_, _| {});
+        let small = layout(10, 4096);
+        let all = PagerOptions::new()
+            .readahead(1000)
+            .threads(5000)
+            .budget(u64::MAX)
+            .limits(&made, &small);
+        let want = Limits {
+            readahead: 10,
+            budget: Some(10),
+            threads: 10,
+            prefetch: false,
+        };
+        assert_eq!(all, want);
+        let tiny = PagerOptions::new().budget(1).limits(&made, &small);
+        assert_eq!(
+            (tiny.budget, tiny.readahead, tiny.prefetch),
+            (Some(1), 1, false)
+        );
+        let free = PagerOptions::new().limits(&made, &layout(1000, 4096));
+        assert_eq!((free.budget, free.threads, free.prefetch), (None, 1, true));
+    }
+}

@@ -23,6 +23,10 @@ pub(super) const SEEK_TABLE_MAGIC: u32 = 0x184D_2A5E;
 pub(super) const SEEKABLE_MAGIC: u32 = 0x8F92_EAB1;
 /// The seek table footer: frame count (4), descriptor (1), magic (4).
 pub(super) const FOOTER_LEN: u64 = 9;
+/// How many bytes at the end of a source are read in one call when looking for a seek
+/// table: the footer and, for up to about 8000 frames, the table itself. (A local file
+/// reads the footer alone.)
+const SOURCE_TAIL: u64 = 64 << 10;
 /// The longest frame header (magic 4, descriptor 1, window 1, dictionary id 4, content
 /// size 8).
 const FRAME_HEADER_MAX: usize = 18;
@@ -124,18 +128,7 @@ fn walk(raw: &Raw, measure: &dyn Fn(&Frame) -> Result<u64>) -> Result<Index> {
         let head = &head[..got];
         let magic = le32(head);
         if magic & SKIPPABLE_MASK == SKIPPABLE_BASE {
-            if got < 8 {
-                return Err(truncated(raw, coff, "a skippable frame header"));
-            }
-            coff += 8 + u64::from(le32(&head[4..]));
-            if coff > len {
-                return Err(corrupt(
-                    Op::Open,
-                    raw,
-                    coff,
-                    "truncated: a skippable frame ends past the end of the file".into(),
-                ));
-            }
+            coff = skip_frame(raw, coff, head)?;
             continue;
         }
         if magic != FRAME_MAGIC {
@@ -169,6 +162,23 @@ fn walk(raw: &Raw, measure: &dyn Fn(&Frame) -> Result<u64>) -> Result<Index> {
         seek_table: false,
         unsized_frames,
     })
+}
+
+/// Where the skippable frame at `coff`, whose first bytes are `head`, ends.
+fn skip_frame(raw: &Raw, coff: u64, head: &[u8]) -> Result<u64> {
+    if head.len() < 8 {
+        return Err(truncated(raw, coff, "a skippable frame header"));
+    }
+    let end = coff + 8 + u64::from(le32(&head[4..]));
+    if end > raw.len() {
+        return Err(corrupt(
+            Op::Open,
+            raw,
+            end,
+            "truncated: a skippable frame ends past the end of the file".into(),
+        ));
+    }
+    Ok(end)
 }
 
 /// The parsed frame header: its length and the content size, if written.
@@ -272,7 +282,12 @@ fn read_seek_table(raw: &Raw) -> Result<Option<Vec<Frame>>> {
     if len < 8 + FOOTER_LEN {
         return Ok(None);
     }
-    let tail_start = len - raw.tail_len().clamp(FOOTER_LEN, len);
+    let tail_len = if raw.is_source() {
+        SOURCE_TAIL
+    } else {
+        FOOTER_LEN
+    };
+    let tail_start = len - tail_len.clamp(FOOTER_LEN, len);
     let mut tail = vec![0u8; (len - tail_start) as usize];
     read_exact(raw, tail_start, &mut tail, "the seek table footer")?;
     let foot = &tail[tail.len() - FOOTER_LEN as usize..];
