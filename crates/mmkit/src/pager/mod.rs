@@ -108,6 +108,25 @@
 //! assert!(page[904..].iter().all(|&b| b == 0));
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+//!
+//! ## Files
+//!
+//! From the bottom up; each file imports only files above it in this list:
+//!
+//! - `huge.rs`: what the region is made of ([`HugePages`], [`Backing`]) and reserving
+//!   it; `view.rs`: a file source's read-only mapping ([`SourceView`]); `source.rs`: the
+//!   [`Source`] trait and the simple sources.
+//! - `state.rs`: the state the threads share — the page bits, `Shared`, the budget's
+//!   clock, the prefetch queue, the `Layout` and `Limits` settled at build; `bounce.rs`:
+//!   each thread's page-aligned buffer.
+//! - `writeback.rs`: dirty pages, flush; `budget.rs`: reserve room, evict by the clock;
+//!   `fill.rs`: install a run of pages (`UFFDIO_COPY`/`UFFDIO_MOVE`) or fail it;
+//!   `batch.rs`: random faults read together; `readahead.rs`: the prefetch threads.
+//! - `handler.rs`: the handler threads, which sort each fault to the files above.
+//! - `runtime.rs`: the [`Pager`] itself; `options.rs`: [`PagerOptions`] and `build`
+//!   (reserve the region, settle the limits, start the threads).
+//! - Sources on their own: `zstd/` ([`ZstdSource`], [`compress_seekable`]), `object/`
+//!   (`ObjectSource`, feature `remote`).
 
 mod batch;
 #[cfg(feature = "bench")]

@@ -67,9 +67,9 @@ pub struct PagerStats {
 
 /// A region of memory paged in from a [`Source`] by `userfaultfd` handler threads.
 ///
-/// Built with [`PagerOptions::build`]. See the [module docs](super) for the safety model:
-/// why [`as_slice`](Pager::as_slice) is safe, and when to use
-/// [`read_at`](Pager::read_at) instead.
+/// Built with [`PagerOptions::build`](super::PagerOptions::build). See the
+/// [module docs](super) for the safety model: why [`as_slice`](Pager::as_slice) is
+/// safe, and when to use [`read_at`](Pager::read_at) instead.
 pub struct Pager {
     /// `None` for an empty source (nothing mapped, no handler).
     region: Option<(Region, Arc<Shared>)>,
@@ -154,7 +154,8 @@ impl Pager {
     }
 
     /// What the region is made of: 4 KiB pages, or the huge pages
-    /// [`PagerOptions::huge_pages`] asked for when the machine has them.
+    /// [`PagerOptions::huge_pages`](super::PagerOptions::huge_pages) asked for when the
+    /// machine has them.
     pub fn backing(&self) -> Backing {
         self.region
             .as_ref()
@@ -375,14 +376,16 @@ impl Pager {
         })
     }
 
-    /// The largest read-ahead window, in pages, as [`build`](PagerOptions::build) settled
-    /// it: the option or the source's hint, clamped (0 for an empty source).
+    /// The largest read-ahead window, in pages, as
+    /// [`build`](super::PagerOptions::build) settled it: the option or the source's
+    /// hint, clamped (0 for an empty source).
     pub fn readahead(&self) -> usize {
         self.region.as_ref().map_or(0, |(_, s)| s.readahead)
     }
 
     /// Whether sequential scans fetch their next window in the background
-    /// ([`PagerOptions::async_readahead`], and no budget, and a window of 4 pages or more).
+    /// ([`PagerOptions::async_readahead`](super::PagerOptions::async_readahead), and no
+    /// budget, and a window of 4 pages or more).
     pub fn async_readahead(&self) -> bool {
         self.region
             .as_ref()

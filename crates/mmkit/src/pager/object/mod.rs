@@ -74,7 +74,7 @@ use std::time::Duration;
 use object_store::path::Path as ObjectPath;
 use object_store::ObjectStore;
 
-use super::Source;
+use super::source::Source;
 use crate::{Error, ErrorKind, Op, Result};
 
 /// The default part size: a read larger than this is fetched as parallel parts.

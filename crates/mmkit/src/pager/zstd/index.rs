@@ -282,6 +282,8 @@ fn read_seek_table(raw: &Raw) -> Result<Option<Vec<Frame>>> {
     if len < 8 + FOOTER_LEN {
         return Ok(None);
     }
+    // A local file reads the footer alone; a source, where each read may be a round
+    // trip, the table with it.
     let tail_len = if raw.is_source() {
         SOURCE_TAIL
     } else {
@@ -320,9 +322,22 @@ fn read_seek_table(raw: &Raw) -> Result<Option<Vec<Frame>>> {
     if le32(table) != SEEK_TABLE_MAGIC || u64::from(le32(&table[4..])) != table_len {
         return Err(bad("its skippable frame header does not match the footer"));
     }
-    let mut frames = Vec::with_capacity(count as usize);
+    let frames = table_frames(&table[8..8 + (count * entry) as usize], entry as usize);
+    let coff = frames.last().map_or(0, |f| f.coff + f.csize);
+    if coff != start {
+        return Err(bad(&format!(
+            "its frames add up to {coff} compressed bytes, but the table starts at {start}"
+        )));
+    }
+    Ok(Some(frames))
+}
+
+/// The frames a seek table's `entries` (of `entry` bytes each: sizes, and a checksum
+/// when 12) describe, one after another from the start.
+fn table_frames(entries: &[u8], entry: usize) -> Vec<Frame> {
+    let mut frames = Vec::with_capacity(entries.len() / entry);
     let (mut coff, mut uoff) = (0u64, 0u64);
-    for e in table[8..8 + (count * entry) as usize].chunks_exact(entry as usize) {
+    for e in entries.chunks_exact(entry) {
         let (csize, usize) = (u64::from(le32(e)), u64::from(le32(&e[4..])));
         frames.push(Frame {
             coff,
@@ -334,12 +349,7 @@ fn read_seek_table(raw: &Raw) -> Result<Option<Vec<Frame>>> {
         coff += csize;
         uoff += usize;
     }
-    if coff != start {
-        return Err(bad(&format!(
-            "its frames add up to {coff} compressed bytes, but the table starts at {start}"
-        )));
-    }
-    Ok(Some(frames))
+    frames
 }
 
 #[cfg(test)]
