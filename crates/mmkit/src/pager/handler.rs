@@ -206,10 +206,7 @@ fn fault(shared: &Shared, bounce: &mut Bounce, addr: usize, batch: &mut Vec<usiz
         Ok(r) => r,
         Err(why) => return fail_page(shared, first, why),
     };
-    // Batched only without a budget: a batch holds its reservations until the queue's
-    // faults are all seen, and a later fault of the queue waiting for room would wait on
-    // this very thread.
-    if shared.budget.is_none() && reserved == 1 && streak == 0 && batch.len() < batch.capacity() {
+    if shared.batch && reserved == 1 && streak == 0 && batch.len() < batch.capacity() {
         batch.push(first);
         return;
     }

@@ -203,6 +203,13 @@ impl PagerOptions {
     /// Every number of the options clamped to what can be used, before it sizes
     /// anything: the budget to the region, read-ahead to the region, the budget and
     /// [`MAX_READAHEAD_BYTES`], the threads to the region's pages and [`MAX_THREADS`].
+    ///
+    /// Every consequence of a budget is decided here too: windows fetched in the
+    /// background are not reserved first, so a budget turns them off; a batch of random
+    /// faults holds its reservations until the queue's faults are all seen, and a later
+    /// fault of the queue waiting for room would wait on its own thread, so a budget
+    /// turns batching off; and eviction would lose writes to a source that takes no
+    /// write-back, so a budget over one makes the pager read-only.
     fn limits(&self, source: &dyn Source, layout: &Layout) -> Limits {
         let (pages, page) = (layout.pages, layout.page);
         let budget = self
@@ -226,11 +233,12 @@ impl PagerOptions {
             readahead,
             budget,
             threads: self.threads.clamp(1, MAX_THREADS.min(pages)),
-            // Windows fetched in the background are not reserved first: no budget.
             prefetch: self.async_readahead
                 && budget.is_none()
                 && readahead >= 4
                 && source.reads_out_of_order(),
+            batch: budget.is_none(),
+            read_only: budget.is_some() && !layout.wp,
         }
     }
 }
@@ -301,7 +309,8 @@ fn start(
         "lower the read-ahead window, or turn off async_readahead",
     )?;
     let shared = Arc::new(Shared::new(source, uffd, stop_r, layout, limits));
-    let mut pager = Pager::new(reserved.region, Arc::clone(&shared), reserved.note, stop_w);
+    let (region, note) = (reserved.region, reserved.note);
+    let mut pager = Pager::new(region, Arc::clone(&shared), note, stop_w, limits.read_only);
     for (i, bounce) in handlers.into_iter().enumerate() {
         let s = Arc::clone(&shared);
         let name = format!("mmkit-pager-{i}");
@@ -406,6 +415,8 @@ mod tests {
             budget: Some(10),
             threads: 10,
             prefetch: false,
+            batch: false,
+            read_only: true,
         };
         assert_eq!(all, want);
         let tiny = PagerOptions::new().budget(1).limits(&made, &small);
@@ -415,5 +426,10 @@ mod tests {
         );
         let free = PagerOptions::new().limits(&made, &layout(1000, 4096));
         assert_eq!((free.budget, free.threads, free.prefetch), (None, 1, true));
+        assert!(free.batch && !free.read_only);
+        let mut writable = layout(10, 4096);
+        writable.wp = true;
+        let written = PagerOptions::new().budget(1).limits(&made, &writable);
+        assert!(!written.batch && !written.read_only);
     }
 }

@@ -116,19 +116,20 @@ impl Pager {
     }
 
     /// The pager of `region`, served through `shared`, before its threads start;
-    /// dropping it stops the threads started (closing `stop`), then unmaps.
+    /// dropping it stops the threads started (closing `stop`), then unmaps. `read_only`:
+    /// [`as_mut_slice`](Pager::as_mut_slice) fails.
     pub(super) fn new(
         region: Region,
         shared: Arc<Shared>,
         backing_note: Option<String>,
         stop: OwnedFd,
+        read_only: bool,
     ) -> Pager {
         let source = Arc::clone(&shared.source);
         Pager {
             // `build` checked that the source's length fits the address space.
             len: source.len() as usize,
-            // A budget without write-back: writes would be lost on eviction.
-            read_only: shared.budget.is_some() && !shared.wp,
+            read_only,
             region: Some((region, shared)),
             backing_note,
             source,

@@ -82,6 +82,11 @@ pub(crate) struct Limits {
     pub(crate) threads: usize,
     /// Whether sequential scans fetch windows ahead on the prefetch threads.
     pub(crate) prefetch: bool,
+    /// Whether the random faults of one read of the queue are read together.
+    pub(crate) batch: bool,
+    /// Whether the pager refuses write access (a budget over a source that takes no
+    /// write-back: writes would be lost on eviction).
+    pub(crate) read_only: bool,
 }
 
 /// Counters behind `PagerStats`; each only ever grows.
@@ -175,6 +180,8 @@ pub(crate) struct Shared {
     pub(crate) state: Box<[AtomicU8]>,
     /// Maximum read-ahead window, pages (>= 1).
     pub(crate) readahead: usize,
+    /// Random faults of one read of the queue are read together (see `batch.rs`).
+    pub(crate) batch: bool,
     /// The memory budget, when set.
     pub(crate) budget: Option<Budget>,
     /// Dirty tracking by write-protect faults: pages are copied in write-protected, and
@@ -222,6 +229,7 @@ impl Shared {
             broken: AtomicBool::new(false),
             state: (0..layout.pages).map(|_| AtomicU8::new(0)).collect(),
             readahead: limits.readahead,
+            batch: limits.batch,
             budget: limits.budget.map(Budget::new),
             wp: layout.wp,
             flushing: Mutex::new(()),
