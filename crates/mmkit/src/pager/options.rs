@@ -14,8 +14,8 @@ use super::runtime::Pager;
 use super::source::Source;
 use super::state::{Layout, Limits, Shared};
 use super::{handler, readahead};
+use crate::error::{Error, ErrorKind, Op, Result};
 use crate::sys::uffd::{Uffd, FEATURE_POISON};
-use crate::{Error, ErrorKind, Op, Result};
 
 /// Default maximum read-ahead window: 32 pages (128 KiB with 4 KiB pages), where the
 /// source gives no [hint](Source::readahead_hint) (or one under a page).

@@ -21,8 +21,8 @@ use super::huge::{Backing, Region};
 use super::source::Source;
 use super::state::{Shared, DIRTY, FAILED, PRESENT};
 use super::writeback;
+use crate::error::{Error, ErrorKind, Op, Result};
 use crate::sys::uffd::Opened;
-use crate::{Error, ErrorKind, Op, Result};
 
 /// What a pager has done so far. All counts since it was built.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

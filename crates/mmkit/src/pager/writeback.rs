@@ -12,7 +12,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
 
 use super::state::{panic_text, Shared, DIRTY, PRESENT};
-use crate::{Error, Op, Result};
+use crate::error::{Error, Op, Result};
 
 /// The first write to a write-protected page: mark it dirty, then lift the protection
 /// (which wakes the writer).

@@ -10,7 +10,7 @@
 //! header, then each further block header once.
 
 use super::raw::Raw;
-use crate::{Error, ErrorKind, Op, Result};
+use crate::error::{Error, ErrorKind, Op, Result};
 
 /// The magic number starting a zstd frame.
 pub(super) const FRAME_MAGIC: u32 = 0xFD2F_B528;

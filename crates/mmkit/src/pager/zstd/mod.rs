@@ -15,7 +15,7 @@ use index::{corrupt, Frame, Index};
 use raw::{source_error, Raw};
 
 use super::source::{open_source_file, Source, FILE_READAHEAD};
-use crate::{Error, Op, Result};
+use crate::error::{Error, Op, Result};
 
 /// Frames up to this size are decompressed whole; larger ones are read through a
 /// streaming decoder in chunks of [`CHUNK`].

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::super::source::{pread_full, Source};
-use crate::{Error, Op};
+use crate::error::{Error, Op};
 
 /// How much the streaming decoder reads from a [`Source`] at a time (a file is read in
 /// zstd's own input size, about 128 KiB).
