@@ -188,7 +188,13 @@ pub(crate) fn fail(shared: &Shared, first: usize) {
         .counters
         .failed_faults
         .fetch_add(1, Ordering::Relaxed);
-    let addr = shared.base + first * shared.page;
+    poison(shared, first);
+}
+
+/// Put a page at page `i` whose access raises SIGBUS (`UFFDIO_POISON`), or a zero page
+/// on kernels without it, waking whoever waits on it.
+pub(crate) fn poison(shared: &Shared, i: usize) {
+    let addr = shared.base + i * shared.page;
     let r = if shared.uffd.features & FEATURE_POISON != 0 {
         shared.uffd.poison(addr, shared.page)
     } else {

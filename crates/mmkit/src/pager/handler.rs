@@ -18,11 +18,11 @@ use rustix::io::Errno;
 use super::batch;
 use super::bounce::Bounce;
 use super::budget::{make_room, settle};
-use super::fill::{fail, fail_page, fill};
+use super::fill::{fail, fail_page, fill, poison};
 use super::readahead;
 use super::state::{panic_text, Shared, FAILED, PRESENT, TAKEN};
 use super::writeback::write_fault;
-use crate::sys::uffd::{UffdMsg, EVENT_PAGEFAULT, FEATURE_POISON, PAGEFAULT_FLAG_WP};
+use crate::sys::uffd::{UffdMsg, EVENT_PAGEFAULT, PAGEFAULT_FLAG_WP};
 
 /// How long a handler keeps reading the queue after serving a fault before it sleeps
 /// in `poll`: a fault that follows soon after (the next random read, the next window of
@@ -120,15 +120,7 @@ fn give_up(shared: &Shared, why: String) {
     for i in 0..shared.pages {
         if shared.state[i].load(Ordering::Acquire) & PRESENT == 0 {
             shared.state[i].fetch_or(FAILED, Ordering::SeqCst);
-            let addr = shared.base + i * shared.page;
-            let r = if shared.uffd.features & FEATURE_POISON != 0 {
-                shared.uffd.poison(addr, shared.page)
-            } else {
-                shared.uffd.zeropage(addr, shared.page)
-            };
-            if r.is_err() {
-                let _ = shared.uffd.wake(addr, shared.page);
-            }
+            poison(shared, i);
         }
     }
 }
