@@ -111,7 +111,7 @@
 //!
 //! ## Files
 //!
-//! From the bottom up; each file imports only files above it in this list:
+//! From the bottom up; each file imports only files listed before it:
 //!
 //! - `huge.rs`: what the region is made of ([`HugePages`], [`Backing`]) and reserving
 //!   it; `view.rs`: a file source's read-only mapping ([`SourceView`]); `source.rs`: the
@@ -122,7 +122,7 @@
 //! - `writeback.rs`: dirty pages, flush; `budget.rs`: reserve room, evict by the clock;
 //!   `fill.rs`: install a run of pages (`UFFDIO_COPY`/`UFFDIO_MOVE`) or fail it;
 //!   `batch.rs`: random faults read together; `readahead.rs`: the prefetch threads.
-//! - `handler.rs`: the handler threads, which sort each fault to the files above.
+//! - `handler.rs`: the handler threads, which hand each fault to the files listed before it.
 //! - `runtime.rs`: the [`Pager`] itself; `options.rs`: [`PagerOptions`] and `build`
 //!   (reserve the region, settle the limits, start the threads).
 //! - Sources on their own: `zstd/` ([`ZstdSource`], [`compress_seekable`]), `object/`
