@@ -141,6 +141,12 @@ pub fn page_size() -> usize {
 }
 
 /// The README's examples (one a pillar), compiled and run as doc tests.
-#[cfg(all(doctest, feature = "shm", feature = "store", feature = "pager", feature = "probe"))]
+#[cfg(all(
+    doctest,
+    feature = "shm",
+    feature = "store",
+    feature = "pager",
+    feature = "probe"
+))]
 #[doc = include_str!("../../../README.md")]
 pub struct ReadmeDoctests;

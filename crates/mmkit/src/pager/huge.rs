@@ -177,25 +177,31 @@ fn try_huge(backing: Backing, len: usize, granted: u64) -> std::result::Result<R
         .checked_next_multiple_of(HUGE)
         .ok_or_else(|| "too large for 2 MiB pages".to_string())?;
     let rw = ProtFlags::READ | ProtFlags::WRITE;
-    let ptr = match backing {
+    let region = match backing {
         Backing::Hugetlb => {
             // Reserved in full now (no MAP_NORESERVE): a pool too small fails here.
-            crate::sys::map_anon_aligned(mapped, HUGE, rw, MapFlags::PRIVATE | MapFlags::HUGETLB)
-                .map_err(|e| {
-                    // Free pages include those other mappings reserved and not touched.
-                    let free = crate::proc::meminfo("HugePages_Free").unwrap_or(0);
-                    let reserved = crate::proc::meminfo("HugePages_Rsvd").unwrap_or(0);
-                    let taken = match reserved.min(free) {
-                        0 => String::new(),
-                        r => format!(" ({r} more reserved by other mappings)"),
-                    };
-                    format!(
-                        "the hugetlb pool has {} free 2 MiB pages{taken}, {} needed ({e}; \
+            let ptr = crate::sys::map_anon_aligned(
+                mapped,
+                HUGE,
+                rw,
+                MapFlags::PRIVATE | MapFlags::HUGETLB,
+            )
+            .map_err(|e| {
+                // Free pages include those other mappings reserved and not touched.
+                let free = crate::proc::meminfo("HugePages_Free").unwrap_or(0);
+                let reserved = crate::proc::meminfo("HugePages_Rsvd").unwrap_or(0);
+                let taken = match reserved.min(free) {
+                    0 => String::new(),
+                    r => format!(" ({r} more reserved by other mappings)"),
+                };
+                format!(
+                    "the hugetlb pool has {} free 2 MiB pages{taken}, {} needed ({e}; \
                          raise vm.nr_hugepages)",
-                        free - reserved.min(free),
-                        mapped / HUGE
-                    )
-                })?
+                    free - reserved.min(free),
+                    mapped / HUGE
+                )
+            })?;
+            Region { ptr, len: mapped }
         }
         Backing::Thp => {
             if granted & FEATURE_MOVE == 0 {
@@ -209,15 +215,17 @@ fn try_huge(backing: Backing, len: usize, granted: u64) -> std::result::Result<R
             let flags = MapFlags::PRIVATE | MapFlags::NORESERVE;
             let ptr = crate::sys::map_anon_aligned(mapped, HUGE, rw, flags)
                 .map_err(|e| format!("cannot reserve {mapped} aligned bytes: {e}"))?;
+            // Owned at once, so a refused advice unmaps it.
+            let region = Region { ptr, len: mapped };
             // SAFETY: the range is the mapping just made; advice changes no contents.
             unsafe { crate::sys::madvise(ptr.as_ptr(), mapped, rustix::mm::Advice::LinuxHugepage) }
                 .map_err(|e| format!("MADV_HUGEPAGE: {e}"))?;
-            ptr
+            region
         }
         Backing::Base => unreachable!("base pages are not tried"),
     };
     Ok(Reserved {
-        region: Region { ptr, len: mapped },
+        region,
         page: HUGE,
         backing,
         note: None,
