@@ -189,7 +189,7 @@ fn check_log_image(
     tally: &mut Tally,
 ) {
     let read = || -> crate::Result<Vec<(Seq, Vec<u8>)>> {
-        let log = LogOptions::new().read_only().open(img)?;
+        let log = LogOptions::new().open_read_only(img)?;
         // A read-only check calls a torn write what it is, not damage.
         let check = log.check()?;
         if !check.damage.is_empty() {
@@ -396,15 +396,18 @@ fn power_loss_never_loses_an_acknowledged_put_nor_half_a_batch_nor_wedges_the_lo
 
 type Pairs = HashMap<Vec<u8>, Vec<u8>>;
 
-/// Open `img` with `opts` on another thread, within a time limit: a lock word left
-/// held must not make an open wait forever.
-fn open_kv_within(img: &Path, opts: KvOptions) -> Result<Pairs, String> {
+/// Open `img` with `opts` (for writing, or read-only) on another thread, within a time
+/// limit: a lock word left held must not make an open wait forever.
+fn open_kv_within(img: &Path, opts: KvOptions, write: bool) -> Result<Pairs, String> {
     let (tx, rx) = mpsc::channel();
     let path = img.to_path_buf();
     std::thread::spawn(move || {
-        let all = opts
-            .open(&path)
-            .and_then(|kv| kv.iter()?.collect::<crate::Result<Pairs>>());
+        let pairs = |kv: &super::ReadOnlyKv| kv.iter()?.collect::<crate::Result<Pairs>>();
+        let all = if write {
+            opts.open(&path).and_then(|kv| pairs(&kv))
+        } else {
+            opts.open_read_only(&path).and_then(|kv| pairs(&kv))
+        };
         let _ = tx.send(all.map_err(|e| e.to_string()));
     });
     rx.recv_timeout(Duration::from_secs(20))
@@ -412,9 +415,8 @@ fn open_kv_within(img: &Path, opts: KvOptions) -> Result<Pairs, String> {
 }
 
 fn check_kv_image(img: &Path, k: u64, puts: &[Put], ctx: &str, tally: &mut Tally) {
-    let mut reader = KvOptions::new();
-    reader.read_only();
-    let seen = match open_kv_within(img, reader) {
+    let reader = KvOptions::new();
+    let seen = match open_kv_within(img, reader, false) {
         Ok(seen) => seen,
         Err(e) => {
             tally.refused += 1;
@@ -423,7 +425,7 @@ fn check_kv_image(img: &Path, k: u64, puts: &[Put], ctx: &str, tally: &mut Tally
     };
     let mut writer = KvOptions::new();
     writer.durability(Durability::Sync).compact_below(0.0, 0);
-    let kept = match open_kv_within(img, writer) {
+    let kept = match open_kv_within(img, writer, true) {
         Ok(kept) => kept,
         Err(e) => {
             tally.refused += 1;
@@ -498,11 +500,11 @@ fn power_loss_leaves_every_record_of_a_record_file_old_or_new_never_torn() {
     use super::{RecordFile, RecordFileOptions};
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("records");
-    let opts = RecordFileOptions::new().durability(Durability::Sync);
-    drop(RecordFile::<[u64; 40]>::open(&path, opts).unwrap());
+    let opts = *RecordFileOptions::new().durability(Durability::Sync);
+    drop(opts.open::<[u64; 40]>(&path).unwrap());
     crash::install(|_| true);
     crash::assume_durable(&std::fs::File::open(&path).unwrap());
-    let mut file = RecordFile::<[u64; 40]>::open(&path, opts).unwrap();
+    let mut file: RecordFile<[u64; 40]> = opts.open(&path).unwrap();
     let mut rng = XorShift::new(0x2ec0);
     let mut updates = Vec::new();
     for op in 1..=160u64 {
@@ -530,7 +532,7 @@ fn power_loss_leaves_every_record_of_a_record_file_old_or_new_never_torn() {
             tally.cuts += 1;
             std::fs::write(&img, &bytes).unwrap();
             let ctx = format!("cut at call {k} ({:?}), {loss:?}", image.event);
-            let file = match RecordFile::<[u64; 40]>::open(&img, opts) {
+            let file = match opts.open::<[u64; 40]>(&img) {
                 Ok(f) => f,
                 Err(e) => {
                     tally.refused += 1;

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use rustix::thread::futex;
 
 use super::read::{Entry, Iter};
-use super::Log;
+use super::ReadOnlyLog;
 use crate::store::format;
 use crate::store::Seq;
 use crate::{Error, Op, Result};
@@ -45,7 +45,7 @@ impl<'log> Tail<'log> {
     }
 }
 
-impl Log {
+impl ReadOnlyLog {
     /// Follow the log from `seq`: see [`Tail::next_timeout`]. Works across processes: a
     /// read-only handle in one follows a writer in another, with no reopen.
     pub fn tail(&self, seq: Seq) -> Tail<'_> {
