@@ -188,21 +188,7 @@ fn check_log_image(
     ctx: &str,
     tally: &mut Tally,
 ) {
-    let read = || -> crate::Result<Vec<(Seq, Vec<u8>)>> {
-        let log = LogOptions::new().open_read_only(img)?;
-        // A read-only check calls a torn write what it is, not damage.
-        let check = log.check()?;
-        if !check.damage.is_empty() {
-            return Err(
-                crate::Error::new(crate::Op::Recover, crate::ErrorKind::Corrupt)
-                    .detail(format!("check found damage: {check:?}")),
-            );
-        }
-        log.iter()
-            .map(|e| e.and_then(|e| Ok((e.seq(), e.read()?))))
-            .collect()
-    };
-    let seen = match read() {
+    let seen = match read_as_reader(img) {
         Ok(seen) => seen,
         Err(e) => {
             tally.refused += 1;
@@ -217,11 +203,7 @@ fn check_log_image(
         }
     };
     tally.torn_cut += u64::from(log.recovery_report().cut.is_some());
-    let kept: Vec<(Seq, Vec<u8>)> = log
-        .iter()
-        .map(|e| e.and_then(|e| Ok((e.seq(), e.read()?))))
-        .collect::<crate::Result<_>>()
-        .unwrap_or_else(|e| panic!("{ctx}: reading the recovered log: {e}"));
+    let kept = records_of(&log).unwrap_or_else(|e| panic!("{ctx}: reading the recovered log: {e}"));
     let report = log.recovery_report().to_string();
     drop(log);
     // The reader trusts the image's header, which may be older than the records a
@@ -255,6 +237,27 @@ fn check_log_image(
         Ok(again) => tally.fail(format!("{ctx}: reopened: {}", again.recovery_report())),
         Err(e) => tally.fail(format!("{ctx}: reopened: {e}")),
     }
+}
+
+/// The records of a log image as a reader sees them, after a check that found no
+/// damage (a read-only check calls a torn write what it is, not damage).
+fn read_as_reader(img: &Path) -> crate::Result<Vec<(Seq, Vec<u8>)>> {
+    let log = LogOptions::new().open_read_only(img)?;
+    let check = log.check()?;
+    if !check.damage.is_empty() {
+        return Err(
+            crate::Error::new(crate::Op::Recover, crate::ErrorKind::Corrupt)
+                .detail(format!("check found damage: {check:?}")),
+        );
+    }
+    records_of(&log)
+}
+
+/// Every record of `log`, with its number.
+fn records_of(log: &super::ReadOnlyLog) -> crate::Result<Vec<(Seq, Vec<u8>)>> {
+    log.iter()
+        .map(|e| e.and_then(|e| Ok((e.seq(), e.read()?))))
+        .collect()
 }
 
 /// Check the records one view of an image holds.
@@ -540,40 +543,52 @@ fn power_loss_leaves_every_record_of_a_record_file_old_or_new_never_torn() {
                     continue;
                 }
             };
-            for i in 0..30 {
-                let mine: Vec<&Update> = updates.iter().filter(|u| u.index == i).collect();
-                let floor = mine.iter().filter(|u| u.acked <= *k).map(|u| u.value).max();
-                let got = match file.get(i) {
-                    Ok(got) => got,
-                    Err(e) => {
-                        tally.wrong += 1;
-                        tally.fail(format!("{ctx}: record {i}: {e}"));
-                        continue;
-                    }
-                };
-                if floor.is_some() {
-                    tally.acked_checked += 1;
-                }
-                match got {
-                    None if floor.is_some() => {
-                        tally.lost += 1;
-                        tally.fail(format!("{ctx}: acknowledged record {i} lost"));
-                    }
-                    None => {}
-                    Some(v) => {
-                        let whole = v.iter().all(|&x| x == v[0]);
-                        let written = mine.iter().any(|u| u.value == v[0] && u.began <= *k);
-                        if !whole || !written || Some(v[0]) < floor {
-                            tally.wrong += 1;
-                            tally.fail(format!(
-                                "{ctx}: record {i} reads {} (acknowledged {floor:?})",
-                                v[0]
-                            ));
-                        }
-                    }
+            check_record_image(&file, &updates, *k, &ctx, &mut tally);
+        }
+    }
+    tally.assert_clean("record file, Sync");
+}
+
+/// Check every record of one image of the record file against the updates made: an
+/// acknowledged value or a newer one, never lost, never torn.
+fn check_record_image(
+    file: &super::ReadOnlyRecordFile<[u64; 40]>,
+    updates: &[Update],
+    k: u64,
+    ctx: &str,
+    tally: &mut Tally,
+) {
+    for i in 0..30 {
+        let mine: Vec<&Update> = updates.iter().filter(|u| u.index == i).collect();
+        let floor = mine.iter().filter(|u| u.acked <= k).map(|u| u.value).max();
+        let got = match file.get(i) {
+            Ok(got) => got,
+            Err(e) => {
+                tally.wrong += 1;
+                tally.fail(format!("{ctx}: record {i}: {e}"));
+                continue;
+            }
+        };
+        if floor.is_some() {
+            tally.acked_checked += 1;
+        }
+        match got {
+            None if floor.is_some() => {
+                tally.lost += 1;
+                tally.fail(format!("{ctx}: acknowledged record {i} lost"));
+            }
+            None => {}
+            Some(v) => {
+                let whole = v.iter().all(|&x| x == v[0]);
+                let written = mine.iter().any(|u| u.value == v[0] && u.began <= k);
+                if !whole || !written || Some(v[0]) < floor {
+                    tally.wrong += 1;
+                    tally.fail(format!(
+                        "{ctx}: record {i} reads {} (acknowledged {floor:?})",
+                        v[0]
+                    ));
                 }
             }
         }
     }
-    tally.assert_clean("record file, Sync");
 }
