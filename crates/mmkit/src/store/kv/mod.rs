@@ -92,7 +92,7 @@ impl KvOptions {
     }
 
     /// Open (or create) the store at `path`. Damage anywhere in the file is skipped and
-    /// reported ([`Kv::recovery_report`]): every intact key is kept.
+    /// reported ([`ReadOnlyKv::recovery_report`]): every intact key is kept.
     ///
     /// # Errors
     /// As [`LogOptions::open`]: `NotMappable`, `Format`, `Busy`, `NoSpace`, `Os`.

@@ -12,7 +12,7 @@ use crate::store::format;
 use crate::store::Seq;
 use crate::{Error, Op, Result};
 
-/// Follows a log's tail (see [`Log::tail`]): returns records as they commit, waiting
+/// Follows a log's tail (see [`ReadOnlyLog::tail`]): returns records as they commit, waiting
 /// for the next one on a futex in the log's shared header (no polling).
 #[derive(Debug)]
 pub struct Tail<'log> {

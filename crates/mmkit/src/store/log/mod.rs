@@ -87,7 +87,7 @@ impl LogOptions {
     /// Open (or create) the log at `path`.
     ///
     /// A writer takes the file's writer lock, checks the header, scans every record and
-    /// recovers as [`recovery`](Self::recovery) says; [`Log::recovery_report`] tells what
+    /// recovers as [`recovery`](Self::recovery) says; [`ReadOnlyLog::recovery_report`] tells what
     /// it found. A file left by a writer killed while creating the log (zeros, no header
     /// yet, no record) is created again.
     ///

@@ -171,7 +171,7 @@ impl<'log> Entry<'log> {
     }
 }
 
-/// Iterates over committed records in order (see [`Log::iter`]). Yields `Err` once and
+/// Iterates over committed records in order (see [`ReadOnlyLog::iter`]). Yields `Err` once and
 /// stops at damage. After it returns `None`, it can be polled again and continues with
 /// records committed since.
 #[derive(Debug)]

@@ -110,9 +110,11 @@ pub struct CheckReport {
     /// A record file's records whose newer slot is damaged (what a torn update leaves):
     /// they read as their previous value. The next `set` of each overwrites the damaged
     /// slot. Not damage.
+    #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Vec::is_empty"))]
     pub fell_back: Vec<usize>,
     /// A record file's records with no valid slot: `get` is `Err(Corrupt)` for them
     /// until they are `set` again.
+    #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Vec::is_empty"))]
     pub damaged: Vec<usize>,
 }
 
@@ -130,7 +132,7 @@ impl CheckReport {
     }
 }
 
-/// Counters and sizes of a log (see [`Log::stats`](super::Log::stats)).
+/// Counters and sizes of a log (see [`ReadOnlyLog::stats`](super::ReadOnlyLog::stats)).
 #[derive(Debug, Clone, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct LogStats {

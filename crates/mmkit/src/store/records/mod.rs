@@ -426,8 +426,8 @@ impl<T: FromBytes + IntoBytes + Immutable + KnownLayout> RecordFile<T> {
     ///
     /// # Errors
     /// `OutOfRange` when `i` is not below
-    /// [`len`](Self::len); `Corrupt` when the record's generation cannot grow (a
-    /// hostile file); `Truncated`/`StorageFault` as for [`get`](Self::get); the errno of
+    /// [`len`](ReadOnlyRecordFile::len); `Corrupt` when the record's generation cannot grow (a
+    /// hostile file); `Truncated`/`StorageFault` as for [`get`](ReadOnlyRecordFile::get); the errno of
     /// `fdatasync`.
     pub fn set(&mut self, i: usize, value: &T) -> Result<()> {
         if i as u64 >= self.len {
@@ -468,7 +468,7 @@ impl<T: FromBytes + IntoBytes + Immutable + KnownLayout> RecordFile<T> {
     /// # Errors
     /// `NoSpace` when the file system is full: the
     /// file is unchanged, the handle stays usable, and pushes go on once space is freed;
-    /// `Truncated`/`StorageFault` as for [`get`](Self::get); the errno of `fdatasync`
+    /// `Truncated`/`StorageFault` as for [`get`](ReadOnlyRecordFile::get); the errno of `fdatasync`
     /// or `mmap`.
     pub fn push(&mut self, value: &T) -> Result<usize> {
         let i = self.len;
