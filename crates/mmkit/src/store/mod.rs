@@ -10,6 +10,13 @@
 //!   checksummed, updated in place through two slots so that a torn update is never read
 //!   back.
 //!
+//! The three open and answer the same way. Options take `&mut self` setters and end in
+//! `open(path)`, a handle that reads and writes, or `open_read_only(path)`, one that
+//! only reads: [`ReadOnlyLog`], [`ReadOnlyKv`], [`ReadOnlyRecordFile`] (redb's
+//! `ReadOnlyDatabase`; the writable handle derefs to its read-only one, as memmap2's
+//! `MmapMut` reads like its `Mmap`). `check()` returns a [`CheckReport`], `stats()` the
+//! store's `…Stats`, and `recovery_report()` a `&`[`RecoveryReport`].
+//!
 //! Where they stand beside Tencent MMKV, the store mobile apps map their settings with.
 //! The MMKV column was measured, not read from its docs: MMKV 2.4.2 (commit `ad7657ef`)
 //! built from its own source with its POSIX CMake build and default configuration

@@ -66,7 +66,6 @@ impl Log {
     /// Append one record; returns its sequence number.
     ///
     /// # Errors
-    /// - `Unsupported` on a read-only handle;
     /// - `TooLarge` for a record over 1 GiB;
     /// - `NoSpace` when the file system cannot hold it: nothing is written, the log
     ///   stays open and intact, and appends go on once space is freed;
@@ -331,8 +330,8 @@ impl Log {
     /// When no whole page is freed, a `Process` log does not flush.
     ///
     /// # Errors
-    /// `OutOfRange` for a `seq` past the next one; `Unsupported` on a read-only
-    /// handle; the errors of `fallocate` and (with `Sync`) `fdatasync`.
+    /// `OutOfRange` for a `seq` past the next one; the errors of `fallocate` and (with
+    /// `Sync`) `fdatasync`.
     pub fn truncate_before(&self, seq: Seq) -> Result<u64> {
         let writer = self.writer.as_ref().ok_or_else(|| self.read_only_err())?;
         let mut w = writer.lock().unwrap_or_else(|p| p.into_inner());
@@ -395,6 +394,8 @@ impl Log {
         Ok(dropped)
     }
 
+    /// The error of a write through the log under a read-only key-value store (see
+    /// [`Log::over_reader`]), which the store's own types never make.
     pub(super) fn read_only_err(&self) -> Error {
         Error::new(Op::Append, ErrorKind::Unsupported)
             .with_path(Some(&self.path))
