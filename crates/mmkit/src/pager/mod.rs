@@ -108,11 +108,31 @@
 //! assert!(page[904..].iter().all(|&b| b == 0));
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+//!
+//! ## Files
+//!
+//! From the bottom up; each file imports only files listed before it:
+//!
+//! - `huge.rs`: what the region is made of ([`HugePages`], [`Backing`]) and reserving
+//!   it; `view.rs`: a file source's read-only mapping ([`SourceView`]); `source.rs`: the
+//!   [`Source`] trait and the simple sources.
+//! - `state.rs`: the state the threads share — the page bits, `Shared`, the budget's
+//!   clock, the prefetch queue, the `Layout` and `Limits` settled at build; `bounce.rs`:
+//!   each thread's page-aligned buffer.
+//! - `writeback.rs`: dirty pages, flush; `budget.rs`: reserve room, evict by the clock;
+//!   `fill.rs`: install a run of pages (`UFFDIO_COPY`/`UFFDIO_MOVE`) or fail it;
+//!   `batch.rs`: random faults read together; `readahead.rs`: the prefetch threads.
+//! - `handler.rs`: the handler threads, which hand each fault to the files listed before it.
+//! - `runtime.rs`: the [`Pager`] itself; `options.rs`: [`PagerOptions`] and `build`
+//!   (reserve the region, settle the limits, start the threads).
+//! - Sources on their own: `zstd/` ([`ZstdSource`], [`compress_seekable`]), `object/`
+//!   (`ObjectSource`, feature `remote`).
 
 mod batch;
 #[cfg(feature = "bench")]
 #[cfg_attr(docsrs, doc(cfg(feature = "bench")))]
 pub mod bench;
+mod bounce;
 mod budget;
 mod fill;
 mod handler;
@@ -123,6 +143,7 @@ mod options;
 mod readahead;
 mod runtime;
 mod source;
+mod state;
 mod view;
 mod writeback;
 #[cfg(feature = "zstd")]
@@ -135,6 +156,9 @@ pub use self::object::{ObjectOptions, ObjectSource, ObjectStats};
 pub use self::options::{PagerOptions, MAX_READAHEAD_BYTES, MAX_THREADS};
 pub use self::runtime::{Pager, PagerStats};
 pub use self::source::{FileSource, FnSource, MemSource, Source};
+// The shared state, where the measuring code's seam reaches it (`super::Shared`).
+#[allow(unused_imports)]
+pub(crate) use self::state::Shared;
 pub use self::view::SourceView;
 #[cfg(feature = "zstd")]
 #[cfg_attr(docsrs, doc(cfg(feature = "zstd")))]
