@@ -10,8 +10,8 @@
 //! | `process` | `fork`, `_exit`, `waitpid`, `pthread_atfork`, `getrusage` (faults, CPU time) |
 //! | `io` | `write(2)` from raw memory or a buffer, `poll(2)` for input or output |
 //! | `copy` | `sendfile`, `splice`, `copy_file_range`, `pipe2`, `F_SETPIPE_SZ`/`F_GETPIPE_SZ` |
-//! | `errno` | errno numbers by C name (from `rustix`'s `Errno`), the errno of a failed call or an `io::Error`, the one `EINTR` retry |
-//! | `fs` | `cachestat(2)`, `open` and `memfd` seal flags |
+//! | `errno` | errno numbers by C name (from `rustix`'s `Errno`), the errno of a failed call or an `io::Error` and its text, the one `EINTR` retry (`retry`) |
+//! | `fs` | the one safe open of a path (`open_regular`: non-blocking `open`, `fstat`, `fcntl(F_SETFL)`), `cachestat(2)`, memfd seal flags |
 //! | `lock` | open-file-description locks (`F_OFD_SETLK`, `F_OFD_GETLK`), reopening a descriptor through `/proc/self/fd` |
 //! | `uffd` | `userfaultfd(2)`, `/dev/userfaultfd` and the `UFFDIO_*` ioctls |
 //!
@@ -19,7 +19,10 @@
 //! doc alias; `rustix` is used where it has the call and `libc` where it does not. No
 //! `libc::` path appears outside this module (`.ci/check-fence` checks it), and every
 //! `unsafe` syscall is made here; the pillars still call `rustix`'s *safe* wrappers on
-//! descriptors they own (`fstat`, `fcntl`, `memfd_create`, futexes, …) directly.
+//! descriptors they own (`fstat`, `fcntl`, `memfd_create`, futexes, …) directly. Two
+//! sequences every pillar needs live here once: opening a path without waiting on it
+//! (`fs::open_regular`) and retrying a call a signal interrupted (`retry`). This module
+//! imports nothing else of mmkit: it is the bottom floor, and the error type stands on it.
 //!
 //! # Safety
 //!
