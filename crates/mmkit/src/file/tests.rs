@@ -244,29 +244,20 @@ fn search_windows_find_needles_across_edges() {
             for at in (0..data.len() - nlen).step_by(13) {
                 let needle = &data[at..at + nlen];
                 for (s, e) in [(0, 300), (at, 300), (0, at + nlen), (at + 1, 300), (5, 250)] {
+                    let search = search::Search {
+                        map: &map,
+                        start: s,
+                        end: e,
+                        needle,
+                        chunk,
+                    };
                     assert_eq!(
-                        search::Search {
-                            map: &map,
-                            start: s,
-                            end: e,
-                            needle,
-                            chunk
-                        }
-                        .first()
-                        .unwrap(),
+                        search.first().unwrap(),
                         naive_find(s, e, needle),
                         "find chunk {chunk} needle {at}+{nlen} in {s}..{e}"
                     );
                     assert_eq!(
-                        search::Search {
-                            map: &map,
-                            start: s,
-                            end: e,
-                            needle,
-                            chunk
-                        }
-                        .last()
-                        .unwrap(),
+                        search.last().unwrap(),
                         naive_rfind(s, e, needle),
                         "rfind chunk {chunk} needle {at}+{nlen} in {s}..{e}"
                     );
