@@ -139,11 +139,16 @@ fn spin_read(shared: &Shared, msgs: &mut [UffdMsg]) -> Result<usize, Errno> {
 
 /// Sleep in `poll` until a fault is queued (`true`) or the stop pipe is readable
 /// (`false`).
+///
+/// `poll` on two descriptors we own can fail, EINTR aside, only for want of kernel
+/// memory (`ENOMEM`): the thread naps and tries again rather than spinning, because a
+/// handler that gave up would leave every faulting thread blocked.
 fn sleep(shared: &Shared) -> bool {
+    let fds = [shared.uffd.raw(), shared.stop.as_raw_fd()];
     loop {
-        match crate::sys::io::poll_in([shared.uffd.raw(), shared.stop.as_raw_fd()]) {
+        match crate::sys::retry(|| crate::sys::io::poll_in(fds)) {
             Ok(revents) => return revents[1] == 0,
-            Err(_) => continue, // EINTR
+            Err(_) => std::thread::sleep(std::time::Duration::from_millis(1)),
         }
     }
 }
