@@ -1,16 +1,67 @@
-//! `mmkit bench --find`: `mmkit find` against ripgrep and grep
-//! ([`mmkit::bench::run_find`] measures); progress, then a table or JSON.
+//! `mmkit bench find`: `mmkit find` against ripgrep and grep
+//! ([`mmkit_lab::bench::run_find`] measures); progress, then a table or JSON.
 
 use std::io::Write;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use comfy_table::Table;
-use mmkit::bench::{self, FindOptions, FindReport, FindResult};
+use mmkit_lab::bench::{self, FindOptions, FindReport, FindResult};
 use mmkit::size::format_size;
 
-use super::BenchArgs;
+/// Arguments of `mmkit bench find`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct FindArgs {
+    /// The size of the generated text: the first value (K/M/G are powers of 1024; at
+    /// least 1M). Default 1G (--quick: 256M).
+    #[arg(long, alias = "size", value_delimiter = ',', value_parser = super::size_arg)]
+    sizes: Vec<u64>,
+    /// Timed runs of each tool; the median is reported.
+    #[arg(long)]
+    runs: Option<usize>,
+    /// A smaller, faster race.
+    #[arg(long)]
+    quick: bool,
+    /// Directory for the generated text (default the system temporary directory).
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// Print the report as JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Options of `bench read` and `bench sink`, refused with a usage error that says so
+    /// (a race of whole programs has no methods, sinks or cache states to choose).
+    #[arg(long, hide = true, num_args = 1)]
+    methods: Option<String>,
+    #[arg(long, hide = true, num_args = 1)]
+    to: Option<String>,
+    #[arg(long, hide = true, num_args = 1)]
+    cache: Option<String>,
+}
 
-fn options(args: &BenchArgs) -> anyhow::Result<FindOptions> {
+impl FindArgs {
+    /// Exit with a usage error (2) when an option of the other benches was given.
+    fn refuse_others(&self) {
+        use clap::CommandFactory;
+        let given = [
+            ("--methods", self.methods.is_some()),
+            ("--to", self.to.is_some()),
+            ("--cache", self.cache.is_some()),
+        ];
+        if let Some((flag, _)) = given.iter().find(|(_, on)| *on) {
+            crate::Cli::command()
+                .error(
+                    clap::error::ErrorKind::ArgumentConflict,
+                    format!(
+                        "the argument '{flag}' cannot be used with `mmkit bench find`: it is \
+                         an option of `mmkit bench read` and `mmkit bench sink`"
+                    ),
+                )
+                .exit()
+        }
+    }
+}
+
+fn options(args: &FindArgs) -> anyhow::Result<FindOptions> {
     let exe = std::env::current_exe()
         .map_err(|e| anyhow::anyhow!("cannot find this program's own path to time it: {e}"))?;
     let mut o = FindOptions::new(exe);
@@ -27,7 +78,8 @@ fn options(args: &BenchArgs) -> anyhow::Result<FindOptions> {
     Ok(o)
 }
 
-pub(super) fn run(args: &BenchArgs) -> anyhow::Result<ExitCode> {
+pub(super) fn run(args: &FindArgs) -> anyhow::Result<ExitCode> {
+    args.refuse_others();
     let options = options(args)?;
     let Some(report) = super::with_progress(|p| bench::run_find(&options, p)) else {
         return Ok(ExitCode::from(1));

@@ -8,7 +8,7 @@ mod svg;
 use std::path::Path;
 
 use anyhow::{bail, Context};
-use mmkit::bench::{BenchReport, CacheState, Method, Pattern};
+use mmkit_lab::bench::{BenchReport, CacheState, Method, Pattern};
 use mmkit::size::format_size;
 use plotters::coord::Shift;
 use plotters::prelude::*;

@@ -1,6 +1,6 @@
 //! `mmkit page bench`: the pager against the kernel's own paging of a generated file, or
 //! (with --url) against a plain download of an object in a store. The library's
-//! [`mmkit::pager::bench`] measures; this file parses and draws the tables.
+//! [`mmkit_lab::pager`] measures; this file parses and draws the tables.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use super::open::RemoteArgs;
 use crate::progress::Progress;
 use crate::table::{align_right, plain_table};
-use mmkit::pager::bench::{
+use mmkit_lab::pager::{
     PageBenchOptions, PageBenchReport, RemoteBenchOptions, RemoteBenchReport,
 };
 use mmkit::pager::HugePages;
@@ -128,7 +128,7 @@ fn local(a: &BenchArgs) -> anyhow::Result<ExitCode> {
     }
     let progress = Progress::spinner();
     let report =
-        mmkit::pager::bench::run(&opts, |what| progress.message(format!("measuring {what}…")))?;
+        mmkit_lab::pager::run(&opts, |what| progress.message(format!("measuring {what}…")))?;
     drop(progress);
     if a.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -208,7 +208,7 @@ fn remote(a: &BenchArgs, url: &str) -> anyhow::Result<ExitCode> {
     };
     let progress = Progress::bar("passes");
     progress.message(format!("opening {url}"));
-    let report = mmkit::pager::bench::run_remote(url, &opts, |step| {
+    let report = mmkit_lab::pager::run_remote(url, &opts, |step| {
         progress.at(step.done as u64, step.total as u64);
         progress.message(step.what.to_string());
     })?;

@@ -12,7 +12,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use comfy_table::{Cell, CellAlignment};
-use mmkit::pager::bench::{scan_pager, touched_bytes};
+use mmkit_lab::pager::{scan_pager, touched_bytes};
 use mmkit::pager::{ObjectSource, PagerStats};
 
 use bench::BenchArgs;

@@ -110,9 +110,6 @@
 //! ```
 
 mod batch;
-#[cfg(feature = "bench")]
-#[cfg_attr(docsrs, doc(cfg(feature = "bench")))]
-pub mod bench;
 mod budget;
 mod fill;
 mod handler;

@@ -70,8 +70,6 @@
 //! counters are atomics formed over the mapping inside a guarded access.
 #![allow(unsafe_code)]
 
-#[cfg(feature = "bench")]
-pub mod bench;
 mod file;
 pub(crate) mod format;
 mod kv;

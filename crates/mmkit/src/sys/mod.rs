@@ -35,7 +35,7 @@
         feature = "shm",
         feature = "pager",
         feature = "probe",
-        feature = "tour"
+        feature = "store"
     )),
     allow(dead_code)
 )]

@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use mmkit::bench::{BenchReport, CacheState, Method, Pattern};
+use mmkit_lab::bench::{BenchReport, CacheState, Method, Pattern};
 use mmkit::size::format_size;
 
 use super::CHART;
