@@ -23,7 +23,7 @@
 //!     dir: Some(dir.path().to_path_buf()),
 //!     ..LogBenchOptions::tiny()
 //! };
-//! let report = bench::run(&opts, |_| {})?;
+//! let report = store::run(&opts, |_| {})?;
 //! assert_eq!(report.rows.len(), 3 * opts.sizes.len());
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```

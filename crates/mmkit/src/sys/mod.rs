@@ -35,7 +35,8 @@
         feature = "shm",
         feature = "pager",
         feature = "probe",
-        feature = "store"
+        feature = "store",
+        feature = "process"
     )),
     allow(dead_code)
 )]
