@@ -170,7 +170,14 @@ fn bad_arguments_are_refused() {
         &["bench", "sink", "--to", "tape"],
         &["bench", "sink", "--to", "pipe", "--plot", "x.svg"],
         &["bench", "sink", "--to", "pipe", "--pattern", "seq"],
-        &["bench", "sink", "--to", "pipe", "--methods", "sendfile,zerocopy"],
+        &[
+            "bench",
+            "sink",
+            "--to",
+            "pipe",
+            "--methods",
+            "sendfile,zerocopy",
+        ],
         &["bench", "sink", "--to", "pipe", "--sizes", "0"],
     ] {
         let out = mmkit_output(args);

@@ -24,7 +24,6 @@ use std::path::Path;
 
 use crate::error::{Error, ErrorKind, Op, Result};
 
-
 /// Build and annotate an [`Error`] from outside the crate: the crate's own constructors.
 pub trait ErrorExt: Sized {
     /// An error of `kind` from `op`, with no context yet.

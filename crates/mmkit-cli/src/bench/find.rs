@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use comfy_table::Table;
-use mmkit_lab::bench::{self, FindOptions, FindReport, FindResult};
 use mmkit::size::format_size;
+use mmkit_lab::bench::{self, FindOptions, FindReport, FindResult};
 
 /// Arguments of `mmkit bench find`.
 #[derive(Debug, clap::Args)]

@@ -75,7 +75,10 @@ fn method_arg(s: &str) -> Result<Method, String> {
         ));
     }
     let read: Vec<&str> = Method::ALL.iter().map(|m| m.name()).collect();
-    Err(format!("`{s}` is not a method (one of {})", read.join(", ")))
+    Err(format!(
+        "`{s}` is not a method (one of {})",
+        read.join(", ")
+    ))
 }
 
 fn config(args: &ReadArgs) -> BenchOptions {

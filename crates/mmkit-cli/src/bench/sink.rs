@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use comfy_table::Table;
-use mmkit_lab::bench::{self, Sink, SinkOptions, SinkReport, SinkResult};
 use mmkit::size::format_size;
+use mmkit_lab::bench::{self, Sink, SinkOptions, SinkReport, SinkResult};
 
 use super::{size_arg, CacheArg};
 
@@ -63,7 +63,10 @@ fn method_arg(s: &str) -> Result<mmkit::copy::Method, String> {
         ));
     }
     let copy: Vec<&str> = mmkit::copy::Method::ALL.iter().map(|m| m.name()).collect();
-    Err(format!("`{s}` is not a copy method (one of {})", copy.join(", ")))
+    Err(format!(
+        "`{s}` is not a copy method (one of {})",
+        copy.join(", ")
+    ))
 }
 
 /// The sink bench's options from the arguments.

@@ -5,9 +5,9 @@ use std::path::PathBuf;
 
 use crate::progress::Progress;
 use clap::Args;
+use mmkit::store::Durability;
 use mmkit_lab::store::{LogBenchOptions, LogBenchReport, LogBenchRow};
 use mmkit_lab::Spread;
-use mmkit::store::Durability;
 use serde::Serialize;
 
 /// Options of `mmkit log bench`.

@@ -8,11 +8,9 @@ use std::process::ExitCode;
 use super::open::RemoteArgs;
 use crate::progress::Progress;
 use crate::table::{align_right, plain_table};
-use mmkit_lab::pager::{
-    PageBenchOptions, PageBenchReport, RemoteBenchOptions, RemoteBenchReport,
-};
 use mmkit::pager::HugePages;
 use mmkit::size::format_size;
+use mmkit_lab::pager::{PageBenchOptions, PageBenchReport, RemoteBenchOptions, RemoteBenchReport};
 
 /// Arguments of `mmkit page bench`.
 #[derive(Debug, clap::Args)]
@@ -221,7 +219,8 @@ fn remote(a: &BenchArgs, url: &str) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn render_remote(r: &RemoteBenchReport) -> String {
+/// The remote bench's table: a row per pass.
+fn remote_table(r: &RemoteBenchReport) -> comfy_table::Table {
     let mut t = plain_table(&[
         "pass",
         "median",
@@ -248,6 +247,11 @@ fn render_remote(r: &RemoteBenchReport) -> String {
         ]);
     }
     align_right(&mut t, [1, 2, 3, 4, 5, 6]);
+    t
+}
+
+fn render_remote(r: &RemoteBenchReport) -> String {
+    let t = remote_table(r);
     let fb = &r.first_byte;
     let sync = r
         .rows

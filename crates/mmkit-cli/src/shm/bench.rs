@@ -69,8 +69,7 @@ pub(crate) fn run(args: &BenchArgs) -> anyhow::Result<ExitCode> {
         opts.rounds = opts.rounds.min(2_000);
     }
     let progress = Progress::spinner();
-    let report =
-        mmkit_lab::shm::run(&opts, |what| progress.message(format!("measuring {what}…")))?;
+    let report = mmkit_lab::shm::run(&opts, |what| progress.message(format!("measuring {what}…")))?;
     drop(progress);
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);

@@ -3,8 +3,8 @@
 use std::fs::File;
 use std::io::Read;
 
-use mmkit::{Error, Op, Result};
 use mmkit::lab_seam::ErrorExt;
+use mmkit::{Error, Op, Result};
 
 /// Read the whole file once, so its pages are in the page cache.
 pub(crate) fn warm(file: &File, buf: &mut [u8]) -> Result<()> {

@@ -21,12 +21,12 @@ use std::time::Instant;
 use super::report::Machine;
 use super::runner::{check_count, check_free_space, Scratch};
 use super::{Progress, MAX_RUNS};
-use mmkit::{Error, ErrorKind, Op, Result};
-use mmkit::lab_seam::ErrorExt;
-use mmkit::helpers::XorShift;
-use mmkit::helpers::median;
 use crate::bench::cpu_time;
+use mmkit::helpers::median;
+use mmkit::helpers::XorShift;
+use mmkit::lab_seam::ErrorExt;
 use mmkit::probe::CpuOf as Who;
+use mmkit::{Error, ErrorKind, Op, Result};
 
 /// The needle the generated text holds.
 pub const NEEDLE: &str = "NEEDLE-mmkit";
@@ -308,6 +308,27 @@ fn agree(tools: &[(Tool, Option<String>)], path: &Path) -> Result<(u64, u64)> {
     Ok((count, mine.len() as u64))
 }
 
+/// One run of `tool` with `argv` on `path`, output to the file `out`: its wall time in
+/// nanoseconds, its user and system CPU seconds.
+fn time_one(tool: &Tool, argv: &[&str], (path, out): (&Path, &Path)) -> Result<(f64, f64, f64)> {
+    // A file, not /dev/null: GNU grep stops at the first match when its output is
+    // /dev/null.
+    let sink = File::create(out).map_err(|e| Error::io(Op::Open, &e).with_path(Some(out)))?;
+    let (u0, s0) = cpu_time(Who::Children);
+    let start = Instant::now();
+    let status = command(tool, argv, path)
+        .stdout(sink)
+        .stderr(Stdio::null())
+        .status()
+        .map_err(|e| failed(format!("cannot run {}: {e}", tool.program.display())))?;
+    let wall = start.elapsed().as_nanos() as f64;
+    let (u1, s1) = cpu_time(Who::Children);
+    if !status.success() {
+        return Err(failed(format!("{} failed ({status})", tool.name)));
+    }
+    Ok((wall, (u1 - u0).as_secs_f64(), (s1 - s0).as_secs_f64()))
+}
+
 /// The tools in turn, `runs` times, output to the file `out`.
 fn race(
     tools: &[(Tool, Option<String>)],
@@ -322,24 +343,10 @@ fn race(
             if why.is_some() {
                 continue;
             }
-            // A file, not /dev/null: GNU grep stops at the first match when its output
-            // is /dev/null.
-            let sink =
-                File::create(out).map_err(|e| Error::io(Op::Open, &e).with_path(Some(out)))?;
-            let (u0, s0) = cpu_time(Who::Children);
-            let start = Instant::now();
-            let status = command(tool, args(tool), path)
-                .stdout(sink)
-                .stderr(Stdio::null())
-                .status()
-                .map_err(|e| failed(format!("cannot run {}: {e}", tool.program.display())))?;
-            wall.push(start.elapsed().as_nanos() as f64);
-            let (u1, s1) = cpu_time(Who::Children);
-            if !status.success() {
-                return Err(failed(format!("{} failed ({status})", tool.name)));
-            }
-            user.push((u1 - u0).as_secs_f64());
-            sys.push((s1 - s0).as_secs_f64());
+            let (w, u, s) = time_one(tool, args(tool), (path, out))?;
+            wall.push(w);
+            user.push(u);
+            sys.push(s);
         }
     }
     let shown = |tool: &Tool| {

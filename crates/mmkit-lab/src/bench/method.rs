@@ -12,8 +12,8 @@ use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::os::unix::fs::FileExt;
 
-use mmkit::{Error, ErrorKind, Op, Result};
 use mmkit::{Advice, MapOptions};
+use mmkit::{Error, ErrorKind, Op, Result};
 
 /// A way to read a file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

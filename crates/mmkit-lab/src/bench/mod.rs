@@ -44,9 +44,9 @@ mod runner;
 pub mod sink;
 mod sink_pass;
 
+pub use find::{run_find, FindOptions, FindReport, FindResult};
 pub use method::{CacheState, Method, Pattern};
 pub use report::{BenchReport, CaseResult, Machine};
-pub use find::{run_find, FindOptions, FindReport, FindResult};
 // Helpers of the pager and store benches and the tour.
 pub(crate) use method::{random_offsets, random_offsets_iter, scan, BLOCK};
 pub(crate) use runner::{check_count, check_free_space, generate};

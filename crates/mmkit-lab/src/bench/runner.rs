@@ -7,11 +7,11 @@ use std::time::{Duration, Instant};
 use super::cache;
 use super::method::{pass, random_offsets, CacheState, Method, Pattern, Target, BLOCK};
 use super::report::{BenchReport, CaseResult, Machine};
-use mmkit::{Error, ErrorKind, Op, Result};
-use mmkit::lab_seam::ErrorExt;
-use mmkit::helpers::XorShift;
-use mmkit::size::format_size;
 use mmkit::helpers::median_time;
+use mmkit::helpers::XorShift;
+use mmkit::lab_seam::ErrorExt;
+use mmkit::size::format_size;
+use mmkit::{Error, ErrorKind, Op, Result};
 
 /// What to measure.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -270,19 +270,30 @@ struct Timing {
     cached_before: Option<u64>,
 }
 
-fn check(expected: &mut Option<(Method, u64)>, method: Method, sum: u64, what: &str) -> Result<()> {
-    match *expected {
-        None => *expected = Some((method, sum)),
-        Some((m, s)) if s != sum => {
-            return Err(Error::new(Op::Read, ErrorKind::Unsupported).detail(format!(
-                "{what}: {} gave checksum {sum:#x} but {} gave {s:#x}",
-                method.name(),
-                m.name()
-            )))
+/// The checksum every method of a case must agree on: the first one given.
+struct Sums {
+    /// The first method's checksum.
+    expected: Option<(Method, u64)>,
+    /// The case, for the error.
+    what: String,
+}
+
+impl Sums {
+    fn check(&mut self, method: Method, sum: u64) -> Result<()> {
+        match self.expected {
+            None => self.expected = Some((method, sum)),
+            Some((m, s)) if s != sum => {
+                return Err(Error::new(Op::Read, ErrorKind::Unsupported).detail(format!(
+                    "{}: {} gave checksum {sum:#x} but {} gave {s:#x}",
+                    self.what,
+                    method.name(),
+                    m.name()
+                )))
+            }
+            Some(_) => {}
         }
-        Some(_) => {}
+        Ok(())
     }
-    Ok(())
 }
 
 fn case(
@@ -291,37 +302,16 @@ fn case(
     cache: CacheState,
     t: &mut Target<'_>,
 ) -> Result<Vec<CaseResult>> {
-    let what = format!(
-        "{} {} {}",
-        format_size(t.size),
-        pattern.name(),
-        cache.name()
-    );
-    let mut expected = None;
-    // Warm-up: every method once untimed (touches buffers, checks the sums), then one
-    // timed pass (warm) to choose how many passes a run repeats.
-    cache::warm(t.file, t.buf)?;
-    let mut timings = Vec::new();
-    for &method in &config.methods {
-        let sum = pass(method, pattern, t)?;
-        check(&mut expected, method, sum, &what)?;
-        let passes = match cache {
-            CacheState::Cold => 1,
-            CacheState::Warm => {
-                let start = Instant::now();
-                let sum = pass(method, pattern, t)?;
-                let took = start.elapsed().max(Duration::from_nanos(100));
-                check(&mut expected, method, sum, &what)?;
-                (config.min_run_time.as_nanos() / took.as_nanos()).clamp(1, 100_000) as u32
-            }
-        };
-        timings.push(Timing {
-            method,
-            passes,
-            per_pass: Vec::new(),
-            cached_before: None,
-        });
-    }
+    let mut sums = Sums {
+        expected: None,
+        what: format!(
+            "{} {} {}",
+            format_size(t.size),
+            pattern.name(),
+            cache.name()
+        ),
+    };
+    let mut timings = warm_up(config, pattern, cache, t, &mut sums)?;
     for _ in 0..config.runs {
         for timing in &mut timings {
             if cache == CacheState::Cold {
@@ -335,12 +325,57 @@ fn case(
             let start = Instant::now();
             for _ in 0..timing.passes {
                 let sum = std::hint::black_box(pass(timing.method, pattern, t)?);
-                check(&mut expected, timing.method, sum, &what)?;
+                sums.check(timing.method, sum)?;
             }
             timing.per_pass.push(start.elapsed() / timing.passes);
         }
     }
-    let checksum = expected.map_or(0, |(_, s)| s);
+    let checksum = sums.expected.map_or(0, |(_, s)| s);
+    Ok(results(timings, pattern, cache, t, checksum))
+}
+
+/// Warm-up: every method once untimed (touches buffers, checks the sums), then one
+/// timed pass (warm) to choose how many passes a run repeats.
+fn warm_up(
+    config: &BenchOptions,
+    pattern: Pattern,
+    cache: CacheState,
+    t: &mut Target<'_>,
+    sums: &mut Sums,
+) -> Result<Vec<Timing>> {
+    cache::warm(t.file, t.buf)?;
+    let mut timings = Vec::new();
+    for &method in &config.methods {
+        let sum = pass(method, pattern, t)?;
+        sums.check(method, sum)?;
+        let passes = match cache {
+            CacheState::Cold => 1,
+            CacheState::Warm => {
+                let start = Instant::now();
+                let sum = pass(method, pattern, t)?;
+                let took = start.elapsed().max(Duration::from_nanos(100));
+                sums.check(method, sum)?;
+                (config.min_run_time.as_nanos() / took.as_nanos()).clamp(1, 100_000) as u32
+            }
+        };
+        timings.push(Timing {
+            method,
+            passes,
+            per_pass: Vec::new(),
+            cached_before: None,
+        });
+    }
+    Ok(timings)
+}
+
+/// The case's results from its timings, with each method's ratio to `read()`.
+fn results(
+    timings: Vec<Timing>,
+    pattern: Pattern,
+    cache: CacheState,
+    t: &Target<'_>,
+    checksum: u64,
+) -> Vec<CaseResult> {
     let bytes_per_pass = match pattern {
         Pattern::Seq => t.size,
         Pattern::Random => t
@@ -386,5 +421,5 @@ fn case(
             });
         }
     }
-    Ok(out)
+    out
 }

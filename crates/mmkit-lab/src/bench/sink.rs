@@ -61,45 +61,13 @@ use super::report::Machine;
 use super::runner::{
     bad, check_count, check_space, generate, open_measured, Progress, Scratch, MAX_BUFFER, MAX_RUNS,
 };
+pub use super::sink_pass::Sink;
 use super::sink_pass::{checksum_file, pass, Endpoints, Sample};
 use mmkit::copy::Method;
-use mmkit::lab_seam::ErrorExt;
-use mmkit::{Error, ErrorKind, Op, Result};
-use mmkit::size::format_size;
 use mmkit::helpers::median;
-
-/// Where the bench sends the bytes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize))]
-#[cfg_attr(feature = "serde", serde(rename_all = "kebab-case"))]
-#[non_exhaustive]
-pub enum Sink {
-    /// A pipe (1 MiB), drained by a reader thread.
-    Pipe,
-    /// A TCP connection on 127.0.0.1, drained by a reader thread.
-    Socket,
-    /// A file, truncated before each pass.
-    File,
-}
-
-impl Sink {
-    /// Every sink, in table order.
-    pub const ALL: [Sink; 3] = [Sink::Pipe, Sink::Socket, Sink::File];
-
-    /// `pipe`, `socket` or `file`.
-    pub fn name(self) -> &'static str {
-        match self {
-            Sink::Pipe => "pipe",
-            Sink::Socket => "socket",
-            Sink::File => "file",
-        }
-    }
-
-    /// The sink of a [`name`](Self::name).
-    pub fn from_name(name: &str) -> Option<Sink> {
-        Sink::ALL.into_iter().find(|s| s.name() == name)
-    }
-}
+use mmkit::lab_seam::ErrorExt;
+use mmkit::size::format_size;
+use mmkit::{Error, ErrorKind, Op, Result};
 
 /// What to measure.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -230,6 +198,56 @@ pub struct SinkReport {
 /// special file; no room for the generated files; a method failing for a reason other
 /// than the kernel refusing it for the sink; a sink receiving other bytes than the file's.
 pub fn run_sinks(options: &SinkOptions, progress: &mut dyn FnMut(&Progress)) -> Result<SinkReport> {
+    check_options(options)?;
+    let (scratch, files) = prepare(options)?;
+    let listener = match options.sinks.contains(&Sink::Socket) {
+        true => Some(TcpListener::bind("127.0.0.1:0").map_err(|e| Error::io(Op::Open, &e))?),
+        false => None,
+    };
+    let ep = Endpoints {
+        listener,
+        sink_file: scratch.0.join("sink.dat"),
+        pipe_size: options.pipe_size,
+        buffer: options.buffer,
+    };
+    let total = files.len() * options.sinks.len() * options.caches.len();
+    let mut done = 0;
+    let mut granted = None;
+    let mut results = Vec::new();
+    for (file, size) in &files {
+        let (sum, len) = checksum_file(file, options.buffer)?;
+        if len != *size {
+            return Err(bad("the file changed size while it was read").at(0, *size));
+        }
+        for &sink in &options.sinks {
+            let what = format!("{} to a {}", format_size(*size), sink.name());
+            let checked = check_methods(options, &ep, sink, (file, *size, sum), &what)?;
+            granted = checked.granted.or(granted);
+            for &cache in &options.caches {
+                let one = (file, *size, sink, cache);
+                results.extend(case(options, &ep, one, &checked.refused)?);
+                done += 1;
+                progress(&Progress {
+                    done,
+                    total,
+                    case: format!("{what} {}", cache.name()),
+                });
+            }
+        }
+    }
+    drop(scratch);
+    Ok(SinkReport {
+        machine: Machine::current(),
+        file: options.file.clone(),
+        pipe_size: options.pipe_size,
+        pipe_size_granted: granted,
+        buffer: options.buffer,
+        results,
+    })
+}
+
+/// Refuse options that leave nothing to measure.
+fn check_options(options: &SinkOptions) -> Result<()> {
     check_count("runs", options.runs, MAX_RUNS)?;
     check_count("buffer", options.buffer, MAX_BUFFER)?;
     check_count("pipe size", options.pipe_size, MAX_BUFFER)?;
@@ -241,6 +259,12 @@ pub fn run_sinks(options: &SinkOptions, progress: &mut dyn FnMut(&Progress)) -> 
             bad("a file size of 0 bytes has nothing to send").hint("give sizes of 1 byte or more")
         );
     }
+    Ok(())
+}
+
+/// The scratch directory and the files to send (the given one, or one generated per
+/// size), once there is room for them and for the file sink's copy of the largest.
+fn prepare(options: &SinkOptions) -> Result<(Scratch, Vec<(File, u64)>)> {
     let base = options.dir.clone().unwrap_or_else(std::env::temp_dir);
     let mut need: Vec<u64> = match options.file {
         Some(_) => Vec::new(),
@@ -278,79 +302,58 @@ pub fn run_sinks(options: &SinkOptions, progress: &mut dyn FnMut(&Progress)) -> 
             })
             .collect::<Result<Vec<_>>>()?,
     };
-    let listener = match options.sinks.contains(&Sink::Socket) {
-        true => Some(TcpListener::bind("127.0.0.1:0").map_err(|e| Error::io(Op::Open, &e))?),
-        false => None,
-    };
-    let ep = Endpoints {
-        listener,
-        sink_file: scratch.0.join("sink.dat"),
-        pipe_size: options.pipe_size,
-        buffer: options.buffer,
-    };
-    let total = files.len() * options.sinks.len() * options.caches.len();
-    let mut done = 0;
-    let mut granted = None;
-    let mut results = Vec::new();
-    for (file, size) in &files {
-        let (sum, len) = checksum_file(file, options.buffer)?;
-        if len != *size {
-            return Err(bad("the file changed size while it was read").at(0, *size));
-        }
-        for &sink in &options.sinks {
-            let what = format!("{} to a {}", format_size(*size), sink.name());
-            // The untimed check of every method: the bytes arrive, or the kernel refuses.
-            let mut refused = Vec::new();
-            for &method in &options.methods {
-                match pass(&ep, sink, method, file, true) {
-                    Ok((_, got)) => {
-                        if got.bytes != *size || got.checksum != Some(sum) {
-                            return Err(Error::new(Op::Copy, ErrorKind::Corrupt).detail(format!(
-                                "{what}: {} delivered {} bytes with checksum {:#x}, not the file's {size} bytes with {sum:#x}",
-                                method.name(),
-                                got.bytes,
-                                got.checksum.unwrap_or(0)
-                            )));
-                        }
-                        granted = got.report.pipe_size.or(granted);
-                    }
-                    Err(e) if e.kind() == ErrorKind::Unsupported && e.errno().is_some() => {
-                        let label = mmkit::lab_seam::errno_label(e.errno().unwrap_or(0));
-                        refused.push((method, label));
-                    }
-                    Err(e) => return Err(e),
-                }
-            }
-            for &cache in &options.caches {
-                results.extend(case(options, &ep, file, *size, sink, cache, &refused)?);
-                done += 1;
-                progress(&Progress {
-                    done,
-                    total,
-                    case: format!("{what} {}", cache.name()),
-                });
-            }
-        }
-    }
-    drop(scratch);
-    Ok(SinkReport {
-        machine: Machine::current(),
-        file: options.file.clone(),
-        pipe_size: options.pipe_size,
-        pipe_size_granted: granted,
-        buffer: options.buffer,
-        results,
-    })
+    Ok((scratch, files))
 }
 
-/// The timed runs of every method for one sink and cache state.
+/// What the untimed check of every method for one sink found.
+struct Checked {
+    /// The methods the kernel refused for the sink, with the errno's label.
+    refused: Vec<(Method, String)>,
+    /// The pipe buffer the kernel gave splice's own pipe, when a pass used one.
+    granted: Option<usize>,
+}
+
+/// The untimed check of every method: the bytes arrive (`file` is the file, its size and
+/// checksum), or the kernel refuses the method for the sink.
+fn check_methods(
+    options: &SinkOptions,
+    ep: &Endpoints,
+    sink: Sink,
+    (file, size, sum): (&File, u64, u64),
+    what: &str,
+) -> Result<Checked> {
+    let mut checked = Checked {
+        refused: Vec::new(),
+        granted: None,
+    };
+    for &method in &options.methods {
+        match pass(ep, sink, method, file, true) {
+            Ok((_, got)) => {
+                if got.bytes != size || got.checksum != Some(sum) {
+                    return Err(Error::new(Op::Copy, ErrorKind::Corrupt).detail(format!(
+                        "{what}: {} delivered {} bytes with checksum {:#x}, not the file's {size} bytes with {sum:#x}",
+                        method.name(),
+                        got.bytes,
+                        got.checksum.unwrap_or(0)
+                    )));
+                }
+                checked.granted = got.report.pipe_size.or(checked.granted);
+            }
+            Err(e) if e.kind() == ErrorKind::Unsupported && e.errno().is_some() => {
+                let label = mmkit::lab_seam::errno_label(e.errno().unwrap_or(0));
+                checked.refused.push((method, label));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(checked)
+}
+
+/// The timed runs of every method for one file, sink and cache state.
 fn case(
     options: &SinkOptions,
     ep: &Endpoints,
-    file: &File,
-    size: u64,
-    sink: Sink,
-    cache: CacheState,
+    (file, size, sink, cache): (&File, u64, Sink, CacheState),
     refused: &[(Method, String)],
 ) -> Result<Vec<SinkResult>> {
     if cache == CacheState::Warm {
@@ -362,6 +365,46 @@ fn case(
         .copied()
         .filter(|m| !refused.iter().any(|(r, _)| r == m))
         .collect();
+    let (samples, cached_before) = time_runs(options, ep, (file, size, sink, cache), &measured)?;
+    let mut out = Vec::new();
+    for &method in &options.methods {
+        let blank = SinkResult::blank(size, sink, cache, method);
+        if let Some((_, why)) = refused.iter().find(|(m, _)| *m == method) {
+            out.push(SinkResult {
+                refused: Some(why.clone()),
+                ..blank
+            });
+            continue;
+        }
+        let i = measured
+            .iter()
+            .position(|m| *m == method)
+            .expect("measured");
+        out.push(SinkResult {
+            cached_pages_before: cached_before,
+            ..blank.measured(&samples[i])
+        });
+    }
+    let base = out
+        .iter()
+        .find(|r| r.method == Method::ReadWrite)
+        .and_then(|r| r.cpu_s_per_gb);
+    if let Some(base) = base.filter(|b| *b > 0.0) {
+        for r in &mut out {
+            r.cpu_ratio_to_read_write = r.cpu_s_per_gb.map(|c| c / base);
+        }
+    }
+    Ok(out)
+}
+
+/// `options.runs` timed passes of each of `measured`, the methods taking turns in each
+/// run; the samples per method, and the most pages cached before a cold pass.
+fn time_runs(
+    options: &SinkOptions,
+    ep: &Endpoints,
+    (file, size, sink, cache): (&File, u64, Sink, CacheState),
+    measured: &[Method],
+) -> Result<(Vec<Vec<Sample>>, Option<u64>)> {
     let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); measured.len()];
     let mut cached_before: Option<u64> = None;
     for _ in 0..options.runs {
@@ -383,11 +426,13 @@ fn case(
             samples[i].push(sample);
         }
     }
-    let gb = size as f64 / 1e9;
-    let per_gb = |d: Duration| d.as_secs_f64() / gb;
-    let mut out = Vec::new();
-    for &method in &options.methods {
-        let blank = SinkResult {
+    Ok((samples, cached_before))
+}
+
+impl SinkResult {
+    /// A result with nothing measured yet.
+    fn blank(size: u64, sink: Sink, cache: CacheState, method: Method) -> SinkResult {
+        SinkResult {
             size,
             sink,
             cache,
@@ -409,18 +454,13 @@ fn case(
             cached_pages_before: None,
             run_ns: Vec::new(),
             run_cpu_s_per_gb: Vec::new(),
-        };
-        if let Some((_, why)) = refused.iter().find(|(m, _)| *m == method) {
-            out.push(SinkResult {
-                refused: Some(why.clone()),
-                ..blank
-            });
-            continue;
         }
-        let s = &samples[measured
-            .iter()
-            .position(|m| *m == method)
-            .expect("measured")];
+    }
+
+    /// This result with the figures of its samples (one per run).
+    fn measured(self, s: &[Sample]) -> SinkResult {
+        let gb = self.size as f64 / 1e9;
+        let per_gb = |d: Duration| d.as_secs_f64() / gb;
         let mut walls: Vec<f64> = s.iter().map(|x| x.wall.as_secs_f64() * 1e9).collect();
         let mut cpus: Vec<f64> = s.iter().map(|x| per_gb(x.user + x.sys)).collect();
         let mut users: Vec<f64> = s.iter().map(|x| per_gb(x.user)).collect();
@@ -430,12 +470,12 @@ fn case(
         let (run_ns, run_cpu) = (walls.clone(), cpus.clone());
         let median_ns = median(&mut walls).max(1.0);
         let cpu = median(&mut cpus);
-        out.push(SinkResult {
+        SinkResult {
             runs: s.len(),
             median_ns: Some(median_ns),
             min_ns: walls.first().copied(),
             max_ns: walls.last().copied(),
-            throughput_gbps: Some(size as f64 / median_ns),
+            throughput_gbps: Some(self.size as f64 / median_ns),
             cpu_s_per_gb: Some(cpu),
             cpu_min_s_per_gb: cpus.first().copied(),
             cpu_max_s_per_gb: cpus.last().copied(),
@@ -443,22 +483,11 @@ fn case(
             sys_s_per_gb: Some(median(&mut syss)),
             reader_cpu_s_per_gb: (!readers.is_empty()).then(|| median(&mut readers)),
             process_cpu_s_per_gb: Some(median(&mut procs)),
-            cached_pages_before: cached_before,
             run_ns,
             run_cpu_s_per_gb: run_cpu,
-            ..blank
-        });
-    }
-    let base = out
-        .iter()
-        .find(|r| r.method == Method::ReadWrite)
-        .and_then(|r| r.cpu_s_per_gb);
-    if let Some(base) = base.filter(|b| *b > 0.0) {
-        for r in &mut out {
-            r.cpu_ratio_to_read_write = r.cpu_s_per_gb.map(|c| c / base);
+            ..self
         }
     }
-    Ok(out)
 }
 
 /// Evict the file; the pages still cached after (`None` without `cachestat`).

@@ -11,11 +11,43 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::method::scan;
-use super::sink::Sink;
 use mmkit::copy::{CopyOptions, CopyReport, Method};
 use mmkit::lab_seam::ErrorExt;
-use mmkit::{Error, Op, Result};
 use mmkit::probe::CpuOf as Who;
+use mmkit::{Error, Op, Result};
+
+/// Where the bench sends the bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "kebab-case"))]
+#[non_exhaustive]
+pub enum Sink {
+    /// A pipe (1 MiB), drained by a reader thread.
+    Pipe,
+    /// A TCP connection on 127.0.0.1, drained by a reader thread.
+    Socket,
+    /// A file, truncated before each pass.
+    File,
+}
+
+impl Sink {
+    /// Every sink, in table order.
+    pub const ALL: [Sink; 3] = [Sink::Pipe, Sink::Socket, Sink::File];
+
+    /// `pipe`, `socket` or `file`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Sink::Pipe => "pipe",
+            Sink::Socket => "socket",
+            Sink::File => "file",
+        }
+    }
+
+    /// The sink of a [`name`](Self::name).
+    pub fn from_name(name: &str) -> Option<Sink> {
+        Sink::ALL.into_iter().find(|s| s.name() == name)
+    }
+}
 
 /// The bench's sinks: the listening socket, the sink file, the sizes.
 #[derive(Debug)]
@@ -182,19 +214,18 @@ fn reader(
     })
 }
 
-/// Copy all of `src` to a fresh sink of kind `to` with `method` forced; with `verify`, the
-/// checksum of what arrived too.
-pub(crate) fn pass(
+/// A fresh sink of kind `to`: the descriptor to copy into, and the thread draining it
+/// (none for a file).
+fn open_sink(
     ep: &Endpoints,
     to: Sink,
-    method: Method,
-    src: &File,
     verify: bool,
-) -> Result<(Sample, Delivered)> {
+) -> Result<(OwnedFd, Option<JoinHandle<Drained>>)> {
     let io = |e: std::io::Error| Error::io(Op::Copy, &e);
-    let (writer, reading): (OwnedFd, Option<JoinHandle<Drained>>) = match to {
+    Ok(match to {
         Sink::Pipe => {
-            let (r, w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(|e| Error::os(Op::Copy, e))?;
+            let (r, w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+                .map_err(|e| Error::os(Op::Copy, e))?;
             // Refused (EPERM over the user's pipe pages): the default size is measured.
             let _ = rustix::pipe::fcntl_setpipe_size(w.as_fd(), ep.pipe_size);
             (w, Some(reader(File::from(r), ep.buffer, verify)))
@@ -218,7 +249,20 @@ pub(crate) fn pass(
                 .map_err(|e| Error::io(Op::Open, &e).with_path(Some(&ep.sink_file)))?;
             (f.into(), None)
         }
-    };
+    })
+}
+
+/// Copy all of `src` to a fresh sink of kind `to` with `method` forced; with `verify`, the
+/// checksum of what arrived too.
+pub(crate) fn pass(
+    ep: &Endpoints,
+    to: Sink,
+    method: Method,
+    src: &File,
+    verify: bool,
+) -> Result<(Sample, Delivered)> {
+    let io = |e: std::io::Error| Error::io(Op::Copy, &e);
+    let (writer, reading) = open_sink(ep, to, verify)?;
     let (puser0, psys0) = crate::bench::cpu_time(Who::Process);
     let (user0, sys0) = crate::bench::cpu_time(Who::Thread);
     let start = Instant::now();

@@ -31,15 +31,15 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use mmkit::pager::{Backing, FileSource, HugePages, Pager, PagerOptions, PagerStats};
 use mmkit::lab_seam::ErrorExt;
+use mmkit::pager::{Backing, FileSource, HugePages, Pager, PagerOptions, PagerStats};
 
 /// What a pager pass reports besides its time and sum.
 type PagerPass = (PagerStats, Backing, Option<String>);
 use crate::bench::{random_offsets, random_offsets_iter, scan, BLOCK};
-use mmkit::{Error, ErrorKind, Op, Result};
-use mmkit::map::MapOptions;
 use mmkit::helpers::{median, median_time};
+use mmkit::map::MapOptions;
+use mmkit::{Error, ErrorKind, Op, Result};
 
 mod ceiling;
 pub mod remote;
@@ -169,6 +169,41 @@ pub fn run(opts: &PageBenchOptions, mut progress: impl FnMut(&str)) -> Result<Pa
     let want = file.sum()?;
     let offsets = random_offsets(opts.size, opts.random_reads);
     let want_random = file.random_sum(&offsets)?;
+    let (rows, stats) = patterns(opts, &file, &offsets, (want, want_random), &mut progress)?;
+    progress("one-fault latency");
+    let fault = file.fault_latency(opts.faults)?;
+    progress("copy-once ceiling");
+    let copy_once_ms = file.copy_once_ms(opts.runs, want)?;
+    let kernel_seq_ms = rows
+        .iter()
+        .find(|r| (r.pattern, r.method) == ("sequential", "kernel mmap"))
+        .map_or(f64::NAN, |r| r.median_ms);
+    progress("fresh anonymous memory");
+    let mut touch = Vec::new();
+    for _ in 0..opts.runs {
+        touch.push(anon_touch_ns_per_page(opts.size)?);
+    }
+    Ok(PageBenchReport {
+        size: opts.size,
+        readahead: opts.readahead,
+        rows,
+        fault,
+        sequential_stats: stats,
+        anon_touch_ns_per_page: median(&mut touch),
+        copy_once_ms,
+        copy_once_vs_kernel: kernel_seq_ms / copy_once_ms,
+    })
+}
+
+/// The sequential and random rows, each method's passes checked against the file's sums
+/// (`want`: the whole file's, the random offsets'); the pager's sequential counters.
+fn patterns(
+    opts: &PageBenchOptions,
+    file: &TestFile,
+    offsets: &[u64],
+    (want, want_random): (u64, u64),
+    progress: &mut impl FnMut(&str),
+) -> Result<(Vec<PageRow>, PagerStats)> {
     let mut rows = Vec::new();
     let mut stats = PagerStats::default();
     let methods = methods(&opts.huge);
@@ -178,7 +213,7 @@ pub fn run(opts: &PageBenchOptions, mut progress: impl FnMut(&str)) -> Result<Pa
         for _ in 0..opts.runs {
             for (i, &method) in methods.iter().enumerate() {
                 progress(&format!("{pattern} {method}"));
-                let (t, sum, st) = file.pass(method, pattern, &offsets, opts.readahead)?;
+                let (t, sum, st) = file.pass(method, pattern, offsets, opts.readahead)?;
                 let expect = if pattern == "sequential" {
                     want
                 } else {
@@ -205,29 +240,7 @@ pub fn run(opts: &PageBenchOptions, mut progress: impl FnMut(&str)) -> Result<Pa
         };
         rows.extend(rows_for(pattern, &methods, &mut times, backings, bytes));
     }
-    progress("one-fault latency");
-    let fault = file.fault_latency(opts.faults)?;
-    progress("copy-once ceiling");
-    let copy_once_ms = file.copy_once_ms(opts.runs, want)?;
-    let kernel_seq_ms = rows
-        .iter()
-        .find(|r| (r.pattern, r.method) == ("sequential", "kernel mmap"))
-        .map_or(f64::NAN, |r| r.median_ms);
-    progress("fresh anonymous memory");
-    let mut touch = Vec::new();
-    for _ in 0..opts.runs {
-        touch.push(anon_touch_ns_per_page(opts.size)?);
-    }
-    Ok(PageBenchReport {
-        size: opts.size,
-        readahead: opts.readahead,
-        rows,
-        fault,
-        sequential_stats: stats,
-        anon_touch_ns_per_page: median(&mut touch),
-        copy_once_ms,
-        copy_once_vs_kernel: kernel_seq_ms / copy_once_ms,
-    })
+    Ok((rows, stats))
 }
 
 /// Refuse a size the run cannot hold: the test file must fit the free space of `dir`

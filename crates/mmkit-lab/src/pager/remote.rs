@@ -40,9 +40,9 @@ use std::time::{Duration, Instant};
 
 use super::{check_memory, scan_pager, touched_bytes};
 use crate::bench::{check_count, MAX_RANDOM_READS, MAX_RUNS};
-use mmkit::{Error, ErrorKind, Op, Result};
 use mmkit::lab_seam::ErrorExt;
 use mmkit::pager::{ObjectOptions, PagerOptions, PagerStats, Source};
+use mmkit::{Error, ErrorKind, Op, Result};
 
 /// What to measure, and how to reach the object.
 #[derive(Debug, Clone)]
@@ -428,36 +428,39 @@ impl WordSum {
     }
 }
 
-/// The report from the passes, `passes[i]` being the runs of `kinds[i]`.
-#[allow(clippy::too_many_arguments)]
-fn report(
-    url: &str,
-    opts: &RemoteBenchOptions,
-    size: u64,
-    reads: usize,
-    touched: u64,
+/// The median time of `passes`, in seconds.
+fn median_secs(passes: &[Pass]) -> f64 {
+    let mut t: Vec<Duration> = passes.iter().map(|p| p.took).collect();
+    mmkit::helpers::median_time(&mut t).as_secs_f64()
+}
+
+/// The time to the first byte over the runs.
+fn first_byte_spread(firsts: &[First]) -> FirstByte {
+    let ms = |f: fn(&First) -> Duration| Spread::of_ms(&firsts.iter().map(f).collect::<Vec<_>>());
+    FirstByte {
+        open_ms: ms(|f| f.open),
+        build_ms: ms(|f| f.build),
+        first_fault_ms: ms(|f| f.fault),
+        total_ms: ms(|f| f.total),
+        requests: firsts.iter().map(|f| f.requests).max().unwrap_or(0),
+    }
+}
+
+/// A row per kind of pass, against the download's median (`download`, seconds).
+fn rows(
     kinds: &[&'static str],
-    firsts: &[First],
     passes: &[Vec<Pass>],
-) -> RemoteBenchReport {
-    let med = |p: &[Pass]| {
-        let mut t: Vec<Duration> = p.iter().map(|p| p.took).collect();
-        mmkit::helpers::median_time(&mut t).as_secs_f64()
-    };
-    let of = |kind: &str| {
-        kinds
-            .iter()
-            .position(|k| *k == kind)
-            .map(|i| &passes[i][..])
-    };
-    let download = of(DOWNLOAD).map_or(0.0, med);
-    let rows: Vec<RemoteRow> = kinds
+    size: u64,
+    touched: u64,
+    download: f64,
+) -> Vec<RemoteRow> {
+    kinds
         .iter()
         .zip(passes)
         .map(|(&method, p)| {
             let t = Spread::of_ms(&p.iter().map(|p| p.took).collect::<Vec<_>>());
             let bytes = if method == RANDOM { touched } else { size };
-            let m = med(p);
+            let m = median_secs(p);
             let per_sec = bytes as f64 / m.max(1e-9);
             RemoteRow {
                 method,
@@ -471,26 +474,42 @@ fn report(
                 bytes_fetched: p.iter().map(|p| p.bytes).max().unwrap_or(0),
             }
         })
-        .collect();
+        .collect()
+}
+
+/// The report from the passes, `passes[i]` being the runs of `kinds[i]`.
+#[allow(clippy::too_many_arguments)]
+fn report(
+    url: &str,
+    opts: &RemoteBenchOptions,
+    size: u64,
+    reads: usize,
+    touched: u64,
+    kinds: &[&'static str],
+    firsts: &[First],
+    passes: &[Vec<Pass>],
+) -> RemoteBenchReport {
+    let med = median_secs;
+    let of = |kind: &str| {
+        kinds
+            .iter()
+            .position(|k| *k == kind)
+            .map(|i| &passes[i][..])
+    };
+    let download = of(DOWNLOAD).map_or(0.0, med);
+    let rows = rows(kinds, passes, size, touched, download);
     let random = of(RANDOM).unwrap_or(&[]);
     let fetched = random.iter().map(|p| p.bytes).max().unwrap_or(0);
     let pct = |b: u64| b as f64 * 100.0 / size as f64;
     let last_stats = |kind: &str| of(kind).and_then(|p| p.last()).and_then(|p| p.stats);
     let scan = of(SCAN_ASYNC).unwrap_or(&[]);
-    let ms = |f: fn(&First) -> Duration| Spread::of_ms(&firsts.iter().map(f).collect::<Vec<_>>());
     RemoteBenchReport {
         url: url.to_string(),
         size,
         page_size: mmkit::page_size(),
         readahead_pages: scan.first().map_or(0, |p| p.readahead),
         runs: opts.runs,
-        first_byte: FirstByte {
-            open_ms: ms(|f| f.open),
-            build_ms: ms(|f| f.build),
-            first_fault_ms: ms(|f| f.fault),
-            total_ms: ms(|f| f.total),
-            requests: firsts.iter().map(|f| f.requests).max().unwrap_or(0),
-        },
+        first_byte: first_byte_spread(firsts),
         random: RandomReads {
             reads,
             reads_per_sec: reads as f64 / med(random).max(1e-9),

@@ -14,11 +14,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use super::{Latency, RingWaits, Row, ShmBenchOptions, Transport};
-use mmkit::{Error, ErrorKind, Op, Result};
 use mmkit::lab_seam::ErrorExt;
 use mmkit::map::MapOptions;
 use mmkit::process::{fork, Child, ChildLink, Exit};
 use mmkit::shm::ring::{Consumer, Producer, Ring, RingOptions, WaitStats};
+use mmkit::{Error, ErrorKind, Op, Result};
 
 /// CPUs to pin (parent, child) to, when pinning.
 pub(super) type Pins = Option<(usize, usize)>;
@@ -139,91 +139,115 @@ fn throughput(
     ring: RingOptions,
     pinned: Pins,
 ) -> Result<Throughput> {
-    let msg = vec![0x5au8; size];
     // Written by the child before it says "done": its CPU time over the run (word 4)
     // and, for the ring, the consumer's wait counts (words 0-3).
     let shared = MapOptions::new().len(4096).map_anon_shared()?;
     let words = shared.atomic_u64s(0, 5)?;
-    let child_cpu = |since: Duration| {
-        words[4].store((cpu_now() - since).as_nanos() as u64, Ordering::Relaxed);
-    };
-    let cpu = |secs: f64, parent: Duration| {
-        let child = words[4].load(Ordering::Relaxed) as f64 / 1e9;
-        (parent.as_secs_f64() / secs, child / secs)
-    };
     match t {
-        Transport::Ring => {
-            let ring = ring.anonymous()?;
-            let mut child = spawn(pinned, |link| {
-                let Ok(mut rx) = ring.consumer() else {
-                    return 2;
-                };
-                let cpu0 = cpu_now();
-                link.send(b'r');
-                let code = drain_ring(&mut rx, size, count);
-                child_cpu(cpu0);
-                let w = rx.wait_stats();
-                for (word, v) in words.iter().zip([w.spun, w.sleeps, w.wakes, w.spin_ns]) {
-                    word.store(v, Ordering::Relaxed);
-                }
-                link.send(b'd');
-                code
-            })?;
-            let mut tx = ring.producer()?;
-            child.recv();
-            let (start, cpu0) = (Instant::now(), cpu_now());
-            for _ in 0..count {
-                tx.send(&msg)?;
-            }
-            let sent = cpu_now() - cpu0;
-            child.recv();
-            let secs = start.elapsed().as_secs_f64();
-            finish(child, "ring reader")?;
-            let w = |i: usize| words[i].load(Ordering::Relaxed);
-            let consumer = WaitStats {
-                spun: w(0),
-                sleeps: w(1),
-                wakes: w(2),
-                spin_ns: w(3),
-            };
-            Ok(Throughput {
-                secs,
-                cpu: cpu(secs, sent),
-                waits: Some(RingWaits::new(count, tx.wait_stats(), consumer)),
-            })
-        }
-        _ => {
-            let s = streams(t)?;
-            let (mut w, mut r) = s.to_child;
-            let mut child = spawn(pinned, move |link| {
-                let cpu0 = cpu_now();
-                link.send(b'r');
-                let mut buf = vec![0u8; size];
-                for _ in 0..count {
-                    if r.read_exact(&mut buf).is_err() || buf[size - 1] != 0x5a {
-                        return 3;
-                    }
-                }
-                child_cpu(cpu0);
-                link.send(b'd');
-                0
-            })?;
-            child.recv();
-            let (start, cpu0) = (Instant::now(), cpu_now());
-            for _ in 0..count {
-                w.write_all(&msg).map_err(|e| Error::io(Op::Send, &e))?;
-            }
-            let sent = cpu_now() - cpu0;
-            child.recv();
-            let secs = start.elapsed().as_secs_f64();
-            finish(child, "stream reader")?;
-            Ok(Throughput {
-                secs,
-                cpu: cpu(secs, sent),
-                waits: None,
-            })
-        }
+        Transport::Ring => ring_throughput(size, count, ring, pinned, words),
+        _ => stream_throughput(t, size, count, pinned, words),
     }
+}
+
+/// In the child: its CPU time since `since`, into word 4 of `words`.
+fn store_child_cpu(words: &[AtomicU64], since: Duration) {
+    words[4].store((cpu_now() - since).as_nanos() as u64, Ordering::Relaxed);
+}
+
+/// The parent's (`parent`) and the child's (word 4 of `words`) CPU time over `secs`.
+fn cpu_shares(words: &[AtomicU64], secs: f64, parent: Duration) -> (f64, f64) {
+    let child = words[4].load(Ordering::Relaxed) as f64 / 1e9;
+    (parent.as_secs_f64() / secs, child / secs)
+}
+
+/// [`throughput`] through the ring; the child leaves its consumer's wait counts in
+/// words 0-3.
+fn ring_throughput(
+    size: usize,
+    count: u64,
+    ring: RingOptions,
+    pinned: Pins,
+    words: &[AtomicU64],
+) -> Result<Throughput> {
+    let msg = vec![0x5au8; size];
+    let ring = ring.anonymous()?;
+    let mut child = spawn(pinned, |link| {
+        let Ok(mut rx) = ring.consumer() else {
+            return 2;
+        };
+        let cpu0 = cpu_now();
+        link.send(b'r');
+        let code = drain_ring(&mut rx, size, count);
+        store_child_cpu(words, cpu0);
+        let w = rx.wait_stats();
+        for (word, v) in words.iter().zip([w.spun, w.sleeps, w.wakes, w.spin_ns]) {
+            word.store(v, Ordering::Relaxed);
+        }
+        link.send(b'd');
+        code
+    })?;
+    let mut tx = ring.producer()?;
+    child.recv();
+    let (start, cpu0) = (Instant::now(), cpu_now());
+    for _ in 0..count {
+        tx.send(&msg)?;
+    }
+    let sent = cpu_now() - cpu0;
+    child.recv();
+    let secs = start.elapsed().as_secs_f64();
+    finish(child, "ring reader")?;
+    let w = |i: usize| words[i].load(Ordering::Relaxed);
+    let consumer = WaitStats {
+        spun: w(0),
+        sleeps: w(1),
+        wakes: w(2),
+        spin_ns: w(3),
+    };
+    Ok(Throughput {
+        secs,
+        cpu: cpu_shares(words, secs, sent),
+        waits: Some(RingWaits::new(count, tx.wait_stats(), consumer)),
+    })
+}
+
+/// [`throughput`] through a pipe or a Unix socket.
+fn stream_throughput(
+    t: Transport,
+    size: usize,
+    count: u64,
+    pinned: Pins,
+    words: &[AtomicU64],
+) -> Result<Throughput> {
+    let msg = vec![0x5au8; size];
+    let s = streams(t)?;
+    let (mut w, mut r) = s.to_child;
+    let mut child = spawn(pinned, move |link| {
+        let cpu0 = cpu_now();
+        link.send(b'r');
+        let mut buf = vec![0u8; size];
+        for _ in 0..count {
+            if r.read_exact(&mut buf).is_err() || buf[size - 1] != 0x5a {
+                return 3;
+            }
+        }
+        store_child_cpu(words, cpu0);
+        link.send(b'd');
+        0
+    })?;
+    child.recv();
+    let (start, cpu0) = (Instant::now(), cpu_now());
+    for _ in 0..count {
+        w.write_all(&msg).map_err(|e| Error::io(Op::Send, &e))?;
+    }
+    let sent = cpu_now() - cpu0;
+    child.recv();
+    let secs = start.elapsed().as_secs_f64();
+    finish(child, "stream reader")?;
+    Ok(Throughput {
+        secs,
+        cpu: cpu_shares(words, secs, sent),
+        waits: None,
+    })
 }
 
 fn drain_ring(rx: &mut Consumer, size: usize, count: u64) -> i32 {

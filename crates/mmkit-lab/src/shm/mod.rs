@@ -32,9 +32,9 @@
 
 use std::time::Duration;
 
-use mmkit::{Error, ErrorKind, Op, Result};
-use mmkit::lab_seam::ErrorExt;
 use measure::{measure, spin_limit};
+use mmkit::lab_seam::ErrorExt;
+use mmkit::{Error, ErrorKind, Op, Result};
 
 mod measure;
 pub mod wake;

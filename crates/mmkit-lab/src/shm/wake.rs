@@ -26,12 +26,12 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use mmkit::{Error, ErrorKind, Op, Result};
 use mmkit::lab_seam::ErrorExt;
 use mmkit::map::MapOptions;
 use mmkit::process::{fork, Exit};
-use mmkit::shm::Memfd;
 use mmkit::shm::typed::{Shared, SharedOptions};
+use mmkit::shm::Memfd;
+use mmkit::{Error, ErrorKind, Op, Result};
 
 /// What the wake benchmark measures.
 #[derive(Debug, Clone)]
@@ -122,6 +122,19 @@ pub fn run(opts: &WakeBenchOptions, mut progress: impl FnMut(usize)) -> Result<W
 /// The value the initialiser stores and the waiter must see.
 const SEED: u64 = 0x5eed_0001;
 
+/// An error unless the waiter exited 0 (it saw the value published).
+fn waiter_ended(code: Exit) -> Result<()> {
+    if code != Exit::Code(0) {
+        return Err(Error::new(Op::Process, ErrorKind::Unsupported)
+            .detail(format!(
+                "the wake bench's waiter ended with {}",
+                code.describe()
+            ))
+            .hint("exit 3: its create_or_open failed (timeout?); 4: it saw another value"));
+    }
+    Ok(())
+}
+
 /// One timed wait: nanoseconds from the parent's publish to the waiter's return.
 fn one(hold: Duration, published: &AtomicU64, returned: &AtomicU64) -> Result<u64> {
     let seg = Memfd::new("mmkit-wake-bench")
@@ -172,14 +185,7 @@ fn one(hold: Duration, published: &AtomicU64, returned: &AtomicU64) -> Result<u6
     let shared = shared?;
     let code = child.wait()?;
     drop(shared);
-    if code != Exit::Code(0) {
-        return Err(Error::new(Op::Process, ErrorKind::Unsupported)
-            .detail(format!(
-                "the wake bench's waiter ended with {}",
-                code.describe()
-            ))
-            .hint("exit 3: its create_or_open failed (timeout?); 4: it saw another value"));
-    }
+    waiter_ended(code)?;
     let (p, r) = (
         published.load(Ordering::Acquire),
         returned.load(Ordering::Acquire),

@@ -8,9 +8,9 @@ use std::sync::Barrier;
 use std::time::Instant;
 
 use super::Case;
-use mmkit::{Error, ErrorKind, Op, Result};
 use mmkit::lab_seam::ErrorExt;
 use mmkit::store::{Durability, LogOptions};
+use mmkit::{Error, ErrorKind, Op, Result};
 
 /// One measurement's result: seconds, and mmkit's flushes per append.
 pub(super) struct Sample {

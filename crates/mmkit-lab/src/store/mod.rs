@@ -32,14 +32,14 @@ mod measure;
 
 use std::path::{Path, PathBuf};
 
+use crate::bench::{check_count, check_free_space, Machine, MAX_RUNS};
+use measure::{mmkit, peer};
+use mmkit::helpers::median;
+use mmkit::helpers::XorShift;
 use mmkit::lab_seam::record_size;
 use mmkit::lab_seam::ErrorExt;
 use mmkit::store::Durability;
-use crate::bench::{check_count, check_free_space, Machine, MAX_RUNS};
 use mmkit::{Error, ErrorKind, Op, Result};
-use mmkit::helpers::XorShift;
-use mmkit::helpers::median;
-use measure::{mmkit, peer};
 
 /// The most appends one measurement may make (about 10 s of `write` calls here).
 pub const MAX_APPENDS: usize = 100_000_000;
@@ -295,22 +295,7 @@ impl Drop for Scratch {
 /// (`NoSpace`, before anything is written); any append or write failing.
 pub fn run(opts: &LogBenchOptions, mut progress: impl FnMut(&Progress)) -> Result<LogBenchReport> {
     opts.check()?;
-    let parent = opts.dir.clone().unwrap_or_else(std::env::temp_dir);
-    // Two files at most exist at once (a log is removed before its peer is written), but
-    // the next measurement's file may be created while the last one's blocks are freed.
-    let need = opts.largest_file()?.checked_mul(2).ok_or_else(|| {
-        Error::new(Op::Open, ErrorKind::LengthOverflow).detail("the logs add up past 2^64 bytes")
-    })?;
-    check_free_space(&parent, need)?;
-    let dir = parent.join(format!("mmkit-log-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).map_err(|e| Error::io(Op::Open, &e).with_path(Some(&dir)))?;
-    let scratch = Scratch(dir);
-    let machine = LogBenchMachine {
-        machine: Machine::current(),
-        file_system: file_system(&parent),
-        dir: parent,
-    };
-
+    let (scratch, machine) = prepare(opts)?;
     let cases: Vec<(Case, usize)> = Case::ALL
         .iter()
         .flat_map(|&c| opts.sizes.iter().map(move |&s| (c, s)))
@@ -349,7 +334,23 @@ pub fn run(opts: &LogBenchOptions, mut progress: impl FnMut(&Progress)) -> Resul
             }
         }
     }
-    let rows = cases
+    drop(scratch);
+    let rows = rows(opts, &cases, &mut rates, &mut flushes);
+    Ok(LogBenchReport {
+        machine,
+        runs: opts.runs,
+        rows,
+    })
+}
+
+/// The report's rows: each case's spreads, ratio and flushes per append.
+fn rows(
+    opts: &LogBenchOptions,
+    cases: &[(Case, usize)],
+    rates: &mut [[Vec<f64>; 2]],
+    flushes: &mut [Vec<f64>],
+) -> Vec<LogBenchRow> {
+    cases
         .iter()
         .zip(rates.iter_mut().zip(flushes.iter_mut()))
         .map(|(&(case, size), ([m, p], f))| {
@@ -367,12 +368,28 @@ pub fn run(opts: &LogBenchOptions, mut progress: impl FnMut(&Progress)) -> Resul
                 flushes_per_append: median(f),
             }
         })
-        .collect();
-    Ok(LogBenchReport {
-        machine,
-        runs: opts.runs,
-        rows,
-    })
+        .collect()
+}
+
+/// Check for room (two logs of the largest case), make the scratch directory, and say
+/// where it runs.
+fn prepare(opts: &LogBenchOptions) -> Result<(Scratch, LogBenchMachine)> {
+    let parent = opts.dir.clone().unwrap_or_else(std::env::temp_dir);
+    // Two files at most exist at once (a log is removed before its peer is written), but
+    // the next measurement's file may be created while the last one's blocks are freed.
+    let need = opts.largest_file()?.checked_mul(2).ok_or_else(|| {
+        Error::new(Op::Open, ErrorKind::LengthOverflow).detail("the logs add up past 2^64 bytes")
+    })?;
+    check_free_space(&parent, need)?;
+    let dir = parent.join(format!("mmkit-log-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| Error::io(Op::Open, &e).with_path(Some(&dir)))?;
+    let scratch = Scratch(dir);
+    let machine = LogBenchMachine {
+        machine: Machine::current(),
+        file_system: file_system(&parent),
+        dir: parent,
+    };
+    Ok((scratch, machine))
 }
 
 fn label(case: Case, writers: usize) -> String {

@@ -11,9 +11,9 @@
 #![allow(unsafe_code)]
 
 use super::{Ctx, Outcome};
-use mmkit::Result;
 use mmkit::probe::{region_stats, RegionStats};
 use mmkit::process::{fork, Exit};
+use mmkit::Result;
 use mmkit::{MapOptions, Mapping};
 
 const DEVICE: &str = "/dev/zero";

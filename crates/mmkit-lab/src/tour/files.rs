@@ -4,10 +4,10 @@
 use rustix::fs::{fadvise, Advice as FAdvice};
 
 use super::{bytes, Ctx, Outcome};
-use mmkit::{Error, Op, Result};
 use mmkit::lab_seam::ErrorExt;
 use mmkit::probe::{cachestat, faults, region_stats};
 use mmkit::{page_size, MapOptions, Mapping};
+use mmkit::{Error, Op, Result};
 
 const TMPFS_MAGIC: i64 = 0x0102_1994;
 

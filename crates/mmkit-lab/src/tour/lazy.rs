@@ -7,9 +7,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use super::{bytes, pattern, Ctx, Outcome};
-use mmkit::Result;
-use mmkit::pager::{FileSource, PagerOptions, Source};
 use mmkit::helpers::XorShift;
+use mmkit::pager::{FileSource, PagerOptions, Source};
+use mmkit::Result;
 
 const LEN: usize = 64 << 20;
 const TOUCHED: usize = 64;

@@ -11,10 +11,10 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 
 use super::{bytes, Ctx, Outcome};
-use mmkit::{Error, Result};
 use mmkit::lab_seam::ErrorExt;
 use mmkit::probe::{locked_bytes, mapping_ranges, region_stats};
 use mmkit::{page_size, HugePageSize, LockMode, MapOptions, RemapMode};
+use mmkit::{Error, Result};
 
 /// Claim 11: a 64 MiB `malloc` gets a mapping of its own; a 4 KiB one does not.
 pub(super) fn malloc_uses_mmap(_ctx: &Ctx) -> Result<Outcome> {

@@ -29,8 +29,8 @@ use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use mmkit::{Error, ErrorKind, Op, Result};
 use mmkit::lab_seam::ErrorExt;
+use mmkit::{Error, ErrorKind, Op, Result};
 
 /// Whether a claim held on this machine.
 #[derive(Debug, Clone, PartialEq, Eq)]

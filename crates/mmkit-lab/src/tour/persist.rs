@@ -22,14 +22,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use super::{Ctx, Outcome};
-use mmkit::{Error, ErrorKind, Op, Result};
-use mmkit::lab_seam::ErrorExt;
-use mmkit::process::{fork, Exit};
-use mmkit::helpers::XorShift;
-use mmkit::lab_seam::DATA_START;
-use mmkit::store::{Log, Seq};
 use libc::SIGKILL;
+use mmkit::helpers::XorShift;
+use mmkit::lab_seam::ErrorExt;
+use mmkit::lab_seam::DATA_START;
+use mmkit::process::{fork, Exit};
+use mmkit::store::{Log, Seq};
 use mmkit::MapOptions;
+use mmkit::{Error, ErrorKind, Op, Result};
 
 const KILLS: u32 = 20;
 

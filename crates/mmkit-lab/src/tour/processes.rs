@@ -10,11 +10,11 @@
 use std::path::Path;
 
 use super::{pattern, Ctx, Outcome};
-use mmkit::{Error, Op, Result};
+use libc::SIGKILL;
 use mmkit::lab_seam::ErrorExt;
 use mmkit::probe::region_stats;
 use mmkit::process::{fork, Exit};
-use libc::SIGKILL;
+use mmkit::{Error, Op, Result};
 use mmkit::{MapOptions, Memory};
 
 const MARK: &[u8] = b"written-by-mmkit";

@@ -9,9 +9,9 @@
 #![allow(unsafe_code)]
 
 use super::{pattern, Ctx, Outcome};
-use mmkit::Result;
-use mmkit::process::{fork, Exit};
 use libc::{SIGBUS, SIGSEGV};
+use mmkit::process::{fork, Exit};
+use mmkit::Result;
 use mmkit::{MapOptions, Protection};
 
 /// Claim 8: two children, each takes the fault the docs promise.
@@ -74,7 +74,10 @@ pub(super) fn unaligned_offset(ctx: &Ctx) -> Result<Outcome> {
         )
     };
     let kernel = match raw {
-        Err(e) => format!("fails with {}", mmkit::lab_seam::errno_label(e.raw_os_error())),
+        Err(e) => format!(
+            "fails with {}",
+            mmkit::lab_seam::errno_label(e.raw_os_error())
+        ),
         Ok(p) => {
             // SAFETY: we own the mapping just made.
             let _ = unsafe { rustix::mm::munmap(p, 4096) };

@@ -13,10 +13,10 @@ use std::io::{Read, Seek, SeekFrom};
 use std::time::{Duration, Instant};
 
 use super::{bytes, Ctx, Outcome};
-use mmkit::{Error, Op, Result};
-use mmkit::lab_seam::ErrorExt;
 use mmkit::helpers::median_time;
+use mmkit::lab_seam::ErrorExt;
 use mmkit::MapOptions;
+use mmkit::{Error, Op, Result};
 
 /// The scan both sides do: `mmkit bench`'s wrapping sum of 64-bit words.
 use crate::bench::scan;

@@ -23,10 +23,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use super::{bytes, Ctx, Outcome};
-use mmkit::{Error, Op, Result};
 use mmkit::lab_seam::ErrorExt;
 use mmkit::probe::faults;
 use mmkit::MapOptions;
+use mmkit::{Error, Op, Result};
 
 const MAP_LEN: usize = 32 << 20;
 const RUN: Duration = Duration::from_millis(1500);

@@ -7,8 +7,8 @@
 use std::sync::Arc;
 
 use mmkit::helpers::XorShift;
-use mmkit_lab::pager::{run_remote, RemoteBenchOptions};
 use mmkit::pager::{MemSource, PagerOptions};
+use mmkit_lab::pager::{run_remote, RemoteBenchOptions};
 
 /// Whether this process may build a pager; prints why not.
 fn uffd_allowed() -> bool {

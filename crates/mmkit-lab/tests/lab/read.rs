@@ -114,8 +114,8 @@ fn bad_inputs_are_errors() {
 /// bytes (checked inside the bench), with copy_file_range n/a outside a file.
 #[test]
 fn sink_bench_covers_every_sink_and_method() {
-    use mmkit_lab::bench::{Sink, SinkOptions};
     use mmkit::copy::Method as Copy;
+    use mmkit_lab::bench::{Sink, SinkOptions};
     let dir = tempfile::tempdir().unwrap();
     let options = SinkOptions {
         sizes: vec![(2 << 20) + 5],
