@@ -8,7 +8,7 @@
 //!
 //! | module | command | what it measures |
 //! |---|---|---|
-//! | [`bench`] | `mmkit bench read` | ways to read a file (mappings with each advice, `read`, `pread`), side by side |
+//! | [`bench`](mod@bench) | `mmkit bench read` | ways to read a file (mappings with each advice, `read`, `pread`), side by side |
 //! | [`bench::sink`] | `mmkit bench sink` | ways to send a file to a pipe, a socket or a file (`sendfile`, `splice`, `copy_file_range`, a mapping + `write`) |
 //! | [`bench::find`] | `mmkit bench find` | `mmkit find` against ripgrep and grep |
 //! | [`pager`] | `mmkit page bench` | the userfaultfd pager against a kernel file mapping and `pread`; [`pager::remote`]: over an object store against a download |
