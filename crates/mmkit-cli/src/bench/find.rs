@@ -41,22 +41,19 @@ pub(crate) struct FindArgs {
 impl FindArgs {
     /// Exit with a usage error (2) when an option of the other benches was given.
     fn refuse_others(&self) {
-        use clap::CommandFactory;
         let given = [
             ("--methods", self.methods.is_some()),
             ("--to", self.to.is_some()),
             ("--cache", self.cache.is_some()),
         ];
         if let Some((flag, _)) = given.iter().find(|(_, on)| *on) {
-            crate::Cli::command()
-                .error(
-                    clap::error::ErrorKind::ArgumentConflict,
-                    format!(
-                        "the argument '{flag}' cannot be used with `mmkit bench find`: it is \
-                         an option of `mmkit bench read` and `mmkit bench sink`"
-                    ),
-                )
-                .exit()
+            super::usage_error(
+                "find",
+                format!(
+                    "the argument '{flag}' cannot be used with `mmkit bench find`: it is an \
+                     option of `mmkit bench read` and `mmkit bench sink`"
+                ),
+            )
         }
     }
 }

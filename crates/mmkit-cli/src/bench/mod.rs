@@ -19,10 +19,14 @@ use mmkit_lab::bench::CacheState;
 
 /// Arguments of `mmkit bench`: a subcommand, or the read bench's options alone.
 #[derive(Debug, clap::Args)]
-#[command(args_conflicts_with_subcommands = true)]
+// One usage line (clap would print one for the options and one for the subcommands).
+#[command(
+    args_conflicts_with_subcommands = true,
+    override_usage = "mmkit bench [read|sink|find] [OPTIONS] [FILE]"
+)]
 pub(crate) struct BenchArgs {
     #[command(subcommand)]
-    bench: Option<Bench>,
+    bench: Option<Box<Bench>>,
     #[command(flatten)]
     read: read::ReadArgs,
 }
@@ -30,22 +34,41 @@ pub(crate) struct BenchArgs {
 /// The three benchmarks.
 #[derive(Debug, clap::Subcommand)]
 enum Bench {
-    /// Compare ways to read a file: mapped scans with each advice, `read()` and `pread`,
-    /// warm and cold, sequential and random, over a sweep of sizes (the default).
+    /// Compare ways to read a file: mapped scans vs read() vs pread (the default).
+    ///
+    /// Mappings with each advice, `read()` and `pread`, warm and cold, sequential and
+    /// random, over a sweep of sizes.
     Read(read::ReadArgs),
-    /// Compare ways to send a file to a pipe, a socket or a file: read+write, mmap+write,
-    /// sendfile, splice (through a 1 MiB pipe) and copy_file_range, side by side: GB/s
-    /// and the sending thread's CPU seconds per GB.
+    /// Compare ways to send a file to a pipe, a socket or a file.
+    ///
+    /// read+write, mmap+write, sendfile, splice (through a 1 MiB pipe) and
+    /// copy_file_range, side by side: GB/s and the sending thread's CPU seconds per GB.
     Sink(sink::SinkArgs),
-    /// Race `mmkit find` against ripgrep and grep, each a process, on a warm generated
-    /// text holding the needle about 20,000 times a GiB: counting lines (-c) and printing
-    /// every offset (-b -o). Their outputs must agree; the table gives wall time, user
-    /// and system CPU, and the speed against ripgrep.
+    /// Race `mmkit find` against ripgrep and grep.
+    ///
+    /// Each a process, on a warm generated text holding the needle about 20,000 times a
+    /// GiB: counting lines (-c) and printing every offset (-b -o). Their outputs must
+    /// agree; the table gives wall time, user and system CPU, and the speed against
+    /// ripgrep.
     Find(find::FindArgs),
 }
 
+/// Exit with a usage error (2) of `mmkit bench <sub>`: `msg`, then that command's usage.
+fn usage_error(sub: &str, msg: String) -> ! {
+    use clap::CommandFactory;
+    let mut cli = crate::Cli::command();
+    cli.build();
+    let bench = cli.find_subcommand_mut("bench").expect("mmkit bench");
+    let mut cmd = match bench.find_subcommand_mut(sub) {
+        Some(c) => c.clone(),
+        None => bench.clone(),
+    };
+    cmd.error(clap::error::ErrorKind::ArgumentConflict, msg)
+        .exit()
+}
+
 pub(crate) fn run(args: &BenchArgs) -> anyhow::Result<ExitCode> {
-    match &args.bench {
+    match args.bench.as_deref() {
         None => read::run(&args.read),
         Some(Bench::Read(a)) => read::run(a),
         Some(Bench::Sink(a)) => sink::run(a),

@@ -55,6 +55,34 @@ pub(crate) struct ReadArgs {
     /// Draw throughput against file size to FILE.svg or FILE.png.
     #[arg(long, value_name = "FILE")]
     plot: Option<PathBuf>,
+    /// The flags that chose the other benches before they were subcommands, refused
+    /// with the subcommand to use instead.
+    #[arg(long, hide = true, num_args = 0.., value_name = "SINKS")]
+    sink: Option<Vec<String>>,
+    #[arg(long, hide = true)]
+    find: bool,
+}
+
+impl ReadArgs {
+    /// Exit with a usage error (2) naming the subcommand an old flag now is.
+    fn refuse_old_flags(&self) {
+        if let Some(sinks) = &self.sink {
+            let to = match sinks.is_empty() {
+                true => String::new(),
+                false => format!(" --to {}", sinks.join(",")),
+            };
+            super::usage_error(
+                "read",
+                format!("--sink is a subcommand now: `mmkit bench sink{to}`"),
+            )
+        }
+        if self.find {
+            super::usage_error(
+                "read",
+                "--find is a subcommand now: `mmkit bench find`".into(),
+            )
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -112,6 +140,7 @@ fn config(args: &ReadArgs) -> BenchOptions {
 }
 
 pub(super) fn run(args: &ReadArgs) -> anyhow::Result<ExitCode> {
+    args.refuse_old_flags();
     if let Some(plot) = &args.plot {
         // Fail before measuring, not after.
         super::plot::check_path(plot)?;
