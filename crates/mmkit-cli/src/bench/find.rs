@@ -2,7 +2,6 @@
 //! ([`mmkit_lab::bench::run_find`] measures); progress, then a table or JSON.
 
 use std::io::Write;
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use comfy_table::Table;
@@ -12,22 +11,8 @@ use mmkit_lab::bench::{self, FindOptions, FindReport, FindResult};
 /// Arguments of `mmkit bench find`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct FindArgs {
-    /// The size of the generated text: the first value (K/M/G are powers of 1024; at
-    /// least 1M). Default 1G (--quick: 256M).
-    #[arg(long, alias = "size", value_delimiter = ',', value_parser = super::size_arg)]
-    sizes: Vec<u64>,
-    /// Timed runs of each tool; the median is reported.
-    #[arg(long)]
-    runs: Option<usize>,
-    /// A smaller, faster race.
-    #[arg(long)]
-    quick: bool,
-    /// Directory for the generated text (default the system temporary directory).
-    #[arg(long)]
-    dir: Option<PathBuf>,
-    /// Print the report as JSON instead of a table.
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    sweep: super::Sweep,
     /// Options of `bench read` and `bench sink`, refused with a usage error that says so
     /// (a race of whole programs has no methods, sinks or cache states to choose).
     #[arg(long, hide = true, num_args = 1)]
@@ -62,16 +47,16 @@ fn options(args: &FindArgs) -> anyhow::Result<FindOptions> {
     let exe = std::env::current_exe()
         .map_err(|e| anyhow::anyhow!("cannot find this program's own path to time it: {e}"))?;
     let mut o = FindOptions::new(exe);
-    if args.quick {
+    if args.sweep.quick {
         o.size = 256 << 20;
     }
-    if let Some(&size) = args.sizes.first() {
+    if let Some(&size) = args.sweep.sizes.first() {
         o.size = size;
     }
-    if let Some(runs) = args.runs {
+    if let Some(runs) = args.sweep.runs {
         o.runs = runs;
     }
-    o.dir = args.dir.clone();
+    o.dir = args.sweep.dir.clone();
     Ok(o)
 }
 
@@ -81,7 +66,7 @@ pub(super) fn run(args: &FindArgs) -> anyhow::Result<ExitCode> {
     let Some(report) = super::with_progress(|p| bench::run_find(&options, p)) else {
         return Ok(ExitCode::from(1));
     };
-    super::emit(args.json, &report, |out| {
+    super::emit(args.sweep.json, &report, |out| {
         let m = &report.machine;
         writeln!(
             out,

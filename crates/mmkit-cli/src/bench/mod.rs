@@ -11,11 +11,12 @@ mod read;
 mod sink;
 
 use std::io::Write;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use crate::progress::Progress;
 use mmkit::size::parse_size;
-use mmkit_lab::bench::CacheState;
+use mmkit_lab::bench::{BenchOptions, CacheState, SinkOptions};
 
 /// Arguments of `mmkit bench`: a subcommand, or the read bench's options alone.
 #[derive(Debug, clap::Args)]
@@ -37,19 +38,22 @@ enum Bench {
     /// Compare ways to read a file: mapped scans vs read() vs pread (the default).
     ///
     /// Mappings with each advice, `read()` and `pread`, warm and cold, sequential and
-    /// random, over a sweep of sizes.
+    /// random, over a sweep of sizes: by default 4K,64K,1M,16M,256M and 5 runs (--quick:
+    /// 4K,1M,16M and 3 runs).
     Read(read::ReadArgs),
     /// Compare ways to send a file to a pipe, a socket or a file.
     ///
     /// read+write, mmap+write, sendfile, splice (through a 1 MiB pipe) and
     /// copy_file_range, side by side: GB/s and the sending thread's CPU seconds per GB.
+    /// By default a file of 1G (--quick: 64M) and 3 runs.
     Sink(sink::SinkArgs),
     /// Race `mmkit find` against ripgrep and grep.
     ///
     /// Each a process, on a warm generated text holding the needle about 20,000 times a
     /// GiB: counting lines (-c) and printing every offset (-b -o). Their outputs must
     /// agree; the table gives wall time, user and system CPU, and the speed against
-    /// ripgrep.
+    /// ripgrep. The text is the first size given (at least 1M; by default 1G, --quick
+    /// 256M); 5 runs by default.
     Find(find::FindArgs),
 }
 
@@ -73,6 +77,68 @@ pub(crate) fn run(args: &BenchArgs) -> anyhow::Result<ExitCode> {
         Some(Bench::Read(a)) => read::run(a),
         Some(Bench::Sink(a)) => sink::run(a),
         Some(Bench::Find(a)) => find::run(a),
+    }
+}
+
+/// The options every bench takes: what to generate, how often, where, how to print.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Sweep {
+    /// File sizes to generate, comma-separated (K/M/G are powers of 1024; the bench's
+    /// help gives its default).
+    #[arg(long, alias = "size", value_delimiter = ',', value_parser = size_arg)]
+    sizes: Vec<u64>,
+    /// Timed runs per case; the median is reported.
+    #[arg(long)]
+    runs: Option<usize>,
+    /// A smaller, faster sweep.
+    #[arg(long)]
+    quick: bool,
+    /// Directory for the generated files (default the system temporary directory).
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// Print the report as JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+/// A bench's options as the lab makes them: a quick set or the default one, then sizes,
+/// runs and the directory.
+trait SweepOptions: Default {
+    fn quick() -> Self;
+    fn sweep(&mut self) -> (&mut Vec<u64>, &mut usize, &mut Option<PathBuf>);
+}
+
+impl SweepOptions for BenchOptions {
+    fn quick() -> Self {
+        BenchOptions::quick()
+    }
+    fn sweep(&mut self) -> (&mut Vec<u64>, &mut usize, &mut Option<PathBuf>) {
+        (&mut self.sizes, &mut self.runs, &mut self.dir)
+    }
+}
+
+impl SweepOptions for SinkOptions {
+    fn quick() -> Self {
+        SinkOptions::quick()
+    }
+    fn sweep(&mut self) -> (&mut Vec<u64>, &mut usize, &mut Option<PathBuf>) {
+        (&mut self.sizes, &mut self.runs, &mut self.dir)
+    }
+}
+
+impl Sweep {
+    /// `O`'s quick or default options as --quick says, with --sizes, --runs and --dir.
+    fn options<O: SweepOptions>(&self) -> O {
+        let mut o = if self.quick { O::quick() } else { O::default() };
+        let (sizes, runs, dir) = o.sweep();
+        if !self.sizes.is_empty() {
+            *sizes = self.sizes.clone();
+        }
+        if let Some(r) = self.runs {
+            *runs = r;
+        }
+        *dir = self.dir.clone();
+        o
     }
 }
 

@@ -19,13 +19,8 @@ pub(crate) struct ReadArgs {
     /// Measure this file instead of generated ones (it must not be written meanwhile;
     /// cold runs evict it from the page cache).
     file: Option<PathBuf>,
-    /// File sizes to generate, comma-separated (4K, 64K, 1M, 16M, 256M; K/M/G are
-    /// powers of 1024). Default: 4K,64K,1M,16M,256M (--quick: 4K,1M,16M).
-    #[arg(long, alias = "size", value_delimiter = ',', value_parser = size_arg)]
-    sizes: Vec<u64>,
-    /// Timed runs per case; the median is reported (default 5, --quick 3).
-    #[arg(long)]
-    runs: Option<usize>,
+    #[command(flatten)]
+    sweep: super::Sweep,
     /// Methods, comma-separated: mmap, mmap-populate, mmap-seq, mmap-willneed, mmap-thp,
     /// mmap-scan (MapOptions::scan: sequential and huge page advice), read, pread (default
     /// all).
@@ -37,21 +32,12 @@ pub(crate) struct ReadArgs {
     /// Page-cache state before each timed pass.
     #[arg(long, value_enum, default_value = "both")]
     cache: CacheArg,
-    /// A smaller, faster sweep.
-    #[arg(long)]
-    quick: bool,
-    /// Directory for the generated files (default the system temporary directory).
-    #[arg(long)]
-    dir: Option<PathBuf>,
     /// read()/pread buffer size.
     #[arg(long, value_parser = size_arg, default_value = "1M")]
     buffer: u64,
     /// 4 KiB reads in one random pass.
     #[arg(long, default_value_t = 1000)]
     random_reads: usize,
-    /// Print the report as JSON instead of a table.
-    #[arg(long)]
-    json: bool,
     /// Draw throughput against file size to FILE.svg or FILE.png.
     #[arg(long, value_name = "FILE")]
     plot: Option<PathBuf>,
@@ -110,17 +96,7 @@ fn method_arg(s: &str) -> Result<Method, String> {
 }
 
 fn config(args: &ReadArgs) -> BenchOptions {
-    let mut c = if args.quick {
-        BenchOptions::quick()
-    } else {
-        BenchOptions::default()
-    };
-    if !args.sizes.is_empty() {
-        c.sizes = args.sizes.clone();
-    }
-    if let Some(runs) = args.runs {
-        c.runs = runs;
-    }
+    let mut c: BenchOptions = args.sweep.options();
     c.methods = args.methods.clone();
     c.methods.dedup();
     if c.methods.is_empty() {
@@ -133,7 +109,6 @@ fn config(args: &ReadArgs) -> BenchOptions {
     };
     c.caches = args.cache.states();
     c.file = args.file.clone();
-    c.dir = args.dir.clone();
     c.buffer = usize::try_from(args.buffer).unwrap_or(usize::MAX);
     c.random_reads = args.random_reads;
     c
@@ -153,7 +128,7 @@ pub(super) fn run(args: &ReadArgs) -> anyhow::Result<ExitCode> {
         super::plot::draw(&report, path)?;
     }
     let mut out = std::io::stdout().lock();
-    if args.json {
+    if args.sweep.json {
         serde_json::to_writer_pretty(&mut out, &report)?;
         writeln!(out)?;
     } else {

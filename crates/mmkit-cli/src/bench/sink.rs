@@ -20,13 +20,8 @@ pub(crate) struct SinkArgs {
     /// The sinks, comma-separated: pipe, socket (loopback TCP), file (default all three).
     #[arg(long, value_delimiter = ',', value_parser = sink_arg)]
     to: Vec<Sink>,
-    /// File sizes to generate, comma-separated (K/M/G are powers of 1024). Default 1G
-    /// (--quick: 64M).
-    #[arg(long, alias = "size", value_delimiter = ',', value_parser = size_arg)]
-    sizes: Vec<u64>,
-    /// Timed runs per case; the median is reported (default 3).
-    #[arg(long)]
-    runs: Option<usize>,
+    #[command(flatten)]
+    sweep: super::Sweep,
     /// Copy methods, comma-separated: read+write, mmap+write, sendfile, splice,
     /// copy_file_range (default all).
     #[arg(long, value_delimiter = ',', value_parser = method_arg)]
@@ -34,18 +29,9 @@ pub(crate) struct SinkArgs {
     /// Page-cache state before each timed pass.
     #[arg(long, value_enum, default_value = "both")]
     cache: CacheArg,
-    /// A smaller, faster sweep.
-    #[arg(long)]
-    quick: bool,
-    /// Directory for the generated files (default the system temporary directory).
-    #[arg(long)]
-    dir: Option<PathBuf>,
     /// read+write's and the readers' buffer size.
     #[arg(long, value_parser = size_arg, default_value = "1M")]
     buffer: u64,
-    /// Print the report as JSON instead of a table.
-    #[arg(long)]
-    json: bool,
 }
 
 fn sink_arg(s: &str) -> Result<Sink, String> {
@@ -71,17 +57,7 @@ fn method_arg(s: &str) -> Result<mmkit::copy::Method, String> {
 
 /// The sink bench's options from the arguments.
 fn options(args: &SinkArgs) -> SinkOptions {
-    let mut o = if args.quick {
-        SinkOptions::quick()
-    } else {
-        SinkOptions::default()
-    };
-    if !args.sizes.is_empty() {
-        o.sizes = args.sizes.clone();
-    }
-    if let Some(runs) = args.runs {
-        o.runs = runs;
-    }
+    let mut o: SinkOptions = args.sweep.options();
     if !args.methods.is_empty() {
         o.methods = args.methods.clone();
         o.methods.dedup();
@@ -92,7 +68,6 @@ fn options(args: &SinkArgs) -> SinkOptions {
     }
     o.caches = args.cache.states();
     o.file = args.file.clone();
-    o.dir = args.dir.clone();
     o.buffer = usize::try_from(args.buffer).unwrap_or(usize::MAX);
     o
 }
@@ -102,7 +77,7 @@ pub(super) fn run(args: &SinkArgs) -> anyhow::Result<ExitCode> {
     let Some(report) = super::with_progress(|p| bench::run_sinks(&options, p)) else {
         return Ok(ExitCode::from(1));
     };
-    super::emit(args.json, &report, |out| {
+    super::emit(args.sweep.json, &report, |out| {
         let m = &report.machine;
         writeln!(
             out,

@@ -18,15 +18,22 @@ pub(super) struct Sample {
     pub(super) flushes_per_append: f64,
 }
 
-/// `count` appends of `payload` to a new log at `path`, from `writers` threads.
-pub(super) fn mmkit(
-    path: &Path,
-    case: Case,
-    writers: usize,
-    count: usize,
-    payload: &[u8],
-) -> Result<Sample> {
-    let log = LogOptions::new().durability(case.durability()).open(path)?;
+/// One measurement: `count` appends of `payload` to a new file at `path`, from
+/// `writers` threads, in `case`.
+pub(super) struct Job<'a> {
+    pub(super) path: &'a Path,
+    pub(super) case: Case,
+    pub(super) writers: usize,
+    pub(super) count: usize,
+    pub(super) payload: &'a [u8],
+}
+
+/// The job's appends to a new log.
+pub(super) fn mmkit(job: &Job<'_>) -> Result<Sample> {
+    let (writers, count, payload) = (job.writers, job.count, job.payload);
+    let log = LogOptions::new()
+        .durability(job.case.durability())
+        .open(job.path)?;
     let secs = on_threads(writers, count, |n| {
         for _ in 0..n {
             log.append(payload)?;
@@ -40,22 +47,17 @@ pub(super) fn mmkit(
     })
 }
 
-/// The peer: `count` records (a 4-byte length, then `payload`), one `write` each on an
-/// `O_APPEND` descriptor shared by `writers` threads, each followed by `fdatasync` with
+/// The job's peer: `count` records (a 4-byte length, then `payload`), one `write` each on
+/// an `O_APPEND` descriptor shared by `writers` threads, each followed by `fdatasync` with
 /// `Sync`.
-pub(super) fn peer(
-    path: &Path,
-    case: Case,
-    writers: usize,
-    count: usize,
-    payload: &[u8],
-) -> Result<Sample> {
+pub(super) fn peer(job: &Job<'_>) -> Result<Sample> {
+    let (path, writers, count, payload) = (job.path, job.writers, job.count, job.payload);
     let file = OpenOptions::new()
         .append(true)
         .create_new(true)
         .open(path)
         .map_err(|e| Error::io(Op::Open, &e).with_path(Some(path)))?;
-    let sync = case.durability() == Durability::Sync;
+    let sync = job.case.durability() == Durability::Sync;
     let err = |e: std::io::Error| Error::io(Op::Write, &e).with_path(Some(path));
     let secs = on_threads(writers, count, |n| {
         let mut buf = vec![0u8; 4 + payload.len()];

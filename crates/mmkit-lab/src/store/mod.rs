@@ -33,7 +33,7 @@ mod measure;
 use std::path::{Path, PathBuf};
 
 use crate::bench::{check_count, check_free_space, Machine, MAX_RUNS};
-use measure::{mmkit, peer};
+use measure::{mmkit, peer, Job};
 use mmkit::helpers::median;
 use mmkit::helpers::XorShift;
 use mmkit::lab_seam::record_size;
@@ -320,11 +320,14 @@ pub fn run(opts: &LogBenchOptions, mut progress: impl FnMut(&Progress)) -> Resul
                     what: format!("{} {} {name}", label(case, writers), size_name(size)),
                 });
                 let path = scratch.0.join(format!("{run}-{i}-{side}.log"));
-                let sample = if side == 0 {
-                    mmkit(&path, case, writers, count, &payload)?
-                } else {
-                    peer(&path, case, writers, count, &payload)?
+                let job = Job {
+                    path: &path,
+                    case,
+                    writers,
+                    count,
+                    payload: &payload,
                 };
+                let sample = if side == 0 { mmkit(&job)? } else { peer(&job)? };
                 remove(&path)?;
                 rates[i][side].push(count as f64 / sample.secs.max(1e-9));
                 if side == 0 {
