@@ -1,4 +1,4 @@
-//! `mmkit bench --plot`: throughput against file size (log x axis), one line a method,
+//! `mmkit bench read --plot`: throughput against file size (log x axis), one line a method,
 //! one chart per pattern × cache state, in a grid. SVG or PNG, chosen by the extension.
 //! SVG is written by hand (text is laid out by the viewer, so no fonts are needed here);
 //! PNG goes through `plotters`, whose text needs a TrueType font on the machine.

@@ -1,4 +1,4 @@
-//! `mmkit bench --find`: `mmkit find` against ripgrep and GNU grep on a warm text file,
+//! `mmkit bench find`: `mmkit find` against ripgrep and GNU grep on a warm text file,
 //! each a process of its own, side by side in one run.
 //!
 //! The text is generated: lines of 5 to 20 pseudo-random words, with the needle planted

@@ -1,4 +1,4 @@
-//! `mmkit bench --sink`: ways to move a file to a pipe, a loopback TCP socket or another
+//! `mmkit bench sink`: ways to move a file to a pipe, a loopback TCP socket or another
 //! file, side by side in one run, warm and cold.
 //!
 //! The methods are [`copy::Method`](mmkit::copy::Method)'s, each forced: `read` + `write`

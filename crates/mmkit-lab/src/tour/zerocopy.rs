@@ -1,5 +1,5 @@
 //! Tour claim 15: `sendfile` moves a file to a socket with less CPU per GB than `read` +
-//! `write`. A short run of the sink bench (`mmkit bench --sink socket`): a warm 64 MiB
+//! `write`. A short run of the sink bench (`mmkit bench sink --to socket`): a warm 64 MiB
 //! file to a loopback TCP reader the bench starts, each method's sending thread timed by
 //! `getrusage(RUSAGE_THREAD)`, the two methods taking turns in each of 5 runs.
 
