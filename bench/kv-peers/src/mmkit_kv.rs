@@ -36,12 +36,8 @@ impl Store for MmkitKv {
         })
     }
 
-    fn put(&mut self, key: &[u8], value: &[u8]) {
-        self.staged.put(key, value);
-    }
-
-    fn delete(&mut self, key: &[u8]) {
-        self.staged.delete(key);
+    fn staged(&mut self) -> &mut Staged {
+        &mut self.staged
     }
 
     fn commit(&mut self) -> Result<()> {

@@ -25,11 +25,19 @@ pub trait Store {
     where
         Self: Sized;
 
+    /// The store's staging buffer, which [`put`](Store::put) and
+    /// [`delete`](Store::delete) fill.
+    fn staged(&mut self) -> &mut Staged;
+
     /// Stage an insert or overwrite of `key`.
-    fn put(&mut self, key: &[u8], value: &[u8]);
+    fn put(&mut self, key: &[u8], value: &[u8]) {
+        self.staged().put(key, value);
+    }
 
     /// Stage the removal of `key`.
-    fn delete(&mut self, key: &[u8]);
+    fn delete(&mut self, key: &[u8]) {
+        self.staged().delete(key);
+    }
 
     /// Apply everything staged since the last commit in one write transaction, committed
     /// with the store's durability.

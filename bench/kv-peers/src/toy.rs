@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use mmkit::store::{Log, LogOptions, Seq};
 
-use crate::store::{Durability, Store};
+use crate::store::{Durability, Staged, Store};
 
 #[derive(Debug)]
 pub struct LogHashToy {
@@ -27,7 +27,7 @@ pub struct LogHashToy {
     durability: Durability,
     log: Log,
     index: HashMap<Vec<u8>, Seq>,
-    staged: Vec<Vec<u8>>,
+    staged: Staged,
     /// Reused by `get_many` for the copy `read_into` makes.
     buf: RefCell<Vec<u8>>,
 }
@@ -88,25 +88,27 @@ impl Store for LogHashToy {
             durability,
             log,
             index,
-            staged: Vec::new(),
+            staged: Staged::default(),
             buf: RefCell::new(Vec::new()),
         })
     }
 
-    fn put(&mut self, key: &[u8], value: &[u8]) {
-        self.staged.push(record(PUT, key, value));
-    }
-
-    fn delete(&mut self, key: &[u8]) {
-        self.staged.push(record(DELETE, key, &[]));
+    fn staged(&mut self) -> &mut Staged {
+        &mut self.staged
     }
 
     fn commit(&mut self) -> Result<()> {
-        if self.staged.is_empty() {
+        let records: Vec<Vec<u8>> = (self.staged.take().into_iter())
+            .map(|(k, v)| match v {
+                Some(v) => record(PUT, &k, &v),
+                None => record(DELETE, &k, &[]),
+            })
+            .collect();
+        if records.is_empty() {
             return Ok(());
         }
-        let seqs = self.log.append_batch(&self.staged)?;
-        for (r, seq) in self.staged.drain(..).zip(seqs) {
+        let seqs = self.log.append_batch(&records)?;
+        for (r, seq) in records.into_iter().zip(seqs) {
             let (key, value) = parse(&r)?;
             match value {
                 Some(_) => self.index.insert(key.to_vec(), seq),

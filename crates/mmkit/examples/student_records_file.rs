@@ -48,11 +48,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         || std::env::temp_dir().join("mmkit-students.rec"),
         Into::into,
     );
-    let opts = RecordFileOptions::new()
+    let mut students: RecordFile<Student> = RecordFileOptions::new()
         .create(true)
         .type_tag(STUDENT_V1)
-        .durability(Durability::Sync);
-    let mut students = RecordFile::<Student>::open(&path, opts)?;
+        .durability(Durability::Sync)
+        .open(&path)?;
     if students.is_empty() {
         for (i, name) in NAMES.iter().enumerate() {
             students.push(&Student::new(100 + i as u32, name, 80 + i as u32))?;

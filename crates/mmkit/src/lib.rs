@@ -129,7 +129,13 @@ pub fn page_size() -> usize {
     sys::page_size()
 }
 
-/// The README's example, compiled and run as a doc test.
-#[cfg(doctest)]
+/// The README's examples (one a pillar), compiled and run as doc tests.
+#[cfg(all(
+    doctest,
+    feature = "shm",
+    feature = "store",
+    feature = "pager",
+    feature = "probe"
+))]
 #[doc = include_str!("../../../README.md")]
 pub struct ReadmeDoctests;

@@ -339,7 +339,7 @@ const FOLLOWED: u64 = 400;
 /// The follower child: one read-only handle, `tail(1)`, each record reported as
 /// (seq, length, FNV of its bytes, when it arrived).
 fn follower(path: &Path, mut out: UnixStream) -> i32 {
-    let Ok(log) = LogOptions::new().read_only().open(path) else {
+    let Ok(log) = LogOptions::new().open_read_only(path) else {
         return CHILD_OPEN;
     };
     let mut tail = log.tail(1);
@@ -565,7 +565,7 @@ fn a_log_killed_while_being_created_opens_as_a_new_log() {
         assert!(log.recovery_report().is_clean(), "{what}");
         assert_eq!(log.append(b"first").unwrap(), 1, "{what}");
         drop(log);
-        let log = LogOptions::new().read_only().open(&path).unwrap();
+        let log = LogOptions::new().open_read_only(&path).unwrap();
         assert_eq!(log.get(1).unwrap(), b"first", "{what}");
     }
     for (what, bytes) in [

@@ -11,7 +11,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use mmkit::store::{Log, LogOptions, Recovery};
+use mmkit::store::{Log, LogOptions, ReadOnlyLog, Recovery};
 use mmkit::ErrorKind;
 
 use common::note;
@@ -245,7 +245,7 @@ impl Tally {
 
 /// Every record `log` returns, through `iter` and `get`, is the model's; returns the
 /// numbers it holds and the errors met (kinds).
-fn read_all(log: &Log, allowed: &[ErrorKind], ctx: &str) -> (Vec<u64>, Vec<ErrorKind>) {
+fn read_all(log: &ReadOnlyLog, allowed: &[ErrorKind], ctx: &str) -> (Vec<u64>, Vec<ErrorKind>) {
     let mut held = Vec::new();
     let mut errors = Vec::new();
     let mut check = |r: mmkit::Result<(u64, Vec<u8>)>| match r {
@@ -421,7 +421,7 @@ fn ten_thousand_damaged_logs_never_return_a_bad_record_nor_lose_a_good_one() {
 }
 
 fn read_only_case(path: &Path, model: &Model, d: &Damage, ctx: &str, tally: &mut Tally) {
-    let log = match LogOptions::new().read_only().open(path) {
+    let log = match LogOptions::new().open_read_only(path) {
         Ok(log) => log,
         Err(e) => {
             assert!(

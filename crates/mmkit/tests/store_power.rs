@@ -425,7 +425,7 @@ fn role_in_a_fresh_pid_namespace() {
 
 /// Read the log copy (read-only, then as a writer, then reopened) and count.
 fn check_log(path: &Path) -> Result<Found, String> {
-    let read = |log: &mmkit::store::Log| -> Result<Vec<u64>, String> {
+    let read = |log: &mmkit::store::ReadOnlyLog| -> Result<Vec<u64>, String> {
         let mut seqs = Vec::new();
         for e in log.iter() {
             let e = e.map_err(|e| e.to_string())?;
@@ -438,8 +438,7 @@ fn check_log(path: &Path) -> Result<Found, String> {
         Ok(seqs)
     };
     let reader = LogOptions::new()
-        .read_only()
-        .open(path)
+        .open_read_only(path)
         .map_err(|e| format!("read-only open: {e}"))?;
     let seen = read(&reader)?;
     drop(reader);
@@ -474,7 +473,7 @@ fn check_log(path: &Path) -> Result<Found, String> {
 
 /// Read the key-value copy (read-only, then as a shared writer, then reopened) and count.
 fn check_kv(path: &Path) -> Result<Found, String> {
-    let count = |kv: &mmkit::store::Kv| -> Result<(u64, u64, u64), String> {
+    let count = |kv: &mmkit::store::ReadOnlyKv| -> Result<(u64, u64, u64), String> {
         let counter = kv
             .get(b"counter")
             .map_err(|e| e.to_string())?
@@ -498,9 +497,10 @@ fn check_kv(path: &Path) -> Result<Found, String> {
         }
         Ok((counter, half, wrong))
     };
-    let mut ro = KvOptions::new();
-    ro.read_only();
-    let reader = ro.open(path).map_err(|e| format!("read-only open: {e}"))?;
+    let ro = KvOptions::new();
+    let reader = ro
+        .open_read_only(path)
+        .map_err(|e| format!("read-only open: {e}"))?;
     let (_, half_r, wrong_r) = count(&reader)?;
     drop(reader);
     let mut w = KvOptions::new();

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use mmkit::helpers::XorShift;
 use mmkit::process::Exit;
-use mmkit::store::{Durability, RecordFile, RecordFileOptions};
+use mmkit::store::{Durability, ReadOnlyRecordFile, RecordFileOptions};
 use mmkit::ErrorKind;
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
@@ -99,11 +99,11 @@ fn slot_at(i: u64, slot: u64) -> u64 {
 }
 
 fn opts() -> RecordFileOptions {
-    RecordFileOptions::new().type_tag(TAG).create(true)
+    *RecordFileOptions::new().type_tag(TAG).create(true)
 }
 
-fn reader<R: Checked>(path: &Path) -> mmkit::Result<RecordFile<R>> {
-    RecordFile::open(path, RecordFileOptions::new().type_tag(TAG).read_only(true))
+fn reader<R: Checked>(path: &Path) -> mmkit::Result<ReadOnlyRecordFile<R>> {
+    RecordFileOptions::new().type_tag(TAG).open_read_only(path)
 }
 
 /// CRC32C, bit by bit, to forge headers in the tests.
@@ -147,11 +147,11 @@ fn records_round_trip_and_persist_across_reopens() {
     let _serial = no_forks();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("recs");
-    let err = RecordFile::<Rec>::open(&path, opts().create(false)).unwrap_err();
+    let err = opts().create(false).open::<Rec>(&path).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
     assert!(!path.exists());
 
-    let mut f = RecordFile::<Rec>::open(&path, opts()).unwrap();
+    let mut f = opts().open::<Rec>(&path).unwrap();
     assert!(f.is_empty());
     assert_eq!(f.get(0).unwrap(), None);
     for i in 0..100 {
@@ -183,7 +183,7 @@ fn records_round_trip_and_persist_across_reopens() {
 
     // A second writer is refused; a reader alongside the writer sees its updates, and
     // its pushes after a refresh.
-    let err = RecordFile::<Rec>::open(&path, opts()).unwrap_err();
+    let err = opts().open::<Rec>(&path).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Busy, "{err}");
     let mut r = reader(&path).unwrap();
     f.set(7, &Rec::new(7, 99)).unwrap();
@@ -196,7 +196,10 @@ fn records_round_trip_and_persist_across_reopens() {
     assert_eq!(r.get(999).unwrap(), Some(Rec::new(999, 0)));
     drop((f, r));
 
-    let f = RecordFile::<Rec>::open(&path, opts().durability(Durability::Sync)).unwrap();
+    let f = opts()
+        .durability(Durability::Sync)
+        .open::<Rec>(&path)
+        .unwrap();
     assert_eq!(f.len(), 1000);
     for (i, rec) in f.iter().enumerate() {
         let rec = rec.unwrap();
@@ -209,23 +212,18 @@ fn records_round_trip_and_persist_across_reopens() {
     }
     drop(f);
 
-    // A read-only handle refuses to change anything, and writes nothing.
+    // A read-only handle writes nothing (it has no `set` or `push`: the type refuses
+    // them, see `ReadOnlyRecordFile`'s compile_fail doc test).
     let before = std::fs::read(&path).unwrap();
-    let mut r = reader(&path).unwrap();
-    assert_eq!(
-        r.set(0, &Rec::new(0, 5)).unwrap_err().kind(),
-        ErrorKind::ReadOnlyFile
-    );
-    assert_eq!(
-        r.push(&Rec::new(0, 5)).unwrap_err().kind(),
-        ErrorKind::ReadOnlyFile
-    );
-    r.sync().unwrap();
+    let r = reader::<Rec>(&path).unwrap();
     drop(r);
     assert!(std::fs::read(&path).unwrap() == before);
 
     // Sync durability round trips too.
-    let mut f = RecordFile::<Rec>::open(&path, opts().durability(Durability::Sync)).unwrap();
+    let mut f = opts()
+        .durability(Durability::Sync)
+        .open::<Rec>(&path)
+        .unwrap();
     f.set(1, &Rec::new(1, 42)).unwrap();
     assert_eq!(f.push(&Rec::new(1000, 0)).unwrap(), 1000);
     drop(f);
@@ -239,7 +237,12 @@ fn records_round_trip_and_persist_across_reopens() {
 fn refused(path: &Path, kind: ErrorKind, words: &str) {
     let before = std::fs::read(path).unwrap();
     for read_only in [false, true] {
-        let err = RecordFile::<Rec>::open(path, opts().read_only(read_only)).unwrap_err();
+        let err = if read_only {
+            opts().open_read_only::<Rec>(path).map(drop)
+        } else {
+            opts().open::<Rec>(path).map(drop)
+        }
+        .unwrap_err();
         assert_eq!(err.kind(), kind, "{err}");
         assert!(err.to_string().contains(words), "{err:?} lacks {words:?}");
     }
@@ -254,7 +257,7 @@ fn hostile_and_foreign_files_are_refused_with_the_reason() {
     let _serial = no_forks();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("recs");
-    let mut f = RecordFile::<Rec>::open(&path, opts()).unwrap();
+    let mut f = opts().open::<Rec>(&path).unwrap();
     for i in 0..5 {
         f.push(&Rec::new(i, 0)).unwrap();
     }
@@ -263,10 +266,10 @@ fn hostile_and_foreign_files_are_refused_with_the_reason() {
     let put = |bytes: &[u8]| std::fs::write(&path, bytes).unwrap();
 
     // Another type tag, another record size.
-    let err = RecordFile::<Rec>::open(&path, opts().type_tag(TAG + 1)).unwrap_err();
+    let err = opts().type_tag(TAG + 1).open::<Rec>(&path).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Format, "{err}");
     assert!(err.to_string().contains("type tag"), "{err}");
-    let err = RecordFile::<[u8; 16]>::open(&path, opts()).unwrap_err();
+    let err = opts().open::<[u8; 16]>(&path).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Format, "{err}");
     assert!(
         err.to_string()
@@ -319,9 +322,9 @@ fn hostile_and_foreign_files_are_refused_with_the_reason() {
         0,
     )
     .unwrap();
-    let err = RecordFile::<Rec>::open(&fifo, opts()).unwrap_err();
+    let err = opts().open::<Rec>(&fifo).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::NotMappable, "{err}");
-    let err = RecordFile::<Rec>::open(dir.path(), opts()).unwrap_err();
+    let err = opts().open::<Rec>(dir.path()).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::NotMappable, "{err}");
 
     // The good file still opens.
@@ -334,7 +337,7 @@ fn a_torn_newest_slot_falls_back_and_two_damaged_slots_fail_only_that_record() {
     let _serial = no_forks();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("recs");
-    let mut f = RecordFile::<Rec>::open(&path, opts()).unwrap();
+    let mut f = opts().open::<Rec>(&path).unwrap();
     for i in 0..4 {
         f.push(&Rec::new(i, 1)).unwrap(); // slot A, generation 1
         f.set(i as usize, &Rec::new(i, 2)).unwrap(); // slot B, generation 2
@@ -357,7 +360,7 @@ fn a_torn_newest_slot_falls_back_and_two_damaged_slots_fail_only_that_record() {
     drop(r);
 
     // The next update goes into the torn slot, and reads back.
-    let mut f = RecordFile::<Rec>::open(&path, opts()).unwrap();
+    let mut f = opts().open::<Rec>(&path).unwrap();
     f.set(2, &Rec::new(2, 3)).unwrap();
     assert_eq!(f.get(2).unwrap(), Some(Rec::new(2, 3)));
     assert!(f.check().unwrap().fell_back.is_empty());
@@ -367,7 +370,7 @@ fn a_torn_newest_slot_falls_back_and_two_damaged_slots_fail_only_that_record() {
     // read on; set repairs it.
     write_at(&path, slot_at(1, 0) + 3, &[0x55]);
     write_at(&path, slot_at(1, 1) + 200, &[0x55]);
-    let mut f = RecordFile::<Rec>::open(&path, opts()).unwrap();
+    let mut f = opts().open::<Rec>(&path).unwrap();
     let err = f.get(1).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Corrupt, "{err}");
     assert!(err.to_string().contains("record 1"), "{err}");
@@ -403,7 +406,7 @@ fn random_bit_flips_and_cuts_never_panic_nor_read_back_a_value_never_written() {
     const ROUNDS: u64 = 3;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("recs");
-    let mut f = RecordFile::<Rec>::open(&path, opts()).unwrap();
+    let mut f = opts().open::<Rec>(&path).unwrap();
     for i in 0..RECORDS {
         f.push(&Rec::new(i, 0)).unwrap();
     }
@@ -432,10 +435,22 @@ fn random_bit_flips_and_cuts_never_panic_nor_read_back_a_value_never_written() {
         }
         std::fs::write(&case_path, &bytes).unwrap();
         let writer = case % 2 == 0;
-        let mut f = match RecordFile::<Rec>::open(&case_path, opts().read_only(!writer)) {
-            Ok(f) => f,
+        let (mut w, mut r) = (None, None);
+        let outcome = if writer {
+            opts().open::<Rec>(&case_path).map(|f| w = Some(f))
+        } else {
+            opts()
+                .open_read_only::<Rec>(&case_path)
+                .map(|f| r = Some(f))
+        };
+        match outcome {
+            Ok(()) => {}
             Err(e) if matches!(e.kind(), ErrorKind::Format | ErrorKind::Corrupt) => continue,
             Err(e) => panic!("case {case}: {e}"),
+        };
+        let f: &ReadOnlyRecordFile<Rec> = match (&w, &r) {
+            (Some(w), _) => w,
+            (None, r) => r.as_ref().expect("opened"),
         };
         opened += 1;
         assert!(
@@ -461,7 +476,7 @@ fn random_bit_flips_and_cuts_never_panic_nor_read_back_a_value_never_written() {
         }
         let check = f.check().unwrap();
         assert_eq!(f.iter().filter(|r| r.is_err()).count(), check.damaged.len());
-        if writer {
+        if let Some(f) = w.as_mut() {
             f.set(0, &Rec::new(0, 7)).unwrap();
             let i = f.push(&Rec::new(f.len() as u64, 7)).unwrap();
             assert_eq!(f.get(0).unwrap(), Some(Rec::new(0, 7)));
@@ -488,7 +503,7 @@ const MAX_RECORDS: usize = 48;
 /// The child: update random records in a loop, each to its current counter + 1, now and
 /// then push a new one, and report every acknowledged change as (index, counter).
 fn updater<R: Checked>(path: &Path, mut acks: UnixStream, seed: u64) -> i32 {
-    let Ok(mut f) = RecordFile::<R>::open(path, opts()) else {
+    let Ok(mut f) = opts().open::<R>(path) else {
         return CHILD_OPEN;
     };
     let mut rng = XorShift::new(seed);
@@ -527,7 +542,7 @@ fn updates_killed_at_random_moments_never_read_back_torn_or_lost() {
     const START: u64 = 16;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("recs");
-    let mut f = RecordFile::<Wide>::open(&path, opts()).unwrap();
+    let mut f = opts().open::<Wide>(&path).unwrap();
     for i in 0..START {
         f.push(&Wide::new(i, 0)).unwrap();
     }
@@ -651,7 +666,7 @@ fn a_full_disk_is_no_space_and_pushes_go_on_once_space_is_freed() {
         return common::skip("could not mount a tmpfs here");
     };
     let path = fs.path().join("recs");
-    let mut f = RecordFile::<Rec>::open(&path, opts()).unwrap();
+    let mut f = opts().open::<Rec>(&path).unwrap();
     let filler = fs.fill_with("filler", 64 << 10);
     assert!(filler > 0, "no room for the filler");
     let mut err = None;
@@ -694,7 +709,7 @@ fn a_full_disk_is_no_space_and_pushes_go_on_once_space_is_freed() {
     drop(f);
     let r = reader(&path).unwrap();
     assert_eq!(r.len(), pushed + 50);
-    assert!(r.check().unwrap().is_ok());
+    assert!(r.check().unwrap().is_intact());
     assert_eq!(
         r.get(pushed + 49).unwrap(),
         Some(Rec::new((pushed + 49) as u64, 0))

@@ -166,8 +166,7 @@ pub(crate) fn check(args: &CheckArgs) -> anyhow::Result<ExitCode> {
     // Read-only, as a log: opening a `Kv` would skip (and mark) the damage it finds, and
     // then there would be none left to report.
     let log = LogOptions::new()
-        .read_only()
-        .open(&args.file)
+        .open_read_only(&args.file)
         .map_err(|e| kv_error("check", &e))?;
     let report = log.check().map_err(|e| kv_error("check", &e))?;
     let mut out = std::io::stdout().lock();

@@ -11,7 +11,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::process::ExitCode;
 
-use mmkit::store::{Durability, Kv, KvOptions};
+use mmkit::store::{Durability, Kv, KvOptions, ReadOnlyKv};
 
 mod admin;
 mod read;
@@ -123,12 +123,11 @@ fn key_bytes<'a>(cmd: &str, key: &'a OsStr) -> anyhow::Result<&'a [u8]> {
 
 /// Open the store at `path` to read it: for writing when this user may, read-only when
 /// the file (or its file system) is not writable.
-fn open_to_read(cmd: &str, path: &Path) -> anyhow::Result<Kv> {
+fn open_to_read(cmd: &str, path: &Path) -> anyhow::Result<ReadOnlyKv> {
     let kv = match KvOptions::new().create(false).open(path) {
-        Ok(kv) => kv,
+        Ok(kv) => kv.into_read_only(),
         Err(e) if denied(&e) => KvOptions::new()
-            .read_only()
-            .open(path)
+            .open_read_only(path)
             .map_err(|e| kv_error(cmd, &e))?,
         Err(e) => return Err(kv_error(cmd, &e)),
     };
@@ -161,7 +160,7 @@ fn open(cmd: &str, path: &Path, create: bool, sync: bool) -> anyhow::Result<Kv> 
 }
 
 /// Say in one line on stderr what opening skipped or cut, if anything.
-fn report_recovery(cmd: &str, path: &Path, kv: &Kv) {
+fn report_recovery(cmd: &str, path: &Path, kv: &ReadOnlyKv) {
     let report = kv.recovery_report();
     if !report.is_clean() {
         crate::report(&format!("kv {cmd}: {}: {report}", path.display()));

@@ -9,7 +9,7 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use mmkit::store::{Log, LogOptions, Seq};
+use mmkit::store::{LogOptions, ReadOnlyLog, Seq};
 
 mod append;
 mod bench;
@@ -104,9 +104,8 @@ fn log_error(cmd: &str, e: &mmkit::Error) -> anyhow::Error {
 }
 
 /// Open `path` read-only (no lock, no recovery, never changes the file).
-fn open_reader(cmd: &str, path: &Path) -> anyhow::Result<Log> {
+fn open_reader(cmd: &str, path: &Path) -> anyhow::Result<ReadOnlyLog> {
     LogOptions::new()
-        .read_only()
-        .open(path)
+        .open_read_only(path)
         .map_err(|e| log_error(cmd, &e))
 }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mmkit::probe::cache::Termination;
-use mmkit::store::{Entry, Log, Seq};
+use mmkit::store::{Entry, ReadOnlyLog, Seq};
 use mmkit::ErrorKind;
 
 use super::{log_error, open_reader, seq_arg};
@@ -128,7 +128,7 @@ pub(crate) fn tail(args: &TailArgs) -> anyhow::Result<ExitCode> {
 
 /// The number of the first of the last `n` records (0, from the start, when the log is
 /// empty: every record to come is new).
-fn start_of_last(log: &Log, n: u64) -> anyhow::Result<Seq> {
+fn start_of_last(log: &ReadOnlyLog, n: u64) -> anyhow::Result<Seq> {
     let last = log.last().map_err(|e| log_error("tail", &e))?;
     Ok(match last {
         None => 0,

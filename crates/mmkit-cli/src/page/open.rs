@@ -10,10 +10,6 @@ use mmkit::pager::{
     FileSource, ObjectOptions, ObjectSource, Pager, PagerOptions, Source, ZstdSource,
 };
 
-/// The read-ahead window for a local file when --readahead is not given: 256 pages
-/// (1 MiB) brought a sequential pass to the cost of touching fresh memory here.
-const FILE_READAHEAD: usize = 256;
-
 /// The longest --timeout: a request that may wait longer than an hour is a hang.
 const MAX_TIMEOUT: Duration = Duration::from_secs(3600);
 
@@ -111,15 +107,9 @@ pub(super) fn build(a: &PagerArgs) -> anyhow::Result<Opened> {
     };
     let mut opts = PagerOptions::new();
     opts.threads(a.threads).async_readahead(!a.no_async);
-    match (a.readahead, &object) {
-        (Some(pages), _) => {
-            opts.readahead(pages);
-        }
-        // A file has no hint of its own: the CLI's measured default.
-        (None, None) => {
-            opts.readahead(FILE_READAHEAD);
-        }
-        (None, Some(_)) => {}
+    // Without --readahead, the source's own choice (1 MiB for a file, 8 MiB for an object).
+    if let Some(pages) = a.readahead {
+        opts.readahead(pages);
     }
     if let Some(b) = a.budget {
         opts.budget(b);

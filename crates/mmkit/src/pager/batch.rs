@@ -7,15 +7,16 @@
 //! # Safety
 //!
 //! Pages are put into the pager's region from the handler's bounce buffer with the
-//! `unsafe` `UFFDIO_COPY` or `UFFDIO_MOVE` ([`huge::place`]).
+//! `unsafe` `UFFDIO_COPY` or `UFFDIO_MOVE` ([`place`]).
 #![allow(unsafe_code)]
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
 
+use super::bounce::Bounce;
 use super::budget::{release, settle};
-use super::handler::{Bounce, Shared, PRESENT, REFERENCED};
-use super::{fill, huge};
+use super::fill::{self, place};
+use super::state::{Shared, PRESENT, REFERENCED};
 
 /// Fill `pages` (distinct, each reserved by `make_room`): read them with one
 /// `read_ranges` call per bounce buffer's worth, copy them in, settle the reservations.
@@ -77,7 +78,7 @@ fn copy_in(shared: &Shared, p: usize, src: *mut u8) {
     // SAFETY: `src` is one page of this thread's bounce buffer, no reference into it
     // live; the destination is a page of our registered region whose missing pages only
     // this pager fills.
-    let r = unsafe { huge::place(shared, dst, src, shared.page, true) };
+    let r = unsafe { place(shared, dst, src, shared.page, true) };
     match r {
         Ok(_) => {
             shared.state[p].fetch_or(PRESENT | REFERENCED, Ordering::Release);

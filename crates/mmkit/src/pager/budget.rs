@@ -8,28 +8,25 @@
 #![allow(unsafe_code)]
 
 use std::sync::atomic::Ordering;
-use std::sync::MutexGuard;
 
-use super::handler::{lock, Clock, Shared, DIRTY, PRESENT, REFERENCED};
+use super::state::{lock, Budget, Clock, Shared, DIRTY, PRESENT, REFERENCED};
 use super::writeback::write_back_page;
 
 /// Give back `n` pages reserved by `make_room` that were not filled.
 pub(crate) fn release(shared: &Shared, n: usize) {
-    if shared.budget.is_some() {
-        shared.resident.fetch_sub(n, Ordering::AcqRel);
+    if let Some(b) = &shared.budget {
+        b.resident.fetch_sub(n, Ordering::AcqRel);
     }
 }
 
 /// Settle a reservation of `reserved` pages once its fill is done (each page copied in
 /// and `PRESENT`, or given back by `release`), and tell fills waiting for room.
 pub(crate) fn settle(shared: &Shared, reserved: usize) {
-    if shared.budget.is_none() {
-        return;
-    }
-    let mut clock = lock(&shared.clock);
+    let Some(b) = &shared.budget else { return };
+    let mut clock = lock(&b.clock);
     clock.in_flight -= reserved;
     drop(clock);
-    shared.room.notify_all();
+    b.room.notify_all();
 }
 
 /// How many of `want` pages a fill may copy in, reserved: all of them without a budget.
@@ -43,19 +40,20 @@ pub(crate) fn settle(shared: &Shared, reserved: usize) {
 /// The budget is full of pages that cannot be evicted (dirty, and writing them back
 /// failed) with no fill in progress to wait for; or the pager broke.
 pub(crate) fn make_room(shared: &Shared, want: usize) -> Result<usize, String> {
-    let Some(budget) = shared.budget else {
+    let Some(b) = &shared.budget else {
         return Ok(want);
     };
-    let mut clock = lock(&shared.clock);
+    let budget = b.pages;
+    let mut clock = lock(&b.clock);
     loop {
         if shared.broken.load(Ordering::Acquire) {
             return Err("the pager broke while this fault waited for room".into());
         }
-        evict(shared, &mut clock, want, budget);
-        let resident = shared.resident.load(Ordering::Acquire);
+        evict(shared, b, &mut clock, want);
+        let resident = b.resident.load(Ordering::Acquire);
         if resident < budget {
             let n = want.min(budget - resident);
-            shared.resident.fetch_add(n, Ordering::AcqRel);
+            b.resident.fetch_add(n, Ordering::AcqRel);
             clock.in_flight += n;
             return Ok(n);
         }
@@ -66,17 +64,17 @@ pub(crate) fn make_room(shared: &Shared, want: usize) -> Result<usize, String> {
                 shared.errors.last_writeback().unwrap_or_default()
             ));
         }
-        clock = shared.room.wait(clock).unwrap_or_else(|p| p.into_inner());
+        clock = b.room.wait(clock).unwrap_or_else(|p| p.into_inner());
     }
 }
 
 /// Evict clean pages by the clock (the `clock` lock held) until `want` more fit in the
 /// budget, or two full sweeps (which clear every reference bit) found no more to take.
-pub(crate) fn evict(shared: &Shared, clock: &mut Clock, want: usize, budget: usize) {
+fn evict(shared: &Shared, b: &Budget, clock: &mut Clock, want: usize) {
     let mut steps = 0;
-    while shared.resident.load(Ordering::Acquire) + want > budget
+    while b.resident.load(Ordering::Acquire) + want > b.pages
         // Pages present (the rest of `resident` is fills in progress): none, none to take.
-        && shared.resident.load(Ordering::Acquire) > clock.in_flight
+        && b.resident.load(Ordering::Acquire) > clock.in_flight
         && steps < 2 * shared.pages
     {
         let i = clock.hand;
@@ -103,17 +101,11 @@ pub(crate) fn evict(shared: &Shared, clock: &mut Clock, want: usize, budget: usi
         let r =
             unsafe { crate::sys::madvise(addr, shared.page, rustix::mm::Advice::LinuxDontNeed) };
         if r.is_ok() {
-            shared.resident.fetch_sub(1, Ordering::AcqRel);
+            b.resident.fetch_sub(1, Ordering::AcqRel);
             shared.counters.evictions.fetch_add(1, Ordering::Relaxed);
         } else {
             // Still resident: keep counting it, and keep it where the clock can see it.
             shared.state[i].fetch_or(PRESENT, Ordering::AcqRel);
         }
     }
-}
-
-/// With a budget, the eviction lock: write faults, evictions and flushes take it, so a
-/// page is never written back, dirtied and discarded at once.
-pub(crate) fn evict_lock(shared: &Shared) -> Option<MutexGuard<'_, Clock>> {
-    shared.budget.map(|_| lock(&shared.clock))
 }

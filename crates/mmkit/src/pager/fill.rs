@@ -1,21 +1,25 @@
-//! Filling a run of pages on a fault: straight from the source file's pages when it has
-//! a [`SourceView`](super::SourceView) (one copy), else read into the handler's buffer
-//! and installed from there (copied, or for THP moved).
+//! Answering a fault: filling a run of pages straight from the source file's pages when
+//! it has a [`SourceView`](super::SourceView) (one copy), else read into the handler's
+//! buffer and installed from there (copied, or for THP moved: [`place`]); or, when the
+//! source fails, answering it with an error that stays ([`fail_page`], [`fail`]).
 //!
 //! # Safety
 //!
 //! Installs pages into the pager's region with the `unsafe` `UFFDIO_COPY` and
-//! `UFFDIO_MOVE` ([`huge::place`]), from the handler's own buffer or from the source
-//! file's read-only mapping, which only the kernel reads.
+//! `UFFDIO_MOVE` ([`place`]), from the handler's own buffer or from the source file's
+//! read-only mapping, which only the kernel reads.
 #![allow(unsafe_code)]
 
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
 
 use rustix::io::Errno;
 
+use super::bounce::Bounce;
 use super::budget::release;
-use super::handler::{fail_page, read_source, Bounce, Shared, PRESENT, REFERENCED};
-use super::huge::{self, Backing};
+use super::huge::Backing;
+use super::state::{panic_text, Shared, FAILED, PRESENT, REFERENCED};
+use crate::sys::uffd::FEATURE_POISON;
 
 /// The smallest run copied straight from a file source's view.
 const DIRECT_MIN: usize = 64 << 10;
@@ -100,7 +104,7 @@ fn install(shared: &Shared, first: usize, n: usize, src: *mut u8) -> bool {
         // SAFETY: `src` holds `bytes` bytes: this thread's buffer with no reference into
         // it live, or the source file's read-only view; the destination is our
         // registered region, whose missing pages only this pager fills.
-        match unsafe { huge::place(shared, dst + done, src.add(done), bytes - done, true) } {
+        match unsafe { place(shared, dst + done, src.add(done), bytes - done, true) } {
             Ok(k) => {
                 for p in (done / page)..((done + k) / page) {
                     shared.state[first + p].fetch_or(PRESENT | REFERENCED, Ordering::Release);
@@ -133,4 +137,71 @@ fn install(shared: &Shared, first: usize, n: usize, src: *mut u8) -> bool {
         let _ = shared.uffd.wake(dst, page);
     }
     true
+}
+
+/// Put the pages of `len` bytes at `src` (a handler's or prefetch thread's buffer, or a
+/// source file's view) into the region at `dst`: copied (`UFFDIO_COPY`), or for THP
+/// moved (`UFFDIO_MOVE`, which leaves `src` unmapped until its next write). Returns the
+/// bytes placed.
+///
+/// # Safety
+/// `src` holds `len` bytes: a buffer the calling thread owns, with no reference into it
+/// live, or a read-only view only the kernel reads; `dst..dst+len` are pages of the
+/// region only this pager fills, missing.
+pub(crate) unsafe fn place(
+    shared: &Shared,
+    dst: usize,
+    src: *mut u8,
+    len: usize,
+    wake: bool,
+) -> Result<usize, Errno> {
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        match shared.backing {
+            Backing::Thp => shared.uffd.move_pages(dst, src, len, wake),
+            _ => shared.uffd.copy(dst, src, len, shared.wp, wake),
+        }
+    }
+}
+
+/// `source.read_at`, its error or its panic as text.
+fn read_source(shared: &Shared, offset: u64, buf: &mut [u8]) -> Result<(), String> {
+    match catch_unwind(AssertUnwindSafe(|| shared.source.read_at(offset, buf))) {
+        Ok(r) => r.map_err(|e| e.to_string()),
+        Err(p) => Err(format!("the source panicked: {}", panic_text(&*p))),
+    }
+}
+
+/// Answer the fault at page `first` with an error that stays: note `why` as this page's
+/// reason, mark the page `FAILED` (so `read_at` reports it), then poison it.
+pub(crate) fn fail_page(shared: &Shared, first: usize, why: String) {
+    shared.errors.page_failed(first, why);
+    shared.state[first].fetch_or(FAILED, Ordering::SeqCst);
+    fail(shared, first);
+}
+
+/// Answer a fault at page `first` with an error: a poisoned page (the access raises
+/// SIGBUS, which a guarded read turns into `Err`), or a zero page on kernels without
+/// `UFFDIO_POISON` (then only `read_at`'s state check reports the error).
+pub(crate) fn fail(shared: &Shared, first: usize) {
+    shared
+        .counters
+        .failed_faults
+        .fetch_add(1, Ordering::Relaxed);
+    poison(shared, first);
+}
+
+/// Put a page at page `i` whose access raises SIGBUS (`UFFDIO_POISON`), or a zero page
+/// on kernels without it, waking whoever waits on it.
+pub(crate) fn poison(shared: &Shared, i: usize) {
+    let addr = shared.base + i * shared.page;
+    let r = if shared.uffd.features & FEATURE_POISON != 0 {
+        shared.uffd.poison(addr, shared.page)
+    } else {
+        shared.uffd.zeropage(addr, shared.page)
+    };
+    if r.is_err() {
+        // Present already (EEXIST) or the range is gone: just let the thread run again.
+        let _ = shared.uffd.wake(addr, shared.page);
+    }
 }

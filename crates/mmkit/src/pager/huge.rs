@@ -23,17 +23,14 @@
 //!
 //! # Safety
 //!
-//! Maps the region (and reserves it page-aligned); installs a filled buffer's pages with
-//! the `unsafe` `UFFDIO_COPY` and `UFFDIO_MOVE`, whose destination the caller promises
-//! is a missing page of the region only this pager fills.
+//! Maps the region (and reserves it page-aligned), and unmaps it when its [`Region`] is
+//! dropped. (Pages are installed into it by `fill.rs`.)
 #![allow(unsafe_code)]
 
 use std::ptr::NonNull;
 
-use rustix::io::Errno;
 use rustix::mm::{MapFlags, ProtFlags};
 
-use super::handler::Shared;
 use crate::error::{Error, Op, Result};
 use crate::sys::uffd::FEATURE_MOVE;
 
@@ -83,10 +80,33 @@ impl Backing {
     }
 }
 
-/// A reserved region and how it is made.
-pub(crate) struct Reserved {
+/// The reserved memory of a pager, unmapped on drop.
+#[derive(Debug)]
+pub(crate) struct Region {
     pub(crate) ptr: NonNull<u8>,
     pub(crate) len: usize,
+}
+
+impl Region {
+    /// Name the region `mmkit pager` in `/proc/PID/maps`; best effort: a kernel without
+    /// `CONFIG_ANON_VMA_NAME` refuses, and the region stays unnamed.
+    pub(crate) fn name(&self) {
+        // SAFETY: the range is our own mapping; naming changes no memory.
+        let _ = unsafe { crate::sys::set_anon_name(self.ptr.as_ptr(), self.len, c"mmkit pager") };
+    }
+}
+
+impl Drop for Region {
+    fn drop(&mut self) {
+        // SAFETY: our own mapping; whoever owns the region drops it only once no borrow
+        // of it is live and no handler thread runs.
+        let _ = unsafe { crate::sys::munmap(self.ptr, self.len) };
+    }
+}
+
+/// A reserved region and how it is made.
+pub(crate) struct Reserved {
+    pub(crate) region: Region,
     pub(crate) page: usize,
     pub(crate) backing: Backing,
     /// Why a huge page kind asked for is not used.
@@ -145,8 +165,7 @@ pub(crate) fn reserve(
     }
     .map_err(|e| Error::os(Op::Map, e).at(0, mapped as u64))?;
     Ok(Reserved {
-        ptr,
-        len: mapped,
+        region: Region { ptr, len: mapped },
         page,
         backing: Backing::Base,
         note: (!why.is_empty()).then(|| why.join("; ")),
@@ -158,25 +177,31 @@ fn try_huge(backing: Backing, len: usize, granted: u64) -> std::result::Result<R
         .checked_next_multiple_of(HUGE)
         .ok_or_else(|| "too large for 2 MiB pages".to_string())?;
     let rw = ProtFlags::READ | ProtFlags::WRITE;
-    let ptr = match backing {
+    let region = match backing {
         Backing::Hugetlb => {
             // Reserved in full now (no MAP_NORESERVE): a pool too small fails here.
-            crate::sys::map_anon_aligned(mapped, HUGE, rw, MapFlags::PRIVATE | MapFlags::HUGETLB)
-                .map_err(|e| {
-                    // Free pages include those other mappings reserved and not touched.
-                    let free = crate::proc::meminfo("HugePages_Free").unwrap_or(0);
-                    let reserved = crate::proc::meminfo("HugePages_Rsvd").unwrap_or(0);
-                    let taken = match reserved.min(free) {
-                        0 => String::new(),
-                        r => format!(" ({r} more reserved by other mappings)"),
-                    };
-                    format!(
-                        "the hugetlb pool has {} free 2 MiB pages{taken}, {} needed ({e}; \
+            let ptr = crate::sys::map_anon_aligned(
+                mapped,
+                HUGE,
+                rw,
+                MapFlags::PRIVATE | MapFlags::HUGETLB,
+            )
+            .map_err(|e| {
+                // Free pages include those other mappings reserved and not touched.
+                let free = crate::proc::meminfo("HugePages_Free").unwrap_or(0);
+                let reserved = crate::proc::meminfo("HugePages_Rsvd").unwrap_or(0);
+                let taken = match reserved.min(free) {
+                    0 => String::new(),
+                    r => format!(" ({r} more reserved by other mappings)"),
+                };
+                format!(
+                    "the hugetlb pool has {} free 2 MiB pages{taken}, {} needed ({e}; \
                          raise vm.nr_hugepages)",
-                        free - reserved.min(free),
-                        mapped / HUGE
-                    )
-                })?
+                    free - reserved.min(free),
+                    mapped / HUGE
+                )
+            })?;
+            Region { ptr, len: mapped }
         }
         Backing::Thp => {
             if granted & FEATURE_MOVE == 0 {
@@ -190,41 +215,19 @@ fn try_huge(backing: Backing, len: usize, granted: u64) -> std::result::Result<R
             let flags = MapFlags::PRIVATE | MapFlags::NORESERVE;
             let ptr = crate::sys::map_anon_aligned(mapped, HUGE, rw, flags)
                 .map_err(|e| format!("cannot reserve {mapped} aligned bytes: {e}"))?;
+            // Owned at once, so a refused advice unmaps it.
+            let region = Region { ptr, len: mapped };
             // SAFETY: the range is the mapping just made; advice changes no contents.
             unsafe { crate::sys::madvise(ptr.as_ptr(), mapped, rustix::mm::Advice::LinuxHugepage) }
                 .map_err(|e| format!("MADV_HUGEPAGE: {e}"))?;
-            ptr
+            region
         }
         Backing::Base => unreachable!("base pages are not tried"),
     };
     Ok(Reserved {
-        ptr,
-        len: mapped,
+        region,
         page: HUGE,
         backing,
         note: None,
     })
-}
-
-/// Put the pages of `len` bytes at `src` (a handler's or prefetch thread's buffer) into
-/// the region at `dst`: copied (`UFFDIO_COPY`), or for THP moved (`UFFDIO_MOVE`, which
-/// leaves `src` unmapped until its next write). Returns the bytes placed.
-///
-/// # Safety
-/// `src` is a buffer of `len` bytes the calling thread owns, with no reference into it
-/// live; `dst..dst+len` are pages of the region only this pager fills, missing.
-pub(crate) unsafe fn place(
-    shared: &Shared,
-    dst: usize,
-    src: *mut u8,
-    len: usize,
-    wake: bool,
-) -> std::result::Result<usize, Errno> {
-    // SAFETY: forwarded from the caller.
-    unsafe {
-        match shared.backing {
-            Backing::Thp => shared.uffd.move_pages(dst, src, len, wake),
-            _ => shared.uffd.copy(dst, src, len, shared.wp, wake),
-        }
-    }
 }

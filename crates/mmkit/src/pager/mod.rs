@@ -108,8 +108,28 @@
 //! assert!(page[904..].iter().all(|&b| b == 0));
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+//!
+//! ## Files
+//!
+//! From the bottom up; each file imports only files listed before it:
+//!
+//! - `huge.rs`: what the region is made of ([`HugePages`], [`Backing`]) and reserving
+//!   it; `view.rs`: a file source's read-only mapping ([`SourceView`]); `source.rs`: the
+//!   [`Source`] trait and the simple sources.
+//! - `state.rs`: the state the threads share — the page bits, `Shared`, the budget's
+//!   clock, the prefetch queue, the `Layout` and `Limits` settled at build; `bounce.rs`:
+//!   each thread's page-aligned buffer.
+//! - `writeback.rs`: dirty pages, flush; `budget.rs`: reserve room, evict by the clock;
+//!   `fill.rs`: install a run of pages (`UFFDIO_COPY`/`UFFDIO_MOVE`) or fail it;
+//!   `batch.rs`: random faults read together; `readahead.rs`: the prefetch threads.
+//! - `handler.rs`: the handler threads, which hand each fault to the files listed before it.
+//! - `runtime.rs`: the [`Pager`] itself; `options.rs`: [`PagerOptions`] and `build`
+//!   (reserve the region, settle the limits, start the threads).
+//! - Sources on their own: `zstd/` ([`ZstdSource`], [`compress_seekable`]), `object/`
+//!   (`ObjectSource`, feature `remote`).
 
 mod batch;
+mod bounce;
 mod budget;
 mod fill;
 mod handler;
@@ -120,6 +140,7 @@ mod options;
 mod readahead;
 mod runtime;
 mod source;
+mod state;
 mod view;
 mod writeback;
 #[cfg(feature = "zstd")]

@@ -1,16 +1,28 @@
-//! [`PagerOptions`]: how to build a [`Pager`](super::Pager) — read-ahead (its cap, and
-//! whether the next window is fetched in the background), handler threads, a memory
-//! budget, user-mode-only faults. `build` itself is in `runtime.rs`.
+//! [`PagerOptions`]: how to build a [`Pager`] — read-ahead (its cap, and whether the
+//! next window is fetched in the background), handler threads, a memory budget,
+//! user-mode-only faults, huge pages — and [`build`](PagerOptions::build), in three
+//! steps: reserve the region and register it with a userfaultfd, settle the
+//! [`Limits`] once, start the threads.
 
-use super::huge::HugePages;
-#[allow(unused_imports)] // Named in the docs' links.
-use super::{Pager, Source};
+use std::sync::Arc;
 
-/// Default maximum read-ahead window: 32 pages (128 KiB with 4 KiB pages).
-pub(crate) const DEFAULT_READAHEAD: usize = 32;
+use rustix::io::Errno;
+
+use super::bounce::Bounce;
+use super::huge::{self, Backing, HugePages, Reserved};
+use super::runtime::Pager;
+use super::source::Source;
+use super::state::{Layout, Limits, Shared};
+use super::{handler, readahead};
+use crate::error::{Error, ErrorKind, Op, Result};
+use crate::sys::uffd::{Uffd, FEATURE_POISON};
+
+/// Default maximum read-ahead window: 32 pages (128 KiB with 4 KiB pages), where the
+/// source gives no [hint](Source::readahead_hint) (or one under a page).
+const DEFAULT_READAHEAD: usize = 32;
 
 /// Threads fetching read-ahead windows in the background.
-pub(crate) const PREFETCH_THREADS: usize = 2;
+const PREFETCH_THREADS: usize = 2;
 
 /// The largest read-ahead window, in bytes: each handler thread holds a buffer this
 /// big, and a larger window only delays the faulting thread.
@@ -38,8 +50,9 @@ impl Default for PagerOptions {
 }
 
 impl PagerOptions {
-    /// One handler thread, read-ahead up to 32 pages (or what the source asks for, see
-    /// [`Source::readahead_hint`]) and asynchronous, no memory budget.
+    /// One handler thread, read-ahead up to what the source asks for (see
+    /// [`Source::readahead_hint`]: 1 MiB for a [`FileSource`](super::FileSource), 8 MiB
+    /// for an object) or else 32 pages, and asynchronous, no memory budget.
     pub fn new() -> PagerOptions {
         PagerOptions {
             readahead: None,
@@ -138,5 +151,285 @@ impl PagerOptions {
     pub fn budget(&mut self, bytes: u64) -> &mut PagerOptions {
         self.budget = Some(bytes);
         self
+    }
+}
+
+impl PagerOptions {
+    /// Reserve the region, open and register the userfaultfd, start the handlers.
+    ///
+    /// # Errors
+    ///
+    /// - `Op::Pager`, `EPERM`, when this process may not use userfaultfd; the hint names
+    ///   the three ways to allow it.
+    /// - `Op::Map` when the region cannot be reserved; `Op::Pager` with the errno when
+    ///   the handshake or registration fails.
+    pub fn build(&self, source: Arc<dyn Source>) -> Result<Pager> {
+        let Some(len) = region_len(&*source)? else {
+            return Ok(Pager::empty(source));
+        };
+        let (uffd, reserved, layout) = self.reserve(&*source, len)?;
+        let limits = self.limits(&*source, &layout);
+        start(source, uffd, reserved, layout, &limits)
+    }
+
+    /// Open the userfaultfd, reserve `len` bytes (of huge pages where asked for and
+    /// allowed), name the region and register it.
+    fn reserve(&self, source: &dyn Source, len: usize) -> Result<(Uffd, Reserved, Layout)> {
+        let want = FEATURE_POISON | huge::features(self.huge_pages);
+        let uffd = Uffd::open(want, self.user_mode_only).map_err(open_error)?;
+        let plain = if self.budget.is_some() {
+            Err("a pager with a budget uses 4 KiB pages (eviction works page by page)")
+        } else if source.writable() {
+            Err("a writable source is paged in 4 KiB pages (write-back tracks dirty pages)")
+        } else {
+            Ok(())
+        };
+        let reserved = huge::reserve(self.huge_pages, len, plain, uffd.features)?;
+        let region = &reserved.region;
+        region.name();
+        let base = region.ptr.as_ptr() as usize;
+        // Dirty tracking for a source that takes write-back: write-protect faults.
+        let wp = register(&uffd, base, region.len, source.writable())?;
+        let layout = Layout {
+            base,
+            pages: region.len / reserved.page,
+            page: reserved.page,
+            backing: reserved.backing,
+            wp,
+        };
+        Ok((uffd, reserved, layout))
+    }
+
+    /// Every number of the options clamped to what can be used, before it sizes
+    /// anything: the budget to the region, read-ahead to the region, the budget and
+    /// [`MAX_READAHEAD_BYTES`], the threads to the region's pages and [`MAX_THREADS`].
+    ///
+    /// Every consequence of a budget is decided here too: windows fetched in the
+    /// background are not reserved first, so a budget turns them off; a batch of random
+    /// faults holds its reservations until the queue's faults are all seen, and a later
+    /// fault of the queue waiting for room would wait on its own thread, so a budget
+    /// turns batching off; and eviction would lose writes to a source that takes no
+    /// write-back, so a budget over one makes the pager read-only.
+    fn limits(&self, source: &dyn Source, layout: &Layout) -> Limits {
+        let (pages, page) = (layout.pages, layout.page);
+        let budget = self
+            .budget
+            .map(|b| (usize::try_from(b).unwrap_or(usize::MAX) / page).clamp(1, pages));
+        // A hint under one page (a file's 1 MiB with 2 MiB pages) was not meant for
+        // pages this large: the default applies.
+        let wanted = self.readahead.unwrap_or_else(|| {
+            source
+                .readahead_hint()
+                .map(|b| b / page)
+                .filter(|&p| p > 0)
+                .unwrap_or(DEFAULT_READAHEAD)
+        });
+        let readahead = wanted
+            .min(pages)
+            .min(budget.unwrap_or(pages))
+            .min(MAX_READAHEAD_BYTES / page)
+            .max(1);
+        Limits {
+            readahead,
+            budget,
+            threads: self.threads.clamp(1, MAX_THREADS.min(pages)),
+            prefetch: self.async_readahead
+                && budget.is_none()
+                && readahead >= 4
+                && source.reads_out_of_order(),
+            batch: budget.is_none(),
+            read_only: budget.is_some() && !layout.wp,
+        }
+    }
+}
+
+/// The region's length for `source`: its length rounded up to pages; `None` for an
+/// empty source.
+fn region_len(source: &dyn Source) -> Result<Option<usize>> {
+    let len = source.len();
+    let mapped = usize::try_from(len)
+        .ok()
+        .and_then(|l| l.checked_next_multiple_of(crate::sys::page_size()))
+        .ok_or_else(|| {
+            Error::new(Op::Pager, ErrorKind::LengthOverflow)
+                .at(0, len)
+                .detail(format!(
+                    "{} does not fit the address space",
+                    source.describe()
+                ))
+        })?;
+    Ok((mapped > 0).then_some(mapped))
+}
+
+/// Register `len` bytes at `base` for missing-page faults, and for write-protect faults
+/// too when `wp`. Returns whether write-protect is on: a kernel without it for anonymous
+/// memory registers missing faults only (every present page is then written back).
+fn register(uffd: &Uffd, base: usize, len: usize, wp: bool) -> Result<bool> {
+    let mut wp = wp;
+    let mut reg = uffd.register(base, len, wp);
+    if reg == Err(Errno::INVAL) && wp {
+        wp = false;
+        reg = uffd.register(base, len, false);
+    }
+    reg.map_err(|e| {
+        Error::os(Op::Pager, e).at(0, len as u64).detail(format!(
+            "UFFDIO_REGISTER: {}",
+            crate::error::errno_label(e.raw_os_error())
+        ))
+    })?;
+    Ok(wp)
+}
+
+/// Allocate the threads' buffers (so a size that cannot be had is an error here, not an
+/// abort in a thread), build the shared state and the [`Pager`], and start the handler
+/// threads and, with asynchronous read-ahead, the prefetch threads.
+fn start(
+    source: Arc<dyn Source>,
+    uffd: Uffd,
+    reserved: Reserved,
+    layout: Layout,
+    limits: &Limits,
+) -> Result<Pager> {
+    let (stop_r, stop_w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+        .map_err(|e| Error::os(Op::Pager, e))?;
+    let len = limits.readahead * layout.page;
+    let threads = limits.threads;
+    let handlers = bounces(
+        threads,
+        len,
+        layout.backing,
+        format!("a {len}-byte read-ahead buffer for each of {threads} handler threads"),
+        "lower the read-ahead window or the number of handler threads",
+    )?;
+    let prefetchers = bounces(
+        if limits.prefetch { PREFETCH_THREADS } else { 0 },
+        len,
+        layout.backing,
+        format!("a {len}-byte buffer for each prefetch thread"),
+        "lower the read-ahead window, or turn off async_readahead",
+    )?;
+    let shared = Arc::new(Shared::new(source, uffd, stop_r, layout, limits));
+    let (region, note) = (reserved.region, reserved.note);
+    let mut pager = Pager::new(region, Arc::clone(&shared), note, stop_w, limits.read_only);
+    for (i, bounce) in handlers.into_iter().enumerate() {
+        let s = Arc::clone(&shared);
+        let name = format!("mmkit-pager-{i}");
+        pager.spawn("handler", name, move || handler::serve(s, bounce))?;
+    }
+    for (i, bounce) in prefetchers.into_iter().enumerate() {
+        let s = Arc::clone(&shared);
+        let name = format!("mmkit-prefetch-{i}");
+        pager.spawn("prefetch", name, move || readahead::serve(s, bounce))?;
+    }
+    Ok(pager)
+}
+
+/// `n` buffers of `len` bytes for a region of `backing`; `ENOMEM` with `detail` and
+/// `hint` when one cannot be had.
+fn bounces(
+    n: usize,
+    len: usize,
+    backing: Backing,
+    detail: String,
+    hint: &'static str,
+) -> Result<Vec<Bounce>> {
+    (0..n)
+        .map(|_| {
+            Bounce::new(len, backing).ok_or_else(|| {
+                Error::os(Op::Pager, Errno::NOMEM)
+                    .detail(detail.clone())
+                    .hint(hint)
+            })
+        })
+        .collect()
+}
+
+/// The error for a userfaultfd that cannot be opened.
+fn open_error(e: Errno) -> Error {
+    let err = Error::os(Op::Pager, e);
+    if e == Errno::PERM || e == Errno::ACCESS {
+        let sysctl = std::fs::read_to_string("/proc/sys/vm/unprivileged_userfaultfd")
+            .map(|s| s.trim().to_string())
+            .unwrap_or_else(|_| "?".into());
+        return err
+            .detail(format!(
+                "this process may not use userfaultfd (vm.unprivileged_userfaultfd = {sysctl}, \
+                 no access to /dev/userfaultfd)"
+            ))
+            .hint(
+                "run as root or with CAP_SYS_PTRACE; or `sysctl vm.unprivileged_userfaultfd=1`; \
+                 or grant access to /dev/userfaultfd (its group, or an ACL); \
+                 or accept user-mode faults only with PagerOptions::user_mode_only(true)",
+            );
+    }
+    if e == Errno::NOSYS {
+        return err.detail("this kernel has no userfaultfd (CONFIG_USERFAULTFD off)".to_string());
+    }
+    err
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pager::{FileSource, FnSource};
+
+    fn layout(pages: usize, page: usize) -> Layout {
+        Layout {
+            base: 0,
+            pages,
+            page,
+            backing: Backing::Base,
+            wp: false,
+        }
+    }
+
+    #[test]
+    fn a_file_is_read_ahead_1_mib_by_default_other_sources_32_pages() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("data");
+        std::fs::write(&path, vec![1u8; 1 << 20]).unwrap();
+        let file = FileSource::open(&path).unwrap();
+        let made = FnSource::new(1 << 30, |_, _| {});
+        let base = layout(100_000, 4096);
+        let opts = PagerOptions::new();
+        assert_eq!(opts.limits(&file, &base).readahead, 256);
+        assert_eq!(opts.limits(&made, &base).readahead, DEFAULT_READAHEAD);
+        // With 2 MiB pages a 1 MiB hint is under a page: the default, clamped to 16 MiB.
+        assert_eq!(opts.limits(&file, &layout(1000, 2 << 20)).readahead, 8);
+        // The option wins over the hint.
+        let sixteen = PagerOptions::new().readahead(16).limits(&file, &base);
+        assert_eq!(sixteen.readahead, 16);
+    }
+
+    #[test]
+    fn limits_are_clamped_to_what_can_be_used() {
+        let made = FnSource::new(1 << 30, |_, _| {});
+        let small = layout(10, 4096);
+        let all = PagerOptions::new()
+            .readahead(1000)
+            .threads(5000)
+            .budget(u64::MAX)
+            .limits(&made, &small);
+        let want = Limits {
+            readahead: 10,
+            budget: Some(10),
+            threads: 10,
+            prefetch: false,
+            batch: false,
+            read_only: true,
+        };
+        assert_eq!(all, want);
+        let tiny = PagerOptions::new().budget(1).limits(&made, &small);
+        assert_eq!(
+            (tiny.budget, tiny.readahead, tiny.prefetch),
+            (Some(1), 1, false)
+        );
+        let free = PagerOptions::new().limits(&made, &layout(1000, 4096));
+        assert_eq!((free.budget, free.threads, free.prefetch), (None, 1, true));
+        assert!(free.batch && !free.read_only);
+        let mut writable = layout(10, 4096);
+        writable.wp = true;
+        let written = PagerOptions::new().budget(1).limits(&made, &writable);
+        assert!(!written.batch && !written.read_only);
     }
 }

@@ -26,105 +26,21 @@
 //! buffers with the `unsafe` `UFFDIO_COPY`.
 #![allow(unsafe_code)]
 
-use std::collections::{HashMap, VecDeque};
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 use rustix::io::Errno;
 
-use super::fill::{copies_direct, direct_source};
-use super::handler::{Bounce, Shared, FAILED, PRESENT, REFERENCED};
-use super::huge;
+use super::bounce::Bounce;
+use super::fill::{copies_direct, direct_source, place};
+use super::state::{
+    lock, Job, Marker, Prefetch, Shared, INFLIGHT, MARKER, PRESENT, REFERENCED, TAKEN, WAITED,
+};
 
-/// A prefetch of this page is queued or running.
-pub(crate) const INFLIGHT: u8 = 16;
-/// A thread faulted on this page while it was `INFLIGHT`: wake it once the page is in.
-pub(crate) const WAITED: u8 = 32;
-/// The first page of a prefetched window, kept aside: its fault queues the next window.
-pub(crate) const MARKER: u8 = 64;
-/// Bits that mean "someone fills this page, or has": a fill's run stops at them.
-pub(crate) const TAKEN: u8 = PRESENT | FAILED | INFLIGHT | MARKER;
 /// The most markers kept aside; past this a window's first page is installed at once
 /// (and its chain of windows ends there).
 const MAX_MARKERS: usize = 1024;
-
-/// A window to fetch: pages `first..first + n`, of a window of `window` pages (`n` is
-/// less when the window was clipped at the end or at a page someone else fills).
-#[derive(Debug, Clone, Copy)]
-struct Job {
-    first: usize,
-    n: usize,
-    window: usize,
-}
-
-impl Job {
-    /// The window after this one's successor (two are in flight ahead of the reader):
-    /// where it starts and how large it is.
-    fn after_next(&self, cap: usize) -> (usize, usize) {
-        let next = (self.window * 2).min(cap);
-        (self.first + self.window + next, (next * 2).min(cap))
-    }
-}
-
-/// A window's first page, kept aside until the reader reaches it.
-#[derive(Debug)]
-struct Marker {
-    /// The page's bytes, or none where pages are copied straight from the source's
-    /// view: a huge page is then not read twice (once for the marker, once for the
-    /// window), nor its 2 MiB allocated and zeroed, and the view is copied from when the
-    /// reader arrives.
-    bytes: Option<Box<[u8]>>,
-    /// Where the window to queue when the reader gets here starts (two windows ahead:
-    /// the next one is in flight already).
-    next: usize,
-    /// Its size.
-    window: usize,
-}
-
-#[derive(Debug, Default)]
-struct Queue {
-    jobs: VecDeque<Job>,
-    stop: bool,
-}
-
-/// Counters of the asynchronous read-ahead, behind `PagerStats`.
-#[derive(Debug, Default)]
-pub(crate) struct PrefetchCounters {
-    pub(crate) pages: AtomicU64,
-    pub(crate) waits: AtomicU64,
-    pub(crate) errors: AtomicU64,
-}
-
-/// The asynchronous read-ahead's state, shared by handlers and prefetch threads.
-#[derive(Debug)]
-pub(crate) struct Prefetch {
-    queue: Mutex<Queue>,
-    ready: Condvar,
-    markers: Mutex<HashMap<usize, Marker>>,
-    pub(crate) counters: PrefetchCounters,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-impl Prefetch {
-    pub(crate) fn new() -> Prefetch {
-        Prefetch {
-            queue: Mutex::new(Queue::default()),
-            ready: Condvar::new(),
-            markers: Mutex::new(HashMap::new()),
-            counters: PrefetchCounters::default(),
-        }
-    }
-
-    /// Stop the prefetch threads: each finishes the read it is in, then exits.
-    pub(crate) fn stop(&self) {
-        lock(&self.queue).stop = true;
-        self.ready.notify_all();
-    }
-}
 
 /// Queue the window of up to `window` pages from `start` (clipped at the region's end
 /// and at the first page someone else fills), marking its pages `INFLIGHT`.
@@ -341,7 +257,7 @@ fn install(shared: &Shared, pf: &Prefetch, job: Job, src: *mut u8, marker: Optio
         // SAFETY: `src` holds the window: this thread's buffer with no reference into it
         // live, or the source file's read-only view; the destination lies in our region,
         // and its pages are `INFLIGHT`: missing, and filled by nobody else.
-        let r = unsafe { huge::place(shared, dst, src.add(done), len - done, false) };
+        let r = unsafe { place(shared, dst, src.add(done), len - done, false) };
         let k = match r {
             Ok(k) => k,
             Err(Errno::EXIST) => {

@@ -1,5 +1,6 @@
 //! The [`Pager`]: a region of memory whose pages are read from a [`Source`] on first
-//! touch, served by handler threads through `userfaultfd(2)`.
+//! touch, served by handler threads through `userfaultfd(2)`, and what it lends, counts
+//! and flushes. [`PagerOptions::build`](super::PagerOptions::build) makes it.
 //!
 //! See the [module docs](super) for the example and the safety model.
 //!
@@ -16,212 +17,12 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use rustix::io::Errno;
-
-use super::handler::{self, Bounce, Shared, DIRTY, FAILED, PRESENT};
-use super::huge::{self, Backing};
-use super::options::{
-    PagerOptions, DEFAULT_READAHEAD, MAX_READAHEAD_BYTES, MAX_THREADS, PREFETCH_THREADS,
-};
-use super::readahead::{self, Prefetch};
+use super::huge::{Backing, Region};
+use super::source::Source;
+use super::state::{Shared, DIRTY, FAILED, PRESENT};
 use super::writeback;
-use super::Source;
-use crate::sys::uffd::{Opened, Uffd, FEATURE_POISON};
-use crate::{Error, ErrorKind, Op, Result};
-
-impl PagerOptions {
-    /// Reserve the region, open and register the userfaultfd, start the handlers.
-    ///
-    /// # Errors
-    ///
-    /// - `Op::Pager`, `EPERM`, when this process may not use userfaultfd; the hint names
-    ///   the three ways to allow it.
-    /// - `Op::Map` when the region cannot be reserved; `Op::Pager` with the errno when
-    ///   the handshake or registration fails.
-    pub fn build(&self, source: Arc<dyn Source>) -> Result<Pager> {
-        let page = crate::sys::page_size();
-        let len = source.len();
-        let mapped = usize::try_from(len)
-            .ok()
-            .and_then(|l| l.checked_next_multiple_of(page))
-            .ok_or_else(|| {
-                Error::new(Op::Pager, ErrorKind::LengthOverflow)
-                    .at(0, len)
-                    .detail(format!(
-                        "{} does not fit the address space",
-                        source.describe()
-                    ))
-            })?;
-        if mapped == 0 {
-            return Ok(Pager {
-                region: None,
-                backing_note: None,
-                len: 0,
-                source,
-                read_only: false,
-                threads: Vec::new(),
-                stop: None,
-            });
-        }
-        let want = FEATURE_POISON | huge::features(self.huge_pages);
-        let uffd = Uffd::open(want, self.user_mode_only).map_err(open_error)?;
-        let plain = if self.budget.is_some() {
-            Err("a pager with a budget uses 4 KiB pages (eviction works page by page)")
-        } else if source.writable() {
-            Err("a writable source is paged in 4 KiB pages (write-back tracks dirty pages)")
-        } else {
-            Ok(())
-        };
-        let reserved = huge::reserve(self.huge_pages, mapped, plain, uffd.features)?;
-        let (ptr, mapped, page, backing) =
-            (reserved.ptr, reserved.len, reserved.page, reserved.backing);
-        let region = Region { ptr, len: mapped };
-        // SAFETY: the range is the mapping just made; naming changes no memory. A kernel
-        // without CONFIG_ANON_VMA_NAME refuses, and the region stays unnamed.
-        let _ = unsafe { crate::sys::set_anon_name(ptr.as_ptr(), mapped, c"mmkit pager") };
-        // Dirty tracking for a source that takes write-back: write-protect faults.
-        let mut wp = source.writable();
-        let mut reg = uffd.register(ptr.as_ptr() as usize, mapped, wp);
-        if reg == Err(Errno::INVAL) && wp {
-            // A kernel without anonymous write-protect: write back every present page.
-            wp = false;
-            reg = uffd.register(ptr.as_ptr() as usize, mapped, false);
-        }
-        reg.map_err(|e| {
-            Error::os(Op::Pager, e).at(0, mapped as u64).detail(format!(
-                "UFFDIO_REGISTER: {}",
-                crate::error::errno_label(e.raw_os_error())
-            ))
-        })?;
-        let (stop_r, stop_w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
-            .map_err(|e| Error::os(Op::Pager, e))?;
-        let pages = mapped / page;
-        // Every user number clamped to what can be used, before it sizes anything.
-        let budget = self
-            .budget
-            .map(|b| (usize::try_from(b).unwrap_or(usize::MAX) / page).clamp(1, pages));
-        let wanted = self.readahead.unwrap_or_else(|| {
-            source
-                .readahead_hint()
-                .map_or(DEFAULT_READAHEAD, |b| (b / page).max(1))
-        });
-        let readahead = wanted
-            .min(pages)
-            .min(budget.unwrap_or(pages))
-            .min(MAX_READAHEAD_BYTES / page)
-            .max(1);
-        let threads = self.threads.clamp(1, MAX_THREADS.min(pages));
-        // One read-ahead buffer a handler, allocated here so a refusal is an error.
-        let bounce_len = readahead * page;
-        let mut bounces = Vec::with_capacity(threads);
-        for _ in 0..threads {
-            bounces.push(Bounce::new(bounce_len, backing).ok_or_else(|| {
-                Error::os(Op::Pager, Errno::NOMEM)
-                    .detail(format!(
-                        "a {bounce_len}-byte read-ahead buffer for each of {threads} handler threads"
-                    ))
-                    .hint("lower the read-ahead window or the number of handler threads")
-            })?);
-        }
-        // Asynchronous read-ahead: two threads, a window's buffer each.
-        let prefetching = self.async_readahead
-            && budget.is_none()
-            && readahead >= 4
-            && source.reads_out_of_order();
-        let mut prefetch_bounces = Vec::new();
-        for _ in 0..if prefetching { PREFETCH_THREADS } else { 0 } {
-            prefetch_bounces.push(Bounce::new(bounce_len, backing).ok_or_else(|| {
-                Error::os(Op::Pager, Errno::NOMEM)
-                    .detail(format!(
-                        "a {bounce_len}-byte buffer for each prefetch thread"
-                    ))
-                    .hint("lower the read-ahead window, or turn off async_readahead")
-            })?);
-        }
-        let shared = Arc::new(Shared::new(
-            Arc::clone(&source),
-            uffd,
-            ptr.as_ptr() as usize,
-            pages,
-            page,
-            stop_r,
-            readahead,
-            budget,
-            wp,
-            prefetching.then(Prefetch::new),
-            backing,
-        ));
-        let mut pager = Pager {
-            region: Some((region, Arc::clone(&shared))),
-            backing_note: reserved.note,
-            len: len as usize,
-            source,
-            read_only: budget.is_some() && !wp,
-            threads: Vec::new(),
-            stop: Some(stop_w),
-        };
-        for (i, bounce) in bounces.into_iter().enumerate() {
-            let s = Arc::clone(&shared);
-            let t = std::thread::Builder::new()
-                .name(format!("mmkit-pager-{i}"))
-                .spawn(move || handler::serve(s, bounce))
-                .map_err(|e| {
-                    Error::io(Op::Pager, &e).detail(format!("spawn handler thread: {e}"))
-                })?;
-            pager.threads.push(t);
-        }
-        for (i, bounce) in prefetch_bounces.into_iter().enumerate() {
-            let s = Arc::clone(&shared);
-            let t = std::thread::Builder::new()
-                .name(format!("mmkit-prefetch-{i}"))
-                .spawn(move || readahead::serve(s, bounce))
-                .map_err(|e| {
-                    Error::io(Op::Pager, &e).detail(format!("spawn prefetch thread: {e}"))
-                })?;
-            pager.threads.push(t);
-        }
-        Ok(pager)
-    }
-}
-
-/// The error for a userfaultfd that cannot be opened.
-pub(crate) fn open_error(e: Errno) -> Error {
-    let err = Error::os(Op::Pager, e);
-    if e == Errno::PERM || e == Errno::ACCESS {
-        let sysctl = std::fs::read_to_string("/proc/sys/vm/unprivileged_userfaultfd")
-            .map(|s| s.trim().to_string())
-            .unwrap_or_else(|_| "?".into());
-        return err
-            .detail(format!(
-                "this process may not use userfaultfd (vm.unprivileged_userfaultfd = {sysctl}, \
-                 no access to /dev/userfaultfd)"
-            ))
-            .hint(
-                "run as root or with CAP_SYS_PTRACE; or `sysctl vm.unprivileged_userfaultfd=1`; \
-                 or grant access to /dev/userfaultfd (its group, or an ACL); \
-                 or accept user-mode faults only with PagerOptions::user_mode_only(true)",
-            );
-    }
-    if e == Errno::NOSYS {
-        return err.detail("this kernel has no userfaultfd (CONFIG_USERFAULTFD off)".to_string());
-    }
-    err
-}
-
-/// The reserved memory, unmapped on drop.
-#[derive(Debug)]
-struct Region {
-    ptr: NonNull<u8>,
-    len: usize,
-}
-
-impl Drop for Region {
-    fn drop(&mut self) {
-        // SAFETY: our own mapping; whoever owns the region drops it only once no borrow
-        // of it is live and no handler thread runs.
-        let _ = unsafe { crate::sys::munmap(self.ptr, self.len) };
-    }
-}
+use crate::error::{Error, ErrorKind, Op, Result};
+use crate::sys::uffd::Opened;
 
 /// What a pager has done so far. All counts since it was built.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -266,9 +67,9 @@ pub struct PagerStats {
 
 /// A region of memory paged in from a [`Source`] by `userfaultfd` handler threads.
 ///
-/// Built with [`PagerOptions::build`]. See the [module docs](super) for the safety model:
-/// why [`as_slice`](Pager::as_slice) is safe, and when to use
-/// [`read_at`](Pager::read_at) instead.
+/// Built with [`PagerOptions::build`](super::PagerOptions::build). See the
+/// [module docs](super) for the safety model: why [`as_slice`](Pager::as_slice) is
+/// safe, and when to use [`read_at`](Pager::read_at) instead.
 pub struct Pager {
     /// `None` for an empty source (nothing mapped, no handler).
     region: Option<(Region, Arc<Shared>)>,
@@ -301,8 +102,61 @@ impl std::fmt::Debug for Pager {
 }
 
 impl Pager {
+    /// The pager of an empty source: nothing mapped, no handler.
+    pub(super) fn empty(source: Arc<dyn Source>) -> Pager {
+        Pager {
+            region: None,
+            backing_note: None,
+            len: 0,
+            source,
+            read_only: false,
+            threads: Vec::new(),
+            stop: None,
+        }
+    }
+
+    /// The pager of `region`, served through `shared`, before its threads start;
+    /// dropping it stops the threads started (closing `stop`), then unmaps. `read_only`:
+    /// [`as_mut_slice`](Pager::as_mut_slice) fails.
+    pub(super) fn new(
+        region: Region,
+        shared: Arc<Shared>,
+        backing_note: Option<String>,
+        stop: OwnedFd,
+        read_only: bool,
+    ) -> Pager {
+        let source = Arc::clone(&shared.source);
+        Pager {
+            // `build` checked that the source's length fits the address space.
+            len: source.len() as usize,
+            read_only,
+            region: Some((region, shared)),
+            backing_note,
+            source,
+            threads: Vec::new(),
+            stop: Some(stop),
+        }
+    }
+
+    /// Start the `what` thread named `name` running `body`; it is stopped and joined on
+    /// drop.
+    pub(super) fn spawn(
+        &mut self,
+        what: &str,
+        name: String,
+        body: impl FnOnce() + Send + 'static,
+    ) -> Result<()> {
+        let t = std::thread::Builder::new()
+            .name(name)
+            .spawn(body)
+            .map_err(|e| Error::io(Op::Pager, &e).detail(format!("spawn {what} thread: {e}")))?;
+        self.threads.push(t);
+        Ok(())
+    }
+
     /// What the region is made of: 4 KiB pages, or the huge pages
-    /// [`PagerOptions::huge_pages`] asked for when the machine has them.
+    /// [`PagerOptions::huge_pages`](super::PagerOptions::huge_pages) asked for when the
+    /// machine has them.
     pub fn backing(&self) -> Backing {
         self.region
             .as_ref()
@@ -523,14 +377,16 @@ impl Pager {
         })
     }
 
-    /// The largest read-ahead window, in pages, as [`build`](PagerOptions::build) settled
-    /// it: the option or the source's hint, clamped (0 for an empty source).
+    /// The largest read-ahead window, in pages, as
+    /// [`build`](super::PagerOptions::build) settled it: the option or the source's
+    /// hint, clamped (0 for an empty source).
     pub fn readahead(&self) -> usize {
         self.region.as_ref().map_or(0, |(_, s)| s.readahead)
     }
 
     /// Whether sequential scans fetch their next window in the background
-    /// ([`PagerOptions::async_readahead`], and no budget, and a window of 4 pages or more).
+    /// ([`PagerOptions::async_readahead`](super::PagerOptions::async_readahead), and no
+    /// budget, and a window of 4 pages or more).
     pub fn async_readahead(&self) -> bool {
         self.region
             .as_ref()

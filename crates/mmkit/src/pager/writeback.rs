@@ -11,9 +11,8 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
 
-use super::budget::evict_lock;
-use super::handler::{panic_text, Shared, DIRTY, PRESENT};
-use crate::{Error, Op, Result};
+use super::state::{panic_text, Shared, DIRTY, PRESENT};
+use crate::error::{Error, Op, Result};
 
 /// The first write to a write-protected page: mark it dirty, then lift the protection
 /// (which wakes the writer).
@@ -21,7 +20,7 @@ pub(crate) fn write_fault(shared: &Shared, addr: usize) {
     let page = shared.page;
     let i = (addr - shared.base) / page;
     let start = shared.base + i * page;
-    let _evict = evict_lock(shared);
+    let _evict = shared.evict_lock();
     if shared.state[i].load(Ordering::Acquire) & PRESENT == 0 {
         // Evicted while the write waited: it runs again and faults as missing.
         let _ = shared.uffd.wake(start, page);
@@ -42,7 +41,7 @@ pub(crate) fn write_fault(shared: &Shared, addr: usize) {
 pub(crate) fn flush(shared: &Shared, len: usize) -> Result<()> {
     let _one = shared.flushing.lock().unwrap_or_else(|p| p.into_inner());
     // No eviction while pages are cleaned and copied out.
-    let _evict = evict_lock(shared);
+    let _evict = shared.evict_lock();
     let page = shared.page;
     let is_dirty = |i: usize| {
         let s = shared.state[i].load(Ordering::Acquire);

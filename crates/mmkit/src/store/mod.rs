@@ -10,6 +10,13 @@
 //!   checksummed, updated in place through two slots so that a torn update is never read
 //!   back.
 //!
+//! The three open and answer the same way. Options take `&mut self` setters and end in
+//! `open(path)`, a handle that reads and writes, or `open_read_only(path)`, one that
+//! only reads: [`ReadOnlyLog`], [`ReadOnlyKv`], [`ReadOnlyRecordFile`] (redb's
+//! `ReadOnlyDatabase`; the writable handle derefs to its read-only one, as memmap2's
+//! `MmapMut` reads like its `Mmap`). `check()` returns a [`CheckReport`], `stats()` the
+//! store's `…Stats`, and `recovery_report()` a `&`[`RecoveryReport`].
+//!
 //! Where they stand beside Tencent MMKV, the store mobile apps map their settings with.
 //! The MMKV column was measured, not read from its docs: MMKV 2.4.2 (commit `ad7657ef`)
 //! built from its own source with its POSIX CMake build and default configuration
@@ -67,8 +74,9 @@
 //! the mapping is copied (or checksummed in place, and then copied) before it is
 //! trusted, a length is checked against the committed end before it is used, and bytes
 //! are written only past the committed end, where no reader looks. The shared header's
-//! counters are atomics formed over the mapping inside a guarded access.
-#![allow(unsafe_code)]
+//! counters are atomics formed over the mapping inside a guarded access. `unsafe` is
+//! allowed only in the files that use it, each with its own `# Safety` paragraph:
+//! `log/{append,bulk,inspect,maps,open,read}.rs`, `kv/{index,mod}.rs`.
 
 mod file;
 pub(crate) mod format;
@@ -80,9 +88,16 @@ mod records;
 mod space;
 pub(crate) mod storage;
 
-pub use kv::{Batch, CompactReport, Kv, KvOptions, KvStats};
-pub use log::{CheckReport, Damage, Entry, Iter, Log, LogOptions, LogStats, RecoveryReport, Tail};
-pub use records::{RecordCheck, RecordFile, RecordFileOptions};
+pub use kv::{Batch, CompactReport, Kv, KvOptions, KvStats, ReadOnlyKv};
+pub use log::{
+    CheckReport, Damage, Entry, Iter, Log, LogOptions, LogStats, ReadOnlyLog, RecoveryReport, Tail,
+};
+pub use records::{ReadOnlyRecordFile, RecordFile, RecordFileOptions, RecordFileStats};
+
+/// What [`ReadOnlyRecordFile::check`] found: now the one [`CheckReport`] of the three
+/// stores.
+#[deprecated(note = "record files' check returns a CheckReport")]
+pub type RecordCheck = CheckReport;
 
 /// A record's sequence number: 1 for the first record a log ever held, then one more for
 /// each record appended. Never reused, also after [`Log::truncate_before`].

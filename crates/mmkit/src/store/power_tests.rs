@@ -188,21 +188,7 @@ fn check_log_image(
     ctx: &str,
     tally: &mut Tally,
 ) {
-    let read = || -> crate::Result<Vec<(Seq, Vec<u8>)>> {
-        let log = LogOptions::new().read_only().open(img)?;
-        // A read-only check calls a torn write what it is, not damage.
-        let check = log.check()?;
-        if !check.damage.is_empty() {
-            return Err(
-                crate::Error::new(crate::Op::Recover, crate::ErrorKind::Corrupt)
-                    .detail(format!("check found damage: {check:?}")),
-            );
-        }
-        log.iter()
-            .map(|e| e.and_then(|e| Ok((e.seq(), e.read()?))))
-            .collect()
-    };
-    let seen = match read() {
+    let seen = match read_as_reader(img) {
         Ok(seen) => seen,
         Err(e) => {
             tally.refused += 1;
@@ -217,11 +203,7 @@ fn check_log_image(
         }
     };
     tally.torn_cut += u64::from(log.recovery_report().cut.is_some());
-    let kept: Vec<(Seq, Vec<u8>)> = log
-        .iter()
-        .map(|e| e.and_then(|e| Ok((e.seq(), e.read()?))))
-        .collect::<crate::Result<_>>()
-        .unwrap_or_else(|e| panic!("{ctx}: reading the recovered log: {e}"));
+    let kept = records_of(&log).unwrap_or_else(|e| panic!("{ctx}: reading the recovered log: {e}"));
     let report = log.recovery_report().to_string();
     drop(log);
     // The reader trusts the image's header, which may be older than the records a
@@ -255,6 +237,27 @@ fn check_log_image(
         Ok(again) => tally.fail(format!("{ctx}: reopened: {}", again.recovery_report())),
         Err(e) => tally.fail(format!("{ctx}: reopened: {e}")),
     }
+}
+
+/// The records of a log image as a reader sees them, after a check that found no
+/// damage (a read-only check calls a torn write what it is, not damage).
+fn read_as_reader(img: &Path) -> crate::Result<Vec<(Seq, Vec<u8>)>> {
+    let log = LogOptions::new().open_read_only(img)?;
+    let check = log.check()?;
+    if !check.damage.is_empty() {
+        return Err(
+            crate::Error::new(crate::Op::Recover, crate::ErrorKind::Corrupt)
+                .detail(format!("check found damage: {check:?}")),
+        );
+    }
+    records_of(&log)
+}
+
+/// Every record of `log`, with its number.
+fn records_of(log: &super::ReadOnlyLog) -> crate::Result<Vec<(Seq, Vec<u8>)>> {
+    log.iter()
+        .map(|e| e.and_then(|e| Ok((e.seq(), e.read()?))))
+        .collect()
 }
 
 /// Check the records one view of an image holds.
@@ -396,15 +399,18 @@ fn power_loss_never_loses_an_acknowledged_put_nor_half_a_batch_nor_wedges_the_lo
 
 type Pairs = HashMap<Vec<u8>, Vec<u8>>;
 
-/// Open `img` with `opts` on another thread, within a time limit: a lock word left
-/// held must not make an open wait forever.
-fn open_kv_within(img: &Path, opts: KvOptions) -> Result<Pairs, String> {
+/// Open `img` with `opts` (for writing, or read-only) on another thread, within a time
+/// limit: a lock word left held must not make an open wait forever.
+fn open_kv_within(img: &Path, opts: KvOptions, write: bool) -> Result<Pairs, String> {
     let (tx, rx) = mpsc::channel();
     let path = img.to_path_buf();
     std::thread::spawn(move || {
-        let all = opts
-            .open(&path)
-            .and_then(|kv| kv.iter()?.collect::<crate::Result<Pairs>>());
+        let pairs = |kv: &super::ReadOnlyKv| kv.iter()?.collect::<crate::Result<Pairs>>();
+        let all = if write {
+            opts.open(&path).and_then(|kv| pairs(&kv))
+        } else {
+            opts.open_read_only(&path).and_then(|kv| pairs(&kv))
+        };
         let _ = tx.send(all.map_err(|e| e.to_string()));
     });
     rx.recv_timeout(Duration::from_secs(20))
@@ -412,9 +418,8 @@ fn open_kv_within(img: &Path, opts: KvOptions) -> Result<Pairs, String> {
 }
 
 fn check_kv_image(img: &Path, k: u64, puts: &[Put], ctx: &str, tally: &mut Tally) {
-    let mut reader = KvOptions::new();
-    reader.read_only();
-    let seen = match open_kv_within(img, reader) {
+    let reader = KvOptions::new();
+    let seen = match open_kv_within(img, reader, false) {
         Ok(seen) => seen,
         Err(e) => {
             tally.refused += 1;
@@ -423,7 +428,7 @@ fn check_kv_image(img: &Path, k: u64, puts: &[Put], ctx: &str, tally: &mut Tally
     };
     let mut writer = KvOptions::new();
     writer.durability(Durability::Sync).compact_below(0.0, 0);
-    let kept = match open_kv_within(img, writer) {
+    let kept = match open_kv_within(img, writer, true) {
         Ok(kept) => kept,
         Err(e) => {
             tally.refused += 1;
@@ -498,11 +503,11 @@ fn power_loss_leaves_every_record_of_a_record_file_old_or_new_never_torn() {
     use super::{RecordFile, RecordFileOptions};
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("records");
-    let opts = RecordFileOptions::new().durability(Durability::Sync);
-    drop(RecordFile::<[u64; 40]>::open(&path, opts).unwrap());
+    let opts = *RecordFileOptions::new().durability(Durability::Sync);
+    drop(opts.open::<[u64; 40]>(&path).unwrap());
     crash::install(|_| true);
     crash::assume_durable(&std::fs::File::open(&path).unwrap());
-    let mut file = RecordFile::<[u64; 40]>::open(&path, opts).unwrap();
+    let mut file: RecordFile<[u64; 40]> = opts.open(&path).unwrap();
     let mut rng = XorShift::new(0x2ec0);
     let mut updates = Vec::new();
     for op in 1..=160u64 {
@@ -530,7 +535,7 @@ fn power_loss_leaves_every_record_of_a_record_file_old_or_new_never_torn() {
             tally.cuts += 1;
             std::fs::write(&img, &bytes).unwrap();
             let ctx = format!("cut at call {k} ({:?}), {loss:?}", image.event);
-            let file = match RecordFile::<[u64; 40]>::open(&img, opts) {
+            let file = match opts.open::<[u64; 40]>(&img) {
                 Ok(f) => f,
                 Err(e) => {
                     tally.refused += 1;
@@ -538,40 +543,52 @@ fn power_loss_leaves_every_record_of_a_record_file_old_or_new_never_torn() {
                     continue;
                 }
             };
-            for i in 0..30 {
-                let mine: Vec<&Update> = updates.iter().filter(|u| u.index == i).collect();
-                let floor = mine.iter().filter(|u| u.acked <= *k).map(|u| u.value).max();
-                let got = match file.get(i) {
-                    Ok(got) => got,
-                    Err(e) => {
-                        tally.wrong += 1;
-                        tally.fail(format!("{ctx}: record {i}: {e}"));
-                        continue;
-                    }
-                };
-                if floor.is_some() {
-                    tally.acked_checked += 1;
-                }
-                match got {
-                    None if floor.is_some() => {
-                        tally.lost += 1;
-                        tally.fail(format!("{ctx}: acknowledged record {i} lost"));
-                    }
-                    None => {}
-                    Some(v) => {
-                        let whole = v.iter().all(|&x| x == v[0]);
-                        let written = mine.iter().any(|u| u.value == v[0] && u.began <= *k);
-                        if !whole || !written || Some(v[0]) < floor {
-                            tally.wrong += 1;
-                            tally.fail(format!(
-                                "{ctx}: record {i} reads {} (acknowledged {floor:?})",
-                                v[0]
-                            ));
-                        }
-                    }
+            check_record_image(&file, &updates, *k, &ctx, &mut tally);
+        }
+    }
+    tally.assert_clean("record file, Sync");
+}
+
+/// Check every record of one image of the record file against the updates made: an
+/// acknowledged value or a newer one, never lost, never torn.
+fn check_record_image(
+    file: &super::ReadOnlyRecordFile<[u64; 40]>,
+    updates: &[Update],
+    k: u64,
+    ctx: &str,
+    tally: &mut Tally,
+) {
+    for i in 0..30 {
+        let mine: Vec<&Update> = updates.iter().filter(|u| u.index == i).collect();
+        let floor = mine.iter().filter(|u| u.acked <= k).map(|u| u.value).max();
+        let got = match file.get(i) {
+            Ok(got) => got,
+            Err(e) => {
+                tally.wrong += 1;
+                tally.fail(format!("{ctx}: record {i}: {e}"));
+                continue;
+            }
+        };
+        if floor.is_some() {
+            tally.acked_checked += 1;
+        }
+        match got {
+            None if floor.is_some() => {
+                tally.lost += 1;
+                tally.fail(format!("{ctx}: acknowledged record {i} lost"));
+            }
+            None => {}
+            Some(v) => {
+                let whole = v.iter().all(|&x| x == v[0]);
+                let written = mine.iter().any(|u| u.value == v[0] && u.began <= k);
+                if !whole || !written || Some(v[0]) < floor {
+                    tally.wrong += 1;
+                    tally.fail(format!(
+                        "{ctx}: record {i} reads {} (acknowledged {floor:?})",
+                        v[0]
+                    ));
                 }
             }
         }
     }
-    tally.assert_clean("record file, Sync");
 }

@@ -3,7 +3,7 @@
 
 use object_store::Error as StoreError;
 
-use crate::{Error, ErrorKind, Op};
+use crate::error::{Error, ErrorKind, Op};
 
 /// `e` from `url` during `op`, as an [`Error`] naming the URL and the cause.
 pub(super) fn store_error(op: Op, url: &str, e: &StoreError) -> Error {

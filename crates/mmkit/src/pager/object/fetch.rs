@@ -9,8 +9,8 @@ use futures::stream::{self, StreamExt, TryStreamExt};
 use object_store::{GetOptions, GetResult, ObjectMeta};
 
 use super::error::store_error;
-use super::ObjectSource;
-use crate::{Error, ErrorKind, Op, Result};
+use super::source::ObjectSource;
+use crate::error::{Error, ErrorKind, Op, Result};
 
 /// Fetch `range` (inside the object) with one ranged `GET`, checked.
 async fn get(src: &ObjectSource, range: Range<u64>) -> Result<Bytes> {

@@ -16,8 +16,9 @@ use object_store::{
 use url::Url;
 
 use super::error::store_error;
-use super::{ObjectOptions, ObjectSource};
-use crate::{Error, ErrorKind, Op, Result};
+use super::options::ObjectOptions;
+use super::source::ObjectSource;
+use crate::error::{Error, ErrorKind, Op, Result};
 
 /// Open `url` as `opts` say: build the store, start the runtime, `HEAD` the object.
 pub(super) fn open(opts: &ObjectOptions, url: &str) -> Result<ObjectSource> {

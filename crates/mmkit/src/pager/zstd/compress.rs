@@ -4,7 +4,7 @@
 use std::io::{self, Read, Write};
 
 use super::index::{FOOTER_LEN, SEEKABLE_MAGIC, SEEK_TABLE_MAGIC};
-use crate::{Error, ErrorKind, Op, Result};
+use crate::error::{Error, ErrorKind, Op, Result};
 
 /// What [`compress_seekable`] wrote.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -10,7 +10,7 @@
 //! header, then each further block header once.
 
 use super::raw::Raw;
-use crate::{Error, ErrorKind, Op, Result};
+use crate::error::{Error, ErrorKind, Op, Result};
 
 /// The magic number starting a zstd frame.
 pub(super) const FRAME_MAGIC: u32 = 0xFD2F_B528;
@@ -23,6 +23,10 @@ pub(super) const SEEK_TABLE_MAGIC: u32 = 0x184D_2A5E;
 pub(super) const SEEKABLE_MAGIC: u32 = 0x8F92_EAB1;
 /// The seek table footer: frame count (4), descriptor (1), magic (4).
 pub(super) const FOOTER_LEN: u64 = 9;
+/// How many bytes at the end of a source are read in one call when looking for a seek
+/// table: the footer and, for up to about 8000 frames, the table itself. (A local file
+/// reads the footer alone.)
+const SOURCE_TAIL: u64 = 64 << 10;
 /// The longest frame header (magic 4, descriptor 1, window 1, dictionary id 4, content
 /// size 8).
 const FRAME_HEADER_MAX: usize = 18;
@@ -124,18 +128,7 @@ fn walk(raw: &Raw, measure: &dyn Fn(&Frame) -> Result<u64>) -> Result<Index> {
         let head = &head[..got];
         let magic = le32(head);
         if magic & SKIPPABLE_MASK == SKIPPABLE_BASE {
-            if got < 8 {
-                return Err(truncated(raw, coff, "a skippable frame header"));
-            }
-            coff += 8 + u64::from(le32(&head[4..]));
-            if coff > len {
-                return Err(corrupt(
-                    Op::Open,
-                    raw,
-                    coff,
-                    "truncated: a skippable frame ends past the end of the file".into(),
-                ));
-            }
+            coff = skip_frame(raw, coff, head)?;
             continue;
         }
         if magic != FRAME_MAGIC {
@@ -169,6 +162,23 @@ fn walk(raw: &Raw, measure: &dyn Fn(&Frame) -> Result<u64>) -> Result<Index> {
         seek_table: false,
         unsized_frames,
     })
+}
+
+/// Where the skippable frame at `coff`, whose first bytes are `head`, ends.
+fn skip_frame(raw: &Raw, coff: u64, head: &[u8]) -> Result<u64> {
+    if head.len() < 8 {
+        return Err(truncated(raw, coff, "a skippable frame header"));
+    }
+    let end = coff + 8 + u64::from(le32(&head[4..]));
+    if end > raw.len() {
+        return Err(corrupt(
+            Op::Open,
+            raw,
+            end,
+            "truncated: a skippable frame ends past the end of the file".into(),
+        ));
+    }
+    Ok(end)
 }
 
 /// The parsed frame header: its length and the content size, if written.
@@ -272,7 +282,14 @@ fn read_seek_table(raw: &Raw) -> Result<Option<Vec<Frame>>> {
     if len < 8 + FOOTER_LEN {
         return Ok(None);
     }
-    let tail_start = len - raw.tail_len().clamp(FOOTER_LEN, len);
+    // A local file reads the footer alone; a source, where each read may be a round
+    // trip, the table with it.
+    let tail_len = if raw.is_source() {
+        SOURCE_TAIL
+    } else {
+        FOOTER_LEN
+    };
+    let tail_start = len - tail_len.clamp(FOOTER_LEN, len);
     let mut tail = vec![0u8; (len - tail_start) as usize];
     read_exact(raw, tail_start, &mut tail, "the seek table footer")?;
     let foot = &tail[tail.len() - FOOTER_LEN as usize..];
@@ -305,9 +322,22 @@ fn read_seek_table(raw: &Raw) -> Result<Option<Vec<Frame>>> {
     if le32(table) != SEEK_TABLE_MAGIC || u64::from(le32(&table[4..])) != table_len {
         return Err(bad("its skippable frame header does not match the footer"));
     }
-    let mut frames = Vec::with_capacity(count as usize);
+    let frames = table_frames(&table[8..8 + (count * entry) as usize], entry as usize);
+    let coff = frames.last().map_or(0, |f| f.coff + f.csize);
+    if coff != start {
+        return Err(bad(&format!(
+            "its frames add up to {coff} compressed bytes, but the table starts at {start}"
+        )));
+    }
+    Ok(Some(frames))
+}
+
+/// The frames a seek table's `entries` (of `entry` bytes each: sizes, and a checksum
+/// when 12) describe, one after another from the start.
+fn table_frames(entries: &[u8], entry: usize) -> Vec<Frame> {
+    let mut frames = Vec::with_capacity(entries.len() / entry);
     let (mut coff, mut uoff) = (0u64, 0u64);
-    for e in table[8..8 + (count * entry) as usize].chunks_exact(entry as usize) {
+    for e in entries.chunks_exact(entry) {
         let (csize, usize) = (u64::from(le32(e)), u64::from(le32(&e[4..])));
         frames.push(Frame {
             coff,
@@ -319,12 +349,7 @@ fn read_seek_table(raw: &Raw) -> Result<Option<Vec<Frame>>> {
         coff += csize;
         uoff += usize;
     }
-    if coff != start {
-        return Err(bad(&format!(
-            "its frames add up to {coff} compressed bytes, but the table starts at {start}"
-        )));
-    }
-    Ok(Some(frames))
+    frames
 }
 
 #[cfg(test)]

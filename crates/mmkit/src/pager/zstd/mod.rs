@@ -14,8 +14,8 @@ pub use compress::{compress_seekable, CompressStats};
 use index::{corrupt, Frame, Index};
 use raw::{source_error, Raw};
 
-use super::source::{open_source_file, Source};
-use crate::{Error, Op, Result};
+use super::source::{open_source_file, Source, FILE_READAHEAD};
+use crate::error::{Error, Op, Result};
 
 /// Frames up to this size are decompressed whole; larger ones are read through a
 /// streaming decoder in chunks of [`CHUNK`].
@@ -407,6 +407,13 @@ impl Source for ZstdSource {
     /// read-ahead took 100 s, against 1 s in order.
     fn reads_out_of_order(&self) -> bool {
         self.index.frames.iter().all(|f| f.usize <= WHOLE_FRAME_MAX)
+    }
+
+    /// For a zstd file opened with [`open`](ZstdSource::open), a file's window (1 MiB,
+    /// see [`FileSource`](super::FileSource)); none for data read through another
+    /// source (the pager's default applies).
+    fn readahead_hint(&self) -> Option<usize> {
+        (!self.raw.is_source()).then_some(FILE_READAHEAD)
     }
 
     fn describe(&self) -> String {

@@ -12,14 +12,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::super::source::{pread_full, Source};
-use crate::{Error, Op};
+use crate::error::{Error, Op};
 
 /// How much the streaming decoder reads from a [`Source`] at a time (a file is read in
 /// zstd's own input size, about 128 KiB).
 const SOURCE_BUFFER: usize = 1 << 20;
-/// How many bytes at the end of a [`Source`] are read in one call when looking for a
-/// seek table: the footer and, for up to about 8000 frames, the table itself.
-const SOURCE_TAIL: u64 = 64 << 10;
 
 /// The compressed bytes of a `ZstdSource`.
 pub(super) enum Raw {
@@ -99,12 +96,10 @@ impl Raw {
         }
     }
 
-    /// How many bytes at the end to read at once when looking for a seek table.
-    pub(super) fn tail_len(&self) -> u64 {
-        match self {
-            Raw::File { .. } => super::index::FOOTER_LEN,
-            Raw::Source { .. } => SOURCE_TAIL,
-        }
+    /// Whether the bytes come from a [`Source`] (where each read may be a round trip),
+    /// not a local file.
+    pub(super) fn is_source(&self) -> bool {
+        matches!(self, Raw::Source { .. })
     }
 
     /// The error for a failed [`read`](Raw::read) of `len` bytes at `off` during `op`:

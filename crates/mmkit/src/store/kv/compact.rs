@@ -7,7 +7,7 @@
 use std::time::{Duration, Instant};
 
 use super::index::Index;
-use super::{Kv, KvStats, State};
+use super::{Kv, State};
 use crate::store::{Durability, Log, LogOptions};
 use crate::{Error, Op, Result};
 
@@ -39,12 +39,6 @@ impl Kv {
     /// `NoSpace` when the fresh file does not fit (the store is left as it was); the
     /// errors of `rename` and `fsync`.
     pub fn compact(&self) -> Result<CompactReport> {
-        if self.opts.read_only {
-            return Err(Error::new(Op::Append, crate::ErrorKind::Unsupported)
-                .with_path(Some(&self.path))
-                .detail("this store handle is read-only")
-                .hint("open it without read_only() to compact"));
-        }
         let mut st = self.write_lock();
         let report = self.compact_locked(&mut st)?;
         st.deferred = None;
@@ -161,32 +155,6 @@ impl Kv {
         };
         st.last_compaction = Some(report.clone());
         Ok(report)
-    }
-
-    /// Sizes and counts.
-    ///
-    /// # Errors
-    /// `fstat`'s.
-    pub fn stats(&self) -> Result<KvStats> {
-        let st = self.fresh()?;
-        let log = st.log.stats()?;
-        Ok(KvStats {
-            keys: st.index.len() as u64,
-            live_bytes: st.index.live_bytes,
-            total_bytes: log.used_bytes,
-            file_bytes: log.file_bytes,
-            allocated_bytes: log.allocated_bytes,
-            last_compaction: st.last_compaction.clone(),
-            compaction_deferred: st.deferred.as_ref().map(|(why, _)| why.clone()),
-        })
-    }
-
-    /// Verify every record of the store's file (see [`Log::check`]).
-    ///
-    /// # Errors
-    /// As [`Log::check`].
-    pub fn check(&self) -> Result<crate::store::CheckReport> {
-        self.fresh()?.log.check()
     }
 }
 

@@ -3,18 +3,27 @@
 //! key's last value is.
 //!
 //! Modules: `codec` (an operation as a record), `index` (the hash index and how it
-//! follows the log), `compact` (rewriting the live records into a fresh file).
+//! follows the log), `compact` (rewriting the live records into a fresh file),
+//! `inspect` (`check` and `stats`), `typed` (typed values).
+//!
+//! # Safety
+//!
+//! [`ReadOnlyKv::get_with`] is an `unsafe fn`: its caller promises that no process
+//! writes the store's file outside mmkit while `f` runs. No `unsafe` block here.
+#![allow(unsafe_code)]
 
 mod codec;
 mod compact;
 mod hash;
 mod index;
+mod inspect;
 mod typed;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 pub use compact::CompactReport;
+pub use inspect::KvStats;
 
 use super::{Durability, Log, LogOptions, Recovery, RecoveryReport};
 use crate::{Error, ErrorKind, Op, Result};
@@ -26,7 +35,6 @@ use index::Index;
 pub struct KvOptions {
     durability: Durability,
     create: bool,
-    read_only: bool,
     verify_reads: bool,
     compact_below: f64,
     compact_min_bytes: u64,
@@ -45,7 +53,6 @@ impl KvOptions {
         KvOptions {
             durability: Durability::Process,
             create: true,
-            read_only: false,
             verify_reads: false,
             compact_below: 0.5,
             compact_min_bytes: 4 << 20,
@@ -61,15 +68,6 @@ impl KvOptions {
     /// Whether a missing file is created (on by default).
     pub fn create(&mut self, create: bool) -> &mut Self {
         self.create = create;
-        self
-    }
-
-    /// Open for reading only: no recovery (damage is reported by [`Kv::check`] and by
-    /// reads that meet it), no writes, and only read access to the file is needed. The
-    /// handle still follows writers in other processes, and their compactions.
-    pub fn read_only(&mut self) -> &mut Self {
-        self.read_only = true;
-        self.create = false;
         self
     }
 
@@ -94,12 +92,23 @@ impl KvOptions {
     }
 
     /// Open (or create) the store at `path`. Damage anywhere in the file is skipped and
-    /// reported ([`Kv::recovery_report`]): every intact key is kept.
+    /// reported ([`ReadOnlyKv::recovery_report`]): every intact key is kept.
     ///
     /// # Errors
     /// As [`LogOptions::open`]: `NotMappable`, `Format`, `Busy`, `NoSpace`, `Os`.
     pub fn open(&self, path: impl AsRef<Path>) -> Result<Kv> {
-        Kv::open_with(path.as_ref(), self.clone())
+        ReadOnlyKv::open_with(path.as_ref(), self.clone(), true).map(|reader| Kv { reader })
+    }
+
+    /// Open the store at `path` for reading only: no recovery (damage is reported by
+    /// [`ReadOnlyKv::check`] and by reads that meet it), a handle without the methods
+    /// that write, and only read access to the file is needed. The handle still follows
+    /// writers in other processes, and their compactions. The file is never created.
+    ///
+    /// # Errors
+    /// As [`open`](Self::open); `Os` with `ENOENT` for a missing file.
+    pub fn open_read_only(&self, path: impl AsRef<Path>) -> Result<ReadOnlyKv> {
+        ReadOnlyKv::open_with(path.as_ref(), self.clone(), false)
     }
 }
 
@@ -129,25 +138,62 @@ impl KvOptions {
 /// assert_eq!(kv.get(b"theme")?, None);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
+///
+/// Every method of [`ReadOnlyKv`] (the reads, `check`, `stats`, the recovery report) is
+/// a `Kv`'s too, through `Deref`.
 pub struct Kv {
+    reader: ReadOnlyKv,
+}
+
+/// A key-value store opened for reading only ([`KvOptions::open_read_only`]): it reads,
+/// follows other processes' writes and compactions, checks and counts, and has no
+/// method that writes. A [`Kv`] derefs to one.
+///
+/// ```compile_fail
+/// let dir = tempfile::tempdir()?;
+/// let path = dir.path().join("settings.kv");
+/// drop(mmkit::store::Kv::open(&path)?);
+/// let reader = mmkit::store::KvOptions::new().open_read_only(&path)?;
+/// reader.put(b"theme", b"dark")?; // a read-only store has no `put`
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct ReadOnlyKv {
     path: PathBuf,
     opts: KvOptions,
+    /// Whether the store's log is opened for writing (a [`Kv`]'s), also when it is
+    /// opened again after another process compacted the store.
+    write: bool,
+    /// What opening found.
+    recovered: RecoveryReport,
     state: RwLock<State>,
 }
 
 struct State {
     log: Arc<Log>,
     index: Index,
-    recovered: RecoveryReport,
     last_compaction: Option<CompactReport>,
     /// An automatic compaction that could not run: why, and the log's size then (it is
     /// tried again once the log has grown by a quarter).
     deferred: Option<(String, u64)>,
 }
 
+impl std::ops::Deref for Kv {
+    type Target = ReadOnlyKv;
+
+    fn deref(&self) -> &ReadOnlyKv {
+        &self.reader
+    }
+}
+
 impl std::fmt::Debug for Kv {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Kv")
+        self.reader.fmt(f)
+    }
+}
+
+impl std::fmt::Debug for ReadOnlyKv {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct(if self.write { "Kv" } else { "ReadOnlyKv" })
             .field("path", &self.path)
             .finish_non_exhaustive()
     }
@@ -197,43 +243,19 @@ impl Batch {
     }
 }
 
-/// Sizes and counts of a store (see [`Kv::stats`]).
-#[derive(Debug, Clone, PartialEq)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize))]
-pub struct KvStats {
-    /// Keys held.
-    pub keys: u64,
-    /// Bytes of the records that hold the current values.
-    pub live_bytes: u64,
-    /// Bytes of every record in the log (live, overwritten and deleted).
-    pub total_bytes: u64,
-    /// The file's size, with the space reserved ahead of writes.
-    pub file_bytes: u64,
-    /// Bytes allocated on storage.
-    pub allocated_bytes: u64,
-    /// The last compaction this handle ran, if any.
-    pub last_compaction: Option<CompactReport>,
-    /// Why the last automatic compaction due could not run (a full disk, most often),
-    /// when it has not run since. The write that found it due was written all the
-    /// same; it is tried again once the log has grown by a quarter, or by
-    /// [`Kv::compact`].
-    pub compaction_deferred: Option<String>,
-}
-
 /// Open the store's log as a shared writer (writers in other processes take turns), with
 /// damage skipped and reported, or read-only; and build its index.
-fn open_log(path: &Path, opts: &KvOptions) -> Result<(Arc<Log>, Index)> {
-    let mut log_opts = LogOptions::new();
-    if opts.read_only {
-        log_opts.read_only();
-    } else {
-        log_opts
+fn open_log(path: &Path, opts: &KvOptions, write: bool) -> Result<(Arc<Log>, Index)> {
+    let log = if write {
+        LogOptions::new()
             .durability(Durability::Process)
             .recovery(Recovery::Salvage)
             .shared_writers()
-            .create(opts.create);
-    }
-    let log = log_opts.open(path)?;
+            .create(opts.create)
+            .open(path)?
+    } else {
+        Log::over_reader(LogOptions::new().open_read_only(path)?)
+    };
     let mut index = Index::new(&log)?;
     // Room for as many keys as records (an upper bound): no rehash while opening.
     index.reserve(log.recovery_report().records as usize);
@@ -250,18 +272,28 @@ impl Kv {
         KvOptions::new().open(path)
     }
 
-    fn open_with(path: &Path, opts: KvOptions) -> Result<Kv> {
-        let (log, index) = open_log(path, &opts)?;
+    /// This store as the read-only handle it derefs to, for good (as memmap2's
+    /// `MmapMut::make_read_only`); its file stays open as it was (for writing, so it
+    /// still takes part in the writers' turns until it is dropped).
+    pub fn into_read_only(self) -> ReadOnlyKv {
+        self.reader
+    }
+}
+
+impl ReadOnlyKv {
+    fn open_with(path: &Path, opts: KvOptions, write: bool) -> Result<ReadOnlyKv> {
+        let (log, index) = open_log(path, &opts, write)?;
         let state = State {
-            recovered: log.recovery_report().clone(),
             log,
             index,
             last_compaction: None,
             deferred: None,
         };
-        Ok(Kv {
+        Ok(ReadOnlyKv {
             path: path.to_path_buf(),
+            recovered: state.log.recovery_report().clone(),
             opts,
+            write,
             state: RwLock::new(state),
         })
     }
@@ -271,9 +303,10 @@ impl Kv {
         &self.path
     }
 
-    /// What opening found: damage skipped (every intact key kept) or a torn tail cut.
-    pub fn recovery_report(&self) -> RecoveryReport {
-        self.read().recovered.clone()
+    /// What opening found: damage skipped (every intact key kept) or a torn tail cut
+    /// (empty for a read-only handle, which does not recover).
+    pub fn recovery_report(&self) -> &RecoveryReport {
+        &self.recovered
     }
 
     /// The value of `key`, copied out. Its record's checksum was verified when this
@@ -365,6 +398,47 @@ impl Kv {
         }))
     }
 
+    /// The state, first brought up to date with the file: records other processes
+    /// committed are applied, and a file a compaction replaced is reopened.
+    fn fresh(&self) -> Result<RwLockReadGuard<'_, State>> {
+        {
+            let st = self.read();
+            let (last, replaced) = st.log.poll()?;
+            if !replaced && last + 1 == st.index.next_seq {
+                return Ok(st);
+            }
+        }
+        let mut st = self.write_lock();
+        self.refresh(&mut st)?;
+        drop(st);
+        Ok(self.read())
+    }
+
+    /// Apply what other processes committed; reopen the path when a compaction replaced
+    /// the file.
+    fn refresh(&self, st: &mut State) -> Result<()> {
+        let (_, replaced) = st.log.poll()?;
+        if replaced && st.log.is_replaced()? {
+            let mut again = self.opts.clone();
+            again.create = false;
+            let (log, index) = open_log(&self.path, &again, self.write)?;
+            (st.log, st.index) = (log, index);
+            return Ok(());
+        }
+        st.index.catch_up(&st.log)?;
+        Ok(())
+    }
+
+    fn read(&self) -> RwLockReadGuard<'_, State> {
+        self.state.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write_lock(&self) -> RwLockWriteGuard<'_, State> {
+        self.state.write().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Kv {
     /// Set `key` to `value`.
     ///
     /// # Errors
@@ -433,37 +507,6 @@ impl Kv {
         Ok(())
     }
 
-    /// The state, first brought up to date with the file: records other processes
-    /// committed are applied, and a file a compaction replaced is reopened.
-    fn fresh(&self) -> Result<RwLockReadGuard<'_, State>> {
-        {
-            let st = self.read();
-            let (last, replaced) = st.log.poll()?;
-            if !replaced && last + 1 == st.index.next_seq {
-                return Ok(st);
-            }
-        }
-        let mut st = self.write_lock();
-        self.refresh(&mut st)?;
-        drop(st);
-        Ok(self.read())
-    }
-
-    /// Apply what other processes committed; reopen the path when a compaction replaced
-    /// the file.
-    fn refresh(&self, st: &mut State) -> Result<()> {
-        let (_, replaced) = st.log.poll()?;
-        if replaced && st.log.is_replaced()? {
-            let mut again = self.opts.clone();
-            again.create = false;
-            let (log, index) = open_log(&self.path, &again)?;
-            (st.log, st.index) = (log, index);
-            return Ok(());
-        }
-        st.index.catch_up(&st.log)?;
-        Ok(())
-    }
-
     /// Make every write so far durable on storage (`fdatasync`), whatever the store's
     /// durability.
     ///
@@ -472,13 +515,5 @@ impl Kv {
     pub fn sync(&self) -> Result<()> {
         let log = self.read().log.clone();
         log.sync()
-    }
-
-    fn read(&self) -> RwLockReadGuard<'_, State> {
-        self.state.read().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn write_lock(&self) -> RwLockWriteGuard<'_, State> {
-        self.state.write().unwrap_or_else(|p| p.into_inner())
     }
 }

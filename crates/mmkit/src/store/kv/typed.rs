@@ -1,23 +1,15 @@
 //! Typed values (MMKV's encode/decode): integers, floats, booleans and strings, stored
 //! as their little-endian bytes (strings as UTF-8).
 
-use super::Kv;
+use super::{Kv, ReadOnlyKv};
 use crate::{Error, ErrorKind, Op, Result};
 
-macro_rules! typed_number {
-    ($put:ident, $get:ident, $t:ty) => {
-        #[doc = concat!("Set `key` to a `", stringify!($t), "` (little-endian bytes).")]
-        ///
-        /// # Errors
-        /// As [`Kv::put`].
-        pub fn $put(&self, key: &[u8], value: $t) -> Result<()> {
-            self.put(key, &value.to_le_bytes())
-        }
-
+macro_rules! typed_get {
+    ($get:ident, $t:ty) => {
         #[doc = concat!("The `", stringify!($t), "` at `key`.")]
         ///
         /// # Errors
-        /// `Layout` when the value's length is not the type's; as [`Kv::get`].
+        /// `Layout` when the value's length is not the type's; as [`ReadOnlyKv::get`].
         pub fn $get(&self, key: &[u8]) -> Result<Option<$t>> {
             match self.get(key)? {
                 None => Ok(None),
@@ -30,13 +22,25 @@ macro_rules! typed_number {
     };
 }
 
+macro_rules! typed_put {
+    ($put:ident, $t:ty) => {
+        #[doc = concat!("Set `key` to a `", stringify!($t), "` (little-endian bytes).")]
+        ///
+        /// # Errors
+        /// As [`Kv::put`].
+        pub fn $put(&self, key: &[u8], value: $t) -> Result<()> {
+            self.put(key, &value.to_le_bytes())
+        }
+    };
+}
+
 impl Kv {
-    typed_number!(put_u64, get_u64, u64);
-    typed_number!(put_i64, get_i64, i64);
-    typed_number!(put_u32, get_u32, u32);
-    typed_number!(put_i32, get_i32, i32);
-    typed_number!(put_f64, get_f64, f64);
-    typed_number!(put_f32, get_f32, f32);
+    typed_put!(put_u64, u64);
+    typed_put!(put_i64, i64);
+    typed_put!(put_u32, u32);
+    typed_put!(put_i32, i32);
+    typed_put!(put_f64, f64);
+    typed_put!(put_f32, f32);
 
     /// Set `key` to a boolean (one byte, 0 or 1).
     ///
@@ -46,10 +50,27 @@ impl Kv {
         self.put(key, &[value as u8])
     }
 
+    /// Set `key` to a string (its UTF-8 bytes).
+    ///
+    /// # Errors
+    /// As [`Kv::put`].
+    pub fn put_str(&self, key: &[u8], value: &str) -> Result<()> {
+        self.put(key, value.as_bytes())
+    }
+}
+
+impl ReadOnlyKv {
+    typed_get!(get_u64, u64);
+    typed_get!(get_i64, i64);
+    typed_get!(get_u32, u32);
+    typed_get!(get_i32, i32);
+    typed_get!(get_f64, f64);
+    typed_get!(get_f32, f32);
+
     /// The boolean at `key`.
     ///
     /// # Errors
-    /// `Layout` when the value is not one byte of 0 or 1; as [`Kv::get`].
+    /// `Layout` when the value is not one byte of 0 or 1; as [`ReadOnlyKv::get`].
     pub fn get_bool(&self, key: &[u8]) -> Result<Option<bool>> {
         match self.get(key)?.as_deref() {
             None => Ok(None),
@@ -59,18 +80,10 @@ impl Kv {
         }
     }
 
-    /// Set `key` to a string (its UTF-8 bytes).
-    ///
-    /// # Errors
-    /// As [`Kv::put`].
-    pub fn put_str(&self, key: &[u8], value: &str) -> Result<()> {
-        self.put(key, value.as_bytes())
-    }
-
     /// The string at `key`.
     ///
     /// # Errors
-    /// `Layout` when the value is not UTF-8; as [`Kv::get`].
+    /// `Layout` when the value is not UTF-8; as [`ReadOnlyKv::get`].
     pub fn get_string(&self, key: &[u8]) -> Result<Option<String>> {
         match self.get(key)? {
             None => Ok(None),
@@ -81,7 +94,7 @@ impl Kv {
     }
 }
 
-fn wrong_type(kv: &Kv, key: &[u8], len: usize, what: &str) -> Error {
+fn wrong_type(kv: &ReadOnlyKv, key: &[u8], len: usize, what: &str) -> Error {
     Error::new(Op::Read, ErrorKind::Layout)
         .with_path(Some(kv.path()))
         .detail(format!(

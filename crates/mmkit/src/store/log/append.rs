@@ -9,11 +9,17 @@
 //!   record;
 //! - the committed end in the header only grows (until a recovery on open), and is
 //!   published after the records' bytes (release), before the commit counter is bumped.
+//!
+//! # Safety
+//!
+//! Records are copied into the mapping past the committed end, where only this writer
+//! (holding the mutex) writes and no reader looks, inside the space reserved for them.
+#![allow(unsafe_code)]
 
 use std::ops::Range;
 use std::sync::atomic::Ordering;
 
-use super::Log;
+use super::{Log, ReadOnlyLog};
 use crate::map::Protection;
 use crate::store::format::{self, record_size, Frame, Meta, FRAME, MAX_PAYLOAD, META_SLOTS};
 use crate::store::{Durability, Seq};
@@ -60,7 +66,6 @@ impl Log {
     /// Append one record; returns its sequence number.
     ///
     /// # Errors
-    /// - `Unsupported` on a read-only handle;
     /// - `TooLarge` for a record over 1 GiB;
     /// - `NoSpace` when the file system cannot hold it: nothing is written, the log
     ///   stays open and intact, and appends go on once space is freed;
@@ -145,31 +150,8 @@ impl Log {
                 at += size as u64;
                 continue;
             }
-            // SAFETY: past the committed end, which only this writer (holding the mutex)
-            // touches; `size` bytes from `at` lie in the reserved file (checked above).
-            unsafe {
-                map.with_raw(
-                    Op::Append,
-                    at as usize,
-                    size + FRAME,
-                    Protection::READ_WRITE,
-                    |p| {
-                        std::ptr::copy_nonoverlapping(frame.as_ptr(), p, FRAME);
-                        std::ptr::copy_nonoverlapping(
-                            payload.as_ptr(),
-                            p.add(FRAME),
-                            payload.len(),
-                        );
-                        // Padding, and the zero frame that ends the log.
-                        std::ptr::write_bytes(
-                            p.add(FRAME + payload.len()),
-                            0,
-                            size - FRAME - payload.len() + FRAME,
-                        );
-                    },
-                )
-            }
-            .map_err(|e| e.with_path(Some(&self.path)))?;
+            copy_record(map, at, &frame, payload, size)
+                .map_err(|e| e.with_path(Some(&self.path)))?;
             at += size as u64;
         }
         let last = first + records.len() as u64 - 1;
@@ -194,40 +176,6 @@ impl Log {
         let tail = &ZEROS[..size - FRAME - payload.len() + FRAME];
         self.file
             .write_parts_at(&[frame, payload, tail], at, Op::Append)
-    }
-
-    /// Run `f` holding the shared writers' robust lock (in the header). A writer that
-    /// died holding it left nothing published past the committed end (its bytes there
-    /// are overwritten), so the state is consistent as it is.
-    ///
-    /// The lock is file-backed: the word names the holder's [`Owner`] on this file, whose
-    /// liveness is an OFD lock the kernel drops with the process — in any PID namespace,
-    /// and never carried over a reboot, so a word left by a power cut (or copied with the
-    /// file) is taken over at once, never waited on.
-    ///
-    /// [`Owner`]: crate::shm::sync::Owner
-    pub(crate) fn with_write_lock<R>(&self, f: impl FnOnce() -> Result<R>) -> Result<R> {
-        let owner = self.owner()?;
-        self.maps
-            .with_u32(format::WRITE_LOCK, |word| {
-                let mutex = crate::shm::sync::RobustMutex::with_owner(word, &owner);
-                let mut guard = mutex.lock()?.into_guard();
-                guard.mark_consistent();
-                f()
-            })
-            .and_then(|r| r)
-    }
-
-    /// This handle's owner on its file for the writers' lock, claimed on first use (and
-    /// again in a `fork` child), released with the handle.
-    fn owner(&self) -> Result<std::sync::Arc<crate::shm::sync::Owner>> {
-        let mut owner = self.owner.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(o) = owner.as_ref().filter(|o| o.is_current()) {
-            return Ok(o.clone());
-        }
-        let o = std::sync::Arc::new(crate::shm::sync::Owner::claim(&*self.file)?);
-        *owner = Some(o.clone());
-        Ok(o)
     }
 
     /// A shared writer's view of the log, from the header: another process may have
@@ -382,8 +330,8 @@ impl Log {
     /// When no whole page is freed, a `Process` log does not flush.
     ///
     /// # Errors
-    /// `OutOfRange` for a `seq` past the next one; `Unsupported` on a read-only
-    /// handle; the errors of `fallocate` and (with `Sync`) `fdatasync`.
+    /// `OutOfRange` for a `seq` past the next one; the errors of `fallocate` and (with
+    /// `Sync`) `fdatasync`.
     pub fn truncate_before(&self, seq: Seq) -> Result<u64> {
         let writer = self.writer.as_ref().ok_or_else(|| self.read_only_err())?;
         let mut w = writer.lock().unwrap_or_else(|p| p.into_inner());
@@ -446,10 +394,79 @@ impl Log {
         Ok(dropped)
     }
 
+    /// The error of a write through the log under a read-only key-value store (see
+    /// [`Log::over_reader`]), which the store's own types never make.
     pub(super) fn read_only_err(&self) -> Error {
         Error::new(Op::Append, ErrorKind::Unsupported)
             .with_path(Some(&self.path))
             .detail("this log handle is read-only")
-            .hint("open it without read_only() to append")
+            .hint("open it with LogOptions::open to append")
+    }
+}
+
+impl ReadOnlyLog {
+    /// Run `f` holding the shared writers' robust lock (in the header). A writer that
+    /// died holding it left nothing published past the committed end (its bytes there
+    /// are overwritten), so the state is consistent as it is.
+    ///
+    /// The lock is file-backed: the word names the holder's [`Owner`] on this file, whose
+    /// liveness is an OFD lock the kernel drops with the process — in any PID namespace,
+    /// and never carried over a reboot, so a word left by a power cut (or copied with the
+    /// file) is taken over at once, never waited on.
+    ///
+    /// [`Owner`]: crate::shm::sync::Owner
+    pub(crate) fn with_write_lock<R>(&self, f: impl FnOnce() -> Result<R>) -> Result<R> {
+        let owner = self.owner()?;
+        self.maps
+            .with_u32(format::WRITE_LOCK, |word| {
+                let mutex = crate::shm::sync::RobustMutex::with_owner(word, &owner);
+                let mut guard = mutex.lock()?.into_guard();
+                guard.mark_consistent();
+                f()
+            })
+            .and_then(|r| r)
+    }
+
+    /// This handle's owner on its file for the writers' lock, claimed on first use (and
+    /// again in a `fork` child), released with the handle.
+    fn owner(&self) -> Result<std::sync::Arc<crate::shm::sync::Owner>> {
+        let mut owner = self.owner.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(o) = owner.as_ref().filter(|o| o.is_current()) {
+            return Ok(o.clone());
+        }
+        let o = std::sync::Arc::new(crate::shm::sync::Owner::claim(&*self.file)?);
+        *owner = Some(o.clone());
+        Ok(o)
+    }
+}
+
+/// Copy one record's frame and payload to `at` through the mapping, with its padding and
+/// the zero frame that ends the log after it.
+fn copy_record(
+    map: &crate::Mapping,
+    at: u64,
+    frame: &[u8; FRAME],
+    payload: &[u8],
+    size: usize,
+) -> Result<()> {
+    // SAFETY: past the committed end, which only this writer (holding the mutex)
+    // touches; `size` bytes from `at` lie in the reserved file (checked by the caller).
+    unsafe {
+        map.with_raw(
+            Op::Append,
+            at as usize,
+            size + FRAME,
+            Protection::READ_WRITE,
+            |p| {
+                std::ptr::copy_nonoverlapping(frame.as_ptr(), p, FRAME);
+                std::ptr::copy_nonoverlapping(payload.as_ptr(), p.add(FRAME), payload.len());
+                // Padding, and the zero frame that ends the log.
+                std::ptr::write_bytes(
+                    p.add(FRAME + payload.len()),
+                    0,
+                    size - FRAME - payload.len() + FRAME,
+                );
+            },
+        )
     }
 }

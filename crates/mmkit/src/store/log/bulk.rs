@@ -1,8 +1,14 @@
 //! Reading many committed records at once, in one guarded access: how the key-value
 //! store builds and refreshes its index (a guarded access per record would cost more
 //! than the record).
+//!
+//! # Safety
+//!
+//! Committed records are walked in one guarded read, each checked (length against the
+//! committed end, frame) before its bytes are handed to the callback.
+#![allow(unsafe_code)]
 
-use super::Log;
+use super::ReadOnlyLog;
 use crate::map::Protection;
 use crate::store::format::{frame_crc, Frame, FRAME};
 use crate::store::Seq;
@@ -17,7 +23,7 @@ pub(crate) struct Raw<'a> {
     pub(crate) payload: &'a [u8],
 }
 
-impl Log {
+impl ReadOnlyLog {
     /// Call `f` on every committed record from `seq`, whose frame starts at `at`, in
     /// order, each checksum verified in place; returns the next `(seq, at)`.
     ///

@@ -7,12 +7,12 @@ use std::time::{Duration, Instant};
 use rustix::thread::futex;
 
 use super::read::{Entry, Iter};
-use super::Log;
+use super::ReadOnlyLog;
 use crate::store::format;
 use crate::store::Seq;
 use crate::{Error, Op, Result};
 
-/// Follows a log's tail (see [`Log::tail`]): returns records as they commit, waiting
+/// Follows a log's tail (see [`ReadOnlyLog::tail`]): returns records as they commit, waiting
 /// for the next one on a futex in the log's shared header (no polling).
 #[derive(Debug)]
 pub struct Tail<'log> {
@@ -45,7 +45,7 @@ impl<'log> Tail<'log> {
     }
 }
 
-impl Log {
+impl ReadOnlyLog {
     /// Follow the log from `seq`: see [`Tail::next_timeout`]. Works across processes: a
     /// read-only handle in one follows a writer in another, with no reopen.
     pub fn tail(&self, seq: Seq) -> Tail<'_> {

@@ -2,6 +2,13 @@
 //! by a larger one when the file outgrows it. Every mapping made lives as long as the
 //! log, so a pointer taken from any of them stays valid; the file is mapped once per
 //! doubling, and the address space a log holds stays under twice its largest size.
+//!
+//! # Safety
+//!
+//! The header's counters and lock word are atomics formed over the mapping inside a
+//! guarded access. Every mapping made lives as long as the log, so a reference into one
+//! stays valid while the log does.
+#![allow(unsafe_code)]
 
 use std::fs::File;
 use std::path::Path;

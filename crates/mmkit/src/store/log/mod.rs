@@ -33,7 +33,6 @@ use maps::Maps;
 pub struct LogOptions {
     durability: Durability,
     recovery: Recovery,
-    read_only: bool,
     create: bool,
     shared: bool,
 }
@@ -50,7 +49,6 @@ impl LogOptions {
         LogOptions {
             durability: Durability::Process,
             recovery: Recovery::Strict,
-            read_only: false,
             create: true,
             shared: false,
         }
@@ -62,18 +60,11 @@ impl LogOptions {
         self
     }
 
-    /// What opening does with damage (see [`Recovery`]). A read-only open never changes
-    /// the file; [`Log::check`] reports the damage.
+    /// What opening does with damage (see [`Recovery`]). A read-only open
+    /// ([`open_read_only`](Self::open_read_only)) never changes the file;
+    /// [`ReadOnlyLog::check`] reports the damage.
     pub fn recovery(&mut self, recovery: Recovery) -> &mut Self {
         self.recovery = recovery;
-        self
-    }
-
-    /// Open for reading only: no lock, no recovery, appends fail. Any number of readers
-    /// (in any process) follow a writer's appends.
-    pub fn read_only(&mut self) -> &mut Self {
-        self.read_only = true;
-        self.create = false;
         self
     }
 
@@ -96,7 +87,7 @@ impl LogOptions {
     /// Open (or create) the log at `path`.
     ///
     /// A writer takes the file's writer lock, checks the header, scans every record and
-    /// recovers as [`recovery`](Self::recovery) says; [`Log::recovery_report`] tells what
+    /// recovers as [`recovery`](Self::recovery) says; [`ReadOnlyLog::recovery_report`] tells what
     /// it found. A file left by a writer killed while creating the log (zeros, no header
     /// yet, no record) is created again.
     ///
@@ -109,7 +100,21 @@ impl LogOptions {
     /// - `NoSpace` when a new log's first space cannot be reserved;
     /// - `Os` from `open` (`EACCES` for a read-only file opened for writing).
     pub fn open(&self, path: impl AsRef<Path>) -> crate::Result<Log> {
-        open::open(self, path.as_ref())
+        open::open(self, path.as_ref(), true).map(|reader| Log { reader })
+    }
+
+    /// Open the log at `path` for reading only: no lock, no recovery, nothing written,
+    /// and a handle without the append methods. Any number of readers (in any process)
+    /// follow a writer's appends. [`durability`](Self::durability) and
+    /// [`recovery`](Self::recovery) do not apply; the file is never created.
+    ///
+    /// # Errors
+    /// As [`open`](Self::open), but never `Busy`, `NoSpace` or `Corrupt`: `Os` with
+    /// `ENOENT` for a missing file.
+    pub fn open_read_only(&self, path: impl AsRef<Path>) -> crate::Result<ReadOnlyLog> {
+        let mut opts = self.clone();
+        opts.create = false;
+        open::open(&opts, path.as_ref(), false)
     }
 }
 
@@ -129,7 +134,7 @@ impl LogOptions {
 /// drop(log);
 ///
 /// // Another handle (or process) reads what was committed.
-/// let reader = LogOptions::new().read_only().open(&path)?;
+/// let reader = LogOptions::new().open_read_only(&path)?;
 /// let all: Vec<Vec<u8>> = reader.iter().map(|e| e?.read()).collect::<Result<_, _>>()?;
 /// assert_eq!(all, [b"hello".to_vec(), b"a".to_vec(), b"b".to_vec()]);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
@@ -137,13 +142,35 @@ impl LogOptions {
 ///
 /// `Log` is `Send + Sync`: appends from many threads are serialised by a mutex, and with
 /// [`Durability::Sync`] the threads waiting for a flush share one (group commit).
+///
+/// Every method of [`ReadOnlyLog`] (reading, following, `check`, `stats`, the recovery
+/// report) is a `Log`'s too, through `Deref`, as memmap2's `MmapMut` reads like its
+/// `Mmap`.
 pub struct Log {
+    reader: ReadOnlyLog,
+}
+
+/// A log opened for reading only ([`LogOptions::open_read_only`]): it reads, follows,
+/// checks and counts, and has no method that writes, as redb's `ReadOnlyDatabase`. A
+/// [`Log`] derefs to one, so a function that only reads takes `&ReadOnlyLog` and is
+/// given either.
+///
+/// ```compile_fail
+/// let dir = tempfile::tempdir()?;
+/// let path = dir.path().join("events.log");
+/// drop(mmkit::store::Log::open(&path)?);
+/// let reader = mmkit::store::LogOptions::new().open_read_only(&path)?;
+/// reader.append(b"no")?; // a read-only log has no `append`
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct ReadOnlyLog {
     path: PathBuf,
     file: StoreFile,
     maps: Maps,
     /// Whether writers in other processes append too (see `LogOptions::shared_writers`).
     shared: bool,
-    /// The append side; `None` for a read-only log.
+    /// The append side: `None` for a reader ([`ReadOnlyLog`]), and for the log under a
+    /// read-only key-value store (a `Log` the crate never hands out).
     writer: Option<Mutex<append::Writer>>,
     /// Whether a flush runs; one at a time.
     flush_lock: Mutex<bool>,
@@ -172,13 +199,31 @@ pub(crate) struct Cap {
     view: (Seq, u64),
 }
 
+impl std::ops::Deref for Log {
+    type Target = ReadOnlyLog;
+
+    fn deref(&self) -> &ReadOnlyLog {
+        &self.reader
+    }
+}
+
 impl std::fmt::Debug for Log {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Log")
-            .field("path", &self.path)
-            .field("durability", &self.file.durability())
-            .field("writer", &self.writer.is_some())
-            .finish_non_exhaustive()
+        self.reader.fmt(f)
+    }
+}
+
+impl std::fmt::Debug for ReadOnlyLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct(if self.writer.is_some() {
+            "Log"
+        } else {
+            "ReadOnlyLog"
+        })
+        .field("path", &self.path)
+        .field("durability", &self.file.durability())
+        .field("writer", &self.writer.is_some())
+        .finish_non_exhaustive()
     }
 }
 
@@ -195,10 +240,25 @@ impl Log {
     /// The log's file was renamed to `path` (the key-value store's compaction renames
     /// the new file over the old one): name it so in messages.
     pub(crate) fn renamed(&mut self, path: &Path) {
-        self.path = path.to_path_buf();
-        self.file.renamed(path);
+        self.reader.path = path.to_path_buf();
+        self.reader.file.renamed(path);
     }
 
+    /// This log as the read-only handle it derefs to, for good: the writer's lock and
+    /// its append state are released when it is dropped (as memmap2's
+    /// `MmapMut::make_read_only`).
+    pub fn into_read_only(self) -> ReadOnlyLog {
+        self.reader
+    }
+
+    /// The `Log` over `reader`, for the key-value store's read-only handle: its write
+    /// methods fail (`Unsupported`), and the crate never hands it out.
+    pub(crate) fn over_reader(reader: ReadOnlyLog) -> Log {
+        Log { reader }
+    }
+}
+
+impl ReadOnlyLog {
     /// The log's file.
     pub fn path(&self) -> &Path {
         &self.path
@@ -209,13 +269,8 @@ impl Log {
         self.file.durability()
     }
 
-    /// Whether this handle can append.
-    pub fn is_writable(&self) -> bool {
-        self.writer.is_some()
-    }
-
-    /// What recovery found and did when this handle opened the log (empty for
-    /// read-only handles, which do not scan).
+    /// What recovery found and did when this handle opened the log (empty for a
+    /// [`ReadOnlyLog`], which does not recover).
     pub fn recovery_report(&self) -> &RecoveryReport {
         &self.recovered
     }

@@ -1,4 +1,11 @@
 //! Opening a log: create or check the header, map, and (for a writer) scan and recover.
+//!
+//! # Safety
+//!
+//! Recovery zeroes a cut tail and writes pad frames into holes through the mapping,
+//! under the SIGBUS guard: only past the log's end or inside damage the scan found, in
+//! bytes the file holds.
+#![allow(unsafe_code)]
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
@@ -10,7 +17,7 @@ use super::append::Writer;
 use super::maps::Maps;
 use super::report::{Damage, RecoveryReport};
 use super::scan::Scan;
-use super::{read, Log, LogOptions};
+use super::{read, LogOptions, ReadOnlyLog};
 use crate::map::Protection;
 use crate::store::format::{self, FixedError, Meta, DATA_START, HEADER_LEN, META_SLOTS};
 use crate::store::storage::StoreFile;
@@ -22,8 +29,40 @@ use crate::{Error, ErrorKind, Op, Result};
 /// The space a new log reserves past its header.
 const FIRST_RESERVE: u64 = 64 << 10;
 
-pub(super) fn open(opts: &LogOptions, path: &Path) -> Result<Log> {
-    let write = !opts.read_only;
+pub(super) fn open(opts: &LogOptions, path: &Path, write: bool) -> Result<ReadOnlyLog> {
+    let (file, header_write, alone, len) = open_file(opts, path, write)?;
+    let (meta, version) = read_header(&file, path, len)?;
+    settle(&file, opts, write, alone, version)?;
+    let maps = Maps::new(&file, path, write, header_write, len)?;
+    let mut log = ReadOnlyLog {
+        path: path.to_path_buf(),
+        file,
+        maps,
+        shared: write && opts.shared,
+        writer: None,
+        flush_lock: Mutex::new(false),
+        flushed: std::sync::Condvar::new(),
+        synced_end: AtomicU64::new(0),
+        published_end: AtomicU64::new(0),
+        index: Mutex::new(read::Index::new(meta)),
+        recovered: RecoveryReport::default(),
+        appends: AtomicU64::new(0),
+        flushes: AtomicU64::new(0),
+        cap: None,
+        owner: Mutex::new(None),
+    };
+    if write {
+        start_writer(&mut log, meta, len, opts.recovery)?;
+    } else {
+        log.cap = read_only_cap(&log, meta, len)?;
+    }
+    Ok(log)
+}
+
+/// Open the file (a writer creates it when asked, and takes its lock) and return it,
+/// whether its header may be written, whether this writer is alone with it (its
+/// exclusive flock), and its length.
+fn open_file(opts: &LogOptions, path: &Path, write: bool) -> Result<(StoreFile, bool, bool, u64)> {
     if write && opts.create && std::fs::symlink_metadata(path).is_err() {
         create_new(path, opts.durability)?;
     }
@@ -62,14 +101,27 @@ pub(super) fn open(opts: &LogOptions, path: &Path) -> Result<Log> {
         }
         len = file_len(&file, path)?;
     }
-    let (meta, version) = read_header(&file, path, len)?;
+    Ok((file, header_write, alone, len))
+}
+
+/// With the header checked: a writer alone with the file upgrades an older format and
+/// clears a stale lock word (a shared one then shares the lock); a writer that is not
+/// alone refuses a file an older build's writer holds.
+fn settle(
+    file: &StoreFile,
+    opts: &LogOptions,
+    write: bool,
+    alone: bool,
+    version: u32,
+) -> Result<()> {
+    let path = file.path();
     if alone {
         if version < format::VERSION {
-            upgrade(&file)?;
+            upgrade(file)?;
         }
-        clear_stale_lock(&file)?;
+        clear_stale_lock(file)?;
         if opts.shared {
-            lock_shared_waiting(&file, path)?;
+            lock_shared_waiting(file, path)?;
         }
     } else if write && version < format::VERSION {
         return Err(Error::new(Op::Open, ErrorKind::Busy)
@@ -79,44 +131,27 @@ pub(super) fn open(opts: &LogOptions, path: &Path) -> Result<Log> {
             ))
             .hint("close it there, or upgrade it; the first writer of this build to open the store alone upgrades the file"));
     }
-    let maps = Maps::new(&file, path, write, header_write, len)?;
-    let mut log = Log {
-        path: path.to_path_buf(),
-        file,
-        maps,
-        shared: write && opts.shared,
-        writer: None,
-        flush_lock: Mutex::new(false),
-        flushed: std::sync::Condvar::new(),
-        synced_end: AtomicU64::new(0),
-        published_end: AtomicU64::new(0),
-        index: Mutex::new(read::Index::new(meta)),
-        recovered: RecoveryReport::default(),
-        appends: AtomicU64::new(0),
-        flushes: AtomicU64::new(0),
-        cap: None,
-        owner: Mutex::new(None),
+    Ok(())
+}
+
+/// Recover the log (see [`recover`]) and give the handle its append side.
+fn start_writer(log: &mut ReadOnlyLog, meta: Meta, len: u64, policy: Recovery) -> Result<()> {
+    let reader = &*log;
+    let (writer, report) = if reader.shared {
+        // The length and start read before the lock are stale once another writer
+        // appended meanwhile: scanning only up to them would cut its records.
+        reader.with_write_lock(|| {
+            let len = file_len(&reader.file, &reader.path)?;
+            recover(reader, reader.meta()?, len, policy)
+        })?
+    } else {
+        recover(reader, meta, len, policy)?
     };
-    if !write {
-        log.cap = read_only_cap(&log, meta, len)?;
-    }
-    if write {
-        let (writer, report) = if log.shared {
-            // The length and start read before the lock are stale once another writer
-            // appended meanwhile: scanning only up to them would cut its records.
-            log.with_write_lock(|| {
-                let len = file_len(&log.file, path)?;
-                recover(&log, log.meta()?, len, opts.recovery)
-            })?
-        } else {
-            recover(&log, meta, len, opts.recovery)?
-        };
-        log.published_end = AtomicU64::new(writer.end);
-        log.synced_end = AtomicU64::new(writer.end);
-        log.writer = Some(Mutex::new(writer));
-        log.recovered = report;
-    }
-    Ok(log)
+    log.published_end = AtomicU64::new(writer.end);
+    log.synced_end = AtomicU64::new(writer.end);
+    log.writer = Some(Mutex::new(writer));
+    log.recovered = report;
+    Ok(())
 }
 
 /// A reader opens the file read-write when it may (to register as a waiter in the
@@ -364,7 +399,12 @@ fn read_header(file: &File, path: &Path, len: u64) -> Result<(Meta, u32)> {
 }
 
 /// Scan the writer's log and apply the recovery policy.
-fn recover(log: &Log, meta: Meta, len: u64, policy: Recovery) -> Result<(Writer, RecoveryReport)> {
+fn recover(
+    log: &ReadOnlyLog,
+    meta: Meta,
+    len: u64,
+    policy: Recovery,
+) -> Result<(Writer, RecoveryReport)> {
     // This handle holds the writer lock: no other writer changes the bytes meanwhile.
     let durable = log.durable_from(meta, len)?;
     let found = log.scan_file(meta, len, durable)?;
@@ -389,7 +429,7 @@ fn recover(log: &Log, meta: Meta, len: u64, policy: Recovery) -> Result<(Writer,
 /// its committed end may claim records a power cut lost. The log is scanned as a
 /// writer's recovery would, and when that would cut it shorter (a torn write), the
 /// reader sees the log up to there, until a writer publishes again. Nothing is written.
-fn read_only_cap(log: &Log, meta: Meta, len: u64) -> Result<Option<super::Cap>> {
+fn read_only_cap(log: &ReadOnlyLog, meta: Meta, len: u64) -> Result<Option<super::Cap>> {
     if file::same_epoch(&log.maps.epoch()?, &log.file) {
         return Ok(None);
     }
@@ -416,7 +456,7 @@ fn count_kept(found: &Scan, policy: Recovery) -> u64 {
 
 /// Cut, refuse or salvage; returns the log's end and next sequence number.
 fn apply(
-    log: &Log,
+    log: &ReadOnlyLog,
     found: &Scan,
     policy: Recovery,
     report: &mut RecoveryReport,
@@ -426,18 +466,9 @@ fn apply(
         return Ok((first.end, first.next_seq));
     }
     let later: u64 = found.runs[1..].iter().map(|r| r.records).sum();
-    let damage = |i: usize| {
-        let bad = &found.bad[i];
-        Damage {
-            offset: bad.offset,
-            bytes: bad.end - bad.offset,
-            first_lost: bad.first_lost,
-            next_intact: found.runs.get(i + 1).map(|r| r.first_seq),
-        }
-    };
     if found.runs.len() == 1 {
         // Only a torn tail: cut it, with what was written after a torn write.
-        let cut = damage(0);
+        let cut = damage_at(found, 0);
         zero(log, cut.offset, cut.bytes)?;
         report.cut = Some(cut);
         report.dropped_records = found.after_tear;
@@ -445,7 +476,7 @@ fn apply(
     }
     match policy {
         Recovery::Strict => {
-            let d = damage(0);
+            let d = damage_at(found, 0);
             Err(Error::new(Op::Recover, ErrorKind::Corrupt)
                 .with_path(Some(&log.path))
                 .at(d.offset, d.bytes)
@@ -459,33 +490,48 @@ fn apply(
                 .map(|b| b.end)
                 .unwrap_or(first.end)
                 .max(found.last_run().end);
-            let mut cut = damage(0);
+            let mut cut = damage_at(found, 0);
             cut.bytes = end_of_all - cut.offset;
             zero(log, cut.offset, cut.bytes)?;
             report.cut = Some(cut);
             report.dropped_records = later + found.after_tear;
             Ok((first.end, first.next_seq))
         }
-        Recovery::Salvage => {
-            for i in 0..found.runs.len() - 1 {
-                let d = damage(i);
-                pad(log, &d, found.runs[i + 1].first_seq)?;
-                report.holes.push(d);
-            }
-            if found.bad.len() == found.runs.len() {
-                let cut = damage(found.bad.len() - 1);
-                zero(log, cut.offset, cut.bytes)?;
-                report.cut = Some(cut);
-                report.dropped_records = found.after_tear;
-            }
-            let last = found.last_run();
-            Ok((last.end, last.next_seq))
-        }
+        Recovery::Salvage => salvage(log, found, report),
+    }
+}
+
+/// [`Recovery::Salvage`]: mark every hole with pads, cut a torn tail; returns the log's
+/// end and next sequence number.
+fn salvage(log: &ReadOnlyLog, found: &Scan, report: &mut RecoveryReport) -> Result<(u64, u64)> {
+    for i in 0..found.runs.len() - 1 {
+        let d = damage_at(found, i);
+        pad(log, &d, found.runs[i + 1].first_seq)?;
+        report.holes.push(d);
+    }
+    if found.bad.len() == found.runs.len() {
+        let cut = damage_at(found, found.bad.len() - 1);
+        zero(log, cut.offset, cut.bytes)?;
+        report.cut = Some(cut);
+        report.dropped_records = found.after_tear;
+    }
+    let last = found.last_run();
+    Ok((last.end, last.next_seq))
+}
+
+/// The scan's `i`th bad stretch as a [`Damage`].
+fn damage_at(found: &Scan, i: usize) -> Damage {
+    let bad = &found.bad[i];
+    Damage {
+        offset: bad.offset,
+        bytes: bad.end - bad.offset,
+        first_lost: bad.first_lost,
+        next_intact: found.runs.get(i + 1).map(|r| r.first_seq),
     }
 }
 
 /// Zero `[at, at+len)` of the file through the mapping.
-fn zero(log: &Log, at: u64, len: u64) -> Result<()> {
+fn zero(log: &ReadOnlyLog, at: u64, len: u64) -> Result<()> {
     let (at, len) = (at as usize, len as usize);
     // SAFETY: past the log's end (nobody reads there), inside the file (the scan saw it).
     unsafe {
@@ -499,7 +545,7 @@ fn zero(log: &Log, at: u64, len: u64) -> Result<()> {
 
 /// Mark the hole `d` with pad frames (zeros inside), numbered so that the next record
 /// expected after them is `next_seq`.
-fn pad(log: &Log, d: &Damage, next_seq: u64) -> Result<()> {
+fn pad(log: &ReadOnlyLog, d: &Damage, next_seq: u64) -> Result<()> {
     use crate::store::format::{Frame, FRAME, MAX_PAYLOAD};
     zero(log, d.offset, d.bytes)?;
     let mut at = d.offset;

@@ -1,8 +1,16 @@
 //! Reading: finding a record by number (a sparse index), copying it out with its
 //! checksum verified, and iterating. Following is in `follow`, `check` and `stats` in
 //! `inspect`.
+//!
+//! # Safety
+//!
+//! A record is read in place under the SIGBUS guard, its length checked against the
+//! committed end before it is used, and copied (or checksummed, then copied) before it
+//! is trusted. [`Entry::with_bytes`] is `unsafe`: its caller promises that no process
+//! writes the file outside mmkit while `f` runs.
+#![allow(unsafe_code)]
 
-use super::Log;
+use super::ReadOnlyLog;
 use crate::map::Protection;
 use crate::store::format::{self, frame_crc, Frame, Meta, FRAME, META_SLOTS};
 use crate::store::Seq;
@@ -32,7 +40,7 @@ impl Index {
 /// bytes are read (and their checksum verified) on demand.
 #[derive(Debug, Clone, Copy)]
 pub struct Entry<'log> {
-    log: &'log Log,
+    log: &'log ReadOnlyLog,
     seq: Seq,
     offset: u64,
     len: u32,
@@ -41,7 +49,7 @@ pub struct Entry<'log> {
 impl<'log> Entry<'log> {
     /// The record at a known place (the key-value store's index keeps these); its
     /// bytes are checked when read.
-    pub(crate) fn at(log: &'log Log, offset: u64, seq: Seq, len: u32) -> Entry<'log> {
+    pub(crate) fn at(log: &'log ReadOnlyLog, offset: u64, seq: Seq, len: u32) -> Entry<'log> {
         Entry {
             log,
             seq,
@@ -163,12 +171,12 @@ impl<'log> Entry<'log> {
     }
 }
 
-/// Iterates over committed records in order (see [`Log::iter`]). Yields `Err` once and
+/// Iterates over committed records in order (see [`ReadOnlyLog::iter`]). Yields `Err` once and
 /// stops at damage. After it returns `None`, it can be polled again and continues with
 /// records committed since.
 #[derive(Debug)]
 pub struct Iter<'log> {
-    pub(super) log: &'log Log,
+    pub(super) log: &'log ReadOnlyLog,
     pub(super) next_seq: Seq,
     /// Where `next_seq` is, once found.
     at: Option<u64>,
@@ -215,7 +223,7 @@ impl<'log> Iter<'log> {
     }
 }
 
-impl Log {
+impl ReadOnlyLog {
     /// The record `seq`, copied out with its checksum verified.
     ///
     /// # Errors

@@ -85,11 +85,17 @@ impl fmt::Display for RecoveryReport {
     }
 }
 
-/// What [`Log::check`](super::Log::check) found.
+/// What a store's `check` found: [`ReadOnlyLog::check`](super::ReadOnlyLog::check),
+/// [`ReadOnlyKv::check`](crate::store::ReadOnlyKv::check) (the log under the store) and
+/// [`ReadOnlyRecordFile::check`](crate::store::ReadOnlyRecordFile::check) (`fell_back`
+/// and `damaged`; a record file has no sequence numbers, so `first`, `last`, `damage`
+/// and `torn_tail` stay empty).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
 pub struct CheckReport {
-    /// Intact records, every one's checksum verified.
+    /// Intact records, every one's checksum verified (for a record file: the records it
+    /// holds).
     pub records: u64,
     /// The first and last intact sequence numbers.
     pub first: Option<Seq>,
@@ -101,16 +107,32 @@ pub struct CheckReport {
     /// An incomplete record past the committed end: what a crash during an append
     /// leaves. Not damage; the writer's next open cuts it.
     pub torn_tail: Option<Damage>,
+    /// A record file's records whose newer slot is damaged (what a torn update leaves):
+    /// they read as their previous value. The next `set` of each overwrites the damaged
+    /// slot. Not damage.
+    #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Vec::is_empty"))]
+    pub fell_back: Vec<usize>,
+    /// A record file's records with no valid slot: `get` is `Err(Corrupt)` for them
+    /// until they are `set` again.
+    #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Vec::is_empty"))]
+    pub damaged: Vec<usize>,
 }
 
 impl CheckReport {
-    /// Whether every committed record is intact.
+    /// Whether every committed record is intact (a record file's: whether every record
+    /// reads back).
     pub fn is_intact(&self) -> bool {
-        self.damage.is_empty()
+        self.damage.is_empty() && self.damaged.is_empty()
+    }
+
+    /// Whether every record reads back: [`is_intact`](Self::is_intact).
+    #[deprecated(note = "use is_intact; a record file's check returns a CheckReport")]
+    pub fn is_ok(&self) -> bool {
+        self.is_intact()
     }
 }
 
-/// Counters and sizes of a log (see [`Log::stats`](super::Log::stats)).
+/// Counters and sizes of a log (see [`ReadOnlyLog::stats`](super::ReadOnlyLog::stats)).
 #[derive(Debug, Clone, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct LogStats {

@@ -92,21 +92,8 @@ pub(crate) fn scan(bytes: &[u8], start: u64, start_seq: Seq, durable: u64) -> Sc
         let next_at = resumed.map(|(off, _)| off);
         if stop >= durable && tear_at(bytes, stop, open.next_seq, next_at) {
             // A write torn by a power cut: the log ends with the last whole batch.
-            let (from, first_lost) = (run.end, run.next_seq);
             runs.push(run);
-            let after_tear = resumed.map_or(0, |(off, f)| {
-                let rest = scan(bytes, off, f.seq, u64::MAX);
-                rest.runs.iter().map(|r| r.records).sum()
-            });
-            let tail = tail(bytes, from, first_lost);
-            let torn = tail.is_some();
-            bad.extend(tail);
-            return Scan {
-                runs,
-                bad,
-                torn,
-                after_tear,
-            };
+            return torn_scan(bytes, runs, bad, resumed.map(|(off, f)| (off, f.seq)));
         }
         // An unfinished batch (MORE on its last frame walked) was whole when it reaches
         // below the durable end (a flush covered it), or when intact records follow
@@ -140,6 +127,28 @@ pub(crate) fn scan(bytes: &[u8], start: u64, start_seq: Seq, durable: u64) -> Sc
         bad,
         torn: false,
         after_tear: 0,
+    }
+}
+
+/// The scan of a log that ends with a write torn by a power cut: `runs` ends with the
+/// last whole batch's run; what follows it is the torn tail, and `resumed` (the offset
+/// and number of an intact frame after the tear) is where the records written after
+/// the torn write start, which are counted and dropped.
+fn torn_scan(bytes: &[u8], runs: Vec<Run>, mut bad: Vec<Bad>, resumed: Option<(u64, Seq)>) -> Scan {
+    let last = runs.last().expect("the run before the tear");
+    let (from, first_lost) = (last.end, last.next_seq);
+    let after_tear = resumed.map_or(0, |(off, seq)| {
+        let rest = scan(bytes, off, seq, u64::MAX);
+        rest.runs.iter().map(|r| r.records).sum()
+    });
+    let tail = tail(bytes, from, first_lost);
+    let torn = tail.is_some();
+    bad.extend(tail);
+    Scan {
+        runs,
+        bad,
+        torn,
+        after_tear,
     }
 }
 

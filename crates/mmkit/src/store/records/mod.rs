@@ -7,20 +7,20 @@
 //! CRC, and the record reads as its previous value.
 
 mod format;
+mod inspect;
 mod open;
 
-use open::{create, file_len, fixed_error, format_error, map_file, read_header};
+pub use inspect::RecordFileStats;
+use open::{check_fixed, file_len, map_file, open_file, read_header};
 
 use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
 
-use rustix::io::Errno;
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
-use self::format::{Fixed, LenSlot, Record, HEADER_LEN, LEN_SLOTS, SLOT_HEAD};
-use super::file::lock_writer;
+use self::format::{LenSlot, Record, HEADER_LEN, LEN_SLOTS, SLOT_HEAD};
 use super::storage::StoreFile;
-use super::Durability;
+use super::{Durability, RecoveryReport};
 use crate::{Error, ErrorKind, Mapping, Op, Result};
 
 /// The least a record file grows by (then by half its size), so that pushes do not
@@ -30,16 +30,15 @@ const GROW_MIN: u64 = 64 << 10;
 /// in another process may have been writing both while it copied them.
 const READ_RETRIES: usize = 4;
 
-/// How [`RecordFile::open`] opens a file.
+/// How to open a [`RecordFile`]: `&mut self` setters, then [`open`](Self::open) or
+/// [`open_read_only`](Self::open_read_only), as [`LogOptions`](super::LogOptions).
 ///
-/// The default: read-write, created when missing (as [`LogOptions`](super::LogOptions)),
-/// [`Durability::Process`], type tag 0.
+/// The default: created when missing, [`Durability::Process`], type tag 0.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RecordFileOptions {
     durability: Durability,
     type_tag: u64,
     create: bool,
-    read_only: bool,
 }
 
 impl Default for RecordFileOptions {
@@ -55,14 +54,12 @@ impl RecordFileOptions {
             durability: Durability::Process,
             type_tag: 0,
             create: true,
-            read_only: false,
         }
     }
 
     /// When [`set`](RecordFile::set) and [`push`](RecordFile::push) count as done (see
     /// [`Durability`]).
-    #[must_use]
-    pub fn durability(mut self, durability: Durability) -> RecordFileOptions {
+    pub fn durability(&mut self, durability: Durability) -> &mut Self {
         self.durability = durability;
         self
     }
@@ -70,47 +67,52 @@ impl RecordFileOptions {
     /// The caller's tag for the record type and its schema version, stored in the file
     /// when it is created and checked on every open: opening with another tag is
     /// `Err(Format)`. The record size is checked as well, whatever the tag.
-    #[must_use]
-    pub fn type_tag(mut self, tag: u64) -> RecordFileOptions {
+    pub fn type_tag(&mut self, tag: u64) -> &mut Self {
         self.type_tag = tag;
         self
     }
 
-    /// Whether a missing file is created, holding no records (on by default). Ignored
-    /// with [`read_only`](Self::read_only).
-    #[must_use]
-    pub fn create(mut self, create: bool) -> RecordFileOptions {
+    /// Whether a missing file is created, holding no records (on by default). A
+    /// read-only open never creates one.
+    pub fn create(&mut self, create: bool) -> &mut Self {
         self.create = create;
         self
     }
 
-    /// Open for reading only: no writer's lock is taken, and `set`/`push` are refused.
-    #[must_use]
-    pub fn read_only(mut self, read_only: bool) -> RecordFileOptions {
-        self.read_only = read_only;
-        self
+    /// Open the record file at `path` for reading and writing (creating it with
+    /// [`create`](Self::create)), taking its writer's lock.
+    ///
+    /// A new file is written under a temporary name and linked into place whole, so no
+    /// one ever opens a half-written header.
+    ///
+    /// # Errors
+    /// - `NotFound` when the file does not exist and is not to be created;
+    /// - `Format` when it is not a record file (another magic; a header cut short; a
+    ///   newer format version), or holds records of another size or another type tag;
+    /// - `Corrupt` when its header fails its checksum, or it holds fewer bytes than its
+    ///   length says;
+    /// - `Busy` when another handle has it open for writing;
+    /// - `NotMappable` for a FIFO, device, directory or `/proc` file; `NoSpace` when a
+    ///   new file's header finds no room; `Layout` when `T` is too large for the format;
+    ///   the errno of `open`/`mmap` otherwise.
+    pub fn open<T: FromBytes + IntoBytes + Immutable + KnownLayout>(
+        &self,
+        path: impl AsRef<Path>,
+    ) -> Result<RecordFile<T>> {
+        ReadOnlyRecordFile::open_with(path.as_ref(), *self, true)
+            .map(|reader| RecordFile { reader })
     }
-}
 
-/// What [`RecordFile::check`] found.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize))]
-#[non_exhaustive]
-pub struct RecordCheck {
-    /// The records the file holds.
-    pub records: usize,
-    /// Records whose newer slot is damaged (what a torn update leaves): they read as
-    /// their previous value. The next `set` of each overwrites the damaged slot.
-    pub fell_back: Vec<usize>,
-    /// Records with no valid slot: [`RecordFile::get`] is `Err(Corrupt)` for them until
-    /// they are `set` again.
-    pub damaged: Vec<usize>,
-}
-
-impl RecordCheck {
-    /// Whether every record reads back (none is damaged).
-    pub fn is_ok(&self) -> bool {
-        self.damaged.is_empty()
+    /// Open the record file at `path` for reading only: no writer's lock is taken, the
+    /// file is never created or written, and the handle has no `set` or `push`.
+    ///
+    /// # Errors
+    /// As [`open`](Self::open), but never `Busy`; `NotFound` for a missing file.
+    pub fn open_read_only<T: FromBytes + IntoBytes + Immutable + KnownLayout>(
+        &self,
+        path: impl AsRef<Path>,
+    ) -> Result<ReadOnlyRecordFile<T>> {
+        ReadOnlyRecordFile::open_with(path.as_ref(), *self, false)
     }
 }
 
@@ -141,26 +143,51 @@ impl RecordCheck {
 ///
 /// # let dir = tempfile::tempdir()?;
 /// let path = dir.path().join("points");
-/// let opts = RecordFileOptions::new().create(true).type_tag(1);
-/// let mut points = RecordFile::<Point>::open(&path, opts)?;
+/// let mut opts = RecordFileOptions::new();
+/// opts.create(true).type_tag(1);
+/// let mut points: RecordFile<Point> = opts.open(&path)?;
 /// let i = points.push(&Point { x: 1, y: 2 })?;
 /// points.set(i, &Point { x: 3, y: 4 })?;
 /// drop(points);
 ///
-/// let points = RecordFile::<Point>::open(&path, opts.read_only(true))?;
+/// let points = opts.open_read_only::<Point>(&path)?;
 /// assert_eq!(points.len(), 1);
 /// assert_eq!(points.get(0)?, Some(Point { x: 3, y: 4 }));
 /// assert_eq!(points.get(1)?, None);
 /// // Another type tag, or another record size, is refused.
-/// let err = RecordFile::<Point>::open(&path, opts.type_tag(2)).unwrap_err();
+/// let err = opts.type_tag(2).open::<Point>(&path).unwrap_err();
 /// assert_eq!(err.kind(), mmkit::ErrorKind::Format);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
+///
+/// Every method of [`ReadOnlyRecordFile`] (`get`, `iter`, `check`, `stats`, the
+/// recovery report) is a `RecordFile`'s too, through `Deref`.
 pub struct RecordFile<T> {
+    reader: ReadOnlyRecordFile<T>,
+}
+
+/// A record file opened for reading only ([`RecordFileOptions::open_read_only`]): it
+/// reads, checks and counts, sees another process's pushes after
+/// [`refresh`](Self::refresh), and has no method that writes. A [`RecordFile`] derefs to
+/// one.
+///
+/// ```compile_fail
+/// let dir = tempfile::tempdir()?;
+/// let path = dir.path().join("numbers");
+/// drop(mmkit::store::RecordFile::<u64>::open(&path)?);
+/// let mut numbers = mmkit::store::RecordFileOptions::new().open_read_only::<u64>(&path)?;
+/// numbers.push(&1)?; // a read-only record file has no `push`
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct ReadOnlyRecordFile<T> {
     file: StoreFile,
     path: PathBuf,
     map: Mapping,
     opts: RecordFileOptions,
+    /// Whether the file is mapped for writing (a [`RecordFile`]'s).
+    write: bool,
+    /// What opening found (a record file needs no recovery: its records).
+    recovered: RecoveryReport,
     /// One slot's bytes; a record takes two.
     slot: usize,
     /// The records the file holds.
@@ -172,37 +199,55 @@ pub struct RecordFile<T> {
     _record: PhantomData<fn() -> T>,
 }
 
+impl<T> std::ops::Deref for RecordFile<T> {
+    type Target = ReadOnlyRecordFile<T>;
+
+    fn deref(&self) -> &ReadOnlyRecordFile<T> {
+        &self.reader
+    }
+}
+
 impl<T> std::fmt::Debug for RecordFile<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RecordFile")
-            .field("path", &self.path)
-            .field("len", &self.len)
-            .field("capacity", &self.cap)
-            .field("record_size", &std::mem::size_of::<T>())
-            .field("options", &self.opts)
-            .finish()
+        self.reader.fmt(f)
+    }
+}
+
+impl<T> std::fmt::Debug for ReadOnlyRecordFile<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct(if self.write {
+            "RecordFile"
+        } else {
+            "ReadOnlyRecordFile"
+        })
+        .field("path", &self.path)
+        .field("len", &self.len)
+        .field("capacity", &self.cap)
+        .field("record_size", &std::mem::size_of::<T>())
+        .field("options", &self.opts)
+        .finish()
     }
 }
 
 impl<T: FromBytes + IntoBytes + Immutable + KnownLayout> RecordFile<T> {
-    /// Open the record file at `path` (creating it with
-    /// [`create`](RecordFileOptions::create)).
-    ///
-    /// A new file is written under a temporary name and linked into place whole, so no
-    /// one ever opens a half-written header.
+    /// Open (or create) the record file at `path` with the default options: type tag
+    /// 0, [`Durability::Process`]. See [`RecordFileOptions::open`].
     ///
     /// # Errors
-    /// - `NotFound` when the file does not exist and is not to be created;
-    /// - `Format` when it is not a record file (another magic; a header cut short; a
-    ///   newer format version), or holds records of another size or another type tag;
-    /// - `Corrupt` when its header fails its checksum, or it holds fewer bytes than its
-    ///   length says;
-    /// - `Busy` when another handle has it open for writing;
-    /// - `NotMappable` for a FIFO, device, directory or `/proc` file; `NoSpace` when a
-    ///   new file's header finds no room; `Layout` when `T` is too large for the format;
-    ///   the errno of `open`/`mmap` otherwise.
-    pub fn open(path: impl AsRef<Path>, opts: RecordFileOptions) -> Result<RecordFile<T>> {
-        let path = path.as_ref();
+    /// As [`RecordFileOptions::open`].
+    pub fn open(path: impl AsRef<Path>) -> Result<RecordFile<T>> {
+        RecordFileOptions::new().open(path)
+    }
+
+    /// This file as the read-only handle it derefs to, for good (as memmap2's
+    /// `MmapMut::make_read_only`); the writer's lock goes when it is dropped.
+    pub fn into_read_only(self) -> ReadOnlyRecordFile<T> {
+        self.reader
+    }
+}
+
+impl<T: FromBytes + IntoBytes + Immutable + KnownLayout> ReadOnlyRecordFile<T> {
+    fn open_with(path: &Path, opts: RecordFileOptions, write: bool) -> Result<Self> {
         let record = std::mem::size_of::<T>();
         let slot = format::slot_size(record).ok_or_else(|| {
             Error::new(Op::Open, ErrorKind::Layout)
@@ -211,38 +256,9 @@ impl<T: FromBytes + IntoBytes + Immutable + KnownLayout> RecordFile<T> {
                     "records of {record} bytes are too large for a record file"
                 ))
         })?;
-        let write = !opts.read_only;
-        let file = match StoreFile::open(path, write, false, opts.durability) {
-            Ok(file) => file,
-            Err(e) if e.errno() == Some(Errno::NOENT.raw_os_error()) => {
-                if !(write && opts.create) {
-                    return Err(Error::new(Op::Open, ErrorKind::NotFound)
-                        .with_path(Some(path))
-                        .detail("no such record file")
-                        .hint("create it with RecordFileOptions::create(true)"));
-                }
-                create(path, record as u32, slot as u32, opts.type_tag)?;
-                StoreFile::open(path, write, false, opts.durability)?
-            }
-            Err(e) => return Err(e),
-        };
-        if write {
-            lock_writer(&file, path)?;
-        }
+        let file = open_file(path, &opts, write, record, slot)?;
         let header = read_header(&file, path)?;
-        let fixed = Fixed::decode(&header).map_err(|e| fixed_error(e, path))?;
-        if fixed.record_size as usize != record {
-            return Err(format_error(path).detail(format!(
-                "the file holds records of {} bytes; this type is {record} bytes",
-                fixed.record_size
-            )));
-        }
-        if fixed.type_tag != opts.type_tag {
-            return Err(format_error(path).detail(format!(
-                "the file's type tag is {:#x}, not {:#x}",
-                fixed.type_tag, opts.type_tag
-            )));
-        }
+        check_fixed(&header, path, record, opts.type_tag)?;
         let (which, current) = LenSlot::current(&header).ok_or_else(|| {
             Error::new(Op::Recover, ErrorKind::Corrupt)
                 .with_path(Some(path))
@@ -261,11 +277,16 @@ impl<T: FromBytes + IntoBytes + Immutable + KnownLayout> RecordFile<T> {
                 .hint("the file was truncated: its last records are lost"));
         }
         let map = map_file(&file, write)?;
-        Ok(RecordFile {
+        Ok(ReadOnlyRecordFile {
             file,
             path: path.to_path_buf(),
             map,
             opts,
+            write,
+            recovered: RecoveryReport {
+                records: current.len,
+                ..RecoveryReport::default()
+            },
             slot,
             len: current.len,
             cap,
@@ -313,106 +334,6 @@ impl<T: FromBytes + IntoBytes + Immutable + KnownLayout> RecordFile<T> {
         (0..self.len()).map(|i| self.read(i))
     }
 
-    /// Replace record `i` with `value`: the slot not holding the current value gets it
-    /// with the next generation (and with [`Durability::Sync`] reaches storage before
-    /// this returns). A damaged record is repaired by this.
-    ///
-    /// # Errors
-    /// `ReadOnlyFile` on a read-only handle; `OutOfRange` when `i` is not below
-    /// [`len`](Self::len); `Corrupt` when the record's generation cannot grow (a
-    /// hostile file); `Truncated`/`StorageFault` as for [`get`](Self::get); the errno of
-    /// `fdatasync`.
-    pub fn set(&mut self, i: usize, value: &T) -> Result<()> {
-        self.writable(Op::Write)?;
-        if i as u64 >= self.len {
-            return Err(Error::new(Op::Write, ErrorKind::OutOfRange)
-                .with_path(Some(&self.path))
-                .detail(format!("record {i} of a file holding {}", self.len))
-                .hint("push appends a record"));
-        }
-        let off = self.pair_offset(i)?;
-        let mut pair = vec![0u8; 2 * self.slot];
-        self.map.read_at(off, &mut pair)?;
-        let (slot, generation) =
-            match format::decode_record(&pair, self.slot, i as u64, std::mem::size_of::<T>()) {
-                Record::Value {
-                    slot, generation, ..
-                } => {
-                    let next = generation.checked_add(1).ok_or_else(|| {
-                        self.corrupt(Op::Write, off)
-                            .detail(format!("record {i}: its generation cannot grow"))
-                    })?;
-                    (1 - slot, next)
-                }
-                Record::Empty | Record::Damaged => (0, 1),
-            };
-        let buf = &mut pair[..self.slot];
-        format::encode_slot(buf, i as u64, generation, value.as_bytes());
-        self.map.write_at(off + slot * self.slot, buf)?;
-        self.sync_if_asked()
-    }
-
-    /// Append `value` as a new record and return its index.
-    ///
-    /// The file grows (by at least 64 KiB, or half its size) with space reserved by
-    /// `fallocate` *before* the new pages are mapped, so a full disk is an error here,
-    /// never a SIGBUS. The new length is written after the record, so a crash in between
-    /// leaves the file as it was.
-    ///
-    /// # Errors
-    /// `ReadOnlyFile` on a read-only handle; `NoSpace` when the file system is full: the
-    /// file is unchanged, the handle stays usable, and pushes go on once space is freed;
-    /// `Truncated`/`StorageFault` as for [`get`](Self::get); the errno of `fdatasync`
-    /// or `mmap`.
-    pub fn push(&mut self, value: &T) -> Result<usize> {
-        self.writable(Op::Append)?;
-        let i = self.len;
-        let index = usize::try_from(i).map_err(|_| self.overflow())?;
-        if i >= self.cap {
-            self.grow(i + 1)?;
-        }
-        let off = self.pair_offset(index)?;
-        // Slot A gets the value, slot B zeros: whatever a crashed push left there is gone.
-        let mut pair = vec![0u8; 2 * self.slot];
-        format::encode_slot(&mut pair[..self.slot], i, 1, value.as_bytes());
-        self.map.write_at(off, &pair)?;
-        self.sync_if_asked()?;
-        self.write_len(i + 1)?;
-        Ok(index)
-    }
-
-    /// Make every update so far durable (`fdatasync`), whatever the handle's
-    /// [`Durability`].
-    ///
-    /// # Errors
-    /// The errno of `fdatasync` (`EIO` when writeback failed).
-    pub fn sync(&self) -> Result<()> {
-        self.file.sync_data()
-    }
-
-    /// Read every record's slots and report the damaged ones and those that fell back to
-    /// their previous value.
-    ///
-    /// # Errors
-    /// `Truncated`/`StorageFault` when the file cannot be read.
-    pub fn check(&self) -> Result<RecordCheck> {
-        let mut report = RecordCheck {
-            records: self.len(),
-            ..RecordCheck::default()
-        };
-        let mut pair = vec![0u8; 2 * self.slot];
-        for i in 0..self.len() {
-            match self.read_record(i, &mut pair)? {
-                Record::Damaged => report.damaged.push(i),
-                Record::Value {
-                    fell_back: true, ..
-                } => report.fell_back.push(i),
-                _ => {}
-            }
-        }
-        Ok(report)
-    }
-
     /// Re-read the length from the header, to see records another process pushed since
     /// this handle opened (or last refreshed); returns the new length.
     ///
@@ -438,7 +359,7 @@ impl<T: FromBytes + IntoBytes + Immutable + KnownLayout> RecordFile<T> {
                         current.len
                     )));
             }
-            self.map = map_file(&self.file, !self.opts.read_only)?;
+            self.map = map_file(&self.file, self.write)?;
             self.cap = cap;
         }
         self.len = current.len;
@@ -448,7 +369,7 @@ impl<T: FromBytes + IntoBytes + Immutable + KnownLayout> RecordFile<T> {
 
     fn read(&self, i: usize) -> Result<T> {
         let mut pair = vec![0u8; 2 * self.slot];
-        let retries = if self.opts.read_only { READ_RETRIES } else { 1 };
+        let retries = if self.write { 1 } else { READ_RETRIES };
         for _ in 0..retries {
             match self.read_record(i, &mut pair)? {
                 Record::Value { slot, .. } => {
@@ -496,15 +417,82 @@ impl<T: FromBytes + IntoBytes + Immutable + KnownLayout> RecordFile<T> {
             .at(off as u64, (2 * self.slot) as u64)
             .hint("check() lists every damaged record; set() rewrites one")
     }
+}
 
-    fn writable(&self, op: Op) -> Result<()> {
-        if self.opts.read_only {
-            return Err(Error::new(op, ErrorKind::ReadOnlyFile)
+impl<T: FromBytes + IntoBytes + Immutable + KnownLayout> RecordFile<T> {
+    /// Replace record `i` with `value`: the slot not holding the current value gets it
+    /// with the next generation (and with [`Durability::Sync`] reaches storage before
+    /// this returns). A damaged record is repaired by this.
+    ///
+    /// # Errors
+    /// `OutOfRange` when `i` is not below
+    /// [`len`](ReadOnlyRecordFile::len); `Corrupt` when the record's generation cannot grow (a
+    /// hostile file); `Truncated`/`StorageFault` as for [`get`](ReadOnlyRecordFile::get); the errno of
+    /// `fdatasync`.
+    pub fn set(&mut self, i: usize, value: &T) -> Result<()> {
+        if i as u64 >= self.len {
+            return Err(Error::new(Op::Write, ErrorKind::OutOfRange)
                 .with_path(Some(&self.path))
-                .detail("this record file was opened read-only")
-                .hint("open it with RecordFileOptions::read_only(false) to change it"));
+                .detail(format!("record {i} of a file holding {}", self.len))
+                .hint("push appends a record"));
         }
-        Ok(())
+        let off = self.pair_offset(i)?;
+        let mut pair = vec![0u8; 2 * self.slot];
+        self.map.read_at(off, &mut pair)?;
+        let (slot, generation) =
+            match format::decode_record(&pair, self.slot, i as u64, std::mem::size_of::<T>()) {
+                Record::Value {
+                    slot, generation, ..
+                } => {
+                    let next = generation.checked_add(1).ok_or_else(|| {
+                        self.corrupt(Op::Write, off)
+                            .detail(format!("record {i}: its generation cannot grow"))
+                    })?;
+                    (1 - slot, next)
+                }
+                Record::Empty | Record::Damaged => (0, 1),
+            };
+        let buf = &mut pair[..self.slot];
+        format::encode_slot(buf, i as u64, generation, value.as_bytes());
+        self.reader.map.write_at(off + slot * self.slot, buf)?;
+        self.sync_if_asked()
+    }
+
+    /// Append `value` as a new record and return its index.
+    ///
+    /// The file grows (by at least 64 KiB, or half its size) with space reserved by
+    /// `fallocate` *before* the new pages are mapped, so a full disk is an error here,
+    /// never a SIGBUS. The new length is written after the record, so a crash in between
+    /// leaves the file as it was.
+    ///
+    /// # Errors
+    /// `NoSpace` when the file system is full: the
+    /// file is unchanged, the handle stays usable, and pushes go on once space is freed;
+    /// `Truncated`/`StorageFault` as for [`get`](ReadOnlyRecordFile::get); the errno of `fdatasync`
+    /// or `mmap`.
+    pub fn push(&mut self, value: &T) -> Result<usize> {
+        let i = self.len;
+        let index = usize::try_from(i).map_err(|_| self.overflow())?;
+        if i >= self.cap {
+            self.grow(i + 1)?;
+        }
+        let off = self.pair_offset(index)?;
+        // Slot A gets the value, slot B zeros: whatever a crashed push left there is gone.
+        let mut pair = vec![0u8; 2 * self.slot];
+        format::encode_slot(&mut pair[..self.slot], i, 1, value.as_bytes());
+        self.reader.map.write_at(off, &pair)?;
+        self.sync_if_asked()?;
+        self.write_len(i + 1)?;
+        Ok(index)
+    }
+
+    /// Make every update so far durable (`fdatasync`), whatever the handle's
+    /// [`Durability`].
+    ///
+    /// # Errors
+    /// The errno of `fdatasync` (`EIO` when writeback failed).
+    pub fn sync(&self) -> Result<()> {
+        self.file.sync_data()
     }
 
     fn sync_if_asked(&self) -> Result<()> {
@@ -519,10 +507,10 @@ impl<T: FromBytes + IntoBytes + Immutable + KnownLayout> RecordFile<T> {
             len,
         };
         let other = 1 - which;
-        self.map.write_at(LEN_SLOTS[other], &next.encode())?;
+        self.reader.map.write_at(LEN_SLOTS[other], &next.encode())?;
         self.sync_if_asked()?;
-        self.len = len;
-        self.len_slot = (other, next.generation);
+        self.reader.len = len;
+        self.reader.len_slot = (other, next.generation);
         Ok(())
     }
 
@@ -545,8 +533,8 @@ impl<T: FromBytes + IntoBytes + Immutable + KnownLayout> RecordFile<T> {
             self.file.reserve(from, least)?;
         }
         let len = file_len(&self.file, &self.path)?;
-        self.map = map_file(&self.file, true)?;
-        self.cap = capacity(len, self.slot);
+        self.reader.map = map_file(&self.file, true)?;
+        self.reader.cap = capacity(len, self.slot);
         Ok(())
     }
 }

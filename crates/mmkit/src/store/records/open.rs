@@ -5,7 +5,11 @@ use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
+use rustix::io::Errno;
+
 use super::format::{self, Fixed, FixedError, HEADER_LEN};
+use super::RecordFileOptions;
+use crate::store::file::lock_writer;
 use crate::store::storage::StoreFile;
 use crate::store::Durability;
 use crate::{Error, ErrorKind, MapOptions, Mapping, Op, Result};
@@ -41,11 +45,58 @@ pub(super) fn read_header(file: &File, path: &Path) -> Result<Vec<u8>> {
     Ok(page)
 }
 
-pub(super) fn format_error(path: &Path) -> Error {
+/// Open the file at `path` (a writer creates it when asked, and takes its lock).
+pub(super) fn open_file(
+    path: &Path,
+    opts: &RecordFileOptions,
+    write: bool,
+    record: usize,
+    slot: usize,
+) -> Result<StoreFile> {
+    let file = match StoreFile::open(path, write, false, opts.durability) {
+        Ok(file) => file,
+        Err(e) if e.errno() == Some(Errno::NOENT.raw_os_error()) => {
+            if !(write && opts.create) {
+                return Err(Error::new(Op::Open, ErrorKind::NotFound)
+                    .with_path(Some(path))
+                    .detail("no such record file")
+                    .hint("create it with RecordFileOptions::create(true)"));
+            }
+            create(path, record as u32, slot as u32, opts.type_tag)?;
+            StoreFile::open(path, write, false, opts.durability)?
+        }
+        Err(e) => return Err(e),
+    };
+    if write {
+        lock_writer(&file, path)?;
+    }
+    Ok(file)
+}
+
+/// Check the header's fixed part: a record file, of records of `record` bytes, tagged
+/// `type_tag`.
+pub(super) fn check_fixed(header: &[u8], path: &Path, record: usize, type_tag: u64) -> Result<()> {
+    let fixed = Fixed::decode(header).map_err(|e| fixed_error(e, path))?;
+    if fixed.record_size as usize != record {
+        return Err(format_error(path).detail(format!(
+            "the file holds records of {} bytes; this type is {record} bytes",
+            fixed.record_size
+        )));
+    }
+    if fixed.type_tag != type_tag {
+        return Err(format_error(path).detail(format!(
+            "the file's type tag is {:#x}, not {:#x}",
+            fixed.type_tag, type_tag
+        )));
+    }
+    Ok(())
+}
+
+fn format_error(path: &Path) -> Error {
     Error::new(Op::Open, ErrorKind::Format).with_path(Some(path))
 }
 
-pub(super) fn fixed_error(e: FixedError, path: &Path) -> Error {
+fn fixed_error(e: FixedError, path: &Path) -> Error {
     match e {
         FixedError::Short(n) => format_error(path)
             .detail(format!(
@@ -75,7 +126,7 @@ pub(super) fn fixed_error(e: FixedError, path: &Path) -> Error {
 /// Create the record file at `path`: the header is written to a temporary file in the
 /// same directory, made durable, and hard-linked into place, which fails when another
 /// process created the file first (then its file is used).
-pub(super) fn create(path: &Path, record: u32, slot: u32, type_tag: u64) -> Result<()> {
+fn create(path: &Path, record: u32, slot: u32, type_tag: u64) -> Result<()> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
