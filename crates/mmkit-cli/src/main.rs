@@ -61,7 +61,8 @@ enum Command {
     /// Page-cache residency of files and trees (like vmtouch and fincore): query,
     /// touch, evict, lock.
     Cache(cache::CacheArgs),
-    /// Compare ways to read a file: mapped scans vs read() vs pread, warm and cold.
+    /// Benchmarks: ways to read a file (read, the default), to send one (sink), and
+    /// `mmkit find` against ripgrep and grep (find).
     Bench(bench::BenchArgs),
     /// Named shared-memory segments: list, create, remove, read and write them.
     ///

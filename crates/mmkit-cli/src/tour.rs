@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use mmkit::tour::{Finding, Verdict};
+use mmkit_lab::tour::{Finding, Verdict};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct TourArgs {
@@ -30,12 +30,12 @@ pub(crate) fn run(args: &TourArgs) -> anyhow::Result<ExitCode> {
         writeln!(
             out,
             "mmkit tour: {} claims about mmap, checked live",
-            mmkit::tour::claim_count()
+            mmkit_lab::tour::claim_count()
         )?;
         writeln!(out, "{}; files in {}\n", machine(), dir.path().display())?;
     }
     let mut io_result = Ok(());
-    let findings = mmkit::tour::run(dir.path(), |f| {
+    let findings = mmkit_lab::tour::run(dir.path(), |f| {
         if !args.json && io_result.is_ok() {
             io_result = print_finding(&mut out, f);
         }

@@ -23,6 +23,7 @@ fn json_has_the_documented_shape() {
     let d = dir.path().to_str().unwrap();
     let out = mmkit_output(&[
         "bench",
+        "read",
         "--quick",
         "--json",
         "--sizes",
@@ -189,7 +190,7 @@ fn find_races_ripgrep_and_grep_and_they_agree() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().to_str().unwrap();
     let out = mmkit_output(&[
-        "bench", "--find", "--sizes", "2M", "--runs", "2", "--json", "--dir", d,
+        "bench", "find", "--sizes", "2M", "--runs", "2", "--json", "--dir", d,
     ]);
     assert!(
         out.status.success(),
@@ -240,17 +241,17 @@ fn find_races_ripgrep_and_grep_and_they_agree() {
 #[test]
 fn find_takes_no_options_of_the_other_benches() {
     for extra in [
-        &["--sink", "pipe"][..],
+        &["--to", "pipe"][..],
         &["--methods", "mmap"],
         &["--cache", "cold"],
     ] {
-        let mut args = vec!["bench", "--find"];
+        let mut args = vec!["bench", "find"];
         args.extend_from_slice(extra);
         let out = mmkit_output(&args);
         assert_eq!(out.status.code(), Some(2), "{extra:?}");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains("cannot be used with"), "{extra:?}: {err}");
     }
-    let out = mmkit_output(&["bench", "--find", "--sizes", "4K"]);
+    let out = mmkit_output(&["bench", "find", "--sizes", "4K"]);
     one_line_error(&out, 1, "under 1 MiB");
 }

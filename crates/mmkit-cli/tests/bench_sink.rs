@@ -1,4 +1,4 @@
-//! `mmkit bench --sink` through the real binary: every row and JSON field, the table,
+//! `mmkit bench sink` through the real binary: every row and JSON field, the table,
 //! `n/a` for copy_file_range outside a file, and refused arguments. 16 MiB, one run; no
 //! timing is asserted.
 
@@ -22,7 +22,8 @@ fn json_has_a_row_for_every_sink_cache_and_method() {
     let dir = tempfile::tempdir().unwrap();
     let out = mmkit_output(&[
         "bench",
-        "--sink",
+        "sink",
+        "--to",
         "pipe,socket,file",
         "--size",
         "16M",
@@ -90,7 +91,8 @@ fn the_table_says_n_a_where_the_kernel_refuses() {
     let dir = tempfile::tempdir().unwrap();
     let out = mmkit_output(&[
         "bench",
-        "--sink",
+        "sink",
+        "--to",
         "socket",
         "--sizes",
         "16M",
@@ -133,8 +135,9 @@ fn a_given_file_is_sent() {
     std::fs::write(&path, vec![7u8; 300_001]).unwrap();
     let out = mmkit_output(&[
         "bench",
+        "sink",
         path.to_str().unwrap(),
-        "--sink",
+        "--to",
         "file",
         "--runs",
         "2",
@@ -162,13 +165,20 @@ fn bad_arguments_are_refused() {
     let d = dir.path().to_str().unwrap();
     // Usage errors: exit 2 before measuring anything.
     for args in [
-        &["bench", "--sink", "pipe", "--methods", "read"][..],
+        &["bench", "sink", "--to", "pipe", "--methods", "read"][..],
         &["bench", "--methods", "sendfile", "--sizes", "4K"],
-        &["bench", "--sink", "tape"],
-        &["bench", "--sink", "pipe", "--plot", "x.svg"],
-        &["bench", "--sink", "pipe", "--pattern", "seq"],
-        &["bench", "--sink", "pipe", "--methods", "sendfile,zerocopy"],
-        &["bench", "--sink", "pipe", "--sizes", "0"],
+        &["bench", "sink", "--to", "tape"],
+        &["bench", "sink", "--to", "pipe", "--plot", "x.svg"],
+        &["bench", "sink", "--to", "pipe", "--pattern", "seq"],
+        &[
+            "bench",
+            "sink",
+            "--to",
+            "pipe",
+            "--methods",
+            "sendfile,zerocopy",
+        ],
+        &["bench", "sink", "--to", "pipe", "--sizes", "0"],
     ] {
         let out = mmkit_output(args);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
@@ -177,12 +187,12 @@ fn bad_arguments_are_refused() {
     // Refused by the bench: one line, exit 1.
     for args in [
         &[
-            "bench", "--sink", "pipe", "--runs", "0", "--sizes", "4K", "--dir", d,
+            "bench", "sink", "--to", "pipe", "--runs", "0", "--sizes", "4K", "--dir", d,
         ][..],
         &[
-            "bench", "--sink", "pipe", "--buffer", "1G", "--sizes", "4K", "--dir", d,
+            "bench", "sink", "--to", "pipe", "--buffer", "1G", "--sizes", "4K", "--dir", d,
         ],
-        &["bench", d, "--sink", "socket"],
+        &["bench", "sink", d, "--to", "socket"],
     ] {
         let out = mmkit_output(args);
         assert_eq!(out.status.code(), Some(1), "{args:?}: {}", stderr(&out));

@@ -13,7 +13,6 @@
 //! | share | [`shm`] | named and memfd segments, typed shared structs, robust mutex, condvar and semaphore in shared memory, a ring channel between processes |
 //! | page | [`pager`] | user-space demand paging over `userfaultfd`: a region filled on first touch from a file, generated data or a zstd file, with read-ahead, a memory budget and write-back |
 //! | observe | [`probe`] | per-mapping RSS/PSS/dirty from smaps, fault counters, locked memory |
-//! | tour | [`tour`] | live checks of what the Linux docs claim about `mmap` |
 //!
 //! ## Features
 //!
@@ -27,8 +26,6 @@
 //! | `pager` | `pager` | — |
 //! | `zstd` (implies `pager`) | `pager::ZstdSource`, `pager::compress_seekable` | `zstd` (builds zstd's C sources) |
 //! | `probe` | `probe` | `procfs`, `walkdir`, `globset` |
-//! | `bench` (implies `probe`) | `bench`; `shm::bench` with `shm`, `pager::bench` with `pager` | — |
-//! | `tour` (implies `probe`, `bench`, `pager`, `store`) | `tour` | — |
 //! | `process` | `process` (test support: fork a child with a pipe back) | — |
 //! | `serde` | `serde::Serialize` on the report types | `serde` |
 //! | `store` (implies `shm`) | `store`: the crash-safe [`store::Log`], [`store::Kv`] and [`store::RecordFile`] | `crc32c` |
@@ -84,13 +81,12 @@
 #![deny(unsafe_code)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
-#[cfg(feature = "bench")]
-#[cfg_attr(docsrs, doc(cfg(feature = "bench")))]
-pub mod bench;
 pub mod copy;
 mod error;
 pub mod file;
 pub mod guard;
+#[doc(hidden)]
+pub mod lab_seam;
 pub mod map;
 #[cfg(feature = "pager")]
 #[cfg_attr(docsrs, doc(cfg(feature = "pager")))]
@@ -101,10 +97,6 @@ pub mod probe;
 mod proc;
 #[cfg(feature = "process")]
 pub mod process;
-// Without the feature the module is internal: the tour and the shm bench fork children.
-#[cfg(not(feature = "process"))]
-#[allow(dead_code, unreachable_pub)]
-mod process;
 mod rng;
 pub mod search;
 #[cfg(feature = "shm")]
@@ -116,9 +108,6 @@ mod stats;
 #[cfg_attr(docsrs, doc(cfg(feature = "store")))]
 pub mod store;
 mod sys;
-#[cfg(feature = "tour")]
-#[cfg_attr(docsrs, doc(cfg(feature = "tour")))]
-pub mod tour;
 
 pub use error::{Error, ErrorKind, Op, Result};
 pub use file::MappedFile;
@@ -127,8 +116,8 @@ pub use map::{
     Protection, RemapMode, Residency,
 };
 
-/// Helpers the crate's own tests, benches and the CLI's tests share with it: one
-/// xorshift, one median. Not part of the API.
+/// Helpers the crate's own tests, benches, the lab (`crates/mmkit-lab`) and the CLI's
+/// tests share with it: one xorshift, one median. Not part of the API.
 #[doc(hidden)]
 pub mod helpers {
     pub use crate::rng::XorShift;

@@ -4,9 +4,9 @@
 //!
 //! Public only with the `process` Cargo feature (off by default); mmkit's own tests,
 //! examples, benches and doc tests turn it on through a dev-dependency on the crate
-//! itself. Inside the crate the tour and the shm bench always use it, to show what
-//! another process sees of a mapping and that a bad access ends a process with the
-//! signal the docs promise.
+//! itself. The lab (`crates/mmkit-lab`: the tour and the shm bench) turns it on too, to
+//! show what another process sees of a mapping and that a bad access ends a process with
+//! the signal the docs promise.
 //!
 //! ```toml
 //! [dev-dependencies]

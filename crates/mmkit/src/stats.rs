@@ -1,4 +1,5 @@
-//! The one median of the benchmarks and the tour, and [`Spread`]: a figure over runs.
+//! The one median: of the crate's tests and benches, and of the lab's benchmarks and tour
+//! (through [`crate::helpers`]).
 
 use std::time::Duration;
 
@@ -38,38 +39,5 @@ mod tests {
         let mut t = [ms(5), ms(1), ms(4), ms(3)];
         assert_eq!(median_time(&mut t), Duration::from_micros(3500));
         assert_eq!(t, [ms(1), ms(3), ms(4), ms(5)]);
-    }
-}
-
-/// A figure over the runs of a benchmark: the median, the least and the most.
-#[cfg(all(feature = "bench", any(feature = "store", feature = "remote")))]
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize))]
-pub struct Spread {
-    /// The median (of an even count, the mean of the middle two).
-    pub median: f64,
-    /// The least.
-    pub min: f64,
-    /// The most.
-    pub max: f64,
-}
-
-#[cfg(all(feature = "bench", any(feature = "store", feature = "remote")))]
-impl Spread {
-    /// The spread of `values` (sorted by the call).
-    pub(crate) fn of(values: &mut [f64]) -> Spread {
-        let median = median(values);
-        Spread {
-            median,
-            min: values.first().copied().unwrap_or(0.0),
-            max: values.last().copied().unwrap_or(0.0),
-        }
-    }
-
-    /// The spread of `times`, in milliseconds.
-    #[cfg(feature = "remote")]
-    pub(crate) fn of_ms(times: &[Duration]) -> Spread {
-        let mut ms: Vec<f64> = times.iter().map(|t| t.as_secs_f64() * 1e3).collect();
-        Spread::of(&mut ms)
     }
 }

@@ -1,38 +1,72 @@
-//! `mmkit bench --find`: `mmkit find` against ripgrep and grep
-//! ([`mmkit::bench::run_find`] measures); progress, then a table or JSON.
+//! `mmkit bench find`: `mmkit find` against ripgrep and grep
+//! ([`mmkit_lab::bench::run_find`] measures); progress, then a table or JSON.
 
 use std::io::Write;
 use std::process::ExitCode;
 
 use comfy_table::Table;
-use mmkit::bench::{self, FindOptions, FindReport, FindResult};
 use mmkit::size::format_size;
+use mmkit_lab::bench::{self, FindOptions, FindReport, FindResult};
 
-use super::BenchArgs;
+/// Arguments of `mmkit bench find`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct FindArgs {
+    #[command(flatten)]
+    sweep: super::Sweep,
+    /// Options of `bench read` and `bench sink`, refused with a usage error that says so
+    /// (a race of whole programs has no methods, sinks or cache states to choose).
+    #[arg(long, hide = true, num_args = 1)]
+    methods: Option<String>,
+    #[arg(long, hide = true, num_args = 1)]
+    to: Option<String>,
+    #[arg(long, hide = true, num_args = 1)]
+    cache: Option<String>,
+}
 
-fn options(args: &BenchArgs) -> anyhow::Result<FindOptions> {
+impl FindArgs {
+    /// Exit with a usage error (2) when an option of the other benches was given.
+    fn refuse_others(&self) {
+        let given = [
+            ("--methods", self.methods.is_some()),
+            ("--to", self.to.is_some()),
+            ("--cache", self.cache.is_some()),
+        ];
+        if let Some((flag, _)) = given.iter().find(|(_, on)| *on) {
+            super::usage_error(
+                "find",
+                format!(
+                    "the argument '{flag}' cannot be used with `mmkit bench find`: it is an \
+                     option of `mmkit bench read` and `mmkit bench sink`"
+                ),
+            )
+        }
+    }
+}
+
+fn options(args: &FindArgs) -> anyhow::Result<FindOptions> {
     let exe = std::env::current_exe()
         .map_err(|e| anyhow::anyhow!("cannot find this program's own path to time it: {e}"))?;
     let mut o = FindOptions::new(exe);
-    if args.quick {
+    if args.sweep.quick {
         o.size = 256 << 20;
     }
-    if let Some(&size) = args.sizes.first() {
+    if let Some(&size) = args.sweep.sizes.first() {
         o.size = size;
     }
-    if let Some(runs) = args.runs {
+    if let Some(runs) = args.sweep.runs {
         o.runs = runs;
     }
-    o.dir = args.dir.clone();
+    o.dir = args.sweep.dir.clone();
     Ok(o)
 }
 
-pub(super) fn run(args: &BenchArgs) -> anyhow::Result<ExitCode> {
+pub(super) fn run(args: &FindArgs) -> anyhow::Result<ExitCode> {
+    args.refuse_others();
     let options = options(args)?;
     let Some(report) = super::with_progress(|p| bench::run_find(&options, p)) else {
         return Ok(ExitCode::from(1));
     };
-    super::emit(args.json, &report, |out| {
+    super::emit(args.sweep.json, &report, |out| {
         let m = &report.machine;
         writeln!(
             out,

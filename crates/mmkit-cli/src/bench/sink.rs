@@ -1,51 +1,83 @@
-//! `mmkit bench --sink pipe|socket|file`: send a file to a sink with each copy method
-//! ([`mmkit::bench::run_sinks`] measures); progress, then a table or JSON.
+//! `mmkit bench sink [--to pipe,socket,file]`: send a file to a sink with each copy method
+//! ([`mmkit_lab::bench::run_sinks`] measures); progress, then a table or JSON.
 
 use std::io::Write;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use comfy_table::Table;
-use mmkit::bench::{self, CacheState, SinkOptions, SinkReport, SinkResult};
 use mmkit::size::format_size;
+use mmkit_lab::bench::{self, Sink, SinkOptions, SinkReport, SinkResult};
 
-use super::{BenchArgs, CacheArg};
+use super::CacheArg;
 
-/// The sink bench's options from the arguments (`--methods` already checked to be copy
-/// methods).
-fn options(args: &BenchArgs, methods: Vec<mmkit::copy::Method>) -> SinkOptions {
-    let mut o = if args.quick {
-        SinkOptions::quick()
-    } else {
-        SinkOptions::default()
-    };
-    if !args.sizes.is_empty() {
-        o.sizes = args.sizes.clone();
+/// Arguments of `mmkit bench sink`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct SinkArgs {
+    /// Send this file instead of generated ones (it must not be written meanwhile; cold
+    /// runs evict it from the page cache).
+    file: Option<PathBuf>,
+    /// The sinks, comma-separated: pipe, socket (loopback TCP), file (default all three).
+    #[arg(long, value_delimiter = ',', value_parser = sink_arg)]
+    to: Vec<Sink>,
+    #[command(flatten)]
+    sweep: super::Sweep,
+    /// Copy methods, comma-separated: read+write, mmap+write, sendfile, splice,
+    /// copy_file_range (default all).
+    #[arg(long, value_delimiter = ',', value_parser = method_arg)]
+    methods: Vec<mmkit::copy::Method>,
+    /// Page-cache state before each timed pass.
+    #[arg(long, value_enum, default_value = "both")]
+    cache: CacheArg,
+    /// read+write's and the readers' buffer size.
+    #[arg(long, value_parser = crate::args::size::<u64>, default_value = "1M")]
+    buffer: u64,
+}
+
+fn sink_arg(s: &str) -> Result<Sink, String> {
+    Sink::from_name(s).ok_or_else(|| format!("`{s}` is not a sink (pipe, socket or file)"))
+}
+
+/// A copy method; a read method is refused with the subcommand that compares those.
+fn method_arg(s: &str) -> Result<mmkit::copy::Method, String> {
+    if let Some(m) = mmkit::copy::Method::from_name(s) {
+        return Ok(m);
     }
-    if let Some(runs) = args.runs {
-        o.runs = runs;
+    if mmkit_lab::bench::Method::from_name(s).is_some() {
+        return Err(format!(
+            "`{s}` is a read method: compare those with `mmkit bench read`"
+        ));
     }
-    if !methods.is_empty() {
-        o.methods = methods;
+    let copy: Vec<&str> = mmkit::copy::Method::ALL.iter().map(|m| m.name()).collect();
+    Err(format!(
+        "`{s}` is not a copy method (one of {})",
+        copy.join(", ")
+    ))
+}
+
+/// The sink bench's options from the arguments.
+fn options(args: &SinkArgs) -> SinkOptions {
+    let mut o: SinkOptions = args.sweep.options();
+    if !args.methods.is_empty() {
+        o.methods = args.methods.clone();
+        o.methods.dedup();
     }
-    o.sinks = args.sink.clone();
-    o.sinks.dedup();
-    o.caches = match args.cache {
-        CacheArg::Warm => vec![CacheState::Warm],
-        CacheArg::Cold => vec![CacheState::Cold],
-        CacheArg::Both => vec![CacheState::Warm, CacheState::Cold],
-    };
+    if !args.to.is_empty() {
+        o.sinks = args.to.clone();
+        o.sinks.dedup();
+    }
+    o.caches = args.cache.states();
     o.file = args.file.clone();
-    o.dir = args.dir.clone();
     o.buffer = usize::try_from(args.buffer).unwrap_or(usize::MAX);
     o
 }
 
-pub(super) fn run(args: &BenchArgs, methods: Vec<mmkit::copy::Method>) -> anyhow::Result<ExitCode> {
-    let options = options(args, methods);
+pub(super) fn run(args: &SinkArgs) -> anyhow::Result<ExitCode> {
+    let options = options(args);
     let Some(report) = super::with_progress(|p| bench::run_sinks(&options, p)) else {
         return Ok(ExitCode::from(1));
     };
-    super::emit(args.json, &report, |out| {
+    super::emit(args.sweep.json, &report, |out| {
         let m = &report.machine;
         writeln!(
             out,

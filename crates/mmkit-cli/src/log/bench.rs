@@ -1,12 +1,13 @@
-//! `mmkit log bench`: presents [`mmkit::store::bench`] as a table with the targets and
+//! `mmkit log bench`: presents [`mmkit_lab::store`] as a table with the targets and
 //! a verdict for each, or as JSON.
 
 use std::path::PathBuf;
 
 use crate::progress::Progress;
 use clap::Args;
-use mmkit::store::bench::{LogBenchOptions, LogBenchReport, LogBenchRow, Spread};
 use mmkit::store::Durability;
+use mmkit_lab::store::{LogBenchOptions, LogBenchReport, LogBenchRow};
+use mmkit_lab::Spread;
 use serde::Serialize;
 
 /// Options of `mmkit log bench`.
@@ -84,7 +85,7 @@ pub(crate) fn run(args: &BenchArgs) -> anyhow::Result<()> {
         writers: args.writers,
     };
     let progress = Progress::bar("measurements");
-    let report = mmkit::store::bench::run(&opts, |p| {
+    let report = mmkit_lab::store::run(&opts, |p| {
         progress.at(p.done as u64, p.total as u64);
         progress.message(p.what.clone());
     })?;
@@ -270,7 +271,7 @@ mod tests {
             dir: Some(dir.path().to_path_buf()),
             ..LogBenchOptions::tiny()
         };
-        let report = mmkit::store::bench::run(&opts, |_| {}).unwrap();
+        let report = mmkit_lab::store::run(&opts, |_| {}).unwrap();
         let targets = verdicts(&report);
         assert_eq!(targets.len(), 3);
         let text = render(&report, &targets);

@@ -1,6 +1,6 @@
 //! `mmkit page bench`: the pager against the kernel's own paging of a generated file, or
 //! (with --url) against a plain download of an object in a store. The library's
-//! [`mmkit::pager::bench`] measures; this file parses and draws the tables.
+//! [`mmkit_lab::pager`] measures; this file parses and draws the tables.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -8,11 +8,9 @@ use std::process::ExitCode;
 use super::open::RemoteArgs;
 use crate::progress::Progress;
 use crate::table::{align_right, plain_table};
-use mmkit::pager::bench::{
-    PageBenchOptions, PageBenchReport, RemoteBenchOptions, RemoteBenchReport,
-};
 use mmkit::pager::HugePages;
 use mmkit::size::format_size;
+use mmkit_lab::pager::{PageBenchOptions, PageBenchReport, RemoteBenchOptions, RemoteBenchReport};
 
 /// Arguments of `mmkit page bench`.
 #[derive(Debug, clap::Args)]
@@ -128,7 +126,7 @@ fn local(a: &BenchArgs) -> anyhow::Result<ExitCode> {
     }
     let progress = Progress::spinner();
     let report =
-        mmkit::pager::bench::run(&opts, |what| progress.message(format!("measuring {what}…")))?;
+        mmkit_lab::pager::run(&opts, |what| progress.message(format!("measuring {what}…")))?;
     drop(progress);
     if a.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -208,7 +206,7 @@ fn remote(a: &BenchArgs, url: &str) -> anyhow::Result<ExitCode> {
     };
     let progress = Progress::bar("passes");
     progress.message(format!("opening {url}"));
-    let report = mmkit::pager::bench::run_remote(url, &opts, |step| {
+    let report = mmkit_lab::pager::run_remote(url, &opts, |step| {
         progress.at(step.done as u64, step.total as u64);
         progress.message(step.what.to_string());
     })?;
@@ -221,7 +219,8 @@ fn remote(a: &BenchArgs, url: &str) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn render_remote(r: &RemoteBenchReport) -> String {
+/// The remote bench's table: a row per pass.
+fn remote_table(r: &RemoteBenchReport) -> comfy_table::Table {
     let mut t = plain_table(&[
         "pass",
         "median",
@@ -248,6 +247,11 @@ fn render_remote(r: &RemoteBenchReport) -> String {
         ]);
     }
     align_right(&mut t, [1, 2, 3, 4, 5, 6]);
+    t
+}
+
+fn render_remote(r: &RemoteBenchReport) -> String {
+    let t = remote_table(r);
     let fb = &r.first_byte;
     let sync = r
         .rows

@@ -12,8 +12,8 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use comfy_table::{Cell, CellAlignment};
-use mmkit::pager::bench::{scan_pager, touched_bytes};
 use mmkit::pager::{ObjectSource, PagerStats};
+use mmkit_lab::pager::{scan_pager, touched_bytes};
 
 use bench::BenchArgs;
 use open::{build, url_of, Opened, PagerArgs};

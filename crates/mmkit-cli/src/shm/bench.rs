@@ -1,12 +1,12 @@
-//! `mmkit shm bench`: presents [`mmkit::shm::bench`] as a table or JSON; with `--wake`,
-//! [`mmkit::shm::bench::wake`] (the `Shared<T>` waiter's wake latency) instead.
+//! `mmkit shm bench`: presents [`mmkit_lab::shm`] as a table or JSON; with `--wake`,
+//! [`mmkit_lab::shm::wake`] (the `Shared<T>` waiter's wake latency) instead.
 
 use std::process::ExitCode;
 
 use crate::progress::Progress;
 use clap::Args;
-use mmkit::shm::bench::wake::{WakeBenchOptions, WakeReport};
-use mmkit::shm::bench::{Row, ShmBenchOptions, ShmBenchReport, Transport};
+use mmkit_lab::shm::wake::{WakeBenchOptions, WakeReport};
+use mmkit_lab::shm::{Row, ShmBenchOptions, ShmBenchReport, Transport};
 
 /// Options of `mmkit shm bench`.
 #[derive(Debug, Args)]
@@ -69,8 +69,7 @@ pub(crate) fn run(args: &BenchArgs) -> anyhow::Result<ExitCode> {
         opts.rounds = opts.rounds.min(2_000);
     }
     let progress = Progress::spinner();
-    let report =
-        mmkit::shm::bench::run(&opts, |what| progress.message(format!("measuring {what}…")))?;
+    let report = mmkit_lab::shm::run(&opts, |what| progress.message(format!("measuring {what}…")))?;
     drop(progress);
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -86,7 +85,7 @@ fn run_wake(args: &BenchArgs) -> anyhow::Result<ExitCode> {
         hold: std::time::Duration::from_millis(args.hold_ms),
     };
     let progress = Progress::spinner();
-    let report = mmkit::shm::bench::wake::run(&opts, |i| {
+    let report = mmkit_lab::shm::wake::run(&opts, |i| {
         progress.message(format!("timing wake-up {} of {}…", i + 1, opts.runs))
     })?;
     drop(progress);

@@ -17,7 +17,7 @@
 //! next one at the offset reached, and the report lists it in [`CopyReport::refused`].
 //! `EINTR` is retried, `EAGAIN` from a non-blocking destination waits in `poll(2)` until it
 //! takes data, and short writes go on where they stopped. [`CopyOptions::method`] forces one
-//! method (no fall-back), as `mmkit bench --sink` does to compare them.
+//! method (no fall-back), as `mmkit bench sink` does to compare them.
 //!
 //! The source's file position is never used or moved (every method reads at an explicit
 //! offset); the destination's is, as `write(2)` would (a file is written at its position).

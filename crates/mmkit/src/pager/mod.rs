@@ -129,9 +129,6 @@
 //!   (`ObjectSource`, feature `remote`).
 
 mod batch;
-#[cfg(feature = "bench")]
-#[cfg_attr(docsrs, doc(cfg(feature = "bench")))]
-pub mod bench;
 mod bounce;
 mod budget;
 mod fill;
@@ -156,9 +153,6 @@ pub use self::object::{ObjectOptions, ObjectSource, ObjectStats};
 pub use self::options::{PagerOptions, MAX_READAHEAD_BYTES, MAX_THREADS};
 pub use self::runtime::{Pager, PagerStats};
 pub use self::source::{FileSource, FnSource, MemSource, Source};
-// The shared state, where the measuring code's seam reaches it (`super::Shared`).
-#[allow(unused_imports)]
-pub(crate) use self::state::Shared;
 pub use self::view::SourceView;
 #[cfg(feature = "zstd")]
 #[cfg_attr(docsrs, doc(cfg(feature = "zstd")))]

@@ -4,6 +4,8 @@
 //! - [`region_stats`]: the `/proc/self/smaps` entry that holds an address (RSS, PSS,
 //!   dirty, locked, huge pages), parsed with the `procfs` crate.
 //! - [`faults`]: minor and major page faults so far (`getrusage(RUSAGE_SELF)`).
+//! - [`cpu_time`]: user and system CPU time of the process, the calling thread or the
+//!   children waited for (`getrusage`).
 //! - [`locked_bytes`]: `VmLck` from `/proc/self/status`.
 //! - [`mapping_ranges`]: the address ranges of `/proc/self/maps`, to see what a call added.
 //!
@@ -147,6 +149,47 @@ impl std::ops::Sub for Faults {
 pub fn faults() -> Faults {
     let (minor, major) = crate::sys::process::fault_counts();
     Faults { minor, major }
+}
+
+/// Whose CPU time [`cpu_time`] reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CpuOf {
+    /// The whole process, every thread (`RUSAGE_SELF`).
+    Process,
+    /// The calling thread only (`RUSAGE_THREAD`).
+    Thread,
+    /// The children this process has waited for (`RUSAGE_CHILDREN`).
+    Children,
+}
+
+/// User and system CPU time used so far.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CpuTime {
+    /// Time spent running the program's own code.
+    pub user: std::time::Duration,
+    /// Time the kernel spent on its behalf (system calls, page faults).
+    pub system: std::time::Duration,
+}
+
+/// The user and system CPU time used so far by this process, the calling thread, or the
+/// children waited for (`getrusage(2)`). Allocation-free.
+///
+/// ```
+/// use mmkit::probe::{cpu_time, CpuOf};
+/// let t = cpu_time(CpuOf::Process);
+/// assert!(t.user + t.system >= cpu_time(CpuOf::Thread).user);
+/// ```
+#[doc(alias = "getrusage")]
+pub fn cpu_time(of: CpuOf) -> CpuTime {
+    use crate::sys::process::Who;
+    let who = match of {
+        CpuOf::Process => Who::Process,
+        CpuOf::Thread => Who::Thread,
+        CpuOf::Children => Who::Children,
+    };
+    let (user, system) = crate::sys::process::cpu_time(who);
+    CpuTime { user, system }
 }
 
 /// A field of `/proc/meminfo`: bytes for `kB` fields, else the bare count

@@ -15,9 +15,6 @@
 //! - [`condvar`]: a process-shared condition variable paired with the robust mutex.
 //! - [`typed`]: a typed value behind a checked header, initialised exactly once.
 
-#[cfg(feature = "bench")]
-#[cfg_attr(docsrs, doc(cfg(feature = "bench")))]
-pub mod bench;
 pub mod condvar;
 mod memfd;
 mod owner;

@@ -146,10 +146,6 @@ pub const MAGIC: u64 = u64::from_le_bytes(*b"mmkitTy1");
 /// The size of the header before `T`, in bytes.
 pub const HEADER_SIZE: usize = 64;
 
-/// How a waiter sleeps between looks at the state word (reported by the wake bench).
-#[cfg(feature = "bench")]
-pub(crate) const WAITER_SLEEP: &str = "FUTEX_WAIT on the state word, 10 ms slices";
-
 /// The longest sleep between two looks at the initialiser's liveness.
 const LOOK: Duration = Duration::from_millis(10);
 

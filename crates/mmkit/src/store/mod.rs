@@ -78,8 +78,6 @@
 //! allowed only in the files that use it, each with its own `# Safety` paragraph:
 //! `log/{append,bulk,inspect,maps,open,read}.rs`, `kv/{index,mod}.rs`.
 
-#[cfg(feature = "bench")]
-pub mod bench;
 mod file;
 pub(crate) mod format;
 mod kv;

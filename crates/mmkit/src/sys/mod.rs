@@ -38,7 +38,8 @@
         feature = "shm",
         feature = "pager",
         feature = "probe",
-        feature = "tour"
+        feature = "store",
+        feature = "process"
     )),
     allow(dead_code)
 )]

@@ -2,8 +2,8 @@
 
 use std::fmt::Write;
 
-use mmkit::bench::{BenchReport, CacheState, Method, Pattern};
 use mmkit::size::format_size;
+use mmkit_lab::bench::{BenchReport, CacheState, Method, Pattern};
 
 use super::CHART;
 
@@ -65,6 +65,32 @@ pub(super) fn chart(
     s
 }
 
+/// Where one panel draws: its plot area and its axes' ranges.
+struct Frame {
+    /// The panel's left edge (for the rotated y label).
+    x0: f64,
+    /// The plot area's left, top, width and height.
+    pl: f64,
+    pt: f64,
+    pw: f64,
+    ph: f64,
+    /// log10 of the smallest and largest size on the x axis.
+    lo: f64,
+    hi: f64,
+    /// The top of the y axis, GB/s.
+    ymax: f64,
+}
+
+impl Frame {
+    fn px(&self, size: u64) -> f64 {
+        self.pl + ((size as f64).log10() - self.lo) / (self.hi - self.lo) * self.pw
+    }
+
+    fn py(&self, v: f64) -> f64 {
+        self.pt + self.ph - v / self.ymax * self.ph
+    }
+}
+
 fn panel(
     s: &mut String,
     report: &BenchReport,
@@ -87,11 +113,17 @@ fn panel(
         (Some(&a), _) => ((a as f64 / 2.0).log10(), (a as f64 * 2.0).log10()),
         _ => (0.0, 1.0),
     };
-    let ymax = nice(here.iter().map(|r| r.throughput_gbps).fold(0.0, f64::max) * 1.1);
-    let (pl, pt) = (x0 + LEFT, y0 + TOP);
-    let (pw, ph) = (CHART.0 as f64 - LEFT - RIGHT, CHART.1 as f64 - TOP - BOTTOM);
-    let px = |size: u64| pl + ((size as f64).log10() - lo) / (hi - lo) * pw;
-    let py = |v: f64| pt + ph - v / ymax * ph;
+    let f = Frame {
+        x0,
+        pl: x0 + LEFT,
+        pt: y0 + TOP,
+        pw: CHART.0 as f64 - LEFT - RIGHT,
+        ph: CHART.1 as f64 - TOP - BOTTOM,
+        lo,
+        hi,
+        ymax: nice(here.iter().map(|r| r.throughput_gbps).fold(0.0, f64::max) * 1.1),
+    };
+    let (pl, pt, pw, ph) = (f.pl, f.pt, f.pw, f.ph);
     let _ = writeln!(
         s,
         r#"<text x="{:.1}" y="{:.1}" text-anchor="middle" font-size="16">{} reads, {} cache</text>
@@ -101,9 +133,24 @@ fn panel(
         pattern.name(),
         cache.name()
     );
+    axes(s, &f, &sizes);
+    for (i, &m) in methods.iter().enumerate() {
+        let mut pts: Vec<(u64, f64)> = here
+            .iter()
+            .filter(|r| r.method == m)
+            .map(|r| (r.size, r.throughput_gbps))
+            .collect();
+        pts.sort_by_key(|p| p.0);
+        line(s, &f, i, m, &pts);
+    }
+}
+
+/// The grid lines, their labels, and the axis titles.
+fn axes(s: &mut String, f: &Frame, sizes: &[u64]) {
+    let (pl, pt, pw, ph, ymax) = (f.pl, f.pt, f.pw, f.ph, f.ymax);
     for k in 0..=5 {
         let v = ymax * k as f64 / 5.0;
-        let y = py(v);
+        let y = f.py(v);
         let _ = writeln!(
             s,
             r##"<line x1="{pl:.1}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="#ddd"/><text x="{:.1}" y="{:.1}" text-anchor="end" font-size="12">{}</text>"##,
@@ -117,8 +164,8 @@ fn panel(
             }
         );
     }
-    for &size in &sizes {
-        let x = px(size);
+    for &size in sizes {
+        let x = f.px(size);
         let _ = writeln!(
             s,
             r##"<line x1="{x:.1}" y1="{pt:.1}" x2="{x:.1}" y2="{:.1}" stroke="#ddd"/><text x="{x:.1}" y="{:.1}" text-anchor="middle" font-size="12">{}</text>"##,
@@ -133,46 +180,43 @@ fn panel(
 <text x="{:.1}" y="{:.1}" text-anchor="middle" font-size="13" transform="rotate(-90 {:.1} {:.1})">throughput (GB/s)</text>"#,
         pl + pw / 2.0,
         pt + ph + 38.0,
-        x0 + 18.0,
+        f.x0 + 18.0,
         pt + ph / 2.0,
-        x0 + 18.0,
+        f.x0 + 18.0,
         pt + ph / 2.0
     );
-    for (i, &m) in methods.iter().enumerate() {
-        let color = COLORS[i % COLORS.len()];
-        let mut pts: Vec<(u64, f64)> = here
-            .iter()
-            .filter(|r| r.method == m)
-            .map(|r| (r.size, r.throughput_gbps))
-            .collect();
-        pts.sort_by_key(|p| p.0);
-        let line: Vec<String> = pts
-            .iter()
-            .map(|&(x, y)| format!("{:.1},{:.1}", px(x), py(y)))
-            .collect();
+}
+
+/// The `i`th method's line through `pts` (size, GB/s), its points and its legend entry.
+fn line(s: &mut String, f: &Frame, i: usize, m: Method, pts: &[(u64, f64)]) {
+    let color = COLORS[i % COLORS.len()];
+    let (pl, pt) = (f.pl, f.pt);
+    let line: Vec<String> = pts
+        .iter()
+        .map(|&(x, y)| format!("{:.1},{:.1}", f.px(x), f.py(y)))
+        .collect();
+    let _ = writeln!(
+        s,
+        r#"<polyline points="{}" fill="none" stroke="{color}" stroke-width="2"><title>{}</title></polyline>"#,
+        line.join(" "),
+        m.name()
+    );
+    for &(x, y) in pts {
         let _ = writeln!(
             s,
-            r#"<polyline points="{}" fill="none" stroke="{color}" stroke-width="2"><title>{}</title></polyline>"#,
-            line.join(" "),
-            m.name()
-        );
-        for &(x, y) in &pts {
-            let _ = writeln!(
-                s,
-                r#"<circle cx="{:.1}" cy="{:.1}" r="3" fill="{color}"/>"#,
-                px(x),
-                py(y)
-            );
-        }
-        let ly = pt + 14.0 + i as f64 * 16.0;
-        let _ = writeln!(
-            s,
-            r#"<line x1="{:.1}" y1="{ly:.1}" x2="{:.1}" y2="{ly:.1}" stroke="{color}" stroke-width="2"/><text x="{:.1}" y="{:.1}" font-size="12">{}</text>"#,
-            pl + 8.0,
-            pl + 28.0,
-            pl + 32.0,
-            ly + 4.0,
-            m.name()
+            r#"<circle cx="{:.1}" cy="{:.1}" r="3" fill="{color}"/>"#,
+            f.px(x),
+            f.py(y)
         );
     }
+    let ly = pt + 14.0 + i as f64 * 16.0;
+    let _ = writeln!(
+        s,
+        r#"<line x1="{:.1}" y1="{ly:.1}" x2="{:.1}" y2="{ly:.1}" stroke="{color}" stroke-width="2"/><text x="{:.1}" y="{:.1}" font-size="12">{}</text>"#,
+        pl + 8.0,
+        pl + 28.0,
+        pl + 32.0,
+        ly + 4.0,
+        m.name()
+    );
 }

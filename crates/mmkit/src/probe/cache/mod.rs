@@ -328,10 +328,6 @@ impl serde::Serialize for PathError {
     }
 }
 
-/// The old name of [`CacheReport`].
-#[deprecated(since = "0.1.0", note = "renamed to `CacheReport`")]
-pub type Report = CacheReport;
-
 /// What [`CacheOptions::run`] found.
 #[derive(Debug, Default)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
