@@ -292,14 +292,17 @@ impl Mapping {
     /// time: what `f` reads must be checked (the stores checksum a copy), and what it
     /// writes must not be lent to anyone as a slice at the same time.
     #[cfg_attr(not(feature = "store"), allow(dead_code))]
-    pub(crate) unsafe fn with_raw<R>(
+    pub(crate) unsafe fn with_raw<R, F>(
         &self,
         op: Op,
         off: usize,
         len: usize,
         need: Protection,
-        f: impl FnOnce(*mut u8) -> R,
-    ) -> Result<R> {
+        f: F,
+    ) -> Result<R>
+    where
+        F: FnOnce(*mut u8) -> R,
+    {
         self.region.access(op, off, len, need, f)
     }
 

@@ -163,13 +163,16 @@ impl Index {
     }
 
     /// Run `f` on the value of `key`, if held (`verify`: check the record's checksum).
-    pub(crate) fn get_with<R>(
+    pub(crate) fn get_with<R, F>(
         &self,
         log: &Log,
         key: &[u8],
         verify: bool,
-        f: impl FnOnce(&[u8]) -> R,
-    ) -> Result<Option<R>> {
+        f: F,
+    ) -> Result<Option<R>>
+    where
+        F: FnOnce(&[u8]) -> R,
+    {
         let Some(slot) = self.slots.get(&self.hash.hash_one(key)) else {
             return Ok(None);
         };

@@ -92,23 +92,14 @@ impl<'log> Entry<'log> {
         let total = FRAME + self.len as usize;
         buf.clear();
         buf.reserve(total);
-        let map = self.log.maps.get();
-        // SAFETY: the frame and payload lie below the committed end (checked when the
-        // entry was found), inside the mapping; they are copied out under the guard
-        // into spare capacity of `buf`, and only then checked.
+        // SAFETY: the frame is copied out into spare capacity of `buf`, and only then
+        // checked.
         unsafe {
-            map.with_raw(
-                Op::Read,
-                self.offset as usize,
-                total,
-                Protection::READ,
-                |p| {
-                    std::ptr::copy_nonoverlapping(p, buf.as_mut_ptr(), total);
-                    buf.set_len(total);
-                },
-            )
-        }
-        .map_err(|e| e.with_path(Some(&self.log.path)))?;
+            self.with_frame(|p| {
+                std::ptr::copy_nonoverlapping(p, buf.as_mut_ptr(), total);
+                buf.set_len(total);
+            })
+        }?;
         let head: [u8; FRAME] = buf[..FRAME].try_into().expect("a frame");
         let f = Frame::decode(&head);
         if f.seq != self.seq || f.len != self.len || frame_crc(&head, &buf[FRAME..]) != f.crc {
@@ -146,28 +137,35 @@ impl<'log> Entry<'log> {
         f: impl FnOnce(&[u8]) -> R,
     ) -> Result<R> {
         let total = FRAME + self.len as usize;
-        let map = self.log.maps.get();
-        // SAFETY: as in `read_into`; the caller promises no writer while `f` runs.
+        // SAFETY: `f` sees the payload only; the caller promises no writer while it runs.
         let r = unsafe {
-            map.with_raw(
-                Op::Read,
-                self.offset as usize,
-                total,
-                Protection::READ,
-                |p| {
-                    let bytes = std::slice::from_raw_parts(p, total);
-                    let head: &[u8; FRAME] = bytes[..FRAME].try_into().expect("a frame");
-                    let frame = Frame::decode(head);
-                    let ok = frame.seq == self.seq
-                        && frame.len == self.len
-                        && !frame.pad
-                        && (!verify || frame_crc(head, &bytes[FRAME..]) == frame.crc);
-                    ok.then(|| f(&bytes[FRAME..]))
-                },
-            )
-        }
-        .map_err(|e| e.with_path(Some(&self.log.path)))?;
+            self.with_frame(|p| {
+                let bytes = std::slice::from_raw_parts(p, total);
+                let head: &[u8; FRAME] = bytes[..FRAME].try_into().expect("a frame");
+                let frame = Frame::decode(head);
+                let ok = frame.seq == self.seq
+                    && frame.len == self.len
+                    && !frame.pad
+                    && (!verify || frame_crc(head, &bytes[FRAME..]) == frame.crc);
+                ok.then(|| f(&bytes[FRAME..]))
+            })
+        }?;
         r.ok_or_else(|| self.log.damaged_or_dropped(self.seq, self.offset))
+    }
+
+    /// Run `f` on a pointer to the record's frame (header and payload) under the SIGBUS
+    /// guard; an error names the log's file.
+    ///
+    /// # Safety
+    /// `f` may touch only the frame's bytes, and must check what it reads (another
+    /// process can write the file).
+    unsafe fn with_frame<R>(&self, f: impl FnOnce(*mut u8) -> R) -> Result<R> {
+        let total = FRAME + self.len as usize;
+        let map = self.log.maps.get();
+        // SAFETY: the frame lies below the committed end (checked when the entry was
+        // found), inside the mapping; `f`'s part is the caller's promise.
+        unsafe { map.with_raw(Op::Read, self.offset as usize, total, Protection::READ, f) }
+            .map_err(|e| e.with_path(Some(&self.log.path)))
     }
 }
 
