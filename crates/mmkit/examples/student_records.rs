@@ -21,47 +21,19 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use common::{Student, NAMES};
 use mmkit::shm::sync::Semaphore;
 use mmkit::shm::{Memfd, ReceivedSegment, Seals};
 use mmkit::{MapOptions, Mapping};
-use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
-/// One record. `#[repr(C)]` fixes the layout, and the zerocopy derives prove it has no
-/// padding and that any bytes make a valid value, so it can be copied in and out of the
-/// file as it is.
-#[derive(Debug, Clone, Copy, FromBytes, IntoBytes, Immutable, KnownLayout)]
-#[repr(C)]
-struct Student {
-    id: u32,
-    score: u32,
-    /// UTF-8, padded with zero bytes.
-    name: [u8; 24],
-}
+mod common;
 
 const SIZE: usize = std::mem::size_of::<Student>();
-const NAMES: [&str; 3] = ["Ada Lovelace", "Alan Turing", "Grace Hopper"];
 const BONUS: u32 = 7;
 /// Byte offsets of the two semaphores in the sync memfd.
 const FILLED: usize = 0; // parent -> writer: the records are there
 const RAISED: usize = 4; // writer -> parent: the scores are raised
 const WAIT: Duration = Duration::from_secs(10);
-
-impl Student {
-    fn new(id: u32, name: &str, score: u32) -> Student {
-        let mut student = Student {
-            id,
-            score,
-            name: [0; 24],
-        };
-        student.name[..name.len()].copy_from_slice(name.as_bytes());
-        student
-    }
-
-    fn name(&self) -> &str {
-        let end = self.name.iter().position(|&b| b == 0).unwrap_or(24);
-        std::str::from_utf8(&self.name[..end]).unwrap_or("?")
-    }
-}
 
 /// Map a file shared and read-write: both processes call this on the same path.
 fn map(path: &Path) -> mmkit::Result<Mapping> {

@@ -9,39 +9,13 @@
 //! FILE defaults to `mmkit-students.rec` in the temporary directory; delete it to start
 //! over.
 
+use common::{Student, NAMES};
 use mmkit::store::{Durability, RecordFile, RecordFileOptions};
-use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
-/// One record, as in the `student_records` example.
-#[derive(Debug, Clone, Copy, FromBytes, IntoBytes, Immutable, KnownLayout)]
-#[repr(C)]
-struct Student {
-    id: u32,
-    score: u32,
-    /// UTF-8, padded with zero bytes.
-    name: [u8; 24],
-}
+mod common;
 
 /// The record type and its schema version, checked each time the file is opened.
 const STUDENT_V1: u64 = 0x5354_5544_0001;
-const NAMES: [&str; 3] = ["Ada Lovelace", "Alan Turing", "Grace Hopper"];
-
-impl Student {
-    fn new(id: u32, name: &str, score: u32) -> Student {
-        let mut student = Student {
-            id,
-            score,
-            name: [0; 24],
-        };
-        student.name[..name.len()].copy_from_slice(name.as_bytes());
-        student
-    }
-
-    fn name(&self) -> &str {
-        let end = self.name.iter().position(|&b| b == 0).unwrap_or(24);
-        std::str::from_utf8(&self.name[..end]).unwrap_or("?")
-    }
-}
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let path = std::env::args_os().nth(1).map_or_else(
