@@ -5,10 +5,11 @@
 //! changes what another measures, both take the same lock here:
 //!
 //! - [`memlock`]: tests that lock memory (`mlock`) or read this process's `VmLck`.
-//! - [`forks`]: tests that fork children holding a store open, and tests that must not meet
-//!   such a fork (a child gets a copy of every descriptor open in the process at the fork,
-//!   so it would hold another test's writer lock, or a deleted file's space), and the
-//!   power-cut runs, which change system-wide writeback settings.
+//! - [`forks`]: the store tests that fork or spawn children (writers to kill, `mount`), and
+//!   the ones that must not meet such a child (a child gets a copy of every descriptor open
+//!   in the process at that moment, so it would hold another test's writer lock, or a
+//!   deleted file's space, until it exits or execs); also the power-cut runs, which change
+//!   system-wide writeback settings.
 
 use std::sync::{Mutex, MutexGuard};
 
@@ -20,7 +21,7 @@ pub fn memlock() -> MutexGuard<'static, ()> {
     MEMLOCK.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Held by every test of a binary whose tests fork children that keep stores open.
+/// Held by every test of a binary whose tests fork or spawn children beside store writers.
 pub fn forks() -> MutexGuard<'static, ()> {
     FORKS.lock().unwrap_or_else(|p| p.into_inner())
 }

@@ -132,6 +132,8 @@ fn fills_up(what: &str, len: usize, filler: usize, durability: Durability) {
 #[test]
 #[cfg_attr(miri, ignore)]
 fn a_full_disk_is_no_space_and_appends_go_on_once_space_is_freed() {
+    // `mount` and `umount` are children: not while another test holds a writer.
+    let _serial = common::serial::forks();
     if !common::is_root() {
         return skip("needs root to mount a small tmpfs");
     }
@@ -210,6 +212,7 @@ fn hostile_cut(path: &Path, to: u64) {
 #[test]
 #[cfg_attr(miri, ignore)]
 fn a_file_cut_under_the_writer_is_truncated_not_sigbus() {
+    let _serial = common::serial::forks();
     // Inside the records, and the whole file (the header included).
     cut_under(8192);
     cut_under(0);

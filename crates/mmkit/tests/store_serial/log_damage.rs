@@ -295,6 +295,8 @@ fn read_all(log: &Log, allowed: &[ErrorKind], ctx: &str) -> (Vec<u64>, Vec<Error
 #[test]
 #[cfg_attr(miri, ignore)]
 fn ten_thousand_damaged_logs_never_return_a_bad_record_nor_lose_a_good_one() {
+    // Ten thousand writer opens: a child forked or spawned meanwhile would hold one's lock.
+    let _serial = common::serial::forks();
     let dir = tempfile::tempdir().unwrap();
     let model = Model::build(&dir.path().join("model"));
     let path = dir.path().join("case");
