@@ -53,12 +53,12 @@ impl HangServer {
         format!("http://{}", self.addr)
     }
 
-    /// The environment pointing a child at it, as [`S3Server::env`].
+    /// The environment pointing a child at it, as [`S3Server::env`](crate::s3::S3Server::env).
     pub fn env(&self) -> Vec<(String, String)> {
         s3_env(&self.endpoint())
     }
 
-    /// An `object_store` builder for `bucket` on it, as [`S3Server::client`].
+    /// An `object_store` builder for `bucket` on it, as [`S3Server::client`](crate::s3::S3Server::client).
     pub fn client(&self, bucket: &str) -> AmazonS3Builder {
         s3_client(&self.endpoint(), bucket)
     }

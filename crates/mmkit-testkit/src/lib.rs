@@ -8,9 +8,9 @@
 //! - Peers: [`peer()`](fn@peer) and [`skip`], the one `skipped: <tool> not installed` rule and
 //!   `MMKIT_REQUIRE_PEERS` ([`peer`](mod@peer) has the details).
 //! - Shared memory: a unique segment [`Name`].
-//! - Servers on loopback (feature `s3`): a real S3 server ([`s3`]), one that never answers
-//!   ([`hang`]), a plain HTTP server ([`http`]) and a faulty proxy ([`proxy`]). They pull in
-//!   hyper, s3s and tokio, so only the crates whose tests serve S3 turn the feature on.
+//! - Servers on loopback (feature `s3`): a real S3 server (`s3`), one that never answers
+//!   (`hang`), a plain HTTP server (`http`) and a faulty proxy (`proxy`). They pull in hyper,
+//!   s3s and tokio, so only the crates whose tests serve S3 turn the feature on.
 //!
 //! It depends on `mmkit` with only the `process` feature, which every test build of the
 //! library turns on already (its own dev-dependency): it adds no feature to the library

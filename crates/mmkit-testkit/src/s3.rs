@@ -12,7 +12,7 @@
 //! - Every request waits [`S3Server::set_delay`] before it is served (a round trip to a real
 //!   store), and is counted ([`S3Server::counts`]: requests, GETs, bytes of GET bodies).
 //! - A GET or HEAD with `If-Match` or `If-None-Match` gets S3's 412 or 304, which s3s-fs
-//!   itself does not send ([`precondition`]).
+//!   itself does not send (`precondition`).
 //! - [`S3Server::stop`] (and drop) kills it abruptly: the listener and every open
 //!   connection are dropped with the runtime, so a client mid-request gets an error and a
 //!   new connection is refused.

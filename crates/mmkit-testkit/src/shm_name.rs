@@ -21,6 +21,7 @@ impl Name {
     }
 
     /// The segment's size in bytes.
+    #[allow(clippy::len_without_is_empty)] // A size in bytes, not a collection.
     pub fn len(&self) -> u64 {
         std::fs::metadata(self.path()).unwrap().len()
     }
