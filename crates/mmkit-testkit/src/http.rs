@@ -11,13 +11,12 @@
 pub use crate::listen::MAX_CONNECTIONS;
 
 use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::Duration;
 
-use crate::listen::{self, Serve};
+use crate::listen::Running;
 
 /// No flip.
 const NO_FLIP: u64 = u64::MAX;
@@ -29,15 +28,14 @@ struct Shared {
     flip: AtomicU64,
     /// Bodies sent with the flipped byte in them.
     flipped: AtomicUsize,
-    stop: AtomicBool,
+    stop: Arc<AtomicBool>,
 }
 
 /// The server: listening on 127.0.0.1 until dropped.
 #[derive(Debug)]
 pub struct HttpServer {
-    addr: SocketAddr,
+    server: Running,
     shared: Arc<Shared>,
-    thread: Option<JoinHandle<()>>,
 }
 
 impl HttpServer {
@@ -47,19 +45,15 @@ impl HttpServer {
             object,
             flip: AtomicU64::new(NO_FLIP),
             flipped: AtomicUsize::new(0),
-            stop: AtomicBool::new(false),
+            stop: Arc::new(AtomicBool::new(false)),
         });
-        let (addr, thread) = listen::start("http-server", &shared);
-        HttpServer {
-            addr,
-            shared,
-            thread: Some(thread),
-        }
+        let server = Running::start("http-server", &shared, &shared.stop, serve);
+        HttpServer { server, shared }
     }
 
     /// `http://127.0.0.1:PORT/NAME`: the object (any path serves it).
     pub fn url(&self, name: &str) -> String {
-        format!("http://{}/{name}", self.addr)
+        format!("http://{}/{name}", self.server.addr())
     }
 
     /// From now on, invert the object's byte at `offset` in every body that holds it.
@@ -70,25 +64,6 @@ impl HttpServer {
     /// Bodies sent with the flipped byte in them so far.
     pub fn flipped(&self) -> usize {
         self.shared.flipped.load(Ordering::Relaxed)
-    }
-}
-
-impl Drop for HttpServer {
-    fn drop(&mut self) {
-        self.shared.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-impl Serve for Shared {
-    fn stopped(&self) -> bool {
-        self.stop.load(Ordering::Relaxed)
-    }
-
-    fn serve(&self, conn: TcpStream) -> io::Result<()> {
-        serve(conn, self)
     }
 }
 

@@ -21,11 +21,10 @@ use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use crate::listen::Running;
 pub use crate::listen::MAX_CONNECTIONS;
-use crate::listen::{self, Serve};
 use crate::s3::s3_env;
 
 /// The longest a [`Fault::Stall`] holds a request.
@@ -55,15 +54,14 @@ struct Shared {
     /// The faults (not `Pass`) applied so far, in order.
     applied: Mutex<Vec<Fault>>,
     gets: AtomicUsize,
-    stop: AtomicBool,
+    stop: Arc<AtomicBool>,
 }
 
 /// The proxy: listening on 127.0.0.1 until dropped.
 #[derive(Debug)]
 pub struct FaultyProxy {
-    addr: SocketAddr,
+    server: Running,
     shared: Arc<Shared>,
-    thread: Option<JoinHandle<()>>,
 }
 
 impl FaultyProxy {
@@ -74,19 +72,15 @@ impl FaultyProxy {
             schedule: Mutex::new(schedule.iter().copied().collect()),
             applied: Mutex::new(Vec::new()),
             gets: AtomicUsize::new(0),
-            stop: AtomicBool::new(false),
+            stop: Arc::new(AtomicBool::new(false)),
         });
-        let (addr, thread) = listen::start("faulty-proxy", &shared);
-        FaultyProxy {
-            addr,
-            shared,
-            thread: Some(thread),
-        }
+        let server = Running::start("faulty-proxy", &shared, &shared.stop, serve);
+        FaultyProxy { server, shared }
     }
 
     /// `http://127.0.0.1:PORT`.
     pub fn endpoint(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("http://{}", self.server.addr())
     }
 
     /// The environment pointing a child at it, as `S3Server::env`.
@@ -107,25 +101,6 @@ impl FaultyProxy {
     /// `GET`s seen so far.
     pub fn gets(&self) -> usize {
         self.shared.gets.load(Ordering::Relaxed)
-    }
-}
-
-impl Drop for FaultyProxy {
-    fn drop(&mut self) {
-        self.shared.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-impl Serve for Shared {
-    fn stopped(&self) -> bool {
-        self.stop.load(Ordering::Relaxed)
-    }
-
-    fn serve(&self, conn: TcpStream) -> io::Result<()> {
-        serve(conn, self)
     }
 }
 
