@@ -2,7 +2,7 @@
 //! `mmkit page bench --url s3://…` (or anything else that reads S3) against a store that
 //! answers like a real one, without a real one.
 //!
-//! It is the remote tests' server (`tests/common/s3.rs`): s3s-fs, the S3 REST API over a
+//! It is the remote tests' server (`mmkit_testkit::s3`, `crates/mmkit-testkit/src/s3.rs`): s3s-fs, the S3 REST API over a
 //! directory, on 127.0.0.1, every response delayed by `--delay-ms`, with fixed test
 //! credentials and path-style URLs. It prints one line with the endpoint, then the
 //! environment to export, then serves until killed.
@@ -30,8 +30,7 @@
 //! s3s-fs stores each object's ETag (for a file it did not receive, it computes the MD5 of
 //! the whole file on every GET).
 
-#[path = "../tests/common/s3.rs"]
-mod s3;
+use mmkit_testkit::s3;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -121,7 +120,7 @@ fn parse(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
                     .split_once('/')
                     .filter(|(b, k)| !b.is_empty() && !k.is_empty())
                     .ok_or(format!("{flag} {value}: want BUCKET/KEY"))?;
-                if !s3s::path::check_bucket_name(bucket) {
+                if !s3::check_bucket_name(bucket) {
                     return Err(format!(
                         "{bucket:?}: S3 bucket names are 3 to 63 of a-z 0-9 . -"
                     ));
