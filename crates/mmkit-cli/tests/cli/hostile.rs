@@ -407,7 +407,7 @@ fn permission_cases(fx: &Fixture) -> Vec<Case> {
         cases.push(c);
     }
     // A store root owns with mode 0644 (in a directory only root may write): user nobody
-    // cannot change it; reading it read-only works (tests/kv.rs checks that).
+    // cannot change it; reading it read-only works (kv.rs checks that).
     let store = fx.path("readonly.kv");
     let store = store.to_str().unwrap();
     for (expect, args) in [
@@ -465,7 +465,7 @@ fn name_cases(fx: &Fixture) -> Vec<Case> {
             vec!["shm", "write", name, "--create"],
             vec!["shm", "rm", name],
         ] {
-            // Removing the planted link is how one gets rid of it (tests/shm.rs checks
+            // Removing the planted link is how one gets rid of it (shm.rs checks
             // that), and would let the other cases create a real segment of that name.
             if name == fx.planted && args[1] == "rm" {
                 continue;
@@ -562,7 +562,7 @@ fn kv_cases(fx: &Fixture) -> Vec<Case> {
             vec!["kv", "check", "--json", p],
         ] {
             // `set` makes a store of an empty file (what mktemp leaves), as it makes one
-            // of a missing file: tests/kv.rs checks it; the other commands refuse it.
+            // of a missing file: kv.rs checks it; the other commands refuse it.
             if path.ends_with("empty") && args[1] == "set" {
                 continue;
             }

@@ -296,7 +296,7 @@ fn a_reader_without_write_permission_can_cat_but_not_write() {
 #[test]
 fn a_planted_link_is_refused_listed_apart_and_removable() {
     // Who plants the link does not change what mmkit does with it (O_NOFOLLOW); the
-    // library's tests/shm_symlink.rs plants it as user nobody against root.
+    // library's tests/shm/symlink.rs plants it as user nobody against root.
     let dir = tempfile::tempdir().unwrap();
     let victim = dir.path().join("victim");
     std::fs::write(&victim, b"root only").unwrap();

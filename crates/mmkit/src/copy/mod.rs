@@ -45,7 +45,7 @@
 //! - `read(2)`, `sendfile` and `copy_file_range` into a file can, rarely, read the folio
 //!   in the instant between the new length and the zeroing.
 //!
-//! `tests/copy_truncate.rs` checks all of this many times over for every method.
+//! `tests/map/copy_truncate.rs` checks all of this many times over for every method.
 //!
 //! ```
 //! use std::io::Read;

@@ -28,8 +28,8 @@
 //! |---|---|---|
 //! | a full disk (five setups) | no signal: `set()` returns false; on a nearly full disk where its `.crc` file could not be created, 36 keys whose `set()` had returned true were gone after reopening | space is reserved with `fallocate` before it is mapped: `Err(NoSpace)` and nothing written, the store stays open and intact; a write that was saved returns `Ok` (an automatic compaction that no longer fits is deferred and reported in [`KvStats::compaction_deferred`]) |
 //! | one flipped byte in the file | every key discarded (the default on a checksum mismatch) | a torn tail is cut at the first bad record and reported; damage in the middle is `Err(Corrupt)` naming the range under [`Recovery::Strict`], and [`Recovery::Salvage`] (the key-value store's) keeps every intact record |
-//! | the writer killed (`kill -9`) | all keys lost in 1 to 7 of 100 kills | no acknowledged record lost (`tests/store_kv_crash.rs`, `tests/store_log_crash.rs`) |
-//! | a power cut, with [`Durability::Sync`] | not measured | no acknowledged record lost and no batch half applied at any cut of the model (`store::power_tests`) or of a real ext4 image (`tests/store_power.rs`) |
+//! | the writer killed (`kill -9`) | all keys lost in 1 to 7 of 100 kills | no acknowledged record lost (`tests/store_serial/kv_crash.rs`, `tests/store_serial/log_crash.rs`) |
+//! | a power cut, with [`Durability::Sync`] | not measured | no acknowledged record lost and no batch half applied at any cut of the model (`store::power_tests`) or of a real ext4 image (`tests/store_serial/power.rs`) |
 //!
 //! [`Log::truncate_before`] also gives the space of dropped records back (it punches
 //! their pages out of the file).
