@@ -48,6 +48,18 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
     s
 }
 
+/// FILE and `--json`: the arguments of `log check`, `log stats`, `kv stats`, `kv compact`
+/// and `kv check`, whose help says what the JSON holds.
+#[derive(Debug, clap::Args)]
+pub(crate) struct FileReport {
+    /// The log or key-value store.
+    #[arg(value_name = "FILE")]
+    pub(crate) file: std::path::PathBuf,
+    /// Print the report as one JSON object (`--help` lists its fields).
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
 /// The error of subcommand `cmd` (`"log append"`, `"kv get"`, `"cat"`) as the CLI prints
 /// it, `mmkit: CMD: ERROR`: all of the error's text (a library error's hint follows on
 /// a second line).

@@ -161,3 +161,14 @@ pub fn crc32c(bytes: &[u8]) -> u32 {
     }
     !crc
 }
+
+/// Make a FIFO at `path` (mode 0600) that nobody writes to: opening it for reading
+/// blocks, which is what the tests check every opener avoids.
+pub fn mkfifo(path: impl AsRef<Path>) {
+    rustix::fs::mkfifoat(
+        rustix::fs::CWD,
+        path.as_ref(),
+        rustix::fs::Mode::from_raw_mode(0o600),
+    )
+    .expect("mkfifo");
+}

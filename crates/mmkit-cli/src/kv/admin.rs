@@ -2,7 +2,7 @@
 //! rewritten, and its records verified.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 
 use comfy_table::{Cell, CellAlignment};
@@ -10,47 +10,10 @@ use mmkit::size::format_size;
 use mmkit::store::LogOptions;
 
 use super::{kv_error, open, open_to_read};
+use crate::args::FileReport;
 use crate::table::plain_table;
 
-/// Arguments of `mmkit kv stats`.
-#[derive(Debug, clap::Args)]
-pub(crate) struct StatsArgs {
-    /// The store.
-    #[arg(value_name = "FILE")]
-    file: PathBuf,
-    /// Print {"keys", "live_bytes", "total_bytes", "file_bytes", "allocated_bytes"}
-    /// (numbers of bytes, not sizes).
-    #[arg(long)]
-    json: bool,
-}
-
-/// Arguments of `mmkit kv compact`.
-#[derive(Debug, clap::Args)]
-pub(crate) struct CompactArgs {
-    /// The store.
-    #[arg(value_name = "FILE")]
-    file: PathBuf,
-    /// Print {"keys", "bytes_before", "bytes_after", "file_before", "file_after",
-    /// "allocated_before", "allocated_after", "seconds"} (bytes: the records'; file: the
-    /// file's size; allocated: on storage).
-    #[arg(long)]
-    json: bool,
-}
-
-/// Arguments of `mmkit kv check`.
-#[derive(Debug, clap::Args)]
-pub(crate) struct CheckArgs {
-    /// The store.
-    #[arg(value_name = "FILE")]
-    file: PathBuf,
-    /// Print {"intact", "records", "first", "last", "damage": [{"offset", "bytes",
-    /// "first_lost", "next_intact"}], "torn_tail"}, as `mmkit log check --json` (a store
-    /// is a log: each set or del is one record).
-    #[arg(long)]
-    json: bool,
-}
-
-pub(crate) fn stats(args: &StatsArgs) -> anyhow::Result<ExitCode> {
+pub(crate) fn stats(args: &FileReport) -> anyhow::Result<ExitCode> {
     let kv = open_to_read("stats", &args.file)?;
     let s = kv.stats().map_err(|e| kv_error("stats", &e))?;
     let live_share = if s.total_bytes == 0 {
@@ -94,7 +57,7 @@ struct Compacted {
     seconds: f64,
 }
 
-pub(crate) fn compact(args: &CompactArgs) -> anyhow::Result<ExitCode> {
+pub(crate) fn compact(args: &FileReport) -> anyhow::Result<ExitCode> {
     let kv = open("compact", &args.file, false, false)?;
     let file_before = file_size(&args.file)?;
     let r = kv.compact().map_err(|e| kv_error("compact", &e))?;
@@ -139,7 +102,7 @@ pub(crate) fn compact(args: &CompactArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub(crate) fn check(args: &CheckArgs) -> anyhow::Result<ExitCode> {
+pub(crate) fn check(args: &FileReport) -> anyhow::Result<ExitCode> {
     // Read-only, as a log: opening a `Kv` would skip (and mark) the damage it finds, and
     // then there would be none left to report.
     let log = LogOptions::new()

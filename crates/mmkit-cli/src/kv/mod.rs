@@ -72,7 +72,10 @@ enum KvCommand {
     /// Keys, the bytes of the records holding current values (live) and of every record
     /// (total: overwritten and deleted ones too, until a compaction), the file's size
     /// (with the space reserved ahead of writes) and the bytes allocated on storage.
-    Stats(admin::StatsArgs),
+    ///
+    /// --json: Print {"keys", "live_bytes", "total_bytes", "file_bytes", "allocated_bytes"}
+    /// (numbers of bytes, not sizes).
+    Stats(crate::args::FileReport),
     /// Rewrite the live records into a fresh file that replaces the store's: the file
     /// shrinks to what the current values need. Prints the sizes before and after.
     ///
@@ -80,7 +83,11 @@ enum KvCommand {
     /// against other processes using the store: they move to the new file on their next
     /// call. Writes compact automatically too, once the log holds 4 MiB and less than
     /// half of it is live.
-    Compact(admin::CompactArgs),
+    ///
+    /// --json: Print {"keys", "bytes_before", "bytes_after", "file_before", "file_after",
+    /// "allocated_before", "allocated_after", "seconds"} (bytes: the records'; file: the
+    /// file's size; allocated: on storage).
+    Compact(crate::args::FileReport),
     /// Verify every record's checksum and framing, read-only. Exit 0 when intact (one
     /// summary line), 1 listing each damaged range, 2 on errors.
     ///
@@ -88,7 +95,11 @@ enum KvCommand {
     /// the store for writing, which skips damage for good (the keys in a damaged record
     /// are lost, every other key is kept) and says so in one line on stderr; after
     /// that, check finds the store intact.
-    Check(admin::CheckArgs),
+    ///
+    /// --json: Print {"intact", "records", "first", "last", "damage": [{"offset", "bytes",
+    /// "first_lost", "next_intact"}], "torn_tail"}, as `mmkit log check --json` (a store is
+    /// a log: each set or del is one record).
+    Check(crate::args::FileReport),
 }
 
 pub(crate) fn run(args: &KvArgs) -> anyhow::Result<ExitCode> {

@@ -1,39 +1,16 @@
 //! `mmkit log check` and `mmkit log stats`: a log verified, and its numbers and sizes.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 
 use mmkit::size::format_size;
 use mmkit::store::{CheckReport, Seq};
 
 use super::{log_error, open_reader};
+use crate::args::FileReport;
 
-/// Arguments of `mmkit log check`.
-#[derive(Debug, clap::Args)]
-pub(crate) struct CheckArgs {
-    /// The log.
-    #[arg(value_name = "FILE")]
-    file: PathBuf,
-    /// Print {"intact", "records", "first", "last", "damage": [{"offset", "bytes",
-    /// "first_lost", "next_intact"}], "torn_tail"} (torn_tail null or as a damage entry).
-    #[arg(long)]
-    json: bool,
-}
-
-/// Arguments of `mmkit log stats`.
-#[derive(Debug, clap::Args)]
-pub(crate) struct StatsArgs {
-    /// The log.
-    #[arg(value_name = "FILE")]
-    file: PathBuf,
-    /// Print {"first", "last", "records", "used_bytes", "file_bytes", "allocated_bytes"}
-    /// (numbers of bytes, not sizes; first and last null when the log is empty).
-    #[arg(long)]
-    json: bool,
-}
-
-pub(crate) fn check(args: &CheckArgs) -> anyhow::Result<ExitCode> {
+pub(crate) fn check(args: &FileReport) -> anyhow::Result<ExitCode> {
     let log = open_reader("check", &args.file)?;
     let report = log.check().map_err(|e| log_error("check", &e))?;
     print_check(args.json, &args.file, &report)
@@ -86,7 +63,7 @@ pub(crate) fn summary(r: &CheckReport) -> String {
     s
 }
 
-pub(crate) fn stats(args: &StatsArgs) -> anyhow::Result<ExitCode> {
+pub(crate) fn stats(args: &FileReport) -> anyhow::Result<ExitCode> {
     let log = open_reader("stats", &args.file)?;
     let s = log.stats().map_err(|e| log_error("stats", &e))?;
     let seq = |s: Option<Seq>| s.map_or("-".to_string(), |n| n.to_string());

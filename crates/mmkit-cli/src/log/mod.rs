@@ -62,10 +62,17 @@ enum LogCommand {
     ///
     /// A torn tail (an incomplete record past the committed end, what a writer's crash
     /// during an append leaves) is noted but is not damage: the next writer cuts it.
-    Check(check::CheckArgs),
+    ///
+    /// --json: Print {"intact", "records", "first", "last", "damage": [{"offset", "bytes",
+    /// "first_lost", "next_intact"}], "torn_tail"} (torn_tail null or as a damage entry).
+    Check(crate::args::FileReport),
     /// Record numbers and sizes: first, last, records, bytes used by records, the file's
     /// size (with the space reserved ahead) and the bytes allocated on storage.
-    Stats(check::StatsArgs),
+    ///
+    /// --json: Print {"first", "last", "records", "used_bytes", "file_bytes",
+    /// "allocated_bytes"} (numbers of bytes, not sizes; first and last null when the log is
+    /// empty).
+    Stats(crate::args::FileReport),
     /// Appends per second against a plain log written with write(2): 16 B, 256 B and 4
     /// KiB records, at Process durability against O_APPEND write, at Sync durability
     /// against write + fdatasync (one writer, and 8 concurrent appenders sharing flushes

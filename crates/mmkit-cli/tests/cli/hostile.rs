@@ -299,16 +299,7 @@ fn path_commands(p: &str) -> Vec<Vec<String>> {
         vec!["page", "cat", "--zstd", p],
         vec!["page", "stats", "--pattern", "random", "--reads", "10", p],
         vec!["page", "cat", url],
-        vec![
-            "page",
-            "stats",
-            "--json",
-            "--pattern",
-            "random",
-            "--reads",
-            "10",
-            url,
-        ],
+        common::random_stats("10", url).to_vec(),
         vec!["page", "bench", "--url", url, "--runs", "1"],
         vec![
             "bench",
@@ -479,24 +470,34 @@ fn name_cases(fx: &Fixture) -> Vec<Case> {
     cases
 }
 
+/// Paths no store may be made of: a directory, a FIFO, a socket, a symlink loop, a plain
+/// file and a path below it, a file of zeros, `/proc` and device files; and `more` of
+/// the fixture's.
+fn not_a_store(fx: &Fixture, more: &[&str]) -> Vec<PathBuf> {
+    let mine = [
+        "dir",
+        "fifo",
+        "socket",
+        "loop",
+        "data",
+        "data/below-a-file",
+        "zeros",
+    ];
+    let special = [
+        "/proc/self/status",
+        "/proc/self/mem",
+        "/dev/null",
+        "/dev/zero",
+    ];
+    let fixture = mine.iter().chain(more).map(|name| fx.path(name));
+    fixture.chain(special.iter().map(PathBuf::from)).collect()
+}
+
 /// Files that are not logs, for every `log` subcommand: appending must not make a log of
 /// them (the non-log and the cut log keep their bytes), reading must refuse them.
 fn log_cases(fx: &Fixture) -> Vec<Case> {
     let mut cases = Vec::new();
-    let paths = [
-        fx.path("dir"),
-        fx.path("fifo"),
-        fx.path("socket"),
-        fx.path("loop"),
-        fx.path("data"),
-        fx.path("data/below-a-file"),
-        fx.path("cut-log"),
-        fx.path("zeros"),
-        PathBuf::from("/proc/self/status"),
-        PathBuf::from("/proc/self/mem"),
-        PathBuf::from("/dev/null"),
-        PathBuf::from("/dev/zero"),
-    ];
+    let paths = not_a_store(fx, &["cut-log"]);
     for path in &paths {
         let p = path.to_str().unwrap();
         for args in [
@@ -532,22 +533,7 @@ fn log_cases(fx: &Fixture) -> Vec<Case> {
 /// one.
 fn kv_cases(fx: &Fixture) -> Vec<Case> {
     let mut cases = Vec::new();
-    let paths = [
-        fx.path("dir"),
-        fx.path("fifo"),
-        fx.path("socket"),
-        fx.path("loop"),
-        fx.path("dangling"),
-        fx.path("data"),
-        fx.path("data/below-a-file"),
-        fx.path("cut-store"),
-        fx.path("zeros"),
-        fx.path("empty"),
-        PathBuf::from("/proc/self/status"),
-        PathBuf::from("/proc/self/mem"),
-        PathBuf::from("/dev/null"),
-        PathBuf::from("/dev/zero"),
-    ];
+    let paths = not_a_store(fx, &["dangling", "cut-store", "empty"]);
     for path in &paths {
         let p = path.to_str().unwrap();
         for args in [

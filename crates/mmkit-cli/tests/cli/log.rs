@@ -267,14 +267,16 @@ fn a_big_stdin_streams_and_cat_into_head_exits_0() {
         .unwrap();
     assert!(first.contains("record number 0"), "{first}");
     let status = wait_or_kill(&mut child, Duration::from_secs(30)).expect("cat hung");
-    let mut err = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
+    let err = stderr_of(&mut child);
     assert!(status.success() && err.is_empty(), "{status:?}: {err}");
+}
+
+/// All the child's standard error, to its end.
+fn stderr_of(child: &mut std::process::Child) -> String {
+    let mut err = String::new();
+    let mut stderr = child.stderr.take().unwrap();
+    stderr.read_to_string(&mut err).unwrap();
+    err
 }
 
 /// Send `signal` to the child (through kill(1): the tests have no libc).
@@ -326,13 +328,7 @@ fn a_follower_sees_another_process_append_and_stops_on_a_signal() {
         signal(child.id(), sig);
         let status = wait_or_kill(&mut child, Duration::from_secs(10))
             .expect("the follower did not stop on a signal");
-        let mut err = String::new();
-        child
-            .stderr
-            .take()
-            .unwrap()
-            .read_to_string(&mut err)
-            .unwrap();
+        let err = stderr_of(&mut child);
         assert!(status.success(), "SIG{sig}: {status:?}: {err}");
         assert!(err.is_empty(), "{err}");
         last = words[1].clone();

@@ -107,16 +107,7 @@ fn stats_json_has_the_object_and_fetches_at_least_what_it_touches() {
     assert_eq!(seq["readahead_pages"], 513, "{seq}");
     assert_eq!(seq["async_readahead"], true, "{seq}");
 
-    let rnd = json(&run(&[
-        "page",
-        "stats",
-        "--json",
-        "--pattern",
-        "random",
-        "--reads",
-        "50",
-        &url,
-    ]));
+    let rnd = json(&run(&common::random_stats("50", &url)));
     let obj = &rnd["object"];
     let touched = obj["bytes_touched"].as_u64().unwrap();
     assert!(touched > 0 && touched <= 50 * 4096, "{rnd}");
@@ -203,8 +194,7 @@ fn zstd_over_a_url_is_the_uncompressed_bytes() {
     std::fs::write(&zst, seekable_zstd(&bytes, 256 << 10)).unwrap();
     let url = format!("file://{}", zst.display());
     let out = run(&["page", "cat", "--zstd", &url]);
-    assert_code(&out, 0);
-    assert!(out.stdout == bytes, "page cat --zstd {url} differs");
+    common::assert_prints(&out, &bytes, &format!("page cat --zstd {url}"));
 }
 
 #[test]

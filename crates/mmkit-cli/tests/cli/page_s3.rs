@@ -62,8 +62,7 @@ fn cat_zstd_of_an_s3_object_is_the_uncompressed_bytes() {
     s3.create_bucket("data");
     s3.put("data", "obj.zst", &zst);
     let out = mmkit_env(&s3.env(), &["page", "cat", "--zstd", "s3://data/obj.zst"]);
-    assert_code(&out, 0);
-    assert!(out.stdout == plain, "page cat --zstd differs");
+    common::assert_prints(&out, &plain, "page cat --zstd");
 }
 
 #[test]
@@ -73,19 +72,7 @@ fn random_stats_fetch_no_more_than_they_touch() {
     }
     let len = 64 * 1024 * 1024;
     let s3 = server(len);
-    let out = mmkit_env(
-        &s3.env(),
-        &[
-            "page",
-            "stats",
-            "--json",
-            "--pattern",
-            "random",
-            "--reads",
-            "200",
-            "s3://data/obj",
-        ],
-    );
+    let out = mmkit_env(&s3.env(), &common::random_stats("200", "s3://data/obj"));
     assert_code(&out, 0);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     let obj = &v["object"];

@@ -177,8 +177,9 @@ pub struct CpuTime {
 ///
 /// ```
 /// use mmkit::probe::{cpu_time, CpuOf};
-/// let t = cpu_time(CpuOf::Process);
-/// assert!(t.user + t.system >= cpu_time(CpuOf::Thread).user);
+/// let thread = cpu_time(CpuOf::Thread);
+/// let process = cpu_time(CpuOf::Process); // read after: it has every thread's time
+/// assert!(process.user + process.system >= thread.user + thread.system);
 /// ```
 #[doc(alias = "getrusage")]
 pub fn cpu_time(of: CpuOf) -> CpuTime {

@@ -18,6 +18,14 @@ use mmkit::ErrorKind;
 use common::random_nonzero;
 use mmkit_testkit as common;
 
+/// The methods that can write into a pipe.
+const TO_A_PIPE: [Method; 4] = [
+    Method::Sendfile,
+    Method::Splice,
+    Method::MmapWrite,
+    Method::ReadWrite,
+];
+
 fn write_file(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
     let path = dir.join(name);
     std::fs::write(&path, bytes).unwrap();
@@ -257,12 +265,7 @@ fn a_full_non_blocking_destination_is_waited_for() {
     let dir = tempfile::tempdir().unwrap();
     let data = random_nonzero(2 << 20, 5);
     let src = File::open(write_file(dir.path(), "src", &data)).unwrap();
-    for method in [
-        Method::Sendfile,
-        Method::Splice,
-        Method::MmapWrite,
-        Method::ReadWrite,
-    ] {
+    for method in TO_A_PIPE {
         let (r, w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::NONBLOCK).unwrap();
         let reader = std::thread::spawn(move || {
             let mut r = File::from(r);
@@ -292,12 +295,7 @@ fn a_closed_destination_is_an_error_not_a_signal() {
     let dir = tempfile::tempdir().unwrap();
     let data = random_nonzero(1 << 20, 6);
     let src = File::open(write_file(dir.path(), "src", &data)).unwrap();
-    for method in [
-        Method::Sendfile,
-        Method::Splice,
-        Method::MmapWrite,
-        Method::ReadWrite,
-    ] {
+    for method in TO_A_PIPE {
         let (r, w) = rustix::pipe::pipe().unwrap();
         drop(r);
         let e = CopyOptions::new()
@@ -368,12 +366,7 @@ fn hostile_sources_are_refused_without_waiting() {
         .contains("directory"));
     // A FIFO without a writer: opened without blocking, refused without reading.
     let fifo = dir.path().join("fifo");
-    rustix::fs::mkfifoat(
-        rustix::fs::CWD,
-        &fifo,
-        rustix::fs::Mode::from_raw_mode(0o600),
-    )
-    .unwrap();
+    common::mkfifo(&fifo);
     let e = copy::open(&fifo).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::NotMappable, "{e}");
     let f = std::fs::OpenOptions::new()

@@ -327,12 +327,7 @@ fn special_paths_are_refused_at_once_by_every_opener() {
     use mmkit::MappedFile;
     let dir = tempfile::tempdir().unwrap();
     let fifo = dir.path().join("fifo");
-    rustix::fs::mkfifoat(
-        rustix::fs::CWD,
-        &fifo,
-        rustix::fs::Mode::from_raw_mode(0o600),
-    )
-    .unwrap();
+    common::mkfifo(&fifo);
     let socket = dir.path().join("socket");
     let _listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
     let subdir = dir.path().join("dir");

@@ -221,12 +221,7 @@ fn trees_follow_globs_skip_symlinks_and_fifos() {
     // for reading would block forever).
     let outside = write(&dir.path().join("outside"), 7 * ps() as usize);
     std::os::unix::fs::symlink(&outside, root.join("link.txt")).unwrap();
-    rustix::fs::mkfifoat(
-        rustix::fs::CWD,
-        root.join("fifo.txt"),
-        rustix::fs::Mode::from_raw_mode(0o644),
-    )
-    .unwrap();
+    common::mkfifo(root.join("fifo.txt"));
 
     let names = |r: &CacheReport| {
         let mut v: Vec<String> = r

@@ -64,14 +64,16 @@ fn wait_for<'m>(
     Ok(g)
 }
 
+/// Take the mutex (an owner's death is ignored: the tests that kill owners check it).
+fn lock<'a>(w: &'a Words<'_>) -> Result<RobustMutexGuard<'a>, i32> {
+    let r = w.mutex.lock_timeout(LIMIT).map_err(|_| LOCK_FAILED)?;
+    Ok(r.into_guard())
+}
+
 /// Put `first..first+n` into the slot, one at a time.
 fn produce(w: &Words<'_>, first: u64, n: u64) -> Result<(), i32> {
     for v in first..first + n {
-        let g = w
-            .mutex
-            .lock_timeout(LIMIT)
-            .map_err(|_| LOCK_FAILED)?
-            .into_guard();
+        let g = lock(w)?;
         let g = wait_for(&w.not_full, g, || w.full.load(Relaxed) == 0)?;
         w.slot.store(v, Relaxed);
         w.full.store(1, Relaxed);
@@ -84,11 +86,7 @@ fn produce(w: &Words<'_>, first: u64, n: u64) -> Result<(), i32> {
 /// Take `n` values out of the slot, adding them to the sum.
 fn consume(w: &Words<'_>, n: u64) -> Result<(), i32> {
     for _ in 0..n {
-        let g = w
-            .mutex
-            .lock_timeout(LIMIT)
-            .map_err(|_| LOCK_FAILED)?
-            .into_guard();
+        let g = lock(w)?;
         let g = wait_for(&w.not_empty, g, || w.full.load(Relaxed) == 1)?;
         let v = w.slot.load(Relaxed);
         if v == 0 {

@@ -12,6 +12,22 @@ use std::time::Duration;
 use mmkit::store::{Durability, Log, LogOptions, Recovery};
 use mmkit::ErrorKind;
 
+/// Open the log at `path` again: recovery must find nothing to do.
+fn reopen_clean(path: &Path) -> Log {
+    let log = Log::open(path).unwrap();
+    let report = log.recovery_report();
+    assert!(report.is_clean(), "{report}");
+    log
+}
+
+/// A new log in a directory of its own (kept as long as the directory handle lives).
+fn new_log() -> (tempfile::TempDir, std::path::PathBuf, Log) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("log");
+    let log = Log::open(&path).unwrap();
+    (dir, path, log)
+}
+
 fn records(n: usize) -> Vec<Vec<u8>> {
     (0..n)
         .map(|i| format!("record {i} {}", "x".repeat(i % 37)).into_bytes())
@@ -73,9 +89,7 @@ fn records_round_trip_and_survive_reopen() {
 
 #[test]
 fn a_log_grows_past_its_first_reservation_and_its_first_mapping() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("log");
-    let log = Log::open(&path).unwrap();
+    let (_dir, path, log) = new_log();
     let reader = LogOptions::new().open_read_only(&path).unwrap();
     let big = vec![7u8; 1 << 20];
     for _ in 0..300 {
@@ -167,12 +181,7 @@ fn damage_in_the_middle_follows_the_recovery_policy() {
     assert_eq!(log.last().unwrap(), Some(39));
     assert_eq!(log.append(b"new 40").unwrap(), 40);
     drop(log);
-    let log = Log::open(&path).unwrap();
-    assert!(
-        log.recovery_report().is_clean(),
-        "{}",
-        log.recovery_report()
-    );
+    let log = reopen_clean(&path);
     assert_eq!(log.get(40).unwrap(), b"new 40");
     assert_eq!(log.len().unwrap(), 40);
 
@@ -196,20 +205,13 @@ fn damage_in_the_middle_follows_the_recovery_policy() {
     assert!(!seqs.contains(&40));
     assert_eq!(log.append(b"101").unwrap(), 101);
     drop(log);
-    let log = Log::open(&path).unwrap();
-    assert!(
-        log.recovery_report().is_clean(),
-        "{}",
-        log.recovery_report()
-    );
+    let log = reopen_clean(&path);
     assert!(log.check().unwrap().is_intact());
 }
 
 #[test]
 fn truncate_before_drops_records_and_frees_their_pages() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("log");
-    let log = Log::open(&path).unwrap();
+    let (_dir, path, log) = new_log();
     let rec = vec![1u8; 4000];
     for _ in 0..1000 {
         log.append(&rec).unwrap();
@@ -280,14 +282,7 @@ fn bad_input_is_a_clear_error_and_writes_nothing() {
     );
     check(dir.path(), ErrorKind::NotMappable, "directory");
     let fifo = dir.path().join("fifo");
-    rustix::fs::mknodat(
-        rustix::fs::CWD,
-        &fifo,
-        rustix::fs::FileType::Fifo,
-        rustix::fs::Mode::from_raw_mode(0o600),
-        0,
-    )
-    .unwrap();
+    common::mkfifo(&fifo);
     check(&fifo, ErrorKind::NotMappable, "pipe");
     // Read-only handles have no `append` (the type refuses it: see `ReadOnlyLog`'s
     // compile_fail doc test) and do not keep a writer out; a second writer is Busy.

@@ -27,7 +27,7 @@ use std::time::Duration;
 
 use mmkit::helpers::XorShift;
 use mmkit::process::fork;
-use mmkit::store::{Batch, Durability, KvOptions, LogOptions};
+use mmkit::store::{Batch, Durability, KvOptions, Log, LogOptions};
 use mmkit::MapOptions;
 
 use common::{is_root, note, skip};
@@ -48,6 +48,14 @@ fn payload(seq: u64) -> Vec<u8> {
 /// The size of batch number `b` (1 to 6 records, or keys).
 fn batch_len(b: u64) -> u64 {
     1 + (b.wrapping_mul(2_654_435_761) >> 7) % 6
+}
+
+/// Append batch number `b`, whose first record is number `seq`; the next batch's first.
+fn append_batch_no(log: &Log, b: u64, seq: u64) -> u64 {
+    let n = batch_len(b);
+    let recs: Vec<Vec<u8>> = (seq..seq + n).map(payload).collect();
+    log.append_batch(&recs).unwrap();
+    seq + n
 }
 
 /// Where the role child (in its own PID namespace) finds its work.
@@ -236,10 +244,7 @@ fn start_writer(work: Work, path: &Path, acked: &AtomicU64) -> mmkit::process::C
                         .unwrap();
                     let mut seq = 1;
                     for b in 0.. {
-                        let n = batch_len(b);
-                        let recs: Vec<Vec<u8>> = (seq..seq + n).map(payload).collect();
-                        log.append_batch(&recs).unwrap();
-                        seq += n;
+                        seq = append_batch_no(&log, b, seq);
                         acked.store(b + 1, Ordering::SeqCst);
                     }
                 }
@@ -248,10 +253,7 @@ fn start_writer(work: Work, path: &Path, acked: &AtomicU64) -> mmkit::process::C
                     let me = rustix::process::getpid();
                     let mut seq = 1;
                     for b in 0.. {
-                        let n = batch_len(b);
-                        let recs: Vec<Vec<u8>> = (seq..seq + n).map(payload).collect();
-                        log.append_batch(&recs).unwrap();
-                        seq += n;
+                        seq = append_batch_no(&log, b, seq);
                         if b % 3 == 2 {
                             // Written and published, not flushed: the parent cuts here.
                             let _ =
@@ -610,22 +612,21 @@ fn cuts(work: Work, cuts: u32) {
     assert!(failures.is_empty(), "{line}\n{}", failures.join("\n"));
 }
 
-#[test]
-fn a_sync_log_keeps_every_acknowledged_batch_whole_across_power_cuts() {
-    cuts(Work::Log(Durability::Sync), 24);
+/// One test a workload: its name, the workload, and how many cuts.
+macro_rules! power_cuts {
+    ($($name:ident: $work:expr, $cuts:expr;)*) => {
+        $(
+            #[test]
+            fn $name() {
+                cuts($work, $cuts);
+            }
+        )*
+    };
 }
 
-#[test]
-fn a_log_cut_between_its_write_and_its_flush_keeps_every_flushed_batch_whole() {
-    cuts(Work::LogWindow, 24);
-}
-
-#[test]
-fn a_process_log_opens_with_whole_batches_after_power_cuts() {
-    cuts(Work::Log(Durability::Process), 16);
-}
-
-#[test]
-fn a_sync_kv_keeps_every_acknowledged_batch_and_never_wedges_after_power_cuts() {
-    cuts(Work::Kv, 24);
+power_cuts! {
+    a_sync_log_keeps_every_acknowledged_batch_whole_across_power_cuts: Work::Log(Durability::Sync), 24;
+    a_log_cut_between_its_write_and_its_flush_keeps_every_flushed_batch_whole: Work::LogWindow, 24;
+    a_process_log_opens_with_whole_batches_after_power_cuts: Work::Log(Durability::Process), 16;
+    a_sync_kv_keeps_every_acknowledged_batch_and_never_wedges_after_power_cuts: Work::Kv, 24;
 }

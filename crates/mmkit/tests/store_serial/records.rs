@@ -311,14 +311,7 @@ fn hostile_and_foreign_files_are_refused_with_the_reason() {
 
     // A FIFO and a directory are not files a store lives in.
     let fifo = dir.path().join("fifo");
-    rustix::fs::mknodat(
-        rustix::fs::CWD,
-        &fifo,
-        rustix::fs::FileType::Fifo,
-        rustix::fs::Mode::from_raw_mode(0o600),
-        0,
-    )
-    .unwrap();
+    common::mkfifo(&fifo);
     let err = opts().open::<Rec>(&fifo).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::NotMappable, "{err}");
     let err = opts().open::<Rec>(dir.path()).unwrap_err();

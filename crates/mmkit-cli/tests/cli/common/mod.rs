@@ -10,7 +10,8 @@ pub(crate) use mmkit_testkit::{is_root, peer, resident_pages, skip};
 mod run;
 #[allow(unused_imports)] // Only the log and kv tests run mmkit with a stdin this way.
 pub(crate) use run::{
-    assert_code, assert_refused, p, run, run_command, run_with, seekable_zstd, stderr, stdout,
+    assert_code, assert_prints, assert_refused, p, run, run_command, run_with, seekable_zstd,
+    stderr, stdout,
 };
 
 #[allow(unused_imports)] // Only the log and kv tests damage files.
@@ -27,6 +28,21 @@ pub(crate) use mmkit_testkit::s3::{
 pub(crate) use mmkit_testkit::Name;
 
 /// Whether this process may use userfaultfd (CI runs as root, where it must work).
+/// `mmkit page stats --json --pattern random --reads READS TARGET`: random reads of a
+/// file or an object, reported as JSON.
+pub(crate) fn random_stats<'a>(reads: &'a str, target: &'a str) -> [&'a str; 8] {
+    [
+        "page",
+        "stats",
+        "--json",
+        "--pattern",
+        "random",
+        "--reads",
+        reads,
+        target,
+    ]
+}
+
 pub(crate) fn uffd_allowed() -> bool {
     let root = is_root();
     let sysctl = std::fs::read_to_string("/proc/sys/vm/unprivileged_userfaultfd")

@@ -64,6 +64,12 @@ pub(crate) fn stdout(o: &Output) -> String {
 
 /// The run exited with `code` (its output in the failure message otherwise).
 #[track_caller]
+/// The command succeeded and printed exactly `want` (`what` names it if not).
+pub(crate) fn assert_prints(o: &Output, want: &[u8], what: &str) {
+    assert_code(o, 0);
+    assert!(o.stdout == want, "{what} differs");
+}
+
 pub(crate) fn assert_code(o: &Output, code: i32) {
     assert_eq!(
         o.status.code(),
