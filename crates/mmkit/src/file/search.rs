@@ -1,12 +1,16 @@
 //! Searching a [`Mapping`] without borrowing it: forwards with the crate's windowed
 //! scanner ([`crate::search::scan`]); backwards with windows copied out with `read_at`,
 //! overlapping by `needle.len() - 1` bytes so a match across a window edge is found, and
-//! searched with `memchr::memmem`.
+//! searched with `memchr::memmem`. [`MappedFile`]'s `find`, `find_in`, `rfind` and
+//! `rfind_in` (Python's `find` and `rfind`) are built on it here.
 
 use std::ops::ControlFlow;
 
 use memchr::memmem::FinderRev;
 
+use std::ops::RangeBounds;
+
+use super::MappedFile;
 use crate::error::Result;
 use crate::map::Mapping;
 
@@ -72,5 +76,68 @@ impl Search<'_> {
             // this one by `needle.len() - 1` bytes.
             e -= chunk;
         }
+    }
+}
+
+/// Python's `find` and `rfind`.
+impl MappedFile {
+    /// Search for `needle` from the position to the end (Python's `find(sub)`); returns the
+    /// offset of the first match.
+    ///
+    /// # Errors
+    /// The mapping's read error.
+    pub fn find(&self, needle: &[u8]) -> Result<Option<usize>> {
+        self.find_in(needle, self.pos..)
+    }
+
+    /// Search for `needle` in `range`, bounds clamped to the length (Python's
+    /// `find(sub, start, end)`); a match must lie wholly in the range. An empty needle
+    /// matches at the start; a range that starts after it ends matches nothing.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// # let path = dir.path().join("f");
+    /// # std::fs::write(&path, b"abcabc")?;
+    /// let f = mmkit::MappedFile::open(&path)?;
+    /// assert_eq!(f.find_in(b"bc", 2..)?, Some(4));
+    /// assert_eq!(f.find_in(b"bc", 2..5)?, None);
+    /// assert_eq!(f.find_in(b"", 3..100)?, Some(3));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// The mapping's read error.
+    pub fn find_in(&self, needle: &[u8], range: impl RangeBounds<usize>) -> Result<Option<usize>> {
+        self.search(needle, &range).first()
+    }
+
+    /// A search for `needle` in `range`, bounds clamped to the length.
+    fn search<'a>(&'a self, needle: &'a [u8], range: &impl RangeBounds<usize>) -> Search<'a> {
+        let (start, end) = self.clamp(range);
+        Search {
+            map: &self.map,
+            start,
+            end,
+            needle,
+            chunk: SEARCH_CHUNK,
+        }
+    }
+
+    /// Search backwards for `needle` between the position and the end (Python's
+    /// `rfind(sub)`); returns the offset of the last match.
+    ///
+    /// # Errors
+    /// The mapping's read error.
+    pub fn rfind(&self, needle: &[u8]) -> Result<Option<usize>> {
+        self.rfind_in(needle, self.pos..)
+    }
+
+    /// The last match of `needle` in `range` (Python's `rfind(sub, start, end)`); an empty
+    /// needle matches at the clamped end.
+    ///
+    /// # Errors
+    /// The mapping's read error.
+    pub fn rfind_in(&self, needle: &[u8], range: impl RangeBounds<usize>) -> Result<Option<usize>> {
+        self.search(needle, &range).last()
     }
 }
