@@ -14,7 +14,7 @@
 //! other addresses) and the initialiser's publish ends with `FUTEX_WAKE` of them all. An
 //! initialiser's liveness is an OFD lock (`F_OFD_GETLK` of
 //! [`fcntl(2)`](https://man7.org/linux/man-pages/man2/fcntl.2.html)) on the memory's file
-//! — its [`Owner`] — valid in any PID namespace; only anonymous
+//! — its [`Owner`](super::sync::Owner) — valid in any PID namespace; only anonymous
 //! shared memory, which has no file, falls back to
 //! [`/proc/PID/stat`](https://man7.org/linux/man-pages/man5/proc_pid_stat.5.html), valid
 //! in one PID namespace.
@@ -56,7 +56,7 @@
 //!    run again). Only one waiter wins that CAS.
 //!
 //! The ID is, for memory that is a file (a segment, a memfd, a mapped file), the id of an
-//! [`Owner`] the process claims on that file for the call: dead when
+//! [`Owner`](super::sync::Owner) the process claims on that file for the call: dead when
 //! nobody holds its OFD lock, which the kernel drops with the process in any PID
 //! namespace, and which no reboot keeps. For anonymous shared memory (no file) the ID is
 //! the pid, dead when `/proc/PID/stat` is gone or a zombie's: **one PID namespace only**
@@ -135,10 +135,13 @@ use rustix::io::Errno;
 use rustix::thread::futex;
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
-use super::owner::Owner;
 use super::segment::{Segment, SegmentOptions};
 use crate::error::{Error, ErrorKind, Op, Result};
 use crate::map::Mapping;
+
+mod init;
+
+use init::{timeout_err, Initialiser};
 
 /// The header's magic number: the bytes `mmkitTy1` read as a little-endian `u64`.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"mmkitTy1");
@@ -325,63 +328,6 @@ impl SharedOptions {
             return Err(timeout_err(state, pid, self.timeout));
         }
         shared.sleep_while(state, left.min(LOOK))
-    }
-}
-
-fn timeout_err(state: u32, pid: u64, timeout: Duration) -> Error {
-    let what = match state {
-        UNINIT => "nobody initialised it".to_string(),
-        s if s & 3 == INITIALISING => {
-            format!(
-                "process {pid} is still initialising it (pid as its own PID namespace \
-                 numbers it; initialiser id {})",
-                s >> 2
-            )
-        }
-        s => format!("its state word is {s:#x}"),
-    };
-    Error::os(Op::View, Errno::TIMEDOUT)
-        .detail(format!("shared value not ready after {timeout:?}: {what}"))
-        .hint("raise SharedOptions::timeout, or check that some process calls create_or_open")
-}
-
-/// How an initialiser is named in the state word (`ID << 2 | 1`) and found dead.
-enum Initialiser {
-    /// The memory is a file (a segment, a memfd): the ID is an [`Owner`] id on it, held
-    /// by an OFD lock the kernel drops when the process dies, in any PID namespace.
-    Owner(Owner),
-    /// Anonymous shared memory (no file to lock): the ID is the pid, and a dead one is
-    /// found through `/proc/PID/stat` — one PID namespace only (see the module docs).
-    Pid(u32),
-}
-
-impl Initialiser {
-    fn new(map: &Mapping) -> Result<Initialiser> {
-        Ok(match super::owner::file_of(map)? {
-            Some(fd) => Initialiser::Owner(Owner::claim(&fd)?),
-            None => Initialiser::Pid(std::process::id()),
-        })
-    }
-
-    /// Our state word while we initialise.
-    fn state(&self) -> u32 {
-        let id = match self {
-            Initialiser::Owner(o) => o.id(),
-            Initialiser::Pid(p) => *p,
-        };
-        (id << 2) | INITIALISING
-    }
-
-    /// Whether `state` names an initialiser that has ended (never our own).
-    fn is_dead(&self, state: u32) -> bool {
-        if state & 3 != INITIALISING {
-            return false;
-        }
-        let id = state >> 2;
-        match self {
-            Initialiser::Owner(o) => !o.is_alive(id).unwrap_or(true),
-            Initialiser::Pid(me) => id != *me && super::sync::owner_dead(id),
-        }
     }
 }
 
