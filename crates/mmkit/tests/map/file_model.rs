@@ -180,6 +180,35 @@ fn step(op: &OpSpec, m: &mut Model, f: &mut MappedFile) -> (Out, Out) {
             (Out::Byte(b), from(f.read_byte(), Out::Byte))
         }
         OpSpec::Readline => (Out::Bytes(m.readline()), from(f.readline(), Out::Bytes)),
+        OpSpec::Find(n, r) | OpSpec::Rfind(n, r) => {
+            let rev = matches!(op, OpSpec::Rfind(..));
+            let r = r.map(|(a, b)| (a.of(len, 8), b.of(len, 8)));
+            let got = match (rev, r) {
+                (false, None) => f.find(n),
+                (true, None) => f.rfind(n),
+                (false, Some((a, b))) => f.find_in(n, a..b),
+                (true, Some((a, b))) => f.rfind_in(n, a..b),
+            };
+            (Out::Found(m.find(n, r, rev)), from(got, Out::Found))
+        }
+        OpSpec::SeekStart(_) | OpSpec::SeekCurrent(_) | OpSpec::SeekEnd(_) => step_seek(op, m, f),
+        OpSpec::Move(..) | OpSpec::FlushRange(..) | OpSpec::Set(..) | OpSpec::Get(..) => {
+            step_range(op, m, f)
+        }
+        OpSpec::IoRead(_) | OpSpec::IoReadLine | OpSpec::IoWrite(_) => step_io(op, m, f),
+        OpSpec::Resize(x) => {
+            let n = x.of(3 * page() + 100, 0);
+            m.data.resize(n, 0);
+            (Out::Unit, from(f.resize(n), |_| Out::Unit))
+        }
+        OpSpec::Flush => (Out::Unit, from(f.flush(), |_| Out::Unit)),
+    }
+}
+
+/// `step` for the seeks.
+fn step_seek(op: &OpSpec, m: &mut Model, f: &mut MappedFile) -> (Out, Out) {
+    let len = m.data.len();
+    match op {
         OpSpec::SeekStart(x) => {
             let t = x.of(len, 64);
             (
@@ -201,22 +230,14 @@ fn step(op: &OpSpec, m: &mut Model, f: &mut MappedFile) -> (Out, Out) {
                 from(f.seek(SeekFrom::End(d)), Out::Size),
             )
         }
-        OpSpec::Find(n, r) | OpSpec::Rfind(n, r) => {
-            let rev = matches!(op, OpSpec::Rfind(..));
-            let r = r.map(|(a, b)| (a.of(len, 8), b.of(len, 8)));
-            let got = match (rev, r) {
-                (false, None) => f.find(n),
-                (true, None) => f.rfind(n),
-                (false, Some((a, b))) => f.find_in(n, a..b),
-                (true, Some((a, b))) => f.rfind_in(n, a..b),
-            };
-            (Out::Found(m.find(n, r, rev)), from(got, Out::Found))
-        }
-        OpSpec::Resize(x) => {
-            let n = x.of(3 * page() + 100, 0);
-            m.data.resize(n, 0);
-            (Out::Unit, from(f.resize(n), |_| Out::Unit))
-        }
+        _ => unreachable!("not a step_seek operation: {op:?}"),
+    }
+}
+
+/// `step` for the operations on a range: move, flush_range, set, get.
+fn step_range(op: &OpSpec, m: &mut Model, f: &mut MappedFile) -> (Out, Out) {
+    let len = m.data.len();
+    match op {
         OpSpec::Move(d, s, c) => {
             let (d, s, c) = (d.of(len, 4), s.of(len, 4), c.of(len, 4));
             let ok = s + c <= len && d + c <= len;
@@ -228,7 +249,6 @@ fn step(op: &OpSpec, m: &mut Model, f: &mut MappedFile) -> (Out, Out) {
             };
             (want, from(f.move_within(d, s, c), |_| Out::Unit))
         }
-        OpSpec::Flush => (Out::Unit, from(f.flush(), |_| Out::Unit)),
         OpSpec::FlushRange(o, n) => {
             let (o, n) = (o.of(len, 4), n.of(len, 4));
             let want = if o + n <= len {
@@ -258,6 +278,14 @@ fn step(op: &OpSpec, m: &mut Model, f: &mut MappedFile) -> (Out, Out) {
             let want = m.data[s..e.max(s)].to_vec();
             (Out::Bytes(want), from(f.get(a..b), Out::Bytes))
         }
+        _ => unreachable!("not a step_range operation: {op:?}"),
+    }
+}
+
+/// `step` for the `std::io` traits.
+fn step_io(op: &OpSpec, m: &mut Model, f: &mut MappedFile) -> (Out, Out) {
+    let len = m.data.len();
+    match op {
         OpSpec::IoRead(n) => {
             let mut buf = vec![0u8; *n as usize];
             let got = from_io(Read::read(f, &mut buf), |k| Out::Bytes(buf[..k].to_vec()));
@@ -283,6 +311,7 @@ fn step(op: &OpSpec, m: &mut Model, f: &mut MappedFile) -> (Out, Out) {
             };
             (want, from_io(Write::write(f, d), Out::Size))
         }
+        _ => unreachable!("not a step_io operation: {op:?}"),
     }
 }
 
