@@ -48,34 +48,7 @@ fn each_kind_is_found_and_classified() {
         (anon_private.as_ptr(), AreaKind::AnonPrivate, PAGES / 2),
     ];
     for (ptr, kind, touched) in cases {
-        let e = maps
-            .find(ptr)
-            .unwrap_or_else(|| panic!("no entry holds {ptr:p} ({kind})"));
-        assert_eq!(e.kind, kind, "{e:?}");
-        assert!(e.usage.size >= len as u64, "{e:?}");
-        let stats = region_stats(ptr).expect("region_stats");
-        assert_eq!((e.start, e.end), (stats.start, stats.end), "{kind}");
-        assert_eq!(
-            e.usage.rss, stats.rss,
-            "{kind}: RSS differs from region_stats"
-        );
-        assert_eq!(e.usage.pss, stats.pss, "{kind}");
-        assert_eq!(e.dirty(), stats.dirty, "{kind}");
-        assert_eq!(e.perms, stats.perms, "{kind}");
-        assert!(e.usage.rss >= (touched * page) as u64, "{kind}: {e:?}");
-        if kind != AreaKind::AnonPrivate {
-            // Areas of their own (anonymous private ones may merge with neighbours).
-            assert_eq!(e.start, ptr as u64, "{kind}");
-            assert_eq!(e.usage.size, len as u64, "{kind}");
-            assert_eq!(e.usage.rss, (touched * page) as u64, "{kind}: {e:?}");
-        }
-        match kind {
-            AreaKind::FileShared | AreaKind::FilePrivate => {
-                assert_eq!(e.path, path.display().to_string())
-            }
-            AreaKind::AnonShared => assert!(e.path.starts_with("/dev/zero"), "{e:?}"),
-            _ => {}
-        }
+        check_entry(&maps, ptr, kind, touched * page, len, &path);
     }
 
     // Copy-on-write pages are private and dirty; the shared file's dirty pages are ours.
@@ -87,7 +60,52 @@ fn each_kind_is_found_and_classified() {
     );
     assert!(maps.find(anon_shared.as_ptr()).unwrap().dirty() >= (PAGES / 2 * page) as u64);
 
-    // The heap and the stack are there too, and every kind sums into the totals.
+    check_totals(&maps, (PAGES / 2 * page) as u64);
+}
+
+/// The entry holding `ptr`: its kind, its numbers equal to `region_stats`', at least
+/// `touched` bytes resident (exactly, for the areas of their own), and its path.
+fn check_entry(
+    maps: &mmkit::probe::maps::ProcessMaps,
+    ptr: *const u8,
+    kind: AreaKind,
+    touched: usize,
+    len: usize,
+    path: &std::path::Path,
+) {
+    let e = maps
+        .find(ptr)
+        .unwrap_or_else(|| panic!("no entry holds {ptr:p} ({kind})"));
+    assert_eq!(e.kind, kind, "{e:?}");
+    assert!(e.usage.size >= len as u64, "{e:?}");
+    let stats = region_stats(ptr).expect("region_stats");
+    assert_eq!((e.start, e.end), (stats.start, stats.end), "{kind}");
+    assert_eq!(
+        e.usage.rss, stats.rss,
+        "{kind}: RSS differs from region_stats"
+    );
+    assert_eq!(e.usage.pss, stats.pss, "{kind}");
+    assert_eq!(e.dirty(), stats.dirty, "{kind}");
+    assert_eq!(e.perms, stats.perms, "{kind}");
+    assert!(e.usage.rss >= touched as u64, "{kind}: {e:?}");
+    if kind != AreaKind::AnonPrivate {
+        // Areas of their own (anonymous private ones may merge with neighbours).
+        assert_eq!(e.start, ptr as u64, "{kind}");
+        assert_eq!(e.usage.size, len as u64, "{kind}");
+        assert_eq!(e.usage.rss, touched as u64, "{kind}: {e:?}");
+    }
+    match kind {
+        AreaKind::FileShared | AreaKind::FilePrivate => {
+            assert_eq!(e.path, path.display().to_string())
+        }
+        AreaKind::AnonShared => assert!(e.path.starts_with("/dev/zero"), "{e:?}"),
+        _ => {}
+    }
+}
+
+/// The heap and the stack are found, and every kind sums into the totals; each of the
+/// test's four kinds holds at least `least` resident bytes.
+fn check_totals(maps: &mmkit::probe::maps::ProcessMaps, least: u64) {
     let kinds: Vec<AreaKind> = maps.mappings.iter().map(|e| e.kind).collect();
     assert!(kinds.contains(&AreaKind::Stack), "{kinds:?}");
     assert!(kinds.contains(&AreaKind::Special), "{kinds:?}");
@@ -111,10 +129,7 @@ fn each_kind_is_found_and_classified() {
         AreaKind::AnonShared,
         AreaKind::AnonPrivate,
     ] {
-        assert!(
-            t.per_kind[&kind].usage.rss >= (PAGES / 2 * page) as u64,
-            "{kind}"
-        );
+        assert!(t.per_kind[&kind].usage.rss >= least, "{kind}");
     }
 }
 
