@@ -252,10 +252,12 @@ pub fn run_remote(
             passes[i].push(pass);
         }
     }
-    let touched = touched_bytes(size, Some(reads));
-    Ok(report(
-        url, opts, size, reads, touched, &kinds, &firsts, &passes,
-    ))
+    let measured = Measured {
+        kinds,
+        firsts,
+        passes,
+    };
+    Ok(report(url, opts, size, reads, &measured))
 }
 
 /// The random reads covering `fraction` of `size` bytes.
@@ -477,18 +479,27 @@ fn rows(
         .collect()
 }
 
-/// The report from the passes, `passes[i]` being the runs of `kinds[i]`.
-#[allow(clippy::too_many_arguments)]
+/// What the runs measured: `passes[i]` are the runs of `kinds[i]`.
+struct Measured {
+    kinds: Vec<&'static str>,
+    firsts: Vec<First>,
+    passes: Vec<Vec<Pass>>,
+}
+
+/// The report from the passes over an object of `size` bytes, `reads` random reads.
 fn report(
     url: &str,
     opts: &RemoteBenchOptions,
     size: u64,
     reads: usize,
-    touched: u64,
-    kinds: &[&'static str],
-    firsts: &[First],
-    passes: &[Vec<Pass>],
+    measured: &Measured,
 ) -> RemoteBenchReport {
+    let Measured {
+        kinds,
+        firsts,
+        passes,
+    } = measured;
+    let touched = touched_bytes(size, Some(reads));
     let med = median_secs;
     let of = |kind: &str| {
         kinds
